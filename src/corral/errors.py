@@ -1,0 +1,72 @@
+"""One root exception with a shallow tree.
+
+Every user-facing error says what was wrong, with the offending value, and what
+would be accepted. Messages are single lines.
+"""
+
+from __future__ import annotations
+
+
+class CorralError(Exception):
+    """Root of every error corral raises on purpose."""
+
+    #: HTTP status the daemon answers with when this error crosses the API.
+    status = 400
+
+
+class ValidationError(CorralError):
+    """Bad input: a field, the value given and what is accepted."""
+
+    status = 422
+
+    def __init__(self, field: str, value: object, expected: str, *, detail: str | None = None):
+        self.field = field
+        self.value = value
+        self.expected = expected
+        self.detail = detail
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        shown = f'"{self.value}"' if isinstance(self.value, str) else repr(self.value)
+        head = self.detail or f"invalid value for {self.field}"
+        return f"{head}: {shown} ({self.expected})"
+
+
+class QuantityError(ValidationError):
+    """A resource quantity that does not parse or is out of range."""
+
+    def __init__(self, field: str, value: object, expected: str, *, why: str | None = None):
+        super().__init__(field, value, expected, detail=f"invalid quantity for {field}")
+        if why:
+            self.args = (f"{self.args[0][:-1]}; {why})",)
+
+    def __str__(self) -> str:  # keep the adjusted message
+        return self.args[0]
+
+
+class Infeasible(CorralError):
+    """A request that can never fit: more than the node's allocatable amount."""
+
+    status = 422
+
+    def __init__(self, lines: list[str]):
+        self.lines = lines
+        super().__init__("; ".join(lines))
+
+
+class NotFound(CorralError):
+    status = 404
+
+
+class Conflict(CorralError):
+    status = 409
+
+
+class InvalidTransition(CorralError):
+    """A job state change that the transition table does not allow."""
+
+    status = 409
+
+
+class DaemonUnavailable(CorralError):
+    status = 503
