@@ -1,0 +1,68 @@
+"""Inputs and outputs of the scheduler core: plain, immutable data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..job import Allocation, Reason  # noqa: F401  (re-exported for callers)
+from ..resources import Resources, format_quantity
+
+
+@dataclass(frozen=True)
+class PendingJob:
+    """What the scheduler needs to know about a waiting job."""
+
+    id: int
+    requests: Resources
+    priority: int = 0
+    seq: int = 0
+
+    @property
+    def shape(self) -> Resources:
+        """Jobs with equal shapes fit or fail together within one cycle."""
+        return self.requests
+
+
+@dataclass(frozen=True)
+class Shortfall:
+    """One resource a job cannot get: how much it asks, how much is free, of how much."""
+
+    resource: str
+    requested: int
+    free: int
+    total: int
+
+    def describe(self) -> str:
+        q = lambda v: format_quantity(self.resource, v)  # noqa: E731
+        return f"insufficient {self.resource}: requests {q(self.requested)}, free {q(self.free)} of {q(self.total)}"
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Why a job did not start in this cycle (typed reason plus its numbers)."""
+
+    reason: Reason
+    shortfalls: tuple[Shortfall, ...] = ()
+    behind: int | None = None          # strict order: the blocked job it waits behind
+    nodes: int = 1
+
+    @property
+    def message(self) -> str:
+        if self.reason is Reason.INSUFFICIENT_RESOURCES:
+            text = "; ".join(s.describe() for s in self.shortfalls)
+            return text if self.nodes == 1 else f"{text} (best of {self.nodes} nodes)"
+        if self.reason is Reason.PRIORITY and self.behind is not None:
+            return f"waiting behind job {self.behind} (strict order)"
+        return ""
+
+
+@dataclass(frozen=True)
+class Placement:
+    job_id: int
+    allocation: Allocation
+
+
+@dataclass
+class CycleResult:
+    placements: list[Placement] = field(default_factory=list)
+    waiting: dict[int, Waiting] = field(default_factory=dict)

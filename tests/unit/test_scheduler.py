@@ -1,0 +1,224 @@
+"""The pure scheduler core: worked examples and property-based invariants."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from corral.capacity.node import GpuDevice, TopologyLevel, make_node
+from corral.job import Allocation, Reason
+from corral.resources import CPU, GPU, MEMORY, Resources
+from corral.scheduler import PendingJob, Snapshot, get_policy, infeasible, schedule
+from corral.scheduler.placement import choose_gpus
+
+GiB = 2**30
+BEST = get_policy("best-effort-fifo")
+STRICT = get_policy("strict-fifo")
+
+
+def job(i: int, priority: int = 0, **req) -> PendingJob:
+    return PendingJob(i, Resources.parse(req), priority=priority, seq=i)
+
+
+def node4():
+    return make_node("n1", cores=4, memory=16 * GiB, gpus=4)
+
+
+def test_priority_then_submit_order():
+    n = make_node("n1", cores=2, memory=GiB)
+    res = schedule([n], {}, [job(1, cpu=1), job(2, priority=5, cpu=1), job(3, priority=5, cpu=1)], BEST)
+    assert [p.job_id for p in res.placements] == [2, 3]
+    assert res.waiting[1].reason is Reason.INSUFFICIENT_RESOURCES
+    assert res.waiting[1].message == "insufficient cpu: requests 1, free 0 of 2"
+
+
+def test_pending_reason_names_resource_and_numbers():
+    n = node4()
+    running = {1: Allocation("n1", Resources.parse({"cpu": 1, "gpu": 3}), gpus=(0, 1, 2), cores=(0,))}
+    res = schedule([n], running, [job(2, cpu=1, gpu=2)], BEST)
+    assert res.placements == []
+    assert res.waiting[2].message == "insufficient nvidia.com/gpu: requests 2, free 1 of 4"
+
+
+def test_best_effort_lets_small_jobs_pass_strict_does_not():
+    n = node4()
+    running = {1: Allocation("n1", Resources.parse({"cpu": 1, "gpu": 3}), gpus=(0, 1, 2), cores=(0,))}
+    pending = [job(2, cpu=1, gpu=2), job(3, cpu=1, gpu=1)]
+    assert [p.job_id for p in schedule([n], running, pending, BEST).placements] == [3]
+    res = schedule([n], running, pending, STRICT)
+    assert res.placements == []
+    assert res.waiting[3].reason is Reason.PRIORITY
+    assert res.waiting[3].message == "waiting behind job 2 (strict order)"
+
+
+def test_specific_gpus_and_cores_are_assigned():
+    res = schedule([node4()], {}, [job(1, cpu=2, gpu=1), job(2, cpu="500m", gpu=1)], BEST)
+    a1, a2 = (p.allocation for p in res.placements)
+    assert len(a1.gpus) == 1 and len(a1.cores) == 2
+    assert a2.cores == ()          # fractional CPU: shared pool, no pinned cores
+    assert set(a1.gpus).isdisjoint(a2.gpus)
+
+
+def test_multi_gpu_job_gets_an_nvlink_pair_and_singles_do_not_split_pairs():
+    n = node4()   # NVLink pairs (0,1) and (2,3)
+    res = schedule([n], {}, [job(1, cpu=1, gpu=1), job(2, cpu=1, gpu=2), job(3, cpu=1, gpu=1)], BEST)
+    allocs = {p.job_id: p.allocation.gpus for p in res.placements}
+    assert allocs[2] in {(0, 1), (2, 3)}
+    # The two single-GPU jobs share the other pair instead of breaking both pairs.
+    assert {allocs[1][0], allocs[3][0]} == set(range(4)) - set(allocs[2])
+
+
+def test_topology_prefers_closest_pcie_ancestor():
+    def dev(i, links):
+        return GpuDevice(i, f"GPU-{i}", "X", GiB, links=tuple(links.items()))
+    L = TopologyLevel
+    gpus = (
+        dev(0, {1: L.SYSTEM, 2: L.SINGLE, 3: L.SYSTEM}),
+        dev(1, {0: L.SYSTEM, 2: L.SYSTEM, 3: L.HOSTBRIDGE}),
+        dev(2, {0: L.SINGLE, 1: L.SYSTEM, 3: L.SYSTEM}),
+        dev(3, {0: L.SYSTEM, 1: L.HOSTBRIDGE, 2: L.SYSTEM}),
+    )
+    n = make_node("n", cores=4, memory=GiB, gpus=gpus)
+    assert choose_gpus(n, {0, 1, 2, 3}, 2) == (0, 2)
+    assert choose_gpus(n, {1, 2, 3}, 2) == (1, 3)
+    assert choose_gpus(n, {1, 2}, 3) is None
+
+
+def test_never_fits_is_reported_per_resource():
+    n = make_node("n1", cores=2, memory=4 * GiB, gpus=4)
+    lines = infeasible([n], Resources.parse({"cpu": 64, "memory": "8Gi", "gpu": 2}))
+    assert lines == [
+        "insufficient cpu: job requests 64, node has 2 allocatable",
+        "insufficient memory: job requests 8Gi, node has 4Gi allocatable",
+    ]
+    assert infeasible([n], Resources.parse({"cpu": 2, "gpu": 4})) == []
+
+
+def test_reserve_is_not_allocatable():
+    n = make_node("n1", cores=2, memory=4 * GiB, reserve=Resources.parse({"cpu": "500m", "memory": "1Gi"}))
+    assert infeasible([n], Resources.parse({"cpu": 2})) == [
+        "insufficient cpu: job requests 2, node has 1.5 allocatable"]
+    res = schedule([n], {}, [job(1, cpu=1), job(2, cpu=1)], BEST)
+    assert [p.job_id for p in res.placements] == [1]
+
+
+def test_extended_resources_are_counted():
+    n = make_node("n1", cores=4, memory=GiB, extended={"example.com/fpga": 1})
+    res = schedule([n], {}, [job(1, cpu=1, **{"example.com/fpga": 1}), job(2, cpu=1, **{"example.com/fpga": 1})],
+                   BEST)
+    assert [p.job_id for p in res.placements] == [1]
+    assert res.waiting[2].message == "insufficient example.com/fpga: requests 1, free 0 of 1"
+
+
+def test_multi_node_best_fit_packs_gpus():
+    a = make_node("a", cores=8, memory=GiB, gpus=4)
+    b = make_node("b", cores=8, memory=GiB, gpus=4)
+    running = {9: Allocation("b", Resources.parse({"cpu": 1, "gpu": 2}), gpus=(0, 1), cores=(0,))}
+    res = schedule([a, b], running, [job(1, cpu=1, gpu=2)], BEST)
+    assert res.placements[0].allocation.node == "b"
+
+
+def test_deterministic():
+    pending = [job(i, priority=i % 3, cpu=1 + i % 2, gpu=i % 3) for i in range(1, 40)]
+    r1 = schedule([node4(), make_node("n2", cores=4, memory=GiB, gpus=2)], {}, pending, BEST)
+    r2 = schedule([node4(), make_node("n2", cores=4, memory=GiB, gpus=2)], {}, list(reversed(pending)), BEST)
+    assert r1.placements == r2.placements
+    assert r1.waiting == r2.waiting
+
+
+# --- properties ------------------------------------------------------------------
+
+shapes = st.fixed_dictionaries({
+    "cpu": st.sampled_from(["250m", "500m", "1", "1500m", "2", "3"]),
+    "memory": st.sampled_from(["256Mi", "1Gi", "2Gi", "5Gi"]),
+    "gpu": st.integers(min_value=0, max_value=4),
+})
+events = st.lists(
+    st.one_of(
+        st.tuples(st.just("submit"), shapes, st.integers(min_value=-2, max_value=2)),
+        st.tuples(st.just("end"), st.integers(min_value=0, max_value=50)),
+        st.tuples(st.just("cancel"), st.integers(min_value=0, max_value=50)),
+    ),
+    max_size=60,
+)
+
+
+def _check_invariants(nodes, running: dict[int, Allocation]):
+    by_node = {n.name: n for n in nodes}
+    used: dict[str, Counter] = {n.name: Counter() for n in nodes}
+    gpus_seen: set[tuple[str, int]] = set()
+    cores_seen: set[tuple[str, int]] = set()
+    for alloc in running.values():
+        used[alloc.node].update(alloc.requests.as_dict())
+        assert len(alloc.gpus) == alloc.requests.get(GPU, 0)
+        for g in alloc.gpus:
+            assert (alloc.node, g) not in gpus_seen, "one GPU given to two running jobs"
+            gpus_seen.add((alloc.node, g))
+        for c in alloc.cores:
+            assert (alloc.node, c) not in cores_seen, "one core given to two running jobs"
+            cores_seen.add((alloc.node, c))
+        cpu = alloc.requests.get(CPU, 0)
+        assert len(alloc.cores) == (cpu // 1000 if cpu % 1000 == 0 else 0)
+    for name, counter in used.items():
+        alloc = by_node[name].allocatable
+        for res, amount in counter.items():
+            assert amount <= alloc.get(res, 0), f"over-commit of {res} on {name}"
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=events, strict=st.booleans(), gpus=st.integers(min_value=0, max_value=8))
+def test_random_streams_never_overcommit_and_release_everything(events, strict, gpus):
+    nodes = [make_node("n1", cores=4, memory=8 * GiB, gpus=gpus,
+                       reserve=Resources.parse({"memory": "1Gi"})),
+             make_node("n2", cores=2, memory=4 * GiB, gpus=2)]
+    policy = STRICT if strict else BEST
+    pending: dict[int, PendingJob] = {}
+    running: dict[int, Allocation] = {}
+    next_id = 1
+    for event in events:
+        if event[0] == "submit":
+            req = Resources.parse(event[1])
+            if infeasible(nodes, req):
+                continue
+            pending[next_id] = PendingJob(next_id, req, priority=event[2], seq=next_id)
+            next_id += 1
+        elif event[0] == "end" and running:
+            running.pop(sorted(running)[event[1] % len(running)])
+        elif event[0] == "cancel" and (pending or running):
+            ids = sorted(pending) + sorted(running)
+            victim = ids[event[1] % len(ids)]
+            pending.pop(victim, None)
+            running.pop(victim, None)
+        res = schedule(nodes, running, pending.values(), policy)
+        for p in res.placements:
+            assert p.job_id in pending
+            running[p.job_id] = p.allocation
+            del pending[p.job_id]
+        assert set(res.waiting) == set(pending)
+        _check_invariants(nodes, running)
+        # Work-conserving (best-effort): nothing left waiting fits what is free now.
+        snap = Snapshot(nodes, running)
+        if not strict:
+            for j in pending.values():
+                assert not any(s.fits(j.requests) and len(s.free_gpus) >= j.requests.get(GPU, 0)
+                               for s in snap.nodes.values())
+    # Drain: jobs keep ending; every feasible job eventually runs exactly once and,
+    # once all have ended, the snapshot is back to full capacity.
+    ran: Counter = Counter(running.keys())
+    for _ in range(len(pending) + 1):
+        running.clear()
+        res = schedule(nodes, running, pending.values(), policy)
+        for p in res.placements:
+            running[p.job_id] = p.allocation
+            ran[p.job_id] += 1
+            del pending[p.job_id]
+        _check_invariants(nodes, running)
+    assert not pending
+    assert all(count == 1 for count in ran.values())
+    running.clear()
+    for s in Snapshot(nodes, running).nodes.values():
+        assert s.used == {} or all(v == 0 for v in s.used.values())
+        assert s.free_gpus == {g.index for g in s.node.gpus}
+        assert s.free_cores == set(s.node.cores)
