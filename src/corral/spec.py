@@ -6,10 +6,14 @@ CLI-style values, Kubernetes requests/limits semantics and time limits follow be
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .resources import Resources
+from .durations import format_duration, parse_duration
+from .errors import QuantityError, ValidationError
+from .resources import CPU, MEMORY, Resources, canonical_name, format_quantity, parse_quantity, sort_key
 
 
 @dataclass(frozen=True)
@@ -59,3 +63,620 @@ class JobSpec:
             requests=Resources(data.get("requests", {})),
             limits=Resources(data.get("limits", {})),
         )
+
+
+# ---------------------------------------------------------------------------------------
+# Validation and parsing. Everything below is stdlib only (PyYAML is imported lazily in
+# load_documents), so importing this module stays cheap for the CLI.
+# ---------------------------------------------------------------------------------------
+
+API_VERSION = "corral/v1"
+KIND = "Job"
+SHELL = ("/bin/sh", "-c")
+MAX_PRIORITY = 1_000_000
+MAX_NAME = 253
+MAX_LABEL_VALUE = 253
+
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z", re.ASCII)
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?\Z", re.ASCII)
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z", re.ASCII)
+_LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+_INT = re.compile(r"^\s*[+-]?\d+\s*\Z", re.ASCII)
+
+_COMMAND_EXPECTED = ('expected a program and its arguments, e.g. ["python", "train.py"], '
+                     'or a shell command string, e.g. "python train.py > log.txt"')
+_RESOURCES_EXPECTED = ('expected a mapping of resource name to quantity, '
+                       'e.g. {cpu: "2", memory: 8Gi, nvidia.com/gpu: 1}')
+_ENV_KEY_EXPECTED = ("expected a variable name of letters, digits and _, not starting with a digit, "
+                     "e.g. CUDA_LAUNCH_BLOCKING")
+_STRING_VALUE = 'expected a string; quote numbers and booleans, e.g. "1", "true"'
+_LABEL_KEY_EXPECTED = ("expected [prefix/]name: name at most 63 characters of letters, digits, -, _ and ., "
+                       "starting and ending with a letter or digit, e.g. team or example.com/team")
+_PRIORITY_EXPECTED = f"expected an integer from {-MAX_PRIORITY} to {MAX_PRIORITY}"
+
+
+# -- error helpers ----------------------------------------------------------------------
+
+def _show(value: object) -> str:
+    """A value as an error message shows it: one line, at most ~80 characters."""
+    if isinstance(value, str):
+        text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in value)
+        return f'"{text[:80]}..."' if len(text) > 80 else f'"{text}"'
+    text = repr(value)
+    return text[:80] + "..." if len(text) > 80 else text
+
+
+def _fail(field: str, value: object, expected: str, *, detail: str | None = None,
+          message: str | None = None) -> ValidationError:
+    """A :class:`ValidationError` whose message is one line (values are escaped/shortened)."""
+    err = ValidationError(field, value, expected, detail=detail)
+    head = detail or f"invalid value for {field}"
+    err.args = (message or f"{head}: {_show(value)} ({expected})",)
+    return err
+
+
+def _quantity_error(field: str, value: object, expected: str, why: str | None) -> QuantityError:
+    err = QuantityError(field, value, expected)
+    tail = f"{expected}; {why}" if why else expected
+    err.args = (f"invalid quantity for {field}: {_show(value)} ({tail})",)
+    return err
+
+
+def _why(err: QuantityError) -> str | None:
+    """The ``why`` part QuantityError appended to its message, if any."""
+    text = str(err)
+    marker = f"({err.expected}; "
+    at = text.rfind(marker)
+    if at >= 0 and text.endswith(")"):
+        return text[at + len(marker):-1]
+    return None
+
+
+def _relocate(err: ValidationError, prefix: str) -> ValidationError:
+    """The same error (same type and attributes) with ``prefix`` before its message."""
+    new = err.__class__.__new__(err.__class__)
+    new.__dict__.update(err.__dict__)
+    new.args = (f"{prefix}{err}",)
+    return new
+
+
+# -- resources --------------------------------------------------------------------------
+
+def resolve_resources(requests: Resources, limits: Resources, *,
+                      field_prefix: str = "") -> tuple[Resources, Resources]:
+    """Apply Kubernetes requests/limits semantics; returns ``(requests, limits)``.
+
+    * a resource with only a request gets a limit equal to it, one with only a limit
+      gets a request equal to it;
+    * a request above its limit is an error;
+    * for ``nvidia.com/gpu`` and every extended resource the request must equal the limit
+      (they cannot be overcommitted);
+    * amounts must be greater than zero (``Resources`` drops zeros, so explicit zeros are
+      caught where raw values are parsed; negative amounts are caught here).
+
+    ``field_prefix`` names the section in messages, e.g. ``"spec.resources."``.
+    """
+    section = field_prefix.rstrip(".") or "resources"
+    req = dict(requests.items())
+    lim = dict(limits.items())
+    for name in sorted(set(req) | set(lim), key=sort_key):
+        r, l = req.get(name), lim.get(name)
+        for kind, amount in (("requests", r), ("limits", l)):
+            if amount is not None and amount <= 0:
+                raise _fail(f"{field_prefix}{kind}.{name}", amount, "must be greater than zero",
+                            detail=f"invalid {section}: {kind}.{name}")
+        if r is None:
+            req[name] = l  # type: ignore[assignment]
+            continue
+        if l is None:
+            lim[name] = r
+            continue
+        shown_r, shown_l = format_quantity(name, r), format_quantity(name, l)
+        if name in (CPU, MEMORY):
+            if r > l:
+                raise _fail(f"{field_prefix}requests.{name}", shown_r, "a request must be at most its limit",
+                            message=f"invalid {section}: {name} request {shown_r} exceeds limit {shown_l} "
+                                    "(a request must be at most its limit)")
+        elif r != l:
+            raise _fail(f"{field_prefix}requests.{name}", shown_r, f"{name} request must equal its limit",
+                        message=f"invalid {section}: {name} request {shown_r} differs from limit {shown_l} "
+                                f"({name} cannot be overcommitted: its request must equal its limit)")
+    return Resources(req), Resources(lim)
+
+
+def _is_negative(name: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return value < 0
+    if isinstance(value, str) and value.strip().startswith("-"):
+        try:
+            parse_quantity(name, value.strip()[1:])
+        except ValidationError:
+            return False
+        return True
+    return False
+
+
+def _parse_amount(name: str, value: object, field: str) -> int:
+    """A positive amount for resource ``name``; errors name ``field`` (the full path)."""
+    try:
+        amount = parse_quantity(name, value)
+    except QuantityError as err:
+        why = "must be greater than zero" if _is_negative(name, value) else _why(err)
+        raise _quantity_error(field, value, err.expected, why) from None
+    if amount == 0:
+        expected = "expected e.g. 2, 500m, 0.5" if name == CPU else (
+            "expected e.g. 512Mi, 16Gi" if name == MEMORY else "expected a whole number, e.g. 1, 2")
+        raise _quantity_error(field, value, expected, "must be greater than zero")
+    return amount
+
+
+def _parse_resources(values: object, path: str) -> Resources:
+    """Parse a raw ``{name: quantity}`` mapping at ``path`` (e.g. ``spec.resources.requests``)."""
+    where = path or "requests"      # the CLI's requests are named by the resource alone
+    if values is None:
+        return Resources()
+    if not isinstance(values, Mapping):
+        raise _fail(where, values, _RESOURCES_EXPECTED)
+    out: dict[str, int] = {}
+    written: dict[str, object] = {}
+    for raw_name, raw_value in values.items():
+        if not isinstance(raw_name, str):
+            raise _fail(f"{where}.{raw_name}", raw_name, _RESOURCES_EXPECTED,
+                        detail=f"invalid resource name in {where}")
+        try:
+            name = canonical_name(raw_name)
+        except ValidationError as err:
+            raise _fail(f"{where}.{raw_name}", raw_name, err.expected,
+                        detail=f"unknown resource name in {where}") from None
+        field = f"{path}.{name}" if path else name
+        if name in out:
+            raise _fail(field, raw_name, f'each resource may appear once; "{written[name]}" is the same resource',
+                        detail=f"duplicate resource in {where}")
+        out[name] = _parse_amount(name, raw_value, field)
+        written[name] = raw_name
+    return Resources(out)
+
+
+# -- individual fields ------------------------------------------------------------------
+
+def _parse_command(value: object, path: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        if not value.strip():
+            raise _fail(path, value,
+                        'expected a non-empty shell command string, e.g. "python train.py", or an argv list')
+        if "\x00" in value:
+            raise _fail(path, value, "command strings cannot contain NUL characters")
+        return (*SHELL, value)
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise _fail(path, list(value),
+                        'expected a non-empty argv list, e.g. ["python", "train.py"], or a shell command string')
+        for i, arg in enumerate(value):
+            if not isinstance(arg, str):
+                raise _fail(f"{path}[{i}]", arg, 'expected a string argument; quote numbers in YAML, e.g. "0.1"')
+            if "\x00" in arg:
+                raise _fail(f"{path}[{i}]", arg, "arguments cannot contain NUL characters")
+        if not value[0].strip():
+            raise _fail(f"{path}[0]", value[0], "expected a program name or path, e.g. python")
+        return tuple(value)
+    raise _fail(path, value, _COMMAND_EXPECTED)
+
+
+def _parse_name(value: object, path: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _fail(path, value, f"expected a string of at most {MAX_NAME} characters")
+    if len(value) > MAX_NAME:
+        raise _fail(path, value, f"expected at most {MAX_NAME} characters, got {len(value)}")
+    if _LINE_BREAKING.search(value):
+        raise _fail(path, value, "expected one line without control characters")
+    return value
+
+
+def _parse_workdir(value: object, path: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(path, value, "expected a directory path, e.g. /home/me/project")
+    if "\x00" in value:
+        raise _fail(path, value, "paths cannot contain NUL characters")
+    return value
+
+
+def _parse_priority(value: object, path: str) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and _INT.match(value):
+        number = int(value)
+    else:
+        raise _fail(path, value, _PRIORITY_EXPECTED)
+    if not -MAX_PRIORITY <= number <= MAX_PRIORITY:
+        raise _fail(path, value, _PRIORITY_EXPECTED)
+    return number
+
+
+def _parse_time_limit(value: object, path: str) -> int | None:
+    if value is None:
+        return None
+    return parse_duration(value, path)
+
+
+def _env_pair(key: object, value: object, path: str, value_path: str) -> tuple[str, str]:
+    if not isinstance(key, str) or not _ENV_KEY.match(key):
+        raise _fail(path, key, _ENV_KEY_EXPECTED, detail=f"invalid variable name in {path}")
+    if not isinstance(value, str):
+        raise _fail(value_path, value, _STRING_VALUE)
+    if "\x00" in value:
+        raise _fail(value_path, value, "environment values cannot contain NUL characters")
+    return key, value
+
+
+def _parse_env(value: object, path: str, *, list_form: bool) -> dict[str, str]:
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        return dict(_env_pair(k, v, path, f"{path}.{k}") for k, v in value.items())
+    if list_form and isinstance(value, (list, tuple)):
+        out: dict[str, str] = {}
+        for i, item in enumerate(value):
+            item_path = f"{path}[{i}]"
+            fields = _fields(item, item_path, _ENV_ITEM_FIELDS)
+            if "name" not in fields:
+                raise _fail(f"{item_path}.name", item, "expected {name: KEY, value: text}",
+                            message=f"missing field {item_path}.name (expected {{name: KEY, value: text}})")
+            key = fields["name"][1]
+            raw = fields.get("value", ("value", ""))[1]
+            key, text = _env_pair(key, "" if raw is None else raw, item_path + ".name", item_path + ".value")
+            if key in out:
+                raise _fail(f"{item_path}.name", key, "each variable may appear once",
+                            detail=f"duplicate variable in {path}")
+            out[key] = text
+        return out
+    expected = "expected a mapping KEY: value" + (" or a list of {name: KEY, value: text}" if list_form else "")
+    raise _fail(path, value, expected)
+
+
+def _label_key_ok(key: str) -> bool:
+    prefix, slash, name = key.rpartition("/")
+    if slash and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        return False
+    return 0 < len(name) <= 63 and bool(_LABEL_NAME.match(name))
+
+
+def _parse_labels(value: object, path: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise _fail(path, value, "expected a mapping key: value, e.g. {team: vision}")
+    out: dict[str, str] = {}
+    for key, text in value.items():
+        if not isinstance(key, str) or not _label_key_ok(key):
+            raise _fail(path, key, _LABEL_KEY_EXPECTED, detail=f"invalid label key in {path}")
+        if not isinstance(text, str):
+            raise _fail(f"{path}.{key}", text, _STRING_VALUE)
+        if len(text) > MAX_LABEL_VALUE or _LINE_BREAKING.search(text):
+            raise _fail(f"{path}.{key}", text,
+                        f"expected one line of at most {MAX_LABEL_VALUE} characters without control characters")
+        out[key] = text
+    return out
+
+
+def _build(command: object, *, requests: object, limits: object, name: object, env: object,
+           workdir: object, labels: object, priority: object, time_limit: object,
+           paths: Mapping[str, str], env_list_form: bool) -> JobSpec:
+    argv = _parse_command(command, paths["command"])
+    name_ = _parse_name(name, paths["name"])
+    labels_ = _parse_labels(labels, paths["labels"])
+    env_ = _parse_env(env, paths["env"], list_form=env_list_form)
+    workdir_ = _parse_workdir(workdir, paths["workdir"])
+    priority_ = _parse_priority(priority, paths["priority"])
+    time_limit_ = _parse_time_limit(time_limit, paths["time_limit"])
+    req = _parse_resources(requests, paths["requests"])
+    lim = _parse_resources(limits, paths["limits"])
+    req, lim = resolve_resources(req, lim, field_prefix=paths["resources"])
+    return JobSpec(command=argv, name=name_, env=env_, workdir=workdir_, labels=labels_,
+                   priority=priority_, time_limit=time_limit_, requests=req, limits=lim)
+
+
+_CLI_PATHS = {"command": "command", "requests": "", "limits": "limits", "resources": "",
+              "name": "name", "env": "env", "workdir": "workdir", "labels": "labels",
+              "priority": "priority", "time_limit": "time_limit"}
+
+
+def build_spec(command: str | list[str] | tuple[str, ...], *,
+               requests: Mapping[str, object] | None = None,
+               limits: Mapping[str, object] | None = None,
+               name: str = "",
+               env: Mapping[str, str] | None = None,
+               workdir: str | None = None,
+               labels: Mapping[str, str] | None = None,
+               priority: int | str = 0,
+               time_limit: object = None) -> JobSpec:
+    """Build a validated :class:`JobSpec` from CLI/SDK-style values.
+
+    ``command`` is an argv list, or one string run as ``/bin/sh -c STRING``.
+    ``requests``/``limits`` map resource names (aliases such as ``gpu`` accepted) to raw
+    quantities (``"2"``, ``"8Gi"``, ``1``); Kubernetes defaulting applies (see
+    :func:`resolve_resources`). ``time_limit`` goes through
+    :func:`~corral.durations.parse_duration` (a bare number string is minutes, a number
+    seconds); None means no limit. ``priority`` is an int or a string of one.
+    Errors are one-line :class:`ValidationError` naming the field (``requests.memory``,
+    ``env``, ``priority`` ...), the value and what is accepted.
+    """
+    return _build(command, requests=requests, limits=limits, name=name, env=env, workdir=workdir,
+                  labels=labels, priority=priority, time_limit=time_limit,
+                  paths=_CLI_PATHS, env_list_form=False)
+
+
+# -- CLI spellings ----------------------------------------------------------------------
+
+def parse_kv_list(text: str, field: str) -> dict[str, str]:
+    """``"cpu=2,memory=8Gi,nvidia.com/gpu=1"`` -> ``{"cpu": "2", "memory": "8Gi", ...}``.
+
+    Items are separated by commas (empty items are skipped); each needs ``key=value``
+    with a non-empty key; a key may appear once. Keys and values are stripped.
+    """
+    expected = "expected comma-separated key=value pairs, e.g. cpu=2,memory=8Gi,nvidia.com/gpu=1"
+    if not isinstance(text, str):
+        raise _fail(field, text, expected)
+    out: dict[str, str] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        key, eq, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not eq or not key:
+            raise _fail(field, item.strip(), expected, detail=f"invalid item in {field}")
+        if key in out:
+            raise _fail(field, key, "each key may appear once", detail=f"duplicate key in {field}")
+        out[key] = value
+    return out
+
+
+def parse_env_assignment(text: str, field: str = "env") -> tuple[str, str]:
+    """``"KEY=value"`` -> ``("KEY", "value")`` for ``--env KEY=value``.
+
+    The value is everything after the first ``=`` (it may be empty or contain ``=``).
+    """
+    expected = "expected KEY=value, e.g. CUDA_LAUNCH_BLOCKING=1"
+    if not isinstance(text, str):
+        raise _fail(field, text, expected)
+    key, eq, value = text.partition("=")
+    if not eq:
+        raise _fail(field, text, expected)
+    if not _ENV_KEY.match(key):
+        raise _fail(field, key, _ENV_KEY_EXPECTED, detail=f"invalid variable name in {field}")
+    if "\x00" in value:
+        raise _fail(field, text, "environment values cannot contain NUL characters")
+    return key, value
+
+
+def parse_label_assignment(text: str, field: str = "labels") -> tuple[str, str]:
+    """``"team=vision"`` -> ``("team", "vision")`` for ``--label KEY=value``.
+
+    The key is checked like a document's label keys (``example.com/team`` is fine), the
+    value like a label value.
+    """
+    expected = "expected KEY=value, e.g. team=vision"
+    if not isinstance(text, str):
+        raise _fail(field, text, expected)
+    key, eq, value = text.partition("=")
+    if not eq:
+        raise _fail(field, text, expected)
+    labels = _parse_labels({key: value}, field)
+    return key, labels[key]
+
+
+# -- the YAML document form -------------------------------------------------------------
+
+# Accepted keys -> canonical key. Aliases map to the same canonical key; messages list
+# only canonical keys.
+_TOP_FIELDS = {"apiVersion": "apiVersion", "kind": "kind", "metadata": "metadata", "spec": "spec"}
+_META_FIELDS = {"name": "name", "labels": "labels"}
+_SPEC_FIELDS = {"command": "command", "env": "env", "workingDir": "workingDir", "workdir": "workingDir",
+                "priority": "priority", "timeLimit": "timeLimit", "time_limit": "timeLimit",
+                "resources": "resources"}
+_RESOURCES_FIELDS = {"requests": "requests", "limits": "limits"}
+_ENV_ITEM_FIELDS = {"name": "name", "value": "value"}
+
+
+def _accepted(fields: Mapping[str, str]) -> str:
+    return ", ".join(sorted(set(fields.values())))
+
+
+def _fields(value: object, path: str, accepted: Mapping[str, str]) -> dict[str, tuple[str, object]]:
+    """Check a mapping's keys; returns ``{canonical: (key as written, value)}``."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise _fail(path, value, f"expected a mapping with fields {_accepted(accepted)}")
+    out: dict[str, tuple[str, object]] = {}
+    for key, item in value.items():
+        full = f"{path}.{key}" if path else str(key)
+        canonical = accepted.get(key) if isinstance(key, str) else None
+        if canonical is None:
+            raise _fail(full, key, f"accepted: {_accepted(accepted)}",
+                        message=f"unknown field {full} (accepted: {_accepted(accepted)})")
+        if canonical in out:
+            other = f"{path}.{out[canonical][0]}" if path else out[canonical][0]
+            raise _fail(full, key, f"give only one of {other} and {full}",
+                        message=f"field {full} given twice (as {other} and {full}; give only {canonical})")
+        out[canonical] = (key, item)
+    return out
+
+
+def parse_document(doc: object, *, where: str = "job") -> JobSpec:
+    """Parse one Kubernetes-flavoured job document (already loaded from YAML/JSON).
+
+    Errors name the field's path (``spec.resources.requests.memory``). ``where`` locates
+    the document: when it is not the default ``"job"`` every message is prefixed with it,
+    e.g. ``jobs[1]: unknown field spec.comand (accepted: ...)``. The error keeps its type
+    and its ``field``/``value``/``expected`` attributes.
+    """
+    if where == "job":
+        return _parse_document(doc)
+    try:
+        return _parse_document(doc)
+    except ValidationError as err:
+        raise _relocate(err, f"{where}: ") from None
+
+
+def _parse_document(doc: object) -> JobSpec:
+    if not isinstance(doc, Mapping):
+        raise _fail("job", doc, "expected a mapping with apiVersion, kind, metadata and spec",
+                    detail="invalid job")
+    top = _fields(doc, "", _TOP_FIELDS)
+    api = top.get("apiVersion", ("apiVersion", API_VERSION))[1]
+    if api != API_VERSION:
+        raise _fail("apiVersion", api, f"expected {API_VERSION}")
+    kind = top.get("kind", ("kind", KIND))[1]
+    if kind != KIND:
+        raise _fail("kind", kind, f"expected {KIND}")
+    meta = _fields(top.get("metadata", ("metadata", None))[1], "metadata", _META_FIELDS)
+    if "spec" not in top or top["spec"][1] is None:
+        raise _fail("spec", None, "expected a mapping with at least command",
+                    message=f"missing field spec (expected a mapping with at least command; "
+                            f"accepted: {_accepted(_SPEC_FIELDS)})")
+    spec = _fields(top["spec"][1], "spec", _SPEC_FIELDS)
+    if "command" not in spec:
+        raise _fail("spec.command", None, _COMMAND_EXPECTED,
+                    message=f"missing field spec.command ({_COMMAND_EXPECTED})")
+    res_key, res_value = spec.get("resources", ("resources", None))
+    res = _fields(res_value, f"spec.{res_key}", _RESOURCES_FIELDS)
+
+    def path(section: str, fields: Mapping[str, tuple[str, object]], canonical: str) -> str:
+        return f"{section}.{fields[canonical][0]}" if canonical in fields else f"{section}.{canonical}"
+
+    def get(fields: Mapping[str, tuple[str, object]], canonical: str) -> object:
+        return fields[canonical][1] if canonical in fields else None
+
+    res_path = f"spec.{res_key}"
+    paths = {
+        "command": path("spec", spec, "command"),
+        "requests": path(res_path, res, "requests"),
+        "limits": path(res_path, res, "limits"),
+        "resources": f"{res_path}.",
+        "name": path("metadata", meta, "name"),
+        "labels": path("metadata", meta, "labels"),
+        "env": path("spec", spec, "env"),
+        "workdir": path("spec", spec, "workingDir"),
+        "priority": path("spec", spec, "priority"),
+        "time_limit": path("spec", spec, "timeLimit"),
+    }
+    return _build(get(spec, "command"), requests=get(res, "requests"), limits=get(res, "limits"),
+                  name=get(meta, "name"), env=get(spec, "env"), workdir=get(spec, "workingDir"),
+                  labels=get(meta, "labels"), priority=get(spec, "priority"),
+                  time_limit=get(spec, "timeLimit"), paths=paths, env_list_form=True)
+
+
+def _yaml_loader():  # imported lazily: PyYAML costs start-up time the CLI does not want
+    import yaml
+
+    return yaml, getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml_all(text: str, *, source: str = "<input>") -> list[object]:
+    """Every document in ``text`` (PyYAML safe loading, the C loader when available).
+
+    Syntax errors become a one-line :class:`ValidationError` naming ``source`` and the line.
+    """
+    yaml, loader = _yaml_loader()
+    try:
+        return list(yaml.load_all(text, Loader=loader))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        problem = getattr(err, "problem", None) or str(err)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = " ".join(str(problem).split())
+        raise _fail(source, problem, "expected valid YAML",
+                    message=f"{source}: invalid YAML{where}: {problem}") from None
+
+
+def load_documents(text: str, *, source: str = "<input>") -> list[JobSpec]:
+    """Parse YAML text into one :class:`JobSpec` per non-empty document (a batch).
+
+    Errors are prefixed with the source (and the document number, counting every
+    document in the stream, when the text has several), e.g.
+    ``jobs.yaml (document 2): unknown field spec.comand (...)``.
+    Text without any non-empty document is an error.
+    """
+    docs = load_yaml_all(text, source=source)
+    many = len(docs) > 1
+    specs: list[JobSpec] = []
+    for number, doc in enumerate(docs, start=1):
+        if doc is None:
+            continue
+        where = f"{source} (document {number})" if many else source
+        try:
+            specs.append(_parse_document(doc))
+        except ValidationError as err:
+            raise _relocate(err, f"{where}: ") from None
+    if not specs:
+        raise _fail(source, text[:80], "expected at least one YAML document with kind: Job",
+                    message=f"{source}: no job documents (expected at least one YAML document with kind: Job)")
+    return specs
+
+
+def _exact_formatted(resources: Resources) -> dict[str, str]:
+    """``Resources.formatted()``, except amounts that would not parse back exactly
+    (``format_bytes`` rounds inexact sizes to one decimal) are written in plain units."""
+    out = {}
+    for name, text in resources.formatted().items():
+        amount = resources[name]
+        try:
+            exact = parse_quantity(name, text) == amount
+        except ValidationError:
+            exact = False
+        out[name] = text if exact else (f"{amount}m" if name == CPU else str(amount))
+    return out
+
+
+def spec_to_document(spec: JobSpec) -> dict[str, Any]:
+    """The YAML document form of ``spec``; :func:`parse_document` reads it back equal.
+
+    Fields at their defaults are left out (no ``metadata`` when there is no name or label).
+    """
+    doc: dict[str, Any] = {"apiVersion": API_VERSION, "kind": KIND}
+    metadata: dict[str, Any] = {}
+    if spec.name:
+        metadata["name"] = spec.name
+    if spec.labels:
+        metadata["labels"] = dict(spec.labels)
+    if metadata:
+        doc["metadata"] = metadata
+    body: dict[str, Any] = {"command": list(spec.command)}
+    if spec.env:
+        body["env"] = dict(spec.env)
+    if spec.workdir is not None:
+        body["workingDir"] = spec.workdir
+    if spec.priority:
+        body["priority"] = spec.priority
+    if spec.time_limit is not None:
+        body["timeLimit"] = format_duration(spec.time_limit)
+    resources: dict[str, Any] = {}
+    if spec.requests:
+        resources["requests"] = _exact_formatted(spec.requests)
+    if spec.limits:
+        resources["limits"] = _exact_formatted(spec.limits)
+    if resources:
+        body["resources"] = resources
+    doc["spec"] = body
+    return doc
+
+
+def with_defaults(spec: JobSpec, default_requests: Resources) -> JobSpec:
+    """Fill resources the spec does not mention at all (neither request nor limit).
+
+    Each such resource gets the default as both request and limit (e.g. the daemon's
+    default ``cpu: 1``). Resources the spec names are left as they are.
+    """
+    missing = {name: amount for name, amount in default_requests.items()
+               if name not in spec.requests and name not in spec.limits}
+    if not missing:
+        return spec
+    return replace(spec, requests=spec.requests.add(missing), limits=spec.limits.add(missing))

@@ -1,0 +1,99 @@
+"""Daemon commands: up, down, nodes."""
+
+from __future__ import annotations
+
+import sys
+
+from ..client import Client
+from ..errors import CorralError
+from . import format as fmt
+
+
+def _json_dumps(data, indent=2) -> str:
+    import json
+
+    return json.dumps(data, indent=indent, sort_keys=True)
+
+
+def cmd_up(args) -> int:
+    if args.simulate_gpus is not None and args.simulate_gpus < 0:
+        raise CorralError(f"invalid value for --simulate-gpus: {args.simulate_gpus} (expected 0 or more)")
+    if args.foreground:
+        from ..daemon.server import run
+
+        return run(args.home, simulate_gpus=args.simulate_gpus)
+    options = [] if args.simulate_gpus is None else ["--simulate-gpus", str(args.simulate_gpus)]
+    client = Client(args.home, start_options=options)
+    already = client.is_running()
+    if already and args.simulate_gpus is not None:
+        nodes = client.nodes()
+        have = sum(len(n["gpus"]) for n in nodes if n["simulated_gpus"])
+        if have != args.simulate_gpus:
+            raise CorralError(f"the daemon is already running with {have} simulated GPUs; "
+                              f"run `corral down` first to change --simulate-gpus to {args.simulate_gpus}")
+    if not already:
+        client.start_daemon()
+    health = client.health()
+    nodes = client.nodes()
+    if args.json:
+        print(_json_dumps({"already_running": already, "health": health, "nodes": nodes}))
+        return 0
+    word = "already running" if already else "started"
+    print(f"corral daemon {word} (pid {health['pid']}, home {health['home']})")
+    for n in nodes:
+        r = n["resources"]
+        gpus = f"{r['nvidia.com/gpu']['allocatable']} GPUs" + (" (simulated)" if n["simulated_gpus"] else "")
+        print(f"node {n['name']}: {r['cpu']['allocatable']} cpu, {r['memory']['allocatable']} memory, {gpus} "
+              f"allocatable; GPUs from {n['gpu_source']}")
+    return 0
+
+
+def cmd_down(args) -> int:
+    client = Client(args.home, autostart=False)
+    if not client.is_running():
+        print("corral daemon is not running")
+        return 0
+    answer = client.shutdown()
+    import time
+
+    for _ in range(500):
+        if not client.is_running():
+            break
+        time.sleep(0.01)
+    if args.json:
+        print(_json_dumps(answer))
+    else:
+        keep = answer.get("running_jobs_keep_running", 0)
+        extra = f"; {keep} running job(s) keep running and will be re-adopted by the next daemon" if keep else ""
+        print(f"corral daemon stopped{extra}")
+    return 0
+
+
+def cmd_nodes(args) -> int:
+    nodes = Client(args.home).nodes()
+    if args.json:
+        print(_json_dumps({"nodes": nodes}))
+        return 0
+    for n in nodes:
+        sim = " (simulated GPUs)" if n["simulated_gpus"] else ""
+        print(f"Node {n['name']}{sim}  policy {n['policy']}  GPUs from {n['gpu_source']}")
+        rows = [[name, v["capacity"], v["reserved"], v["allocatable"], v["allocated"], v["free"]]
+                for name, v in n["resources"].items()]
+        print(fmt.table(["RESOURCE", "CAPACITY", "RESERVED", "ALLOCATABLE", "ALLOCATED", "FREE"], rows))
+        if n["gpus"]:
+            print()
+            grows = [[str(g["index"]), g["model"] + (" (simulated)" if g["simulated"] else ""), g["memory_human"],
+                      g["uuid"], _links(g), f"job {g['job']}" if g["job"] else "free"] for g in n["gpus"]]
+            print(fmt.table(["GPU", "MODEL", "MEMORY", "UUID", "NVLINK", "HELD BY"], grows))
+        print()
+        crows = [[str(c["id"]), f"job {c['job']}" if c["job"] else "free (shared pool)"] for c in n["cores"]]
+        print(fmt.table(["CORE", "HELD BY"], crows))
+    return 0
+
+
+def _links(gpu: dict) -> str:
+    peers = [i for i, lvl in gpu.get("links", {}).items() if lvl == "NVLINK"]
+    return ",".join(sorted(peers, key=int)) or "-"
+
+
+__all__ = ["cmd_up", "cmd_down", "cmd_nodes", "sys"]

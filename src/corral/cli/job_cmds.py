@@ -1,0 +1,220 @@
+"""Job commands: submit, ps, show, logs, cancel, wait."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from ..client import Client
+from ..errors import CorralError, ValidationError
+from . import format as fmt
+
+
+def _json_dumps(data, indent=2) -> str:
+    import json
+
+    return json.dumps(data, indent=indent, sort_keys=True)
+
+TERMINAL = ("Succeeded", "Failed", "Cancelled")
+
+
+def _client(args) -> Client:
+    return Client(args.home)
+
+
+def _print_json(data) -> None:
+    print(_json_dumps(data))
+
+
+# submit ---------------------------------------------------------------------------------
+# The CLI only gathers what was typed; the daemon validates (spec.py) and answers with
+# one-line errors. Importing the validation code here would cost every call start-up time.
+
+def _kv(text: str, option: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ValidationError(option, item.strip(),
+                                  "expected comma-separated key=value pairs, e.g. cpu=2,memory=8Gi,nvidia.com/gpu=1",
+                                  detail=f"invalid item in {option}")
+        if key.strip() in out:
+            raise ValidationError(option, key.strip(), "each key may appear once", detail=f"duplicate key in {option}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _assign(text: str, option: str) -> tuple[str, str]:
+    key, eq, value = text.partition("=")
+    if not eq or not key:
+        raise ValidationError(option, text, "expected KEY=value, e.g. CUDA_LAUNCH_BLOCKING=1")
+    return key, value
+
+
+def _payload(args) -> dict:
+    argv = list(args.argv)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if args.file:
+        given = [o for o in ("cpus", "mem", "gpus", "limit_cpus", "limit_mem", "requests", "limits", "time",
+                             "priority", "name", "workdir") if getattr(args, o) is not None]
+        if argv or given or args.env or args.label:
+            what = "a command" if argv else "--" + (given[0] if given else ("env" if args.env else "label")).replace("_", "-")
+            raise ValidationError("submit", what, "use either -f job.yaml or options with a command, not both",
+                                  detail="conflicting arguments")
+        if args.file == "-":
+            text, source = sys.stdin.read(), "<stdin>"
+        else:
+            try:
+                with open(args.file, encoding="utf-8") as f:
+                    text = f.read()
+            except OSError as exc:
+                raise ValidationError("file", args.file, f"expected a readable YAML file ({exc.strerror})") from None
+            source = args.file
+        return {"yaml": text, "source": source, "default_workdir": os.getcwd()}
+    if not argv:
+        raise CorralError("missing command: give it after the options, e.g. corral submit --gpus 1 -- python train.py")
+    requests: dict[str, str] = _kv(args.requests, "--requests") if args.requests else {}
+    limits: dict[str, str] = _kv(args.limits, "--limits") if args.limits else {}
+    for opt, key, target in (("cpus", "cpu", requests), ("mem", "memory", requests), ("gpus", "nvidia.com/gpu", requests),
+                             ("limit_cpus", "cpu", limits), ("limit_mem", "memory", limits)):
+        value = getattr(args, opt)
+        if value is not None:
+            target[key] = value
+    command: list[str] | str = argv
+    if len(argv) == 1 and any(c in argv[0] for c in " \t;&|<>$`'\"*?(){}"):
+        command = argv[0]
+    flags = {
+        "command": command, "requests": requests or None, "limits": limits or None, "name": args.name or "",
+        "env": dict(_assign(e, "--env") for e in args.env),
+        "labels": dict(_assign(e, "--label") for e in args.label),
+        "workdir": os.path.abspath(args.workdir) if args.workdir else os.getcwd(),
+        "priority": args.priority if args.priority is not None else 0,
+        "time": args.time,
+    }
+    return {"jobs": [{"flags": flags}]}
+
+
+def cmd_submit(args) -> int:
+    jobs = _client(args).submit_payload(_payload(args))
+    if args.json:
+        _print_json({"id": jobs[0]["id"], "ids": [j["id"] for j in jobs], "jobs": jobs} if len(jobs) > 1
+                    else dict(jobs[0]))
+        return 0
+    for job in jobs:
+        name = f" ({job['name']})" if job.get("name") else ""
+        state = job["state"]
+        detail = f": {fmt.why(job)}" if state == "Pending" and job.get("message") else ""
+        print(f"submitted job {job['id']}{name}, {state.lower()}{detail}")
+    return 0
+
+
+# ps ---------------------------------------------------------------------------------------
+def cmd_ps(args) -> int:
+    states = args.state or ([] if args.all else ["Pending", "Running"])
+    jobs = _client(args).jobs(states, limit=args.limit)
+    if args.json:
+        _print_json({"jobs": jobs})
+        return 0
+    now = time.time()
+    rows = []
+    for j in jobs:
+        rows.append([str(j["id"]), j.get("name") or "-", j["state"], fmt.requests(j),
+                     fmt.ids(j.get("gpus", [])) if j["state"] == "Running" else "-",
+                     fmt.ids(j.get("cpus", [])) if j.get("cpus") else ("shared" if j["state"] == "Running" else "-"),
+                     fmt.runtime(j, now) if j.get("started_at") else fmt.ago(j.get("submitted_at"), now),
+                     "-" if j.get("exit_code") is None else str(j["exit_code"]),
+                     fmt.why(j)])
+    print(fmt.table(["ID", "NAME", "STATE", "REQUESTS", "GPUS", "CPUS", "TIME", "EXIT", "REASON"], rows))
+    return 0
+
+
+# show -------------------------------------------------------------------------------------
+def cmd_show(args) -> int:
+    job = _client(args).job(args.id)
+    if args.json:
+        _print_json(job)
+        return 0
+    out = [f"Job {job['id']}" + (f" ({job['name']})" if job.get("name") else ""),
+           f"  State:     {job['state']} ({job['reason']})" + (f": {job['message']}" if job.get("message") else "")]
+    if job["state"] == "Pending" and job.get("queue_position"):
+        out.append(f"  Queue:     position {job['queue_position']}")
+    out.append(f"  Command:   {' '.join(job['command'])}")
+    out.append(f"  Requests:  {', '.join(f'{k}={v}' for k, v in job['requests'].items()) or '-'}")
+    out.append(f"  Limits:    {', '.join(f'{k}={v}' for k, v in job['limits'].items()) or '-'}")
+    if job.get("node"):
+        out.append(f"  Node:      {job['node']}")
+        out.append(f"  GPUs:      {fmt.ids(job['gpus']) if job['gpus'] else 'none (CUDA_VISIBLE_DEVICES empty)'}")
+        cpus = fmt.ids(job["cpus"]) if job["cpus"] else "shared pool " + fmt.ids(job.get("cpus_shared", []))
+        out.append(f"  CPUs:      {cpus}")
+    out.append(f"  Priority:  {job['priority']}")
+    if job.get("time_limit"):
+        out.append(f"  Time limit: {fmt.duration(job['time_limit'])}")
+    out.append(f"  Workdir:   {job.get('workdir') or '-'}")
+    out.append(f"  Submitted: {_ts(job['submitted_at'])}")
+    if job.get("started_at"):
+        out.append(f"  Started:   {_ts(job['started_at'])}")
+    if job.get("ended_at"):
+        out.append(f"  Ended:     {_ts(job['ended_at'])} (ran {fmt.runtime(job)})")
+    if job.get("exit_code") is not None or job.get("signal") is not None:
+        out.append(f"  Exit:      code {job['exit_code']}" + (f", signal {job['signal']}" if job.get("signal") else ""))
+    logs = job.get("logs") or {}
+    if logs:
+        out.append(f"  Logs:      {logs.get('stdout')}")
+        out.append(f"             {logs.get('stderr')}")
+    if job.get("events"):
+        out.append("  Events:")
+        for e in job["events"]:
+            arrow = f"{e['from']} -> {e['to']}" if e["from"] else f"-> {e['to']}"
+            msg = f": {e['message']}" if e.get("message") else ""
+            out.append(f"    {_ts(e['ts'])}  {arrow} ({e['reason']}){msg}")
+    print("\n".join(out))
+    return 0
+
+
+def _ts(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) + f".{int((ts % 1) * 1000):03d}"
+
+
+# logs -------------------------------------------------------------------------------------
+def cmd_logs(args) -> int:
+    stream = "stderr" if args.stderr else "stdout"
+    chunks = _client(args).logs(args.id, stream=stream, follow=args.follow)
+    if args.json:
+        text = b"".join(chunks).decode(errors="replace")
+        _print_json({"id": args.id, "stream": stream, "text": text})
+        return 0
+    out = sys.stdout.buffer
+    for chunk in chunks:
+        out.write(chunk)
+        out.flush()
+    return 0
+
+
+# cancel / wait ----------------------------------------------------------------------------
+def cmd_cancel(args) -> int:
+    results = _client(args).cancel(args.ids)
+    if args.json:
+        _print_json({"results": results})
+    else:
+        for r in results:
+            if r["ok"]:
+                print(f"job {r['id']}: {r['result']}")
+            else:
+                print(f"error: {r['result']}", file=sys.stderr)
+    return 0 if all(r["ok"] for r in results) else 1
+
+
+def cmd_wait(args) -> int:
+    jobs = _client(args).wait(args.ids)
+    if args.json:
+        _print_json({"jobs": jobs})
+    else:
+        for j in jobs:
+            print(f"job {j['id']}: {j['state']} ({fmt.why(j)})")
+    return 0 if all(j["state"] == "Succeeded" for j in jobs) else 1

@@ -1,0 +1,111 @@
+"""``corral``: the command line.
+
+Every call pays Python's start-up plus what it imports, so this module imports almost
+nothing: its own small parser (:mod:`.args`), the SDK client (``_socket`` + ``json``)
+and, lazily, the one command module it runs.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .args import Command, Opt, Pos, UsageError, die, parse
+
+PROG = "corral"
+
+COMMANDS = {c.name: c for c in (
+    Command("up", "Start the daemon (any other command starts it too).",
+            Opt("--simulate-gpus", "pretend the machine has N GPUs (kept across restarts)", type=int, metavar="N"),
+            Opt("--foreground", "run in the foreground, logging to stderr", flag=True)),
+    Command("down", "Stop the daemon; running jobs keep running and are re-adopted later."),
+    Command("submit", "Submit a job: a command with the resources it needs.",
+            Opt("-f|--file", "job document(s), YAML; several documents make one batch; - reads stdin", metavar="FILE"),
+            Opt("--cpus", "CPU request, e.g. 2, 500m, 0.5 (default 1)", metavar="CPU"),
+            Opt("--mem", "memory request, e.g. 512Mi, 16Gi", metavar="MEM"),
+            Opt("--gpus", "number of GPUs (nvidia.com/gpu)", metavar="N"),
+            Opt("--limit-cpus", "CPU limit (default: the request)", metavar="CPU"),
+            Opt("--limit-mem", "memory limit (default: the request)", metavar="MEM"),
+            Opt("--requests", "Kubernetes spelling: cpu=2,memory=8Gi,nvidia.com/gpu=1", metavar="K=V,..."),
+            Opt("--limits", "Kubernetes spelling: cpu=4,memory=12Gi", metavar="K=V,..."),
+            Opt("--time", "time limit: 90m, 2h, 1-00:00:00 (a bare number is minutes)", metavar="TIME"),
+            Opt("--priority", "integer; higher runs first (default 0)", metavar="N"),
+            Opt("--name", "job name", metavar="NAME"),
+            Opt("--env", "set an environment variable", repeat=True, metavar="K=V"),
+            Opt("--label", "attach a label", repeat=True, metavar="K=V"),
+            Opt("--workdir", "working directory (default: the current one)", metavar="DIR"),
+            Pos("argv", "the command; one argument with spaces or shell characters runs via /bin/sh -c", rest=True),
+            usage="[options] [-f job.yaml | [--] COMMAND [ARGS...]]"),
+    Command("ps", "List jobs: pending and running by default, with why each one waits.",
+            Opt("-a|--all", "include finished jobs", flag=True),
+            Opt("--state", "Pending, Running, Succeeded, Failed or Cancelled", repeat=True, metavar="STATE"),
+            Opt("-n|--limit", "at most this many jobs", type=int, metavar="N")),
+    Command("show", "Everything about one job: state and reason, allocation, times, events.",
+            Pos("id", "job id", type=int)),
+    Command("logs", "Print a job's output.",
+            Opt("-f|--follow", "keep printing until the job ends", flag=True),
+            Opt("--stderr", "the job's stderr instead of its stdout", flag=True),
+            Pos("id", "job id", type=int)),
+    Command("cancel", "Cancel jobs: SIGTERM to the job's process group, SIGKILL after the grace period.",
+            Pos("ids", "job ids", type=int, many=True)),
+    Command("wait", "Wait for jobs to end; exit status 0 only if all succeeded.",
+            Pos("ids", "job ids", type=int, many=True)),
+    Command("nodes", "Capacity, allocatable, allocated and free per resource; who holds each GPU and core."),
+)}
+
+
+def _help() -> str:
+    lines = [f"usage: {PROG} [--home DIR] COMMAND [options]", "",
+             "Run ML jobs on a shared machine: submit, queue, and run each with exactly the",
+             "CPUs, memory and GPUs it asks for.", "", "commands:"]
+    lines += [f"  {c.name:<8} {c.help}" for c in COMMANDS.values()]
+    lines += ["", "options:", "  --home DIR   state directory (default $CORRAL_HOME or $XDG_STATE_HOME/corral)",
+              "", f"`{PROG} COMMAND --help` describes a command."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    home = None
+    while argv and (argv[0] == "--home" or argv[0].startswith("--home=")):
+        if argv[0] == "--home":
+            if len(argv) < 2:
+                return die("option --home needs a value (DIR)")
+            home, argv = argv[1], argv[2:]
+        else:
+            home, argv = argv[0].split("=", 1)[1], argv[1:]
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_help())
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        from .. import __version__
+
+        print(f"corral {__version__}")
+        return 0
+    command = COMMANDS.get(argv[0])
+    if command is None:
+        return die(f"unknown command \"{argv[0]}\" (expected one of: {', '.join(COMMANDS)})")
+    try:
+        args = parse(command, argv[1:], PROG)
+    except UsageError as exc:
+        return die(str(exc))
+    args.home = home
+    from ..errors import CorralError
+
+    try:
+        if command.name in ("up", "down", "nodes"):
+            from . import daemon_cmds as mod
+        else:
+            from . import job_cmds as mod  # type: ignore[no-redef]
+        return getattr(mod, "cmd_" + command.name)(args)
+    except CorralError as exc:
+        for line in getattr(exc, "lines", None) or [str(exc)]:
+            print(f"error: {line}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

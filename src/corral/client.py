@@ -1,0 +1,283 @@
+"""The Python SDK: talk to the local daemon over HTTP on its Unix socket.
+
+Deliberately small and stdlib-only (``socket`` + ``json``): the CLI imports it on every
+call, and a command's start-up time is what people feel. Any call starts the daemon if
+it is not running (like ``tsp``), unless ``autostart=False``.
+
+    from corral.client import Client
+    c = Client()
+    [job] = c.submit([{"spec": {"command": ["python", "train.py"],
+                                "resources": {"requests": {"nvidia.com/gpu": 1}}}}])
+    c.wait([job["id"]])
+"""
+
+from __future__ import annotations
+
+import _socket as socket  # the C module: `socket.py` drags in selectors, enum and more
+import os
+import sys
+import time
+
+from . import fastjson as json
+from .errors import CorralError, DaemonUnavailable
+from .paths import Paths
+
+
+def urlencode(pairs) -> str:
+    """Query string for ``[(key, value), ...]`` or a dict (urllib.parse costs start-up time)."""
+    items = pairs.items() if isinstance(pairs, dict) else pairs
+    return "&".join(f"{_quote(str(k))}={_quote(str(v))}" for k, v in items)
+
+
+def _quote(text: str) -> str:
+    safe = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~"
+    return "".join(c if c in safe else "".join(f"%{b:02X}" for b in c.encode()) for c in text)
+
+
+class ApiError(CorralError):
+    """An error answer from the daemon: its status and one line per problem."""
+
+    def __init__(self, status: int, lines: list[str]):
+        self.status = status
+        self.lines = lines
+        super().__init__("; ".join(lines))
+
+
+class Client:
+    def __init__(self, home: str | None = None, *, autostart: bool = True,
+                 start_options: list[str] | None = None, timeout: float = 330.0):
+        self.paths = Paths(home)
+        self.autostart = autostart
+        self.start_options = start_options or []
+        self.timeout = timeout
+
+    # transport -------------------------------------------------------------------------
+    def _connect(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(str(self.paths.socket))
+        except (FileNotFoundError, ConnectionRefusedError):
+            sock.close()
+            if not self.autostart:
+                raise DaemonUnavailable(f"corral daemon is not running (no socket at {self.paths.socket}); "
+                                        "start it with `corral up`") from None
+            self.start_daemon()
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            sock.connect(str(self.paths.socket))
+        return sock
+
+    def _send(self, method: str, path: str, body: Any = None) -> socket.socket:
+        payload = b"" if body is None else json.dumps(body).encode()
+        head = (f"{method} {path} HTTP/1.1\r\nHost: corral\r\nConnection: close\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n").encode()
+        sock = self._connect()
+        sock.sendall(head + payload)
+        return sock
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        sock = self._send(method, path, body)
+        try:
+            status, headers, rest = _read_head(sock)
+            data = b"".join(_read_body(sock, headers, rest))
+        finally:
+            sock.close()
+        try:
+            parsed = json.loads(data) if data else None
+        except ValueError:
+            parsed = None
+        if status >= 400:
+            if isinstance(parsed, dict) and "lines" in parsed:
+                raise ApiError(status, list(parsed["lines"]))
+            if isinstance(parsed, dict) and "detail" in parsed:
+                raise ApiError(status, [_detail(parsed["detail"])])
+            raise ApiError(status, [f"daemon answered HTTP {status}: {data[:200].decode(errors='replace')}"])
+        return parsed
+
+    def stream(self, path: str) -> Iterator[bytes]:
+        sock = self._send("GET", path)
+        try:
+            status, headers, rest = _read_head(sock)
+            if status >= 400:
+                data = b"".join(_read_body(sock, headers, rest))
+                try:
+                    lines = json.loads(data).get("lines") or [data.decode()]
+                except ValueError:
+                    lines = [data.decode(errors="replace")]
+                raise ApiError(status, lines)
+            yield from _read_body(sock, headers, rest)
+        finally:
+            sock.close()
+
+    # daemon lifecycle --------------------------------------------------------------------
+    def is_running(self) -> bool:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(str(self.paths.socket))
+            return True
+        except OSError:
+            return False
+        finally:
+            sock.close()
+
+    def start_daemon(self, wait: float = 30.0) -> None:
+        """Start the daemon in the background and wait until it answers."""
+        import subprocess
+
+        self.paths.ensure()
+        log = open(self.paths.log, "ab")
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "corral.daemon", "--home", str(self.paths.home), *self.start_options],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                close_fds=True,
+            )
+        finally:
+            log.close()
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if self.is_running():
+                return
+            code = proc.poll()
+            if code is not None and code != 0:
+                raise DaemonUnavailable(f"corral daemon failed to start (exit {code}): {self._log_tail()}")
+            if code == 0 and not self.is_running():
+                # Another daemon holds the lock and is still starting; keep waiting.
+                pass
+            time.sleep(0.01)
+        raise DaemonUnavailable(f"corral daemon did not answer within {wait:.0f}s: {self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        try:
+            with open(self.paths.log, encoding="utf-8", errors="replace") as f:
+                lines = f.read().strip().splitlines()
+        except OSError:
+            return "no daemon log"
+        return lines[-1] if lines else "daemon log is empty"
+
+    # API -------------------------------------------------------------------------------
+    def health(self) -> dict:
+        return self.request("GET", "/v1/health")
+
+    def submit(self, documents: list[dict], base_env: dict[str, str] | None = None) -> list[dict]:
+        """Submit job documents (the ``job.yaml`` form) as one all-or-nothing batch."""
+        env = dict(os.environ) if base_env is None else base_env
+        return self.request("POST", "/v1/jobs", {"jobs": documents, "base_env": env})["jobs"]
+
+    def submit_payload(self, payload: dict, base_env: dict[str, str] | None = None) -> list[dict]:
+        """Submit a raw request body (``jobs`` with documents or ``flags``, or ``yaml``)."""
+        body = dict(payload)
+        body["base_env"] = dict(os.environ) if base_env is None else base_env
+        return self.request("POST", "/v1/jobs", body)["jobs"]
+
+    def jobs(self, states: list[str] | None = None, limit: int | None = None) -> list[dict]:
+        query = [("state", s) for s in states or []]
+        if limit is not None:
+            query.append(("limit", str(limit)))
+        suffix = "?" + urlencode(query) if query else ""
+        return self.request("GET", "/v1/jobs" + suffix)["jobs"]
+
+    def job(self, job_id: int) -> dict:
+        return self.request("GET", f"/v1/jobs/{int(job_id)}")
+
+    def cancel(self, ids: list[int]) -> list[dict]:
+        return self.request("POST", "/v1/jobs/cancel", {"ids": [int(i) for i in ids]})["results"]
+
+    def wait(self, ids: list[int], poll: float = 30.0) -> list[dict]:
+        """Block until every job is in a terminal state; returns their views."""
+        out = []
+        for job_id in ids:
+            while True:
+                view = self.request("GET", f"/v1/jobs/{int(job_id)}/wait?timeout={poll}")
+                if view["state"] in ("Succeeded", "Failed", "Cancelled"):
+                    out.append(view)
+                    break
+        return out
+
+    def logs(self, job_id: int, *, stream: str = "stdout", follow: bool = False) -> Iterator[bytes]:
+        query = urlencode({"stream": stream, "follow": "true" if follow else "false"})
+        return self.stream(f"/v1/jobs/{int(job_id)}/logs?{query}")
+
+    def nodes(self) -> list[dict]:
+        return self.request("GET", "/v1/nodes")["nodes"]
+
+    def shutdown(self) -> dict:
+        return self.request("POST", "/v1/shutdown")
+
+
+def _detail(detail: Any) -> str:
+    if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+        d = detail[0]
+        loc = ".".join(str(p) for p in d.get("loc", []))
+        return f"invalid request at {loc}: {d.get('msg', '')}"
+    return str(detail)
+
+
+def _read_head(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise DaemonUnavailable("corral daemon closed the connection without answering")
+        buf += chunk
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return status, headers, rest
+
+
+def _read_body(sock: socket.socket, headers: dict[str, str], rest: bytes) -> Iterator[bytes]:
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        yield from _read_chunked(sock, rest)
+        return
+    length = headers.get("content-length")
+    if length is not None:
+        need = int(length) - len(rest)
+        if rest:
+            yield rest
+        while need > 0:
+            chunk = sock.recv(min(need, 1 << 20))
+            if not chunk:
+                break
+            need -= len(chunk)
+            yield chunk
+        return
+    if rest:
+        yield rest
+    while True:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            return
+        yield chunk
+
+
+def _read_chunked(sock: socket.socket, buf: bytes) -> Iterator[bytes]:
+    def fill(n: int) -> None:
+        nonlocal buf
+        while len(buf) < n:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                raise DaemonUnavailable("corral daemon closed the connection mid-answer")
+            buf += chunk
+
+    while True:
+        while b"\r\n" not in buf:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return
+            buf += chunk
+        size_line, buf = buf.split(b"\r\n", 1)
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            return
+        fill(size + 2)
+        yield buf[:size]
+        buf = buf[size + 2:]
+
+
+__all__ = ["Client", "ApiError", "urlencode"]

@@ -1,0 +1,244 @@
+"""Daemon configuration: ``$CORRAL_HOME/config.yaml`` (optional), validated.
+
+Stdlib only; PyYAML is imported lazily when a file is actually read. Every field is
+optional; the file form is::
+
+    simulate_gpus: 0            # pretend this many GPUs exist (0..64); `corral up --simulate-gpus N`
+    reserve: {cpu: 500m, memory: 1Gi}   # kept back for the system; memory omitted = daemon decides
+    defaults: {cpu: "1"}        # requests for resources a job does not mention at all
+    policy: best-effort-fifo    # or strict-fifo
+    kill_grace: 10s             # SIGTERM -> SIGKILL grace; a bare number (or number string) is seconds
+    node_name: gpu-box-1        # default: the machine's hostname (resolved by the daemon)
+
+``defaults`` replaces the built-in ``{cpu: "1"}`` as a whole: ``defaults: {}`` means no
+default requests, ``defaults: {memory: 2Gi}`` means a memory default and no cpu default.
+Unknown fields and bad values raise a one-line :class:`~corral.errors.ValidationError`
+prefixed with the file's path and naming the field, e.g.
+``config.yaml: unknown field reserv (accepted: defaults, kill_grace, node_name, policy, reserve, simulate_gpus)``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Callable
+
+from .durations import parse_duration
+from .errors import QuantityError, ValidationError
+from .resources import CPU, MEMORY, Resources, parse_quantity
+from .spec import _fail, _fields, _parse_resources, _quantity_error, _relocate, _why, load_yaml_all
+
+POLICIES = ("best-effort-fifo", "strict-fifo")
+MAX_SIMULATED_GPUS = 64
+MAX_NODE_NAME = 253
+
+_NODE_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?\Z", re.ASCII)
+_FILE_FIELDS = {k: k for k in ("simulate_gpus", "reserve", "defaults", "policy", "kill_grace", "node_name")}
+_RESERVE_FIELDS = {CPU: CPU, MEMORY: MEMORY}
+
+
+def _default_requests() -> Resources:
+    return Resources({CPU: 1000})
+
+
+@dataclass(frozen=True)
+class Config:
+    """Validated daemon settings, in canonical units."""
+
+    simulate_gpus: int = 0
+    reserve_cpu: int = 0                    # millicores kept back for the system
+    reserve_memory: int | None = None       # bytes; None: the daemon decides
+    default_requests: Resources = field(default_factory=_default_requests)
+    policy: str = "best-effort-fifo"
+    kill_grace: int = 10                    # seconds
+    node_name: str | None = None            # None: the machine's hostname
+
+    @property
+    def reserve(self) -> Resources:
+        """The reservation as a resource vector (memory absent when the daemon decides)."""
+        return Resources({CPU: self.reserve_cpu, MEMORY: self.reserve_memory or 0})
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (canonical units)."""
+        return {
+            "simulate_gpus": self.simulate_gpus,
+            "reserve_cpu": self.reserve_cpu,
+            "reserve_memory": self.reserve_memory,
+            "default_requests": self.default_requests.as_dict(),
+            "policy": self.policy,
+            "kill_grace": self.kill_grace,
+            "node_name": self.node_name,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Config":
+        """Inverse of :meth:`to_dict` (trusted input); missing keys take the defaults."""
+        base = cls()
+        return cls(
+            simulate_gpus=int(data.get("simulate_gpus", base.simulate_gpus)),
+            reserve_cpu=int(data.get("reserve_cpu", base.reserve_cpu)),
+            reserve_memory=data.get("reserve_memory", base.reserve_memory),
+            default_requests=Resources(data["default_requests"]) if "default_requests" in data
+            else base.default_requests,
+            policy=data.get("policy", base.policy),
+            kill_grace=int(data.get("kill_grace", base.kill_grace)),
+            node_name=data.get("node_name", base.node_name),
+        )
+
+    def merged(self, **overrides: Any) -> "Config":
+        """A copy with every non-None override replacing its field, validated.
+
+        Values are in the field's own units (``reserve_cpu`` millicores, ``reserve_memory``
+        bytes, ``kill_grace`` seconds, ``default_requests`` a Resources or a raw mapping);
+        strings are parsed like the file's values (``kill_grace="30s"``,
+        ``reserve_cpu="500m"``, ``reserve_memory="1Gi"``). An unknown name is a TypeError.
+        """
+        known = {f.name for f in fields(self)}
+        changes: dict[str, Any] = {}
+        for name, value in overrides.items():
+            if name not in known:
+                raise TypeError(f"Config.merged() got an unknown field {name!r} (known: {', '.join(sorted(known))})")
+            if value is not None:
+                changes[name] = _OVERRIDE_PARSERS[name](value, name)
+        return replace(self, **changes) if changes else self
+
+
+# -- field parsers (value, path) -> canonical value ---------------------------------------
+
+def _parse_simulate_gpus(value: object, path: str) -> int:
+    expected = f"expected a whole number from 0 to {MAX_SIMULATED_GPUS}"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(path, value, expected)
+    if not 0 <= value <= MAX_SIMULATED_GPUS:
+        raise _fail(path, value, expected)
+    return value
+
+
+def _parse_quantity_at(resource: str, value: object, path: str) -> int:
+    """A non-negative amount (zero allowed) with errors naming ``path``."""
+    try:
+        return parse_quantity(resource, value)
+    except QuantityError as err:
+        raise _quantity_error(path, value, err.expected, _why(err)) from None
+
+
+def _parse_reserve_cpu(value: object, path: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):  # already millicores
+        if value < 0:
+            raise _quantity_error(path, value, "expected e.g. 2, 500m, 0.5", "must not be negative")
+        return value
+    return _parse_quantity_at(CPU, value, path)
+
+
+def _parse_reserve_memory(value: object, path: str) -> int | None:
+    if value is None:
+        return None
+    return _parse_quantity_at(MEMORY, value, path)
+
+
+def _parse_defaults(value: object, path: str) -> Resources:
+    if isinstance(value, Resources):
+        for name, amount in value.items():
+            if name not in (CPU, MEMORY):
+                raise _fail(f"{path}.{name}", name, "expected cpu or memory", detail=f"unsupported resource in {path}")
+            if amount <= 0:
+                raise _fail(f"{path}.{name}", amount, "must be greater than zero")
+        return value
+    if value is None:
+        return _default_requests()
+    parsed = _parse_resources(value, path)
+    for name in parsed:
+        if name not in (CPU, MEMORY):
+            raise _fail(f"{path}.{name}", name, "expected cpu or memory", detail=f"unsupported resource in {path}")
+    return parsed
+
+
+def _parse_policy(value: object, path: str) -> str:
+    if value not in POLICIES:
+        raise _fail(path, value, f"expected {' or '.join(POLICIES)}")
+    return value  # type: ignore[return-value]
+
+
+def _parse_kill_grace(value: object, path: str) -> int:
+    return parse_duration(value, path, bare_unit=1, allow_zero=True, what="grace period",
+                          examples="expected seconds or a duration, e.g. 10, 10s, 1m")
+
+
+def _parse_node_name(value: object, path: str) -> str | None:
+    if value is None:
+        return None
+    expected = (f"expected a host-like name of at most {MAX_NODE_NAME} letters, digits, -, _ and ., "
+                "starting and ending with a letter or digit, e.g. gpu-box-1")
+    if not isinstance(value, str) or len(value) > MAX_NODE_NAME or not _NODE_NAME.match(value):
+        raise _fail(path, value, expected)
+    return value
+
+
+_OVERRIDE_PARSERS: dict[str, Callable[[object, str], Any]] = {
+    "simulate_gpus": _parse_simulate_gpus,
+    "reserve_cpu": _parse_reserve_cpu,
+    "reserve_memory": _parse_reserve_memory,
+    "default_requests": _parse_defaults,
+    "policy": _parse_policy,
+    "kill_grace": _parse_kill_grace,
+    "node_name": _parse_node_name,
+}
+
+
+def _parse(data: object) -> Config:
+    if not isinstance(data, Mapping):
+        raise _fail("config", data, f"expected a mapping with fields {', '.join(sorted(_FILE_FIELDS))}",
+                    detail="invalid config")
+    top = _fields(data, "", _FILE_FIELDS)
+    values: dict[str, Any] = {}
+    if "simulate_gpus" in top:
+        values["simulate_gpus"] = _parse_simulate_gpus(top["simulate_gpus"][1], "simulate_gpus")
+    if "reserve" in top:
+        reserve = _fields(top["reserve"][1], "reserve", _RESERVE_FIELDS)
+        if CPU in reserve:
+            values["reserve_cpu"] = _parse_quantity_at(CPU, reserve[CPU][1], "reserve.cpu")
+        if MEMORY in reserve:
+            values["reserve_memory"] = _parse_reserve_memory(reserve[MEMORY][1], "reserve.memory")
+    if "defaults" in top:
+        values["default_requests"] = _parse_defaults(top["defaults"][1], "defaults")
+    if "policy" in top:
+        values["policy"] = _parse_policy(top["policy"][1], "policy")
+    if "kill_grace" in top:
+        values["kill_grace"] = _parse_kill_grace(top["kill_grace"][1], "kill_grace")
+    if "node_name" in top:
+        values["node_name"] = _parse_node_name(top["node_name"][1], "node_name")
+    return Config(**values)
+
+
+def parse_config(data: object, source: str = "<config>") -> Config:
+    """Validate loaded YAML data (``None`` = empty file = defaults) into a :class:`Config`.
+
+    Errors are prefixed with ``source``, e.g. ``config.yaml: invalid value for policy: ...``.
+    """
+    if data is None:
+        return Config()
+    try:
+        return _parse(data)
+    except ValidationError as err:
+        raise _relocate(err, f"{source}: ") from None
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate the config file at ``path``; a missing file means the defaults."""
+    source = os.fspath(path)
+    try:
+        with open(source, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        return Config()
+    except (OSError, UnicodeDecodeError) as err:
+        why = getattr(err, "strerror", None) or str(err)
+        raise _fail(source, source, "expected a readable UTF-8 YAML file",
+                    message=f"{source}: cannot read config file ({why})") from None
+    docs = [doc for doc in load_yaml_all(text, source=source) if doc is not None]
+    if len(docs) > 1:
+        raise _fail(source, len(docs), "expected a single YAML document",
+                    message=f"{source}: {len(docs)} YAML documents (expected a single YAML document)")
+    return parse_config(docs[0] if docs else None, source)

@@ -1,0 +1,1 @@
+"""The daemon: the loop that applies scheduling decisions, its HTTP API, and recovery."""

@@ -1,0 +1,190 @@
+"""The HTTP API (served on the daemon's Unix socket; the CLI and SDK speak it).
+
+Jobs travel in the same Kubernetes-flavoured document form as ``job.yaml`` files and are
+validated here again, so scripts that talk to the API directly get the same one-line
+errors the CLI prints. Errors are ``{"error": "...", "lines": [...]}`` with a 4xx code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any, AsyncIterator, Callable
+
+from fastapi import Body, FastAPI, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from .. import __version__
+from ..errors import CorralError, Infeasible, NotFound, ValidationError
+from ..job import JobState
+from dataclasses import replace
+
+from ..spec import JobSpec, build_spec, load_documents, parse_document
+from .manager import Manager
+from .views import job_view, node_view
+
+
+def create_app(manager: Manager, info: dict[str, Any], shutdown: Callable[[], None],
+               lifespan=None) -> FastAPI:
+    app = FastAPI(title="corral", version=__version__, lifespan=lifespan)
+
+    @app.exception_handler(CorralError)
+    async def _corral_error(request: Request, exc: CorralError) -> JSONResponse:
+        lines = exc.lines if isinstance(exc, Infeasible) else [str(exc)]
+        return JSONResponse(status_code=exc.status, content={"error": str(exc), "lines": lines})
+
+    @app.get("/v1/health")
+    async def health() -> dict:
+        return {"ok": True, "pid": os.getpid(), "version": __version__, "home": info.get("home"),
+                "pending": len(manager.pending), "running": len(manager.running)}
+
+    @app.post("/v1/jobs", status_code=201)
+    async def submit(body: dict = Body(...)) -> dict:
+        """Submit a batch, all or nothing. ``jobs`` is a list whose items are job
+        documents (the ``job.yaml`` form) or ``{"flags": {...}}`` (the CLI's options:
+        command, requests, limits, name, env, workdir, labels, priority, time); or give
+        ``yaml`` (text with one or more documents) and ``source`` instead of ``jobs``."""
+        base_env = body.get("base_env") or {}
+        if not isinstance(base_env, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                     for k, v in base_env.items()):
+            raise ValidationError("base_env", "...", "expected a mapping of strings to strings")
+        specs = _specs_from(body)
+        jobs = manager.submit(specs, base_env)
+        positions = manager.queue_positions()
+        return {"jobs": [job_view(j, manager, positions) for j in jobs]}
+
+    @app.get("/v1/jobs")
+    async def list_jobs(state: list[str] = Query(default=[]), limit: int | None = None) -> dict:
+        states = None
+        if state:
+            states = set()
+            for raw in state:
+                for part in raw.split(","):
+                    states.add(_parse_state(part))
+        jobs = manager.store.list_jobs(states, limit=limit)
+        positions = manager.queue_positions()
+        return {"jobs": [job_view(j, manager, positions) for j in jobs]}
+
+    @app.get("/v1/jobs/{job_id}")
+    async def show(job_id: int) -> dict:
+        return job_view(manager.store.get_job(job_id), manager, detail=True)
+
+    @app.post("/v1/jobs/cancel")
+    async def cancel(body: dict = Body(...)) -> dict:
+        ids = body.get("ids")
+        if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+            raise ValidationError("ids", ids, "expected a list of job ids")
+        results = []
+        for job_id in ids:
+            try:
+                results.append({"id": job_id, "result": manager.cancel(job_id), "ok": True})
+            except NotFound as exc:
+                results.append({"id": job_id, "result": str(exc), "ok": False})
+        return {"results": results}
+
+    @app.get("/v1/jobs/{job_id}/wait")
+    async def wait(job_id: int, timeout: float = 30.0) -> dict:
+        job = manager.store.get_job(job_id)
+        if not job.terminal:
+            fut = manager.future_for(job_id)
+            try:
+                await asyncio.wait_for(asyncio.shield(fut), timeout=max(0.0, min(timeout, 300.0)))
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                manager.drop_future(job_id, fut)
+            job = manager.store.get_job(job_id)
+        return job_view(job, manager)
+
+    @app.get("/v1/jobs/{job_id}/logs")
+    async def logs(job_id: int, stream: str = "stdout", follow: bool = False, offset: int = 0):
+        if stream not in ("stdout", "stderr"):
+            raise ValidationError("stream", stream, "expected stdout or stderr")
+        manager.store.get_job(job_id)  # 404 for unknown jobs
+        path = manager.executor.log_path(job_id, stream)  # type: ignore[union-attr]
+        return StreamingResponse(_tail(manager, job_id, str(path), follow, offset), media_type="text/plain")
+
+    @app.get("/v1/nodes")
+    async def nodes() -> dict:
+        return {"nodes": node_view(manager, info)}
+
+    @app.post("/v1/shutdown")
+    async def shutdown_daemon() -> dict:
+        asyncio.get_running_loop().call_soon(shutdown)
+        return {"ok": True, "running_jobs_keep_running": len(manager.running)}
+
+    return app
+
+
+_FLAGS = {"command", "requests", "limits", "name", "env", "workdir", "labels", "priority", "time"}
+
+
+def _specs_from(body: dict) -> list[JobSpec]:
+    if "yaml" in body:
+        text, source = body.get("yaml"), str(body.get("source") or "<input>")
+        if not isinstance(text, str):
+            raise ValidationError("yaml", text, "expected YAML text")
+        specs = load_documents(text, source=source)
+        if not specs:
+            raise ValidationError(source, "", "expected at least one job document", detail="no jobs")
+        workdir = body.get("default_workdir")
+        if isinstance(workdir, str):
+            specs = [s if s.workdir else replace(s, workdir=workdir) for s in specs]
+        return specs
+    docs = body.get("jobs")
+    if not isinstance(docs, list) or not docs:
+        raise ValidationError("jobs", docs, "expected a non-empty list of job documents")
+    specs = []
+    for i, doc in enumerate(docs):
+        where = f"jobs[{i}]" if len(docs) > 1 else "job"
+        if isinstance(doc, dict) and set(doc) == {"flags"}:
+            flags = doc["flags"]
+            if not isinstance(flags, dict) or not set(flags) <= _FLAGS:
+                unknown = sorted(set(flags) - _FLAGS) if isinstance(flags, dict) else flags
+                raise ValidationError(f"{where}.flags", unknown, "accepted: " + ", ".join(sorted(_FLAGS)),
+                                      detail="unknown flags")
+            specs.append(build_spec(flags.get("command") or "", requests=flags.get("requests"),
+                                    limits=flags.get("limits"), name=flags.get("name") or "",
+                                    env=flags.get("env"), workdir=flags.get("workdir"),
+                                    labels=flags.get("labels"), priority=flags.get("priority", 0),
+                                    time_limit=flags.get("time")))
+        else:
+            specs.append(parse_document(doc, where=where))
+    return specs
+
+
+def _parse_state(text: str) -> JobState:
+    for s in JobState:
+        if s.value.lower() == text.strip().lower():
+            return s
+    raise ValidationError("state", text, "expected one of: " + ", ".join(s.value for s in JobState))
+
+
+async def _tail(manager: Manager, job_id: int, path: str, follow: bool, offset: int) -> AsyncIterator[bytes]:
+    pos = max(offset, 0)
+    while True:
+        try:
+            with open(path, "rb") as f:
+                f.seek(pos)
+                chunk = f.read(1 << 20)
+        except FileNotFoundError:
+            chunk = b""
+        if chunk:
+            pos += len(chunk)
+            yield chunk
+            continue
+        if not follow:
+            return
+        job = manager.store.get_job(job_id)
+        if job.terminal:
+            # One last read: the job may have written just before it ended.
+            try:
+                with open(path, "rb") as f:
+                    f.seek(pos)
+                    rest = f.read()
+            except FileNotFoundError:
+                rest = b""
+            if rest:
+                yield rest
+            return
+        await asyncio.sleep(0.1)

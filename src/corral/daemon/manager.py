@@ -1,0 +1,275 @@
+"""The manager: applies the scheduler's decisions to the store and the executor.
+
+Everything runs on the daemon's event loop thread, so there are no locks. The store is
+the durable record; the manager keeps the live view (pending queue, running
+allocations, current waiting reasons) in memory, rebuilt from the store at start.
+
+Event-driven: a submit, a cancel and a job's end each *kick* a scheduling cycle, which
+runs on the next turn of the loop (several kicks in one turn make one cycle).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import replace
+from typing import Callable, Iterable
+
+from ..capacity.node import Node
+from ..errors import CorralError, Infeasible, NotFound, ValidationError
+from ..executors.base import Executor, ExitStatus, LaunchRequest, Running, StopReason
+from ..executors.environment import job_environment
+from ..job import Allocation, Job, JobState, Reason
+from ..resources import Resources
+from ..scheduler import PendingJob, Waiting, get_policy, infeasible, schedule
+from ..spec import JobSpec, with_defaults
+from ..store.base import Store
+
+log = logging.getLogger("corral.manager")
+
+
+class Manager:
+    def __init__(self, store: Store, nodes: list[Node], *, policy: str = "best-effort-fifo",
+                 default_requests: Resources | None = None, kill_grace: float = 10.0,
+                 clock: Callable[[], float] = time.time):
+        self.store = store
+        self.nodes = nodes
+        self.policy = get_policy(policy)
+        self.default_requests = default_requests or Resources({"cpu": 1000})
+        self.kill_grace = kill_grace
+        self.clock = clock
+        self.executor: Executor | None = None
+        self.pending: dict[int, PendingJob] = {}
+        self.running: dict[int, Allocation] = {}
+        self.waiting: dict[int, Waiting] = {}
+        self._specs: dict[int, tuple[JobSpec, dict[str, str]]] = {}
+        self._waiters: dict[int, list[asyncio.Future]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._kicked = False
+        self.cycles = 0
+
+    # wiring --------------------------------------------------------------------------
+    def attach(self, executor: Executor, loop: asyncio.AbstractEventLoop) -> None:
+        self.executor = executor
+        self._loop = loop
+
+    # recovery --------------------------------------------------------------------------
+    def recover(self) -> dict[str, int]:
+        """Rebuild the live view from the store after a (re)start.
+
+        Pending jobs are queued again in their order. Each job recorded as running is
+        re-adopted if its supervisor lives, finished with its recorded exit status if
+        it ended while the daemon was down, or launched now if the daemon died before
+        launching it. Allocations come from the store, so nothing is handed out twice.
+        """
+        counts = {"pending": 0, "adopted": 0, "ended": 0, "relaunched": 0}
+        for job in self.store.list_jobs({JobState.PENDING}):
+            self._enqueue(job)
+            counts["pending"] += 1
+        allocations = self.store.active_allocations()
+        for job in self.store.list_jobs({JobState.RUNNING}):
+            alloc = allocations.get(job.id) or job.allocation
+            if alloc is None:
+                log.error("job %d is running without an allocation; marking it failed", job.id)
+                self.store.finish_job(job.id, JobState.FAILED, Reason.SUPERVISOR_LOST,
+                                      message="running without an allocation", ended_at=self.clock())
+                continue
+            self.running[job.id] = alloc
+            self._specs[job.id] = (job.spec, job.base_env)
+            assert self.executor is not None
+            outcome = self.executor.adopt(job.id)
+            if isinstance(outcome, Running):
+                self.store.set_reason(job.id, Reason.ADOPTED, "re-adopted after a daemon restart")
+                counts["adopted"] += 1
+            elif isinstance(outcome, ExitStatus):
+                self._finish(job.id, outcome)
+                counts["ended"] += 1
+            else:
+                self._launch(job.id, alloc)
+                counts["relaunched"] += 1
+        self.kick()
+        return counts
+
+    # submit ----------------------------------------------------------------------------
+    def submit(self, specs: list[JobSpec], base_env: dict[str, str] | None = None) -> list[Job]:
+        """Admit a batch: all jobs are stored, or none (with every reason why not)."""
+        if not specs:
+            raise ValidationError("jobs", [], "expected at least one job")
+        ready: list[Job] = []
+        errors: list[str] = []
+        for i, spec in enumerate(specs):
+            spec = with_defaults(spec, self.default_requests)
+            prefix = f"job {i + 1}: " if len(specs) > 1 else ""
+            if spec.workdir and not os.path.isdir(spec.workdir):
+                errors.append(f"{prefix}invalid value for workdir: \"{spec.workdir}\" (expected an existing directory)")
+            for line in infeasible(self.nodes, spec.requests):
+                errors.append(prefix + line)
+            ready.append(Job(id=0, spec=spec, base_env=dict(base_env or {})))
+        if errors:
+            raise Infeasible(errors)
+        stored = self.store.add_jobs(ready, self.clock())
+        for job in stored:
+            self._enqueue(job)
+        self.kick()
+        return stored
+
+    def _enqueue(self, job: Job) -> None:
+        self.pending[job.id] = PendingJob(job.id, job.spec.requests, priority=job.spec.priority, seq=job.seq)
+        self._specs[job.id] = (job.spec, job.base_env)
+
+    # cancel ----------------------------------------------------------------------------
+    def cancel(self, job_id: int) -> str:
+        """Cancel one job; returns what happened, in words."""
+        job = self.store.get_job(job_id)
+        if job.state is JobState.PENDING:
+            self.pending.pop(job_id, None)
+            self.waiting.pop(job_id, None)
+            self._specs.pop(job_id, None)
+            self.store.finish_job(job_id, JobState.CANCELLED, Reason.CANCELLED,
+                                  message="cancelled while pending", ended_at=self.clock())
+            self._notify(job_id)
+            self.kick()
+            return "cancelled"
+        if job.state is JobState.RUNNING:
+            assert self.executor is not None
+            if self.executor.stop(job_id, StopReason.CANCEL):
+                return "stopping"
+            return "not running here"
+        return f"already {job.state.value.lower()}"
+
+    # scheduling ------------------------------------------------------------------------
+    def kick(self) -> None:
+        if self._kicked:
+            return
+        self._kicked = True
+        if self._loop is not None:
+            self._loop.call_soon(self.cycle)
+        else:
+            self.cycle()
+
+    def cycle(self) -> None:
+        self._kicked = False
+        if not self.pending:
+            self.waiting.clear()
+            return
+        self.cycles += 1
+        result = schedule(self.nodes, self.running, self.pending.values(), self.policy)
+        if result.placements:
+            now = self.clock()
+            self.store.start_jobs([(p.job_id, p.allocation) for p in result.placements], now)
+            for p in result.placements:
+                self.pending.pop(p.job_id, None)
+                self.waiting.pop(p.job_id, None)
+                self.running[p.job_id] = p.allocation
+            for p in result.placements:
+                self._launch(p.job_id, p.allocation)
+        changed = [(jid, w.reason, w.message) for jid, w in result.waiting.items()
+                   if self.waiting.get(jid) != w]
+        self.waiting.update(result.waiting)
+        if changed:
+            self.store.set_reasons(changed)
+
+    def _launch(self, job_id: int, alloc: Allocation) -> None:
+        assert self.executor is not None
+        spec, base_env = self._specs[job_id]
+        cores = alloc.cores or self.shared_cores(alloc.node)
+        request = LaunchRequest(
+            job_id=job_id,
+            argv=spec.command,
+            env=job_environment(job_id, spec.name, alloc, cores, base_env, spec.env),
+            workdir=spec.workdir or os.path.expanduser("~"),
+            cores=cores or None,
+            kill_grace=self.kill_grace,
+            name=spec.name,
+        )
+        try:
+            running = self.executor.launch(request)
+        except (OSError, CorralError) as exc:
+            self._finish(job_id, ExitStatus(ended_at=self.clock(), launch_error=f"launch failed: {exc}"))
+            return
+        if running.supervisor_pid:
+            self.store.set_supervisor(job_id, running.supervisor_pid, running.supervisor_start or 0)
+
+    def shared_cores(self, node_name: str) -> tuple[int, ...]:
+        """Cores not held exclusively by any running job: where fractional jobs run."""
+        node = self.node(node_name)
+        taken = {c for a in self.running.values() if a.node == node_name for c in a.cores}
+        return tuple(c for c in node.cores if c not in taken)
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise NotFound(f"no such node: {name}")
+
+    # ends ------------------------------------------------------------------------------
+    def on_exit(self, job_id: int, status: ExitStatus) -> None:
+        """Executor callback: a running job ended (however it ended)."""
+        if job_id not in self.running:
+            log.warning("exit of job %d that is not running here; ignored", job_id)
+            return
+        self._finish(job_id, status)
+        self.kick()
+
+    def _finish(self, job_id: int, status: ExitStatus) -> None:
+        state, reason, message = status.classify()
+        self.store.finish_job(job_id, state, reason, message=message, exit_code=status.exit_code,
+                              signal=status.signal, ended_at=status.ended_at or self.clock())
+        self.running.pop(job_id, None)
+        self._specs.pop(job_id, None)
+        self._notify(job_id)
+
+    # waiting for jobs ------------------------------------------------------------------
+    def future_for(self, job_id: int) -> asyncio.Future:
+        assert self._loop is not None
+        fut = self._loop.create_future()
+        self._waiters.setdefault(job_id, []).append(fut)
+        return fut
+
+    def drop_future(self, job_id: int, fut: asyncio.Future) -> None:
+        futs = self._waiters.get(job_id)
+        if futs and fut in futs:
+            futs.remove(fut)
+            if not futs:
+                del self._waiters[job_id]
+
+    def _notify(self, job_id: int) -> None:
+        for fut in self._waiters.pop(job_id, []):
+            if not fut.done():
+                fut.set_result(job_id)
+
+    # views -----------------------------------------------------------------------------
+    def queue_positions(self) -> dict[int, int]:
+        order = sorted(self.pending.values(), key=self.policy.order_key)
+        return {job.id: i + 1 for i, job in enumerate(order)}
+
+    def holders(self) -> dict[str, dict[str, dict[int, int]]]:
+        """node -> {"gpus": {gpu index: job id}, "cores": {core id: job id}}."""
+        out: dict[str, dict[str, dict[int, int]]] = {n.name: {"gpus": {}, "cores": {}} for n in self.nodes}
+        for job_id, alloc in self.running.items():
+            entry = out.setdefault(alloc.node, {"gpus": {}, "cores": {}})
+            for g in alloc.gpus:
+                entry["gpus"][g] = job_id
+            for c in alloc.cores:
+                entry["cores"][c] = job_id
+        return out
+
+    def allocated(self, node_name: str) -> Resources:
+        total = Resources()
+        for alloc in self.running.values():
+            if alloc.node == node_name:
+                total = total.add(alloc.requests)
+        return total
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.close()
+
+    def iter_waiting(self) -> Iterable[tuple[int, Waiting]]:
+        return self.waiting.items()
+
+
+def replace_spec(spec: JobSpec, **changes) -> JobSpec:
+    return replace(spec, **changes)

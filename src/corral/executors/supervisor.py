@@ -1,0 +1,206 @@
+"""The per-job supervisor: a forked copy of the daemon that outlives it.
+
+Why: a job must survive the daemon being killed (SIGKILL, crash, upgrade) and its exit
+code must still be known afterwards. A job's parent is the only process that can read
+its exit status, so the parent must not be the daemon. Like containerd's shim or
+Slurm's slurmstepd, each job gets a small supervisor that:
+
+1. holds an exclusive ``flock`` on ``<jobdir>/lock`` for its whole life (taken by the
+   daemon *before* the fork and inherited, so there is no window where the job runs
+   unlocked). A restarted daemon that cannot take the lock knows the supervisor lives;
+2. starts its own session, pins itself to the job's cores, changes to the workdir and
+   spawns the job with ``posix_spawn`` in a new session of its own (so the job's process
+   group can be signalled as a whole), stdout/stderr to the job's log files;
+3. records ``job.pid``, then waits. SIGTERM from the daemon is forwarded to the job's
+   process group, followed by SIGKILL after the grace period; when the job's main
+   process ends, what is left of its process group is killed;
+4. writes ``status.json`` atomically (write + rename) with the exit code or signal and
+   the end time, then exits.
+
+The supervisor is made with ``os.fork()`` and never returns to the daemon's code: it
+uses only plain system calls, so it is safe even though the parent has other state.
+Forking (instead of starting a new interpreter) keeps the launch cost around a
+millisecond.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import time
+
+LOCK = "lock"
+STATUS = "status.json"
+JOB_PID = "job.pid"
+SUPERVISOR_PID = "supervisor.pid"
+STOP = "stop"
+STDOUT = "stdout.log"
+STDERR = "stderr.log"
+
+_FORWARDED = (signal.SIGUSR1, signal.SIGUSR2)
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Start time of ``pid`` in clock ticks since boot (``/proc/PID/stat`` field 22)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    try:
+        return int(data[data.rindex(b")") + 2:].split()[19])
+    except (ValueError, IndexError):
+        return None
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    tmp = f"{path}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def _resolve(argv0: str, env: dict[str, str]) -> str | None:
+    if "/" in argv0:
+        return argv0 if os.access(argv0, os.X_OK) and not os.path.isdir(argv0) else None
+    for d in env.get("PATH", os.defpath).split(os.pathsep):
+        cand = os.path.join(d or ".", argv0)
+        if os.access(cand, os.X_OK) and not os.path.isdir(cand):
+            return cand
+    return None
+
+
+def supervise(jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
+              cores: tuple[int, ...] | None, grace: float, keep_fd: int) -> None:
+    """Body of the forked supervisor. Never returns: ends with ``os._exit``."""
+    status: dict = {}
+    try:
+        os.setsid()
+        _close_fds(keep_fd)
+        _null_stdio()
+        for sig in _STOP_SIGNALS + _FORWARDED + (signal.SIGCHLD,):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS + _FORWARDED + (signal.SIGCHLD,))
+        my_pid = os.getpid()
+        write_atomic(os.path.join(jobdir, SUPERVISOR_PID), f"{my_pid} {proc_start_time(my_pid)}\n".encode())
+
+        pid = _spawn(jobdir, argv, env, workdir, cores, status)
+        if pid is not None:
+            write_atomic(os.path.join(jobdir, JOB_PID), f"{pid} {proc_start_time(pid)}\n".encode())
+            _wait(pid, grace, status)
+    except BaseException as exc:  # noqa: BLE001 - the supervisor must always write a status
+        status.setdefault("launch_error", f"supervisor error: {exc!r}")
+    finally:
+        try:
+            status["ended_at"] = time.time()
+            write_atomic(os.path.join(jobdir, STATUS), json.dumps(status).encode())
+        finally:
+            os._exit(0)
+
+
+def _spawn(jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
+           cores: tuple[int, ...] | None, status: dict) -> int | None:
+    try:
+        os.chdir(workdir)
+    except OSError as exc:
+        status["launch_error"] = f"working directory {workdir}: {exc.strerror}"
+        return None
+    if cores:
+        try:
+            os.sched_setaffinity(0, cores)
+        except OSError as exc:
+            status["launch_error"] = f"cannot pin to cores {list(cores)}: {exc.strerror}"
+            return None
+    path = _resolve(argv[0], env)
+    if path is None:
+        status["launch_error"] = f"command not found or not executable: {argv[0]}"
+        status["exit_code"] = 127
+        return None
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+    out = os.open(os.path.join(jobdir, STDOUT), flags, 0o600)
+    err = os.open(os.path.join(jobdir, STDERR), flags, 0o600)
+    try:
+        return os.posix_spawn(
+            path, argv, env,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, out, 1),
+                (os.POSIX_SPAWN_DUP2, err, 2),
+            ],
+            setsid=True,
+            setsigmask=(),
+            setsigdef=[s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)],
+        )
+    except OSError as exc:
+        status["launch_error"] = f"cannot execute {argv[0]}: {exc.strerror}"
+        status["exit_code"] = 126 if exc.errno in (errno.EACCES, errno.ENOEXEC) else 127
+        return None
+    finally:
+        os.close(out)
+        os.close(err)
+
+
+def _wait(pid: int, grace: float, status: dict) -> None:
+    kill_at: float | None = None
+    waitset = _STOP_SIGNALS + _FORWARDED + (signal.SIGCHLD,)
+    while True:
+        done, code = os.waitpid(pid, os.WNOHANG)
+        if done:
+            if os.WIFSIGNALED(code):
+                status["signal"] = os.WTERMSIG(code)
+            else:
+                status["exit_code"] = os.waitstatus_to_exitcode(code)
+            # The job ends with its main process: what it left behind in its process
+            # group (background children) is killed too, so nothing keeps holding the
+            # allocation (Slurm does the same at the end of a step).
+            _killpg(pid, signal.SIGKILL)
+            return
+        timeout = None if kill_at is None else max(kill_at - time.monotonic(), 0.0)
+        info = signal.sigtimedwait(waitset, 3600.0 if timeout is None else timeout)
+        if info is None:                        # grace period over
+            if kill_at is not None:
+                _killpg(pid, signal.SIGKILL)
+                kill_at = None
+            continue
+        sig = info.si_signo
+        if sig in _STOP_SIGNALS:
+            status["stop_signal"] = signal.Signals(sig).name
+            _killpg(pid, signal.SIGTERM)
+            if kill_at is None:
+                kill_at = time.monotonic() + grace
+        elif sig in _FORWARDED:
+            _killpg(pid, sig)
+
+
+def _killpg(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _close_fds(keep: int) -> None:
+    try:
+        fds = [int(n) for n in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = list(range(3, 1024))
+    for fd in fds:
+        if fd > 2 and fd != keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _null_stdio() -> None:
+    fd = os.open(os.devnull, os.O_RDWR)
+    for target in (0, 1, 2):
+        os.dup2(fd, target)
+    if fd > 2:
+        os.close(fd)

@@ -1,0 +1,394 @@
+"""The SQLite :class:`~corral.store.base.Store`: corral's embedded database.
+
+Connection settings, chosen once at open (no per-call pragmas):
+
+* ``journal_mode=WAL``: readers never block the writer and several processes may open
+  the same file (the daemon, and e.g. a CLI reading state directly).
+* ``synchronous=NORMAL``: in WAL mode a committed transaction survives the process
+  crashing or being killed with SIGKILL, which is what corral promises. A power loss or
+  OS crash may lose the last few transactions, but never corrupts the database.
+* ``foreign_keys=ON`` and a busy timeout, so a second process waits for the write lock
+  instead of failing at once.
+* ``isolation_level=None`` (autocommit) with explicit ``BEGIN IMMEDIATE`` / ``COMMIT``
+  around every write: each write method is one transaction that takes the write lock up
+  front, so it can never fail half-way with SQLITE_BUSY on lock upgrade.
+
+The file is created with mode 0600 (SQLite gives its ``-wal``/``-shm`` files the same
+mode). The schema version lives in the ``meta`` table; :data:`MIGRATIONS` are applied at
+open, in one transaction, and a database from a newer corral is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from ..errors import CorralError
+from ..job import Allocation, Job, JobState, Reason, check_transition
+from ..resources import Resources
+from ..spec import JobSpec
+from .base import Event, Store, check_finish, check_live, check_reason, not_found
+
+#: Seconds a connection waits for another process's write lock before giving up.
+BUSY_TIMEOUT_S = 10.0
+
+#: ``(version, statements)``: each migration brings the schema from ``version - 1``.
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (1, [
+        """CREATE TABLE jobs (
+            id               INTEGER PRIMARY KEY AUTOINCREMENT,
+            name             TEXT    NOT NULL DEFAULT '',
+            state            TEXT    NOT NULL,
+            reason           TEXT    NOT NULL,
+            message          TEXT    NOT NULL DEFAULT '',
+            priority         INTEGER NOT NULL DEFAULT 0,
+            seq              INTEGER NOT NULL,
+            spec_json        TEXT    NOT NULL,
+            base_env_json    TEXT    NOT NULL DEFAULT '{}',
+            submitted_at     REAL    NOT NULL,
+            started_at       REAL,
+            ended_at         REAL,
+            exit_code        INTEGER,
+            signal           INTEGER,
+            supervisor_pid   INTEGER,
+            supervisor_start INTEGER
+        )""",
+        "CREATE INDEX jobs_state ON jobs(state)",
+        """CREATE TABLE allocations (
+            job_id        INTEGER PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+            node          TEXT    NOT NULL,
+            requests_json TEXT    NOT NULL,
+            gpus_json     TEXT    NOT NULL DEFAULT '[]',
+            cores_json    TEXT    NOT NULL DEFAULT '[]',
+            allocated_at  REAL    NOT NULL,
+            released_at   REAL
+        )""",
+        "CREATE INDEX allocations_active ON allocations(job_id) WHERE released_at IS NULL",
+        """CREATE TABLE events (
+            id         INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_id     INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+            ts         REAL    NOT NULL,
+            from_state TEXT,
+            to_state   TEXT    NOT NULL,
+            reason     TEXT    NOT NULL,
+            message    TEXT    NOT NULL DEFAULT ''
+        )""",
+        "CREATE INDEX events_job ON events(job_id)",
+    ]),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+_JOB_COLUMNS = (
+    "j.id, j.state, j.reason, j.message, j.seq, j.spec_json, j.base_env_json, j.submitted_at, "
+    "j.started_at, j.ended_at, j.exit_code, j.signal, j.supervisor_pid, j.supervisor_start, "
+    "a.node, a.requests_json, a.gpus_json, a.cores_json"
+)
+_SELECT_JOBS = f"SELECT {_JOB_COLUMNS} FROM jobs j LEFT JOIN allocations a ON a.job_id = j.id"
+_SELECT_EVENTS = "SELECT id, job_id, ts, from_state, to_state, reason, message FROM events"
+_INSERT_EVENT = ("INSERT INTO events (job_id, ts, from_state, to_state, reason, message) "
+                 "VALUES (?, ?, ?, ?, ?, ?)")
+#: Ids per ``IN (...)`` query, well under SQLite's bound-parameter limit.
+_CHUNK = 500
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _row_to_job(row: tuple) -> Job:
+    (job_id, state, reason, message, seq, spec_json, base_env_json, submitted_at, started_at,
+     ended_at, exit_code, signal, supervisor_pid, supervisor_start,
+     node, requests_json, gpus_json, cores_json) = row
+    allocation = None
+    if node is not None:
+        allocation = Allocation(node=node, requests=Resources(json.loads(requests_json)),
+                                gpus=tuple(json.loads(gpus_json)), cores=tuple(json.loads(cores_json)))
+    return Job(
+        id=job_id, spec=JobSpec.from_dict(json.loads(spec_json)), state=JobState(state),
+        reason=Reason(reason), message=message, submitted_at=submitted_at,
+        started_at=started_at, ended_at=ended_at, exit_code=exit_code, signal=signal,
+        allocation=allocation, base_env=json.loads(base_env_json),
+        supervisor_pid=supervisor_pid, supervisor_start=supervisor_start, seq=seq,
+    )
+
+
+def _row_to_event(row: tuple) -> Event:
+    event_id, job_id, ts, from_state, to_state, reason, message = row
+    return Event(event_id, job_id, ts, JobState(from_state) if from_state is not None else None,
+                 JobState(to_state), Reason(reason), message)
+
+
+class SqliteStore(Store):
+    """A :class:`Store` in one SQLite file (``":memory:"`` for a private in-memory one)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = BUSY_TIMEOUT_S):
+        self.path = str(path)
+        if self.path != ":memory:" and not self.path.startswith("file:"):
+            _create_private(Path(self.path))
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
+                                     check_same_thread=False)
+        self._closed = False
+        try:
+            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # Plumbing ------------------------------------------------------------------------
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction holding the write lock from its start."""
+        conn = self._conn
+        with self._lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def _schema_version(self) -> int:
+        try:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except sqlite3.OperationalError:  # no meta table yet: a new database
+            return 0
+        return int(row[0]) if row else 0
+
+    def _migrate(self) -> None:
+        if self._schema_version() == SCHEMA_VERSION:
+            return
+        with self._tx() as c:
+            c.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            version = self._schema_version()  # again, now under the write lock
+            if version > SCHEMA_VERSION:
+                raise CorralError(
+                    f"database {self.path} has schema version {version}, newer than this corral "
+                    f"supports ({SCHEMA_VERSION}); upgrade corral"
+                )
+            for target, statements in MIGRATIONS:
+                if target > version:
+                    for statement in statements:
+                        c.execute(statement)
+            c.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+                      "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),))
+
+    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
+        with self._lock:
+            return self._conn.execute(sql, tuple(params)).fetchall()
+
+    # Jobs ----------------------------------------------------------------------------
+    def add_jobs(self, jobs: list[Job], now: float) -> list[Job]:
+        specs = [job.spec.to_dict() for job in jobs]
+        payload = [(spec.get("name", ""), spec.get("priority", 0), _dumps(spec), _dumps(dict(job.base_env)))
+                   for spec, job in zip(specs, jobs)]
+        with self._tx() as c:
+            base = c.execute(
+                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'jobs'), 0), "
+                "COALESCE((SELECT MAX(id) FROM jobs), 0))"
+            ).fetchone()[0]
+            ids = range(base + 1, base + 1 + len(jobs))
+            c.executemany(
+                "INSERT INTO jobs (id, name, state, reason, message, priority, seq, spec_json, "
+                "base_env_json, submitted_at) VALUES (?, ?, ?, ?, '', ?, ?, ?, ?, ?)",
+                [(job_id, name, JobState.PENDING.value, Reason.QUEUED.value, priority, job_id,
+                  spec_json, env_json, now)
+                 for job_id, (name, priority, spec_json, env_json) in zip(ids, payload)],
+            )
+            c.executemany(_INSERT_EVENT, [(job_id, now, None, JobState.PENDING.value,
+                                           Reason.QUEUED.value, "") for job_id in ids])
+        return [Job(id=job_id, spec=JobSpec.from_dict(spec), submitted_at=now,
+                    base_env=dict(job.base_env), seq=job_id)
+                for job_id, spec, job in zip(ids, specs, jobs)]
+
+    def get_job(self, job_id: int) -> Job:
+        rows = self._query(f"{_SELECT_JOBS} WHERE j.id = ?", (job_id,))
+        if not rows:
+            raise not_found(job_id)
+        return _row_to_job(rows[0])
+
+    def get_jobs(self, ids: Iterable[int]) -> list[Job]:
+        wanted = sorted(set(ids))
+        rows: list[tuple] = []
+        for i in range(0, len(wanted), _CHUNK):
+            chunk = wanted[i:i + _CHUNK]
+            rows += self._query(f"{_SELECT_JOBS} WHERE j.id IN ({','.join('?' * len(chunk))})", chunk)
+        rows.sort(key=lambda r: r[0])
+        return [_row_to_job(r) for r in rows]
+
+    def list_jobs(self, states: set[JobState] | None = None, limit: int | None = None) -> list[Job]:
+        sql, params = _SELECT_JOBS, []
+        if states is not None:
+            if not states:
+                return []
+            sql += f" WHERE j.state IN ({','.join('?' * len(states))})"
+            params += [JobState(s).value for s in states]
+        sql += " ORDER BY j.id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(max(limit, 0))
+        return [_row_to_job(r) for r in self._query(sql, params)]
+
+    # Lifecycle -----------------------------------------------------------------------
+    def start_jobs(self, starts: list[tuple[int, Allocation]], now: float) -> None:
+        rows = [(job_id, a.node, _dumps(a.requests.as_dict()), _dumps(list(a.gpus)),
+                 _dumps(list(a.cores)), now) for job_id, a in starts]
+        with self._tx() as c:
+            started: set[int] = set()
+            for job_id, _ in starts:
+                found = c.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                if found is None:
+                    raise not_found(job_id)
+                old = JobState.RUNNING if job_id in started else JobState(found[0])
+                check_transition(job_id, old, JobState.RUNNING)
+                started.add(job_id)
+            c.executemany(
+                "UPDATE jobs SET state = ?, reason = ?, message = '', started_at = ? WHERE id = ?",
+                [(JobState.RUNNING.value, Reason.LAUNCHED.value, now, job_id) for job_id, _ in starts],
+            )
+            c.executemany(
+                "INSERT INTO allocations (job_id, node, requests_json, gpus_json, cores_json, "
+                "allocated_at) VALUES (?, ?, ?, ?, ?, ?)", rows,
+            )
+            c.executemany(_INSERT_EVENT, [(job_id, now, JobState.PENDING.value, JobState.RUNNING.value,
+                                           Reason.LAUNCHED.value, "") for job_id, _ in starts])
+
+    def set_supervisor(self, job_id: int, pid: int, start_time: int) -> None:
+        with self._tx() as c:
+            cur = c.execute("UPDATE jobs SET supervisor_pid = ?, supervisor_start = ? WHERE id = ?",
+                            (pid, start_time, job_id))
+            if cur.rowcount == 0:
+                raise not_found(job_id)
+
+    def finish_job(self, job_id: int, state: JobState, reason: Reason, *, message: str = "",
+                   exit_code: int | None = None, signal: int | None = None,
+                   ended_at: float) -> bool:
+        with self._tx() as c:
+            found = c.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if found is None:
+                raise not_found(job_id)
+            old = JobState(found[0])
+            check_finish(job_id, old, state, reason)
+            c.execute(
+                "UPDATE jobs SET state = ?, reason = ?, message = ?, exit_code = ?, signal = ?, "
+                "ended_at = ? WHERE id = ?",
+                (state.value, reason.value, message, exit_code, signal, ended_at, job_id),
+            )
+            c.execute("UPDATE allocations SET released_at = ? WHERE job_id = ? AND released_at IS NULL",
+                      (ended_at, job_id))
+            c.execute(_INSERT_EVENT, (job_id, ended_at, old.value, state.value, reason.value, message))
+        return True
+
+    def set_reason(self, job_id: int, reason: Reason, message: str = "", *,
+                   now: float | None = None) -> None:
+        self.set_reasons([(job_id, reason, message)], now=now)
+
+    def _changed_reasons(self, c: sqlite3.Connection, updates: list[tuple[int, Reason, str]]
+                         ) -> list[tuple[int, JobState, Reason, Reason, str]]:
+        """Check ``updates``; return those that change something, as
+        ``(job_id, state, old_reason, new_reason, message)``."""
+        current: dict[int, tuple[JobState, Reason, str]] = {}
+        wanted = sorted({job_id for job_id, _, _ in updates})
+        for i in range(0, len(wanted), _CHUNK):
+            chunk = wanted[i:i + _CHUNK]
+            for job_id, state, reason, message in c.execute(
+                f"SELECT id, state, reason, message FROM jobs WHERE id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ):
+                current[job_id] = (JobState(state), Reason(reason), message)
+        changes = []
+        for job_id, reason, message in updates:
+            if job_id not in current:
+                raise not_found(job_id)
+            state, old_reason, old_message = current[job_id]
+            check_live(job_id, state)
+            check_reason(job_id, state, reason)
+            if reason is not old_reason or message != old_message:
+                changes.append((job_id, state, old_reason, reason, message))
+                current[job_id] = (state, reason, message)
+        return changes
+
+    def set_reasons(self, updates: Iterable[tuple[int, Reason, str]], *,
+                    now: float | None = None) -> None:
+        updates = [(job_id, Reason(reason), message) for job_id, reason, message in updates]
+        with self._lock:
+            # Look first without the write lock: a scheduling cycle usually changes nothing.
+            if not self._changed_reasons(self._conn, updates):
+                return
+            ts = time.time() if now is None else now
+            with self._tx() as c:
+                changes = self._changed_reasons(c, updates)
+                c.executemany("UPDATE jobs SET reason = ?, message = ? WHERE id = ?",
+                              [(new.value, message, job_id) for job_id, _, _, new, message in changes])
+                c.executemany(_INSERT_EVENT, [
+                    (job_id, ts, state.value, state.value, new.value, message)
+                    for job_id, state, old, new, message in changes if new is not old
+                ])
+
+    def active_allocations(self) -> dict[int, Allocation]:
+        rows = self._query(
+            "SELECT job_id, node, requests_json, gpus_json, cores_json FROM allocations "
+            "WHERE released_at IS NULL ORDER BY job_id"
+        )
+        return {
+            job_id: Allocation(node=node, requests=Resources(json.loads(requests_json)),
+                               gpus=tuple(json.loads(gpus_json)), cores=tuple(json.loads(cores_json)))
+            for job_id, node, requests_json, gpus_json, cores_json in rows
+        }
+
+    # History -------------------------------------------------------------------------
+    def events(self, job_id: int | None = None, limit: int | None = None) -> list[Event]:
+        sql, params = _SELECT_EVENTS, []
+        if job_id is not None:
+            sql += " WHERE job_id = ?"
+            params.append(job_id)
+        if limit is None:
+            rows = self._query(sql + " ORDER BY id", params)
+        else:
+            rows = self._query(sql + " ORDER BY id DESC LIMIT ?", [*params, max(limit, 0)])
+            rows.reverse()
+        return [_row_to_event(r) for r in rows]
+
+    # Settings ------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        if not isinstance(value, str):
+            raise TypeError(f"meta value for {key} must be a string, got {type(value).__name__}")
+        with self._tx() as c:
+            c.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+                      "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self._conn.execute("PRAGMA optimize")
+            except sqlite3.Error:
+                pass
+            self._conn.close()
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file (and its directory) readable by its owner only."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)

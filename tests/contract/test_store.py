@@ -1,0 +1,368 @@
+"""Contract tests for corral.store: one suite, run against every implementation."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from corral.errors import CorralError, InvalidTransition, NotFound
+from corral.job import TRANSITIONS, Allocation, Job, JobState, Reason
+from corral.resources import Resources
+from corral.spec import JobSpec
+from corral.store import Event, MemoryStore, SqliteStore, Store
+
+T0 = 1_700_000_000.0
+
+
+def make_job(name: str = "", **spec_fields) -> Job:
+    spec_fields.setdefault("command", ("true",))
+    spec_fields.setdefault("requests", Resources({"cpu": 1000}))
+    return Job(id=0, spec=JobSpec(name=name, **spec_fields))
+
+
+def alloc(gpus=(), cores=(), cpu=1000) -> Allocation:
+    return Allocation(node="node0", requests=Resources({"cpu": cpu, "memory": 2**30}),
+                      gpus=tuple(gpus), cores=tuple(cores))
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request, tmp_path):
+    s: Store = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "corral.db")
+    yield s
+    s.close()
+
+
+class TestStoreContract:
+    # Jobs -----------------------------------------------------------------------------
+    def test_add_get_list(self, store):
+        spec = JobSpec(command=("python", "train.py", "--lr", "0.1"), name="train",
+                       env={"A": "1"}, workdir="/tmp", labels={"team": "ml"}, priority=5,
+                       time_limit=3600, requests=Resources({"cpu": 2000, "memory": 2**33, "nvidia.com/gpu": 1}),
+                       limits=Resources({"cpu": 4000, "memory": 2**33, "nvidia.com/gpu": 1}))
+        added = store.add_jobs([Job(id=0, spec=spec, base_env={"PATH": "/usr/bin"}), make_job("b")], T0)
+        assert [j.id for j in added] == [1, 2]
+        first = added[0]
+        assert first.spec == spec
+        assert first.state is JobState.PENDING and first.reason is Reason.QUEUED
+        assert first.submitted_at == T0 and first.seq == 1 and first.base_env == {"PATH": "/usr/bin"}
+        assert first.allocation is None and first.started_at is None
+        assert store.get_job(1) == first
+        assert store.get_job(2) == added[1]
+        assert store.list_jobs() == added
+        assert store.list_jobs(limit=1) == [first]
+        assert store.list_jobs(states={JobState.RUNNING}) == []
+        assert store.list_jobs(states=set()) == []
+        assert store.get_jobs([2, 99, 1, 2]) == added
+
+    def test_get_missing_job(self, store):
+        with pytest.raises(NotFound, match=r"^no such job: 42$"):
+            store.get_job(42)
+
+    def test_empty_batch(self, store):
+        assert store.add_jobs([], T0) == []
+        assert store.add_jobs([make_job()], T0)[0].id == 1
+
+    def test_ids_increase_and_seq(self, store):
+        a = store.add_jobs([make_job() for _ in range(3)], T0)
+        b = store.add_jobs([make_job() for _ in range(2)], T0 + 1)
+        assert [j.id for j in a + b] == [1, 2, 3, 4, 5]
+        assert [j.seq for j in a + b] == [1, 2, 3, 4, 5]
+
+    def test_returned_jobs_are_copies(self, store):
+        job = make_job(env={"X": "1"})
+        [stored] = store.add_jobs([job], T0)
+        stored.state = JobState.FAILED
+        stored.spec.env["X"] = "changed"
+        stored.base_env["Y"] = "2"
+        job.base_env["Z"] = "3"
+        fresh = store.get_job(stored.id)
+        assert fresh.state is JobState.PENDING
+        assert fresh.spec.env == {"X": "1"} and fresh.base_env == {}
+
+    def test_list_by_state(self, store):
+        store.add_jobs([make_job() for _ in range(4)], T0)
+        store.start_jobs([(2, alloc()), (4, alloc())], T0 + 1)
+        assert [j.id for j in store.list_jobs({JobState.RUNNING})] == [2, 4]
+        assert [j.id for j in store.list_jobs({JobState.PENDING})] == [1, 3]
+        assert [j.id for j in store.list_jobs({JobState.PENDING, JobState.RUNNING}, limit=3)] == [1, 2, 3]
+
+    # Lifecycle ------------------------------------------------------------------------
+    def test_start_job(self, store):
+        store.add_jobs([make_job()], T0)
+        a = alloc(gpus=(0, 3), cores=(4, 5))
+        store.start_jobs([(1, a)], T0 + 5)
+        job = store.get_job(1)
+        assert job.state is JobState.RUNNING and job.reason is Reason.LAUNCHED
+        assert job.started_at == T0 + 5 and job.allocation == a
+        assert store.active_allocations() == {1: a}
+
+    def test_start_batch_is_atomic(self, store):
+        store.add_jobs([make_job() for _ in range(3)], T0)
+        store.start_jobs([(2, alloc())], T0)
+        with pytest.raises(InvalidTransition, match="job 2: Running -> Running"):
+            store.start_jobs([(1, alloc()), (2, alloc()), (3, alloc())], T0 + 1)
+        assert [j.state for j in store.list_jobs()] == [JobState.PENDING, JobState.RUNNING, JobState.PENDING]
+        assert set(store.active_allocations()) == {2}
+        assert len(store.events()) == 4
+
+    def test_start_batch_unknown_job_rolls_back(self, store):
+        store.add_jobs([make_job()], T0)
+        with pytest.raises(NotFound):
+            store.start_jobs([(1, alloc()), (7, alloc())], T0)
+        assert store.get_job(1).state is JobState.PENDING
+        assert store.active_allocations() == {}
+
+    def test_start_same_job_twice_in_batch(self, store):
+        store.add_jobs([make_job()], T0)
+        with pytest.raises(InvalidTransition):
+            store.start_jobs([(1, alloc()), (1, alloc())], T0)
+        assert store.get_job(1).state is JobState.PENDING
+
+    @pytest.mark.parametrize("target", [s for s in JobState if s.terminal])
+    @pytest.mark.parametrize("origin", list(JobState))
+    def test_transition_table_enforced(self, store, origin, target):
+        reasons = {JobState.SUCCEEDED: Reason.COMPLETED, JobState.FAILED: Reason.ERROR,
+                   JobState.CANCELLED: Reason.CANCELLED}
+        store.add_jobs([make_job()], T0)
+        if origin is not JobState.PENDING:
+            store.start_jobs([(1, alloc())], T0)
+        if origin.terminal:
+            store.finish_job(1, origin, reasons[origin], ended_at=T0)
+        if target in TRANSITIONS[origin]:
+            assert store.finish_job(1, target, reasons[target], ended_at=T0 + 1) is True
+            assert store.get_job(1).state is target
+        else:
+            before = store.get_job(1)
+            with pytest.raises(InvalidTransition):
+                store.finish_job(1, target, reasons[target], ended_at=T0 + 1)
+            assert store.get_job(1) == before
+
+    def test_finish_needs_terminal_state_and_matching_reason(self, store):
+        store.add_jobs([make_job()], T0)
+        with pytest.raises(InvalidTransition):
+            store.finish_job(1, JobState.RUNNING, Reason.LAUNCHED, ended_at=T0)
+        with pytest.raises(CorralError, match="does not go with"):
+            store.finish_job(1, JobState.CANCELLED, Reason.COMPLETED, ended_at=T0)
+        assert store.get_job(1).state is JobState.PENDING
+        with pytest.raises(NotFound):
+            store.finish_job(9, JobState.FAILED, Reason.ERROR, ended_at=T0)
+
+    def test_finish_records_exit_and_releases_once(self, store):
+        store.add_jobs([make_job(), make_job()], T0)
+        store.start_jobs([(1, alloc(gpus=(0,))), (2, alloc(gpus=(1,)))], T0 + 1)
+        assert store.finish_job(1, JobState.FAILED, Reason.SIGNALED, message="killed by SIGKILL",
+                                exit_code=None, signal=9, ended_at=T0 + 2) is True
+        job = store.get_job(1)
+        assert (job.state, job.reason, job.message) == (JobState.FAILED, Reason.SIGNALED, "killed by SIGKILL")
+        assert (job.exit_code, job.signal, job.ended_at) == (None, 9, T0 + 2)
+        assert job.allocation == alloc(gpus=(0,))  # history keeps what it held
+        assert set(store.active_allocations()) == {2}
+        with pytest.raises(InvalidTransition):
+            store.finish_job(1, JobState.CANCELLED, Reason.CANCELLED, ended_at=T0 + 3)
+        assert set(store.active_allocations()) == {2}
+        assert store.get_job(1) == job
+        store.finish_job(2, JobState.SUCCEEDED, Reason.COMPLETED, exit_code=0, ended_at=T0 + 4)
+        assert store.active_allocations() == {}
+        assert store.get_job(2).exit_code == 0
+
+    def test_cancel_pending(self, store):
+        store.add_jobs([make_job()], T0)
+        store.finish_job(1, JobState.CANCELLED, Reason.CANCELLED, message="by user", ended_at=T0 + 1)
+        job = store.get_job(1)
+        assert job.state is JobState.CANCELLED and job.allocation is None and job.started_at is None
+
+    def test_set_supervisor(self, store):
+        store.add_jobs([make_job()], T0)
+        store.start_jobs([(1, alloc())], T0)
+        store.set_supervisor(1, 4242, 987654)
+        job = store.get_job(1)
+        assert (job.supervisor_pid, job.supervisor_start) == (4242, 987654)
+        with pytest.raises(NotFound):
+            store.set_supervisor(5, 1, 1)
+
+    def test_set_reason(self, store):
+        store.add_jobs([make_job(), make_job()], T0)
+        store.set_reason(1, Reason.INSUFFICIENT_RESOURCES, "needs cpu=2", now=T0 + 1)
+        job = store.get_job(1)
+        assert (job.state, job.reason, job.message) == (JobState.PENDING, Reason.INSUFFICIENT_RESOURCES, "needs cpu=2")
+        assert len(store.events(1)) == 2
+        # same reason, new message: stored, but no event
+        store.set_reason(1, Reason.INSUFFICIENT_RESOURCES, "needs cpu=3", now=T0 + 2)
+        assert store.get_job(1).message == "needs cpu=3"
+        assert len(store.events(1)) == 2
+        store.set_reason(1, Reason.INSUFFICIENT_RESOURCES, "needs cpu=3", now=T0 + 3)
+        assert len(store.events(1)) == 2
+        last = store.events(1)[-1]
+        assert (last.from_state, last.to_state, last.reason, last.ts) == (
+            JobState.PENDING, JobState.PENDING, Reason.INSUFFICIENT_RESOURCES, T0 + 1)
+        # wrong reason for the state, unknown job, finished job
+        with pytest.raises(CorralError, match="does not go with"):
+            store.set_reason(1, Reason.LAUNCHED, "")
+        with pytest.raises(NotFound):
+            store.set_reason(9, Reason.PRIORITY, "")
+        store.finish_job(2, JobState.CANCELLED, Reason.CANCELLED, ended_at=T0)
+        with pytest.raises(InvalidTransition):
+            store.set_reason(2, Reason.PRIORITY, "")
+
+    def test_set_reasons_batch_is_atomic(self, store):
+        store.add_jobs([make_job() for _ in range(3)], T0)
+        store.set_reasons([(1, Reason.PRIORITY, "behind 0"), (2, Reason.PRIORITY, "behind 1")], now=T0)
+        assert [j.reason for j in store.list_jobs()] == [Reason.PRIORITY, Reason.PRIORITY, Reason.QUEUED]
+        with pytest.raises(NotFound):
+            store.set_reasons([(3, Reason.INSUFFICIENT_RESOURCES, "x"), (8, Reason.PRIORITY, "")], now=T0)
+        assert store.get_job(3).reason is Reason.QUEUED
+
+    # Events ---------------------------------------------------------------------------
+    def test_events_in_order(self, store):
+        store.add_jobs([make_job(), make_job()], T0)
+        store.set_reason(1, Reason.INSUFFICIENT_RESOURCES, "no gpu", now=T0 + 1)
+        store.start_jobs([(1, alloc())], T0 + 2)
+        store.finish_job(1, JobState.SUCCEEDED, Reason.COMPLETED, exit_code=0, ended_at=T0 + 3)
+        store.finish_job(2, JobState.CANCELLED, Reason.CANCELLED, message="by user", ended_at=T0 + 4)
+        events = store.events()
+        assert all(isinstance(e, Event) for e in events)
+        assert [e.id for e in events] == sorted(e.id for e in events)
+        assert [(e.job_id, e.ts, e.from_state, e.to_state, e.reason, e.message) for e in events] == [
+            (1, T0, None, JobState.PENDING, Reason.QUEUED, ""),
+            (2, T0, None, JobState.PENDING, Reason.QUEUED, ""),
+            (1, T0 + 1, JobState.PENDING, JobState.PENDING, Reason.INSUFFICIENT_RESOURCES, "no gpu"),
+            (1, T0 + 2, JobState.PENDING, JobState.RUNNING, Reason.LAUNCHED, ""),
+            (1, T0 + 3, JobState.RUNNING, JobState.SUCCEEDED, Reason.COMPLETED, ""),
+            (2, T0 + 4, JobState.PENDING, JobState.CANCELLED, Reason.CANCELLED, "by user"),
+        ]
+        assert [e.to_state for e in store.events(2)] == [JobState.PENDING, JobState.CANCELLED]
+        assert store.events(limit=2) == events[-2:]
+        assert store.events(1, limit=1) == [events[4]]
+        assert store.events(99) == []
+
+    # Meta -----------------------------------------------------------------------------
+    def test_meta(self, store):
+        assert store.get_meta("node") is None
+        store.set_meta("node", '{"name": "n0"}')
+        store.set_meta("node", '{"name": "n1"}')
+        assert store.get_meta("node") == '{"name": "n1"}'
+        with pytest.raises(TypeError):
+            store.set_meta("x", 1)
+
+    # Scale ----------------------------------------------------------------------------
+    def test_thousand_job_batch(self, store):
+        start = time.perf_counter()
+        added = store.add_jobs([make_job(f"j{i}") for i in range(1000)], T0)
+        store.start_jobs([(j.id, alloc(cpu=10)) for j in added[:500]], T0 + 1)
+        assert len(store.list_jobs({JobState.PENDING})) == 500
+        assert len(store.active_allocations()) == 500
+        store.set_reasons([(j.id, Reason.INSUFFICIENT_RESOURCES, "full") for j in added[500:]], now=T0 + 2)
+        elapsed = time.perf_counter() - start
+        assert added[-1].id == 1000
+        assert elapsed < 5, f"1,000-job batch took {elapsed:.2f}s"
+
+
+# SQLite only ------------------------------------------------------------------------------
+
+class TestSqliteStore:
+    def test_reopen_keeps_everything(self, tmp_path):
+        path = tmp_path / "corral.db"
+        with SqliteStore(path) as s:
+            s.add_jobs([make_job("a"), make_job("b"), make_job("c")], T0)
+            s.start_jobs([(1, alloc(gpus=(0,))), (2, alloc(cores=(1, 2)))], T0 + 1)
+            s.set_supervisor(2, 77, 1234)
+            s.finish_job(1, JobState.SUCCEEDED, Reason.COMPLETED, exit_code=0, ended_at=T0 + 2)
+            s.set_meta("k", "v")
+            jobs, events, active = s.list_jobs(), s.events(), s.active_allocations()
+        with SqliteStore(path) as s:
+            assert s.list_jobs() == jobs
+            assert s.events() == events
+            assert s.active_allocations() == active == {2: alloc(cores=(1, 2))}
+            assert s.get_meta("k") == "v"
+            assert s.get_meta("schema_version") == "1"
+
+    def test_ids_not_reused_after_reopen_and_delete(self, tmp_path):
+        path = tmp_path / "corral.db"
+        with SqliteStore(path) as s:
+            s.add_jobs([make_job() for _ in range(3)], T0)
+        # Even if the newest jobs disappear (e.g. a future prune), their ids stay used.
+        raw = sqlite3.connect(path)
+        with raw:
+            raw.execute("PRAGMA foreign_keys = ON")
+            raw.execute("DELETE FROM jobs WHERE id >= 2")
+        raw.close()
+        with SqliteStore(path) as s:
+            assert [j.id for j in s.add_jobs([make_job(), make_job()], T0)] == [4, 5]
+            assert s.events(2) == []  # cascaded
+
+    def test_wal_mode_and_permissions(self, tmp_path):
+        path = tmp_path / "sub" / "corral.db"
+        with SqliteStore(path) as s:
+            s.add_jobs([make_job()], T0)
+            assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+            wal = path.with_name("corral.db-wal")
+            if wal.exists():
+                assert stat.S_IMODE(os.stat(wal).st_mode) == 0o600
+        raw = sqlite3.connect(path)
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        raw.close()
+
+    def test_second_connection_sees_writes(self, tmp_path):
+        path = tmp_path / "corral.db"
+        with SqliteStore(path) as a, SqliteStore(path) as b:
+            assert b.list_jobs() == []
+            [job] = a.add_jobs([make_job("shared")], T0)
+            assert b.get_job(job.id) == job
+            b.start_jobs([(job.id, alloc())], T0 + 1)
+            assert a.get_job(job.id).state is JobState.RUNNING
+            with pytest.raises(InvalidTransition):
+                a.start_jobs([(job.id, alloc())], T0 + 2)
+            assert [j.id for j in b.add_jobs([make_job()], T0)] == [2]
+
+    def test_newer_schema_refused(self, tmp_path):
+        path = tmp_path / "corral.db"
+        SqliteStore(path).close()
+        raw = sqlite3.connect(path)
+        with raw:
+            raw.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+        raw.close()
+        with pytest.raises(CorralError, match="schema version 99"):
+            SqliteStore(path)
+
+    def test_survives_sigkill(self, tmp_path):
+        path = tmp_path / "corral.db"
+        n = 250
+        script = textwrap.dedent(f"""
+            import sys, time
+            from corral.job import Job
+            from corral.resources import Resources
+            from corral.spec import JobSpec
+            from corral.store import SqliteStore
+            s = SqliteStore({str(path)!r})
+            spec = JobSpec(command=("true",), requests=Resources({{"cpu": 1000}}))
+            for i in range({n} // 50):
+                s.add_jobs([Job(id=0, spec=spec) for _ in range(50)], 1.0)
+            s.start_jobs([(1, __import__("corral.job").job.Allocation(node="n", requests=spec.requests))], 2.0)
+            # Leave a write transaction open when the kill comes: it must vanish.
+            s._conn.execute("BEGIN IMMEDIATE")
+            s._conn.execute("DELETE FROM jobs WHERE id > 1")
+            print("ok", flush=True)
+            time.sleep(60)
+        """)
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout.readline().strip() == "ok"
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+            proc.stdout.close()
+        assert proc.returncode == -signal.SIGKILL
+        with SqliteStore(path, busy_timeout=2) as s:
+            jobs = s.list_jobs()
+            assert [j.id for j in jobs] == list(range(1, n + 1))
+            assert s.get_job(1).state is JobState.RUNNING
+            assert set(s.active_allocations()) == {1}
+            assert [j.id for j in s.add_jobs([make_job()], T0)] == [n + 1]

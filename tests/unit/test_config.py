@@ -1,0 +1,240 @@
+"""Daemon configuration: defaults, the file form, overrides, errors."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from corral.config import POLICIES, Config, load_config, parse_config
+from corral.errors import QuantityError, ValidationError
+from corral.resources import CPU, MEMORY, Resources
+
+GI = 2**30
+
+
+def fails(fn, *args, **kwargs) -> ValidationError:
+    with pytest.raises(ValidationError) as info:
+        fn(*args, **kwargs)
+    assert "\n" not in str(info.value)
+    return info.value
+
+
+def test_defaults():
+    config = Config()
+    assert config.simulate_gpus == 0
+    assert config.reserve_cpu == 0
+    assert config.reserve_memory is None
+    assert config.default_requests == Resources({CPU: 1000})
+    assert config.policy == "best-effort-fifo"
+    assert config.kill_grace == 10
+    assert config.node_name is None
+    assert config.reserve == Resources()
+
+
+def test_missing_file_means_defaults(tmp_path):
+    assert load_config(tmp_path / "config.yaml") == Config()
+
+
+@pytest.mark.parametrize("text", ["", "\n", "# nothing\n", "---\n"])
+def test_empty_file_means_defaults(tmp_path, text):
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    assert load_config(path) == Config()
+
+
+def test_full_file(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(textwrap.dedent("""\
+        simulate_gpus: 4
+        reserve: {cpu: 500m, memory: 1Gi}
+        defaults: {cpu: "2", memory: 512Mi}
+        policy: strict-fifo
+        kill_grace: 1m
+        node_name: gpu-box-1
+        """))
+    config = load_config(str(path))
+    assert config == Config(simulate_gpus=4, reserve_cpu=500, reserve_memory=GI,
+                            default_requests=Resources({CPU: 2000, MEMORY: 512 * 2**20}),
+                            policy="strict-fifo", kill_grace=60, node_name="gpu-box-1")
+    assert config.reserve == Resources({CPU: 500, MEMORY: GI})
+
+
+def test_parse_config_none_and_partial():
+    assert parse_config(None, "c.yaml") == Config()
+    assert parse_config({}, "c.yaml") == Config()
+    assert parse_config({"reserve": {"cpu": 1}}, "c.yaml") == Config(reserve_cpu=1000)
+    assert parse_config({"reserve": None, "defaults": None, "node_name": None}, "c.yaml") == Config()
+
+
+def test_reserve_zero_allowed():
+    config = parse_config({"reserve": {"cpu": 0, "memory": 0}}, "c.yaml")
+    assert config.reserve_cpu == 0 and config.reserve_memory == 0
+
+
+def test_defaults_replace_builtin_default():
+    assert parse_config({"defaults": {}}, "c.yaml").default_requests == Resources()
+    assert parse_config({"defaults": {"memory": "2Gi"}}, "c.yaml").default_requests == Resources({MEMORY: 2 * GI})
+    assert parse_config({"defaults": {"cpus": "500m"}}, "c.yaml").default_requests == Resources({CPU: 500})
+
+
+@pytest.mark.parametrize(("value", "seconds"), [(10, 10), ("10", 10), ("10s", 10), ("1m", 60), (0, 0),
+                                                ("0s", 0), (2.5, 3), ("1:30", 90)])
+def test_kill_grace_forms(value, seconds):
+    assert parse_config({"kill_grace": value}, "c.yaml").kill_grace == seconds
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_policies(policy):
+    assert parse_config({"policy": policy}, "c.yaml").policy == policy
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"reserv": {}},
+         "c.yaml: unknown field reserv (accepted: defaults, kill_grace, node_name, policy, reserve, simulate_gpus)"),
+        ({"reserve": {"gpu": 1}}, "c.yaml: unknown field reserve.gpu (accepted: cpu, memory)"),
+        ({"reserve": []}, "c.yaml: invalid value for reserve: [] (expected a mapping with fields cpu, memory)"),
+        ({"reserve": {"memory": "1GG"}},
+         'c.yaml: invalid quantity for reserve.memory: "1GG" (expected e.g. 512Mi, 16Gi)'),
+        ({"reserve": {"cpu": "-1"}},
+         'c.yaml: invalid quantity for reserve.cpu: "-1" (expected e.g. 2, 500m, 0.5; must not be negative)'),
+        ({"defaults": {"gpu": 1}},
+         'c.yaml: unsupported resource in defaults: "nvidia.com/gpu" (expected cpu or memory)'),
+        ({"defaults": {"cpu": 0}},
+         "c.yaml: invalid quantity for defaults.cpu: 0 (expected e.g. 2, 500m, 0.5; must be greater than zero)"),
+        ({"defaults": {"cpu": "x"}}, 'c.yaml: invalid quantity for defaults.cpu: "x" (expected e.g. 2, 500m, 0.5)'),
+        ({"defaults": "cpu=1"}, 'c.yaml: invalid value for defaults: "cpu=1" (expected a mapping of resource name '
+                                'to quantity, e.g. {cpu: "2", memory: 8Gi, nvidia.com/gpu: 1})'),
+        ({"policy": "lifo"}, 'c.yaml: invalid value for policy: "lifo" (expected best-effort-fifo or strict-fifo)'),
+        ({"simulate_gpus": 65}, "c.yaml: invalid value for simulate_gpus: 65 (expected a whole number from 0 to 64)"),
+        ({"simulate_gpus": -1}, "c.yaml: invalid value for simulate_gpus: -1 (expected a whole number from 0 to 64)"),
+        ({"simulate_gpus": "2"}, 'c.yaml: invalid value for simulate_gpus: "2" (expected a whole number from 0 to 64)'),
+        ({"simulate_gpus": True}, "c.yaml: invalid value for simulate_gpus: True (expected a whole number from 0 to 64)"),
+        ({"kill_grace": "soon"},
+         'c.yaml: invalid grace period for kill_grace: "soon" (expected seconds or a duration, e.g. 10, 10s, 1m)'),
+        ({"kill_grace": -1},
+         "c.yaml: invalid grace period for kill_grace: -1 "
+         "(expected seconds or a duration, e.g. 10, 10s, 1m; must not be negative)"),
+        ({"node_name": "a b"}, 'c.yaml: invalid value for node_name: "a b" (expected a host-like name of at most '
+                               '253 letters, digits, -, _ and ., starting and ending with a letter or digit, '
+                               'e.g. gpu-box-1)'),
+        ([1], "c.yaml: invalid config: [1] (expected a mapping with fields defaults, kill_grace, node_name, "
+              "policy, reserve, simulate_gpus)"),
+    ],
+)
+def test_errors(data, message):
+    assert str(fails(parse_config, data, "c.yaml")) == message
+
+
+def test_error_keeps_type_and_field():
+    err = fails(parse_config, {"reserve": {"memory": "1GG"}}, "c.yaml")
+    assert isinstance(err, QuantityError)
+    assert err.field == "reserve.memory"
+    err = fails(parse_config, {"policy": 1}, "c.yaml")
+    assert err.field == "policy" and err.value == 1
+
+
+def test_node_name_ok():
+    for name in ["gpu-box-1", "host.example.com", "A", "x" * 253]:
+        assert parse_config({"node_name": name}, "c.yaml").node_name == name
+    fails(parse_config, {"node_name": "x" * 254}, "c.yaml")
+    fails(parse_config, {"node_name": "-x"}, "c.yaml")
+    fails(parse_config, {"node_name": 5}, "c.yaml")
+
+
+def test_file_errors_name_the_file(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("policy: lifo\n")
+    err = fails(load_config, path)
+    assert str(err) == f'{path}: invalid value for policy: "lifo" (expected best-effort-fifo or strict-fifo)'
+
+
+def test_yaml_syntax_error(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("reserve: {cpu: 1\npolicy: x\n")
+    err = fails(load_config, path)
+    assert str(err).startswith(f"{path}: invalid YAML at line ")
+
+
+def test_multiple_documents_rejected(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("policy: strict-fifo\n---\npolicy: strict-fifo\n")
+    assert "expected a single YAML document" in str(fails(load_config, path))
+
+
+def test_unreadable_file(tmp_path):
+    err = fails(load_config, tmp_path)  # a directory
+    assert str(err).startswith(f"{tmp_path}: cannot read config file")
+    bad = tmp_path / "bin.yaml"
+    bad.write_bytes(b"\xff\xfe\x00")
+    assert "cannot read config file" in str(fails(load_config, bad))
+
+
+def test_to_dict_from_dict_round_trip():
+    config = Config(simulate_gpus=2, reserve_cpu=500, reserve_memory=GI,
+                    default_requests=Resources({CPU: 2000, MEMORY: GI}), policy="strict-fifo",
+                    kill_grace=30, node_name="n1")
+    data = json.loads(json.dumps(config.to_dict()))
+    assert Config.from_dict(data) == config
+    assert Config.from_dict(Config().to_dict()) == Config()
+    assert Config.from_dict({}) == Config()
+    assert Config.from_dict({"default_requests": {}}).default_requests == Resources()
+
+
+@given(st.integers(0, 64), st.integers(0, 64_000), st.none() | st.integers(0, 2**40),
+       st.dictionaries(st.sampled_from([CPU, MEMORY]), st.integers(1, 2**40)),
+       st.sampled_from(POLICIES), st.integers(0, 3600), st.none() | st.sampled_from(["a", "gpu-box-1"]))
+def test_json_round_trip_property(gpus, cpu, memory, defaults, policy, grace, node):
+    config = Config(gpus, cpu, memory, Resources(defaults), policy, grace, node)
+    assert Config.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_merged_overrides():
+    base = parse_config({"policy": "strict-fifo"}, "c.yaml")
+    merged = base.merged(simulate_gpus=4, node_name=None, kill_grace="30s")
+    assert merged.simulate_gpus == 4
+    assert merged.kill_grace == 30
+    assert merged.policy == "strict-fifo"        # untouched
+    assert merged.node_name is None              # None leaves the field alone
+    assert base.simulate_gpus == 0               # original untouched
+    assert base.merged() is base
+    assert base.merged(simulate_gpus=None) is base
+
+
+def test_merged_units():
+    config = Config().merged(reserve_cpu=250, reserve_memory=GI, kill_grace=5,
+                             default_requests={"cpu": "500m"})
+    assert config.reserve_cpu == 250            # ints are the field's own unit (millicores)
+    assert config.reserve_memory == GI
+    assert config.kill_grace == 5
+    assert config.default_requests == Resources({CPU: 500})
+    config = Config().merged(reserve_cpu="1", reserve_memory="2Gi", default_requests=Resources({MEMORY: GI}))
+    assert config.reserve_cpu == 1000
+    assert config.reserve_memory == 2 * GI
+    assert config.default_requests == Resources({MEMORY: GI})
+
+
+def test_merged_validates():
+    assert str(fails(Config().merged, simulate_gpus=65)) == (
+        "invalid value for simulate_gpus: 65 (expected a whole number from 0 to 64)")
+    fails(Config().merged, policy="lifo")
+    fails(Config().merged, kill_grace="soon")
+    fails(Config().merged, reserve_cpu=-1)
+    fails(Config().merged, default_requests=Resources({"nvidia.com/gpu": 1}))
+    fails(Config().merged, node_name="bad name")
+    with pytest.raises(TypeError):
+        Config().merged(simulate_gpu=1)
+
+
+def test_import_does_not_load_yaml():
+    import subprocess
+    import sys
+
+    code = "import sys, corral.config; print('yaml' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

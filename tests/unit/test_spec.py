@@ -1,0 +1,765 @@
+"""JobSpec: CLI-style building, Kubernetes requests/limits, the YAML document form."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from corral.errors import QuantityError, ValidationError
+from corral.resources import CPU, GPU, MAX_AMOUNT, MEMORY, Resources
+from corral.spec import (
+    JobSpec,
+    build_spec,
+    load_documents,
+    parse_document,
+    parse_env_assignment,
+    parse_kv_list,
+    parse_label_assignment,
+    resolve_resources,
+    spec_to_document,
+    with_defaults,
+)
+
+GI = 2**30
+
+
+def fails(fn, *args, **kwargs) -> ValidationError:
+    """Call ``fn``; it must raise a ValidationError with a one-line message."""
+    with pytest.raises(ValidationError) as info:
+        fn(*args, **kwargs)
+    message = str(info.value)
+    assert message and "\n" not in message and "\r" not in message
+    return info.value
+
+
+def doc(**spec) -> dict:
+    spec.setdefault("command", ["python", "train.py"])
+    return {"apiVersion": "corral/v1", "kind": "Job", "spec": spec}
+
+
+# -- JobSpec dataclass (unchanged) -----------------------------------------------------
+
+def test_to_dict_from_dict_round_trip():
+    spec = JobSpec(command=("python", "x.py"), name="n", env={"A": "1"}, workdir="/w", labels={"t": "v"},
+                   priority=3, time_limit=60, requests=Resources({CPU: 500}), limits=Resources({CPU: 1000}))
+    assert JobSpec.from_dict(spec.to_dict()) == spec
+
+
+# -- resolve_resources -----------------------------------------------------------------
+
+def test_missing_limit_defaults_to_request():
+    req, lim = resolve_resources(Resources({CPU: 2000, MEMORY: GI}), Resources())
+    assert req == lim == Resources({CPU: 2000, MEMORY: GI})
+
+
+def test_missing_request_defaults_to_limit():
+    req, lim = resolve_resources(Resources(), Resources({CPU: 4000, GPU: 1}))
+    assert req == lim == Resources({CPU: 4000, GPU: 1})
+
+
+def test_request_below_limit_kept():
+    req, lim = resolve_resources(Resources({CPU: 2000, MEMORY: 8 * GI}), Resources({CPU: 4000, MEMORY: 12 * GI}))
+    assert req == Resources({CPU: 2000, MEMORY: 8 * GI})
+    assert lim == Resources({CPU: 4000, MEMORY: 12 * GI})
+
+
+def test_mixed_defaulting_per_resource():
+    req, lim = resolve_resources(Resources({CPU: 1000}), Resources({MEMORY: GI}))
+    assert req == lim == Resources({CPU: 1000, MEMORY: GI})
+
+
+def test_request_exceeds_limit_message():
+    err = fails(resolve_resources, Resources({CPU: 4000}), Resources({CPU: 2000}))
+    assert str(err) == "invalid resources: cpu request 4 exceeds limit 2 (a request must be at most its limit)"
+    assert err.field == "requests.cpu"
+
+
+def test_request_exceeds_limit_memory_formatted():
+    err = fails(resolve_resources, Resources({MEMORY: 16 * GI}), Resources({MEMORY: 8 * GI}))
+    assert str(err) == "invalid resources: memory request 16Gi exceeds limit 8Gi (a request must be at most its limit)"
+
+
+def test_field_prefix_in_message():
+    err = fails(resolve_resources, Resources({CPU: 4000}), Resources({CPU: 2000}), field_prefix="spec.resources.")
+    assert str(err).startswith("invalid spec.resources: cpu request 4 exceeds limit 2")
+    assert err.field == "spec.resources.requests.cpu"
+
+
+@pytest.mark.parametrize("name", [GPU, "example.com/fpga"])
+def test_extended_request_must_equal_limit(name):
+    err = fails(resolve_resources, Resources({name: 1}), Resources({name: 2}))
+    assert str(err) == (f"invalid resources: {name} request 1 differs from limit 2 "
+                        f"({name} cannot be overcommitted: its request must equal its limit)")
+    # also when the request is the larger one
+    fails(resolve_resources, Resources({name: 2}), Resources({name: 1}))
+    req, lim = resolve_resources(Resources({name: 2}), Resources({name: 2}))
+    assert req == lim == Resources({name: 2})
+
+
+def test_negative_amount_rejected():
+    err = fails(resolve_resources, Resources({CPU: -1}), Resources())
+    assert "must be greater than zero" in str(err)
+    assert "requests.cpu" in str(err)
+
+
+# -- build_spec ------------------------------------------------------------------------
+
+def test_build_minimal():
+    spec = build_spec(["python", "train.py"])
+    assert spec == JobSpec(command=("python", "train.py"))
+    assert spec.requests == Resources() and spec.limits == Resources()
+
+
+def test_build_shell_string():
+    spec = build_spec("python train.py > log.txt 2>&1")
+    assert spec.command == ("/bin/sh", "-c", "python train.py > log.txt 2>&1")
+
+
+def test_build_everything():
+    spec = build_spec(
+        ("python", "train.py"),
+        requests={"cpu": "2", "memory": "8Gi", "gpu": 1},
+        limits={"cpu": 4, "memory": "12Gi", "nvidia.com/gpu": "1"},
+        name="resnet-lr0.1",
+        env={"CUDA_LAUNCH_BLOCKING": "1", "_X": ""},
+        workdir="/home/me/project",
+        labels={"team": "vision", "example.com/run": "a_b.c-d"},
+        priority="10",
+        time_limit="2h",
+    )
+    assert spec.command == ("python", "train.py")
+    assert spec.requests == Resources({CPU: 2000, MEMORY: 8 * GI, GPU: 1})
+    assert spec.limits == Resources({CPU: 4000, MEMORY: 12 * GI, GPU: 1})
+    assert spec.name == "resnet-lr0.1"
+    assert spec.env == {"CUDA_LAUNCH_BLOCKING": "1", "_X": ""}
+    assert spec.workdir == "/home/me/project"
+    assert spec.labels == {"team": "vision", "example.com/run": "a_b.c-d"}
+    assert spec.priority == 10
+    assert spec.time_limit == 7200
+
+
+def test_build_defaulting():
+    spec = build_spec(["x"], requests={"cpu": "500m"})
+    assert spec.limits == Resources({CPU: 500})
+    spec = build_spec(["x"], limits={"memory": "1Gi"})
+    assert spec.requests == Resources({MEMORY: GI})
+
+
+def test_build_time_limit_forms():
+    assert build_spec(["x"], time_limit=None).time_limit is None
+    assert build_spec(["x"], time_limit="30").time_limit == 1800        # CLI string: minutes
+    assert build_spec(["x"], time_limit=30).time_limit == 30            # number: seconds
+    assert build_spec(["x"], time_limit="1-00:00:00").time_limit == 86400
+    err = fails(build_spec, ["x"], time_limit="2x")
+    assert str(err) == 'invalid time limit for time_limit: "2x" (expected e.g. 90m, 2h, 1-00:00:00)'
+
+
+def test_build_request_exceeds_limit():
+    err = fails(build_spec, ["x"], requests={"cpu": "4"}, limits={"cpu": "2"})
+    assert str(err) == "invalid resources: cpu request 4 exceeds limit 2 (a request must be at most its limit)"
+
+
+def test_build_gpu_request_differs_from_limit():
+    err = fails(build_spec, ["x"], requests={"gpu": 1}, limits={"gpu": 2})
+    assert "nvidia.com/gpu request 1 differs from limit 2" in str(err)
+
+
+@pytest.mark.parametrize(
+    ("resource", "value", "field"),
+    [("cpu", 0, "cpu"), ("cpu", "0", "cpu"), ("cpu", "0m", "cpu"),
+     ("memory", "0Gi", "memory"), ("gpu", 0, "nvidia.com/gpu"),
+     ("example.com/fpga", "0", "example.com/fpga")],
+)
+def test_build_explicit_zero_rejected(resource, value, field):
+    err = fails(build_spec, ["x"], requests={resource: value})
+    assert isinstance(err, QuantityError)
+    assert str(err).startswith(f"invalid quantity for {field}: ")
+    assert str(err).endswith("; must be greater than zero)")
+    assert err.field == field
+
+
+def test_build_explicit_zero_limit_rejected():
+    err = fails(build_spec, ["x"], requests={"cpu": 1}, limits={"cpu": 0})
+    assert str(err) == 'invalid quantity for limits.cpu: 0 (expected e.g. 2, 500m, 0.5; must be greater than zero)'
+
+
+@pytest.mark.parametrize("value", [-1, "-1", "-500m", -0.5])
+def test_build_negative_rejected(value):
+    err = fails(build_spec, ["x"], requests={"cpu": value})
+    assert "invalid quantity for cpu" in str(err)
+    assert "must be greater than zero" in str(err)
+
+
+def test_build_bad_quantity():
+    err = fails(build_spec, ["x"], requests={"memory": "16GG"})
+    assert str(err) == 'invalid quantity for memory: "16GG" (expected e.g. 512Mi, 16Gi)'
+    err = fails(build_spec, ["x"], limits={"gpu": "0.5"})
+    assert str(err) == ('invalid quantity for limits.nvidia.com/gpu: "0.5" '
+                        '(expected a whole number, e.g. 1, 2; whole numbers only)')
+
+
+def test_build_unknown_resource_name():
+    err = fails(build_spec, ["x"], requests={"gpux": 1})
+    assert str(err).startswith('unknown resource name in requests: "gpux" (expected cpu, memory, nvidia.com/gpu')
+
+
+def test_build_alias_duplicate():
+    err = fails(build_spec, ["x"], requests={"gpu": 1, "nvidia.com/gpu": 1})
+    assert str(err) == ('duplicate resource in requests: "nvidia.com/gpu" '
+                        '(each resource may appear once; "gpu" is the same resource)')
+
+
+def test_build_small_cpu_rounds_up_not_zero():
+    assert build_spec(["x"], requests={"cpu": "0.0001"}).requests == Resources({CPU: 1})
+
+
+@pytest.mark.parametrize(
+    ("command", "field"),
+    [([], "command"), ("", "command"), ("   ", "command"), (5, "command"), (None, "command"),
+     (["python", 0.1], "command[1]"), ([""], "command[0]"), (["a\x00b"], "command[0]"),
+     ({"a": 1}, "command")],
+)
+def test_build_bad_command(command, field):
+    err = fails(build_spec, command)
+    assert err.field == field
+    assert f"for {field}:" in str(err)
+
+
+def test_build_bad_command_messages():
+    assert str(fails(build_spec, [])) == (
+        'invalid value for command: [] (expected a non-empty argv list, e.g. ["python", "train.py"], '
+        'or a shell command string)')
+    assert str(fails(build_spec, ["python", 1])) == (
+        'invalid value for command[1]: 1 (expected a string argument; quote numbers in YAML, e.g. "0.1")')
+
+
+def test_build_env_errors():
+    err = fails(build_spec, ["x"], env={"1A": "x"})
+    assert str(err).startswith('invalid variable name in env: "1A" (expected a variable name')
+    assert err.field == "env"
+    for key in ["A-B", "", "A B", "É"]:
+        fails(build_spec, ["x"], env={key: "x"})
+    err = fails(build_spec, ["x"], env={"A": 1})
+    assert str(err) == 'invalid value for env.A: 1 (expected a string; quote numbers and booleans, e.g. "1", "true")'
+    fails(build_spec, ["x"], env={"A": True})
+    fails(build_spec, ["x"], env={"A": "a\x00b"})
+    fails(build_spec, ["x"], env=["A=1"])  # list form only in documents
+    fails(build_spec, ["x"], env={"A\n": "x"})
+
+
+def test_build_env_values_may_have_newlines_and_equals():
+    assert build_spec(["x"], env={"A": "a=b\nc"}).env == {"A": "a=b\nc"}
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["team", "a", "A1", "a.b-c_d", "example.com/team", "a.b.c/x", "x" * 63, "example.com/" + "x" * 63],
+)
+def test_build_label_keys_ok(key):
+    assert build_spec(["x"], labels={key: "v"}).labels == {key: "v"}
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["", "-a", "a-", "_a", "a b", "x" * 64, "/a", "Example.com/a", "a/b/c", "a/", "exa_mple.com/a", "a\n"],
+)
+def test_build_label_keys_bad(key):
+    err = fails(build_spec, ["x"], labels={key: "v"})
+    assert err.field == "labels"
+    assert str(err).startswith("invalid label key in labels: ")
+    assert "expected [prefix/]name" in str(err)
+
+
+def test_build_label_values():
+    err = fails(build_spec, ["x"], labels={"team": 1})
+    assert str(err) == 'invalid value for labels.team: 1 (expected a string; quote numbers and booleans, e.g. "1", "true")'
+    fails(build_spec, ["x"], labels={"team": "a\nb"})
+    fails(build_spec, ["x"], labels={"team": "x" * 254})
+    assert build_spec(["x"], labels={"team": ""}).labels == {"team": ""}
+    fails(build_spec, ["x"], labels=["team=x"])
+
+
+@pytest.mark.parametrize(("value", "expected"), [(0, 0), (10, 10), (-5, -5), ("7", 7), (" -3 ", -3),
+                                                  (1_000_000, 1_000_000), (-1_000_000, -1_000_000)])
+def test_build_priority_ok(value, expected):
+    assert build_spec(["x"], priority=value).priority == expected
+
+
+@pytest.mark.parametrize("value", ["x", "1.5", 1.5, True, 1_000_001, -1_000_001, "2000000", [], ""])
+def test_build_priority_bad(value):
+    err = fails(build_spec, ["x"], priority=value)
+    assert err.field == "priority"
+    assert str(err).endswith("(expected an integer from -1000000 to 1000000)")
+
+
+def test_build_priority_message():
+    assert str(fails(build_spec, ["x"], priority="high")) == (
+        'invalid value for priority: "high" (expected an integer from -1000000 to 1000000)')
+
+
+def test_build_name():
+    assert build_spec(["x"], name="x" * 253).name == "x" * 253
+    err = fails(build_spec, ["x"], name="x" * 254)
+    assert err.field == "name" and "at most 253 characters" in str(err)
+    err = fails(build_spec, ["x"], name="a\nb")
+    assert str(err) == 'invalid value for name: "a\\nb" (expected one line without control characters)'
+    fails(build_spec, ["x"], name=5)
+    assert build_spec(["x"], name="résumé run 1").name == "résumé run 1"
+
+
+def test_build_workdir():
+    assert build_spec(["x"], workdir="/tmp").workdir == "/tmp"
+    assert build_spec(["x"], workdir="rel/dir").workdir == "rel/dir"
+    assert fails(build_spec, ["x"], workdir="").field == "workdir"
+    fails(build_spec, ["x"], workdir=5)
+    fails(build_spec, ["x"], workdir="/a\x00b")
+
+
+def test_long_value_shortened_in_message():
+    err = fails(build_spec, ["x"], priority="9" * 500)
+    assert len(str(err)) < 200
+    assert err.value == "9" * 500  # the attribute keeps the full value
+
+
+# -- CLI spellings -----------------------------------------------------------------------
+
+def test_parse_kv_list():
+    assert parse_kv_list("cpu=2,memory=8Gi,nvidia.com/gpu=1", "--requests") == {
+        "cpu": "2", "memory": "8Gi", "nvidia.com/gpu": "1"}
+    assert parse_kv_list(" cpu = 2 , memory=8Gi, ", "--requests") == {"cpu": "2", "memory": "8Gi"}
+    assert parse_kv_list("", "--requests") == {}
+    assert parse_kv_list("a=", "--labels") == {"a": ""}
+
+
+def test_parse_kv_list_errors():
+    err = fails(parse_kv_list, "cpu", "--requests")
+    assert str(err) == ('invalid item in --requests: "cpu" '
+                        '(expected comma-separated key=value pairs, e.g. cpu=2,memory=8Gi,nvidia.com/gpu=1)')
+    assert err.field == "--requests"
+    err = fails(parse_kv_list, "cpu=1,cpu=2", "--requests")
+    assert str(err) == 'duplicate key in --requests: "cpu" (each key may appear once)'
+    fails(parse_kv_list, "=2", "--requests")
+    fails(parse_kv_list, "cpu=1,memory", "--requests")
+
+
+def test_kv_list_feeds_build_spec():
+    spec = build_spec(["x"], requests=parse_kv_list("cpu=2,memory=8Gi,gpu=1", "--requests"))
+    assert spec.requests == Resources({CPU: 2000, MEMORY: 8 * GI, GPU: 1})
+
+
+def test_parse_env_assignment():
+    assert parse_env_assignment("K=V") == ("K", "V")
+    assert parse_env_assignment("K=") == ("K", "")
+    assert parse_env_assignment("K=a=b") == ("K", "a=b")
+    err = fails(parse_env_assignment, "K")
+    assert str(err) == 'invalid value for env: "K" (expected KEY=value, e.g. CUDA_LAUNCH_BLOCKING=1)'
+    err = fails(parse_env_assignment, "1K=v", field="--env")
+    assert str(err).startswith('invalid variable name in --env: "1K"')
+    fails(parse_env_assignment, "=v")
+
+
+def test_parse_label_assignment():
+    assert parse_label_assignment("team=vision") == ("team", "vision")
+    assert parse_label_assignment("example.com/team=a=b") == ("example.com/team", "a=b")
+    assert parse_label_assignment("team=") == ("team", "")
+    err = fails(parse_label_assignment, "team", field="--label")
+    assert str(err) == 'invalid value for --label: "team" (expected KEY=value, e.g. team=vision)'
+    err = fails(parse_label_assignment, "-bad=x", field="--label")
+    assert str(err).startswith('invalid label key in --label: "-bad"')
+    fails(parse_label_assignment, "team=a\nb", field="--label")
+
+
+# -- parse_document ------------------------------------------------------------------------
+
+FULL = textwrap.dedent("""\
+    apiVersion: corral/v1
+    kind: Job
+    metadata: {name: resnet-lr0.1, labels: {team: vision}}
+    spec:
+      command: ["python", "train.py", "--lr", "0.1"]
+      env: {KEY: value}
+      workingDir: /path
+      priority: 10
+      timeLimit: 2h
+      resources:
+        requests: {cpu: "2", memory: 8Gi, nvidia.com/gpu: 1}
+        limits:   {cpu: "4", memory: 12Gi, nvidia.com/gpu: 1}
+    """)
+
+
+def test_full_document():
+    [spec] = load_documents(FULL)
+    assert spec == JobSpec(
+        command=("python", "train.py", "--lr", "0.1"), name="resnet-lr0.1", env={"KEY": "value"},
+        workdir="/path", labels={"team": "vision"}, priority=10, time_limit=7200,
+        requests=Resources({CPU: 2000, MEMORY: 8 * GI, GPU: 1}),
+        limits=Resources({CPU: 4000, MEMORY: 12 * GI, GPU: 1}))
+
+
+def test_minimal_document_defaults():
+    assert parse_document({"spec": {"command": ["x"]}}) == JobSpec(command=("x",))
+    assert parse_document({"apiVersion": "corral/v1", "kind": "Job", "metadata": None,
+                           "spec": {"command": "echo hi", "env": None, "resources": None}}) == \
+        JobSpec(command=("/bin/sh", "-c", "echo hi"))
+
+
+def test_document_aliases():
+    spec = parse_document(doc(workdir="/w", time_limit="90m"))
+    assert spec.workdir == "/w" and spec.time_limit == 5400
+    err = fails(parse_document, doc(workdir="/w", workingDir="/v"))
+    assert "given twice" in str(err)
+    assert "spec.workdir" in str(err) and "spec.workingDir" in str(err)
+
+
+def test_document_env_list_form():
+    spec = parse_document(doc(env=[{"name": "A", "value": "1"}, {"name": "B"}, {"name": "C", "value": None}]))
+    assert spec.env == {"A": "1", "B": "", "C": ""}
+
+
+def test_document_env_list_errors():
+    err = fails(parse_document, doc(env=[{"name": "A", "valueFrom": {"secretKeyRef": {}}}]))
+    assert str(err) == "unknown field spec.env[0].valueFrom (accepted: name, value)"
+    err = fails(parse_document, doc(env=[{"value": "1"}]))
+    assert str(err).startswith("missing field spec.env[0].name")
+    err = fails(parse_document, doc(env=[{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]))
+    assert str(err).startswith('duplicate variable in spec.env: "A"')
+    err = fails(parse_document, doc(env=["A=1"]))
+    assert "spec.env[0]" in str(err)
+    err = fails(parse_document, doc(env=[{"name": "1A"}]))
+    assert "spec.env[0].name" in str(err)
+    err = fails(parse_document, doc(env=[{"name": "A", "value": 1}]))
+    assert err.field == "spec.env[0].value"
+    err = fails(parse_document, doc(env="A=1"))
+    assert err.field == "spec.env"
+
+
+def test_document_env_mapping_value_type():
+    err = fails(parse_document, doc(env={"A": 1}))
+    assert str(err) == 'invalid value for spec.env.A: 1 (expected a string; quote numbers and booleans, e.g. "1", "true")'
+
+
+def test_document_shell_string_command():
+    assert parse_document(doc(command="python train.py | tee log")).command == (
+        "/bin/sh", "-c", "python train.py | tee log")
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"spec": {"comand": ["x"]}},
+         "unknown field spec.comand (accepted: command, env, priority, resources, timeLimit, workingDir)"),
+        (doc(resources={"request": {}}), "unknown field spec.resources.request (accepted: limits, requests)"),
+        ({"metadata": {"namespace": "x"}, "spec": {"command": ["x"]}},
+         "unknown field metadata.namespace (accepted: labels, name)"),
+        ({"status": {}, "spec": {"command": ["x"]}},
+         "unknown field status (accepted: apiVersion, kind, metadata, spec)"),
+        (doc(env=[{"name": "A", "valueFrom": 1}]), "unknown field spec.env[0].valueFrom (accepted: name, value)"),
+    ],
+)
+def test_unknown_fields_at_depth(document, message):
+    assert str(fails(parse_document, document)) == message
+
+
+def test_unknown_field_attributes():
+    err = fails(parse_document, {"spec": {"comand": ["x"]}})
+    assert err.field == "spec.comand" and err.value == "comand"
+
+
+def test_api_version_and_kind():
+    err = fails(parse_document, {"apiVersion": "v1", "spec": {"command": ["x"]}})
+    assert str(err) == 'invalid value for apiVersion: "v1" (expected corral/v1)'
+    err = fails(parse_document, {"kind": "Pod", "spec": {"command": ["x"]}})
+    assert str(err) == 'invalid value for kind: "Pod" (expected Job)'
+    fails(parse_document, {"kind": None, "spec": {"command": ["x"]}})
+
+
+@pytest.mark.parametrize(
+    ("document", "field", "start"),
+    [
+        (doc(command=5), "spec.command", "invalid value for spec.command: 5 (expected a program"),
+        (doc(resources=[]), "spec.resources", "invalid value for spec.resources: [] (expected a mapping"),
+        (doc(resources={"requests": ["cpu"]}), "spec.resources.requests",
+         "invalid value for spec.resources.requests: ['cpu'] (expected a mapping of resource name"),
+        ({"spec": []}, "spec", "invalid value for spec: [] (expected a mapping with fields command"),
+        ({"metadata": "x", "spec": {"command": ["x"]}}, "metadata", 'invalid value for metadata: "x"'),
+        ({"metadata": {"labels": ["a"]}, "spec": {"command": ["x"]}}, "metadata.labels",
+         "invalid value for metadata.labels: ['a']"),
+        ({"metadata": {"name": 5}, "spec": {"command": ["x"]}}, "metadata.name", "invalid value for metadata.name: 5"),
+        (doc(priority="high"), "spec.priority", 'invalid value for spec.priority: "high"'),
+        (doc(timeLimit="2x"), "spec.timeLimit", 'invalid time limit for spec.timeLimit: "2x"'),
+        (doc(workingDir=3), "spec.workingDir", "invalid value for spec.workingDir: 3"),
+        (doc(command=["python", 0.1]), "spec.command[1]", "invalid value for spec.command[1]: 0.1"),
+    ],
+)
+def test_wrong_types_name_path(document, field, start):
+    err = fails(parse_document, document)
+    assert err.field == field
+    assert str(err).startswith(start), str(err)
+
+
+def test_document_not_a_mapping():
+    err = fails(parse_document, ["x"])
+    assert str(err) == "invalid job: ['x'] (expected a mapping with apiVersion, kind, metadata and spec)"
+    err = fails(parse_document, "x", where="jobs[1]")
+    assert str(err).startswith('jobs[1]: invalid job: "x" (expected a mapping')
+
+
+def test_where_prefixes_messages_and_keeps_attributes():
+    err = fails(parse_document, {"spec": {"comand": ["x"]}}, where="jobs[2]")
+    assert str(err) == ("jobs[2]: unknown field spec.comand "
+                        "(accepted: command, env, priority, resources, timeLimit, workingDir)")
+    assert err.field == "spec.comand"
+    err = fails(parse_document, doc(resources={"requests": {"memory": "16GG"}}), where="jobs[0]")
+    assert isinstance(err, QuantityError)
+    assert str(err) == 'jobs[0]: invalid quantity for spec.resources.requests.memory: "16GG" (expected e.g. 512Mi, 16Gi)'
+
+
+def test_document_missing_spec_and_command():
+    assert str(fails(parse_document, {})) == (
+        "missing field spec (expected a mapping with at least command; "
+        "accepted: command, env, priority, resources, timeLimit, workingDir)")
+    assert str(fails(parse_document, {"spec": {}})).startswith("missing field spec.command (")
+    assert str(fails(parse_document, {"spec": None})).startswith("missing field spec (")
+
+
+def test_document_quantity_path():
+    err = fails(parse_document, doc(resources={"requests": {"memory": "16GG"}}))
+    assert isinstance(err, QuantityError)
+    assert str(err) == 'invalid quantity for spec.resources.requests.memory: "16GG" (expected e.g. 512Mi, 16Gi)'
+    assert err.field == "spec.resources.requests.memory"
+
+
+def test_document_zero_and_negative_paths():
+    err = fails(parse_document, doc(resources={"limits": {"gpu": 0}}))
+    assert str(err) == ('invalid quantity for spec.resources.limits.nvidia.com/gpu: 0 '
+                        '(expected a whole number, e.g. 1, 2; must be greater than zero)')
+    err = fails(parse_document, doc(resources={"requests": {"cpu": -2}}))
+    assert str(err) == ('invalid quantity for spec.resources.requests.cpu: -2 '
+                        '(expected e.g. 2, 500m, 0.5; must be greater than zero)')
+
+
+def test_document_request_exceeds_limit():
+    err = fails(parse_document, doc(resources={"requests": {"cpu": 4}, "limits": {"cpu": 2}}))
+    assert str(err) == "invalid spec.resources: cpu request 4 exceeds limit 2 (a request must be at most its limit)"
+    err = fails(parse_document, doc(resources={"requests": {"gpu": 1}, "limits": {"gpu": 2}}))
+    assert "nvidia.com/gpu request 1 differs from limit 2" in str(err)
+
+
+def test_document_extended_resources():
+    spec = parse_document(doc(resources={"requests": {"example.com/fpga": 2}}))
+    assert spec.requests == spec.limits == Resources({"example.com/fpga": 2})
+    err = fails(parse_document, doc(resources={"requests": {"Bad_Name": 1}}))
+    assert str(err).startswith('unknown resource name in spec.resources.requests: "Bad_Name"')
+    err = fails(parse_document, doc(resources={"requests": {1: 1}}))
+    assert "spec.resources.requests" in str(err)
+
+
+def test_document_time_limit_number_is_seconds_string_is_minutes():
+    assert parse_document(doc(timeLimit=30)).time_limit == 30
+    assert parse_document(doc(timeLimit="30")).time_limit == 1800
+    # unquoted YAML 1:30 is a base-60 number (90): seconds, as Slurm reads minutes:seconds
+    [spec] = load_documents("spec: {command: [x], timeLimit: 1:30}")
+    assert spec.time_limit == 90
+    [spec] = load_documents("spec: {command: [x], timeLimit: 1-00:00:00}")
+    assert spec.time_limit == 86400
+    [spec] = load_documents("spec: {command: [x], timeLimit: 2-12}")
+    assert spec.time_limit == 60 * 3600
+
+
+# -- load_documents --------------------------------------------------------------------------
+
+def test_multi_document_batch():
+    text = textwrap.dedent("""\
+        spec: {command: [python, a.py]}
+        ---
+        ---
+        metadata: {name: b}
+        spec: {command: python b.py, resources: {requests: {gpu: 1}}}
+        """)
+    specs = load_documents(text, source="batch.yaml")
+    assert [s.command for s in specs] == [("python", "a.py"), ("/bin/sh", "-c", "python b.py")]
+    assert specs[1].limits == Resources({GPU: 1})
+
+
+def test_error_prefixed_with_source_and_document():
+    text = "spec: {command: [x]}\n---\nspec: {comand: [x]}\n"
+    err = fails(load_documents, text, source="jobs.yaml")
+    assert str(err) == ("jobs.yaml (document 2): unknown field spec.comand "
+                        "(accepted: command, env, priority, resources, timeLimit, workingDir)")
+    assert err.field == "spec.comand"
+    err = fails(load_documents, "spec: {comand: [x]}\n", source="job.yaml")
+    assert str(err).startswith("job.yaml: unknown field spec.comand")
+
+
+def test_error_keeps_quantity_error_type():
+    err = fails(load_documents, "spec: {command: [x], resources: {requests: {memory: 16GG}}}", source="j.yaml")
+    assert isinstance(err, QuantityError)
+    assert str(err) == 'j.yaml: invalid quantity for spec.resources.requests.memory: "16GG" (expected e.g. 512Mi, 16Gi)'
+
+
+def test_yaml_syntax_error_one_line_with_line_number():
+    err = fails(load_documents, "spec:\n  command: [python\n  env: {a: 1\n", source="bad.yaml")
+    assert str(err).startswith("bad.yaml: invalid YAML at line ")
+    err = fails(load_documents, "a: b: c\n", source="bad.yaml")
+    assert str(err).startswith("bad.yaml: invalid YAML at line 1")
+
+
+def test_empty_input_is_an_error():
+    for text in ["", "\n", "---\n---\n", "# just a comment\n"]:
+        err = fails(load_documents, text, source="empty.yaml")
+        assert str(err) == "empty.yaml: no job documents (expected at least one YAML document with kind: Job)"
+
+
+def test_non_mapping_document():
+    err = fails(load_documents, "- a\n- b\n", source="list.yaml")
+    assert str(err).startswith("list.yaml: invalid job: ['a', 'b'] (expected a mapping")
+
+
+def test_yaml_booleans_in_env_rejected():
+    err = fails(load_documents, "spec: {command: [x], env: {DEBUG: yes}}")
+    assert str(err) == ('<input>: invalid value for spec.env.DEBUG: True '
+                        '(expected a string; quote numbers and booleans, e.g. "1", "true")')
+
+
+# -- spec_to_document ------------------------------------------------------------------------
+
+def test_spec_to_document_shape():
+    [spec] = load_documents(FULL)
+    assert spec_to_document(spec) == {
+        "apiVersion": "corral/v1", "kind": "Job",
+        "metadata": {"name": "resnet-lr0.1", "labels": {"team": "vision"}},
+        "spec": {"command": ["python", "train.py", "--lr", "0.1"], "env": {"KEY": "value"},
+                 "workingDir": "/path", "priority": 10, "timeLimit": "2h",
+                 "resources": {"requests": {"cpu": "2", "memory": "8Gi", "nvidia.com/gpu": "1"},
+                               "limits": {"cpu": "4", "memory": "12Gi", "nvidia.com/gpu": "1"}}},
+    }
+
+
+def test_spec_to_document_minimal():
+    assert spec_to_document(JobSpec(command=("x",))) == {
+        "apiVersion": "corral/v1", "kind": "Job", "spec": {"command": ["x"]}}
+
+
+def test_spec_to_document_inexact_memory_stays_exact():
+    spec = build_spec(["x"], requests={"memory": 10**9, "cpu": "1234m"}, limits={"memory": "1.5Gi"})
+    document = spec_to_document(spec)
+    assert document["spec"]["resources"]["requests"] == {"cpu": "1234m", "memory": "1000000000"}
+    assert document["spec"]["resources"]["limits"] == {"cpu": "1234m", "memory": "1.5Gi"}
+    assert parse_document(document) == spec
+
+
+def test_yaml_text_round_trip():
+    [spec] = load_documents(FULL)
+    again = load_documents(yaml.safe_dump_all([spec_to_document(spec)] * 2))
+    assert again == [spec, spec]
+
+
+# -- with_defaults -------------------------------------------------------------------------
+
+def test_with_defaults_fills_unmentioned():
+    spec = build_spec(["x"], requests={"gpu": 1})
+    filled = with_defaults(spec, Resources({CPU: 1000}))
+    assert filled.requests == Resources({CPU: 1000, GPU: 1})
+    assert filled.limits == Resources({CPU: 1000, GPU: 1})
+    assert spec.requests == Resources({GPU: 1})  # original untouched
+
+
+def test_with_defaults_leaves_mentioned_resources():
+    spec = build_spec(["x"], limits={"cpu": "4"})
+    assert with_defaults(spec, Resources({CPU: 1000})) is spec
+    spec = build_spec(["x"], requests={"cpu": "500m"}, limits={"cpu": "2"})
+    filled = with_defaults(spec, Resources({CPU: 1000, MEMORY: GI}))
+    assert filled.requests == Resources({CPU: 500, MEMORY: GI})
+    assert filled.limits == Resources({CPU: 2000, MEMORY: GI})
+
+
+def test_with_defaults_empty_defaults():
+    spec = build_spec(["x"])
+    assert with_defaults(spec, Resources()) is spec
+
+
+# -- import cost -----------------------------------------------------------------------------
+
+def test_import_is_stdlib_only():
+    code = ("import sys, corral.spec, corral.durations; "
+            "bad = [m for m in ('yaml', 'pydantic', 'fastapi', 'psutil') if m in sys.modules]; "
+            "print(','.join(bad))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+# -- property: round trips -------------------------------------------------------------------
+
+_TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), max_size=20)
+_ARG = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20)
+_ENV_KEY = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True)
+_LABEL_NAME = st.from_regex(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,10}[A-Za-z0-9])?", fullmatch=True)
+_LABEL_KEY = st.one_of(_LABEL_NAME, st.builds(lambda p, n: f"{p}/{n}",
+                                              st.from_regex(r"[a-z0-9]{1,5}(\.[a-z0-9]{1,5}){0,2}", fullmatch=True),
+                                              _LABEL_NAME))
+_EXTENDED = st.sampled_from([GPU, "example.com/fpga", "vendor.io/tpu"])
+
+
+@st.composite
+def resource_pairs(draw):
+    """Requests and limits that already follow the defaulting rules."""
+    requests: dict[str, int] = {}
+    limits: dict[str, int] = {}
+    for name, top in ((CPU, 10**9), (MEMORY, MAX_AMOUNT)):
+        if draw(st.booleans()):
+            a = draw(st.integers(1, top))
+            b = draw(st.integers(a, top)) if draw(st.booleans()) else a
+            requests[name], limits[name] = a, b
+    for name in draw(st.lists(_EXTENDED, unique=True, max_size=3)):
+        requests[name] = limits[name] = draw(st.integers(1, 10**6))
+    return Resources(requests), Resources(limits)
+
+
+@st.composite
+def job_specs(draw, arg=_ARG):
+    first = draw(arg.filter(lambda s: s.strip()))
+    command = (first, *draw(st.lists(arg, max_size=4)))
+    requests, limits = draw(resource_pairs())
+    return JobSpec(
+        command=command,
+        name=draw(_TEXT),
+        env=draw(st.dictionaries(_ENV_KEY, arg, max_size=4)),
+        workdir=draw(st.none() | _TEXT.filter(lambda s: s.strip())),
+        labels=draw(st.dictionaries(_LABEL_KEY, _TEXT, max_size=4)),
+        priority=draw(st.integers(-1_000_000, 1_000_000)),
+        time_limit=draw(st.none() | st.integers(1, 100 * 365 * 86400)),
+        requests=requests,
+        limits=limits,
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(job_specs())
+def test_round_trips(spec):
+    assert JobSpec.from_dict(spec.to_dict()) == spec
+    assert parse_document(spec_to_document(spec)) == spec
+
+
+# PyYAML's emitter mangles some control characters (e.g. U+0085 becomes a space), so
+# the YAML text round trip uses printable text; the dict-level round trip above covers the rest.
+@settings(max_examples=100, deadline=None)
+@given(job_specs(arg=_TEXT))
+def test_yaml_round_trip(spec):
+    text = yaml.safe_dump(spec_to_document(spec), allow_unicode=True)
+    assert load_documents(text) == [spec]
+
+
+@settings(max_examples=100, deadline=None)
+@given(job_specs())
+def test_build_spec_accepts_its_own_output(spec):
+    rebuilt = build_spec(list(spec.command), requests=spec_to_document(spec)["spec"].get("resources", {}).get("requests"),
+                         limits=spec_to_document(spec)["spec"].get("resources", {}).get("limits"),
+                         name=spec.name, env=spec.env, workdir=spec.workdir, labels=spec.labels,
+                         priority=spec.priority, time_limit=spec.time_limit)
+    assert rebuilt == spec
