@@ -129,9 +129,6 @@ class Job:
     #: Environment captured from the submitter (like sbatch's --export=ALL); the spec's
     #: own ``env`` is applied on top of it.
     base_env: dict[str, str] = field(default_factory=dict)
-    #: Supervisor process of a running job (pid, start time in clock ticks).
-    supervisor_pid: int | None = None
-    supervisor_start: int | None = None
     #: Submission order, strictly increasing; with priority it orders the queue.
     seq: int = 0
 

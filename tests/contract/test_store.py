@@ -17,7 +17,7 @@ from corral.errors import CorralError, InvalidTransition, NotFound
 from corral.job import TRANSITIONS, Allocation, Job, JobState, Reason
 from corral.resources import Resources
 from corral.spec import JobSpec
-from corral.store import Event, MemoryStore, SqliteStore, Store
+from corral.store import Event, Finish, MemoryStore, SqliteStore, Store
 
 T0 = 1_700_000_000.0
 
@@ -179,14 +179,22 @@ class TestStoreContract:
         job = store.get_job(1)
         assert job.state is JobState.CANCELLED and job.allocation is None and job.started_at is None
 
-    def test_set_supervisor(self, store):
-        store.add_jobs([make_job()], T0)
-        store.start_jobs([(1, alloc())], T0)
-        store.set_supervisor(1, 4242, 987654)
-        job = store.get_job(1)
-        assert (job.supervisor_pid, job.supervisor_start) == (4242, 987654)
+    def test_finish_jobs_batch_is_atomic(self, store):
+        store.add_jobs([make_job(), make_job(), make_job()], T0)
+        store.start_jobs([(1, alloc(gpus=(0,))), (2, alloc(gpus=(1,)))], T0)
+        store.finish_jobs([Finish(1, JobState.SUCCEEDED, Reason.COMPLETED, exit_code=0, ended_at=T0 + 1),
+                           Finish(2, JobState.FAILED, Reason.ERROR, "exit code 3", exit_code=3, ended_at=T0 + 2)])
+        assert [store.get_job(i).state for i in (1, 2)] == [JobState.SUCCEEDED, JobState.FAILED]
+        assert store.get_job(2).exit_code == 3
+        assert store.active_allocations() == {}
+        store.start_jobs([(3, alloc(gpus=(0,)))], T0 + 3)
+        with pytest.raises(InvalidTransition):   # job 1 is already terminal: nothing changes
+            store.finish_jobs([Finish(3, JobState.SUCCEEDED, Reason.COMPLETED, exit_code=0, ended_at=T0 + 4),
+                               Finish(1, JobState.FAILED, Reason.ERROR, ended_at=T0 + 4)])
+        assert store.get_job(3).state is JobState.RUNNING
+        assert 3 in store.active_allocations()
         with pytest.raises(NotFound):
-            store.set_supervisor(5, 1, 1)
+            store.finish_jobs([Finish(99, JobState.FAILED, Reason.ERROR, ended_at=T0)])
 
     def test_set_reason(self, store):
         store.add_jobs([make_job(), make_job()], T0)
@@ -273,7 +281,6 @@ class TestSqliteStore:
         with SqliteStore(path) as s:
             s.add_jobs([make_job("a"), make_job("b"), make_job("c")], T0)
             s.start_jobs([(1, alloc(gpus=(0,))), (2, alloc(cores=(1, 2)))], T0 + 1)
-            s.set_supervisor(2, 77, 1234)
             s.finish_job(1, JobState.SUCCEEDED, Reason.COMPLETED, exit_code=0, ended_at=T0 + 2)
             s.set_meta("k", "v")
             jobs, events, active = s.list_jobs(), s.events(), s.active_allocations()

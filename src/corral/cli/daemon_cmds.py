@@ -19,9 +19,12 @@ def cmd_up(args) -> int:
     if args.simulate_gpus is not None and args.simulate_gpus < 0:
         raise CorralError(f"invalid value for --simulate-gpus: {args.simulate_gpus} (expected 0 or more)")
     if args.foreground:
+        from ..executors.launcher import Launcher
+
+        launcher = Launcher.start()  # before the daemon's heavy imports: cheaper forks
         from ..daemon.server import run
 
-        return run(args.home, simulate_gpus=args.simulate_gpus)
+        return run(args.home, simulate_gpus=args.simulate_gpus, launcher=launcher)
     options = [] if args.simulate_gpus is None else ["--simulate-gpus", str(args.simulate_gpus)]
     client = Client(args.home, start_options=options)
     already = client.is_running()

@@ -1,5 +1,12 @@
+"""``python -m corral.daemon``: start the job launcher first, while this process is still
+small (see :mod:`corral.executors.launcher`), then the daemon."""
+
 import sys
 
-from .server import main
+from ..executors.launcher import Launcher
 
-sys.exit(main())
+launcher = Launcher.start()
+
+from .server import main  # noqa: E402  (imported after the fork on purpose)
+
+sys.exit(main(launcher=launcher))

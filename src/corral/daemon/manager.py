@@ -14,8 +14,7 @@ import asyncio
 import logging
 import os
 import time
-from dataclasses import replace
-from typing import Callable, Iterable
+from typing import Callable
 
 from ..capacity.node import Node
 from ..errors import CorralError, Infeasible, NotFound, ValidationError
@@ -23,9 +22,9 @@ from ..executors.base import Executor, ExitStatus, LaunchRequest, Running, StopR
 from ..executors.environment import job_environment
 from ..job import Allocation, Job, JobState, Reason
 from ..resources import Resources
-from ..scheduler import PendingJob, Waiting, get_policy, infeasible, schedule
+from ..scheduler import PendingJob, PendingQueue, Snapshot, Waiting, get_policy, infeasible, schedule_on
 from ..spec import JobSpec, with_defaults
-from ..store.base import Store
+from ..store.base import Finish, Store
 
 log = logging.getLogger("corral.manager")
 
@@ -41,9 +40,14 @@ class Manager:
         self.kill_grace = kill_grace
         self.clock = clock
         self.executor: Executor | None = None
-        self.pending: dict[int, PendingJob] = {}
+        self.pending = PendingQueue(self.policy.order_key)
         self.running: dict[int, Allocation] = {}
-        self.waiting: dict[int, Waiting] = {}
+        #: Free capacity, kept up to date as jobs start and end (no rebuild per cycle).
+        self.snapshot = Snapshot(nodes, {})
+        self._exits: list[tuple[int, ExitStatus]] = []
+        #: Why each shape of pending job waits, from the last cycle (live, not stored:
+        #: it is recomputed by every cycle, also right after a restart).
+        self.reasons: dict[Resources, Waiting] = {}
         self._specs: dict[int, tuple[JobSpec, dict[str, str]]] = {}
         self._waiters: dict[int, list[asyncio.Future]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -69,8 +73,9 @@ class Manager:
             self._enqueue(job)
             counts["pending"] += 1
         allocations = self.store.active_allocations()
+        self.snapshot = Snapshot(self.nodes, allocations)
         for job in self.store.list_jobs({JobState.RUNNING}):
-            alloc = allocations.get(job.id) or job.allocation
+            alloc = allocations.get(job.id)
             if alloc is None:
                 log.error("job %d is running without an allocation; marking it failed", job.id)
                 self.store.finish_job(job.id, JobState.FAILED, Reason.SUPERVISOR_LOST,
@@ -116,7 +121,7 @@ class Manager:
         return stored
 
     def _enqueue(self, job: Job) -> None:
-        self.pending[job.id] = PendingJob(job.id, job.spec.requests, priority=job.spec.priority, seq=job.seq)
+        self.pending.add(PendingJob(job.id, job.spec.requests, priority=job.spec.priority, seq=job.seq))
         self._specs[job.id] = (job.spec, job.base_env)
 
     # cancel ----------------------------------------------------------------------------
@@ -124,8 +129,7 @@ class Manager:
         """Cancel one job; returns what happened, in words."""
         job = self.store.get_job(job_id)
         if job.state is JobState.PENDING:
-            self.pending.pop(job_id, None)
-            self.waiting.pop(job_id, None)
+            self.pending.remove(job_id)
             self._specs.pop(job_id, None)
             self.store.finish_job(job_id, JobState.CANCELLED, Reason.CANCELLED,
                                   message="cancelled while pending", ended_at=self.clock())
@@ -152,24 +156,29 @@ class Manager:
     def cycle(self) -> None:
         self._kicked = False
         if not self.pending:
-            self.waiting.clear()
+            self.reasons = {}
             return
         self.cycles += 1
-        result = schedule(self.nodes, self.running, self.pending.values(), self.policy)
-        if result.placements:
-            now = self.clock()
-            self.store.start_jobs([(p.job_id, p.allocation) for p in result.placements], now)
+        result = schedule_on(self.snapshot, self.pending, self.policy)   # assumes placements
+        self.reasons = result.waiting_shapes
+        if not result.placements:
+            return
+        try:
+            self.store.start_jobs([(p.job_id, p.allocation) for p in result.placements], self.clock())
+        except Exception:
             for p in result.placements:
-                self.pending.pop(p.job_id, None)
-                self.waiting.pop(p.job_id, None)
-                self.running[p.job_id] = p.allocation
-            for p in result.placements:
-                self._launch(p.job_id, p.allocation)
-        changed = [(jid, w.reason, w.message) for jid, w in result.waiting.items()
-                   if self.waiting.get(jid) != w]
-        self.waiting.update(result.waiting)
-        if changed:
-            self.store.set_reasons(changed)
+                self.snapshot.forget(p.allocation)
+            raise
+        for p in result.placements:
+            self.pending.remove(p.job_id)
+            self.running[p.job_id] = p.allocation
+        for p in result.placements:
+            self._launch(p.job_id, p.allocation)
+
+    def waiting_for(self, job_id: int) -> Waiting | None:
+        """Why a pending job waits, as of the last cycle."""
+        job = self.pending.get(job_id)
+        return None if job is None else self.reasons.get(job.shape)
 
     def _launch(self, job_id: int, alloc: Allocation) -> None:
         assert self.executor is not None
@@ -185,12 +194,9 @@ class Manager:
             name=spec.name,
         )
         try:
-            running = self.executor.launch(request)
+            self.executor.launch(request)
         except (OSError, CorralError) as exc:
             self._finish(job_id, ExitStatus(ended_at=self.clock(), launch_error=f"launch failed: {exc}"))
-            return
-        if running.supervisor_pid:
-            self.store.set_supervisor(job_id, running.supervisor_pid, running.supervisor_start or 0)
 
     def shared_cores(self, node_name: str) -> tuple[int, ...]:
         """Cores not held exclusively by any running job: where fractional jobs run."""
@@ -206,20 +212,42 @@ class Manager:
 
     # ends ------------------------------------------------------------------------------
     def on_exit(self, job_id: int, status: ExitStatus) -> None:
-        """Executor callback: a running job ended (however it ended)."""
+        """Executor callback: a running job ended (however it ended).
+
+        Ends that arrive in the same turn of the event loop are recorded in one
+        transaction, then one scheduling cycle runs for all of them.
+        """
         if job_id not in self.running:
             log.warning("exit of job %d that is not running here; ignored", job_id)
             return
-        self._finish(job_id, status)
+        self._exits.append((job_id, status))
+        if len(self._exits) == 1:
+            if self._loop is not None:
+                self._loop.call_soon(self._flush_exits)
+            else:
+                self._flush_exits()
+
+    def _flush_exits(self) -> None:
+        exits, self._exits = self._exits, []
+        self._finish_many(exits)
         self.kick()
 
     def _finish(self, job_id: int, status: ExitStatus) -> None:
-        state, reason, message = status.classify()
-        self.store.finish_job(job_id, state, reason, message=message, exit_code=status.exit_code,
-                              signal=status.signal, ended_at=status.ended_at or self.clock())
-        self.running.pop(job_id, None)
-        self._specs.pop(job_id, None)
-        self._notify(job_id)
+        self._finish_many([(job_id, status)])
+
+    def _finish_many(self, exits: list[tuple[int, ExitStatus]]) -> None:
+        finishes = []
+        for job_id, status in exits:
+            state, reason, message = status.classify()
+            finishes.append(Finish(job_id, state, reason, message, status.exit_code, status.signal,
+                                   status.ended_at or self.clock()))
+        self.store.finish_jobs(finishes)
+        for job_id, _ in exits:
+            alloc = self.running.pop(job_id, None)
+            if alloc is not None:
+                self.snapshot.forget(alloc)
+            self._specs.pop(job_id, None)
+            self._notify(job_id)
 
     # waiting for jobs ------------------------------------------------------------------
     def future_for(self, job_id: int) -> asyncio.Future:
@@ -242,8 +270,7 @@ class Manager:
 
     # views -----------------------------------------------------------------------------
     def queue_positions(self) -> dict[int, int]:
-        order = sorted(self.pending.values(), key=self.policy.order_key)
-        return {job.id: i + 1 for i, job in enumerate(order)}
+        return {job.id: i + 1 for i, job in enumerate(self.pending.ordered())}
 
     def holders(self) -> dict[str, dict[str, dict[int, int]]]:
         """node -> {"gpus": {gpu index: job id}, "cores": {core id: job id}}."""
@@ -267,9 +294,3 @@ class Manager:
         if self.executor is not None:
             self.executor.close()
 
-    def iter_waiting(self) -> Iterable[tuple[int, Waiting]]:
-        return self.waiting.items()
-
-
-def replace_spec(spec: JobSpec, **changes) -> JobSpec:
-    return replace(spec, **changes)

@@ -20,6 +20,7 @@ import sys
 from ..capacity.detect import detect_node
 from ..config import load_config
 from ..errors import CorralError
+from ..executors.launcher import Launcher
 from ..executors.local import LocalExecutor
 from ..paths import MAX_SOCKET_PATH, Paths
 from ..store.sqlite import SqliteStore
@@ -44,7 +45,7 @@ def _take_lock(paths: Paths) -> int | None:
     return fd
 
 
-def run(home: str | None = None, *, simulate_gpus: int | None = None) -> int:
+def run(home: str | None = None, *, simulate_gpus: int | None = None, launcher: Launcher | None = None) -> int:
     paths = Paths(home)
     paths.ensure()
     if len(str(paths.socket)) > MAX_SOCKET_PATH:
@@ -54,10 +55,14 @@ def run(home: str | None = None, *, simulate_gpus: int | None = None) -> int:
     lock_fd = _take_lock(paths)
     if lock_fd is None:
         print(f"corral daemon already running for {paths.home}", file=sys.stderr)
+        if launcher is not None:
+            launcher.close()
         return 0
+    if launcher is None:
+        launcher = Launcher.start()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        return _serve(paths, simulate_gpus)
+        return _serve(paths, simulate_gpus, launcher)
     except CorralError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -65,7 +70,7 @@ def run(home: str | None = None, *, simulate_gpus: int | None = None) -> int:
         os.close(lock_fd)
 
 
-def _serve(paths: Paths, simulate_gpus: int | None) -> int:
+def _serve(paths: Paths, simulate_gpus: int | None, launcher: Launcher) -> int:
     import uvicorn
 
     store = SqliteStore(paths.db)
@@ -85,7 +90,7 @@ def _serve(paths: Paths, simulate_gpus: int | None) -> int:
     @contextlib.asynccontextmanager
     async def lifespan(app):
         loop = asyncio.get_running_loop()
-        executor = LocalExecutor(paths.jobs, manager.on_exit, loop)
+        executor = LocalExecutor(paths.jobs, manager.on_exit, loop, launcher=launcher)
         manager.attach(executor, loop)
         counts = manager.recover()
         log.info("started pid %d on %s: %s; recovered %s", os.getpid(), node.name, info.get("gpu_source"), counts)
@@ -111,9 +116,9 @@ def _serve(paths: Paths, simulate_gpus: int | None) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, launcher: Launcher | None = None) -> int:
     parser = argparse.ArgumentParser(prog="corral-daemon", description="Run the corral daemon in the foreground.")
     parser.add_argument("--home", default=None, help="state directory (default $CORRAL_HOME)")
     parser.add_argument("--simulate-gpus", type=int, default=None)
     args = parser.parse_args(argv)
-    return run(args.home, simulate_gpus=args.simulate_gpus)
+    return run(args.home, simulate_gpus=args.simulate_gpus, launcher=launcher)

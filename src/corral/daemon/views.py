@@ -15,7 +15,7 @@ def job_view(job: Job, manager: Manager, positions: dict[int, int] | None = None
     alloc = job.allocation
     reason, message = job.reason.value, job.message
     if job.state is JobState.PENDING:
-        waiting = manager.waiting.get(job.id)
+        waiting = manager.waiting_for(job.id)
         if waiting is not None:
             reason, message = waiting.reason.value, waiting.message
     view: dict[str, Any] = {
@@ -50,7 +50,7 @@ def job_view(job: Job, manager: Manager, positions: dict[int, int] | None = None
             "env": dict(spec.env),
             "labels": dict(spec.labels),
             "time_limit": spec.time_limit,
-            "supervisor_pid": job.supervisor_pid,
+            "pids": _pids(manager, job),
             "logs": {"stdout": str(paths(job.id, "stdout")), "stderr": str(paths(job.id, "stderr"))} if paths else {},
             "events": [
                 {"ts": e.ts, "from": e.from_state.value if e.from_state else None, "to": e.to_state.value,
@@ -59,6 +59,13 @@ def job_view(job: Job, manager: Manager, positions: dict[int, int] | None = None
             ],
         })
     return view
+
+
+def _pids(manager: Manager, job: Job) -> dict[str, int] | None:
+    reader = getattr(manager.executor, "pids", None)
+    if reader is None or job.state is not JobState.RUNNING:
+        return None
+    return reader(job.id)
 
 
 def node_view(manager: Manager, info: dict[str, Any]) -> list[dict[str, Any]]:

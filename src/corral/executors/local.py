@@ -15,10 +15,14 @@ import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import CorralError
 from . import supervisor as sup
 from .base import ExitCallback, Executor, ExitStatus, LaunchRequest, Running, StopReason
+
+if TYPE_CHECKING:
+    from .launcher import Launcher
 
 _POLL_SECONDS = 0.25
 
@@ -32,12 +36,16 @@ class _Watch:
 
 
 class LocalExecutor(Executor):
-    def __init__(self, jobs_dir: Path, on_exit: ExitCallback, loop: asyncio.AbstractEventLoop):
+    def __init__(self, jobs_dir: Path | str, on_exit: ExitCallback, loop: asyncio.AbstractEventLoop,
+                 launcher: "Launcher | None" = None):
         self.jobs_dir = Path(jobs_dir)
         self.jobs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._root = str(self.jobs_dir)
         self._on_exit = on_exit
         self._loop = loop
         self._watches: dict[int, _Watch] = {}
+        #: Forks supervisors from a small process (cheaper); None: fork them here.
+        self._launcher = launcher
 
     # paths -----------------------------------------------------------------------
     def jobdir(self, job_id: int) -> Path:
@@ -48,27 +56,38 @@ class LocalExecutor(Executor):
 
     # launch ----------------------------------------------------------------------
     def launch(self, request: LaunchRequest) -> Running:
-        d = self.jobdir(request.job_id)
-        d.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for stale in (sup.STATUS, sup.STOP, sup.JOB_PID, sup.SUPERVISOR_PID):
-            try:
-                (d / stale).unlink()
-            except FileNotFoundError:
-                pass
-        lock_fd = os.open(d / sup.LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        d = os.path.join(self._root, str(request.job_id))
+        try:
+            os.mkdir(d, 0o700)
+        except FileExistsError:
+            # Launched before (a daemon restart between admitting and launching):
+            # clear what a previous attempt left.
+            for stale in (sup.STATUS, sup.STOP, sup.PIDS):
+                try:
+                    os.unlink(os.path.join(d, stale))
+                except FileNotFoundError:
+                    pass
+        if self._launcher is not None:
+            pid = self._launcher.launch(d, list(request.argv), request.env, request.workdir, request.cores,
+                                        request.kill_grace)
+            self._watch(request.job_id, pid, child=False)
+            return Running(request.job_id, pid)
+        lock_fd = os.open(os.path.join(d, sup.LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(lock_fd)
             raise CorralError(f"job {request.job_id} already has a live supervisor") from None
-        argv, env = list(request.argv), dict(request.env)
-        jobdir, workdir, cores, grace = str(d), request.workdir, request.cores, request.kill_grace
+        argv, env = list(request.argv), request.env
+        jobdir, workdir, cores, grace = d, request.workdir, request.cores, request.kill_grace
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, sup.HELD_SIGNALS)
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the forked supervisor
             sup.supervise(jobdir, argv, env, workdir, cores, grace, lock_fd)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         os.close(lock_fd)  # the supervisor's inherited copy keeps the lock held
         self._watch(request.job_id, pid, child=True)
-        return Running(request.job_id, pid, sup.proc_start_time(pid))
+        return Running(request.job_id, pid)
 
     # stop ------------------------------------------------------------------------
     def stop(self, job_id: int, why: StopReason) -> bool:
@@ -99,9 +118,13 @@ class LocalExecutor(Executor):
         finally:
             os.close(lock_fd)  # closing drops our lock if we took it
         if alive:
-            pid = self._read_pid(d / sup.SUPERVISOR_PID)
+            pid = self._read_pid(d / sup.PIDS)
             if pid is not None:
                 self._watch(job_id, pid, child=False)
+                why = self._stop_reason(job_id)
+                if why is not None:
+                    # A stop was requested before the restart: make sure it was delivered.
+                    self.stop(job_id, why)
                 return Running(job_id, pid, sup.proc_start_time(pid))
             # Locked but no pid yet: the supervisor is a few microseconds old. Watch by
             # polling the lock until the pid file appears.
@@ -110,7 +133,7 @@ class LocalExecutor(Executor):
         status = self.read_status(job_id)
         if status is not None:
             return status
-        if (d / sup.JOB_PID).exists() or (d / sup.SUPERVISOR_PID).exists():
+        if (d / sup.PIDS).exists():
             self._kill_orphan(job_id)
             return self._lost(job_id)
         return None
@@ -124,21 +147,17 @@ class LocalExecutor(Executor):
 
     # status ----------------------------------------------------------------------
     def read_status(self, job_id: int) -> ExitStatus | None:
-        d = self.jobdir(job_id)
+        d = os.path.join(self._root, str(job_id))
         try:
-            data = json.loads((d / sup.STATUS).read_text())
+            with open(os.path.join(d, sup.STATUS), "rb") as f:
+                data = json.loads(f.read())
         except FileNotFoundError:
             return None
         except (OSError, ValueError):
             return self._lost(job_id)
-        stopped = None
-        try:
-            stopped = StopReason((d / sup.STOP).read_text().strip())
-        except (FileNotFoundError, ValueError):
-            pass
-        if stopped is not None and "stop_signal" not in data:
-            # A stop was requested but the job ended on its own before it was signalled.
-            stopped = None if data.get("exit_code") == 0 else stopped
+        # The job was stopped by corral only if its supervisor received the stop signal;
+        # a job that ended on its own just before is classified by its own exit.
+        stopped = self._stop_reason(job_id) if "stop_signal" in data else None
         return ExitStatus(
             ended_at=float(data.get("ended_at", 0.0)),
             exit_code=data.get("exit_code"),
@@ -147,6 +166,13 @@ class LocalExecutor(Executor):
             stopped_for=stopped,
         )
 
+    def _stop_reason(self, job_id: int) -> StopReason | None:
+        try:
+            with open(os.path.join(self._root, str(job_id), sup.STOP)) as f:
+                return StopReason(f.read().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
     def _lost(self, job_id: int) -> ExitStatus:
         import time
 
@@ -154,9 +180,9 @@ class LocalExecutor(Executor):
 
     def _kill_orphan(self, job_id: int) -> None:
         """The supervisor is gone without a status: kill what is left of the job."""
-        path = self.jobdir(job_id) / sup.JOB_PID
+        path = self.jobdir(job_id) / sup.PIDS
         try:
-            pid_s, start_s = path.read_text().split()
+            _, pid_s, start_s = path.read_text().split()
             pid, start = int(pid_s), int(start_s) if start_s != "None" else None
         except (OSError, ValueError):
             return
@@ -165,6 +191,15 @@ class LocalExecutor(Executor):
                 os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+
+    def pids(self, job_id: int) -> dict[str, int] | None:
+        """The supervisor's and the job's pid while it runs (from the ``pids`` file)."""
+        try:
+            with open(os.path.join(self._root, str(job_id), sup.PIDS)) as f:
+                supervisor, job, _ = f.read().split()
+            return {"supervisor": int(supervisor), "job": int(job)}
+        except (OSError, ValueError):
+            return None
 
     @staticmethod
     def _read_pid(path: Path) -> int | None:
@@ -228,6 +263,8 @@ class LocalExecutor(Executor):
         return set(self._watches)
 
     def close(self) -> None:
+        if self._launcher is not None:
+            self._launcher.close()
         for job_id, watch in list(self._watches.items()):
             if watch.pidfd is not None:
                 try:

@@ -11,7 +11,7 @@ Slurm's slurmstepd, each job gets a small supervisor that:
 2. starts its own session, pins itself to the job's cores, changes to the workdir and
    spawns the job with ``posix_spawn`` in a new session of its own (so the job's process
    group can be signalled as a whole), stdout/stderr to the job's log files;
-3. records ``job.pid``, then waits. SIGTERM from the daemon is forwarded to the job's
+3. records its own and the job's pid in ``pids``, then waits. SIGTERM from the daemon is forwarded to the job's
    process group, followed by SIGKILL after the grace period; when the job's main
    process ends, what is left of its process group is killed;
 4. writes ``status.json`` atomically (write + rename) with the exit code or signal and
@@ -26,21 +26,23 @@ millisecond.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import signal
 import time
 
+from .. import fastjson as json
+
 LOCK = "lock"
 STATUS = "status.json"
-JOB_PID = "job.pid"
-SUPERVISOR_PID = "supervisor.pid"
+PIDS = "pids"          # "SUPERVISOR_PID JOB_PID JOB_START_TICKS", written once the job runs
 STOP = "stop"
 STDOUT = "stdout.log"
 STDERR = "stderr.log"
 
 _FORWARDED = (signal.SIGUSR1, signal.SIGUSR2)
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+#: Blocked from before the supervisor's fork until it waits for them on purpose.
+HELD_SIGNALS = _STOP_SIGNALS + _FORWARDED
 
 
 def proc_start_time(pid: int) -> int | None:
@@ -82,17 +84,16 @@ def supervise(jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
     status: dict = {}
     try:
         os.setsid()
+        if os.isatty(2) or os.isatty(1) or os.isatty(0):
+            null_stdio()
         _close_fds(keep_fd)
-        _null_stdio()
         for sig in _STOP_SIGNALS + _FORWARDED + (signal.SIGCHLD,):
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS + _FORWARDED + (signal.SIGCHLD,))
-        my_pid = os.getpid()
-        write_atomic(os.path.join(jobdir, SUPERVISOR_PID), f"{my_pid} {proc_start_time(my_pid)}\n".encode())
 
         pid = _spawn(jobdir, argv, env, workdir, cores, status)
         if pid is not None:
-            write_atomic(os.path.join(jobdir, JOB_PID), f"{pid} {proc_start_time(pid)}\n".encode())
+            write_atomic(os.path.join(jobdir, PIDS), f"{os.getpid()} {pid} {proc_start_time(pid)}\n".encode())
             _wait(pid, grace, status)
     except BaseException as exc:  # noqa: BLE001 - the supervisor must always write a status
         status.setdefault("launch_error", f"supervisor error: {exc!r}")
@@ -186,19 +187,15 @@ def _killpg(pid: int, sig: int) -> None:
 
 
 def _close_fds(keep: int) -> None:
-    try:
-        fds = [int(n) for n in os.listdir("/proc/self/fd")]
-    except OSError:
-        fds = list(range(3, 1024))
-    for fd in fds:
-        if fd > 2 and fd != keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+    """Close every inherited descriptor but stdio and the lock (close_range(2) when the
+    kernel has it: one system call)."""
+    os.closerange(3, keep)
+    os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
 
 
-def _null_stdio() -> None:
+def null_stdio() -> None:
+    """Point stdin/stdout/stderr at /dev/null (the launcher does it once for all the
+    supervisors it forks; jobs get their own log files)."""
     fd = os.open(os.devnull, os.O_RDWR)
     for target in (0, 1, 2):
         os.dup2(fd, target)

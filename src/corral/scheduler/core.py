@@ -16,14 +16,15 @@ A cycle runs in numbered phases (after Kueue's ``scheduler.go``):
 
 Jobs with the same shape (requests) fit or fail together within one cycle, because
 free capacity only shrinks while a cycle runs; so once one job of a shape fails, the
-rest of that shape are explained without being tried again. That keeps a cycle's cost
-near the number of distinct shapes, not the number of pending jobs.
+rest of that shape wait for the same reason without being tried again. With the queue
+kept grouped by shape (:class:`~corral.scheduler.queue.PendingQueue`), a cycle costs
+about the number of distinct shapes plus the placements it makes, not the queue length.
+Reasons are given per shape; :attr:`CycleResult.waiting` expands them per job.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections import defaultdict
 from typing import Iterable, Mapping, Sequence
 
 from ..capacity.node import Node
@@ -32,49 +33,45 @@ from ..resources import Resources, format_quantity, sort_key
 from .placement import node_score, place_on
 from .policies import Policy
 from .snapshot import NodeState, Snapshot
+from .queue import PendingQueue
 from .types import CycleResult, PendingJob, Placement, Shortfall, Waiting
 
 
 def schedule(nodes: Sequence[Node], allocations: Mapping[int, Allocation],
-             pending: Iterable[PendingJob], policy: Policy) -> CycleResult:
+             pending: "PendingQueue | Iterable[PendingJob]", policy: Policy) -> CycleResult:
     """Run one scheduling cycle. Deterministic: same inputs, same decisions."""
     snapshot = Snapshot(nodes, allocations)                          # phase 1
     return schedule_on(snapshot, pending, policy)
 
 
-def schedule_on(snapshot: Snapshot, pending: Iterable[PendingJob], policy: Policy) -> CycleResult:
-    """Like :func:`schedule` on a prepared snapshot, which it updates in place."""
-    result = CycleResult()
+def schedule_on(snapshot: Snapshot, pending: "PendingQueue | Iterable[PendingJob]", policy: Policy) -> CycleResult:
+    """Like :func:`schedule` on a prepared snapshot, which it updates in place.
+
+    ``pending`` is a :class:`PendingQueue` kept by the caller across cycles (cheap) or
+    any iterable of jobs (grouped here). The queue itself is not modified.
+    """
+    queue = pending if isinstance(pending, PendingQueue) else PendingQueue(policy.order_key, pending)
+    result = CycleResult(queue=queue)
     states = sorted(snapshot.nodes.values(), key=lambda s: s.node.name)
     key = policy.order_key
 
-    # Phase 2: order. Group by shape; each group is sorted, and a heap merges the
-    # groups' heads so jobs are visited in the policy's global order.
-    groups: dict[Resources, list[PendingJob]] = defaultdict(list)
-    for job in pending:
-        groups[job.shape].append(job)
-    heap: list[tuple[tuple, int, Resources]] = []
-    cursors: dict[Resources, int] = {}
-    for shape, jobs in groups.items():
-        jobs.sort(key=key)
-        cursors[shape] = 0
-        heap.append((key(jobs[0]), jobs[0].id, shape))
+    # Phase 2: order. Each shape's group is already sorted; a heap merges the groups'
+    # heads so jobs are visited in the policy's global order.
+    groups = queue.groups
+    heap: list[tuple[tuple, int, Resources]] = [(key(g[0]), g[0].id, shape) for shape, g in groups.items()]
     heapq.heapify(heap)
+    cursors: dict[Resources, int] = {}
 
     blocked_by: int | None = None
-    failed: list[tuple[Resources, list[PendingJob]]] = []
+    failed: list[Resources] = []
     while heap:
         _, _, shape = heapq.heappop(heap)
-        jobs = groups[shape]
-        i = cursors[shape]
-        job = jobs[i]
-
         if blocked_by is not None:                                   # strict: all wait
-            waiting = Waiting(Reason.PRIORITY, behind=blocked_by)
-            for rest in jobs[i:]:
-                result.waiting[rest.id] = waiting
+            result.waiting_shapes[shape] = Waiting(Reason.PRIORITY, behind=blocked_by)
             continue
-
+        jobs = groups[shape]
+        i = cursors.get(shape, 0)
+        job = jobs[i]
         alloc = _nominate(states, job.requests)                      # phase 3
         if alloc is not None:
             snapshot.assume(alloc)
@@ -84,16 +81,13 @@ def schedule_on(snapshot: Snapshot, pending: Iterable[PendingJob], policy: Polic
                 nxt = jobs[i + 1]
                 heapq.heappush(heap, (key(nxt), nxt.id, shape))
             continue
-
-        failed.append((shape, jobs[i:]))
+        failed.append(shape)
         if policy.strict:
             blocked_by = job.id
 
     # Phase 4: explain against the capacity left after this cycle's placements.
-    for shape, jobs in failed:
-        waiting = explain(states, shape)
-        for rest in jobs:
-            result.waiting[rest.id] = waiting
+    for shape in failed:
+        result.waiting_shapes[shape] = explain(states, shape)
     return result
 
 

@@ -78,7 +78,9 @@ class Snapshot:
         self.nodes[allocation.node].assume(allocation)
 
     def forget(self, allocation: Allocation) -> None:
-        self.nodes[allocation.node].forget(allocation)
+        state = self.nodes.get(allocation.node)
+        if state is not None:  # allocations on a node that is gone were never counted
+            state.forget(allocation)
 
     def exclusive_cores(self, node: str) -> set[int]:
         state = self.nodes[node]

@@ -65,4 +65,20 @@ class Placement:
 @dataclass
 class CycleResult:
     placements: list[Placement] = field(default_factory=list)
-    waiting: dict[int, Waiting] = field(default_factory=dict)
+    #: Why the jobs of each shape left in the queue wait (one reason per shape).
+    waiting_shapes: dict[Resources, Waiting] = field(default_factory=dict)
+    #: The queue the cycle ran on (a PendingQueue); placed jobs are still in it.
+    queue: object = None
+
+    def reason_for(self, job: PendingJob) -> Waiting | None:
+        return self.waiting_shapes.get(job.shape)
+
+    @property
+    def waiting(self) -> dict[int, Waiting]:
+        """Per-job reasons for every job not placed (O(queue); for tests and reports)."""
+        placed = {p.job_id for p in self.placements}
+        out: dict[int, Waiting] = {}
+        for job in self.queue or ():  # type: ignore[union-attr]
+            if job.id not in placed:
+                out[job.id] = self.waiting_shapes[job.shape]
+        return out

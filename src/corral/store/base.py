@@ -48,6 +48,19 @@ class Event:
     message: str = ""
 
 
+@dataclass(frozen=True)
+class Finish:
+    """How one job ended, for :meth:`Store.finish_jobs`."""
+
+    job_id: int
+    state: JobState
+    reason: Reason
+    message: str = ""
+    exit_code: int | None = None
+    signal: int | None = None
+    ended_at: float = 0.0
+
+
 class Store(ABC):
     """Persistent home of jobs, allocations, events and a few settings."""
 
@@ -83,30 +96,21 @@ class Store(ABC):
         and clears the pending message.
         """
 
-    @abstractmethod
-    def set_supervisor(self, job_id: int, pid: int, start_time: int) -> None:
-        """Record the supervisor process (pid, start time in clock ticks) of a job."""
-
-    @abstractmethod
-    def finish_job(
-        self,
-        job_id: int,
-        state: JobState,
-        reason: Reason,
-        *,
-        message: str = "",
-        exit_code: int | None = None,
-        signal: int | None = None,
-        ended_at: float,
-    ) -> bool:
+    def finish_job(self, job_id: int, state: JobState, reason: Reason, *, message: str = "",
+                   exit_code: int | None = None, signal: int | None = None, ended_at: float) -> bool:
         """Move a Pending or Running job to the terminal ``state``; release its allocation.
 
         Raises :class:`InvalidTransition` when the job is already terminal (callers use
         that to detect a double finish) or when ``state`` is not terminal. Returns True
         when the job changed (always, when it returns).
         """
+        self.finish_jobs([Finish(job_id, state, reason, message, exit_code, signal, ended_at)])
+        return True
 
     @abstractmethod
+    def finish_jobs(self, finishes: list["Finish"]) -> None:
+        """:meth:`finish_job` for several jobs in one transaction: all or none."""
+
     @abstractmethod
     def set_reason(self, job_id: int, reason: Reason, message: str = "", *,
                    now: float | None = None) -> None:

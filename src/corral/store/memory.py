@@ -15,7 +15,7 @@ import time
 from typing import Iterable
 
 from ..job import Allocation, Job, JobState, Reason, check_transition
-from .base import Event, Store, check_finish, check_live, check_reason, not_found
+from .base import Event, Store, check_finish, check_live, check_reason, not_found, Finish
 
 
 class MemoryStore(Store):
@@ -96,25 +96,23 @@ class MemoryStore(Store):
                 self._allocations[job_id] = [allocation, None]
                 self._event(job_id, now, old, JobState.RUNNING, Reason.LAUNCHED, "")
 
-    def set_supervisor(self, job_id: int, pid: int, start_time: int) -> None:
+    def finish_jobs(self, finishes: list[Finish]) -> None:
         with self._lock:
-            job = self._get(job_id)
-            job.supervisor_pid, job.supervisor_start = pid, start_time
-
-    def finish_job(self, job_id: int, state: JobState, reason: Reason, *, message: str = "",
-                   exit_code: int | None = None, signal: int | None = None,
-                   ended_at: float) -> bool:
-        with self._lock:
-            job = self._get(job_id)
-            old = job.state
-            check_finish(job_id, old, state, reason)
-            job.state, job.reason, job.message = state, reason, message
-            job.exit_code, job.signal, job.ended_at = exit_code, signal, ended_at
-            held = self._allocations.get(job_id)
-            if held is not None and held[1] is None:
-                held[1] = ended_at
-            self._event(job_id, ended_at, old, state, reason, message)
-            return True
+            seen: set[int] = set()
+            for f in finishes:       # check everything first: all or none
+                job = self._get(f.job_id)
+                old = JobState.SUCCEEDED if f.job_id in seen else job.state
+                check_finish(f.job_id, old, f.state, f.reason)
+                seen.add(f.job_id)
+            for f in finishes:
+                job = self._jobs[f.job_id]
+                old = job.state
+                job.state, job.reason, job.message = f.state, f.reason, f.message
+                job.exit_code, job.signal, job.ended_at = f.exit_code, f.signal, f.ended_at
+                held = self._allocations.get(f.job_id)
+                if held is not None and held[1] is None:
+                    held[1] = f.ended_at
+                self._event(f.job_id, f.ended_at, old, f.state, f.reason, f.message)
 
     def set_reason(self, job_id: int, reason: Reason, message: str = "", *,
                    now: float | None = None) -> None:

@@ -33,7 +33,7 @@ from ..errors import CorralError
 from ..job import Allocation, Job, JobState, Reason, check_transition
 from ..resources import Resources
 from ..spec import JobSpec
-from .base import Event, Store, check_finish, check_live, check_reason, not_found
+from .base import Event, Store, check_finish, check_live, check_reason, not_found, Finish
 
 #: Seconds a connection waits for another process's write lock before giving up.
 BUSY_TIMEOUT_S = 10.0
@@ -56,7 +56,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             ended_at         REAL,
             exit_code        INTEGER,
             signal           INTEGER,
-            supervisor_pid   INTEGER,
+            supervisor_pid   INTEGER,   -- unused since schema 1 shipped; kept for old files
             supervisor_start INTEGER
         )""",
         "CREATE INDEX jobs_state ON jobs(state)",
@@ -86,7 +86,7 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 _JOB_COLUMNS = (
     "j.id, j.state, j.reason, j.message, j.seq, j.spec_json, j.base_env_json, j.submitted_at, "
-    "j.started_at, j.ended_at, j.exit_code, j.signal, j.supervisor_pid, j.supervisor_start, "
+    "j.started_at, j.ended_at, j.exit_code, j.signal, "
     "a.node, a.requests_json, a.gpus_json, a.cores_json"
 )
 _SELECT_JOBS = f"SELECT {_JOB_COLUMNS} FROM jobs j LEFT JOIN allocations a ON a.job_id = j.id"
@@ -103,7 +103,7 @@ def _dumps(value: Any) -> str:
 
 def _row_to_job(row: tuple) -> Job:
     (job_id, state, reason, message, seq, spec_json, base_env_json, submitted_at, started_at,
-     ended_at, exit_code, signal, supervisor_pid, supervisor_start,
+     ended_at, exit_code, signal,
      node, requests_json, gpus_json, cores_json) = row
     allocation = None
     if node is not None:
@@ -114,7 +114,7 @@ def _row_to_job(row: tuple) -> Job:
         reason=Reason(reason), message=message, submitted_at=submitted_at,
         started_at=started_at, ended_at=ended_at, exit_code=exit_code, signal=signal,
         allocation=allocation, base_env=json.loads(base_env_json),
-        supervisor_pid=supervisor_pid, supervisor_start=supervisor_start, seq=seq,
+        seq=seq,
     )
 
 
@@ -265,31 +265,23 @@ class SqliteStore(Store):
             c.executemany(_INSERT_EVENT, [(job_id, now, JobState.PENDING.value, JobState.RUNNING.value,
                                            Reason.LAUNCHED.value, "") for job_id, _ in starts])
 
-    def set_supervisor(self, job_id: int, pid: int, start_time: int) -> None:
+    def finish_jobs(self, finishes: list[Finish]) -> None:
         with self._tx() as c:
-            cur = c.execute("UPDATE jobs SET supervisor_pid = ?, supervisor_start = ? WHERE id = ?",
-                            (pid, start_time, job_id))
-            if cur.rowcount == 0:
-                raise not_found(job_id)
-
-    def finish_job(self, job_id: int, state: JobState, reason: Reason, *, message: str = "",
-                   exit_code: int | None = None, signal: int | None = None,
-                   ended_at: float) -> bool:
-        with self._tx() as c:
-            found = c.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if found is None:
-                raise not_found(job_id)
-            old = JobState(found[0])
-            check_finish(job_id, old, state, reason)
-            c.execute(
-                "UPDATE jobs SET state = ?, reason = ?, message = ?, exit_code = ?, signal = ?, "
-                "ended_at = ? WHERE id = ?",
-                (state.value, reason.value, message, exit_code, signal, ended_at, job_id),
-            )
-            c.execute("UPDATE allocations SET released_at = ? WHERE job_id = ? AND released_at IS NULL",
-                      (ended_at, job_id))
-            c.execute(_INSERT_EVENT, (job_id, ended_at, old.value, state.value, reason.value, message))
-        return True
+            for f in finishes:
+                found = c.execute("SELECT state FROM jobs WHERE id = ?", (f.job_id,)).fetchone()
+                if found is None:
+                    raise not_found(f.job_id)
+                old = JobState(found[0])
+                check_finish(f.job_id, old, f.state, f.reason)
+                c.execute(
+                    "UPDATE jobs SET state = ?, reason = ?, message = ?, exit_code = ?, signal = ?, "
+                    "ended_at = ? WHERE id = ?",
+                    (f.state.value, f.reason.value, f.message, f.exit_code, f.signal, f.ended_at, f.job_id),
+                )
+                c.execute("UPDATE allocations SET released_at = ? WHERE job_id = ? AND released_at IS NULL",
+                          (f.ended_at, f.job_id))
+                c.execute(_INSERT_EVENT, (f.job_id, f.ended_at, old.value, f.state.value, f.reason.value,
+                                          f.message))
 
     def set_reason(self, job_id: int, reason: Reason, message: str = "", *,
                    now: float | None = None) -> None:
