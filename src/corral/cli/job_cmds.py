@@ -148,7 +148,8 @@ def cmd_show(args) -> int:
     if job.get("node"):
         out.append(f"  Node:      {job['node']}")
         out.append(f"  GPUs:      {fmt.ids(job['gpus']) if job['gpus'] else 'none (CUDA_VISIBLE_DEVICES empty)'}")
-        cpus = fmt.ids(job["cpus"]) if job["cpus"] else "shared pool " + fmt.ids(job.get("cpus_shared", []))
+        shared = job.get("cpus_shared")
+        cpus = fmt.ids(job["cpus"]) if job["cpus"] else ("shared pool " + fmt.ids(shared) if shared else "shared pool")
         out.append(f"  CPUs:      {cpus}")
     out.append(f"  Priority:  {job['priority']}")
     if job.get("time_limit"):

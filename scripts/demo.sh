@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# `make demo`: corral on its embedded defaults -- a local daemon, an SQLite store, and
+# (without real GPUs) 4 simulated GPUs -- running a small sweep that asks for more GPUs
+# than exist, so you can watch jobs queue with a reason, run on their own GPUs, finish.
+set -euo pipefail
+
+export CORRAL_HOME="${CORRAL_DEMO_HOME:-$PWD/.demo/home}"
+if [ "${#CORRAL_HOME}" -gt 90 ]; then   # Unix socket paths are limited to 107 bytes
+  CORRAL_HOME="$(mktemp -d /tmp/corral-demo.XXXXXX)"
+fi
+say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+
+corral down >/dev/null 2>&1 || true
+rm -rf "$CORRAL_HOME"
+mkdir -p "$CORRAL_HOME"
+
+gpus=$(python -c 'from corral.capacity.gpu import detect_gpus; print(len(detect_gpus()[0]))')
+if [ "$gpus" -gt 0 ]; then
+  echo "Found $gpus NVIDIA GPU(s): using them."
+  say corral up
+  total=$gpus
+else
+  echo "No NVIDIA GPU found: corral will simulate 4 (marked 'simulated' everywhere)."
+  say corral up --simulate-gpus 4
+  total=4
+fi
+say corral nodes
+
+train='echo "lr=$LR: training on GPU(s) [$CUDA_VISIBLE_DEVICES], cores [$CORRAL_CPUS], OMP_NUM_THREADS=$OMP_NUM_THREADS"
+for epoch in 1 2 3; do sleep 1; echo "lr=$LR epoch $epoch done"; done'
+
+echo
+echo "A sweep: 5 one-GPU runs and one 2-GPU run on $total GPUs -- more than fit at once."
+ids=()
+for lr in 0.1 0.03 0.01 0.003 0.001; do
+  say corral submit --name "lr-$lr" --gpus 1 --cpus 250m --mem 256Mi --env "LR=$lr" -- "$train"
+  ids+=("$(corral ps --json | python -c 'import json,sys; print(max(j["id"] for j in json.load(sys.stdin)["jobs"]))')")
+done
+say corral submit --name big-model --gpus 2 --cpus 500m --mem 512Mi --priority 10 --env LR=0.05 -- "$train"
+ids+=("$(corral ps --json | python -c 'import json,sys; print(max(j["id"] for j in json.load(sys.stdin)["jobs"]))')")
+
+echo
+echo "A job that can never fit is refused at submit, nothing stored:"
+say corral submit --name too-big --gpus $((total * 2)) -- true || true
+
+echo
+echo "Watch them queue (with the reason and position), run on their own GPUs, finish:"
+while :; do
+  say corral ps
+  left=$(corral ps --json | python -c 'import json,sys; print(len(json.load(sys.stdin)["jobs"]))')
+  [ "$left" -eq 0 ] && break
+  sleep 1.5
+done
+
+say corral ps --all
+say corral wait "${ids[@]}"
+say corral show "${ids[5]}"
+say corral logs "${ids[5]}"
+say corral down
+echo
+echo "State (SQLite store, job logs) is in $CORRAL_HOME. Next: corral --help, and README.md."

@@ -1,0 +1,152 @@
+"""The manager on an in-memory store and a fake executor: decisions applied, recovery."""
+
+from __future__ import annotations
+
+import pytest
+
+from corral.capacity.node import make_node
+from corral.errors import Infeasible
+from corral.executors.base import Executor, ExitStatus, LaunchRequest, Running, StopReason
+from corral.job import JobState, Reason
+from corral.daemon.manager import Manager
+from corral.spec import build_spec
+from corral.store import MemoryStore
+
+GiB = 2**30
+
+
+class FakeExecutor(Executor):
+    """Records launches; the test decides when and how jobs end."""
+
+    def __init__(self, adopt_results=None):
+        self.launched: dict[int, LaunchRequest] = {}
+        self.stopped: list[int] = []
+        self.adopt_results = adopt_results or {}
+
+    def launch(self, request: LaunchRequest) -> Running:
+        self.launched[request.job_id] = request
+        return Running(request.job_id, 1000 + request.job_id)
+
+    def stop(self, job_id: int, why: StopReason) -> bool:
+        self.stopped.append(job_id)
+        return job_id in self.launched
+
+    def adopt(self, job_id: int):
+        return self.adopt_results.get(job_id)
+
+    def close(self) -> None:
+        pass
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        self.now += 1
+        return self.now
+
+
+def manager(store=None, executor=None, gpus=4, cores=4):
+    m = Manager(store or MemoryStore(), [make_node("n1", cores=cores, memory=8 * GiB, gpus=gpus)], clock=Clock())
+    m.attach(executor or FakeExecutor(), loop=None)  # no loop: cycles run at once
+    return m
+
+
+def spec(gpus=0, cpus="1", **kw):
+    req = {"cpu": cpus}
+    if gpus:
+        req["nvidia.com/gpu"] = gpus
+    return build_spec(["train"], requests=req, **kw)
+
+
+def test_submit_starts_what_fits_and_explains_the_rest():
+    m = manager()
+    jobs = m.submit([spec(gpus=2), spec(gpus=2), spec(gpus=1)])
+    ex: FakeExecutor = m.executor  # type: ignore[assignment]
+    assert sorted(ex.launched) == [1, 2]
+    assert {ex.launched[1].env["CUDA_VISIBLE_DEVICES"], ex.launched[2].env["CUDA_VISIBLE_DEVICES"]} == {"0,1", "2,3"}
+    assert m.store.get_job(3).state is JobState.PENDING
+    assert m.waiting_for(3).message == "insufficient nvidia.com/gpu: requests 1, free 0 of 4"
+    assert m.queue_positions() == {3: 1}
+    assert [j.id for j in jobs] == [1, 2, 3]
+
+
+def test_job_end_releases_and_schedules_next():
+    m = manager()
+    m.submit([spec(gpus=4), spec(gpus=1)])
+    m.on_exit(1, ExitStatus(ended_at=5.0, exit_code=0))
+    job = m.store.get_job(1)
+    assert (job.state, job.reason, job.exit_code) == (JobState.SUCCEEDED, Reason.COMPLETED, 0)
+    assert m.store.get_job(2).state is JobState.RUNNING
+    assert list(m.running) == [2]
+    assert m.store.active_allocations().keys() == {2}
+
+
+@pytest.mark.parametrize("status, state, reason", [
+    (ExitStatus(1.0, exit_code=3), JobState.FAILED, Reason.ERROR),
+    (ExitStatus(1.0, signal=9), JobState.FAILED, Reason.SIGNALED),
+    (ExitStatus(1.0, launch_error="command not found or not executable: nope", exit_code=127),
+     JobState.FAILED, Reason.LAUNCH_FAILED),
+    (ExitStatus(1.0, signal=15, stopped_for=StopReason.CANCEL), JobState.CANCELLED, Reason.CANCELLED),
+    (ExitStatus(1.0, lost=True), JobState.FAILED, Reason.SUPERVISOR_LOST),
+])
+def test_every_end_is_classified_and_releases_once(status, state, reason):
+    m = manager()
+    m.submit([spec(gpus=1)])
+    m.on_exit(1, status)
+    job = m.store.get_job(1)
+    assert (job.state, job.reason) == (state, reason)
+    assert m.store.active_allocations() == {}
+    assert m.snapshot.nodes["n1"].free_gpus == {0, 1, 2, 3}
+    m.on_exit(1, status)                      # a duplicate report changes nothing
+    assert m.store.get_job(1).state is state
+
+
+def test_cancel_pending_and_running():
+    m = manager(gpus=1)
+    m.submit([spec(gpus=1), spec(gpus=1)])
+    assert m.cancel(2) == "cancelled"
+    assert m.store.get_job(2).state is JobState.CANCELLED
+    assert m.cancel(1) == "stopping"
+    assert m.executor.stopped == [1]          # type: ignore[attr-defined]
+    assert m.cancel(2) == "already cancelled"
+
+
+def test_infeasible_batch_stores_nothing():
+    m = manager(gpus=4, cores=2)
+    with pytest.raises(Infeasible) as err:
+        m.submit([spec(gpus=1), spec(gpus=8, cpus="64")])
+    assert err.value.lines == [
+        "job 2: insufficient cpu: job requests 64, node has 2 allocatable",
+        "job 2: insufficient nvidia.com/gpu: job requests 8, node has 4 allocatable",
+    ]
+    assert m.store.list_jobs() == []
+
+
+def test_default_cpu_request_applies():
+    m = manager()
+    [job] = m.submit([build_spec(["x"])])
+    assert job.spec.requests == {"cpu": 1000}
+
+
+def test_recovery_adopts_finishes_and_relaunches():
+    store = MemoryStore()
+    first = manager(store=store, gpus=4)
+    first.submit([spec(gpus=1), spec(gpus=1), spec(gpus=1), spec(gpus=4), spec(gpus=1)])
+    assert sorted(first.running) == [1, 2, 3, 5]  # job 4 (4 GPUs) waits, job 5 behind it fits
+    # The daemon dies here. Jobs 1 and 5 still run, job 2 ended with exit 3 meanwhile,
+    # job 3 was admitted but never launched.
+    ex = FakeExecutor(adopt_results={1: Running(1, 1001), 5: Running(5, 1005), 2: ExitStatus(50.0, exit_code=3)})
+    second = manager(store=store, executor=ex, gpus=4)
+    counts = second.recover()
+    assert counts == {"pending": 1, "adopted": 2, "ended": 1, "relaunched": 1}
+    assert store.get_job(2).exit_code == 3 and store.get_job(2).state is JobState.FAILED
+    assert sorted(ex.launched) == [3]            # relaunched on its recorded allocation
+    recorded = store.get_job(3).allocation
+    assert ex.launched[3].env["CUDA_VISIBLE_DEVICES"] == ",".join(map(str, recorded.gpus))
+    # No GPU is handed out twice: the pending 4-GPU job still waits for 1, 3 and 5.
+    held = [g for a in store.active_allocations().values() for g in a.gpus]
+    assert len(held) == len(set(held))
+    assert store.get_job(4).state is JobState.PENDING
+    assert second.waiting_for(4).message == "insufficient nvidia.com/gpu: requests 4, free 1 of 4"
