@@ -129,7 +129,7 @@ def format_quantity(resource: str, amount: int) -> str:
         if amount % 1000 == 0:
             return str(amount // 1000)
         if amount % 100 == 0:
-            return f"{amount / 1000:g}"
+            return f"{amount // 1000}.{(amount % 1000) // 100}"
         return f"{amount}m"
     if resource == MEMORY:
         return format_bytes(amount)
