@@ -17,6 +17,8 @@ $(VENV)/bin/python:
 $(STAMP): $(VENV)/bin/python pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	@# Byte-compile now: with PYTHONDONTWRITEBYTECODE set, every CLI call would recompile.
+	$(PY) -m compileall -q src
 	@touch $(STAMP)
 
 venv: $(STAMP)

@@ -195,7 +195,9 @@ class Manager:
         )
         try:
             self.executor.launch(request)
-        except (OSError, CorralError) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever failed, the job must not stay "running"
+            if not isinstance(exc, (OSError, CorralError)):
+                log.exception("launching job %d failed", job_id)
             self._finish(job_id, ExitStatus(ended_at=self.clock(), launch_error=f"launch failed: {exc}"))
 
     def shared_cores(self, node_name: str) -> tuple[int, ...]:

@@ -6,8 +6,10 @@ loaded) forks in about 0.6 ms, a process that has imported almost nothing in abo
 first thing, before it imports anything heavy, and sends it launch requests over a
 ``SOCK_SEQPACKET`` socket pair. The launcher:
 
-* takes the job's ``flock`` and forks the supervisor (which inherits the lock), then
-  answers with the supervisor's pid; the daemon watches that pid with a pidfd;
+* prepares the job's directory, takes its ``flock`` and forks the supervisor (which
+  inherits the lock), then answers with the supervisor's pid. Requests are pipelined:
+  the daemon does not wait for the answer, it reads answers when the socket is readable
+  and then watches each supervisor with a pidfd;
 * ignores SIGCHLD, so the kernel reaps supervisors as they exit (their exit status is
   not needed: each supervisor writes ``status.json`` itself);
 * exits when the daemon's end of the socket closes (the daemon stopped or died).
@@ -46,19 +48,33 @@ class Launcher:
         child.close()
         return cls(parent, pid)
 
-    def launch(self, jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
-               cores: tuple[int, ...] | None, grace: float) -> int:
-        """Fork a supervisor for one job; returns its pid."""
-        request = json.dumps({"jobdir": jobdir, "argv": argv, "env": env, "workdir": workdir,
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def request(self, job_id: int, jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
+                cores: tuple[int, ...] | None, grace: float) -> None:
+        """Ask for a supervisor for one job; the answer comes through :meth:`replies`."""
+        message = json.dumps({"job": job_id, "jobdir": jobdir, "argv": argv, "env": env, "workdir": workdir,
                               "cores": list(cores) if cores else None, "grace": grace})
         try:
-            self._sock.send(request.encode())
-            reply = json.loads(self._sock.recv(_MAX_MESSAGE))
-        except (OSError, ValueError) as exc:
-            raise CorralError(f"job launcher is gone ({exc})") from None
-        if "error" in reply:
-            raise CorralError(reply["error"])
-        return int(reply["pid"])
+            self._sock.send(message.encode())
+        except OSError as exc:
+            raise CorralError(f"job launcher is gone ({exc.strerror})") from None
+
+    def replies(self) -> list[dict]:
+        """Answers ready now: ``{"job": id, "pid": n}`` or ``{"job": id, "error": "..."}``.
+        Raises CorralError when the launcher is gone."""
+        out = []
+        while True:
+            try:
+                data = self._sock.recv(_MAX_MESSAGE, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return out
+            except OSError as exc:
+                raise CorralError(f"job launcher is gone ({exc.strerror})") from None
+            if not data:
+                raise CorralError("job launcher is gone (it exited)")
+            out.append(json.loads(data))
 
     def close(self) -> None:
         self._sock.close()
@@ -89,19 +105,20 @@ def _serve(sock: socket.socket) -> None:  # pragma: no cover - runs in the launc
 
 
 def _fork_supervisor(req: dict) -> dict:  # pragma: no cover - runs in the launcher
-    jobdir = req["jobdir"]
+    jobdir, job = req["jobdir"], req["job"]
     try:
+        sup.prepare_jobdir(jobdir)
         lock_fd = os.open(os.path.join(jobdir, sup.LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as exc:
-        return {"error": f"cannot open {jobdir}/{sup.LOCK}: {exc.strerror}"}
+        return {"job": job, "error": f"cannot prepare {jobdir}: {exc.strerror}"}
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(lock_fd)
-        return {"error": f"{jobdir} already has a live supervisor"}
+        return {"job": job, "error": f"{jobdir} already has a live supervisor"}
     cores = tuple(req["cores"]) if req["cores"] else None
     pid = os.fork()
     if pid == 0:
         sup.supervise(jobdir, req["argv"], req["env"], req["workdir"], cores, float(req["grace"]), lock_fd)
     os.close(lock_fd)
-    return {"pid": pid}
+    return {"job": job, "pid": pid}

@@ -46,6 +46,10 @@ class LocalExecutor(Executor):
         self._watches: dict[int, _Watch] = {}
         #: Forks supervisors from a small process (cheaper); None: fork them here.
         self._launcher = launcher
+        #: Jobs asked of the launcher and not yet answered -> a stop requested meanwhile.
+        self._starting: dict[int, StopReason | None] = {}
+        if launcher is not None:
+            loop.add_reader(launcher.fileno(), self._on_launcher)
 
     # paths -----------------------------------------------------------------------
     def jobdir(self, job_id: int) -> Path:
@@ -57,21 +61,15 @@ class LocalExecutor(Executor):
     # launch ----------------------------------------------------------------------
     def launch(self, request: LaunchRequest) -> Running:
         d = os.path.join(self._root, str(request.job_id))
-        try:
-            os.mkdir(d, 0o700)
-        except FileExistsError:
-            # Launched before (a daemon restart between admitting and launching):
-            # clear what a previous attempt left.
-            for stale in (sup.STATUS, sup.STOP, sup.PIDS):
-                try:
-                    os.unlink(os.path.join(d, stale))
-                except FileNotFoundError:
-                    pass
         if self._launcher is not None:
-            pid = self._launcher.launch(d, list(request.argv), request.env, request.workdir, request.cores,
-                                        request.kill_grace)
-            self._watch(request.job_id, pid, child=False)
-            return Running(request.job_id, pid)
+            try:
+                self._launcher.request(request.job_id, d, list(request.argv), request.env, request.workdir,
+                                       request.cores, request.kill_grace)
+                self._starting[request.job_id] = None
+                return Running(request.job_id, 0)
+            except CorralError:
+                self._launcher_gone()
+        sup.prepare_jobdir(d)
         lock_fd = os.open(os.path.join(d, sup.LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -89,8 +87,44 @@ class LocalExecutor(Executor):
         self._watch(request.job_id, pid, child=True)
         return Running(request.job_id, pid)
 
+    def _on_launcher(self) -> None:
+        assert self._launcher is not None
+        try:
+            replies = self._launcher.replies()
+        except CorralError:
+            self._launcher_gone()
+            return
+        for reply in replies:
+            job_id = int(reply["job"])
+            stop = self._starting.pop(job_id, None)
+            if "error" in reply:
+                import time
+
+                self._on_exit(job_id, ExitStatus(ended_at=time.time(), launch_error=f"launch failed: {reply['error']}"))
+                continue
+            self._watch(job_id, int(reply["pid"]), child=False)
+            if stop is not None:
+                self.stop(job_id, stop)
+
+    def _launcher_gone(self) -> None:
+        """The launcher died: fork supervisors here from now on; jobs it was starting
+        are re-checked like after a restart."""
+        launcher, self._launcher = self._launcher, None
+        if launcher is None:
+            return
+        try:
+            self._loop.remove_reader(launcher.fileno())
+        except (ValueError, OSError):
+            pass
+        starting, self._starting = self._starting, {}
+        for job_id in starting:
+            self._retry_adopt(job_id)
+
     # stop ------------------------------------------------------------------------
     def stop(self, job_id: int, why: StopReason) -> bool:
+        if job_id in self._starting:
+            self._starting[job_id] = why      # delivered as soon as the supervisor exists
+            return True
         watch = self._watches.get(job_id)
         if watch is None:
             return False
@@ -260,10 +294,14 @@ class LocalExecutor(Executor):
         self._on_exit(job_id, status)
 
     def watching(self) -> set[int]:
-        return set(self._watches)
+        return set(self._watches) | set(self._starting)
 
     def close(self) -> None:
         if self._launcher is not None:
+            try:
+                self._loop.remove_reader(self._launcher.fileno())
+            except (ValueError, OSError):
+                pass
             self._launcher.close()
         for job_id, watch in list(self._watches.items()):
             if watch.pidfd is not None:

@@ -68,6 +68,18 @@ def write_atomic(path: str, data: bytes) -> None:
     os.rename(tmp, path)
 
 
+def prepare_jobdir(jobdir: str) -> None:
+    """Create a job's directory, or clear what an earlier launch attempt left in it."""
+    try:
+        os.mkdir(jobdir, 0o700)
+    except FileExistsError:
+        for stale in (STATUS, STOP, PIDS):
+            try:
+                os.unlink(os.path.join(jobdir, stale))
+            except FileNotFoundError:
+                pass
+
+
 def _resolve(argv0: str, env: dict[str, str]) -> str | None:
     if "/" in argv0:
         return argv0 if os.access(argv0, os.X_OK) and not os.path.isdir(argv0) else None
