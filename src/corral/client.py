@@ -122,19 +122,14 @@ class Client:
             sock.close()
 
     def start_daemon(self, wait: float = 30.0) -> None:
-        """Start the daemon in the background and wait until it answers."""
-        import subprocess
+        """Start the daemon in the background and wait until it answers.
 
+        If another daemon holds the home's lock (one still shutting down, or one started
+        at the same moment by another command), wait for it: answer from it, or start
+        again once its lock is released.
+        """
         self.paths.ensure()
-        log = open(self.paths.log, "ab")
-        try:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "corral.daemon", "--home", str(self.paths.home), *self.start_options],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                close_fds=True,
-            )
-        finally:
-            log.close()
+        proc = self._spawn()
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if self.is_running():
@@ -142,11 +137,36 @@ class Client:
             code = proc.poll()
             if code is not None and code != 0:
                 raise DaemonUnavailable(f"corral daemon failed to start (exit {code}): {self._log_tail()}")
-            if code == 0 and not self.is_running():
-                # Another daemon holds the lock and is still starting; keep waiting.
-                pass
+            if code == 0 and not self.lock_held():
+                proc = self._spawn()   # it lost the lock to a daemon that has since gone
             time.sleep(0.01)
         raise DaemonUnavailable(f"corral daemon did not answer within {wait:.0f}s: {self._log_tail()}")
+
+    def _spawn(self):
+        import subprocess
+
+        with open(self.paths.log, "ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "corral.daemon", "--home", self.paths.home, *self.start_options],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                close_fds=True,
+            )
+
+    def lock_held(self) -> bool:
+        """True while a daemon process holds this home's lock (running or stopping)."""
+        import fcntl
+
+        try:
+            fd = os.open(self.paths.lock, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
 
     def _log_tail(self) -> str:
         try:
@@ -189,7 +209,13 @@ class Client:
         out = []
         for job_id in ids:
             while True:
-                view = self.request("GET", f"/v1/jobs/{int(job_id)}/wait?timeout={poll}")
+                try:
+                    view = self.request("GET", f"/v1/jobs/{int(job_id)}/wait?timeout={poll}")
+                except (DaemonUnavailable, ConnectionError):
+                    if not self.autostart:
+                        raise
+                    time.sleep(0.2)    # the daemon restarted under us: ask the next one
+                    continue
                 if view["state"] in ("Succeeded", "Failed", "Cancelled"):
                     out.append(view)
                     break

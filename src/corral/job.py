@@ -63,6 +63,7 @@ class Reason(str, enum.Enum):
     ERROR = "Error"                                # non-zero exit code
     SIGNALED = "Signaled"                          # killed by a signal corral did not send
     CANCELLED = "CancelledByUser"
+    TIMED_OUT = "TimedOut"                         # stopped at its time limit
     LAUNCH_FAILED = "LaunchFailed"                 # e.g. the program does not exist
     SUPERVISOR_LOST = "SupervisorLost"             # the job's supervisor vanished without a status
 
@@ -81,6 +82,7 @@ REASON_STATES: dict[Reason, JobState] = {
     Reason.ERROR: JobState.FAILED,
     Reason.SIGNALED: JobState.FAILED,
     Reason.CANCELLED: JobState.CANCELLED,
+    Reason.TIMED_OUT: JobState.FAILED,
     Reason.LAUNCH_FAILED: JobState.FAILED,
     Reason.SUPERVISOR_LOST: JobState.FAILED,
 }

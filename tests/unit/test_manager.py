@@ -21,6 +21,7 @@ class FakeExecutor(Executor):
     def __init__(self, adopt_results=None):
         self.launched: dict[int, LaunchRequest] = {}
         self.stopped: list[int] = []
+        self.why: dict[int, StopReason] = {}
         self.adopt_results = adopt_results or {}
 
     def launch(self, request: LaunchRequest) -> Running:
@@ -29,6 +30,7 @@ class FakeExecutor(Executor):
 
     def stop(self, job_id: int, why: StopReason) -> bool:
         self.stopped.append(job_id)
+        self.why[job_id] = why
         return job_id in self.launched
 
     def adopt(self, job_id: int):
@@ -150,3 +152,19 @@ def test_recovery_adopts_finishes_and_relaunches():
     assert len(held) == len(set(held))
     assert store.get_job(4).state is JobState.PENDING
     assert second.waiting_for(4).message == "insufficient nvidia.com/gpu: requests 4, free 1 of 4"
+
+
+def test_time_limit_stops_the_job_and_it_ends_timed_out():
+    m = manager()
+    m.submit([spec(time_limit="90s"), spec()])
+    clock: Clock = m.clock  # type: ignore[assignment]
+    assert m.enforce_time_limits() == []             # not yet
+    clock.now += 200
+    assert m.enforce_time_limits() == [1]
+    assert m.executor.why == {1: StopReason.TIME_LIMIT}  # type: ignore[attr-defined]
+    m.on_exit(1, ExitStatus(clock.now, signal=15, stopped_for=StopReason.TIME_LIMIT))
+    job = m.store.get_job(1)
+    assert (job.state, job.reason, job.message) == (JobState.FAILED, Reason.TIMED_OUT,
+                                                    "time limit reached (signal SIGTERM)")
+    assert m.deadlines == {}
+    assert m.enforce_time_limits() == []             # job 2 has no limit

@@ -59,9 +59,8 @@ def cmd_down(args) -> int:
     answer = client.shutdown()
     import time
 
-    for _ in range(500):
-        if not client.is_running():
-            break
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and client.lock_held():   # until the process is gone
         time.sleep(0.01)
     if args.json:
         print(_json_dumps(answer))

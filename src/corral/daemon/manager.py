@@ -45,6 +45,8 @@ class Manager:
         #: Free capacity, kept up to date as jobs start and end (no rebuild per cycle).
         self.snapshot = Snapshot(nodes, {})
         self._exits: list[tuple[int, ExitStatus]] = []
+        #: Running jobs with a time limit -> when it is reached (wall clock).
+        self.deadlines: dict[int, float] = {}
         #: Why each shape of pending job waits, from the last cycle (live, not stored:
         #: it is recomputed by every cycle, also right after a restart).
         self.reasons: dict[Resources, Waiting] = {}
@@ -87,6 +89,7 @@ class Manager:
             outcome = self.executor.adopt(job.id)
             if isinstance(outcome, Running):
                 self.store.set_reason(job.id, Reason.ADOPTED, "re-adopted after a daemon restart")
+                self._arm_time_limit(job.id, job.spec.time_limit, job.started_at or self.clock())
                 counts["adopted"] += 1
             elif isinstance(outcome, ExitStatus):
                 self._finish(job.id, outcome)
@@ -169,11 +172,35 @@ class Manager:
             for p in result.placements:
                 self.snapshot.forget(p.allocation)
             raise
+        now = self.clock()
         for p in result.placements:
             self.pending.remove(p.job_id)
             self.running[p.job_id] = p.allocation
         for p in result.placements:
             self._launch(p.job_id, p.allocation)
+            if p.job_id in self.running:
+                self._arm_time_limit(p.job_id, self._specs[p.job_id][0].time_limit, now)
+
+    # time limits -------------------------------------------------------------------------
+    def _arm_time_limit(self, job_id: int, limit: int | None, started_at: float) -> None:
+        if not limit:
+            return
+        deadline = started_at + limit
+        self.deadlines[job_id] = deadline
+        if self._loop is not None:
+            self._loop.call_later(max(deadline - self.clock(), 0.0), self.enforce_time_limits)
+
+    def enforce_time_limits(self) -> list[int]:
+        """Stop running jobs past their time limit (SIGTERM, SIGKILL after the grace
+        period); they end Failed with reason TimedOut. Returns the jobs stopped."""
+        now = self.clock()
+        due = [job_id for job_id, deadline in self.deadlines.items() if deadline <= now]
+        assert self.executor is not None
+        for job_id in due:
+            del self.deadlines[job_id]
+            if job_id in self.running:
+                self.executor.stop(job_id, StopReason.TIME_LIMIT)
+        return due
 
     def waiting_for(self, job_id: int) -> Waiting | None:
         """Why a pending job waits, as of the last cycle."""
@@ -248,6 +275,7 @@ class Manager:
             alloc = self.running.pop(job_id, None)
             if alloc is not None:
                 self.snapshot.forget(alloc)
+            self.deadlines.pop(job_id, None)
             self._specs.pop(job_id, None)
             self._notify(job_id)
 
@@ -292,7 +320,13 @@ class Manager:
                 total = total.add(alloc.requests)
         return total
 
+    def release_waiters(self) -> None:
+        """Answer every long poll now (on shutdown: the client asks the next daemon)."""
+        for job_id in list(self._waiters):
+            self._notify(job_id)
+
     def close(self) -> None:
+        self.release_waiters()
         if self.executor is not None:
             self.executor.close()
 

@@ -100,6 +100,7 @@ def _serve(paths: Paths, simulate_gpus: int | None, launcher: Launcher) -> int:
     def shutdown() -> None:
         if server is not None:
             server.should_exit = True
+        manager.release_waiters()   # long polls return now, not after the grace period
 
     app = create_app(manager, info, shutdown, lifespan=lifespan)
     with contextlib.suppress(FileNotFoundError):

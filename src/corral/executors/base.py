@@ -20,6 +20,7 @@ class StopReason(str, enum.Enum):
     """Why corral itself stopped a job (recorded before the job is signalled)."""
 
     CANCEL = "cancel"
+    TIME_LIMIT = "time-limit"
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,9 @@ class ExitStatus:
         if self.stopped_for is StopReason.CANCEL:
             how = describe_exit(self.exit_code, self.signal)
             return JobState.CANCELLED, Reason.CANCELLED, f"cancelled by request ({how})"
+        if self.stopped_for is StopReason.TIME_LIMIT:
+            how = describe_exit(self.exit_code, self.signal)
+            return JobState.FAILED, Reason.TIMED_OUT, f"time limit reached ({how})"
         if self.signal is not None:
             return JobState.FAILED, Reason.SIGNALED, f"killed by signal {signal_name(self.signal)}"
         if self.exit_code == 0:
