@@ -122,13 +122,16 @@ def cmd_ps(args) -> int:
     now = time.time()
     rows = []
     for j in jobs:
+        gpus = fmt.ids(j.get("gpus", [])) + ("*" if j.get("gpus_simulated") else "")
         rows.append([str(j["id"]), j.get("name") or "-", j["state"], fmt.requests(j),
-                     fmt.ids(j.get("gpus", [])) if j["state"] == "Running" else "-",
+                     gpus if j["state"] == "Running" and j.get("gpus") else "-",
                      fmt.ids(j.get("cpus", [])) if j.get("cpus") else ("shared" if j["state"] == "Running" else "-"),
                      fmt.runtime(j, now) if j.get("started_at") else fmt.ago(j.get("submitted_at"), now),
                      "-" if j.get("exit_code") is None else str(j["exit_code"]),
                      fmt.why(j)])
     print(fmt.table(["ID", "NAME", "STATE", "REQUESTS", "GPUS", "CPUS", "TIME", "EXIT", "REASON"], rows))
+    if any(j.get("gpus_simulated") and j["state"] == "Running" for j in jobs):
+        print("* simulated GPU")
     return 0
 
 
@@ -147,7 +150,8 @@ def cmd_show(args) -> int:
     out.append(f"  Limits:    {', '.join(f'{k}={v}' for k, v in job['limits'].items()) or '-'}")
     if job.get("node"):
         out.append(f"  Node:      {job['node']}")
-        out.append(f"  GPUs:      {fmt.ids(job['gpus']) if job['gpus'] else 'none (CUDA_VISIBLE_DEVICES empty)'}")
+        sim = " (simulated)" if job.get("gpus_simulated") else ""
+        out.append(f"  GPUs:      {fmt.ids(job['gpus']) + sim if job['gpus'] else 'none (CUDA_VISIBLE_DEVICES empty)'}")
         shared = job.get("cpus_shared")
         cpus = fmt.ids(job["cpus"]) if job["cpus"] else ("shared pool " + fmt.ids(shared) if shared else "shared pool")
         out.append(f"  CPUs:      {cpus}")

@@ -37,6 +37,11 @@ def job_view(job: Job, manager: Manager, positions: dict[int, int] | None = None
         "ended_at": job.ended_at,
         "command": list(spec.command),
     }
+    if alloc is not None and alloc.gpus:
+        try:
+            view["gpus_simulated"] = manager.node(alloc.node).simulated_gpus
+        except Exception:  # noqa: BLE001 - a node that is gone
+            view["gpus_simulated"] = False
     if job.state is JobState.RUNNING and alloc is not None and not alloc.cores:
         view["cpus_shared"] = list(manager.shared_cores(alloc.node))
     if job.state is JobState.PENDING:
