@@ -16,7 +16,8 @@ and their ratio:
     Each job is waited for before the next one is submitted.
 (b) N trivial jobs (``true``) on 2 CPU slots, wall time from the first submit until all
     are done: ``tsp true`` once per job (``tsp -S 2``); ``corral submit --cpus 1 -- true``
-    once per job; and one SDK ``Client.submit`` call with all N documents. "Done" is
+    once per job (both from one ``sh`` loop, so the driver adds no per-call cost); and
+    one SDK ``Client.submit`` call with all N documents. "Done" is
     detected the same way on both sides: wait for the last job added (``tsp -w`` /
     ``Client.wait``), then check that nothing is queued or running (``tsp -l`` /
     ``/v1/health``). Every corral job must have Succeeded.
@@ -396,11 +397,11 @@ def bench_throughput(c: Corral, t: Tsp | None, n: int) -> dict:
     if t is not None:
         t.clear()
         log(f"(b) tsp: {n} x `tsp true` ...")
+        out_file = t.dir / "submits.txt"
         t0 = time.perf_counter()
-        last = None
-        for _ in range(n):
-            _, last = t.submit(["true"])
+        shell_loop(t.bin, ["true"], n, out_file, t.env)
         t_sub = time.perf_counter()
+        last = int(out_file.read_text().split()[-1])
         t.drain(last)
         t1 = time.perf_counter()
         rows = [r for r in t.listing()]
@@ -422,18 +423,29 @@ def bench_throughput(c: Corral, t: Tsp | None, n: int) -> dict:
                            "recorded_s": _recorded_span(c, ids, t0_wall)}
 
     log(f"(b) corral CLI: {n} x `corral submit --cpus 1 -- true` ...")
+    out_file = c.home / "submits.txt"
     t0 = time.perf_counter()
     t0_wall = time.time()
-    ids = []
-    for _ in range(n):
-        _, job_id = c.cli_submit(["true"])
-        ids.append(job_id)
+    shell_loop(c.bin, ["submit", "--cpus", c.cpus, "--", "true"], n, out_file, c.env)
     t_sub = time.perf_counter()
+    ids = [int(m) for m in re.findall(r"\bjob (\d+)", out_file.read_text())]
+    if len(ids) != n:
+        raise RuntimeError(f"expected {n} job ids from the corral submit loop, found {len(ids)}")
     c.drain(ids[-1])
     t1 = time.perf_counter()
     out["corral_cli"] = {"wall_s": t1 - t0, "submit_s": t_sub - t0, "states": c.states(ids),
                          "recorded_s": _recorded_span(c, ids, t0_wall)}
     return out
+
+
+def shell_loop(cmd: str, argv: list[str], n: int, out_file: Path, env: dict) -> None:
+    """Run ``cmd ARGV...`` n times from one ``sh`` loop, as a user's script would (a Python
+    ``subprocess`` loop adds ~1 ms of driver overhead per call on a small machine)."""
+    script = 'n=$1; shift; out=$1; shift; i=0; while [ "$i" -lt "$n" ]; do "$@" || exit 1; i=$((i+1)); done > "$out"'
+    proc = subprocess.run(["sh", "-c", script, "sh", str(n), str(out_file), cmd, *argv], env=env,
+                          stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"submit loop `{cmd} {' '.join(argv)}` failed: {proc.stderr.strip()[-500:]}")
 
 
 def _recorded_span(c: Corral, ids: list[int], t0_wall: float) -> float | None:
@@ -497,6 +509,9 @@ def main() -> int:
     ap.add_argument("--no-tsp", action="store_true", help="skip the task-spooler columns")
     ap.add_argument("--skip", action="append", default=[], choices=["latency", "throughput", "cli"],
                     help="skip a measurement (repeatable)")
+    ap.add_argument("--as-is-bytecode", action="store_true",
+                    help="keep PYTHONDONTWRITEBYTECODE if it is set (by default the benchmark unsets it and "
+                         "caches bytecode under a private PYTHONPYCACHEPREFIX, as an ordinary install would)")
     ap.add_argument("--json-out", metavar="PATH", help="write the raw numbers as JSON")
     args = ap.parse_args()
 
@@ -521,13 +536,27 @@ def main() -> int:
         "corral_version": run([corral_bin, "--version"], timeout=30).stdout.strip(),
         "tsp_version": tsp_version() if tsp_bin else None,
         "kernel": platform.release(),
+        "loadavg_at_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
     if cores != 2:
         log(f"NOTE: this machine has {cores} cores; corral's 1-cpu jobs run {cores} at once "
             f"while tsp runs {args.slots} (the comparison assumes 2 cores)")
 
-    results: dict = {"env": envinfo, "args": vars(args)}
     base = Path(tempfile.mkdtemp(prefix="cb", dir="/tmp"))
+    # PYTHONDONTWRITEBYTECODE (set in some containers/CI) makes every `corral` CLI call
+    # recompile corral's modules from source when the checkout has no __pycache__ (an
+    # editable install), which is not what users see. Cache bytecode privately instead.
+    if os.environ.get("PYTHONDONTWRITEBYTECODE") and not args.as_is_bytecode:
+        os.environ.pop("PYTHONDONTWRITEBYTECODE")
+        os.environ["PYTHONPYCACHEPREFIX"] = str(base / "pycache")
+        envinfo["bytecode"] = ("PYTHONDONTWRITEBYTECODE was set: unset, bytecode cached under a private "
+                               "PYTHONPYCACHEPREFIX (--as-is-bytecode keeps it)")
+    elif os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        envinfo["bytecode"] = "PYTHONDONTWRITEBYTECODE set (--as-is-bytecode): no bytecode cache is written"
+    else:
+        envinfo["bytecode"] = "normal (" + (f"PYTHONPYCACHEPREFIX={os.environ['PYTHONPYCACHEPREFIX']}"
+                                            if os.environ.get("PYTHONPYCACHEPREFIX") else "__pycache__") + ")"
+    results: dict = {"env": envinfo, "args": vars(args)}
     c = Corral(base, corral_bin)
     t = Tsp(base, tsp_bin, args.slots) if tsp_bin else None
     problems: list[str] = []
@@ -550,6 +579,8 @@ def main() -> int:
         if t is not None:
             t.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+    envinfo["loadavg_at_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
 
     # print -------------------------------------------------------------------------------
     print()

@@ -211,8 +211,8 @@ class Client:
             while True:
                 try:
                     view = self.request("GET", f"/v1/jobs/{int(job_id)}/wait?timeout={poll}")
-                except (DaemonUnavailable, ConnectionError):
-                    if not self.autostart:
+                except (DaemonUnavailable, ConnectionError, ApiError) as exc:
+                    if not self.autostart or (isinstance(exc, ApiError) and exc.status != 503):
                         raise
                     time.sleep(0.2)    # the daemon restarted under us: ask the next one
                     continue

@@ -55,6 +55,7 @@ class Reason(str, enum.Enum):
     QUEUED = "Queued"                              # not yet looked at by a scheduling cycle
     INSUFFICIENT_RESOURCES = "InsufficientResources"
     PRIORITY = "Priority"                          # waiting behind an earlier job (strict order)
+    UNSCHEDULABLE = "Unschedulable"                # no node could hold it now (capacity shrank)
     # Running
     LAUNCHED = "Launched"
     ADOPTED = "Adopted"                            # re-adopted by a restarted daemon
@@ -76,6 +77,7 @@ REASON_STATES: dict[Reason, JobState] = {
     Reason.QUEUED: JobState.PENDING,
     Reason.INSUFFICIENT_RESOURCES: JobState.PENDING,
     Reason.PRIORITY: JobState.PENDING,
+    Reason.UNSCHEDULABLE: JobState.PENDING,
     Reason.LAUNCHED: JobState.RUNNING,
     Reason.ADOPTED: JobState.RUNNING,
     Reason.COMPLETED: JobState.SUCCEEDED,

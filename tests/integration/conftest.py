@@ -33,10 +33,36 @@ def corral(corral_factory) -> Corral:
 
 
 @pytest.fixture
-def corral4(corral) -> Corral:
-    """A started daemon with 4 simulated GPUs."""
+def fresh_corral4(corral) -> Corral:
+    """A daemon of its own with 4 simulated GPUs (for tests that stop or kill it)."""
     corral.up("--simulate-gpus", "4")
     return corral
+
+
+@pytest.fixture(scope="module")
+def _module_corral4(request, tmp_path_factory):
+    c = make_corral(str(tmp_path_factory.mktemp("m4")))
+    try:
+        config = getattr(request.module, "CORRAL_CONFIG", None)
+        if config:
+            c.write_config(config)
+        c.up("--simulate-gpus", "4")
+        yield c
+    finally:
+        teardown(c)
+
+
+@pytest.fixture
+def corral4(_module_corral4) -> Corral:
+    """A daemon with 4 simulated GPUs, shared by the tests of one module (a module's
+    ``CORRAL_CONFIG`` text becomes its config.yaml). After each test, whatever it left
+    pending or running is cancelled and waited for, so the next test starts idle."""
+    c = _module_corral4
+    yield c
+    left = [str(j["id"]) for j in c.ps()]
+    if left:
+        c.run("cancel", *left)
+        c.run("wait", *left, timeout=90)
 
 
 @pytest.fixture(scope="module")

@@ -76,6 +76,25 @@ def pgroup_members(pgid: int) -> list[int]:
     return out
 
 
+def connected_unix_sockets(pid: int) -> int:
+    """How many connected Unix sockets process ``pid`` has open (e.g. a CLI talking to
+    the daemon); from /proc/PID/fd and /proc/net/unix (state 03 = connected)."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        with open("/proc/net/unix") as f:
+            rows = [line.split() for line in f.readlines()[1:]]
+    except OSError:
+        return 0
+    return sum(1 for row in rows if len(row) >= 7 and row[6] in inodes and row[5] == "03")
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float = TIMEOUT, interval: float = 0.1,
                what: str = "condition") -> Any:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""

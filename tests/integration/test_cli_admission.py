@@ -3,7 +3,11 @@ that do not fit now wait with a typed reason, exact numbers and a queue position
 
 from __future__ import annotations
 
-from corral_harness import NCPU, wait_until
+import os
+
+import pytest
+
+from corral_harness import NCPU, gate_cmd, wait_until
 
 
 def _all_ids(c) -> list[int]:
@@ -99,3 +103,53 @@ def test_pending_reason_message_and_queue_position(corral4, tmp_path):
     human = c.ok("show", str(second))
     assert f"Pending (InsufficientResources): {expected}" in human
     assert "Queue:     position 1" in human
+
+
+def test_whole_cores_are_accounted_and_waiting_jobs_say_cpu(corral4, tmp_path):
+    c = corral4
+    gate = tmp_path / "gate"
+    holders = [c.submit("--cpus", "1", "--", gate_cmd(gate)) for _ in range(NCPU)]
+    cores = sorted(core for j in holders for core in c.wait_state(j, "Running")["cpus"])
+    assert cores == sorted(os.sched_getaffinity(0))  # each holds its own core
+    node = c.node()
+    assert node["resources"]["cpu"]["free"] == "0"
+    assert {core["id"]: core["job"] for core in node["cores"]} == {
+        core: j for j in holders for core in c.show(j)["cpus"]}
+    whole = c.submit("--cpus", "1", "--", "true")
+    frac = c.submit("--cpus", "100m", "--", "true")
+    assert _settled(c, whole)["message"] == f"insufficient cpu: requests 1, free 0 of {NCPU}"
+    assert _settled(c, frac)["message"] == f"insufficient cpu: requests 0.1, free 0 of {NCPU}"
+    gate.touch()
+    assert c.wait(*holders, whole, frac).returncode == 0
+
+
+def test_memory_requests_are_accounted(corral4, tmp_path):
+    c = corral4
+    mem = c.node()["resources"]["memory"]
+    big = mem["raw"]["allocatable"] * 6 // 10
+    gate = tmp_path / "gate"
+    first = c.submit("--cpus", "100m", "--mem", str(big), "--", gate_cmd(gate))
+    c.wait_state(first, "Running")
+    mem_now = c.node()["resources"]["memory"]
+    assert mem_now["raw"]["allocated"] == big
+    second = c.submit("--cpus", "100m", "--mem", str(big), "--", "true")
+    view = _settled(c, second)
+    assert view["reason"] == "InsufficientResources"
+    assert view["message"] == (f"insufficient memory: requests {view['requests']['memory']}, "
+                               f"free {mem_now['free']} of {mem_now['allocatable']}")
+    gate.touch()
+    assert c.wait(first, second).returncode == 0
+    assert c.node()["resources"]["memory"]["raw"]["allocated"] == 0
+
+
+def test_reserved_cpu_is_not_allocatable(corral):
+    c = corral
+    if NCPU < 2:
+        pytest.skip("needs 2 cores")
+    c.write_config("reserve: {cpu: 1}\n")
+    c.up()
+    cpu = c.node()["resources"]["cpu"]
+    assert (cpu["capacity"], cpu["reserved"], cpu["allocatable"]) == (str(NCPU), "1", str(NCPU - 1))
+    res = c.run("submit", "--cpus", str(NCPU), "--", "true")
+    assert res.returncode == 1
+    assert res.stderr == f"error: insufficient cpu: job requests {NCPU}, node has {NCPU - 1} allocatable\n"

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from corral_harness import gate_cmd, pgroup_members, proc_alive, wait_until
+from corral_harness import pgroup_members, proc_alive, wait_until
+
+
+#: config.yaml of this module's daemon (written before `corral up`): a 1 s grace period.
+CORRAL_CONFIG = "kill_grace: 1s\n"
 
 
 @pytest.fixture
-def corral_grace(corral):
-    """4 simulated GPUs and a 1 s kill grace period (config.yaml written before `up`)."""
-    corral.write_config("kill_grace: 1s\n")
-    corral.up("--simulate-gpus", "4")
-    return corral
+def corral_grace(corral4):
+    """4 simulated GPUs and a 1 s kill grace period."""
+    return corral4
 
 
 def _ready(c, job_id: int, marker: str = "ready") -> None:
@@ -134,3 +136,31 @@ def test_background_children_die_when_the_job_exits(corral_grace, tmp_path):
     child_pid = int(child.read_text())
     wait_until(lambda: not proc_alive(child_pid), timeout=10, what="the job's background child to be killed")
     assert pgroup_members(c.job_main_pid(job)) == []
+
+
+def _sleepers(c) -> list[int]:
+    out = []
+    for pid in c.processes():
+        try:
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
+        except OSError:
+            continue
+        if cmdline == b"sleep\x001000\x00":
+            out.append(pid)
+    return out
+
+
+def test_cancel_right_after_submit(corral_grace):
+    """Cancel races the launch: whatever the timing, the job ends Cancelled and nothing
+    of it keeps running."""
+    c = corral_grace
+    jobs = []
+    for _ in range(6):
+        job = c.submit("--gpus", "1", "--cpus", "100m", "--", "exec sleep 1000")
+        res = c.run("cancel", str(job))
+        assert res.returncode == 0 and res.stdout in (f"job {job}: cancelled\n", f"job {job}: stopping\n"), res
+        jobs.append(job)
+    for view in c.wait_done(*jobs):
+        assert (view["state"], view["reason"]) == ("Cancelled", "CancelledByUser"), view
+    wait_until(lambda: not _sleepers(c), timeout=10, what="no job process to be left")
+    assert set(c.gpu_holders().values()) == {None}

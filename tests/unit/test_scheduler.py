@@ -104,6 +104,16 @@ def test_reserve_is_not_allocatable():
     assert [p.job_id for p in res.placements] == [1]
 
 
+def test_a_job_the_node_shrank_under_waits_as_unschedulable():
+    # Submitted when the node had 4 GPUs; the daemon came back with 1.
+    n = make_node("n1", cores=2, memory=GiB, gpus=1)
+    res = schedule([n], {}, [job(1, cpu=1, gpu=4)], BEST)
+    assert res.placements == []
+    assert res.waiting[1].reason is Reason.UNSCHEDULABLE
+    assert res.waiting[1].message == ("can never fit the node as it is now: insufficient nvidia.com/gpu: "
+                                      "job requests 4, node has 1 allocatable")
+
+
 def test_extended_resources_are_counted():
     n = make_node("n1", cores=4, memory=GiB, extended={"example.com/fpga": 1})
     res = schedule([n], {}, [job(1, cpu=1, **{"example.com/fpga": 1}), job(2, cpu=1, **{"example.com/fpga": 1})],

@@ -15,7 +15,7 @@ from fastapi import Body, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from .. import __version__
-from ..errors import CorralError, Infeasible, NotFound, ValidationError
+from ..errors import CorralError, DaemonUnavailable, Infeasible, NotFound, ValidationError
 from ..job import JobState
 from dataclasses import replace
 
@@ -85,6 +85,8 @@ def create_app(manager: Manager, info: dict[str, Any], shutdown: Callable[[], No
     @app.get("/v1/jobs/{job_id}/wait")
     async def wait(job_id: int, timeout: float = 30.0) -> dict:
         job = manager.store.get_job(job_id)
+        if not job.terminal and manager.closing:
+            raise DaemonUnavailable("corral daemon is shutting down; ask again")
         if not job.terminal:
             fut = manager.future_for(job_id)
             try:
@@ -94,6 +96,8 @@ def create_app(manager: Manager, info: dict[str, Any], shutdown: Callable[[], No
             finally:
                 manager.drop_future(job_id, fut)
             job = manager.store.get_job(job_id)
+            if not job.terminal and manager.closing:
+                raise DaemonUnavailable("corral daemon is shutting down; ask again")
         return job_view(job, manager)
 
     @app.get("/v1/jobs/{job_id}/logs")

@@ -55,6 +55,8 @@ class Manager:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._kicked = False
         self.cycles = 0
+        #: Set on shutdown: long polls are answered at once with 503 (ask again later).
+        self.closing = False
 
     # wiring --------------------------------------------------------------------------
     def attach(self, executor: Executor, loop: asyncio.AbstractEventLoop) -> None:
@@ -321,7 +323,9 @@ class Manager:
         return total
 
     def release_waiters(self) -> None:
-        """Answer every long poll now (on shutdown: the client asks the next daemon)."""
+        """Answer every long poll now and refuse new ones (on shutdown: the client asks
+        the next daemon)."""
+        self.closing = True
         for job_id in list(self._waiters):
             self._notify(job_id)
 

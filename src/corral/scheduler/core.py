@@ -107,7 +107,11 @@ def _nominate(states: list[NodeState], requests: Resources) -> Allocation | None
 
 
 def explain(states: list[NodeState], requests: Resources) -> Waiting:
-    """Why ``requests`` does not fit now: the resources short on the closest node."""
+    """Why ``requests`` does not fit now: the resources short on the closest node, or
+    ``Unschedulable`` when no node could ever hold it (a node shrank after submit)."""
+    if states and all(not requests.fits_in(s.allocatable) for s in states):
+        lines = infeasible([s.node for s in states], requests)
+        return Waiting(Reason.UNSCHEDULABLE, nodes=len(states), lines=tuple(lines))
     best: tuple[Shortfall, ...] | None = None
     for state in states:
         short = tuple(

@@ -45,6 +45,7 @@ class Waiting:
     shortfalls: tuple[Shortfall, ...] = ()
     behind: int | None = None          # strict order: the blocked job it waits behind
     nodes: int = 1
+    lines: tuple[str, ...] = ()        # unschedulable: why it can never fit
 
     @property
     def message(self) -> str:
@@ -53,6 +54,8 @@ class Waiting:
             return text if self.nodes == 1 else f"{text} (best of {self.nodes} nodes)"
         if self.reason is Reason.PRIORITY and self.behind is not None:
             return f"waiting behind job {self.behind} (strict order)"
+        if self.reason is Reason.UNSCHEDULABLE:
+            return "can never fit the node as it is now: " + "; ".join(self.lines)
         return ""
 
 
