@@ -22,6 +22,10 @@ from . import fastjson as json
 from .errors import CorralError, DaemonUnavailable
 from .paths import Paths
 
+TYPE_CHECKING = False  # `typing` costs the CLI start-up time; type checkers still see this
+if TYPE_CHECKING:
+    from typing import Any, Iterator
+
 
 def urlencode(pairs) -> str:
     """Query string for ``[(key, value), ...]`` or a dict (urllib.parse costs start-up time)."""

@@ -33,7 +33,7 @@ import math
 import re
 from decimal import Decimal, InvalidOperation
 
-from .errors import ValidationError
+from .errors import ValidationError, show_value
 
 #: The examples every duration error message shows.
 EXPECTED = "expected e.g. 90m, 2h, 1-00:00:00"
@@ -51,20 +51,12 @@ _BARE = re.compile(rf"^{_NUM}\Z", re.ASCII)
 _SLURM = re.compile(r"^(?:(?P<d>\d+)-)?(?P<a>\d+)(?::(?P<b>\d+))?(?::(?P<c>\d+))?\Z", re.ASCII)
 
 
-def _show(value: object) -> str:
-    if isinstance(value, str):
-        text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in value)
-        return f'"{text[:80]}..."' if len(text) > 80 else f'"{text}"'
-    text = repr(value)
-    return text[:80] + "..." if len(text) > 80 else text
-
-
 def _invalid(field: str, value: object, why: str | None = None, *, what: str = "time limit",
              examples: str = EXPECTED) -> ValidationError:
     expected = f"{examples}; {why}" if why else examples
     detail = f"invalid {what} for {field}"
     err = ValidationError(field, value, expected, detail=detail)
-    err.args = (f"{detail}: {_show(value)} ({expected})",)
+    err.args = (f"{detail}: {show_value(value)} ({expected})",)
     return err
 
 

@@ -7,6 +7,15 @@ would be accepted. Messages are single lines.
 from __future__ import annotations
 
 
+def show_value(value: object) -> str:
+    """A value as an error message shows it: one line, at most ~80 characters, strings quoted."""
+    if isinstance(value, str):
+        text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in value)
+        return f'"{text[:80]}..."' if len(text) > 80 else f'"{text}"'
+    text = repr(value)
+    return text[:80] + "..." if len(text) > 80 else text
+
+
 class CorralError(Exception):
     """Root of every error corral raises on purpose."""
 

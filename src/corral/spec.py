@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .durations import format_duration, parse_duration
-from .errors import QuantityError, ValidationError
+from .errors import QuantityError, ValidationError, show_value
 from .resources import CPU, MEMORY, Resources, canonical_name, format_quantity, parse_quantity, sort_key
 
 
@@ -97,28 +97,19 @@ _PRIORITY_EXPECTED = f"expected an integer from {-MAX_PRIORITY} to {MAX_PRIORITY
 
 # -- error helpers ----------------------------------------------------------------------
 
-def _show(value: object) -> str:
-    """A value as an error message shows it: one line, at most ~80 characters."""
-    if isinstance(value, str):
-        text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in value)
-        return f'"{text[:80]}..."' if len(text) > 80 else f'"{text}"'
-    text = repr(value)
-    return text[:80] + "..." if len(text) > 80 else text
-
-
 def _fail(field: str, value: object, expected: str, *, detail: str | None = None,
           message: str | None = None) -> ValidationError:
     """A :class:`ValidationError` whose message is one line (values are escaped/shortened)."""
     err = ValidationError(field, value, expected, detail=detail)
     head = detail or f"invalid value for {field}"
-    err.args = (message or f"{head}: {_show(value)} ({expected})",)
+    err.args = (message or f"{head}: {show_value(value)} ({expected})",)
     return err
 
 
 def _quantity_error(field: str, value: object, expected: str, why: str | None) -> QuantityError:
     err = QuantityError(field, value, expected)
     tail = f"{expected}; {why}" if why else expected
-    err.args = (f"invalid quantity for {field}: {_show(value)} ({tail})",)
+    err.args = (f"invalid quantity for {field}: {show_value(value)} ({tail})",)
     return err
 
 
@@ -411,65 +402,6 @@ def build_spec(command: str | list[str] | tuple[str, ...], *,
     return _build(command, requests=requests, limits=limits, name=name, env=env, workdir=workdir,
                   labels=labels, priority=priority, time_limit=time_limit,
                   paths=_CLI_PATHS, env_list_form=False)
-
-
-# -- CLI spellings ----------------------------------------------------------------------
-
-def parse_kv_list(text: str, field: str) -> dict[str, str]:
-    """``"cpu=2,memory=8Gi,nvidia.com/gpu=1"`` -> ``{"cpu": "2", "memory": "8Gi", ...}``.
-
-    Items are separated by commas (empty items are skipped); each needs ``key=value``
-    with a non-empty key; a key may appear once. Keys and values are stripped.
-    """
-    expected = "expected comma-separated key=value pairs, e.g. cpu=2,memory=8Gi,nvidia.com/gpu=1"
-    if not isinstance(text, str):
-        raise _fail(field, text, expected)
-    out: dict[str, str] = {}
-    for item in text.split(","):
-        if not item.strip():
-            continue
-        key, eq, value = item.partition("=")
-        key, value = key.strip(), value.strip()
-        if not eq or not key:
-            raise _fail(field, item.strip(), expected, detail=f"invalid item in {field}")
-        if key in out:
-            raise _fail(field, key, "each key may appear once", detail=f"duplicate key in {field}")
-        out[key] = value
-    return out
-
-
-def parse_env_assignment(text: str, field: str = "env") -> tuple[str, str]:
-    """``"KEY=value"`` -> ``("KEY", "value")`` for ``--env KEY=value``.
-
-    The value is everything after the first ``=`` (it may be empty or contain ``=``).
-    """
-    expected = "expected KEY=value, e.g. CUDA_LAUNCH_BLOCKING=1"
-    if not isinstance(text, str):
-        raise _fail(field, text, expected)
-    key, eq, value = text.partition("=")
-    if not eq:
-        raise _fail(field, text, expected)
-    if not _ENV_KEY.match(key):
-        raise _fail(field, key, _ENV_KEY_EXPECTED, detail=f"invalid variable name in {field}")
-    if "\x00" in value:
-        raise _fail(field, text, "environment values cannot contain NUL characters")
-    return key, value
-
-
-def parse_label_assignment(text: str, field: str = "labels") -> tuple[str, str]:
-    """``"team=vision"`` -> ``("team", "vision")`` for ``--label KEY=value``.
-
-    The key is checked like a document's label keys (``example.com/team`` is fine), the
-    value like a label value.
-    """
-    expected = "expected KEY=value, e.g. team=vision"
-    if not isinstance(text, str):
-        raise _fail(field, text, expected)
-    key, eq, value = text.partition("=")
-    if not eq:
-        raise _fail(field, text, expected)
-    labels = _parse_labels({key: value}, field)
-    return key, labels[key]
 
 
 # -- the YAML document form -------------------------------------------------------------

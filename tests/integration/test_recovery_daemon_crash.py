@@ -11,7 +11,6 @@ import signal
 import subprocess
 import time
 
-import pytest
 
 from corral_harness import CORRAL, connected_unix_sockets, gate_cmd, proc_alive, wait_until
 

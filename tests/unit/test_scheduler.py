@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from corral.capacity.node import GpuDevice, TopologyLevel, make_node
 from corral.job import Allocation, Reason
-from corral.resources import CPU, GPU, MEMORY, Resources
+from corral.resources import CPU, GPU, Resources
 from corral.scheduler import PendingJob, Snapshot, get_policy, infeasible, schedule
 from corral.scheduler.placement import choose_gpus
 

@@ -18,9 +18,6 @@ from corral.spec import (
     build_spec,
     load_documents,
     parse_document,
-    parse_env_assignment,
-    parse_kv_list,
-    parse_label_assignment,
     resolve_resources,
     spec_to_document,
     with_defaults,
@@ -325,54 +322,6 @@ def test_long_value_shortened_in_message():
     err = fails(build_spec, ["x"], priority="9" * 500)
     assert len(str(err)) < 200
     assert err.value == "9" * 500  # the attribute keeps the full value
-
-
-# -- CLI spellings -----------------------------------------------------------------------
-
-def test_parse_kv_list():
-    assert parse_kv_list("cpu=2,memory=8Gi,nvidia.com/gpu=1", "--requests") == {
-        "cpu": "2", "memory": "8Gi", "nvidia.com/gpu": "1"}
-    assert parse_kv_list(" cpu = 2 , memory=8Gi, ", "--requests") == {"cpu": "2", "memory": "8Gi"}
-    assert parse_kv_list("", "--requests") == {}
-    assert parse_kv_list("a=", "--labels") == {"a": ""}
-
-
-def test_parse_kv_list_errors():
-    err = fails(parse_kv_list, "cpu", "--requests")
-    assert str(err) == ('invalid item in --requests: "cpu" '
-                        '(expected comma-separated key=value pairs, e.g. cpu=2,memory=8Gi,nvidia.com/gpu=1)')
-    assert err.field == "--requests"
-    err = fails(parse_kv_list, "cpu=1,cpu=2", "--requests")
-    assert str(err) == 'duplicate key in --requests: "cpu" (each key may appear once)'
-    fails(parse_kv_list, "=2", "--requests")
-    fails(parse_kv_list, "cpu=1,memory", "--requests")
-
-
-def test_kv_list_feeds_build_spec():
-    spec = build_spec(["x"], requests=parse_kv_list("cpu=2,memory=8Gi,gpu=1", "--requests"))
-    assert spec.requests == Resources({CPU: 2000, MEMORY: 8 * GI, GPU: 1})
-
-
-def test_parse_env_assignment():
-    assert parse_env_assignment("K=V") == ("K", "V")
-    assert parse_env_assignment("K=") == ("K", "")
-    assert parse_env_assignment("K=a=b") == ("K", "a=b")
-    err = fails(parse_env_assignment, "K")
-    assert str(err) == 'invalid value for env: "K" (expected KEY=value, e.g. CUDA_LAUNCH_BLOCKING=1)'
-    err = fails(parse_env_assignment, "1K=v", field="--env")
-    assert str(err).startswith('invalid variable name in --env: "1K"')
-    fails(parse_env_assignment, "=v")
-
-
-def test_parse_label_assignment():
-    assert parse_label_assignment("team=vision") == ("team", "vision")
-    assert parse_label_assignment("example.com/team=a=b") == ("example.com/team", "a=b")
-    assert parse_label_assignment("team=") == ("team", "")
-    err = fails(parse_label_assignment, "team", field="--label")
-    assert str(err) == 'invalid value for --label: "team" (expected KEY=value, e.g. team=vision)'
-    err = fails(parse_label_assignment, "-bad=x", field="--label")
-    assert str(err).startswith('invalid label key in --label: "-bad"')
-    fails(parse_label_assignment, "team=a\nb", field="--label")
 
 
 # -- parse_document ------------------------------------------------------------------------
