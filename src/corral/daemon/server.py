@@ -70,9 +70,23 @@ def run(home: str | None = None, *, simulate_gpus: int | None = None, launcher: 
         os.close(lock_fd)
 
 
+def _raise_fd_limit() -> None:
+    """Each running job costs the daemon one descriptor (its pidfd): lift the soft limit
+    on open files to the hard one so thousands of jobs can run."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+
+
 def _serve(paths: Paths, simulate_gpus: int | None, launcher: Launcher) -> int:
     import uvicorn
 
+    _raise_fd_limit()
     store = SqliteStore(paths.db)
     saved = json.loads(store.get_meta(UP_OPTIONS) or "{}")
     if simulate_gpus is not None:
