@@ -13,7 +13,7 @@ from .args import Command, Opt, Pos, UsageError, die, parse
 
 PROG = "corral"
 
-COMMANDS = {c.name: c for c in (
+COMMANDS = {c.name: c for c in (  # noqa: E501
     Command("up", "Start the daemon (any other command starts it too).",
             Opt("--simulate-gpus", "pretend the machine has N GPUs (kept across restarts)", type=int, metavar="N"),
             Opt("--foreground", "run in the foreground, logging to stderr", flag=True)),
@@ -50,6 +50,16 @@ COMMANDS = {c.name: c for c in (
     Command("wait", "Wait for jobs to end; exit status 0 only if all succeeded.",
             Pos("ids", "job ids", type=int, many=True)),
     Command("nodes", "Capacity, allocatable, allocated and free per resource; who holds each GPU and core."),
+    Command("sim", "Replay a cluster trace through corral's own scheduler in virtual time; compare policies.",
+            Opt("--trace", "trace file", metavar="FILE"),
+            Opt("--format", "philly, alibaba, swf or corral (a corral store, e.g. $CORRAL_HOME/corral.db)",
+                metavar="FORMAT"),
+            Opt("--cluster", "NxMgpu[,Ccpu[,MEM]] (e.g. 16x4gpu) or a nodes YAML file", metavar="SPEC"),
+            Opt("--policy", "scheduling policy (repeat to compare); default best-effort-fifo", repeat=True,
+                metavar="NAME"),
+            Opt("--load", "rescale inter-arrival times: 2.0 = arrivals twice as dense", type=float, metavar="X"),
+            Opt("--jobs", "only the first N jobs of the trace", type=int, metavar="N"),
+            Opt("--out", "write the metrics to FILE (.csv or .json)", metavar="FILE")),
 )}
 
 
@@ -94,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if command.name in ("up", "down", "nodes"):
             from . import daemon_cmds as mod
+        elif command.name == "sim":
+            from . import sim_cmd as mod  # type: ignore[no-redef]
+            args.format = args.format or "philly"
+            args.cluster = args.cluster or "16x4gpu"
+            args.load = 1.0 if args.load is None else args.load
         else:
             from . import job_cmds as mod  # type: ignore[no-redef]
         return getattr(mod, "cmd_" + command.name)(args)
