@@ -204,6 +204,17 @@ class Resources(Mapping[str, int]):
     def get(self, name: str, default: int = 0) -> int:  # type: ignore[override]
         return self._amounts.get(name, default)
 
+    # The Mapping mixins go through __iter__/__getitem__; the dict's own views are what
+    # the scheduler's hot loops want.
+    def items(self):  # type: ignore[override]
+        return self._amounts.items()
+
+    def keys(self):  # type: ignore[override]
+        return self._amounts.keys()
+
+    def values(self):  # type: ignore[override]
+        return self._amounts.values()
+
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Resources):
             return self._amounts == other._amounts

@@ -67,7 +67,7 @@ def schedule_on(snapshot: Snapshot, pending: "PendingQueue | Iterable[PendingJob
     while heap:
         _, _, shape = heapq.heappop(heap)
         if blocked_by is not None:                                   # strict: all wait
-            result.waiting_shapes[shape] = Waiting(Reason.PRIORITY, behind=blocked_by)
+            result._known[shape] = Waiting(Reason.PRIORITY, behind=blocked_by)
             continue
         jobs = groups[shape]
         i = cursors.get(shape, 0)
@@ -85,9 +85,11 @@ def schedule_on(snapshot: Snapshot, pending: "PendingQueue | Iterable[PendingJob
         if policy.strict:
             blocked_by = job.id
 
-    # Phase 4: explain against the capacity left after this cycle's placements.
-    for shape in failed:
-        result.waiting_shapes[shape] = explain(states, shape)
+    # Phase 4: explain against the capacity left after this cycle's placements -- on
+    # demand, since a simulator has no one to tell. Callers that want reasons read
+    # ``result.waiting_shapes`` before changing the snapshot again.
+    if failed:
+        result._explain = lambda: {shape: explain(states, shape) for shape in failed}
     return result
 
 

@@ -68,10 +68,21 @@ class Placement:
 @dataclass
 class CycleResult:
     placements: list[Placement] = field(default_factory=list)
-    #: Why the jobs of each shape left in the queue wait (one reason per shape).
-    waiting_shapes: dict[Resources, Waiting] = field(default_factory=dict)
     #: The queue the cycle ran on (a PendingQueue); placed jobs are still in it.
     queue: object = None
+    #: Reasons already known (strict order); shapes that did not fit are explained on
+    #: first access of :attr:`waiting_shapes` (the simulator never asks, the daemon
+    #: asks right after the cycle).
+    _known: dict = field(default_factory=dict)
+    _explain: object = None          # () -> dict[Resources, Waiting], or None when done
+
+    @property
+    def waiting_shapes(self) -> dict[Resources, Waiting]:
+        """Why the jobs of each shape left in the queue wait (one reason per shape)."""
+        if self._explain is not None:
+            self._known.update(self._explain())
+            self._explain = None
+        return self._known
 
     def reason_for(self, job: PendingJob) -> Waiting | None:
         return self.waiting_shapes.get(job.shape)
