@@ -30,7 +30,11 @@ from .errors import QuantityError, ValidationError
 from .resources import CPU, MEMORY, Resources, parse_quantity
 from .spec import _fail, _fields, _parse_resources, _quantity_error, _relocate, _why, load_yaml_all
 
-POLICIES = ("best-effort-fifo", "strict-fifo")
+from .scheduler.policies import POLICIES as _REGISTERED  # noqa: E402
+
+#: Policies the daemon can run (every registered one: an "oracle" policy such as sjf
+#: orders by the jobs' time limits in the daemon).
+POLICIES = tuple(_REGISTERED)
 MAX_SIMULATED_GPUS = 64
 MAX_NODE_NAME = 253
 
@@ -157,7 +161,7 @@ def _parse_defaults(value: object, path: str) -> Resources:
 
 def _parse_policy(value: object, path: str) -> str:
     if value not in POLICIES:
-        raise _fail(path, value, f"expected {' or '.join(POLICIES)}")
+        raise _fail(path, value, f"expected one of: {', '.join(POLICIES)}")
     return value  # type: ignore[return-value]
 
 

@@ -110,7 +110,7 @@ def test_policies(policy):
         ({"defaults": {"cpu": "x"}}, 'c.yaml: invalid quantity for defaults.cpu: "x" (expected e.g. 2, 500m, 0.5)'),
         ({"defaults": "cpu=1"}, 'c.yaml: invalid value for defaults: "cpu=1" (expected a mapping of resource name '
                                 'to quantity, e.g. {cpu: "2", memory: 8Gi, nvidia.com/gpu: 1})'),
-        ({"policy": "lifo"}, 'c.yaml: invalid value for policy: "lifo" (expected best-effort-fifo or strict-fifo)'),
+        ({"policy": "lifo"}, 'c.yaml: invalid value for policy: "lifo" (expected one of: best-effort-fifo, strict-fifo, sjf)'),
         ({"simulate_gpus": 65}, "c.yaml: invalid value for simulate_gpus: 65 (expected a whole number from 0 to 64)"),
         ({"simulate_gpus": -1}, "c.yaml: invalid value for simulate_gpus: -1 (expected a whole number from 0 to 64)"),
         ({"simulate_gpus": "2"}, 'c.yaml: invalid value for simulate_gpus: "2" (expected a whole number from 0 to 64)'),
@@ -151,7 +151,7 @@ def test_file_errors_name_the_file(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text("policy: lifo\n")
     err = fails(load_config, path)
-    assert str(err) == f'{path}: invalid value for policy: "lifo" (expected best-effort-fifo or strict-fifo)'
+    assert str(err) == f'{path}: invalid value for policy: "lifo" (expected one of: best-effort-fifo, strict-fifo, sjf)'
 
 
 def test_yaml_syntax_error(tmp_path):

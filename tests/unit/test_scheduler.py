@@ -232,3 +232,13 @@ def test_random_streams_never_overcommit_and_release_everything(events, strict, 
         assert s.used == {} or all(v == 0 for v in s.used.values())
         assert s.free_gpus == {g.index for g in s.node.gpus}
         assert s.free_cores == set(s.node.cores)
+
+
+def test_sjf_orders_by_estimate_and_unknown_last():
+    n = make_node("n1", cores=1, memory=GiB)
+    pending = [PendingJob(1, Resources.parse({"cpu": 1}), seq=1, estimate=None),
+               PendingJob(2, Resources.parse({"cpu": 1}), seq=2, estimate=300.0),
+               PendingJob(3, Resources.parse({"cpu": 1}), seq=3, estimate=60.0)]
+    res = schedule([n], {}, pending, get_policy("sjf"))
+    assert [p.job_id for p in res.placements] == [3]
+    assert get_policy("sjf").oracle is True

@@ -74,3 +74,10 @@ def test_conservation_and_determinism(rows, strict):
         assert o.start >= o.submit and o.end - o.start == o.duration
     again = simulate(nodes, list(reversed(trace)), policy)
     assert again.outcomes == first.outcomes                 # same inputs, same results
+
+
+def test_sjf_runs_the_shortest_waiting_job_first():
+    trace = [job(0, 0, 10, 1), job(1, 1, 5, 1), job(2, 1, 1, 1)]
+    nodes = parse_cluster("1x1gpu")
+    assert jct(simulate(nodes, trace, BEST, check=True)) == {0: 10, 1: 14, 2: 15}
+    assert jct(simulate(nodes, trace, get_policy("sjf"), check=True)) == {0: 10, 1: 15, 2: 10}

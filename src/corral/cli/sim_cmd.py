@@ -84,7 +84,7 @@ def cmd_sim(args) -> int:
         print(fmt.table(["POLICY"] + [h for _, h in COLUMNS], rows))
         print("JCT/BOUND: mean JCT over a lower bound (fluid SRPT on one machine with all GPUs, "
               "or the mean duration, whichever is larger).")
-        oracle = [n for n in policies if getattr(POLICIES.get(n), "oracle", False)]
+        oracle = [n for n in policies if getattr(POLICIES.get(n), "oracle", False)]  # noqa: E501
         if oracle:
             print("needs oracle knowledge of run times (a reference, not deployable): " + ", ".join(oracle))
     if args.out:

@@ -126,7 +126,8 @@ class Manager:
         return stored
 
     def _enqueue(self, job: Job) -> None:
-        self.pending.add(PendingJob(job.id, job.spec.requests, priority=job.spec.priority, seq=job.seq))
+        self.pending.add(PendingJob(job.id, job.spec.requests, priority=job.spec.priority, seq=job.seq,
+                                    estimate=job.spec.time_limit))
         self._specs[job.id] = (job.spec, job.base_env)
 
     # cancel ----------------------------------------------------------------------------

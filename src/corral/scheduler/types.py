@@ -16,6 +16,9 @@ class PendingJob:
     requests: Resources
     priority: int = 0
     seq: int = 0
+    #: Expected run time in seconds: the time limit in the daemon, the trace's actual
+    #: duration in a simulation (oracle knowledge). None when unknown.
+    estimate: float | None = None
 
     @property
     def shape(self) -> Resources:

@@ -85,7 +85,8 @@ def simulate(nodes: Sequence[Node], jobs: Iterable, policy: Policy, *, check: bo
                     id=job_id, user=getattr(job, "user", ""), submit=float(job.submit), start=start, end=now,
                     duration=float(job.duration), gpus=job.requests.get(GPU, 0)))
             else:
-                queue.add(PendingJob(job_id, job.requests, priority=getattr(job, "priority", 0), seq=job_id))
+                queue.add(PendingJob(job_id, job.requests, priority=getattr(job, "priority", 0), seq=job_id,
+                                     estimate=float(job.duration)))
         if len(queue):
             cycle = schedule_on(snapshot, queue, policy)
             result.cycles += 1

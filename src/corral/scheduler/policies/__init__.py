@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from .base import Policy
 from .fifo import BestEffortFifo, StrictFifo
+from .sjf import ShortestJobFirst
 
 POLICIES: dict[str, type[Policy]] = {
     BestEffortFifo.name: BestEffortFifo,
     StrictFifo.name: StrictFifo,
+    ShortestJobFirst.name: ShortestJobFirst,
 }
 
 DEFAULT_POLICY = BestEffortFifo.name
@@ -24,4 +26,4 @@ def get_policy(name: str) -> Policy:
         raise ValidationError("policy", name, "expected one of: " + ", ".join(sorted(POLICIES))) from None
 
 
-__all__ = ["POLICIES", "DEFAULT_POLICY", "Policy", "get_policy", "BestEffortFifo", "StrictFifo"]
+__all__ = ["POLICIES", "DEFAULT_POLICY", "Policy", "get_policy", "BestEffortFifo", "StrictFifo", "ShortestJobFirst"]
