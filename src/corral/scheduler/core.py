@@ -52,8 +52,17 @@ def schedule_on(snapshot: Snapshot, pending: "PendingQueue | Iterable[PendingJob
     """
     queue = pending if isinstance(pending, PendingQueue) else PendingQueue(policy.order_key, pending)
     result = CycleResult(queue=queue)
-    states = sorted(snapshot.nodes.values(), key=lambda s: s.node.name)
+    states = snapshot.ordered
     key = policy.order_key
+    # The most of each resource free on any one node. Free capacity only shrinks during
+    # a cycle, so this stays an upper bound: a shape that exceeds it fits nowhere, and
+    # is failed without looking at every node.
+    most_free: dict[str, int] = {}
+    for state in states:
+        for name, amount in state.allocatable.items():
+            free = amount - state.used.get(name, 0)
+            if free > most_free.get(name, -1):
+                most_free[name] = free
 
     # Phase 2: order. Each shape's group is already sorted; a heap merges the groups'
     # heads so jobs are visited in the policy's global order.
@@ -72,7 +81,11 @@ def schedule_on(snapshot: Snapshot, pending: "PendingQueue | Iterable[PendingJob
         jobs = groups[shape]
         i = cursors.get(shape, 0)
         job = jobs[i]
-        alloc = _nominate(states, job.requests)                      # phase 3
+        requests = job.requests
+        if any(amount > most_free.get(name, 0) for name, amount in requests.items()):
+            alloc = None                                             # fits no node
+        else:
+            alloc = _nominate(states, requests)                      # phase 3
         if alloc is not None:
             snapshot.assume(alloc)
             result.placements.append(Placement(job.id, alloc))
@@ -94,18 +107,19 @@ def schedule_on(snapshot: Snapshot, pending: "PendingQueue | Iterable[PendingJob
 
 
 def _nominate(states: list[NodeState], requests: Resources) -> Allocation | None:
-    best: Allocation | None = None
-    best_score: tuple | None = None
-    for state in states:
-        if not state.fits(requests):
-            continue
-        alloc = place_on(state, requests)
-        if alloc is None:
-            continue
-        score = node_score(state, requests)
-        if best_score is None or score < best_score:
-            best, best_score = alloc, score
-    return best
+    """The allocation on the best-fitting node (see :func:`node_score`), or None.
+
+    Scores are cheap and device choice is not, so devices are chosen only on the winner
+    (and, should its devices not line up, on the next best)."""
+    candidates = [(node_score(state, requests), i) for i, state in enumerate(states) if state.fits(requests)]
+    if not candidates:
+        return None
+    candidates.sort()
+    for _, i in candidates:
+        alloc = place_on(states[i], requests)
+        if alloc is not None:
+            return alloc
+    return None
 
 
 def explain(states: list[NodeState], requests: Resources) -> Waiting:

@@ -65,6 +65,8 @@ class Snapshot:
                 free_gpus={g.index for g in node.gpus},
                 free_cores=set(node.cores),
             )
+        #: Node states in name order: the order cycles visit them in (deterministic).
+        self.ordered: list[NodeState] = sorted(self.nodes.values(), key=lambda s: s.node.name)
         allocs = allocations.values() if isinstance(allocations, Mapping) else allocations
         for alloc in allocs:
             state = self.nodes.get(alloc.node)
