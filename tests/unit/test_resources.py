@@ -96,7 +96,7 @@ def test_cpu_format_round_trips(milli):
 @given(st.integers(min_value=1, max_value=2**40), st.sampled_from([2**10, 2**20, 2**30, 2**40]))
 def test_memory_display_is_exact_or_within_a_tenth_of_a_unit(n, unit):
     amount = n * unit
-    assume(amount <= MAX_AMOUNT)
+    assume(amount <= 2**62)            # display rounding near the int64 bound may round past it
     shown = parse_quantity(MEMORY, format_quantity(MEMORY, amount))
     if n < 1024:
         assert shown == amount           # a whole number of the largest unit: exact

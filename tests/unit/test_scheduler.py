@@ -242,3 +242,35 @@ def test_sjf_orders_by_estimate_and_unknown_last():
     res = schedule([n], {}, pending, get_policy("sjf"))
     assert [p.job_id for p in res.placements] == [3]
     assert get_policy("sjf").oracle is True
+
+
+@settings(max_examples=80, deadline=None)
+@given(events=events, strict=st.booleans())
+def test_a_long_lived_snapshot_decides_exactly_like_a_fresh_one(events, strict):
+    """The daemon and the simulator keep one snapshot and queue across cycles (with the
+    free-GPU index and the retry-only-where-capacity-was-freed shortcut); the result must
+    be what a snapshot built from scratch each cycle decides."""
+    from corral.scheduler import PendingQueue, schedule_on
+
+    nodes = [make_node("n1", cores=4, memory=8 * GiB, gpus=4), make_node("n2", cores=2, memory=4 * GiB, gpus=2),
+             make_node("n3", cores=8, memory=16 * GiB, gpus=0)]
+    policy = STRICT if strict else BEST
+    live, queue = Snapshot(nodes, {}), PendingQueue(policy.order_key)
+    running: dict[int, Allocation] = {}
+    next_id = 1
+    for event in events:
+        if event[0] == "submit":
+            req = Resources.parse(event[1])
+            if infeasible(nodes, req):
+                continue
+            queue.add(PendingJob(next_id, req, priority=event[2], seq=next_id))
+            next_id += 1
+        elif event[0] in ("end", "cancel") and running:
+            victim = sorted(running)[event[1] % len(running)]
+            live.forget(running.pop(victim))
+        fresh = schedule(nodes, running, list(queue), policy)
+        kept = schedule_on(live, queue, policy)
+        assert kept.placements == fresh.placements
+        for p in kept.placements:
+            queue.remove(p.job_id)
+            running[p.job_id] = p.allocation

@@ -29,7 +29,7 @@ from typing import Iterable, Mapping, Sequence
 
 from ..capacity.node import Node
 from ..job import Allocation, Reason
-from ..resources import Resources, format_quantity, sort_key
+from ..resources import GPU, Resources, format_quantity, sort_key
 from .placement import node_score, place_on
 from .policies import Policy
 from .snapshot import NodeState, Snapshot
@@ -54,15 +54,19 @@ def schedule_on(snapshot: Snapshot, pending: "PendingQueue | Iterable[PendingJob
     result = CycleResult(queue=queue)
     states = snapshot.ordered
     key = policy.order_key
-    # The most of each resource free on any one node. Free capacity only shrinks during
-    # a cycle, so this stays an upper bound: a shape that exceeds it fits nowhere, and
-    # is failed without looking at every node.
+    # The most of each resource free on any one node (computed when first needed). Free
+    # capacity only shrinks during a cycle, so it stays an upper bound: a shape that
+    # exceeds it fits nowhere, and is failed without looking at every node.
     most_free: dict[str, int] = {}
-    for state in states:
-        for name, amount in state.allocatable.items():
-            free = amount - state.used.get(name, 0)
-            if free > most_free.get(name, -1):
-                most_free[name] = free
+
+    def exceeds_every_node(requests: Resources) -> bool:
+        if not most_free:
+            for state in states:
+                for name, amount in state.allocatable.items():
+                    free = amount - state.used.get(name, 0)
+                    if free > most_free.get(name, -1):
+                        most_free[name] = free
+        return any(amount > most_free.get(name, 0) for name, amount in requests.items())
 
     # Phase 2: order. Each shape's group is already sorted; a heap merges the groups'
     # heads so jobs are visited in the policy's global order.
@@ -73,6 +77,7 @@ def schedule_on(snapshot: Snapshot, pending: "PendingQueue | Iterable[PendingJob
 
     blocked_by: int | None = None
     failed: list[Resources] = []
+    retry_only_gained = snapshot.failed_shapes
     while heap:
         _, _, shape = heapq.heappop(heap)
         if blocked_by is not None:                                   # strict: all wait
@@ -81,11 +86,14 @@ def schedule_on(snapshot: Snapshot, pending: "PendingQueue | Iterable[PendingJob
         jobs = groups[shape]
         i = cursors.get(shape, 0)
         job = jobs[i]
-        requests = job.requests
-        if any(amount > most_free.get(name, 0) for name, amount in requests.items()):
-            alloc = None                                             # fits no node
+        requests = job.requests                                      # phase 3
+        gpus = requests.get(GPU, 0)
+        if shape in retry_only_gained:
+            alloc = _nominate(snapshot.gained_nodes(gpus), requests)
+        elif exceeds_every_node(requests):
+            alloc = None
         else:
-            alloc = _nominate(states, requests)                      # phase 3
+            alloc = _nominate(snapshot.with_free_gpus(gpus), requests)
         if alloc is not None:
             snapshot.assume(alloc)
             result.placements.append(Placement(job.id, alloc))
@@ -97,6 +105,9 @@ def schedule_on(snapshot: Snapshot, pending: "PendingQueue | Iterable[PendingJob
         failed.append(shape)
         if policy.strict:
             blocked_by = job.id
+
+    snapshot.failed_shapes = set(failed)
+    snapshot.gained = set()
 
     # Phase 4: explain against the capacity left after this cycle's placements -- on
     # demand, since a simulator has no one to tell. Callers that want reasons read

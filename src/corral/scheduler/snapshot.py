@@ -75,14 +75,50 @@ class Snapshot:
                 # reports such jobs separately.
                 continue
             state.assume(alloc)
+        #: Index: number of free GPUs -> positions (in ``ordered``) of the nodes with
+        #: exactly that many. A GPU job only looks at nodes with enough free GPUs.
+        self._pos = {state.node.name: i for i, state in enumerate(self.ordered)}
+        self._by_free_gpus: dict[int, set[int]] = {}
+        for i, state in enumerate(self.ordered):
+            self._by_free_gpus.setdefault(len(state.free_gpus), set()).add(i)
+        #: Between cycles: the shapes that fitted no node at the end of the last cycle,
+        #: and the nodes that gained capacity since. Such a shape can only fit on one of
+        #: those nodes now, so the next cycle looks only there.
+        self.failed_shapes: set = set()
+        self.gained: set[int] = set()
 
     def assume(self, allocation: Allocation) -> None:
-        self.nodes[allocation.node].assume(allocation)
+        state = self.nodes[allocation.node]
+        before = len(state.free_gpus)
+        state.assume(allocation)
+        self._reindex(allocation.node, before, len(state.free_gpus))
 
     def forget(self, allocation: Allocation) -> None:
         state = self.nodes.get(allocation.node)
         if state is not None:  # allocations on a node that is gone were never counted
+            before = len(state.free_gpus)
             state.forget(allocation)
+            self._reindex(allocation.node, before, len(state.free_gpus))
+            self.gained.add(self._pos[allocation.node])
+
+    def _reindex(self, name: str, before: int, after: int) -> None:
+        if before != after:
+            i = self._pos[name]
+            bucket = self._by_free_gpus[before]
+            bucket.discard(i)
+            if not bucket:
+                del self._by_free_gpus[before]
+            self._by_free_gpus.setdefault(after, set()).add(i)
+
+    def gained_nodes(self, gpus: int) -> list[NodeState]:
+        """Nodes that gained capacity since the last cycle and have ``gpus`` free GPUs."""
+        return [self.ordered[i] for i in sorted(self.gained) if len(self.ordered[i].free_gpus) >= gpus]
+
+    def with_free_gpus(self, count: int) -> list[NodeState]:
+        """Nodes with at least ``count`` free GPUs (all nodes for ``count`` 0)."""
+        if count <= 0:
+            return self.ordered
+        return [self.ordered[i] for free, bucket in self._by_free_gpus.items() if free >= count for i in bucket]
 
     def exclusive_cores(self, node: str) -> set[int]:
         state = self.nodes[node]
