@@ -53,6 +53,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchenv import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
 REPO = Path(__file__).resolve().parent.parent
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
 
@@ -168,17 +170,6 @@ def interpreter_of(script: str) -> str:
 
 
 # environment -------------------------------------------------------------------------------
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def git_commit() -> str:
     try:
         return run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], timeout=10).stdout.strip()

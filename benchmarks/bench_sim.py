@@ -80,6 +80,8 @@ from corral.sim.loaders import downsample_nodes, load_alibaba_nodes, load_trace 
 from corral.sim.metrics import percentile, summarize  # noqa: E402
 from corral.sim.trace import Trace  # noqa: E402
 
+from benchenv import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
 PHILLY = "philly.csv"
 ALI_PODS = "alibaba-openb_pod_list_default.csv"
 ALI_NODES = "alibaba-openb_node_list_gpu_node.csv"
@@ -131,17 +133,6 @@ def floats(text: str) -> list[float]:
 
 def is_oracle(name: str) -> bool:
     return bool(getattr(POLICIES.get(name), "oracle", False))
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def environment() -> dict:
