@@ -155,6 +155,14 @@ events = st.lists(
 )
 
 
+def _submitted(event, nodes, job_id: int) -> PendingJob | None:
+    """The job a ("submit", shape, priority) event adds, or None if it could never fit."""
+    req = Resources.parse(event[1])
+    if infeasible(nodes, req):
+        return None
+    return PendingJob(job_id, req, priority=event[2], seq=job_id)
+
+
 def _check_invariants(nodes, running: dict[int, Allocation]):
     by_node = {n.name: n for n in nodes}
     used: dict[str, Counter] = {n.name: Counter() for n in nodes}
@@ -189,10 +197,10 @@ def test_random_streams_never_overcommit_and_release_everything(events, strict, 
     next_id = 1
     for event in events:
         if event[0] == "submit":
-            req = Resources.parse(event[1])
-            if infeasible(nodes, req):
+            job = _submitted(event, nodes, next_id)
+            if job is None:
                 continue
-            pending[next_id] = PendingJob(next_id, req, priority=event[2], seq=next_id)
+            pending[next_id] = job
             next_id += 1
         elif event[0] == "end" and running:
             running.pop(sorted(running)[event[1] % len(running)])
@@ -260,10 +268,10 @@ def test_a_long_lived_snapshot_decides_exactly_like_a_fresh_one(events, strict):
     next_id = 1
     for event in events:
         if event[0] == "submit":
-            req = Resources.parse(event[1])
-            if infeasible(nodes, req):
+            job = _submitted(event, nodes, next_id)
+            if job is None:
                 continue
-            queue.add(PendingJob(next_id, req, priority=event[2], seq=next_id))
+            queue.add(job)
             next_id += 1
         elif event[0] in ("end", "cancel") and running:
             victim = sorted(running)[event[1] % len(running)]

@@ -51,7 +51,7 @@ class SimulatedProbe:
         return simulated_gpus(self.count, group=self.group)
 
     def close(self) -> None:
-        pass
+        """Nothing to release: simulated devices hold no library or handles."""
 
 
 class NvmlProbe:
