@@ -35,7 +35,8 @@ TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.PENDING: frozenset({JobState.RUNNING, JobState.CANCELLED, JobState.FAILED}),
-    JobState.RUNNING: frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}),
+    # Running -> Pending: requeued (idle-GPU reclaim, later preemption), same id.
+    JobState.RUNNING: frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.PENDING}),
     JobState.SUCCEEDED: frozenset(),
     JobState.FAILED: frozenset(),
     JobState.CANCELLED: frozenset(),
@@ -56,9 +57,11 @@ class Reason(str, enum.Enum):
     INSUFFICIENT_RESOURCES = "InsufficientResources"
     PRIORITY = "Priority"                          # waiting behind an earlier job (strict order)
     UNSCHEDULABLE = "Unschedulable"                # no node could hold it now (capacity shrank)
+    REQUEUED = "Requeued"                          # stopped by corral and put back in the queue
     # Running
     LAUNCHED = "Launched"
     ADOPTED = "Adopted"                            # re-adopted by a restarted daemon
+    GPU_IDLE = "GpuIdle"                           # holds GPUs that stay idle (a reclaim warning)
     # Terminal
     COMPLETED = "Completed"                        # exit code 0
     ERROR = "Error"                                # non-zero exit code
@@ -67,6 +70,9 @@ class Reason(str, enum.Enum):
     TIMED_OUT = "TimedOut"                         # stopped at its time limit
     LAUNCH_FAILED = "LaunchFailed"                 # e.g. the program does not exist
     SUPERVISOR_LOST = "SupervisorLost"             # the job's supervisor vanished without a status
+    OOM_KILLED = "OOMKilled"                       # killed by the kernel at its cgroup memory limit
+    MEMORY_LIMIT_EXCEEDED = "MemoryLimitExceeded"  # killed by corral's watchdog over its memory limit
+    IDLE_GPU_RECLAIMED = "IdleGpuReclaimed"        # cancelled because its GPUs stayed idle
 
     def __str__(self) -> str:
         return self.value
@@ -78,8 +84,10 @@ REASON_STATES: dict[Reason, JobState] = {
     Reason.INSUFFICIENT_RESOURCES: JobState.PENDING,
     Reason.PRIORITY: JobState.PENDING,
     Reason.UNSCHEDULABLE: JobState.PENDING,
+    Reason.REQUEUED: JobState.PENDING,
     Reason.LAUNCHED: JobState.RUNNING,
     Reason.ADOPTED: JobState.RUNNING,
+    Reason.GPU_IDLE: JobState.RUNNING,
     Reason.COMPLETED: JobState.SUCCEEDED,
     Reason.ERROR: JobState.FAILED,
     Reason.SIGNALED: JobState.FAILED,
@@ -87,6 +95,9 @@ REASON_STATES: dict[Reason, JobState] = {
     Reason.TIMED_OUT: JobState.FAILED,
     Reason.LAUNCH_FAILED: JobState.FAILED,
     Reason.SUPERVISOR_LOST: JobState.FAILED,
+    Reason.OOM_KILLED: JobState.FAILED,
+    Reason.MEMORY_LIMIT_EXCEEDED: JobState.FAILED,
+    Reason.IDLE_GPU_RECLAIMED: JobState.CANCELLED,
 }
 
 
@@ -135,6 +146,10 @@ class Job:
     base_env: dict[str, str] = field(default_factory=dict)
     #: Submission order, strictly increasing; with priority it orders the queue.
     seq: int = 0
+    #: Who submitted it (user name; the daemon takes it from the caller's credentials).
+    user: str = ""
+    #: How many times it was started (a requeued job starts again).
+    attempts: int = 0
 
     @property
     def terminal(self) -> bool:

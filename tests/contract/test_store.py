@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -17,7 +18,7 @@ from corral.errors import CorralError, InvalidTransition, NotFound
 from corral.job import TRANSITIONS, Allocation, Job, JobState, Reason
 from corral.resources import Resources
 from corral.spec import JobSpec
-from corral.store import Event, Finish, MemoryStore, SqliteStore, Store
+from corral.store import SCHEMA_VERSION, Event, Finish, JobUsage, MemoryStore, SqliteStore, Store, UsageRow
 
 T0 = 1_700_000_000.0
 
@@ -273,6 +274,103 @@ class TestStoreContract:
         assert elapsed < 5, f"1,000-job batch took {elapsed:.2f}s"
 
 
+    def test_set_reason_with_forced_event(self, store):
+        store.add_jobs([make_job()], T0)
+        store.start_jobs([(1, alloc(gpus=(0,)))], T0)
+        store.set_reason(1, Reason.GPU_IDLE, "idle 30m: warning", now=T0 + 1, event=True)
+        store.set_reason(1, Reason.GPU_IDLE, "idle 40m: sent SIGUSR1", now=T0 + 2, event=True)
+        store.set_reason(1, Reason.GPU_IDLE, "idle 40m: sent SIGUSR1", now=T0 + 3)   # unchanged: nothing
+        tail = [(e.ts, e.reason, e.message) for e in store.events(1)[-2:]]
+        assert tail == [(T0 + 1, Reason.GPU_IDLE, "idle 30m: warning"), (T0 + 2, Reason.GPU_IDLE, "idle 40m: sent SIGUSR1")]
+        assert len(store.events(1)) == 4
+        with pytest.raises(CorralError):
+            store.set_reason(1, Reason.QUEUED, "x", event=True)
+        store.finish_job(1, JobState.SUCCEEDED, Reason.COMPLETED, ended_at=T0 + 5)
+        with pytest.raises(InvalidTransition):
+            store.set_reason(1, Reason.GPU_IDLE, "late", event=True)
+
+    # Users, attempts, requeue ------------------------------------------------------------
+    def test_user_kept_and_attempts_counted(self, store):
+        job = make_job("u")
+        job.user = "alice"
+        [added] = store.add_jobs([job], T0)
+        assert added.user == "alice" and added.attempts == 0
+        store.start_jobs([(1, alloc())], T0 + 1)
+        assert store.get_job(1).user == "alice" and store.get_job(1).attempts == 1
+
+    def test_requeue_running_job(self, store):
+        store.add_jobs([make_job("a"), make_job("b")], T0)
+        store.start_jobs([(1, alloc(gpus=(0,)))], T0 + 1)
+        store.requeue_job(1, Reason.REQUEUED, "GPUs idle", T0 + 5)
+        job = store.get_job(1)
+        assert job.state is JobState.PENDING and job.reason is Reason.REQUEUED and job.message == "GPUs idle"
+        assert job.seq == 1 and job.attempts == 1 and job.allocation is None and job.started_at is None
+        assert store.active_allocations() == {}
+        last = store.events(1)[-1]
+        assert (last.from_state, last.to_state, last.reason) == (JobState.RUNNING, JobState.PENDING, Reason.REQUEUED)
+        store.start_jobs([(1, alloc(gpus=(1,)))], T0 + 6)   # starts again, on other devices
+        again = store.get_job(1)
+        assert again.attempts == 2 and again.allocation == alloc(gpus=(1,))
+        assert store.active_allocations() == {1: alloc(gpus=(1,))}
+
+    def test_requeue_needs_running_and_a_pending_reason(self, store):
+        store.add_jobs([make_job()], T0)
+        with pytest.raises(InvalidTransition):
+            store.requeue_job(1, Reason.REQUEUED, "", T0)
+        store.start_jobs([(1, alloc())], T0)
+        with pytest.raises(CorralError):
+            store.requeue_job(1, Reason.COMPLETED, "", T0)
+        assert store.get_job(1).state is JobState.RUNNING
+        with pytest.raises(NotFound):
+            store.requeue_job(9, Reason.REQUEUED, "", T0)
+
+    # Usage -----------------------------------------------------------------------------
+    def test_usage_rows_and_totals(self, store):
+        store.add_jobs([make_job("a"), make_job("b")], T0)
+        rows = [
+            UsageRow(1, T0, T0 + 30, cpu_seconds=15.0, memory=2**30, memory_peak=2**30, gpu_util=50.0,
+                     gpu_memory=2**31, energy_j=3000.0, gpu_seconds=60.0, idle_gpu_seconds=0.0),
+            UsageRow(2, T0, T0 + 30, cpu_seconds=1.0, memory=10, memory_peak=10),
+            UsageRow(1, T0 + 30, T0 + 40, cpu_seconds=5.0, memory=2**29, memory_peak=3 * 2**30, gpu_util=0.0,
+                     gpu_memory=2**30, energy_j=500.0, gpu_seconds=20.0, idle_gpu_seconds=20.0),
+            UsageRow(1, T0 + 40, T0 + 50, cpu_seconds=1.0, gpu_util=None, gpu_seconds=20.0),
+        ]
+        store.record_usage(rows[:2])
+        store.record_usage(rows[2:])
+        totals = store.job_usage([1, 2, 3])
+        assert set(totals) == {1, 2}
+        one = totals[1]
+        assert one.rows == 3 and one.first == T0 and one.last == T0 + 50
+        assert one.cpu_seconds == 21.0 and one.memory_peak == 3 * 2**30 and one.gpu_memory_peak == 2**31
+        assert one.energy_j == 3500.0 and one.gpu_seconds == 100.0 and one.idle_gpu_seconds == 20.0
+        assert one.gpu_util == pytest.approx((50.0 * 30 + 0.0 * 10) / 40)   # rows without a value don't count
+        assert totals[2].gpu_util is None and totals[2].gpu_memory_peak is None
+        assert store.usage_rows() == sorted(rows, key=lambda r: (r.t1, r.job_id))
+        assert store.usage_rows(since=T0 + 35) == rows[2:]
+        assert store.usage_rows(job_id=2) == [rows[1]]
+
+    def test_usage_for_unknown_job_records_nothing(self, store):
+        store.add_jobs([make_job()], T0)
+        with pytest.raises(NotFound):
+            store.record_usage([UsageRow(1, T0, T0 + 1, cpu_seconds=1.0), UsageRow(7, T0, T0 + 1)])
+        assert store.usage_rows() == [] and store.job_usage([1]) == {}
+
+    # Retention -------------------------------------------------------------------------
+    def test_prune_deletes_old_finished_jobs_only(self, store):
+        store.add_jobs([make_job(str(i)) for i in range(4)], T0)
+        store.start_jobs([(1, alloc()), (2, alloc()), (3, alloc())], T0)
+        store.finish_job(1, JobState.SUCCEEDED, Reason.COMPLETED, exit_code=0, ended_at=T0 + 10)
+        store.finish_job(2, JobState.FAILED, Reason.ERROR, exit_code=1, ended_at=T0 + 100)
+        store.record_usage([UsageRow(1, T0, T0 + 10, cpu_seconds=1.0), UsageRow(3, T0, T0 + 10)])
+        assert store.prune(T0 + 50) == [1]
+        assert [j.id for j in store.list_jobs()] == [2, 3, 4]
+        assert store.events(1) == [] and store.job_usage([1]) == {} and store.usage_rows(job_id=1) == []
+        assert store.usage_rows(job_id=3) != []
+        assert store.prune(T0 + 10**6) == [2]          # running 3 and pending 4 stay
+        assert store.active_allocations().keys() == {3}
+        assert [j.id for j in store.add_jobs([make_job()], T0)] == [5]   # ids never reused
+
+
 # SQLite only ------------------------------------------------------------------------------
 
 class TestSqliteStore:
@@ -289,7 +387,29 @@ class TestSqliteStore:
             assert s.events() == events
             assert s.active_allocations() == active == {2: alloc(cores=(1, 2))}
             assert s.get_meta("k") == "v"
-            assert s.get_meta("schema_version") == "1"
+            assert s.get_meta("schema_version") == str(SCHEMA_VERSION)
+
+    def test_migrates_a_schema_1_file(self, tmp_path):
+        """A database written by the first release opens, keeps its jobs and gains the new columns."""
+        from corral.store.sqlite import MIGRATIONS
+
+        path = tmp_path / "old.db"
+        raw = sqlite3.connect(path)
+        raw.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        for statement in MIGRATIONS[0][1]:
+            raw.execute(statement)
+        spec = json.dumps(make_job("old").spec.to_dict())
+        raw.execute("INSERT INTO jobs (id, name, state, reason, seq, spec_json, submitted_at) "
+                    "VALUES (1, 'old', 'Succeeded', 'Completed', 1, ?, ?)", (spec, T0))
+        raw.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+        raw.commit()
+        raw.close()
+        with SqliteStore(path) as s:
+            job = s.get_job(1)
+            assert job.spec.name == "old" and job.user == "" and job.attempts == 0
+            assert s.get_meta("schema_version") == str(SCHEMA_VERSION)
+            s.record_usage([UsageRow(1, T0, T0 + 30, cpu_seconds=3.0)])
+            assert s.job_usage([1])[1].cpu_seconds == 3.0
 
     def test_ids_not_reused_after_reopen_and_delete(self, tmp_path):
         path = tmp_path / "corral.db"

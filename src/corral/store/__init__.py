@@ -4,8 +4,8 @@
 :class:`MemoryStore` is a drop-in for tests. Both pass the same contract tests.
 """
 
-from .base import Event, Finish, Store
+from .base import Event, Finish, JobUsage, Store, UsageRow
 from .memory import MemoryStore
 from .sqlite import SCHEMA_VERSION, SqliteStore
 
-__all__ = ["Event", "Finish", "MemoryStore", "SCHEMA_VERSION", "SqliteStore", "Store"]
+__all__ = ["Event", "Finish", "JobUsage", "MemoryStore", "SCHEMA_VERSION", "SqliteStore", "Store", "UsageRow"]

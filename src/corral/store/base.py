@@ -61,6 +61,81 @@ class Finish:
     ended_at: float = 0.0
 
 
+@dataclass(frozen=True)
+class UsageRow:
+    """What one running job used over one interval ``[t0, t1]``: a row of the usage series.
+
+    The daemon samples every few seconds and writes one row per job per series interval
+    (default 30 s), so the series stays compact. Amounts are integrals over the interval
+    (CPU-seconds, joules, GPU-seconds), so sums over any window are exact to a row.
+    """
+
+    job_id: int
+    t0: float
+    t1: float
+    cpu_seconds: float = 0.0            # CPU time the job used in the interval
+    memory: int = 0                     # highest working set (cgroup) or RSS sum seen, bytes
+    memory_peak: int = 0                # the job's peak so far (the cgroup's own peak when known)
+    gpu_util: float | None = None       # mean utilization of its GPUs, percent (None: unknown)
+    gpu_memory: int | None = None       # highest GPU memory used by its processes, bytes
+    energy_j: float = 0.0               # energy drawn by its GPUs, joules
+    gpu_seconds: float = 0.0            # GPUs held x seconds
+    idle_gpu_seconds: float = 0.0       # GPUs held while idle x seconds
+
+    def to_dict(self) -> dict:
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class JobUsage:
+    """A job's usage totals over its whole life (all of its rows)."""
+
+    job_id: int
+    rows: int = 0
+    first: float = 0.0
+    last: float = 0.0
+    cpu_seconds: float = 0.0
+    memory_peak: int = 0
+    gpu_util_sum: float = 0.0           # percent x seconds over rows that knew the utilization
+    gpu_util_dt: float = 0.0            # seconds those rows cover
+    gpu_memory_peak: int | None = None
+    energy_j: float = 0.0
+    gpu_seconds: float = 0.0
+    idle_gpu_seconds: float = 0.0
+
+    @property
+    def gpu_util(self) -> float | None:
+        """Time-weighted mean GPU utilization, percent; None when never known."""
+        return self.gpu_util_sum / self.gpu_util_dt if self.gpu_util_dt > 0 else None
+
+    def to_dict(self) -> dict:
+        out = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        out["gpu_util"] = self.gpu_util
+        return out
+
+    def plus(self, row: UsageRow) -> "JobUsage":
+        """These totals with one more row."""
+        dt = max(row.t1 - row.t0, 0.0)
+        known = row.gpu_util is not None
+        return JobUsage(
+            job_id=self.job_id, rows=self.rows + 1,
+            first=row.t0 if self.rows == 0 else min(self.first, row.t0), last=max(self.last, row.t1),
+            cpu_seconds=self.cpu_seconds + row.cpu_seconds,
+            memory_peak=max(self.memory_peak, row.memory_peak, row.memory),
+            gpu_util_sum=self.gpu_util_sum + (row.gpu_util * dt if known else 0.0),
+            gpu_util_dt=self.gpu_util_dt + (dt if known else 0.0),
+            gpu_memory_peak=_max_opt(self.gpu_memory_peak, row.gpu_memory),
+            energy_j=self.energy_j + row.energy_j, gpu_seconds=self.gpu_seconds + row.gpu_seconds,
+            idle_gpu_seconds=self.idle_gpu_seconds + row.idle_gpu_seconds,
+        )
+
+
+def _max_opt(a: int | None, b: int | None) -> int | None:
+    if a is None:
+        return b
+    return a if b is None else max(a, b)
+
+
 class Store(ABC):
     """Persistent home of jobs, allocations, events and a few settings."""
 
@@ -69,7 +144,7 @@ class Store(ABC):
     def add_jobs(self, jobs: list[Job], now: float) -> list[Job]:
         """Store new jobs, all or none, and return them as stored.
 
-        Only ``spec`` and ``base_env`` are taken from the given jobs; the store assigns
+        Only ``spec``, ``base_env`` and ``user`` are taken from the given jobs; the store assigns
         ``id`` and ``seq``, sets ``submitted_at=now``, state Pending with reason Queued,
         and writes a ``submitted`` event (``from_state=None``) for each.
         """
@@ -92,8 +167,8 @@ class Store(ABC):
         """Move each job Pending -> Running (reason Launched) holding its allocation.
 
         One transaction: an unknown job (:class:`NotFound`) or a job not Pending
-        (:class:`InvalidTransition`) rolls back the whole batch. Sets ``started_at=now``
-        and clears the pending message.
+        (:class:`InvalidTransition`) rolls back the whole batch. Sets ``started_at=now``,
+        clears the pending message and counts the attempt (``attempts += 1``).
         """
 
     def finish_job(self, job_id: int, state: JobState, reason: Reason, *, message: str = "",
@@ -113,11 +188,13 @@ class Store(ABC):
 
     @abstractmethod
     def set_reason(self, job_id: int, reason: Reason, message: str = "", *,
-                   now: float | None = None) -> None:
+                   now: float | None = None, event: bool = False) -> None:
         """Change a live job's reason and message without changing its state.
 
         Writes nothing when both are unchanged, and an event (at ``now``, default the
-        current time) only when the reason changed. A terminal job raises
+        current time) only when the reason changed -- or always with ``event=True``
+        (an action worth its own line in the history, e.g. an idle-GPU warning with
+        its numbers). A terminal job raises
         :class:`InvalidTransition`; a reason that does not go with the job's state
         raises :class:`CorralError`.
         """
@@ -131,6 +208,32 @@ class Store(ABC):
     @abstractmethod
     def active_allocations(self) -> dict[int, Allocation]:
         """Job id -> allocation for every allocation not yet released."""
+
+    @abstractmethod
+    def requeue_job(self, job_id: int, reason: Reason, message: str, now: float) -> None:
+        """Move a Running job back to Pending (same id, same ``seq``, attempts kept) and
+        release its allocation. ``reason`` must be a Pending reason. A job that is not
+        Running raises :class:`InvalidTransition`."""
+
+    # Usage -----------------------------------------------------------------------------
+    @abstractmethod
+    def record_usage(self, rows: list[UsageRow]) -> None:
+        """Append rows to the usage series and add them to each job's totals (one
+        transaction). An unknown job raises :class:`NotFound` and records nothing."""
+
+    @abstractmethod
+    def job_usage(self, ids: Iterable[int]) -> dict[int, JobUsage]:
+        """Totals of the given jobs that have any usage recorded."""
+
+    @abstractmethod
+    def usage_rows(self, since: float | None = None, job_id: int | None = None) -> list[UsageRow]:
+        """Series rows (of one job when given) that end at or after ``since``, in time order."""
+
+    # Retention -------------------------------------------------------------------------
+    @abstractmethod
+    def prune(self, before: float) -> list[int]:
+        """Delete finished jobs that ended before ``before``, with their allocations,
+        events and usage; returns their ids. Live jobs are never deleted."""
 
     # History ---------------------------------------------------------------------------
     @abstractmethod

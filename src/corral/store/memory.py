@@ -15,7 +15,7 @@ import time
 from typing import Iterable
 
 from ..job import Allocation, Job, JobState, Reason, check_transition
-from .base import Event, Store, check_finish, check_live, check_reason, not_found, Finish
+from .base import Event, Finish, JobUsage, Store, UsageRow, check_finish, check_live, check_reason, not_found
 
 
 class MemoryStore(Store):
@@ -25,6 +25,8 @@ class MemoryStore(Store):
         self._allocations: dict[int, list] = {}
         self._events: list[Event] = []
         self._meta: dict[str, str] = {}
+        self._usage_rows: list[UsageRow] = []
+        self._usage: dict[int, JobUsage] = {}
         self._last_job_id = 0
         self._last_event_id = 0
         self._lock = threading.RLock()
@@ -50,7 +52,7 @@ class MemoryStore(Store):
                 new.append(Job(
                     id=job_id, spec=copy.deepcopy(job.spec), state=JobState.PENDING,
                     reason=Reason.QUEUED, submitted_at=now,
-                    base_env=dict(job.base_env), seq=job_id,
+                    base_env=dict(job.base_env), seq=job_id, user=job.user,
                 ))
             for job in new:
                 self._jobs[job.id] = job
@@ -92,6 +94,7 @@ class MemoryStore(Store):
                 old = job.state
                 job.state, job.reason, job.message = JobState.RUNNING, Reason.LAUNCHED, ""
                 job.started_at = now
+                job.attempts += 1
                 job.allocation = allocation  # frozen, holds immutable Resources
                 self._allocations[job_id] = [allocation, None]
                 self._event(job_id, now, old, JobState.RUNNING, Reason.LAUNCHED, "")
@@ -115,8 +118,17 @@ class MemoryStore(Store):
                 self._event(f.job_id, f.ended_at, old, f.state, f.reason, f.message)
 
     def set_reason(self, job_id: int, reason: Reason, message: str = "", *,
-                   now: float | None = None) -> None:
-        self.set_reasons([(job_id, reason, message)], now=now)
+                   now: float | None = None, event: bool = False) -> None:
+        if not event:
+            self.set_reasons([(job_id, reason, message)], now=now)
+            return
+        reason = Reason(reason)
+        with self._lock:
+            job = self._get(job_id)
+            check_live(job_id, job.state)
+            check_reason(job_id, job.state, reason)
+            job.reason, job.message = reason, message
+            self._event(job_id, time.time() if now is None else now, job.state, job.state, reason, message)
 
     def set_reasons(self, updates: Iterable[tuple[int, Reason, str]], *,
                     now: float | None = None) -> None:
@@ -132,6 +144,50 @@ class MemoryStore(Store):
                 if job.reason is not reason:
                     self._event(job_id, ts, job.state, job.state, reason, message)
                 job.reason, job.message = reason, message
+
+    def requeue_job(self, job_id: int, reason: Reason, message: str, now: float) -> None:
+        with self._lock:
+            job = self._get(job_id)
+            check_transition(job_id, job.state, JobState.PENDING)
+            check_reason(job_id, JobState.PENDING, reason)
+            old = job.state
+            job.state, job.reason, job.message = JobState.PENDING, reason, message
+            job.started_at, job.allocation = None, None
+            self._allocations.pop(job_id, None)
+            self._event(job_id, now, old, JobState.PENDING, reason, message)
+
+    # Usage ---------------------------------------------------------------------------
+    def record_usage(self, rows: list[UsageRow]) -> None:
+        with self._lock:
+            for row in rows:
+                self._get(row.job_id)
+            for row in rows:
+                self._usage_rows.append(row)
+                self._usage[row.job_id] = self._usage.get(row.job_id, JobUsage(row.job_id)).plus(row)
+
+    def job_usage(self, ids: Iterable[int]) -> dict[int, JobUsage]:
+        with self._lock:
+            return {i: self._usage[i] for i in sorted(set(ids)) if i in self._usage}
+
+    def usage_rows(self, since: float | None = None, job_id: int | None = None) -> list[UsageRow]:
+        with self._lock:
+            rows = [r for r in self._usage_rows
+                    if (since is None or r.t1 >= since) and (job_id is None or r.job_id == job_id)]
+            return sorted(rows, key=lambda r: (r.t1, r.job_id))
+
+    # Retention -----------------------------------------------------------------------
+    def prune(self, before: float) -> list[int]:
+        with self._lock:
+            gone = sorted(i for i, j in self._jobs.items()
+                          if j.state.terminal and j.ended_at is not None and j.ended_at < before)
+            drop = set(gone)
+            for i in gone:
+                del self._jobs[i]
+                self._allocations.pop(i, None)
+                self._usage.pop(i, None)
+            self._events = [e for e in self._events if e.job_id not in drop]
+            self._usage_rows = [r for r in self._usage_rows if r.job_id not in drop]
+            return gone
 
     def active_allocations(self) -> dict[int, Allocation]:
         with self._lock:

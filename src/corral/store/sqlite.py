@@ -33,7 +33,8 @@ from ..errors import CorralError
 from ..job import Allocation, Job, JobState, Reason, check_transition
 from ..resources import Resources
 from ..spec import JobSpec
-from .base import Event, Store, check_finish, check_live, check_reason, not_found, Finish
+from .base import (Event, Finish, JobUsage, Store, UsageRow, check_finish, check_live, check_reason,
+                   not_found)
 
 #: Seconds a connection waits for another process's write lock before giving up.
 BUSY_TIMEOUT_S = 10.0
@@ -81,18 +82,68 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         )""",
         "CREATE INDEX events_job ON events(job_id)",
     ]),
+    (2, [
+        "ALTER TABLE jobs ADD COLUMN user TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE jobs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+        """CREATE TABLE usage_series (
+            job_id           INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+            t0               REAL    NOT NULL,
+            t1               REAL    NOT NULL,
+            cpu_seconds      REAL    NOT NULL DEFAULT 0,
+            memory           INTEGER NOT NULL DEFAULT 0,
+            memory_peak      INTEGER NOT NULL DEFAULT 0,
+            gpu_util         REAL,
+            gpu_memory       INTEGER,
+            energy_j         REAL    NOT NULL DEFAULT 0,
+            gpu_seconds      REAL    NOT NULL DEFAULT 0,
+            idle_gpu_seconds REAL    NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX usage_series_t1 ON usage_series(t1)",
+        "CREATE INDEX usage_series_job ON usage_series(job_id)",
+        """CREATE TABLE job_usage (
+            job_id           INTEGER PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+            rows             INTEGER NOT NULL,
+            first            REAL    NOT NULL,
+            last             REAL    NOT NULL,
+            cpu_seconds      REAL    NOT NULL,
+            memory_peak      INTEGER NOT NULL,
+            gpu_util_sum     REAL    NOT NULL,
+            gpu_util_dt      REAL    NOT NULL,
+            gpu_memory_peak  INTEGER,
+            energy_j         REAL    NOT NULL,
+            gpu_seconds      REAL    NOT NULL,
+            idle_gpu_seconds REAL    NOT NULL
+        )""",
+        "CREATE INDEX jobs_ended ON jobs(ended_at)",
+    ]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 _JOB_COLUMNS = (
     "j.id, j.state, j.reason, j.message, j.seq, j.spec_json, j.base_env_json, j.submitted_at, "
-    "j.started_at, j.ended_at, j.exit_code, j.signal, "
+    "j.started_at, j.ended_at, j.exit_code, j.signal, j.user, j.attempts, "
     "a.node, a.requests_json, a.gpus_json, a.cores_json"
 )
 _SELECT_JOBS = f"SELECT {_JOB_COLUMNS} FROM jobs j LEFT JOIN allocations a ON a.job_id = j.id"
 _SELECT_EVENTS = "SELECT id, job_id, ts, from_state, to_state, reason, message FROM events"
 _INSERT_EVENT = ("INSERT INTO events (job_id, ts, from_state, to_state, reason, message) "
                  "VALUES (?, ?, ?, ?, ?, ?)")
+_SERIES_COLUMNS = ("job_id, t0, t1, cpu_seconds, memory, memory_peak, gpu_util, gpu_memory, energy_j, "
+                   "gpu_seconds, idle_gpu_seconds")
+_USAGE_COLUMNS = ("job_id, rows, first, last, cpu_seconds, memory_peak, gpu_util_sum, gpu_util_dt, "
+                  "gpu_memory_peak, energy_j, gpu_seconds, idle_gpu_seconds")
+
+
+def _series_tuple(r: UsageRow) -> tuple:
+    return (r.job_id, r.t0, r.t1, r.cpu_seconds, r.memory, r.memory_peak, r.gpu_util, r.gpu_memory,
+            r.energy_j, r.gpu_seconds, r.idle_gpu_seconds)
+
+
+def _usage_tuple(u: JobUsage) -> tuple:
+    return (u.job_id, u.rows, u.first, u.last, u.cpu_seconds, u.memory_peak, u.gpu_util_sum, u.gpu_util_dt,
+            u.gpu_memory_peak, u.energy_j, u.gpu_seconds, u.idle_gpu_seconds)
+
+
 #: Ids per ``IN (...)`` query, well under SQLite's bound-parameter limit.
 _CHUNK = 500
 
@@ -103,7 +154,7 @@ def _dumps(value: Any) -> str:
 
 def _row_to_job(row: tuple) -> Job:
     (job_id, state, reason, message, seq, spec_json, base_env_json, submitted_at, started_at,
-     ended_at, exit_code, signal,
+     ended_at, exit_code, signal, user, attempts,
      node, requests_json, gpus_json, cores_json) = row
     allocation = None
     if node is not None:
@@ -114,7 +165,7 @@ def _row_to_job(row: tuple) -> Job:
         reason=Reason(reason), message=message, submitted_at=submitted_at,
         started_at=started_at, ended_at=ended_at, exit_code=exit_code, signal=signal,
         allocation=allocation, base_env=json.loads(base_env_json),
-        seq=seq,
+        seq=seq, user=user, attempts=attempts,
     )
 
 
@@ -192,8 +243,8 @@ class SqliteStore(Store):
     # Jobs ----------------------------------------------------------------------------
     def add_jobs(self, jobs: list[Job], now: float) -> list[Job]:
         specs = [job.spec.to_dict() for job in jobs]
-        payload = [(spec.get("name", ""), spec.get("priority", 0), _dumps(spec), _dumps(dict(job.base_env)))
-                   for spec, job in zip(specs, jobs)]
+        payload = [(spec.get("name", ""), spec.get("priority", 0), _dumps(spec), _dumps(dict(job.base_env)),
+                    job.user) for spec, job in zip(specs, jobs)]
         with self._tx() as c:
             base = c.execute(
                 "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'jobs'), 0), "
@@ -202,15 +253,15 @@ class SqliteStore(Store):
             ids = range(base + 1, base + 1 + len(jobs))
             c.executemany(
                 "INSERT INTO jobs (id, name, state, reason, message, priority, seq, spec_json, "
-                "base_env_json, submitted_at) VALUES (?, ?, ?, ?, '', ?, ?, ?, ?, ?)",
+                "base_env_json, submitted_at, user) VALUES (?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?)",
                 [(job_id, name, JobState.PENDING.value, Reason.QUEUED.value, priority, job_id,
-                  spec_json, env_json, now)
-                 for job_id, (name, priority, spec_json, env_json) in zip(ids, payload)],
+                  spec_json, env_json, now, user)
+                 for job_id, (name, priority, spec_json, env_json, user) in zip(ids, payload)],
             )
             c.executemany(_INSERT_EVENT, [(job_id, now, None, JobState.PENDING.value,
                                            Reason.QUEUED.value, "") for job_id in ids])
         return [Job(id=job_id, spec=JobSpec.from_dict(spec), submitted_at=now,
-                    base_env=dict(job.base_env), seq=job_id)
+                    base_env=dict(job.base_env), seq=job_id, user=job.user)
                 for job_id, spec, job in zip(ids, specs, jobs)]
 
     def get_job(self, job_id: int) -> Job:
@@ -255,7 +306,8 @@ class SqliteStore(Store):
                 check_transition(job_id, old, JobState.RUNNING)
                 started.add(job_id)
             c.executemany(
-                "UPDATE jobs SET state = ?, reason = ?, message = '', started_at = ? WHERE id = ?",
+                "UPDATE jobs SET state = ?, reason = ?, message = '', started_at = ?, attempts = attempts + 1 "
+                "WHERE id = ?",
                 [(JobState.RUNNING.value, Reason.LAUNCHED.value, now, job_id) for job_id, _ in starts],
             )
             c.executemany(
@@ -284,8 +336,21 @@ class SqliteStore(Store):
                                           f.message))
 
     def set_reason(self, job_id: int, reason: Reason, message: str = "", *,
-                   now: float | None = None) -> None:
-        self.set_reasons([(job_id, reason, message)], now=now)
+                   now: float | None = None, event: bool = False) -> None:
+        if not event:
+            self.set_reasons([(job_id, reason, message)], now=now)
+            return
+        reason = Reason(reason)
+        ts = time.time() if now is None else now
+        with self._tx() as c:
+            found = c.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if found is None:
+                raise not_found(job_id)
+            state = JobState(found[0])
+            check_live(job_id, state)
+            check_reason(job_id, state, reason)
+            c.execute("UPDATE jobs SET reason = ?, message = ? WHERE id = ?", (reason.value, message, job_id))
+            c.execute(_INSERT_EVENT, (job_id, ts, state.value, state.value, reason.value, message))
 
     def _changed_reasons(self, c: sqlite3.Connection, updates: list[tuple[int, Reason, str]]
                          ) -> list[tuple[int, JobState, Reason, Reason, str]]:
@@ -339,6 +404,74 @@ class SqliteStore(Store):
                                gpus=tuple(json.loads(gpus_json)), cores=tuple(json.loads(cores_json)))
             for job_id, node, requests_json, gpus_json, cores_json in rows
         }
+
+    def requeue_job(self, job_id: int, reason: Reason, message: str, now: float) -> None:
+        with self._tx() as c:
+            found = c.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if found is None:
+                raise not_found(job_id)
+            old = JobState(found[0])
+            check_transition(job_id, old, JobState.PENDING)
+            check_reason(job_id, JobState.PENDING, reason)
+            c.execute("UPDATE jobs SET state = ?, reason = ?, message = ?, started_at = NULL WHERE id = ?",
+                      (JobState.PENDING.value, reason.value, message, job_id))
+            c.execute("DELETE FROM allocations WHERE job_id = ?", (job_id,))
+            c.execute(_INSERT_EVENT, (job_id, now, old.value, JobState.PENDING.value, reason.value, message))
+
+    # Usage ---------------------------------------------------------------------------
+    def record_usage(self, rows: list[UsageRow]) -> None:
+        if not rows:
+            return
+        with self._tx() as c:
+            totals: dict[int, JobUsage] = {}
+            for job_id in sorted({r.job_id for r in rows}):
+                if c.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None:
+                    raise not_found(job_id)
+                found = c.execute(f"SELECT {_USAGE_COLUMNS} FROM job_usage WHERE job_id = ?", (job_id,)).fetchone()
+                totals[job_id] = JobUsage(*found) if found else JobUsage(job_id)
+            for r in rows:
+                totals[r.job_id] = totals[r.job_id].plus(r)
+            c.executemany(f"INSERT INTO usage_series ({_SERIES_COLUMNS}) VALUES ({','.join('?' * 11)})",
+                          [_series_tuple(r) for r in rows])
+            c.executemany(f"INSERT OR REPLACE INTO job_usage ({_USAGE_COLUMNS}) VALUES ({','.join('?' * 12)})",
+                          [_usage_tuple(u) for u in totals.values()])
+
+    def job_usage(self, ids: Iterable[int]) -> dict[int, JobUsage]:
+        wanted = sorted(set(ids))
+        out: dict[int, JobUsage] = {}
+        for i in range(0, len(wanted), _CHUNK):
+            chunk = wanted[i:i + _CHUNK]
+            for row in self._query(f"SELECT {_USAGE_COLUMNS} FROM job_usage WHERE job_id IN "
+                                   f"({','.join('?' * len(chunk))})", chunk):
+                out[row[0]] = JobUsage(*row)
+        return dict(sorted(out.items()))
+
+    def usage_rows(self, since: float | None = None, job_id: int | None = None) -> list[UsageRow]:
+        sql, params, where = f"SELECT {_SERIES_COLUMNS} FROM usage_series", [], []
+        if since is not None:
+            where.append("t1 >= ?")
+            params.append(since)
+        if job_id is not None:
+            where.append("job_id = ?")
+            params.append(job_id)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return [UsageRow(*row) for row in self._query(sql + " ORDER BY t1, job_id", params)]
+
+    # Retention -----------------------------------------------------------------------
+    def prune(self, before: float) -> list[int]:
+        terminal = [s.value for s in JobState if s.terminal]
+        with self._tx() as c:
+            ids = [row[0] for row in c.execute(
+                f"SELECT id FROM jobs WHERE ended_at < ? AND state IN ({','.join('?' * len(terminal))}) ORDER BY id",
+                (before, *terminal))]
+            for i in range(0, len(ids), _CHUNK):
+                chunk = ids[i:i + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                for table, column in (("usage_series", "job_id"), ("job_usage", "job_id"),
+                                      ("events", "job_id"), ("allocations", "job_id"), ("jobs", "id")):
+                    c.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", chunk)
+        return ids
 
     # History -------------------------------------------------------------------------
     def events(self, job_id: int | None = None, limit: int | None = None) -> list[Event]:
