@@ -1,0 +1,1 @@
+"""Watching running jobs: process trees, GPU use, idle detection, accounting."""
