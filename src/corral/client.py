@@ -232,6 +232,17 @@ class Client:
     def nodes(self) -> list[dict]:
         return self.request("GET", "/v1/nodes")["nodes"]
 
+    def top(self) -> dict:
+        return self.request("GET", "/v1/top")
+
+    def usage(self, since: str = "7d", by: str = "user") -> dict:
+        from urllib.parse import quote
+
+        return self.request("GET", f"/v1/usage?since={quote(since)}&by={quote(by)}")
+
+    def prune(self, older_than: str | None = None) -> dict:
+        return self.request("POST", "/v1/prune", {} if older_than is None else {"older_than": older_than})
+
     def shutdown(self) -> dict:
         return self.request("POST", "/v1/shutdown")
 

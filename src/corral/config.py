@@ -9,12 +9,35 @@ optional; the file form is::
     policy: best-effort-fifo    # or strict-fifo
     kill_grace: 10s             # SIGTERM -> SIGKILL grace; a bare number (or number string) is seconds
     node_name: gpu-box-1        # default: the machine's hostname (resolved by the daemon)
+    enforcement: auto           # auto | cgroup | watchdog (see below)
+    pids_limit: 16384           # tasks per job under a cgroup; 0 = no limit
+    sample_interval: 2s         # how often running jobs are measured (CPU, memory, GPUs)
+    series_interval: 30s        # one usage row per job per this interval in the store
+    idle_gpu:                   # idle-GPU reclaim (per job: spec.idleGpu overrides fields)
+      threshold: 5%             # utilization under this is idle
+      window: 30m               # idle this long -> first action
+      step: 10m                 # between further actions
+      actions: [warn]           # any of warn, signal, cancel|requeue, in order; [] = off
+      signal: SIGUSR1           # what the "signal" action sends
+    retention: 30d              # finished jobs and their logs are deleted after this; 0 = keep
+    cost:                       # optional rates for `corral usage`, per hour
+      cpu: 0.04                 # per core-hour allocated
+      memory: 0.005             # per GiB-hour allocated
+      nvidia.com/gpu: 2.50      # per GPU-hour allocated
+      energy: 0.15              # per kWh drawn by GPUs
+      currency: USD
+
+``enforcement``: ``cgroup`` gives every job its own cgroup (hard memory, CPU and pids
+limits, OOM kills reported; v2 or v1, detected) and refuses to start where corral cannot
+create cgroups; ``watchdog`` samples each job's processes and kills a job over its memory
+limit (CPU limits are then not enforced, only measured); ``auto`` (the default) uses
+cgroups when it can and the watchdog otherwise. Either way ``corral nodes`` says which.
 
 ``defaults`` replaces the built-in ``{cpu: "1"}`` as a whole: ``defaults: {}`` means no
 default requests, ``defaults: {memory: 2Gi}`` means a memory default and no cpu default.
 Unknown fields and bad values raise a one-line :class:`~corral.errors.ValidationError`
 prefixed with the file's path and naming the field, e.g.
-``config.yaml: unknown field reserv (accepted: defaults, kill_grace, node_name, policy, reserve, simulate_gpus)``.
+``config.yaml: unknown field reserv (accepted: cost, defaults, enforcement, idle_gpu, kill_grace, node_name, pids_limit, policy, reserve, retention, sample_interval, series_interval, simulate_gpus)``.
 """
 
 from __future__ import annotations
@@ -28,6 +51,7 @@ from typing import Any, Callable
 from .durations import parse_duration
 from .errors import QuantityError, ValidationError
 from .resources import CPU, MEMORY, Resources, parse_quantity
+from .monitor.idle import IdlePolicy, parse_idle
 from .spec import _fail, _fields, _parse_resources, _quantity_error, _relocate, _why, load_yaml_all
 
 from .scheduler.policies import POLICIES as _REGISTERED  # noqa: E402
@@ -39,7 +63,12 @@ MAX_SIMULATED_GPUS = 64
 MAX_NODE_NAME = 253
 
 _NODE_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?\Z", re.ASCII)
-_FILE_FIELDS = {k: k for k in ("simulate_gpus", "reserve", "defaults", "policy", "kill_grace", "node_name")}
+_FILE_FIELDS = {k: k for k in ("simulate_gpus", "reserve", "defaults", "policy", "kill_grace", "node_name",
+                                "enforcement", "pids_limit", "sample_interval", "series_interval", "idle_gpu",
+                                "retention", "cost")}
+ENFORCEMENT = ("auto", "cgroup", "watchdog")
+COST_FIELDS = ("cpu", "memory", "nvidia.com/gpu", "energy", "currency")
+MAX_PIDS = 4_194_304
 _RESERVE_FIELDS = {CPU: CPU, MEMORY: MEMORY}
 
 
@@ -58,6 +87,13 @@ class Config:
     policy: str = "best-effort-fifo"
     kill_grace: int = 10                    # seconds
     node_name: str | None = None            # None: the machine's hostname
+    enforcement: str = "auto"               # auto | cgroup | watchdog
+    pids_limit: int = 16384                 # per job under a cgroup; 0 = none
+    sample_interval: float = 2.0            # seconds
+    series_interval: float = 30.0           # seconds
+    idle_gpu: IdlePolicy = field(default_factory=IdlePolicy)
+    retention: int = 30 * 86400             # seconds; 0 = keep forever
+    cost: dict[str, Any] = field(default_factory=dict)   # resource -> rate per hour; "currency"
 
     @property
     def reserve(self) -> Resources:
@@ -74,6 +110,13 @@ class Config:
             "policy": self.policy,
             "kill_grace": self.kill_grace,
             "node_name": self.node_name,
+            "enforcement": self.enforcement,
+            "pids_limit": self.pids_limit,
+            "sample_interval": self.sample_interval,
+            "series_interval": self.series_interval,
+            "idle_gpu": self.idle_gpu.to_dict(),
+            "retention": self.retention,
+            "cost": dict(self.cost),
         }
 
     @classmethod
@@ -89,6 +132,13 @@ class Config:
             policy=data.get("policy", base.policy),
             kill_grace=int(data.get("kill_grace", base.kill_grace)),
             node_name=data.get("node_name", base.node_name),
+            enforcement=data.get("enforcement", base.enforcement),
+            pids_limit=int(data.get("pids_limit", base.pids_limit)),
+            sample_interval=float(data.get("sample_interval", base.sample_interval)),
+            series_interval=float(data.get("series_interval", base.series_interval)),
+            idle_gpu=IdlePolicy.from_dict(data["idle_gpu"]) if "idle_gpu" in data else base.idle_gpu,
+            retention=int(data.get("retention", base.retention)),
+            cost=dict(data.get("cost", base.cost)),
         )
 
     def merged(self, **overrides: Any) -> "Config":
@@ -180,6 +230,75 @@ def _parse_node_name(value: object, path: str) -> str | None:
     return value
 
 
+def _parse_enforcement(value: object, path: str) -> str:
+    if value not in ENFORCEMENT:
+        raise _fail(path, value, f"expected one of: {', '.join(ENFORCEMENT)}")
+    return value  # type: ignore[return-value]
+
+
+def _parse_pids_limit(value: object, path: str) -> int:
+    expected = f"expected a whole number from 0 (no limit) to {MAX_PIDS}"
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_PIDS:
+        raise _fail(path, value, expected)
+    return value
+
+
+def _parse_interval(value: object, path: str) -> float:
+    """Seconds, fractions allowed (a number), or a duration string (``2s``, ``1m``)."""
+    expected = "expected seconds from 0.1 to 3600, e.g. 2, 0.5, 30s, 1m"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        try:
+            seconds = float(parse_duration(value, path, bare_unit=1, what="interval", examples=expected))
+        except ValidationError:
+            raise _fail(path, value, expected) from None
+    else:
+        raise _fail(path, value, expected)
+    if not 0.1 <= seconds <= 3600:
+        raise _fail(path, value, expected)
+    return seconds
+
+
+def _parse_idle_gpu(value: object, path: str) -> IdlePolicy:
+    if isinstance(value, IdlePolicy):
+        return value
+    if value is None:
+        return IdlePolicy()
+    return IdlePolicy().merged(parse_idle(value, path))
+
+
+def _parse_retention(value: object, path: str) -> int:
+    if value in (0, "0"):
+        return 0
+    return parse_duration(value, path, bare_unit=86400, what="retention",
+                          examples="expected e.g. 30d, 12h, or 0 to keep finished jobs forever")
+
+
+def _parse_cost(value: object, path: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise _fail(path, value, f"expected a mapping with fields {', '.join(COST_FIELDS)}")
+    out: dict[str, Any] = {}
+    for key, rate in value.items():
+        full = f"{path}.{key}"
+        name = "nvidia.com/gpu" if key in ("gpu", "gpus") else key
+        if name not in COST_FIELDS:
+            err = _fail(full, key, f"accepted: {', '.join(COST_FIELDS)}")
+            err.args = (f"unknown field {full} (accepted: {', '.join(COST_FIELDS)})",)
+            raise err
+        if name == "currency":
+            if not isinstance(rate, str) or not 0 < len(rate) <= 8 or not rate.isprintable():
+                raise _fail(full, rate, "expected a short currency name, e.g. USD or EUR")
+            out[name] = rate
+            continue
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1e9:
+            raise _fail(full, rate, "expected a non-negative number, the price per hour (energy: per kWh)")
+        out[name] = float(rate)
+    return out
+
+
 _OVERRIDE_PARSERS: dict[str, Callable[[object, str], Any]] = {
     "simulate_gpus": _parse_simulate_gpus,
     "reserve_cpu": _parse_reserve_cpu,
@@ -188,6 +307,13 @@ _OVERRIDE_PARSERS: dict[str, Callable[[object, str], Any]] = {
     "policy": _parse_policy,
     "kill_grace": _parse_kill_grace,
     "node_name": _parse_node_name,
+    "enforcement": _parse_enforcement,
+    "pids_limit": _parse_pids_limit,
+    "sample_interval": _parse_interval,
+    "series_interval": _parse_interval,
+    "idle_gpu": _parse_idle_gpu,
+    "retention": _parse_retention,
+    "cost": _parse_cost,
 }
 
 
@@ -211,8 +337,10 @@ def _parse(data: object) -> Config:
         values["policy"] = _parse_policy(top["policy"][1], "policy")
     if "kill_grace" in top:
         values["kill_grace"] = _parse_kill_grace(top["kill_grace"][1], "kill_grace")
-    if "node_name" in top:
-        values["node_name"] = _parse_node_name(top["node_name"][1], "node_name")
+    for name in ("node_name", "enforcement", "pids_limit", "sample_interval", "series_interval", "idle_gpu",
+                 "retention", "cost"):
+        if name in top:
+            values[name] = _OVERRIDE_PARSERS[name](top[name][1], name)
     return Config(**values)
 
 

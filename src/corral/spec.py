@@ -34,6 +34,12 @@ class JobSpec:
     time_limit: int | None = None          # seconds
     requests: Resources = field(default_factory=Resources)
     limits: Resources = field(default_factory=Resources)
+    #: Sent when corral stops the job (time limit, cancel, reclaim), e.g. "SIGUSR1" to let
+    #: it checkpoint; None: SIGTERM. SIGKILL follows after the grace period.
+    stop_signal: str | None = None
+    kill_grace: int | None = None          # seconds; None: the daemon's kill_grace
+    #: Idle-GPU reclaim fields overriding the daemon's (canonical, see corral.monitor.idle).
+    idle_gpu: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Canonical JSON form (integers in canonical units), as the store keeps it."""
@@ -47,6 +53,9 @@ class JobSpec:
             "time_limit": self.time_limit,
             "requests": self.requests.as_dict(),
             "limits": self.limits.as_dict(),
+            "stop_signal": self.stop_signal,
+            "kill_grace": self.kill_grace,
+            "idle_gpu": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.idle_gpu.items()},
         }
 
     @classmethod
@@ -62,6 +71,9 @@ class JobSpec:
             time_limit=data.get("time_limit"),
             requests=Resources(data.get("requests", {})),
             limits=Resources(data.get("limits", {})),
+            stop_signal=data.get("stop_signal"),
+            kill_grace=data.get("kill_grace"),
+            idle_gpu=dict(data.get("idle_gpu") or {}),
         )
 
 
@@ -357,9 +369,33 @@ def _parse_labels(value: object, path: str) -> dict[str, str]:
     return out
 
 
+def _parse_stop_signal(value: object, path: str) -> str | None:
+    if value is None:
+        return None
+    from .monitor.idle import parse_signal
+
+    return parse_signal(value, path)
+
+
+def _parse_kill_grace(value: object, path: str) -> int | None:
+    if value is None:
+        return None
+    return parse_duration(value, path, bare_unit=1, allow_zero=True, what="grace period",
+                          examples="expected seconds or a duration, e.g. 10, 30s, 2m")
+
+
+def _parse_idle_gpu(value: object, path: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    from .monitor.idle import parse_idle
+
+    return parse_idle(value, path)
+
+
 def _build(command: object, *, requests: object, limits: object, name: object, env: object,
            workdir: object, labels: object, priority: object, time_limit: object,
-           paths: Mapping[str, str], env_list_form: bool) -> JobSpec:
+           paths: Mapping[str, str], env_list_form: bool, stop_signal: object = None,
+           kill_grace: object = None, idle_gpu: object = None) -> JobSpec:
     argv = _parse_command(command, paths["command"])
     name_ = _parse_name(name, paths["name"])
     labels_ = _parse_labels(labels, paths["labels"])
@@ -371,12 +407,16 @@ def _build(command: object, *, requests: object, limits: object, name: object, e
     lim = _parse_resources(limits, paths["limits"])
     req, lim = resolve_resources(req, lim, field_prefix=paths["resources"])
     return JobSpec(command=argv, name=name_, env=env_, workdir=workdir_, labels=labels_,
-                   priority=priority_, time_limit=time_limit_, requests=req, limits=lim)
+                   priority=priority_, time_limit=time_limit_, requests=req, limits=lim,
+                   stop_signal=_parse_stop_signal(stop_signal, paths["stop_signal"]),
+                   kill_grace=_parse_kill_grace(kill_grace, paths["kill_grace"]),
+                   idle_gpu=_parse_idle_gpu(idle_gpu, paths["idle_gpu"]))
 
 
 _CLI_PATHS = {"command": "command", "requests": "", "limits": "limits", "resources": "",
               "name": "name", "env": "env", "workdir": "workdir", "labels": "labels",
-              "priority": "priority", "time_limit": "time_limit"}
+              "priority": "priority", "time_limit": "time_limit", "stop_signal": "signal",
+              "kill_grace": "grace", "idle_gpu": "idle_gpu"}
 
 
 def build_spec(command: str | list[str] | tuple[str, ...], *,
@@ -387,7 +427,10 @@ def build_spec(command: str | list[str] | tuple[str, ...], *,
                workdir: str | None = None,
                labels: Mapping[str, str] | None = None,
                priority: int | str = 0,
-               time_limit: object = None) -> JobSpec:
+               time_limit: object = None,
+               stop_signal: object = None,
+               kill_grace: object = None,
+               idle_gpu: Mapping[str, object] | None = None) -> JobSpec:
     """Build a validated :class:`JobSpec` from CLI/SDK-style values.
 
     ``command`` is an argv list, or one string run as ``/bin/sh -c STRING``.
@@ -396,12 +439,17 @@ def build_spec(command: str | list[str] | tuple[str, ...], *,
     :func:`resolve_resources`). ``time_limit`` goes through
     :func:`~corral.durations.parse_duration` (a bare number string is minutes, a number
     seconds); None means no limit. ``priority`` is an int or a string of one.
+    ``stop_signal`` (``USR1``, ``SIGUSR1``, 10) is sent instead of SIGTERM when corral
+    stops the job; ``kill_grace`` (seconds or a duration) is how long before SIGKILL;
+    ``idle_gpu`` overrides the daemon's idle-GPU reclaim fields (threshold, window, step,
+    actions, signal).
     Errors are one-line :class:`ValidationError` naming the field (``requests.memory``,
     ``env``, ``priority`` ...), the value and what is accepted.
     """
     return _build(command, requests=requests, limits=limits, name=name, env=env, workdir=workdir,
                   labels=labels, priority=priority, time_limit=time_limit,
-                  paths=_CLI_PATHS, env_list_form=False)
+                  paths=_CLI_PATHS, env_list_form=False, stop_signal=stop_signal, kill_grace=kill_grace,
+                  idle_gpu=idle_gpu)
 
 
 # -- the YAML document form -------------------------------------------------------------
@@ -412,7 +460,8 @@ _TOP_FIELDS = {"apiVersion": "apiVersion", "kind": "kind", "metadata": "metadata
 _META_FIELDS = {"name": "name", "labels": "labels"}
 _SPEC_FIELDS = {"command": "command", "env": "env", "workingDir": "workingDir", "workdir": "workingDir",
                 "priority": "priority", "timeLimit": "timeLimit", "time_limit": "timeLimit",
-                "resources": "resources"}
+                "resources": "resources", "stopSignal": "stopSignal", "gracePeriod": "gracePeriod",
+                "idleGpu": "idleGpu"}
 _RESOURCES_FIELDS = {"requests": "requests", "limits": "limits"}
 _ENV_ITEM_FIELDS = {"name": "name", "value": "value"}
 
@@ -499,11 +548,16 @@ def _parse_document(doc: object) -> JobSpec:
         "workdir": path("spec", spec, "workingDir"),
         "priority": path("spec", spec, "priority"),
         "time_limit": path("spec", spec, "timeLimit"),
+        "stop_signal": path("spec", spec, "stopSignal"),
+        "kill_grace": path("spec", spec, "gracePeriod"),
+        "idle_gpu": path("spec", spec, "idleGpu"),
     }
     return _build(get(spec, "command"), requests=get(res, "requests"), limits=get(res, "limits"),
                   name=get(meta, "name"), env=get(spec, "env"), workdir=get(spec, "workingDir"),
                   labels=get(meta, "labels"), priority=get(spec, "priority"),
-                  time_limit=get(spec, "timeLimit"), paths=paths, env_list_form=True)
+                  time_limit=get(spec, "timeLimit"), paths=paths, env_list_form=True,
+                  stop_signal=get(spec, "stopSignal"), kill_grace=get(spec, "gracePeriod"),
+                  idle_gpu=get(spec, "idleGpu"))
 
 
 def _yaml_loader():  # imported lazily: PyYAML costs start-up time the CLI does not want
@@ -590,6 +644,18 @@ def spec_to_document(spec: JobSpec) -> dict[str, Any]:
         body["priority"] = spec.priority
     if spec.time_limit is not None:
         body["timeLimit"] = format_duration(spec.time_limit)
+    if spec.stop_signal is not None:
+        body["stopSignal"] = spec.stop_signal
+    if spec.kill_grace is not None:
+        body["gracePeriod"] = spec.kill_grace
+    if spec.idle_gpu:
+        idle = dict(spec.idle_gpu)
+        for key in ("window", "step"):
+            if key in idle:
+                idle[key] = format_duration(idle[key])
+        if "actions" in idle:
+            idle["actions"] = list(idle["actions"])
+        body["idleGpu"] = idle
     resources: dict[str, Any] = {}
     if spec.requests:
         resources["requests"] = _exact_formatted(spec.requests)

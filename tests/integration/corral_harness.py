@@ -263,7 +263,20 @@ def teardown(c: Corral) -> None:
     except BaseException:  # noqa: BLE001 - cleanup must go on
         pass
     c.kill_everything()
+    remove_cgroups(c.home)
     shutil.rmtree(c.home, ignore_errors=True)
+
+
+def remove_cgroups(home: str) -> None:
+    """Remove the cgroups a daemon of ``home`` made (its jobs are dead by now)."""
+    from corral.enforce.cgroups import detect, remove_parent
+    from corral.enforce.mode import group_name
+
+    if os.geteuid() != 0:
+        return
+    support, _ = detect(group_name(home))
+    if support is not None:
+        remove_parent(support)
 
 
 def gate_cmd(gate: Path | str, before: str = "", after: str = "exit 0") -> str:

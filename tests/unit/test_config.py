@@ -96,7 +96,7 @@ def test_policies(policy):
     ("data", "message"),
     [
         ({"reserv": {}},
-         "c.yaml: unknown field reserv (accepted: defaults, kill_grace, node_name, policy, reserve, simulate_gpus)"),
+         "c.yaml: unknown field reserv (accepted: cost, defaults, enforcement, idle_gpu, kill_grace, node_name, pids_limit, policy, reserve, retention, sample_interval, series_interval, simulate_gpus)"),
         ({"reserve": {"gpu": 1}}, "c.yaml: unknown field reserve.gpu (accepted: cpu, memory)"),
         ({"reserve": []}, "c.yaml: invalid value for reserve: [] (expected a mapping with fields cpu, memory)"),
         ({"reserve": {"memory": "1GG"}},
@@ -123,8 +123,9 @@ def test_policies(policy):
         ({"node_name": "a b"}, 'c.yaml: invalid value for node_name: "a b" (expected a host-like name of at most '
                                '253 letters, digits, -, _ and ., starting and ending with a letter or digit, '
                                'e.g. gpu-box-1)'),
-        ([1], "c.yaml: invalid config: [1] (expected a mapping with fields defaults, kill_grace, node_name, "
-              "policy, reserve, simulate_gpus)"),
+        ([1], "c.yaml: invalid config: [1] (expected a mapping with fields cost, defaults, enforcement, idle_gpu, "
+              "kill_grace, node_name, pids_limit, policy, reserve, retention, sample_interval, series_interval, "
+              "simulate_gpus)"),
     ],
 )
 def test_errors(data, message):
@@ -238,3 +239,53 @@ def test_import_does_not_load_yaml():
     code = "import sys, corral.config; print('yaml' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# -- enforcement, monitoring, idle reclaim, retention, cost ------------------------------------
+
+def test_monitoring_defaults():
+    config = Config()
+    assert config.enforcement == "auto" and config.pids_limit == 16384
+    assert config.sample_interval == 2.0 and config.series_interval == 30.0
+    assert config.idle_gpu.threshold == 5.0 and config.idle_gpu.window == 1800
+    assert config.idle_gpu.actions == ("warn",)
+    assert config.retention == 30 * 86400 and config.cost == {}
+
+
+def test_monitoring_fields_parse():
+    config = parse_config({
+        "enforcement": "watchdog", "pids_limit": 0, "sample_interval": 0.5, "series_interval": "1m",
+        "idle_gpu": {"threshold": "10%", "window": "2h", "step": "15m", "actions": ["warn", "signal", "requeue"],
+                     "signal": "usr2"},
+        "retention": "7d", "cost": {"cpu": 0.05, "gpu": 2, "energy": 0.2, "currency": "EUR"},
+    }, "c.yaml")
+    assert config.enforcement == "watchdog" and config.pids_limit == 0
+    assert config.sample_interval == 0.5 and config.series_interval == 60.0
+    policy = config.idle_gpu
+    assert (policy.threshold, policy.window, policy.step) == (10.0, 7200, 900)
+    assert policy.actions == ("warn", "signal", "requeue") and policy.signal == "SIGUSR2"
+    assert config.retention == 7 * 86400
+    assert config.cost == {"cpu": 0.05, "nvidia.com/gpu": 2.0, "energy": 0.2, "currency": "EUR"}
+    assert Config.from_dict(config.to_dict()) == config
+    assert parse_config({"retention": 0}, "c.yaml").retention == 0
+    assert parse_config({"idle_gpu": {"actions": []}}, "c.yaml").idle_gpu.enabled is False
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"enforcement": "hard"}, 'c.yaml: invalid value for enforcement: "hard" (expected one of: auto, cgroup, watchdog)'),
+        ({"pids_limit": -1}, "c.yaml: invalid value for pids_limit: -1 (expected a whole number from 0 (no limit) to 4194304)"),
+        ({"sample_interval": 0.01}, "c.yaml: invalid value for sample_interval: 0.01 (expected seconds from 0.1 to 3600, e.g. 2, 0.5, 30s, 1m)"),
+        ({"idle_gpu": {"threshold": 150}}, "c.yaml: invalid value for idle_gpu.threshold: 150 (expected a GPU utilization percentage from 0 to 100, e.g. 5 or 5%)"),
+        ({"idle_gpu": {"actions": ["cancel", "warn"]}}, "c.yaml: invalid value for idle_gpu.actions: "),
+        ({"idle_gpu": {"signal": "KILL"}}, 'c.yaml: invalid value for idle_gpu.signal: "KILL" (expected a signal name or number that a job can catch, e.g. SIGUSR1, USR2, TERM, 10)'),
+        ({"idle_gpu": {"windw": "1h"}}, "c.yaml: unknown field idle_gpu.windw (accepted: threshold, window, step, actions, signal)"),
+        ({"cost": {"disk": 1}}, "c.yaml: unknown field cost.disk (accepted: cpu, memory, nvidia.com/gpu, energy, currency)"),
+        ({"cost": {"cpu": -1}}, "c.yaml: invalid value for cost.cpu: -1 (expected a non-negative number, the price per hour (energy: per kWh))"),
+        ({"retention": "soon"}, 'c.yaml: invalid retention for retention: "soon" (expected e.g. 30d, 12h, or 0 to keep finished jobs forever)'),
+    ],
+)
+def test_monitoring_errors(data, message):
+    text = str(fails(parse_config, data, "c.yaml"))
+    assert text.startswith(message) and "\n" not in text

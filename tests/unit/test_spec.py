@@ -402,7 +402,7 @@ def test_document_shell_string_command():
     ("document", "message"),
     [
         ({"spec": {"comand": ["x"]}},
-         "unknown field spec.comand (accepted: command, env, priority, resources, timeLimit, workingDir)"),
+         "unknown field spec.comand (accepted: command, env, gracePeriod, idleGpu, priority, resources, stopSignal, timeLimit, workingDir)"),
         (doc(resources={"request": {}}), "unknown field spec.resources.request (accepted: limits, requests)"),
         ({"metadata": {"namespace": "x"}, "spec": {"command": ["x"]}},
          "unknown field metadata.namespace (accepted: labels, name)"),
@@ -462,7 +462,7 @@ def test_document_not_a_mapping():
 def test_where_prefixes_messages_and_keeps_attributes():
     err = fails(parse_document, {"spec": {"comand": ["x"]}}, where="jobs[2]")
     assert str(err) == ("jobs[2]: unknown field spec.comand "
-                        "(accepted: command, env, priority, resources, timeLimit, workingDir)")
+                        "(accepted: command, env, gracePeriod, idleGpu, priority, resources, stopSignal, timeLimit, workingDir)")
     assert err.field == "spec.comand"
     err = fails(parse_document, doc(resources={"requests": {"memory": "16GG"}}), where="jobs[0]")
     assert isinstance(err, QuantityError)
@@ -472,7 +472,7 @@ def test_where_prefixes_messages_and_keeps_attributes():
 def test_document_missing_spec_and_command():
     assert str(fails(parse_document, {})) == (
         "missing field spec (expected a mapping with at least command; "
-        "accepted: command, env, priority, resources, timeLimit, workingDir)")
+        "accepted: command, env, gracePeriod, idleGpu, priority, resources, stopSignal, timeLimit, workingDir)")
     assert str(fails(parse_document, {"spec": {}})).startswith("missing field spec.command (")
     assert str(fails(parse_document, {"spec": None})).startswith("missing field spec (")
 
@@ -540,7 +540,7 @@ def test_error_prefixed_with_source_and_document():
     text = "spec: {command: [x]}\n---\nspec: {comand: [x]}\n"
     err = fails(load_documents, text, source="jobs.yaml")
     assert str(err) == ("jobs.yaml (document 2): unknown field spec.comand "
-                        "(accepted: command, env, priority, resources, timeLimit, workingDir)")
+                        "(accepted: command, env, gracePeriod, idleGpu, priority, resources, stopSignal, timeLimit, workingDir)")
     assert err.field == "spec.comand"
     err = fails(load_documents, "spec: {comand: [x]}\n", source="job.yaml")
     assert str(err).startswith("job.yaml: unknown field spec.comand")
@@ -712,3 +712,42 @@ def test_build_spec_accepts_its_own_output(spec):
                          name=spec.name, env=spec.env, workdir=spec.workdir, labels=spec.labels,
                          priority=spec.priority, time_limit=spec.time_limit)
     assert rebuilt == spec
+
+
+# -- stop signal, grace period, idle-GPU overrides ---------------------------------------------
+
+def test_stop_signal_grace_and_idle_from_cli_values():
+    spec = build_spec(["train"], stop_signal="usr1", kill_grace="2m",
+                      idle_gpu={"window": "1h", "actions": "warn,cancel", "threshold": "10%"})
+    assert spec.stop_signal == "SIGUSR1" and spec.kill_grace == 120
+    assert spec.idle_gpu == {"window": 3600, "actions": ("warn", "cancel"), "threshold": 10.0}
+    assert JobSpec.from_dict(spec.to_dict()).to_dict() == spec.to_dict()
+    assert build_spec(["x"], stop_signal=12).stop_signal == "SIGUSR2"
+    assert build_spec(["x"], kill_grace=0).kill_grace == 0
+
+
+def test_stop_signal_grace_and_idle_from_document_round_trip():
+    doc = {"apiVersion": "corral/v1", "kind": "Job",
+           "spec": {"command": ["train"], "stopSignal": "SIGUSR2", "gracePeriod": "45s",
+                    "idleGpu": {"window": "20m", "step": "5m", "actions": ["warn", "signal", "requeue"]}}}
+    spec = parse_document(doc)
+    assert spec.stop_signal == "SIGUSR2" and spec.kill_grace == 45
+    assert spec.idle_gpu == {"window": 1200, "step": 300, "actions": ("warn", "signal", "requeue")}
+    again = parse_document(spec_to_document(spec))
+    assert again.to_dict() == spec.to_dict()
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"stopSignal": "SIGKILL"}, 'invalid value for spec.stopSignal: "SIGKILL" (expected a signal name or number that a job can catch, e.g. SIGUSR1, USR2, TERM, 10)'),
+    ({"stopSignal": "HUP2"}, 'invalid value for spec.stopSignal: "HUP2"'),
+    ({"gracePeriod": "-5s"}, "invalid grace period for spec.gracePeriod"),
+    ({"idleGpu": {"threshold": "high"}}, 'invalid value for spec.idleGpu.threshold: "high"'),
+    ({"idleGpu": {"actions": ["warn", "nap"]}}, "invalid value for spec.idleGpu.actions"),
+    ({"idleGpu": {"after": "1h"}}, "unknown field spec.idleGpu.after (accepted: threshold, window, step, actions, signal)"),
+    ({"idleGpu": "1h"}, 'invalid value for spec.idleGpu: "1h" (expected a mapping with fields threshold, window, step, actions, signal)'),
+])
+def test_stop_signal_grace_and_idle_errors(fields, message):
+    doc = {"apiVersion": "corral/v1", "kind": "Job", "spec": {"command": ["x"], **fields}}
+    with pytest.raises(ValidationError) as info:
+        parse_document(doc)
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)

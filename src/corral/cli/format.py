@@ -66,6 +66,8 @@ def why(job: dict) -> str:
         head = f"#{pos} " if pos else ""
         return f"{head}{job.get('message') or job.get('reason', '')}".strip()
     if state == "Running":
+        if job.get("reason") == "GpuIdle" and job.get("message"):
+            return f"GpuIdle: {job['message']}"
         return job.get("reason", "")
     return f"{job.get('reason', '')}: {job.get('message', '')}".strip(": ")
 
@@ -78,3 +80,58 @@ def requests(job: dict) -> str:
             parts.append(f"{label}={req[key]}")
     parts += [f"{k}={v}" for k, v in req.items() if k not in ("cpu", "memory", "nvidia.com/gpu")]
     return ",".join(parts)
+
+
+_UNITS = ("B", "Ki", "Mi", "Gi", "Ti", "Pi")
+
+
+def size(amount: float | None) -> str:
+    """Bytes in binary units with one decimal: 3328599654 -> "3.1Gi"."""
+    if amount is None:
+        return "-"
+    value, unit = float(amount), 0
+    while value >= 1024 and unit < len(_UNITS) - 1:
+        value /= 1024
+        unit += 1
+    if unit == 0:
+        return f"{int(value)}B"
+    return f"{value:.1f}{_UNITS[unit]}"
+
+
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}%"
+
+
+def usage_lines(job: dict) -> list[str]:
+    """The Usage and Efficiency part of ``corral show`` (seff-like), with hints."""
+    out: list[str] = []
+    live = job.get("live")
+    if live:
+        gpu = ""
+        if live.get("gpu_util") is not None or live.get("gpu_memory") is not None:
+            gpu = (f", GPU {pct(live.get('gpu_util'))} util, {size(live.get('gpu_memory'))} GPU memory"
+                   + (f", {live['gpu_power']:.0f} W" if live.get("gpu_power") is not None else ""))
+        cpu = "-" if live.get("cpu") is None else f"{live['cpu']:.2f}"
+        out.append(f"  Now:       {cpu} CPUs busy, memory {size(live.get('memory'))} "
+                   f"(peak {size(live.get('memory_peak'))}){gpu} [{live.get('source') or '-'}]")
+        if live.get("idle_for"):
+            out.append(f"  Idle GPUs: idle for {duration(live['idle_for'])}")
+    eff = job.get("efficiency") or {}
+    if "memory_peak" in eff or "cpu_efficiency" in eff:
+        out.append("  Efficiency:")
+        req = eff.get("memory_request")
+        mem = f"    Memory:  peak {size(eff.get('memory_peak'))}"
+        if req:
+            mem += f" of {size(req)} requested ({eff['memory_efficiency'] * 100:.0f}%)"
+        out.append(mem)
+        if eff.get("cpu_efficiency") is not None:
+            out.append(f"    CPU:     {eff['cpu_used']:.2f} CPUs busy on average, "
+                       f"{eff['cpu_efficiency'] * 100:.0f}% of the allocation "
+                       f"({duration(eff.get('cpu_seconds'))} CPU time)")
+        if "gpu_hours" in eff:
+            out.append(f"    GPU:     mean utilization {pct(eff.get('gpu_util'))}, peak GPU memory "
+                       f"{size(eff.get('gpu_memory_peak'))}, {eff['gpu_hours']:.3f} GPU-hours "
+                       f"({eff.get('idle_gpu_hours', 0):.3f} idle), {eff.get('energy_kwh', 0):.4f} kWh")
+    for hint in eff.get("hints") or []:
+        out.append(f"  Hint:      {hint}")
+    return out

@@ -60,7 +60,8 @@ def _payload(args) -> dict:
         argv = argv[1:]
     if args.file:
         given = [o for o in ("cpus", "mem", "gpus", "limit_cpus", "limit_mem", "requests", "limits", "time",
-                             "priority", "name", "workdir") if getattr(args, o) is not None]
+                             "priority", "name", "workdir", "signal", "grace", "idle_threshold", "idle_window",
+                             "idle_actions") if getattr(args, o) is not None]
         if argv or given or args.env or args.label:
             what = "a command" if argv else "--" + (given[0] if given else ("env" if args.env else "label")).replace("_", "-")
             raise ValidationError("submit", what, "use either -f job.yaml or options with a command, not both",
@@ -95,6 +96,16 @@ def _payload(args) -> dict:
         "priority": args.priority if args.priority is not None else 0,
         "time": args.time,
     }
+    if args.signal is not None:
+        flags["signal"] = args.signal
+    if args.grace is not None:
+        flags["grace"] = args.grace
+    idle = {key: value for key, value in (("threshold", args.idle_threshold), ("window", args.idle_window),
+                                          ("actions", args.idle_actions)) if value is not None}
+    if idle.get("actions") == "none":
+        idle["actions"] = []
+    if idle:
+        flags["idle_gpu"] = idle
     return {"jobs": [{"flags": flags}]}
 
 
@@ -148,6 +159,16 @@ def cmd_show(args) -> int:
     out.append(f"  Command:   {' '.join(job['command'])}")
     out.append(f"  Requests:  {', '.join(f'{k}={v}' for k, v in job['requests'].items()) or '-'}")
     out.append(f"  Limits:    {', '.join(f'{k}={v}' for k, v in job['limits'].items()) or '-'}")
+    enforcement = job.get("enforcement") or {}
+    for i, line in enumerate(enforcement.get("limits") or []):
+        out.append(f"  {'Enforced:' if i == 0 else '':<10} {line}")
+    if enforcement.get("description"):
+        out.append(f"  {'Enforced:' if not enforcement.get('limits') else '':<10} "
+                   f"{enforcement['description']}")
+    if job.get("user"):
+        out.append(f"  User:      {job['user']}")
+    if job.get("attempts", 0) > 1:
+        out.append(f"  Attempts:  {job['attempts']}")
     if job.get("node"):
         out.append(f"  Node:      {job['node']}")
         sim = " (simulated)" if job.get("gpus_simulated") else ""
@@ -158,6 +179,10 @@ def cmd_show(args) -> int:
     out.append(f"  Priority:  {job['priority']}")
     if job.get("time_limit"):
         out.append(f"  Time limit: {fmt.duration(job['time_limit'])}")
+    if job.get("stop_signal"):
+        out.append(f"  Stop:      {job['stop_signal']}, SIGKILL after {fmt.duration(job.get('kill_grace'))}")
+    if job.get("idle_policy"):
+        out.append(f"  Idle GPUs: {job['idle_policy']}")
     out.append(f"  Workdir:   {job.get('workdir') or '-'}")
     out.append(f"  Submitted: {_ts(job['submitted_at'])}")
     if job.get("started_at"):
@@ -166,6 +191,7 @@ def cmd_show(args) -> int:
         out.append(f"  Ended:     {_ts(job['ended_at'])} (ran {fmt.runtime(job)})")
     if job.get("exit_code") is not None or job.get("signal") is not None:
         out.append(f"  Exit:      code {job['exit_code']}" + (f", signal {job['signal']}" if job.get("signal") else ""))
+    out += fmt.usage_lines(job)
     logs = job.get("logs") or {}
     if logs:
         out.append(f"  Logs:      {logs.get('stdout')}")

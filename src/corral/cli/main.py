@@ -33,6 +33,13 @@ COMMANDS = {c.name: c for c in (  # noqa: E501
             Opt("--env", "set an environment variable", repeat=True, metavar="K=V"),
             Opt("--label", "attach a label", repeat=True, metavar="K=V"),
             Opt("--workdir", "working directory (default: the current one)", metavar="DIR"),
+            Opt("--signal", "sent when corral stops the job (time limit, cancel), e.g. USR1 to checkpoint; "
+                "SIGKILL follows after the grace period (default TERM)", metavar="SIG"),
+            Opt("--grace", "seconds between the stop signal and SIGKILL, e.g. 30s, 2m", metavar="TIME"),
+            Opt("--idle-threshold", "GPU utilization under this counts as idle, e.g. 5%", metavar="PCT"),
+            Opt("--idle-window", "idle this long before the first reclaim action, e.g. 30m", metavar="TIME"),
+            Opt("--idle-actions", "reclaim chain, e.g. warn,signal,cancel (or requeue); none = off",
+                metavar="LIST"),
             Pos("argv", "the command; one argument with spaces or shell characters runs via /bin/sh -c", rest=True),
             usage="[options] [-f job.yaml | [--] COMMAND [ARGS...]]"),
     Command("ps", "List jobs: pending and running by default, with why each one waits.",
@@ -50,6 +57,15 @@ COMMANDS = {c.name: c for c in (  # noqa: E501
     Command("wait", "Wait for jobs to end; exit status 0 only if all succeeded.",
             Pos("ids", "job ids", type=int, many=True)),
     Command("nodes", "Capacity, allocatable, allocated and free per resource; who holds each GPU and core."),
+    Command("top", "Live view of running jobs and GPUs: CPU, memory, GPU utilization/memory/power per job.",
+            Opt("--once", "print one frame and exit", flag=True),
+            Opt("-d|--interval", "seconds between refreshes (default 2)", type=float, metavar="S")),
+    Command("usage", "Accounting: CPU-, GPU-hours, energy, wasted GPU-hours and cost per user or job.",
+            Opt("--since", "window, e.g. 7d, 24h, 30m (default 7d)", metavar="TIME"),
+            Opt("--by", "user or job (default user)", metavar="KEY")),
+    Command("prune", "Delete finished jobs (records, usage, logs) older than the retention period.",
+            Opt("--older-than", "age, e.g. 30d, 12h, 0 for every finished job (default: the configured "
+                "retention, 30d)", metavar="TIME")),
     Command("sim", "Replay a cluster trace through corral's own scheduler in virtual time; compare policies.",
             Opt("--trace", "trace file", metavar="FILE"),
             Opt("--format", "philly, alibaba, swf or corral (a corral store, e.g. $CORRAL_HOME/corral.db)",
@@ -104,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if command.name in ("up", "down", "nodes"):
             from . import daemon_cmds as mod
+        elif command.name in ("top", "usage", "prune"):
+            from . import usage_cmds as mod  # type: ignore[no-redef]
         elif command.name == "sim":
             from . import sim_cmd as mod  # type: ignore[no-redef]
             args.format = args.format or "philly"

@@ -21,7 +21,8 @@ from dataclasses import replace
 
 from ..spec import JobSpec, build_spec, load_documents, parse_document
 from .manager import Manager
-from .views import job_view, node_view
+from ..durations import parse_duration
+from .views import job_view, node_view, top_view, usage_view
 
 
 def create_app(manager: Manager, info: dict[str, Any], shutdown: Callable[[], None],
@@ -39,7 +40,7 @@ def create_app(manager: Manager, info: dict[str, Any], shutdown: Callable[[], No
                 "pending": len(manager.pending), "running": len(manager.running)}
 
     @app.post("/v1/jobs", status_code=201)
-    async def submit(body: dict = Body(...)) -> dict:
+    async def submit(request: Request, body: dict = Body(...)) -> dict:
         """Submit a batch, all or nothing. ``jobs`` is a list whose items are job
         documents (the ``job.yaml`` form) or ``{"flags": {...}}`` (the CLI's options:
         command, requests, limits, name, env, workdir, labels, priority, time); or give
@@ -49,7 +50,7 @@ def create_app(manager: Manager, info: dict[str, Any], shutdown: Callable[[], No
                                                      for k, v in base_env.items()):
             raise ValidationError("base_env", "...", "expected a mapping of strings to strings")
         specs = _specs_from(body)
-        jobs = manager.submit(specs, base_env)
+        jobs = manager.submit(specs, base_env, user=caller(request)[1])
         positions = manager.queue_positions()
         return {"jobs": [job_view(j, manager, positions) for j in jobs]}
 
@@ -112,6 +113,26 @@ def create_app(manager: Manager, info: dict[str, Any], shutdown: Callable[[], No
     async def nodes() -> dict:
         return {"nodes": node_view(manager, info)}
 
+    @app.get("/v1/top")
+    async def top() -> dict:
+        """Running jobs with their latest readings, and every GPU's."""
+        return top_view(manager, info)
+
+    @app.get("/v1/usage")
+    async def usage(since: str = "7d", by: str = "user") -> dict:
+        return usage_view(manager, since, by)
+
+    @app.post("/v1/prune")
+    async def prune(body: dict = Body(default={})) -> dict:
+        older = body.get("older_than")
+        if older is None:
+            seconds = manager.retention if getattr(manager, "retention", 0) else 30 * 86400
+        else:
+            seconds = parse_duration(older, "older_than", bare_unit=86400, allow_zero=True, what="age",
+                                     examples="expected e.g. 30d, 12h, 0")
+        ids = manager.prune(seconds)
+        return {"deleted": ids, "older_than": seconds}
+
     @app.post("/v1/shutdown")
     async def shutdown_daemon() -> dict:
         asyncio.get_running_loop().call_soon(shutdown)
@@ -120,7 +141,31 @@ def create_app(manager: Manager, info: dict[str, Any], shutdown: Callable[[], No
     return app
 
 
-_FLAGS = {"command", "requests", "limits", "name", "env", "workdir", "labels", "priority", "time"}
+_FLAGS = {"command", "requests", "limits", "name", "env", "workdir", "labels", "priority", "time", "signal",
+          "grace", "idle_gpu"}
+
+
+def caller(request: Request) -> tuple[int | None, str]:
+    """The uid and user name of whoever is on the other end of the socket (from the
+    kernel's SO_PEERCRED, see :func:`corral.daemon.server.peer_protocol`)."""
+    client = request.client
+    host = client.host if client is not None else ""
+    if not host.startswith("uid:"):
+        return None, ""
+    try:
+        uid = int(host.split(":")[1])
+    except (IndexError, ValueError):
+        return None, ""
+    return uid, user_name(uid)
+
+
+def user_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 def _specs_from(body: dict) -> list[JobSpec]:
@@ -151,7 +196,8 @@ def _specs_from(body: dict) -> list[JobSpec]:
                                     limits=flags.get("limits"), name=flags.get("name") or "",
                                     env=flags.get("env"), workdir=flags.get("workdir"),
                                     labels=flags.get("labels"), priority=flags.get("priority", 0),
-                                    time_limit=flags.get("time")))
+                                    time_limit=flags.get("time"), stop_signal=flags.get("signal"),
+                                    kill_grace=flags.get("grace"), idle_gpu=flags.get("idle_gpu")))
         else:
             specs.append(parse_document(doc, where=where))
     return specs

@@ -13,18 +13,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ..capacity.node import Node
 from ..errors import CorralError, Infeasible, NotFound, ValidationError
 from ..executors.base import Executor, ExitStatus, LaunchRequest, Running, StopReason
 from ..executors.environment import job_environment
 from ..job import Allocation, Job, JobState, Reason
-from ..resources import Resources
+from ..resources import CPU, MEMORY, Resources
 from ..scheduler import PendingJob, PendingQueue, Snapshot, Waiting, get_policy, infeasible, schedule_on
 from ..spec import JobSpec, with_defaults
 from ..store.base import Finish, Store
+
+if TYPE_CHECKING:
+    from ..enforce.mode import Enforcement
+    from .monitor import Monitor
 
 log = logging.getLogger("corral.manager")
 
@@ -32,7 +37,8 @@ log = logging.getLogger("corral.manager")
 class Manager:
     def __init__(self, store: Store, nodes: list[Node], *, policy: str = "best-effort-fifo",
                  default_requests: Resources | None = None, kill_grace: float = 10.0,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, enforcement: "Enforcement | None" = None,
+                 pids_limit: int = 0, gpu_minors: dict[int, int] | None = None):
         self.store = store
         self.nodes = nodes
         self.policy = get_policy(policy)
@@ -57,6 +63,16 @@ class Manager:
         self.cycles = 0
         #: Set on shutdown: long polls are answered at once with 503 (ask again later).
         self.closing = False
+        #: How limits are held (cgroups or the watchdog); None: not at all (unit tests).
+        self.enforcement = enforcement
+        self.pids_limit = pids_limit
+        #: GPU index -> /dev/nvidiaN minor number, to deny other jobs' GPU device files.
+        self.gpu_minors = dict(gpu_minors or {})
+        #: Watches running jobs (usage, watchdog, idle GPUs); set by the daemon.
+        self.monitor: "Monitor | None" = None
+        #: Rates for accounting (config ``cost``) and how long finished jobs are kept.
+        self.cost: dict = {}
+        self.retention: int = 0
 
     # wiring --------------------------------------------------------------------------
     def attach(self, executor: Executor, loop: asyncio.AbstractEventLoop) -> None:
@@ -89,6 +105,8 @@ class Manager:
             self._specs[job.id] = (job.spec, job.base_env)
             assert self.executor is not None
             outcome = self.executor.adopt(job.id)
+            if isinstance(outcome, Running) and self.monitor is not None:
+                self.monitor.job_started(job.id, alloc, job.spec)
             if isinstance(outcome, Running):
                 self.store.set_reason(job.id, Reason.ADOPTED, "re-adopted after a daemon restart")
                 self._arm_time_limit(job.id, job.spec.time_limit, job.started_at or self.clock())
@@ -103,7 +121,7 @@ class Manager:
         return counts
 
     # submit ----------------------------------------------------------------------------
-    def submit(self, specs: list[JobSpec], base_env: dict[str, str] | None = None) -> list[Job]:
+    def submit(self, specs: list[JobSpec], base_env: dict[str, str] | None = None, user: str = "") -> list[Job]:
         """Admit a batch: all jobs are stored, or none (with every reason why not)."""
         if not specs:
             raise ValidationError("jobs", [], "expected at least one job")
@@ -116,7 +134,7 @@ class Manager:
                 errors.append(f"{prefix}invalid value for workdir: \"{spec.workdir}\" (expected an existing directory)")
             for line in infeasible(self.nodes, spec.requests):
                 errors.append(prefix + line)
-            ready.append(Job(id=0, spec=spec, base_env=dict(base_env or {})))
+            ready.append(Job(id=0, spec=spec, base_env=dict(base_env or {}), user=user))
         if errors:
             raise Infeasible(errors)
         stored = self.store.add_jobs(ready, self.clock())
@@ -148,6 +166,22 @@ class Manager:
                 return "stopping"
             return "not running here"
         return f"already {job.state.value.lower()}"
+
+    def stop_job(self, job_id: int, why: StopReason, message: str = "", *, kill_now: bool = False) -> bool:
+        """Stop a running job for ``why`` (the stop signal, then SIGKILL after its grace
+        period; at once with ``kill_now``). The reason is recorded before any signal."""
+        if job_id not in self.running or self.executor is None:
+            return False
+        if not self.executor.stop(job_id, why, message):
+            return False
+        if kill_now:
+            self.executor.signal(job_id, signal.SIGKILL)
+        return True
+
+    def note(self, job_id: int, reason: Reason, message: str) -> None:
+        """An event on a running job (idle-GPU warnings and actions), with its numbers."""
+        if job_id in self.running:
+            self.store.set_reason(job_id, reason, message, now=self.clock(), event=True)
 
     # scheduling ------------------------------------------------------------------------
     def kick(self) -> None:
@@ -182,7 +216,10 @@ class Manager:
         for p in result.placements:
             self._launch(p.job_id, p.allocation)
             if p.job_id in self.running:
-                self._arm_time_limit(p.job_id, self._specs[p.job_id][0].time_limit, now)
+                spec = self._specs[p.job_id][0]
+                self._arm_time_limit(p.job_id, spec.time_limit, now)
+                if self.monitor is not None:
+                    self.monitor.job_started(p.job_id, p.allocation, spec)
 
     # time limits -------------------------------------------------------------------------
     def _arm_time_limit(self, job_id: int, limit: int | None, started_at: float) -> None:
@@ -220,8 +257,10 @@ class Manager:
             env=job_environment(job_id, spec.name, alloc, cores, base_env, spec.env),
             workdir=spec.workdir or os.path.expanduser("~"),
             cores=cores or None,
-            kill_grace=self.kill_grace,
+            kill_grace=float(spec.kill_grace if spec.kill_grace is not None else self.kill_grace),
             name=spec.name,
+            stop_signal=int(getattr(signal, spec.stop_signal)) if spec.stop_signal else signal.SIGTERM,
+            cgroup=self.cgroup_for(job_id, spec, alloc),
         )
         try:
             self.executor.launch(request)
@@ -229,6 +268,23 @@ class Manager:
             if not isinstance(exc, (OSError, CorralError)):
                 log.exception("launching job %d failed", job_id)
             self._finish(job_id, ExitStatus(ended_at=self.clock(), launch_error=f"launch failed: {exc}"))
+
+    def cgroup_for(self, job_id: int, spec: JobSpec, alloc: Allocation) -> dict | None:
+        """The cgroup a job runs in (hard limits), or None in watchdog mode."""
+        if self.enforcement is None or self.enforcement.support is None:
+            return None
+        from ..enforce.cgroups import Limits
+
+        limits = Limits(
+            memory=spec.limits.get(MEMORY) or None,
+            cpu=spec.limits.get(CPU) or None,
+            pids=self.pids_limit or None,
+            # Other jobs' GPUs (and free ones) cannot be opened by this job.
+            deny_devices=tuple(f"c 195:{minor}" for index, minor in sorted(self.gpu_minors.items())
+                               if index not in alloc.gpus),
+        )
+        return {"support": self.enforcement.support.to_dict(), "key": cgroup_key(job_id),
+                "limits": limits.to_dict()}
 
     def shared_cores(self, node_name: str) -> tuple[int, ...]:
         """Cores not held exclusively by any running job: where fractional jobs run."""
@@ -269,16 +325,29 @@ class Manager:
 
     def _finish_many(self, exits: list[tuple[int, ExitStatus]]) -> None:
         finishes = []
+        requeues = []
         for job_id, status in exits:
+            if self.monitor is not None:
+                self.monitor.job_ended(job_id, status)
             state, reason, message = status.classify()
+            if state is JobState.PENDING:
+                requeues.append((job_id, reason, message, status.ended_at or self.clock()))
+                continue
             finishes.append(Finish(job_id, state, reason, message, status.exit_code, status.signal,
                                    status.ended_at or self.clock()))
-        self.store.finish_jobs(finishes)
+        if finishes:
+            self.store.finish_jobs(finishes)
+        for job_id, reason, message, now in requeues:
+            self.store.requeue_job(job_id, reason, message, now)
+        requeued = {r[0] for r in requeues}
         for job_id, _ in exits:
             alloc = self.running.pop(job_id, None)
             if alloc is not None:
                 self.snapshot.forget(alloc)
             self.deadlines.pop(job_id, None)
+            if job_id in requeued:
+                self._enqueue(self.store.get_job(job_id))   # same id, same place in the order
+                continue
             self._specs.pop(job_id, None)
             self._notify(job_id)
 
@@ -330,8 +399,25 @@ class Manager:
         for job_id in list(self._waiters):
             self._notify(job_id)
 
+    # retention -------------------------------------------------------------------------
+    def prune(self, older_than: float) -> list[int]:
+        """Delete finished jobs that ended more than ``older_than`` seconds ago, with
+        their history, usage and log directories; returns their ids."""
+        ids = self.store.prune(self.clock() - older_than)
+        remove = getattr(self.executor, "remove_jobdir", None)
+        if remove is not None:
+            for job_id in ids:
+                remove(job_id)
+        return ids
+
     def close(self) -> None:
         self.release_waiters()
+        if self.monitor is not None:
+            self.monitor.close()
         if self.executor is not None:
             self.executor.close()
+
+
+def cgroup_key(job_id: int) -> str:
+    return f"job-{job_id}"
 

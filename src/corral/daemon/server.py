@@ -18,7 +18,10 @@ import os
 import sys
 
 from ..capacity.detect import detect_node
+from ..capacity.gpu import open_probe
 from ..config import load_config
+from ..enforce.cgroups import remove_parent
+from ..enforce.mode import choose
 from ..errors import CorralError
 from ..executors.launcher import Launcher
 from ..executors.local import LocalExecutor
@@ -26,11 +29,14 @@ from ..paths import MAX_SOCKET_PATH, Paths
 from ..store.sqlite import SqliteStore
 from .api import create_app
 from .manager import Manager
+from .monitor import Monitor
 
 log = logging.getLogger("corral.daemon")
 
 #: `corral up` options that later automatic starts must keep (e.g. simulated GPUs).
 UP_OPTIONS = "up_options"
+#: In the home: utilization/memory/power the simulated GPUs report (tests and demos set it).
+SIMULATED_GPU_VALUES = "simulated-gpus.json"
 
 
 def _take_lock(paths: Paths) -> int | None:
@@ -97,8 +103,19 @@ def _serve(paths: Paths, simulate_gpus: int | None, launcher: Launcher) -> int:
                              reserve_cpu=config.reserve_cpu, reserve_memory=config.reserve_memory)
     info["home"] = str(paths.home)
     store.set_meta("node", json.dumps(node.to_dict()))
+    enforcement = choose(config.enforcement, str(paths.home))
+    info["enforcement"] = enforcement.to_dict()
+    probe = open_probe(config.simulate_gpus, os.path.join(str(paths.home), SIMULATED_GPU_VALUES))
+    minors = probe.minor_numbers() if probe is not None else {}
     manager = Manager(store, [node], policy=config.policy, default_requests=config.default_requests,
-                      kill_grace=float(config.kill_grace))
+                      kill_grace=float(config.kill_grace), enforcement=enforcement,
+                      pids_limit=config.pids_limit, gpu_minors=minors)
+    manager.monitor = Monitor(manager, probe=probe, sample_interval=config.sample_interval,
+                              series_interval=config.series_interval, idle_policy=config.idle_gpu)
+    manager.cost = dict(config.cost)
+    manager.retention = config.retention
+    info["sample_interval"] = config.sample_interval
+    info["idle_gpu"] = config.idle_gpu.describe()
     server: uvicorn.Server | None = None
 
     @contextlib.asynccontextmanager
@@ -107,8 +124,13 @@ def _serve(paths: Paths, simulate_gpus: int | None, launcher: Launcher) -> int:
         executor = LocalExecutor(paths.jobs, manager.on_exit, loop, launcher=launcher)
         manager.attach(executor, loop)
         counts = manager.recover()
-        log.info("started pid %d on %s: %s; recovered %s", os.getpid(), node.name, info.get("gpu_source"), counts)
+        assert manager.monitor is not None
+        manager.monitor.start(loop)
+        retention = _Retention(manager, config.retention, loop)
+        log.info("started pid %d on %s: %s; limits %s; recovered %s", os.getpid(), node.name,
+                 info.get("gpu_source"), enforcement.describe(), counts)
         yield
+        retention.stop()
         manager.close()
 
     def shutdown() -> None:
@@ -120,7 +142,7 @@ def _serve(paths: Paths, simulate_gpus: int | None, launcher: Launcher) -> int:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(paths.socket)  # we hold the lock, so any socket file is stale
     uconfig = uvicorn.Config(app, uds=str(paths.socket), log_level="warning", access_log=False,
-                             lifespan="on", loop="asyncio", http="h11", timeout_graceful_shutdown=2)
+                             lifespan="on", loop="asyncio", http=peer_protocol(), timeout_graceful_shutdown=2)
     server = uvicorn.Server(uconfig)
     try:
         server.run()
@@ -128,7 +150,58 @@ def _serve(paths: Paths, simulate_gpus: int | None, launcher: Launcher) -> int:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(paths.socket)
         store.close()
+        if enforcement.support is not None:
+            remove_parent(enforcement.support)   # leaves the groups of jobs still running
     return 0
+
+
+class _Retention:
+    """Deletes finished jobs older than the retention period: at start, then hourly."""
+
+    EVERY = 3600.0
+
+    def __init__(self, manager: Manager, retention: int, loop: asyncio.AbstractEventLoop):
+        self.manager, self.retention, self.loop = manager, retention, loop
+        self.timer: asyncio.TimerHandle | None = None
+        if retention > 0:
+            self.timer = loop.call_later(1.0, self.run)
+
+    def run(self) -> None:
+        try:
+            ids = self.manager.prune(self.retention)
+            if ids:
+                log.info("retention: deleted %d finished jobs older than %ds", len(ids), self.retention)
+        except Exception:  # noqa: BLE001 - retry at the next round
+            log.exception("retention pass failed")
+        self.timer = self.loop.call_later(self.EVERY, self.run)
+
+    def stop(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+
+
+def peer_protocol():
+    """uvicorn's h11 protocol, plus the caller's credentials (SO_PEERCRED) on the Unix
+    socket: the kernel says which uid/gid/pid is on the other end, no password needed.
+    They travel as the ASGI ``client`` address, ``("uid:UID:GID", PID)``, which is what
+    :func:`corral.daemon.api.caller` reads."""
+    import socket
+    import struct
+
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class PeerCredProtocol(H11Protocol):
+        def connection_made(self, transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            sock = transport.get_extra_info("socket")
+            try:
+                raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+                pid, uid, gid = struct.unpack("3i", raw)
+            except (OSError, AttributeError):
+                return
+            self.client = (f"uid:{uid}:{gid}", pid)
+
+    return PeerCredProtocol
 
 
 def main(argv: list[str] | None = None, *, launcher: Launcher | None = None) -> int:

@@ -48,7 +48,22 @@ def job_view(job: Job, manager: Manager, positions: dict[int, int] | None = None
         if positions is None:
             positions = manager.queue_positions()
         view["queue_position"] = positions.get(job.id)
+    view["user"] = job.user
+    view["attempts"] = job.attempts
+    live = manager.monitor.live_view(job.id) if manager.monitor is not None and job.state is JobState.RUNNING else None
+    if live is not None:
+        view["live"] = live
     if detail:
+        from ..monitor.efficiency import summarize
+
+        usage = manager.store.job_usage([job.id]).get(job.id)
+        view["usage"] = usage.to_dict() if usage is not None else None
+        view["efficiency"] = summarize(job, usage, manager.clock())
+        view["enforcement"] = _enforcement(manager, job)
+        view["stop_signal"] = spec.stop_signal or "SIGTERM"
+        view["kill_grace"] = spec.kill_grace if spec.kill_grace is not None else manager.kill_grace
+        if alloc is not None and alloc.gpus and manager.monitor is not None:
+            view["idle_policy"] = manager.monitor.idle_policy.merged(spec.idle_gpu).describe()
         paths = getattr(manager.executor, "log_path", None)
         view.update({
             "workdir": spec.workdir,
@@ -64,6 +79,87 @@ def job_view(job: Job, manager: Manager, positions: dict[int, int] | None = None
             ],
         })
     return view
+
+
+def _enforcement(manager: Manager, job: Job) -> dict[str, Any]:
+    """How this job's limits are held, in words (never silently unenforced)."""
+    from ..resources import CPU, MEMORY
+
+    e = manager.enforcement
+    limits = job.spec.limits
+    out: dict[str, Any] = {"mode": e.mode if e else "none", "hard": bool(e and e.hard),
+                           "description": e.describe() if e else "limits not enforced"}
+    items = []
+    mem, cpu = limits.get(MEMORY), limits.get(CPU)
+    if e is not None and e.hard:
+        if mem:
+            items.append(f"memory {format_quantity(MEMORY, mem)} hard (cgroup, OOM kill)")
+        if cpu:
+            items.append(f"cpu {format_quantity(CPU, cpu)} hard (CFS quota)")
+        if manager.pids_limit:
+            items.append(f"pids {manager.pids_limit} hard")
+    elif e is not None:
+        if mem:
+            items.append(f"memory {format_quantity(MEMORY, mem)} watched (killed when over, "
+                         f"checked every {_secs(manager)})")
+        if cpu:
+            items.append(f"cpu {format_quantity(CPU, cpu)} not enforced (measured only)")
+    else:
+        items += [f"{name} {text} not enforced" for name, text in limits.formatted().items()]
+    out["limits"] = items
+    return out
+
+
+def _secs(manager: Manager) -> str:
+    interval = manager.monitor.sample_interval if manager.monitor is not None else 0
+    return f"{interval:g}s"
+
+
+def top_view(manager: Manager, info: dict[str, Any]) -> dict[str, Any]:
+    """What ``corral top`` shows: running jobs with their latest readings, and GPUs."""
+    running = manager.store.get_jobs(manager.running)
+    monitor = manager.monitor
+    jobs = []
+    for job in running:
+        alloc = job.allocation
+        jobs.append({
+            "id": job.id, "name": job.spec.name, "user": job.user, "reason": job.reason.value,
+            "message": job.message, "started_at": job.started_at,
+            "requests": job.spec.requests.formatted(), "limits": job.spec.limits.formatted(),
+            "gpus": list(alloc.gpus) if alloc else [], "cpus": list(alloc.cores) if alloc else [],
+            "live": monitor.live_view(job.id) if monitor is not None else None,
+        })
+    holders = manager.holders()
+    gpus = []
+    for node in manager.nodes:
+        held = holders.get(node.name, {"gpus": {}})["gpus"]
+        for g in node.gpus:
+            sample = monitor.gpus.get(g.index) if monitor is not None else None
+            gpus.append({"node": node.name, "index": g.index, "model": g.model, "memory": g.memory,
+                         "simulated": g.simulated, "job": held.get(g.index),
+                         "sample": sample.to_dict() if sample is not None else None})
+    return {"jobs": jobs, "gpus": gpus, "pending": len(manager.pending),
+            "sample_interval": monitor.sample_interval if monitor is not None else None,
+            "enforcement": info.get("enforcement"), "now": manager.clock()}
+
+
+def usage_view(manager: Manager, since: str, by: str) -> dict[str, Any]:
+    from ..durations import parse_duration
+    from ..errors import ValidationError
+    from ..monitor.accounting import GROUPINGS, account, totals
+
+    if by not in GROUPINGS:
+        raise ValidationError("by", by, f"expected one of: {', '.join(GROUPINGS)}")
+    window = parse_duration(since, "since", bare_unit=86400, what="window", examples="expected e.g. 7d, 24h, 30m")
+    now = manager.clock()
+    start = now - window
+    jobs = [j for j in manager.store.list_jobs() if j.started_at is not None
+            and (j.ended_at is None or j.ended_at >= start)]
+    rows = manager.store.usage_rows(since=start)
+    lines = account(jobs, rows, since=start, now=now, by=by, cost=manager.cost or None)
+    return {"since": start, "now": now, "window": window, "by": by,
+            "currency": (manager.cost or {}).get("currency"),
+            "lines": [line.to_dict() for line in lines], "total": totals(lines).to_dict()}
 
 
 def _pids(manager: Manager, job: Job) -> dict[str, int] | None:
@@ -108,6 +204,8 @@ def node_view(manager: Manager, info: dict[str, Any]) -> list[dict[str, Any]]:
             "gpu_source": info.get("gpu_source", ""),
             "simulated_gpus": node.simulated_gpus,
             "policy": manager.policy.name,
+            "enforcement": info.get("enforcement"),
+            "idle_gpu": info.get("idle_gpu"),
         })
     return out
 

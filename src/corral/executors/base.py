@@ -21,6 +21,9 @@ class StopReason(str, enum.Enum):
 
     CANCEL = "cancel"
     TIME_LIMIT = "time-limit"
+    MEMORY_LIMIT = "memory-limit"        # the watchdog saw it over its memory limit
+    IDLE_CANCEL = "idle-cancel"          # idle-GPU reclaim: cancel
+    REQUEUE = "requeue"                  # stopped to be queued again (idle-GPU reclaim)
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,11 @@ class LaunchRequest:
     cores: tuple[int, ...] | None
     kill_grace: float = 10.0
     name: str = ""
+    #: Sent to the job's process group when corral stops it (then SIGKILL after the grace).
+    stop_signal: int = _signal.SIGTERM
+    #: The job's cgroup: ``{"support": CgroupSupport.to_dict(), "key": "job-42",
+    #: "limits": Limits.to_dict()}``; None: no cgroup (the watchdog measures the job).
+    cgroup: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,13 @@ class ExitStatus:
     stopped_for: StopReason | None = None
     #: The supervisor vanished without recording a status.
     lost: bool = False
+    #: Why corral stopped it, in words with the numbers (e.g. the watchdog's reading).
+    stop_message: str = ""
+    #: From the job's cgroup, when it had one: OOM kills, peak and limit (bytes), CPU time.
+    oom_kills: int = 0
+    memory_peak: int | None = None
+    memory_limit: int | None = None
+    cpu_seconds: float | None = None
 
     def classify(self) -> tuple[JobState, Reason, str]:
         """Terminal state, typed reason and message for this exit."""
@@ -57,14 +72,30 @@ class ExitStatus:
         if self.stopped_for is StopReason.CANCEL:
             how = describe_exit(self.exit_code, self.signal)
             return JobState.CANCELLED, Reason.CANCELLED, f"cancelled by request ({how})"
+        how = describe_exit(self.exit_code, self.signal)
         if self.stopped_for is StopReason.TIME_LIMIT:
-            how = describe_exit(self.exit_code, self.signal)
             return JobState.FAILED, Reason.TIMED_OUT, f"time limit reached ({how})"
+        if self.stopped_for is StopReason.MEMORY_LIMIT:
+            return JobState.FAILED, Reason.MEMORY_LIMIT_EXCEEDED, self.stop_message or "exceeded its memory limit"
+        if self.stopped_for is StopReason.IDLE_CANCEL:
+            return JobState.CANCELLED, Reason.IDLE_GPU_RECLAIMED, self.stop_message or "GPUs idle"
+        if self.stopped_for is StopReason.REQUEUE:
+            return JobState.PENDING, Reason.REQUEUED, self.stop_message or "requeued"
+        if self.oom_kills and not (self.exit_code == 0 and self.signal is None):
+            limit = _human(self.memory_limit) if self.memory_limit else "?"
+            peak = f" (peak {_human(self.memory_peak)})" if self.memory_peak else ""
+            return JobState.FAILED, Reason.OOM_KILLED, f"exceeded memory limit {limit}{peak}; {how}"
         if self.signal is not None:
             return JobState.FAILED, Reason.SIGNALED, f"killed by signal {signal_name(self.signal)}"
         if self.exit_code == 0:
             return JobState.SUCCEEDED, Reason.COMPLETED, "exit code 0"
         return JobState.FAILED, Reason.ERROR, f"exit code {self.exit_code}"
+
+
+def _human(amount: int | None) -> str:
+    from ..resources import format_quantity
+
+    return format_quantity("memory", amount or 0)
 
 
 def signal_name(sig: int) -> str:
@@ -104,6 +135,11 @@ class Executor(ABC):
     def stop(self, job_id: int, why: StopReason) -> bool:
         """Ask a running job to stop (SIGTERM, then SIGKILL after the grace period).
         Returns False when the job is not running here."""
+
+    def signal(self, job_id: int, sig: int) -> bool:
+        """Send ``sig`` to the job's processes without stopping it (e.g. a checkpoint
+        signal). Returns False when the job is not running here."""
+        return False
 
     @abstractmethod
     def adopt(self, job_id: int) -> Running | ExitStatus | None:

@@ -52,10 +52,12 @@ class Launcher:
         return self._sock.fileno()
 
     def request(self, job_id: int, jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
-                cores: tuple[int, ...] | None, grace: float) -> None:
+                cores: tuple[int, ...] | None, grace: float, stop_signal: int = signal.SIGTERM,
+                cgroup: dict | None = None) -> None:
         """Ask for a supervisor for one job; the answer comes through :meth:`replies`."""
         message = json.dumps({"job": job_id, "jobdir": jobdir, "argv": argv, "env": env, "workdir": workdir,
-                              "cores": list(cores) if cores else None, "grace": grace})
+                              "cores": list(cores) if cores else None, "grace": grace,
+                              "stop_signal": int(stop_signal), "cgroup": cgroup})
         try:
             self._sock.send(message.encode())
         except OSError as exc:
@@ -119,6 +121,7 @@ def _fork_supervisor(req: dict) -> dict:  # pragma: no cover - runs in the launc
     cores = tuple(req["cores"]) if req["cores"] else None
     pid = os.fork()
     if pid == 0:
-        sup.supervise(jobdir, req["argv"], req["env"], req["workdir"], cores, float(req["grace"]), lock_fd)
+        sup.supervise(jobdir, req["argv"], req["env"], req["workdir"], cores, float(req["grace"]), lock_fd,
+                      int(req.get("stop_signal") or signal.SIGTERM), req.get("cgroup"))
     os.close(lock_fd)
     return {"job": job, "pid": pid}

@@ -47,7 +47,7 @@ class LocalExecutor(Executor):
         #: Forks supervisors from a small process (cheaper); None: fork them here.
         self._launcher = launcher
         #: Jobs asked of the launcher and not yet answered -> a stop requested meanwhile.
-        self._starting: dict[int, StopReason | None] = {}
+        self._starting: dict[int, tuple[StopReason, str] | None] = {}
         if launcher is not None:
             loop.add_reader(launcher.fileno(), self._on_launcher)
 
@@ -64,7 +64,7 @@ class LocalExecutor(Executor):
         if self._launcher is not None:
             try:
                 self._launcher.request(request.job_id, d, list(request.argv), request.env, request.workdir,
-                                       request.cores, request.kill_grace)
+                                       request.cores, request.kill_grace, request.stop_signal, request.cgroup)
                 self._starting[request.job_id] = None
                 return Running(request.job_id, 0)
             except CorralError:
@@ -78,10 +78,11 @@ class LocalExecutor(Executor):
             raise CorralError(f"job {request.job_id} already has a live supervisor") from None
         argv, env = list(request.argv), request.env
         jobdir, workdir, cores, grace = d, request.workdir, request.cores, request.kill_grace
+        stop_signal, cgroup = request.stop_signal, request.cgroup
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, sup.HELD_SIGNALS)
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the forked supervisor
-            sup.supervise(jobdir, argv, env, workdir, cores, grace, lock_fd)
+            sup.supervise(jobdir, argv, env, workdir, cores, grace, lock_fd, stop_signal, cgroup)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         os.close(lock_fd)  # the supervisor's inherited copy keeps the lock held
         self._watch(request.job_id, pid, child=True)
@@ -104,7 +105,7 @@ class LocalExecutor(Executor):
                 continue
             self._watch(job_id, int(reply["pid"]), child=False)
             if stop is not None:
-                self.stop(job_id, stop)
+                self.stop(job_id, *stop)
 
     def _launcher_gone(self) -> None:
         """The launcher died: fork supervisors here from now on; jobs it was starting
@@ -121,14 +122,16 @@ class LocalExecutor(Executor):
             self._retry_adopt(job_id)
 
     # stop ------------------------------------------------------------------------
-    def stop(self, job_id: int, why: StopReason) -> bool:
+    def stop(self, job_id: int, why: StopReason, message: str = "") -> bool:
         if job_id in self._starting:
-            self._starting[job_id] = why      # delivered as soon as the supervisor exists
+            self._starting[job_id] = (why, message)   # delivered as soon as the supervisor exists
             return True
         watch = self._watches.get(job_id)
         if watch is None:
             return False
-        sup.write_atomic(str(self.jobdir(job_id) / sup.STOP), why.value.encode())
+        # The reason goes to disk before the signal, so a daemon that dies right after
+        # still knows, when it adopts the end, that corral stopped the job and why.
+        sup.write_atomic(str(self.jobdir(job_id) / sup.STOP), f"{why.value}\n{message}".encode())
         try:
             if watch.pidfd is not None:
                 signal.pidfd_send_signal(watch.pidfd, signal.SIGTERM)
@@ -155,10 +158,10 @@ class LocalExecutor(Executor):
             pid = self._read_pid(d / sup.PIDS)
             if pid is not None:
                 self._watch(job_id, pid, child=False)
-                why = self._stop_reason(job_id)
-                if why is not None:
+                stop = self._stop_request(job_id)
+                if stop is not None:
                     # A stop was requested before the restart: make sure it was delivered.
-                    self.stop(job_id, why)
+                    self.stop(job_id, *stop)
                 return Running(job_id, pid, sup.proc_start_time(pid))
             # Locked but no pid yet: the supervisor is a few microseconds old. Watch by
             # polling the lock until the pid file appears.
@@ -191,21 +194,55 @@ class LocalExecutor(Executor):
             return self._lost(job_id)
         # The job was stopped by corral only if its supervisor received the stop signal;
         # a job that ended on its own just before is classified by its own exit.
-        stopped = self._stop_reason(job_id) if "stop_signal" in data else None
+        stop = self._stop_request(job_id) if "stop_signal" in data else None
         return ExitStatus(
             ended_at=float(data.get("ended_at", 0.0)),
             exit_code=data.get("exit_code"),
             signal=data.get("signal"),
             launch_error=data.get("launch_error"),
-            stopped_for=stopped,
+            stopped_for=stop[0] if stop else None,
+            stop_message=stop[1] if stop else "",
+            oom_kills=int(data.get("oom_kills") or 0),
+            memory_peak=data.get("memory_peak"),
+            memory_limit=data.get("memory_limit"),
+            cpu_seconds=data.get("cpu_seconds"),
         )
 
-    def _stop_reason(self, job_id: int) -> StopReason | None:
+    def _stop_request(self, job_id: int) -> tuple[StopReason, str] | None:
+        """What the ``stop`` file asks: the reason and the message (second line on)."""
         try:
             with open(os.path.join(self._root, str(job_id), sup.STOP)) as f:
-                return StopReason(f.read().strip())
+                why, _, message = f.read().partition("\n")
+            return StopReason(why.strip()), message.strip()
         except (FileNotFoundError, ValueError):
             return None
+
+    def remove_jobdir(self, job_id: int) -> None:
+        """Delete a finished job's directory (logs, status) for retention."""
+        import shutil
+
+        if job_id in self._watches or job_id in self._starting:
+            return
+        shutil.rmtree(self.jobdir(job_id), ignore_errors=True)
+
+    # signals -------------------------------------------------------------------------
+    def signal(self, job_id: int, sig: int) -> bool:
+        """Send ``sig`` to the job's process group (it keeps running)."""
+        if job_id not in self._watches:
+            return False
+        try:
+            with open(os.path.join(self._root, str(job_id), sup.PIDS)) as f:
+                _, pid_s, start_s = f.read().split()
+            pid = int(pid_s)
+        except (OSError, ValueError):
+            return False
+        if start_s != "None" and str(sup.proc_start_time(pid)) != start_s:
+            return False                     # that pid is another process now
+        try:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
 
     def _lost(self, job_id: int) -> ExitStatus:
         import time

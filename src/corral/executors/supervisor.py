@@ -17,6 +17,17 @@ Slurm's slurmstepd, each job gets a small supervisor that:
 4. writes ``status.json`` atomically (write + rename) with the exit code or signal and
    the end time, then exits.
 
+With a cgroup (``cgroup`` argument: what :mod:`corral.enforce.cgroups` needs), the
+supervisor creates the job's cgroup with its limits before starting it, starts the job
+*inside* it (fork, join the cgroup, exec: the job never runs a moment outside it), and
+after the job ends reads the cgroup's OOM-kill count, peak memory and CPU time into the
+status, kills whatever is left in the cgroup and removes it. A cgroup that cannot be
+created fails the launch: a job never runs with its limits silently dropped.
+
+A stop (SIGTERM from the daemon) sends the job's own stop signal (``stop_signal``,
+SIGTERM unless the job asked for e.g. SIGUSR1 to checkpoint) to its process group, then
+SIGKILL after the grace period.
+
 The supervisor is made with ``os.fork()`` and never returns to the daemon's code: it
 uses only plain system calls, so it is safe even though the parent has other state.
 Forking (instead of starting a new interpreter) keeps the launch cost around a
@@ -91,9 +102,11 @@ def _resolve(argv0: str, env: dict[str, str]) -> str | None:
 
 
 def supervise(jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
-              cores: tuple[int, ...] | None, grace: float, keep_fd: int) -> None:
+              cores: tuple[int, ...] | None, grace: float, keep_fd: int,
+              stop_signal: int = signal.SIGTERM, cgroup: dict | None = None) -> None:
     """Body of the forked supervisor. Never returns: ends with ``os._exit``."""
     status: dict = {}
+    group = None
     try:
         os.setsid()
         if os.isatty(2) or os.isatty(1) or os.isatty(0):
@@ -103,22 +116,52 @@ def supervise(jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS + _FORWARDED + (signal.SIGCHLD,))
 
-        pid = _spawn(jobdir, argv, env, workdir, cores, status)
-        if pid is not None:
-            write_atomic(os.path.join(jobdir, PIDS), f"{os.getpid()} {pid} {proc_start_time(pid)}\n".encode())
-            _wait(pid, grace, status)
+        if cgroup is not None:
+            group = _make_cgroup(cgroup, status)
+        if cgroup is None or group is not None:
+            pid = _spawn(jobdir, argv, env, workdir, cores, status, group)
+            if pid is not None:
+                write_atomic(os.path.join(jobdir, PIDS), f"{os.getpid()} {pid} {proc_start_time(pid)}\n".encode())
+                _wait(pid, grace, status, stop_signal)
     except BaseException as exc:  # noqa: BLE001 - the supervisor must always write a status
         status.setdefault("launch_error", f"supervisor error: {exc!r}")
     finally:
         try:
+            if group is not None:
+                _close_cgroup(group, status)
             status["ended_at"] = time.time()
             write_atomic(os.path.join(jobdir, STATUS), json.dumps(status).encode())
         finally:
             os._exit(0)
 
 
+def _make_cgroup(spec: dict, status: dict):
+    from ..enforce.cgroups import CgroupError, CgroupSupport, JobCgroup, Limits
+
+    group = JobCgroup(CgroupSupport.from_dict(spec["support"]), spec["key"])
+    try:
+        group.create(Limits.from_dict(spec["limits"]))
+    except (CgroupError, OSError) as exc:
+        status["launch_error"] = f"cannot create the job's cgroup: {exc}"
+        return None
+    return group
+
+
+def _close_cgroup(group, status: dict) -> None:
+    """Read what the kernel counted for the job, then kill what is left and remove it."""
+    try:
+        stats = group.stats()
+        status["oom_kills"] = stats.oom_kills
+        status["memory_peak"] = stats.memory_peak
+        status["memory_limit"] = stats.memory_limit
+        if stats.cpu_usage_ns is not None:
+            status["cpu_seconds"] = stats.cpu_usage_ns / 1e9
+    finally:
+        group.remove()
+
+
 def _spawn(jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
-           cores: tuple[int, ...] | None, status: dict) -> int | None:
+           cores: tuple[int, ...] | None, status: dict, group=None) -> int | None:
     try:
         os.chdir(workdir)
     except OSError as exc:
@@ -139,6 +182,8 @@ def _spawn(jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
     out = os.open(os.path.join(jobdir, STDOUT), flags, 0o600)
     err = os.open(os.path.join(jobdir, STDERR), flags, 0o600)
     try:
+        if group is not None:
+            return _fork_into(group, path, argv, env, out, err, status)
         return os.posix_spawn(
             path, argv, env,
             file_actions=[
@@ -159,7 +204,53 @@ def _spawn(jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
         os.close(err)
 
 
-def _wait(pid: int, grace: float, status: dict) -> None:
+def _fork_into(group, path: str, argv: list[str], env: dict[str, str], out: int, err: int,
+               status: dict) -> int | None:
+    """Start the job inside ``group``: fork, join the cgroup, exec. A close-on-exec pipe
+    tells the supervisor whether the exec happened (EOF) or why it did not."""
+    rfd, wfd = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the job's process, between fork and exec
+        try:
+            os.close(rfd)
+            group.attach(0)
+            os.setsid()
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.dup2(out, 1)
+            os.dup2(err, 2)
+            for sig in signal.valid_signals():
+                if sig not in (signal.SIGKILL, signal.SIGSTOP):
+                    try:
+                        signal.signal(sig, signal.SIG_DFL)
+                    except (OSError, ValueError):
+                        pass
+            signal.pthread_sigmask(signal.SIG_SETMASK, ())
+            os.execve(path, argv, env)
+        except BaseException as exc:  # noqa: BLE001 - report and leave, never return
+            code = getattr(exc, "errno", None) or 0
+            text = getattr(exc, "strerror", None) or repr(exc)
+            try:
+                os.write(wfd, f"{code} {text}".encode())
+            finally:
+                os._exit(127)
+    os.close(wfd)
+    try:
+        chunks = []
+        while chunk := os.read(rfd, 4096):
+            chunks.append(chunk)
+    finally:
+        os.close(rfd)
+    if not chunks:
+        return pid
+    os.waitpid(pid, 0)
+    code, _, text = b"".join(chunks).decode(errors="replace").partition(" ")
+    status["launch_error"] = f"cannot execute {argv[0]} in its cgroup: {text}"
+    status["exit_code"] = 126 if code in (str(errno.EACCES), str(errno.ENOEXEC)) else 127
+    return None
+
+
+def _wait(pid: int, grace: float, status: dict, stop_signal: int = signal.SIGTERM) -> None:
     kill_at: float | None = None
     waitset = _STOP_SIGNALS + _FORWARDED + (signal.SIGCHLD,)
     while True:
@@ -184,7 +275,8 @@ def _wait(pid: int, grace: float, status: dict) -> None:
         sig = info.si_signo
         if sig in _STOP_SIGNALS:
             status["stop_signal"] = signal.Signals(sig).name
-            _killpg(pid, signal.SIGTERM)
+            status["sent"] = signal.Signals(stop_signal).name
+            _killpg(pid, stop_signal)
             if kill_at is None:
                 kill_at = time.monotonic() + grace
         elif sig in _FORWARDED:

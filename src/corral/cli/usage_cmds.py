@@ -1,0 +1,115 @@
+"""Monitoring commands: top (live view), usage (accounting), prune (retention)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from ..client import Client
+from . import format as fmt
+
+
+def _json(data) -> None:
+    import json
+
+    print(json.dumps(data, indent=2, sort_keys=True))
+
+
+# top -------------------------------------------------------------------------------------
+def frame(data: dict, now: float | None = None) -> str:
+    """One screen of ``corral top``."""
+    now = now or data.get("now") or time.time()
+    jobs = data.get("jobs", [])
+    enforcement = (data.get("enforcement") or {}).get("description", "")
+    head = (f"corral top - {time.strftime('%H:%M:%S', time.localtime(now))}  "
+            f"{len(jobs)} running, {data.get('pending', 0)} pending  "
+            f"(every {data.get('sample_interval') or '-'}s; limits {enforcement or '-'})")
+    rows = []
+    for j in jobs:
+        live = j.get("live") or {}
+        mem_limit = j.get("limits", {}).get("memory")
+        mem = fmt.size(live.get("memory")) + (f"/{mem_limit}" if mem_limit else "")
+        cpu_limit = j.get("limits", {}).get("cpu")
+        cpu = ("-" if live.get("cpu") is None else f"{live['cpu']:.2f}") + (f"/{cpu_limit}" if cpu_limit else "")
+        gpu_mem = fmt.size(live.get("gpu_memory")) if live.get("gpu_memory") is not None else "-"
+        power = f"{live['gpu_power']:.0f}W" if live.get("gpu_power") is not None else "-"
+        idle = fmt.duration(live.get("idle_for")) if live.get("idle_for") else "-"
+        rows.append([str(j["id"]), j.get("name") or "-", j.get("user") or "-",
+                     fmt.duration(now - j["started_at"]) if j.get("started_at") else "-",
+                     cpu, mem, fmt.size(live.get("memory_peak")), fmt.ids(j.get("gpus", [])),
+                     fmt.pct(live.get("gpu_util")), gpu_mem, power, idle])
+    out = [head, "", fmt.table(["ID", "NAME", "USER", "TIME", "CPU", "MEM", "PEAK", "GPUS", "GPU%", "GPUMEM",
+                                "POWER", "IDLE"], rows) if rows else "no running jobs"]
+    gpus = data.get("gpus", [])
+    if gpus:
+        grows = []
+        for g in gpus:
+            s = g.get("sample") or {}
+            used = s.get("memory_used")
+            grows.append([str(g["index"]), g["model"] + (" (simulated)" if g.get("simulated") else ""),
+                          fmt.pct(s.get("utilization")),
+                          (fmt.size(used) if used is not None else "-") + "/" + fmt.size(g.get("memory")),
+                          f"{s['power']:.0f}W" if s.get("power") is not None else "-",
+                          f"job {g['job']}" if g.get("job") else "free"])
+        out += ["", fmt.table(["GPU", "MODEL", "UTIL", "MEMORY", "POWER", "HELD BY"], grows)]
+    return "\n".join(out)
+
+
+def cmd_top(args) -> int:
+    client = Client(args.home)
+    if args.json:
+        _json(client.top())
+        return 0
+    interval = args.interval if args.interval and args.interval > 0 else 2.0
+    if args.once or not sys.stdout.isatty():
+        print(frame(client.top()))
+        return 0
+    try:
+        while True:
+            text = frame(client.top())
+            sys.stdout.write("\x1b[H\x1b[2J" + text + "\n\n(q or Ctrl-C to quit)\n")
+            sys.stdout.flush()
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return 0
+
+
+# usage -----------------------------------------------------------------------------------
+def cmd_usage(args) -> int:
+    data = Client(args.home).usage(args.since or "7d", args.by or "user")
+    if args.json:
+        _json(data)
+        return 0
+    by = data["by"]
+    currency = data.get("currency") or ""
+    headers = ["USER" if by == "user" else "JOB"] + (["NAME", "USER"] if by == "job" else []) + [
+        "JOBS", "HOURS", "CPU-H", "CPU-EFF", "MEM-GiB-H", "GPU-H", "WASTED-GPU-H", "ENERGY-kWh"]
+    with_cost = any(line.get("cost") is not None for line in data["lines"])
+    if with_cost:
+        headers.append(f"COST{(' ' + currency) if currency else ''}")
+    rows = []
+    for line in data["lines"] + [data["total"]]:
+        eff = line.get("cpu_efficiency")
+        row = [line["key"]] + ([line.get("name") or "-", line.get("user") or "-"] if by == "job" else []) + [
+            str(line["jobs"]), f"{line['hours']:.2f}", f"{line['cpu_hours']:.2f}",
+            "-" if eff is None else f"{eff * 100:.0f}%", f"{line['memory_gib_hours']:.2f}",
+            f"{line['gpu_hours']:.2f}", f"{line['wasted_gpu_hours']:.2f}", f"{line['energy_kwh']:.3f}"]
+        if with_cost:
+            row.append("-" if line.get("cost") is None else f"{line['cost']:.2f}")
+        rows.append(row)
+    since = time.strftime("%Y-%m-%d %H:%M", time.localtime(data["since"]))
+    print(f"usage since {since} ({fmt.duration(data['window'])}), by {by}")
+    print(fmt.table(headers, rows))
+    return 0
+
+
+# prune -----------------------------------------------------------------------------------
+def cmd_prune(args) -> int:
+    data = Client(args.home).prune(args.older_than)
+    if args.json:
+        _json(data)
+        return 0
+    deleted = data["deleted"]
+    print(f"deleted {len(deleted)} finished job{'s' if len(deleted) != 1 else ''} older than "
+          f"{fmt.duration(data['older_than'])}" + (f": {fmt.ids(deleted)}" if deleted else ""))
+    return 0
