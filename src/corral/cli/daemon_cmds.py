@@ -79,6 +79,10 @@ def cmd_nodes(args) -> int:
     for n in nodes:
         sim = " (simulated GPUs)" if n["simulated_gpus"] else ""
         print(f"Node {n['name']}{sim}  policy {n['policy']}  GPUs from {n['gpu_source']}")
+        enforcement = n.get("enforcement") or {}
+        print(f"Limits: {enforcement.get('description') or 'not enforced'}")
+        if n.get("idle_gpu"):
+            print(f"Idle GPUs: {n['idle_gpu']}")
         rows = [[name, v["capacity"], v["reserved"], v["allocatable"], v["allocated"], v["free"]]
                 for name, v in n["resources"].items()]
         print(fmt.table(["RESOURCE", "CAPACITY", "RESERVED", "ALLOCATABLE", "ALLOCATED", "FREE"], rows))

@@ -276,18 +276,19 @@ class Monitor:
         if powers:
             live.gpu_power = sum(powers)
         live.gpu_memory = self._gpu_memory(watch, tree, samples)
-        idle = False
+        # A sample's utilization covers the period since the previous one: that period
+        # counts as wasted when every GPU of the job stayed under the threshold.
+        known = bool(utils) and len(utils) == len(watch.gpus)
+        threshold = watch.tracker.policy.threshold if watch.tracker is not None else self.idle_policy.threshold
+        idle = known and live.gpu_util_max is not None and live.gpu_util_max < threshold
         if watch.tracker is not None and watch.gpus:
-            verdict = watch.tracker.observe(now, live.gpu_util_max if utils and len(utils) == len(watch.gpus) else None)
+            verdict = watch.tracker.observe(now, live.gpu_util_max if known else None)
             live.idle_for = verdict.idle_for
-            idle = verdict.idle_for > 0
             if verdict.resumed:
                 self.manager.note(watch.job_id, Reason.LAUNCHED,
                                   f"GPUs {_ids(watch.gpus)} in use again (utilization {live.gpu_util_max:.0f}%)")
             for action in verdict.actions:
                 self._idle_action(watch, action, live)
-        elif live.gpu_util_max is not None:
-            idle = live.gpu_util_max < self.idle_policy.threshold
         # Usage bucket.
         bucket = watch.bucket
         bucket.cpu_seconds += used
@@ -300,7 +301,7 @@ class Monitor:
             bucket.util_dt += dt
         if live.gpu_power is not None:
             bucket.energy_j += live.gpu_power * dt
-        self._hold(watch, bucket, now, idle=idle and live.gpu_util is not None)
+        self._hold(watch, bucket, now, idle=idle)
         watch.last = now
         self.live[watch.job_id] = live
         # Watchdog: without a cgroup nothing else holds the memory limit.
