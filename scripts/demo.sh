@@ -44,6 +44,11 @@ echo "A job that can never fit is refused at submit, nothing stored:"
 say corral submit --name too-big --gpus $((total * 2)) -- true || true
 
 echo
+echo "Live usage of the running jobs (CPU, memory, GPUs; refreshes without --once):"
+sleep 2.5
+say corral top --once
+
+echo
 echo "Watch them queue (with the reason and position), run on their own GPUs, finish:"
 while :; do
   say corral ps
@@ -56,6 +61,18 @@ say corral ps --all
 say corral wait "${ids[@]}"
 say corral show "${ids[5]}"
 say corral logs "${ids[5]}"
+
+echo
+echo "Limits hold: a job that keeps allocating past its 64Mi memory limit is stopped"
+echo "(by the kernel in its own cgroup where corral may create cgroups, else by the watchdog):"
+hog='python -c "import time
+x = []
+while True:
+    x.append(bytearray(8 << 20)); time.sleep(0.02)"'
+say corral submit --name leak --cpus 250m --mem 64Mi -- "$hog"
+hog_id=$(corral ps --all --json | python -c 'import json,sys; print(max(j["id"] for j in json.load(sys.stdin)["jobs"]))')
+say corral wait "$hog_id" || true
+say corral usage --since 1h --by job
 say corral down
 echo
 echo "State (SQLite store, job logs) is in $CORRAL_HOME. Next: corral --help, and README.md."

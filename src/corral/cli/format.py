@@ -129,9 +129,13 @@ def usage_lines(job: dict) -> list[str]:
                        f"{eff['cpu_efficiency'] * 100:.0f}% of the allocation "
                        f"({duration(eff.get('cpu_seconds'))} CPU time)")
         if "gpu_hours" in eff:
-            out.append(f"    GPU:     mean utilization {pct(eff.get('gpu_util'))}, peak GPU memory "
-                       f"{size(eff.get('gpu_memory_peak'))}, {eff['gpu_hours']:.3f} GPU-hours "
-                       f"({eff.get('idle_gpu_hours', 0):.3f} idle), {eff.get('energy_kwh', 0):.4f} kWh")
+            if eff.get("gpu_util") is None and eff.get("gpu_memory_peak") is None:
+                seen = "utilization and memory not reported by the GPUs"
+            else:
+                seen = (f"mean utilization {pct(eff.get('gpu_util'))}, peak GPU memory "
+                        f"{size(eff.get('gpu_memory_peak'))}")
+            out.append(f"    GPU:     {seen}, {eff['gpu_hours']:.3g} GPU-hours "
+                       f"({eff.get('idle_gpu_hours', 0):.3g} idle), {eff.get('energy_kwh', 0):.3g} kWh")
     for hint in eff.get("hints") or []:
         out.append(f"  Hint:      {hint}")
     return out

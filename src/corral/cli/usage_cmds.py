@@ -91,9 +91,9 @@ def cmd_usage(args) -> int:
     for line in data["lines"] + [data["total"]]:
         eff = line.get("cpu_efficiency")
         row = [line["key"]] + ([line.get("name") or "-", line.get("user") or "-"] if by == "job" else []) + [
-            str(line["jobs"]), f"{line['hours']:.2f}", f"{line['cpu_hours']:.2f}",
-            "-" if eff is None else f"{eff * 100:.0f}%", f"{line['memory_gib_hours']:.2f}",
-            f"{line['gpu_hours']:.2f}", f"{line['wasted_gpu_hours']:.2f}", f"{line['energy_kwh']:.3f}"]
+            str(line["jobs"]), _num(line["hours"]), _num(line["cpu_hours"]),
+            "-" if eff is None else f"{eff * 100:.0f}%", _num(line["memory_gib_hours"]),
+            _num(line["gpu_hours"]), _num(line["wasted_gpu_hours"]), _num(line["energy_kwh"], 3)]
         if with_cost:
             row.append("-" if line.get("cost") is None else f"{line['cost']:.2f}")
         rows.append(row)
@@ -101,6 +101,13 @@ def cmd_usage(args) -> int:
     print(f"usage since {since} ({fmt.duration(data['window'])}), by {by}")
     print(fmt.table(headers, rows))
     return 0
+
+
+def _num(value: float, digits: int = 2) -> str:
+    """Fixed decimals, with more for small non-zero amounts (short jobs are not 0.00)."""
+    if value and abs(value) < 10 ** -digits:
+        return f"{value:.2g}"
+    return f"{value:.{digits}f}"
 
 
 # prune -----------------------------------------------------------------------------------
