@@ -168,3 +168,36 @@ def test_time_limit_stops_the_job_and_it_ends_timed_out():
                                                     "time limit reached (signal SIGTERM)")
     assert m.deadlines == {}
     assert m.enforce_time_limits() == []             # job 2 has no limit
+
+
+def test_cgroup_limits_for_a_launch_deny_other_jobs_gpus():
+    from corral.enforce.cgroups import CgroupSupport, Limits
+    from corral.enforce.mode import Enforcement
+
+    support = CgroupSupport(version="v1", parents={"memory": "/sys/fs/cgroup/memory/x", "devices": "/d/x"},
+                            controllers=("devices", "memory"))
+    m = Manager(MemoryStore(), [make_node("n1", cores=4, memory=8 * GiB, gpus=4)], clock=Clock(),
+                enforcement=Enforcement("cgroup", support), pids_limit=512,
+                gpu_minors={0: 0, 1: 1, 2: 4, 3: 5})
+    m.attach(FakeExecutor(), loop=None)
+    m.submit([build_spec(["train"], requests={"cpu": "1", "nvidia.com/gpu": 2},
+                         limits={"cpu": "2", "memory": "1Gi", "nvidia.com/gpu": 2}),
+              build_spec(["prep"], requests={"cpu": "500m"})])
+    ex: FakeExecutor = m.executor  # type: ignore[assignment]
+    first, second = ex.launched[1].cgroup, ex.launched[2].cgroup
+    assert first["key"] == "job-1" and CgroupSupport.from_dict(first["support"]) == support
+    assert Limits.from_dict(first["limits"]) == Limits(memory=GiB, cpu=2000, pids=512,
+                                                        deny_devices=("c 195:4", "c 195:5"))
+    # A job without GPUs may open none of them.
+    assert Limits.from_dict(second["limits"]).deny_devices == ("c 195:0", "c 195:1", "c 195:4", "c 195:5")
+    assert Limits.from_dict(second["limits"]).memory is None
+
+
+def test_no_cgroup_in_watchdog_mode():
+    from corral.enforce.mode import Enforcement
+
+    m = Manager(MemoryStore(), [make_node("n1", cores=4, memory=8 * GiB, gpus=0)], clock=Clock(),
+                enforcement=Enforcement("watchdog", why="test"))
+    m.attach(FakeExecutor(), loop=None)
+    m.submit([build_spec(["train"], requests={"memory": "1Gi"})])
+    assert m.executor.launched[1].cgroup is None  # type: ignore[attr-defined]
