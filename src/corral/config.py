@@ -67,6 +67,8 @@ _FILE_FIELDS = {k: k for k in ("simulate_gpus", "reserve", "defaults", "policy",
                                 "enforcement", "pids_limit", "sample_interval", "series_interval", "idle_gpu",
                                 "retention", "cost")}
 ENFORCEMENT = ("auto", "cgroup", "watchdog")
+#: "0.5", "0.5s", "500ms": fractions of a second (parse_duration gives whole seconds).
+_SECONDS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|ms)?\s*\Z", re.ASCII)
 COST_FIELDS = ("cpu", "memory", "nvidia.com/gpu", "energy", "currency")
 MAX_PIDS = 4_194_304
 _RESERVE_FIELDS = {CPU: CPU, MEMORY: MEMORY}
@@ -248,6 +250,8 @@ def _parse_interval(value: object, path: str) -> float:
     expected = "expected seconds from 0.1 to 3600, e.g. 2, 0.5, 30s, 1m"
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         seconds = float(value)
+    elif isinstance(value, str) and (m := _SECONDS.match(value)):
+        seconds = float(m.group(1)) / (1000.0 if m.group(2) == "ms" else 1.0)
     elif isinstance(value, str):
         try:
             seconds = float(parse_duration(value, path, bare_unit=1, what="interval", examples=expected))

@@ -289,3 +289,9 @@ def test_monitoring_fields_parse():
 def test_monitoring_errors(data, message):
     text = str(fails(parse_config, data, "c.yaml"))
     assert text.startswith(message) and "\n" not in text
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("0.5", 0.5), ("0.5s", 0.5), ("1.5s", 1.5), ("250ms", 0.25),
+                                               ("2m", 120.0), (" 3 s ", 3.0)])
+def test_intervals_keep_fractions_of_a_second(text, seconds):
+    assert parse_config({"sample_interval": text}, "c.yaml").sample_interval == seconds
