@@ -411,3 +411,13 @@ def test_jobs_sort_by_number_when_tied():
     jobs = [Job(id=i, spec=spec, started_at=0.0, ended_at=10.0,
                 allocation=Allocation(node="n", requests=Resources({"cpu": 1000}))) for i in (10, 9)]
     assert [l.key for l in account(jobs, [], since=0.0, now=10.0, by="job")] == ["9", "10"]
+
+
+def test_wasted_gpu_hours_never_exceed_the_gpu_hours_held():
+    spec = JobSpec(command=("x",))
+    job = Job(id=1, spec=spec, user="u", started_at=100.0, ended_at=110.0,
+              allocation=Allocation(node="n", requests=Resources({"nvidia.com/gpu": 2})))
+    # Samples straddle the end: 2 GPUs x 10.2 s measured idle, 2 x 10 s held.
+    rows = [UsageRow(1, 100.0, 110.2, gpu_seconds=20.4, idle_gpu_seconds=20.4)]
+    [line] = account([job], rows, since=0.0, now=200.0)
+    assert line.gpu_hours == 20 / 3600 and line.wasted_gpu_hours == line.gpu_hours

@@ -64,6 +64,7 @@ def account(jobs: Iterable[Job], rows: Iterable[UsageRow], *, since: float, now:
         raise ValueError(f"by must be one of {', '.join(GROUPINGS)}, got {by!r}")
     lines: dict[str, UsageLine] = {}
     job_key: dict[int, str] = {}
+    held_gpu_hours: dict[int, float] = {}
     for job in jobs:
         held = held_seconds(job, since, now)
         if held <= 0 or job.allocation is None:
@@ -82,22 +83,29 @@ def account(jobs: Iterable[Job], rows: Iterable[UsageRow], *, since: float, now:
         line.cpu_hours += req.get(CPU, 0) / 1000.0 * hours
         line.memory_gib_hours += req.get(MEMORY, 0) / _GIB * hours
         line.gpu_hours += req.get(GPU, 0) * hours
+        held_gpu_hours[job.id] = req.get(GPU, 0) * hours
+    # Measured amounts, per job first: a job's wasted GPU-hours are capped at the GPU-hours
+    # it held in the window (samples straddle its start and end by up to one period).
+    measured: dict[int, list[float]] = {}
     for row in rows:
-        key = job_key.get(row.job_id)
-        if key is None:
+        if row.job_id not in job_key:
             continue
         span = row.t1 - row.t0
-        inside = max(0.0, min(row.t1, now) - max(row.t0, since))
         if span <= 0:                     # a point: in the window or not
             share = 1.0 if since <= row.t0 <= now else 0.0
         else:
-            share = inside / span
+            share = max(0.0, min(row.t1, now) - max(row.t0, since)) / span
         if share <= 0:
             continue
-        line = lines[key]
-        line.cpu_used_hours += row.cpu_seconds * share / 3600.0
-        line.energy_kwh += row.energy_j * share / 3.6e6
-        line.wasted_gpu_hours += row.idle_gpu_seconds * share / 3600.0
+        m = measured.setdefault(row.job_id, [0.0, 0.0, 0.0])
+        m[0] += row.cpu_seconds * share / 3600.0
+        m[1] += row.energy_j * share / 3.6e6
+        m[2] += row.idle_gpu_seconds * share / 3600.0
+    for job_id, (cpu_used, kwh, wasted) in measured.items():
+        line = lines[job_key[job_id]]
+        line.cpu_used_hours += cpu_used
+        line.energy_kwh += kwh
+        line.wasted_gpu_hours += min(wasted, held_gpu_hours[job_id])
     if cost:
         for line in lines.values():
             line.cost = price(line, cost)
