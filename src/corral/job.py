@@ -58,6 +58,16 @@ class Reason(str, enum.Enum):
     PRIORITY = "Priority"                          # waiting behind an earlier job (strict order)
     UNSCHEDULABLE = "Unschedulable"                # no node could hold it now (capacity shrank)
     REQUEUED = "Requeued"                          # stopped by corral and put back in the queue
+    HELD = "Held"                                  # held by its owner or an admin
+    DEPENDENCY = "Dependency"                      # waiting for other jobs to end
+    ARRAY_LIMIT = "ArrayLimit"                     # its array already runs its %N tasks
+    RETRY_BACKOFF = "RetryBackoff"                 # failed; runs again after a backoff
+    QUOTA = "QuotaExceeded"                        # its queue's quota (with borrowing) is used up
+    USER_LIMIT = "UserLimit"                       # the user's limit in its queue is reached
+    RESERVED = "Reserved"                          # resources reserved for an earlier job (backfill)
+    FAIR_SHARE = "FairShare"                       # another user's turn (fair share)
+    PREEMPTING = "Preempting"                      # lower-priority jobs are being stopped for it
+    PREEMPTED = "Preempted"                        # stopped for a higher-priority job or a quota reclaim
     # Running
     LAUNCHED = "Launched"
     ADOPTED = "Adopted"                            # re-adopted by a restarted daemon
@@ -73,6 +83,8 @@ class Reason(str, enum.Enum):
     OOM_KILLED = "OOMKilled"                       # killed by the kernel at its cgroup memory limit
     MEMORY_LIMIT_EXCEEDED = "MemoryLimitExceeded"  # killed by corral's watchdog over its memory limit
     IDLE_GPU_RECLAIMED = "IdleGpuReclaimed"        # cancelled because its GPUs stayed idle
+    DEPENDENCY_FAILED = "DependencyFailed"         # a job it depends on ended the wrong way
+    PREEMPTED_NOT_REQUEUED = "PreemptedNotRequeued"  # preempted, and it asked not to be requeued
 
     def __str__(self) -> str:
         return self.value
@@ -85,6 +97,16 @@ REASON_STATES: dict[Reason, JobState] = {
     Reason.PRIORITY: JobState.PENDING,
     Reason.UNSCHEDULABLE: JobState.PENDING,
     Reason.REQUEUED: JobState.PENDING,
+    Reason.HELD: JobState.PENDING,
+    Reason.DEPENDENCY: JobState.PENDING,
+    Reason.ARRAY_LIMIT: JobState.PENDING,
+    Reason.RETRY_BACKOFF: JobState.PENDING,
+    Reason.QUOTA: JobState.PENDING,
+    Reason.USER_LIMIT: JobState.PENDING,
+    Reason.RESERVED: JobState.PENDING,
+    Reason.FAIR_SHARE: JobState.PENDING,
+    Reason.PREEMPTING: JobState.PENDING,
+    Reason.PREEMPTED: JobState.PENDING,
     Reason.LAUNCHED: JobState.RUNNING,
     Reason.ADOPTED: JobState.RUNNING,
     Reason.GPU_IDLE: JobState.RUNNING,
@@ -98,6 +120,8 @@ REASON_STATES: dict[Reason, JobState] = {
     Reason.OOM_KILLED: JobState.FAILED,
     Reason.MEMORY_LIMIT_EXCEEDED: JobState.FAILED,
     Reason.IDLE_GPU_RECLAIMED: JobState.CANCELLED,
+    Reason.DEPENDENCY_FAILED: JobState.CANCELLED,
+    Reason.PREEMPTED_NOT_REQUEUED: JobState.CANCELLED,
 }
 
 
@@ -150,6 +174,16 @@ class Job:
     user: str = ""
     #: How many times it was started (a requeued job starts again).
     attempts: int = 0
+    #: The submitter's uid and gid (from the socket's peer credentials); None: unknown.
+    uid: int | None = None
+    gid: int | None = None
+    #: Array jobs: the id of the array's first task, and this task's index.
+    array_id: int | None = None
+    array_index: int | None = None
+    #: Held: not considered by the scheduler until released.
+    held: bool = False
+    #: Not started before this time (retry backoff).
+    not_before: float | None = None
 
     @property
     def terminal(self) -> bool:

@@ -40,6 +40,22 @@ class JobSpec:
     kill_grace: int | None = None          # seconds; None: the daemon's kill_grace
     #: Idle-GPU reclaim fields overriding the daemon's (canonical, see corral.monitor.idle).
     idle_gpu: dict[str, Any] = field(default_factory=dict)
+    #: The queue it is charged to (checked against the daemon's queues at submit).
+    queue: str = "default"
+    #: Array task indices (``--array 0-99%8``): one job per index; empty: not an array.
+    array: tuple[int, ...] = ()
+    #: At most this many tasks of the array run at once (the ``%8``); None: no limit.
+    array_limit: int | None = None
+    #: ``(type, job id)`` with type afterok, afterany or afternotok.
+    dependencies: tuple[tuple[str, int], ...] = ()
+    #: Run again after a failure (not after cancel or time limit), with backoff.
+    retries: int = 0
+    #: Submitted held: it waits until released.
+    hold: bool = False
+    #: May be preempted by a higher-priority job or a queue reclaiming its quota;
+    #: ``requeue``: a preempted job is queued again (else it ends Cancelled/Preempted).
+    preemptible: bool = True
+    requeue: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """Canonical JSON form (integers in canonical units), as the store keeps it."""
@@ -56,6 +72,14 @@ class JobSpec:
             "stop_signal": self.stop_signal,
             "kill_grace": self.kill_grace,
             "idle_gpu": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.idle_gpu.items()},
+            "queue": self.queue,
+            "array": list(self.array),
+            "array_limit": self.array_limit,
+            "dependencies": [list(d) for d in self.dependencies],
+            "retries": self.retries,
+            "hold": self.hold,
+            "preemptible": self.preemptible,
+            "requeue": self.requeue,
         }
 
     @classmethod
@@ -74,6 +98,14 @@ class JobSpec:
             stop_signal=data.get("stop_signal"),
             kill_grace=data.get("kill_grace"),
             idle_gpu=dict(data.get("idle_gpu") or {}),
+            queue=data.get("queue") or "default",
+            array=tuple(data.get("array") or ()),
+            array_limit=data.get("array_limit"),
+            dependencies=tuple((str(t), int(j)) for t, j in data.get("dependencies") or ()),
+            retries=int(data.get("retries") or 0),
+            hold=bool(data.get("hold", False)),
+            preemptible=bool(data.get("preemptible", True)),
+            requeue=bool(data.get("requeue", True)),
         )
 
 
@@ -392,10 +424,113 @@ def _parse_idle_gpu(value: object, path: str) -> dict[str, Any]:
     return parse_idle(value, path)
 
 
+MAX_ARRAY = 10_000
+MAX_RETRIES = 100
+DEPENDENCY_TYPES = ("afterok", "afterany", "afternotok")
+_QUEUE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?\Z", re.ASCII)
+_ARRAY_EXPECTED = (f"expected indices like 0-99, 1,3,5-7 or 0-98:2, optionally %N to run at most N at once "
+                   f"(e.g. 0-99%8); at most {MAX_ARRAY} tasks, indices 0 to {MAX_ARRAY * 100}")
+_DEP_EXPECTED = ("expected job ids, each optionally typed afterok: (default), afterany: or afternotok:, "
+                 "e.g. 12 or afterany:12,13")
+
+
+def _parse_queue(value: object, path: str) -> str:
+    if value is None:
+        return "default"
+    if not isinstance(value, str) or not _QUEUE_NAME.match(value):
+        raise _fail(path, value, "expected a queue name: lower-case letters, digits, -, _ and ., "
+                                 "at most 63, e.g. research")
+    return value
+
+
+def parse_array(value: object, path: str = "array") -> tuple[tuple[int, ...], int | None]:
+    """``"0-99%8"`` -> ``((0, 1, ..., 99), 8)``; Slurm's ``--array`` syntax."""
+    if value is None:
+        return (), None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(path, value, _ARRAY_EXPECTED)
+    text, _, limit_text = value.replace(" ", "").partition("%")
+    limit = None
+    if limit_text:
+        if not limit_text.isascii() or not limit_text.isdigit() or int(limit_text) < 1:
+            raise _fail(path, value, _ARRAY_EXPECTED)
+        limit = int(limit_text)
+    indices: set[int] = set()
+    for part in text.split(","):
+        rng, _, step_text = part.partition(":")
+        lo, dash, hi = rng.partition("-")
+        try:
+            start = int(lo) if lo.isascii() and lo.isdigit() else None
+            end = (int(hi) if hi.isascii() and hi.isdigit() else None) if dash else start
+            step = (int(step_text) if step_text.isascii() and step_text.isdigit() else None) if step_text else 1
+        except ValueError:
+            start = None
+        if start is None or end is None or step is None or step < 1 or end < start or end > MAX_ARRAY * 100:
+            raise _fail(path, value, _ARRAY_EXPECTED)
+        if (end - start) // step + 1 + len(indices) > MAX_ARRAY:
+            raise _fail(path, value, _ARRAY_EXPECTED)
+        indices.update(range(start, end + 1, step))
+    return tuple(sorted(indices)), limit
+
+
+def parse_dependencies(value: object, path: str = "after") -> tuple[tuple[str, int], ...]:
+    """``"12"``, ``"afterany:12,13"``, ``[12, {"type": "afternotok", "job": 4}]`` -> ((type, id), ...)."""
+    if value is None:
+        return ()
+    items: list[object]
+    if isinstance(value, str):
+        items = []
+        kind = "afterok"
+        for part in value.replace(" ", "").split(","):
+            if ":" in part:
+                kind, _, part = part.partition(":")
+            items.append({"type": kind, "job": part})
+    elif isinstance(value, int) and not isinstance(value, bool):
+        items = [value]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise _fail(path, value, _DEP_EXPECTED)
+    out: list[tuple[str, int]] = []
+    for item in items:
+        kind, job = ("afterok", item) if not isinstance(item, Mapping) else (item.get("type", "afterok"), item.get("job"))
+        if kind not in DEPENDENCY_TYPES:
+            raise _fail(path, value, _DEP_EXPECTED)
+        if isinstance(job, str) and job.isascii() and job.isdigit():
+            job = int(job)
+        if isinstance(job, bool) or not isinstance(job, int) or job < 1:
+            raise _fail(path, value, _DEP_EXPECTED)
+        if (kind, job) not in out:
+            out.append((kind, job))
+    return tuple(out)
+
+
+def _parse_retries(value: object, path: str) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_RETRIES:
+        raise _fail(path, value, f"expected a whole number from 0 to {MAX_RETRIES}")
+    return value
+
+
+def _parse_bool(value: object, path: str, default: bool) -> bool:
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise _fail(path, value, "expected true or false")
+    return value
+
+
 def _build(command: object, *, requests: object, limits: object, name: object, env: object,
            workdir: object, labels: object, priority: object, time_limit: object,
            paths: Mapping[str, str], env_list_form: bool, stop_signal: object = None,
-           kill_grace: object = None, idle_gpu: object = None) -> JobSpec:
+           kill_grace: object = None, idle_gpu: object = None, queue: object = None, array: object = None,
+           dependencies: object = None, retries: object = None, hold: object = None,
+           preemptible: object = None, requeue: object = None) -> JobSpec:
     argv = _parse_command(command, paths["command"])
     name_ = _parse_name(name, paths["name"])
     labels_ = _parse_labels(labels, paths["labels"])
@@ -406,17 +541,27 @@ def _build(command: object, *, requests: object, limits: object, name: object, e
     req = _parse_resources(requests, paths["requests"])
     lim = _parse_resources(limits, paths["limits"])
     req, lim = resolve_resources(req, lim, field_prefix=paths["resources"])
+    array_ = parse_array(array, paths.get("array", "array"))
     return JobSpec(command=argv, name=name_, env=env_, workdir=workdir_, labels=labels_,
                    priority=priority_, time_limit=time_limit_, requests=req, limits=lim,
                    stop_signal=_parse_stop_signal(stop_signal, paths["stop_signal"]),
                    kill_grace=_parse_kill_grace(kill_grace, paths["kill_grace"]),
-                   idle_gpu=_parse_idle_gpu(idle_gpu, paths["idle_gpu"]))
+                   idle_gpu=_parse_idle_gpu(idle_gpu, paths["idle_gpu"]),
+                   queue=_parse_queue(queue, paths.get("queue", "queue")),
+                   array=array_[0], array_limit=array_[1],
+                   dependencies=parse_dependencies(dependencies, paths.get("dependencies", "after")),
+                   retries=_parse_retries(retries, paths.get("retries", "retries")),
+                   hold=_parse_bool(hold, paths.get("hold", "hold"), False),
+                   preemptible=_parse_bool(preemptible, paths.get("preemptible", "preemptible"), True),
+                   requeue=_parse_bool(requeue, paths.get("requeue", "requeue"), True))
 
 
 _CLI_PATHS = {"command": "command", "requests": "", "limits": "limits", "resources": "",
               "name": "name", "env": "env", "workdir": "workdir", "labels": "labels",
               "priority": "priority", "time_limit": "time_limit", "stop_signal": "signal",
-              "kill_grace": "grace", "idle_gpu": "idle_gpu"}
+              "kill_grace": "grace", "idle_gpu": "idle_gpu", "queue": "queue", "array": "array",
+              "dependencies": "after", "retries": "retries", "hold": "hold", "preemptible": "preemptible",
+              "requeue": "requeue"}
 
 
 def build_spec(command: str | list[str] | tuple[str, ...], *,
@@ -430,7 +575,14 @@ def build_spec(command: str | list[str] | tuple[str, ...], *,
                time_limit: object = None,
                stop_signal: object = None,
                kill_grace: object = None,
-               idle_gpu: Mapping[str, object] | None = None) -> JobSpec:
+               idle_gpu: Mapping[str, object] | None = None,
+               queue: object = None,
+               array: object = None,
+               dependencies: object = None,
+               retries: object = None,
+               hold: object = None,
+               preemptible: object = None,
+               requeue: object = None) -> JobSpec:
     """Build a validated :class:`JobSpec` from CLI/SDK-style values.
 
     ``command`` is an argv list, or one string run as ``/bin/sh -c STRING``.
@@ -449,7 +601,8 @@ def build_spec(command: str | list[str] | tuple[str, ...], *,
     return _build(command, requests=requests, limits=limits, name=name, env=env, workdir=workdir,
                   labels=labels, priority=priority, time_limit=time_limit,
                   paths=_CLI_PATHS, env_list_form=False, stop_signal=stop_signal, kill_grace=kill_grace,
-                  idle_gpu=idle_gpu)
+                  idle_gpu=idle_gpu, queue=queue, array=array, dependencies=dependencies, retries=retries,
+                  hold=hold, preemptible=preemptible, requeue=requeue)
 
 
 # -- the YAML document form -------------------------------------------------------------
@@ -461,7 +614,8 @@ _META_FIELDS = {"name": "name", "labels": "labels"}
 _SPEC_FIELDS = {"command": "command", "env": "env", "workingDir": "workingDir", "workdir": "workingDir",
                 "priority": "priority", "timeLimit": "timeLimit", "time_limit": "timeLimit",
                 "resources": "resources", "stopSignal": "stopSignal", "gracePeriod": "gracePeriod",
-                "idleGpu": "idleGpu"}
+                "idleGpu": "idleGpu", "queue": "queue", "array": "array", "dependencies": "dependencies",
+                "retries": "retries", "hold": "hold", "preemptible": "preemptible", "requeue": "requeue"}
 _RESOURCES_FIELDS = {"requests": "requests", "limits": "limits"}
 _ENV_ITEM_FIELDS = {"name": "name", "value": "value"}
 
@@ -551,13 +705,22 @@ def _parse_document(doc: object) -> JobSpec:
         "stop_signal": path("spec", spec, "stopSignal"),
         "kill_grace": path("spec", spec, "gracePeriod"),
         "idle_gpu": path("spec", spec, "idleGpu"),
+        "queue": path("spec", spec, "queue"),
+        "array": path("spec", spec, "array"),
+        "dependencies": path("spec", spec, "dependencies"),
+        "retries": path("spec", spec, "retries"),
+        "hold": path("spec", spec, "hold"),
+        "preemptible": path("spec", spec, "preemptible"),
+        "requeue": path("spec", spec, "requeue"),
     }
     return _build(get(spec, "command"), requests=get(res, "requests"), limits=get(res, "limits"),
                   name=get(meta, "name"), env=get(spec, "env"), workdir=get(spec, "workingDir"),
                   labels=get(meta, "labels"), priority=get(spec, "priority"),
                   time_limit=get(spec, "timeLimit"), paths=paths, env_list_form=True,
                   stop_signal=get(spec, "stopSignal"), kill_grace=get(spec, "gracePeriod"),
-                  idle_gpu=get(spec, "idleGpu"))
+                  idle_gpu=get(spec, "idleGpu"), queue=get(spec, "queue"), array=get(spec, "array"),
+                  dependencies=get(spec, "dependencies"), retries=get(spec, "retries"), hold=get(spec, "hold"),
+                  preemptible=get(spec, "preemptible"), requeue=get(spec, "requeue"))
 
 
 def _yaml_loader():  # imported lazily: PyYAML costs start-up time the CLI does not want
@@ -656,6 +819,20 @@ def spec_to_document(spec: JobSpec) -> dict[str, Any]:
         if "actions" in idle:
             idle["actions"] = list(idle["actions"])
         body["idleGpu"] = idle
+    if spec.queue != "default":
+        body["queue"] = spec.queue
+    if spec.array:
+        body["array"] = format_array(spec.array, spec.array_limit)
+    if spec.dependencies:
+        body["dependencies"] = [{"type": t, "job": j} for t, j in spec.dependencies]
+    if spec.retries:
+        body["retries"] = spec.retries
+    if spec.hold:
+        body["hold"] = True
+    if not spec.preemptible:
+        body["preemptible"] = False
+    if not spec.requeue:
+        body["requeue"] = False
     resources: dict[str, Any] = {}
     if spec.requests:
         resources["requests"] = _exact_formatted(spec.requests)
@@ -678,3 +855,16 @@ def with_defaults(spec: JobSpec, default_requests: Resources) -> JobSpec:
     if not missing:
         return spec
     return replace(spec, requests=spec.requests.add(missing), limits=spec.limits.add(missing))
+
+
+def format_array(indices: tuple[int, ...], limit: int | None = None) -> str:
+    """``(0, 1, 2, 5)``, 8 -> ``"0-2,5%8"`` (parses back to the same)."""
+    parts: list[str] = []
+    i = 0
+    while i < len(indices):
+        j = i
+        while j + 1 < len(indices) and indices[j + 1] == indices[j] + 1:
+            j += 1
+        parts.append(str(indices[i]) if i == j else f"{indices[i]}-{indices[j]}")
+        i = j + 1
+    return ",".join(parts) + (f"%{limit}" if limit else "")

@@ -324,6 +324,51 @@ class TestStoreContract:
         with pytest.raises(NotFound):
             store.requeue_job(9, Reason.REQUEUED, "", T0)
 
+    def test_owner_arrays_and_hold_at_submit(self, store):
+        jobs = []
+        for i in range(5):
+            job = make_job(f"t{i}")
+            job.uid, job.gid, job.user = 1001, 1002, "alice"
+            if i < 3:
+                job.array_id, job.array_index = -1, i * 10          # one array of three tasks
+            elif i == 3:
+                job.array_id, job.array_index = -2, 0               # a second array in the batch
+            job.held = i == 4
+            jobs.append(job)
+        store.add_jobs([make_job("before")], T0)
+        added = store.add_jobs(jobs, T0)
+        assert [(j.id, j.array_id, j.array_index) for j in added] == [
+            (2, 2, 0), (3, 2, 10), (4, 2, 20), (5, 5, 0), (6, None, None)]
+        assert all((j.uid, j.gid, j.user) == (1001, 1002, "alice") for j in added)
+        held = store.get_job(6)
+        assert held.held and held.reason is Reason.HELD and held.message == "held at submit"
+        assert store.events(6)[0].reason is Reason.HELD
+        assert store.get_job(3) == added[1]
+
+    def test_hold_and_release(self, store):
+        store.add_jobs([make_job(), make_job(), make_job()], T0)
+        store.start_jobs([(3, alloc())], T0)
+        assert store.set_held([1, 2], True, "held by alice", T0 + 1) == [1, 2]
+        assert store.set_held([1], True, "again", T0 + 2) == []          # already held: nothing
+        job = store.get_job(1)
+        assert job.held and job.reason is Reason.HELD and job.message == "held by alice"
+        with pytest.raises(InvalidTransition):
+            store.set_held([2, 3], False, "x", T0 + 3)                    # 3 runs: all or nothing
+        assert store.get_job(2).held
+        assert store.set_held([2], False, "released by alice", T0 + 4) == [2]
+        job = store.get_job(2)
+        assert not job.held and job.reason is Reason.QUEUED
+        assert [e.reason for e in store.events(2)] == [Reason.QUEUED, Reason.HELD, Reason.QUEUED]
+        with pytest.raises(NotFound):
+            store.set_held([9], True, "", T0)
+
+    def test_requeue_with_backoff(self, store):
+        store.add_jobs([make_job()], T0)
+        store.start_jobs([(1, alloc())], T0)
+        store.requeue_job(1, Reason.RETRY_BACKOFF, "exit code 1: retry 1 of 3 in 10s", T0 + 5, not_before=T0 + 15)
+        job = store.get_job(1)
+        assert job.not_before == T0 + 15 and job.reason is Reason.RETRY_BACKOFF
+
     # Usage -----------------------------------------------------------------------------
     def test_usage_rows_and_totals(self, store):
         store.add_jobs([make_job("a"), make_job("b")], T0)

@@ -402,7 +402,7 @@ def test_document_shell_string_command():
     ("document", "message"),
     [
         ({"spec": {"comand": ["x"]}},
-         "unknown field spec.comand (accepted: command, env, gracePeriod, idleGpu, priority, resources, stopSignal, timeLimit, workingDir)"),
+         "unknown field spec.comand (accepted: array, command, dependencies, env, gracePeriod, hold, idleGpu, preemptible, priority, queue, requeue, resources, retries, stopSignal, timeLimit, workingDir)"),
         (doc(resources={"request": {}}), "unknown field spec.resources.request (accepted: limits, requests)"),
         ({"metadata": {"namespace": "x"}, "spec": {"command": ["x"]}},
          "unknown field metadata.namespace (accepted: labels, name)"),
@@ -435,7 +435,7 @@ def test_api_version_and_kind():
         (doc(resources=[]), "spec.resources", "invalid value for spec.resources: [] (expected a mapping"),
         (doc(resources={"requests": ["cpu"]}), "spec.resources.requests",
          "invalid value for spec.resources.requests: ['cpu'] (expected a mapping of resource name"),
-        ({"spec": []}, "spec", "invalid value for spec: [] (expected a mapping with fields command"),
+        ({"spec": []}, "spec", "invalid value for spec: [] (expected a mapping with fields array, command"),
         ({"metadata": "x", "spec": {"command": ["x"]}}, "metadata", 'invalid value for metadata: "x"'),
         ({"metadata": {"labels": ["a"]}, "spec": {"command": ["x"]}}, "metadata.labels",
          "invalid value for metadata.labels: ['a']"),
@@ -462,7 +462,7 @@ def test_document_not_a_mapping():
 def test_where_prefixes_messages_and_keeps_attributes():
     err = fails(parse_document, {"spec": {"comand": ["x"]}}, where="jobs[2]")
     assert str(err) == ("jobs[2]: unknown field spec.comand "
-                        "(accepted: command, env, gracePeriod, idleGpu, priority, resources, stopSignal, timeLimit, workingDir)")
+                        "(accepted: array, command, dependencies, env, gracePeriod, hold, idleGpu, preemptible, priority, queue, requeue, resources, retries, stopSignal, timeLimit, workingDir)")
     assert err.field == "spec.comand"
     err = fails(parse_document, doc(resources={"requests": {"memory": "16GG"}}), where="jobs[0]")
     assert isinstance(err, QuantityError)
@@ -472,7 +472,7 @@ def test_where_prefixes_messages_and_keeps_attributes():
 def test_document_missing_spec_and_command():
     assert str(fails(parse_document, {})) == (
         "missing field spec (expected a mapping with at least command; "
-        "accepted: command, env, gracePeriod, idleGpu, priority, resources, stopSignal, timeLimit, workingDir)")
+        "accepted: array, command, dependencies, env, gracePeriod, hold, idleGpu, preemptible, priority, queue, requeue, resources, retries, stopSignal, timeLimit, workingDir)")
     assert str(fails(parse_document, {"spec": {}})).startswith("missing field spec.command (")
     assert str(fails(parse_document, {"spec": None})).startswith("missing field spec (")
 
@@ -540,7 +540,7 @@ def test_error_prefixed_with_source_and_document():
     text = "spec: {command: [x]}\n---\nspec: {comand: [x]}\n"
     err = fails(load_documents, text, source="jobs.yaml")
     assert str(err) == ("jobs.yaml (document 2): unknown field spec.comand "
-                        "(accepted: command, env, gracePeriod, idleGpu, priority, resources, stopSignal, timeLimit, workingDir)")
+                        "(accepted: array, command, dependencies, env, gracePeriod, hold, idleGpu, preemptible, priority, queue, requeue, resources, retries, stopSignal, timeLimit, workingDir)")
     assert err.field == "spec.comand"
     err = fails(load_documents, "spec: {comand: [x]}\n", source="job.yaml")
     assert str(err).startswith("job.yaml: unknown field spec.comand")
@@ -751,3 +751,52 @@ def test_stop_signal_grace_and_idle_errors(fields, message):
     with pytest.raises(ValidationError) as info:
         parse_document(doc)
     assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+# -- queues, arrays, dependencies, retries, hold, preemption --------------------------------
+
+from corral.spec import format_array, parse_array, parse_dependencies  # noqa: E402
+
+
+@pytest.mark.parametrize(("text", "indices", "limit"), [
+    ("0-3", (0, 1, 2, 3), None), ("0-99%8", tuple(range(100)), 8), ("1,3,5-7", (1, 3, 5, 6, 7), None),
+    ("0-8:4", (0, 4, 8), None), ("7", (7,), None), (5, (5,), None), ("2-3,0-1", (0, 1, 2, 3), None),
+])
+def test_array_forms(text, indices, limit):
+    assert parse_array(text) == (indices, limit)
+    assert parse_array(format_array(indices, limit)) == (indices, limit)
+
+
+@pytest.mark.parametrize("text", ["", "a-b", "3-1", "0-99%0", "0-5:0", "1-", "0-2000000", "0-10000", "0-9%x", "-1"])
+def test_array_errors(text):
+    with pytest.raises(ValidationError) as info:
+        parse_array(text, "array")
+    assert str(info.value).startswith("invalid value for array: ")
+
+
+def test_dependencies_forms():
+    assert parse_dependencies("12") == (("afterok", 12),)
+    assert parse_dependencies("afterany:12,13") == (("afterany", 12), ("afterany", 13))
+    assert parse_dependencies("4,afternotok:5") == (("afterok", 4), ("afternotok", 5))
+    assert parse_dependencies([3, {"type": "afterany", "job": 4}, 3]) == (("afterok", 3), ("afterany", 4))
+    for bad in ("x", "afterstart:3", "0", [True], {"job": 1}):
+        with pytest.raises(ValidationError):
+            parse_dependencies(bad, "after")
+
+
+def test_sharing_fields_round_trip_and_defaults():
+    spec = build_spec(["x"])
+    assert (spec.queue, spec.array, spec.dependencies, spec.retries, spec.hold) == ("default", (), (), 0, False)
+    assert spec.preemptible and spec.requeue
+    spec = build_spec(["x"], queue="research", array="0-9%2", dependencies="afterany:3", retries="3",
+                      hold=True, preemptible=False, requeue=False)
+    assert spec.queue == "research" and spec.array == tuple(range(10)) and spec.array_limit == 2
+    assert spec.dependencies == (("afterany", 3),) and spec.retries == 3 and spec.hold
+    assert JobSpec.from_dict(spec.to_dict()) == spec
+    assert parse_document(spec_to_document(spec)) == spec
+    with pytest.raises(ValidationError, match="invalid value for queue: \"Research!\""):
+        build_spec(["x"], queue="Research!")
+    with pytest.raises(ValidationError, match="invalid value for retries: 101"):
+        build_spec(["x"], retries=101)
+    with pytest.raises(ValidationError, match="invalid value for spec.hold: \"yes\" \\(expected true or false\\)"):
+        parse_document({"apiVersion": "corral/v1", "kind": "Job", "spec": {"command": "x", "hold": "yes"}})

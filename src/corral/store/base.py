@@ -144,9 +144,12 @@ class Store(ABC):
     def add_jobs(self, jobs: list[Job], now: float) -> list[Job]:
         """Store new jobs, all or none, and return them as stored.
 
-        Only ``spec``, ``base_env`` and ``user`` are taken from the given jobs; the store assigns
-        ``id`` and ``seq``, sets ``submitted_at=now``, state Pending with reason Queued,
-        and writes a ``submitted`` event (``from_state=None``) for each.
+        Only ``spec``, ``base_env``, ``user``, ``uid``, ``gid``, ``array_index``, ``held``
+        and ``array_id`` are taken from the given jobs; the store assigns ``id`` and
+        ``seq``, sets ``submitted_at=now``, state Pending with reason Queued (Held for a
+        held job), and writes a ``submitted`` event (``from_state=None``) for each.
+        Array tasks: a *negative* ``array_id`` names a group within the batch; the store
+        replaces it with the id of that group's first job (the array's id).
         """
 
     @abstractmethod
@@ -210,10 +213,18 @@ class Store(ABC):
         """Job id -> allocation for every allocation not yet released."""
 
     @abstractmethod
-    def requeue_job(self, job_id: int, reason: Reason, message: str, now: float) -> None:
+    def requeue_job(self, job_id: int, reason: Reason, message: str, now: float,
+                    not_before: float | None = None) -> None:
         """Move a Running job back to Pending (same id, same ``seq``, attempts kept) and
-        release its allocation. ``reason`` must be a Pending reason. A job that is not
-        Running raises :class:`InvalidTransition`."""
+        release its allocation; ``not_before`` delays its next start (retry backoff).
+        ``reason`` must be a Pending reason. A job that is not Running raises
+        :class:`InvalidTransition`."""
+
+    @abstractmethod
+    def set_held(self, ids: Iterable[int], held: bool, message: str, now: float) -> list[int]:
+        """Hold or release Pending jobs (reason Held / Queued, an event each); returns
+        the ids that changed. A job that is not Pending raises :class:`InvalidTransition`
+        and changes nothing."""
 
     # Usage -----------------------------------------------------------------------------
     @abstractmethod
@@ -286,6 +297,32 @@ def check_finish(job_id: int, old: JobState, new: JobState, reason: Reason) -> N
         )
     check_transition(job_id, old, new)
     check_reason(job_id, new, reason)
+
+
+def check_holdable(job_id: int, state: JobState) -> None:
+    if state is not JobState.PENDING:
+        raise InvalidTransition(f"job {job_id} is {state.value}: only pending jobs can be held or released")
+
+
+def first_reason(job: Job) -> Reason:
+    return Reason.HELD if job.held else Reason.QUEUED
+
+
+def first_message(job: Job) -> str:
+    return "held at submit" if job.held else ""
+
+
+def array_ids(jobs: list[Job], ids: Iterable[int]) -> list[int | None]:
+    """Each job's array id once stored: negative group markers become the group's first id."""
+    first: dict[int, int] = {}
+    out: list[int | None] = []
+    for job, job_id in zip(jobs, ids):
+        marker = job.array_id
+        if marker is not None and marker < 0:
+            out.append(first.setdefault(marker, job_id))
+        else:
+            out.append(marker)
+    return out
 
 
 def check_live(job_id: int, state: JobState) -> None:

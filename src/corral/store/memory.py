@@ -15,7 +15,8 @@ import time
 from typing import Iterable
 
 from ..job import Allocation, Job, JobState, Reason, check_transition
-from .base import Event, Finish, JobUsage, Store, UsageRow, check_finish, check_live, check_reason, not_found
+from .base import (Event, Finish, JobUsage, Store, UsageRow, array_ids, check_finish, check_holdable, check_live,
+                   check_reason, first_message, first_reason, not_found)
 
 
 class MemoryStore(Store):
@@ -47,16 +48,17 @@ class MemoryStore(Store):
     def add_jobs(self, jobs: list[Job], now: float) -> list[Job]:
         with self._lock:
             new = []
-            for offset, job in enumerate(jobs, start=1):
-                job_id = self._last_job_id + offset
+            ids = range(self._last_job_id + 1, self._last_job_id + 1 + len(jobs))
+            for job_id, job, array_id in zip(ids, jobs, array_ids(jobs, ids)):
                 new.append(Job(
                     id=job_id, spec=copy.deepcopy(job.spec), state=JobState.PENDING,
-                    reason=Reason.QUEUED, submitted_at=now,
-                    base_env=dict(job.base_env), seq=job_id, user=job.user,
+                    reason=first_reason(job), message=first_message(job), submitted_at=now,
+                    base_env=dict(job.base_env), seq=job_id, user=job.user, uid=job.uid, gid=job.gid,
+                    array_id=array_id, array_index=job.array_index, held=job.held,
                 ))
             for job in new:
                 self._jobs[job.id] = job
-                self._event(job.id, now, None, JobState.PENDING, Reason.QUEUED, "")
+                self._event(job.id, now, None, JobState.PENDING, job.reason, job.message)
             self._last_job_id += len(new)
             return copy.deepcopy(new)
 
@@ -145,14 +147,31 @@ class MemoryStore(Store):
                     self._event(job_id, ts, job.state, job.state, reason, message)
                 job.reason, job.message = reason, message
 
-    def requeue_job(self, job_id: int, reason: Reason, message: str, now: float) -> None:
+    def set_held(self, ids: Iterable[int], held: bool, message: str, now: float) -> list[int]:
+        with self._lock:
+            wanted = sorted(set(ids))
+            for job_id in wanted:
+                check_holdable(job_id, self._get(job_id).state)
+            changed = []
+            for job_id in wanted:
+                job = self._jobs[job_id]
+                if job.held == held:
+                    continue
+                job.held = held
+                job.reason, job.message = (Reason.HELD if held else Reason.QUEUED), message
+                self._event(job_id, now, JobState.PENDING, JobState.PENDING, job.reason, message)
+                changed.append(job_id)
+            return changed
+
+    def requeue_job(self, job_id: int, reason: Reason, message: str, now: float,
+                    not_before: float | None = None) -> None:
         with self._lock:
             job = self._get(job_id)
             check_transition(job_id, job.state, JobState.PENDING)
             check_reason(job_id, JobState.PENDING, reason)
             old = job.state
             job.state, job.reason, job.message = JobState.PENDING, reason, message
-            job.started_at, job.allocation = None, None
+            job.started_at, job.allocation, job.not_before = None, None, not_before
             self._allocations.pop(job_id, None)
             self._event(job_id, now, old, JobState.PENDING, reason, message)
 

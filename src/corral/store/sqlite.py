@@ -33,8 +33,8 @@ from ..errors import CorralError
 from ..job import Allocation, Job, JobState, Reason, check_transition
 from ..resources import Resources
 from ..spec import JobSpec
-from .base import (Event, Finish, JobUsage, Store, UsageRow, check_finish, check_live, check_reason,
-                   not_found)
+from .base import (Event, Finish, JobUsage, Store, UsageRow, array_ids, check_finish, check_holdable,
+                   check_live, check_reason, first_message, first_reason, not_found)
 
 #: Seconds a connection waits for another process's write lock before giving up.
 BUSY_TIMEOUT_S = 10.0
@@ -116,12 +116,23 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         )""",
         "CREATE INDEX jobs_ended ON jobs(ended_at)",
     ]),
+    (3, [
+        "ALTER TABLE jobs ADD COLUMN uid INTEGER",
+        "ALTER TABLE jobs ADD COLUMN gid INTEGER",
+        "ALTER TABLE jobs ADD COLUMN queue TEXT NOT NULL DEFAULT 'default'",
+        "ALTER TABLE jobs ADD COLUMN array_id INTEGER",
+        "ALTER TABLE jobs ADD COLUMN array_index INTEGER",
+        "ALTER TABLE jobs ADD COLUMN held INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN not_before REAL",
+        "CREATE INDEX jobs_array ON jobs(array_id) WHERE array_id IS NOT NULL",
+    ]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 _JOB_COLUMNS = (
     "j.id, j.state, j.reason, j.message, j.seq, j.spec_json, j.base_env_json, j.submitted_at, "
-    "j.started_at, j.ended_at, j.exit_code, j.signal, j.user, j.attempts, "
+    "j.started_at, j.ended_at, j.exit_code, j.signal, j.user, j.attempts, j.uid, j.gid, j.array_id, "
+    "j.array_index, j.held, j.not_before, "
     "a.node, a.requests_json, a.gpus_json, a.cores_json"
 )
 _SELECT_JOBS = f"SELECT {_JOB_COLUMNS} FROM jobs j LEFT JOIN allocations a ON a.job_id = j.id"
@@ -154,7 +165,7 @@ def _dumps(value: Any) -> str:
 
 def _row_to_job(row: tuple) -> Job:
     (job_id, state, reason, message, seq, spec_json, base_env_json, submitted_at, started_at,
-     ended_at, exit_code, signal, user, attempts,
+     ended_at, exit_code, signal, user, attempts, uid, gid, array_id, array_index, held, not_before,
      node, requests_json, gpus_json, cores_json) = row
     allocation = None
     if node is not None:
@@ -165,7 +176,8 @@ def _row_to_job(row: tuple) -> Job:
         reason=Reason(reason), message=message, submitted_at=submitted_at,
         started_at=started_at, ended_at=ended_at, exit_code=exit_code, signal=signal,
         allocation=allocation, base_env=json.loads(base_env_json),
-        seq=seq, user=user, attempts=attempts,
+        seq=seq, user=user, attempts=attempts, uid=uid, gid=gid, array_id=array_id, array_index=array_index,
+        held=bool(held), not_before=not_before,
     )
 
 
@@ -244,25 +256,31 @@ class SqliteStore(Store):
     def add_jobs(self, jobs: list[Job], now: float) -> list[Job]:
         specs = [job.spec.to_dict() for job in jobs]
         payload = [(spec.get("name", ""), spec.get("priority", 0), _dumps(spec), _dumps(dict(job.base_env)),
-                    job.user) for spec, job in zip(specs, jobs)]
+                    job.user, job.uid, job.gid, job.spec.queue, job.array_index, int(job.held))
+                   for spec, job in zip(specs, jobs)]
         with self._tx() as c:
             base = c.execute(
                 "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'jobs'), 0), "
                 "COALESCE((SELECT MAX(id) FROM jobs), 0))"
             ).fetchone()[0]
             ids = range(base + 1, base + 1 + len(jobs))
+            arrays = array_ids(jobs, ids)
             c.executemany(
                 "INSERT INTO jobs (id, name, state, reason, message, priority, seq, spec_json, "
-                "base_env_json, submitted_at, user) VALUES (?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?)",
-                [(job_id, name, JobState.PENDING.value, Reason.QUEUED.value, priority, job_id,
-                  spec_json, env_json, now, user)
-                 for job_id, (name, priority, spec_json, env_json, user) in zip(ids, payload)],
+                "base_env_json, submitted_at, user, uid, gid, queue, array_id, array_index, held) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(job_id, name, JobState.PENDING.value, first_reason(job).value, first_message(job), priority,
+                  job_id, spec_json, env_json, now, user, uid, gid, queue, array_id, index, held)
+                 for job_id, job, array_id, (name, priority, spec_json, env_json, user, uid, gid, queue, index, held)
+                 in zip(ids, jobs, arrays, payload)],
             )
             c.executemany(_INSERT_EVENT, [(job_id, now, None, JobState.PENDING.value,
-                                           Reason.QUEUED.value, "") for job_id in ids])
-        return [Job(id=job_id, spec=JobSpec.from_dict(spec), submitted_at=now,
-                    base_env=dict(job.base_env), seq=job_id, user=job.user)
-                for job_id, spec, job in zip(ids, specs, jobs)]
+                                           first_reason(job).value, first_message(job))
+                                          for job_id, job in zip(ids, jobs)])
+        return [Job(id=job_id, spec=JobSpec.from_dict(spec), submitted_at=now, reason=first_reason(job),
+                    message=first_message(job), base_env=dict(job.base_env), seq=job_id, user=job.user,
+                    uid=job.uid, gid=job.gid, array_id=array_id, array_index=job.array_index, held=job.held)
+                for job_id, spec, job, array_id in zip(ids, specs, jobs, arrays)]
 
     def get_job(self, job_id: int) -> Job:
         rows = self._query(f"{_SELECT_JOBS} WHERE j.id = ?", (job_id,))
@@ -405,7 +423,26 @@ class SqliteStore(Store):
             for job_id, node, requests_json, gpus_json, cores_json in rows
         }
 
-    def requeue_job(self, job_id: int, reason: Reason, message: str, now: float) -> None:
+    def set_held(self, ids: Iterable[int], held: bool, message: str, now: float) -> list[int]:
+        changed = []
+        with self._tx() as c:
+            for job_id in sorted(set(ids)):
+                found = c.execute("SELECT state, held FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                if found is None:
+                    raise not_found(job_id)
+                check_holdable(job_id, JobState(found[0]))
+                if bool(found[1]) == held:
+                    continue
+                reason = Reason.HELD if held else Reason.QUEUED
+                c.execute("UPDATE jobs SET held = ?, reason = ?, message = ? WHERE id = ?",
+                          (int(held), reason.value, message, job_id))
+                c.execute(_INSERT_EVENT, (job_id, now, JobState.PENDING.value, JobState.PENDING.value,
+                                          reason.value, message))
+                changed.append(job_id)
+        return changed
+
+    def requeue_job(self, job_id: int, reason: Reason, message: str, now: float,
+                    not_before: float | None = None) -> None:
         with self._tx() as c:
             found = c.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if found is None:
@@ -413,8 +450,8 @@ class SqliteStore(Store):
             old = JobState(found[0])
             check_transition(job_id, old, JobState.PENDING)
             check_reason(job_id, JobState.PENDING, reason)
-            c.execute("UPDATE jobs SET state = ?, reason = ?, message = ?, started_at = NULL WHERE id = ?",
-                      (JobState.PENDING.value, reason.value, message, job_id))
+            c.execute("UPDATE jobs SET state = ?, reason = ?, message = ?, started_at = NULL, not_before = ? "
+                      "WHERE id = ?", (JobState.PENDING.value, reason.value, message, not_before, job_id))
             c.execute("DELETE FROM allocations WHERE job_id = ?", (job_id,))
             c.execute(_INSERT_EVENT, (job_id, now, old.value, JobState.PENDING.value, reason.value, message))
 
