@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 import os
 import signal
 import time
@@ -24,8 +25,9 @@ from ..executors.environment import job_environment
 from ..job import Allocation, Job, JobState, Reason
 from ..resources import CPU, MEMORY, Resources
 from ..scheduler import PendingJob, PendingQueue, Snapshot, Waiting, get_policy, infeasible, schedule_on
-from ..spec import JobSpec, with_defaults
+from ..spec import JobSpec, parse_dependencies, with_defaults
 from ..store.base import Finish, Store
+from .gates import RETRYABLE, Gate, Gates, backoff, dependency_gate
 
 if TYPE_CHECKING:
     from ..enforce.mode import Enforcement
@@ -70,6 +72,10 @@ class Manager:
         self.gpu_minors = dict(gpu_minors or {})
         #: Watches running jobs (usage, watchdog, idle GPUs); set by the daemon.
         self.monitor: "Monitor | None" = None
+        #: Hold, dependencies, retry backoff, array throttles: pending jobs kept out of the queue.
+        self.gates = Gates()
+        #: Array tasks: job id -> (array id, index), for their environment.
+        self._arrays: dict[int, tuple[int, int]] = {}
         #: Rates for accounting (config ``cost``) and how long finished jobs are kept.
         self.cost: dict = {}
         self.retention: int = 0
@@ -89,12 +95,18 @@ class Manager:
         launching it. Allocations come from the store, so nothing is handed out twice.
         """
         counts = {"pending": 0, "adopted": 0, "ended": 0, "relaunched": 0}
+        running_jobs = self.store.list_jobs({JobState.RUNNING})
+        for job in running_jobs:            # array tasks that run hold their array's slots
+            self._track_array(job)
+            if job.array_id is not None and job.spec.array_limit:
+                self.gates.array_limit[job.array_id] = job.spec.array_limit
+                self.gates.array_active.setdefault(job.array_id, set()).add(job.id)
         for job in self.store.list_jobs({JobState.PENDING}):
-            self._enqueue(job)
+            self._admit(job)
             counts["pending"] += 1
         allocations = self.store.active_allocations()
         self.snapshot = Snapshot(self.nodes, allocations)
-        for job in self.store.list_jobs({JobState.RUNNING}):
+        for job in running_jobs:
             alloc = allocations.get(job.id)
             if alloc is None:
                 log.error("job %d is running without an allocation; marking it failed", job.id)
@@ -122,11 +134,15 @@ class Manager:
 
     # submit ----------------------------------------------------------------------------
     def submit(self, specs: list[JobSpec], base_env: dict[str, str] | None = None, user: str = "") -> list[Job]:
-        """Admit a batch: all jobs are stored, or none (with every reason why not)."""
+        """Admit a batch: all jobs are stored, or none (with every reason why not).
+
+        An array spec becomes one job per index (same spec, ``array_id`` = the first
+        task's id, ``CORRAL_ARRAY_INDEX`` in its environment)."""
         if not specs:
             raise ValidationError("jobs", [], "expected at least one job")
         ready: list[Job] = []
         errors: list[str] = []
+        known: set[int] | None = None
         for i, spec in enumerate(specs):
             spec = with_defaults(spec, self.default_requests)
             prefix = f"job {i + 1}: " if len(specs) > 1 else ""
@@ -134,14 +150,124 @@ class Manager:
                 errors.append(f"{prefix}invalid value for workdir: \"{spec.workdir}\" (expected an existing directory)")
             for line in infeasible(self.nodes, spec.requests):
                 errors.append(prefix + line)
-            ready.append(Job(id=0, spec=spec, base_env=dict(base_env or {}), user=user))
+            if spec.dependencies:
+                wanted = {d for _, d in spec.dependencies}
+                known = {j.id for j in self.store.get_jobs(wanted)}
+                for missing in sorted(wanted - known):
+                    errors.append(f"{prefix}invalid value for after: {missing} (no such job)")
+            if spec.array:
+                for index in spec.array:
+                    ready.append(Job(id=0, spec=replace(spec, array=()), base_env=dict(base_env or {}), user=user,
+                                     array_id=-(i + 1), array_index=index, held=spec.hold))
+            else:
+                ready.append(Job(id=0, spec=spec, base_env=dict(base_env or {}), user=user, held=spec.hold))
         if errors:
             raise Infeasible(errors)
         stored = self.store.add_jobs(ready, self.clock())
         for job in stored:
-            self._enqueue(job)
+            self._admit(job)
         self.kick()
         return stored
+
+    # gates -------------------------------------------------------------------------------
+    def _admit(self, job: Job) -> None:
+        """Offer a pending job to the scheduler, unless a gate holds it back (held,
+        dependencies, retry backoff, array throttle); then its reason says which."""
+        gates = self.gates
+        self._specs[job.id] = (job.spec, job.base_env)
+        self._track_array(job)
+        if job.held:
+            gates.held.add(job.id)
+            return
+        if job.spec.dependencies:
+            others = {j.id: j for j in self.store.get_jobs(d for _, d in job.spec.dependencies)}
+            gate = dependency_gate(job, others)
+            if gate is not None and gate.failed:
+                self._end_pending(job, gate.reason, gate.message)
+                return
+            if gate is not None:
+                gates.wait_for(job)
+                self._gate_reason(job, gate)
+                return
+            gates.deps_settled(job)
+        now = self.clock()
+        if job.not_before is not None and job.not_before > now:
+            gates.backoff[job.id] = job.not_before
+            if self._loop is not None:
+                self._loop.call_later(job.not_before - now, self._backoff_over, job.id)
+            return
+        gates.backoff.pop(job.id, None)
+        gate = gates.array_slot(job)
+        if gate is not None:
+            self._gate_reason(job, gate)
+            return
+        self._enqueue(job)
+
+    def _gate_reason(self, job: Job, gate: Gate) -> None:
+        if (job.reason, job.message) != (gate.reason, gate.message):
+            self.store.set_reason(job.id, gate.reason, gate.message, now=self.clock())
+
+    def _backoff_over(self, job_id: int) -> None:
+        if job_id not in self.gates.backoff:
+            return
+        job = self.store.get_job(job_id)
+        if job.state is JobState.PENDING:
+            self._admit(job)
+            self.kick()
+
+    def _end_pending(self, job: Job, reason: Reason, message: str) -> None:
+        """End a job that never ran (cancelled, or a dependency that cannot be met)."""
+        self.pending.remove(job.id)
+        self.store.finish_job(job.id, JobState.CANCELLED, reason, message=message, ended_at=self.clock())
+        self._ended(job)
+
+    def _ended(self, job: Job) -> None:
+        """After any end: free its array slot, re-check the jobs that depend on it."""
+        self.gates.forget(job)
+        self._specs.pop(job.id, None)
+        self._arrays.pop(job.id, None)
+        self._notify(job.id)
+        nxt = self.gates.array_done(job)
+        if nxt is not None:
+            self._admit(self.store.get_job(nxt))
+        for dependent in sorted(self.gates.dependents_of(job.id)):
+            waiting = self.store.get_job(dependent)
+            if waiting.state is JobState.PENDING:
+                self._admit(waiting)
+        self.kick()
+
+    def _track_array(self, job: Job) -> None:
+        if job.array_id is not None:
+            self._arrays[job.id] = (job.array_id, job.array_index or 0)
+
+    def _array_env(self, job_id: int, env: dict[str, str]) -> dict[str, str]:
+        array = self._arrays.get(job_id)
+        if array is not None:
+            env["CORRAL_ARRAY_ID"], env["CORRAL_ARRAY_INDEX"] = str(array[0]), str(array[1])
+        return env
+
+    # hold / release ------------------------------------------------------------------------
+    def hold(self, ids: list[int], who: str = "") -> list[int]:
+        """Hold pending jobs (all or none); returns those that changed."""
+        changed = self.store.set_held(ids, True, f"held by {who}" if who else "held", self.clock())
+        for job_id in changed:
+            self.pending.remove(job_id)
+            job = self.store.get_job(job_id)
+            self.gates.held.add(job_id)
+            nxt = self.gates.array_done(job) if job.array_id is not None else None
+            if nxt is not None:
+                self._admit(self.store.get_job(nxt))
+        self.kick()
+        return changed
+
+    def release(self, ids: list[int], who: str = "") -> list[int]:
+        """Release held jobs (all or none); returns those that changed."""
+        changed = self.store.set_held(ids, False, f"released by {who}" if who else "released", self.clock())
+        for job_id in changed:
+            self.gates.held.discard(job_id)
+            self._admit(self.store.get_job(job_id))
+        self.kick()
+        return changed
 
     def _enqueue(self, job: Job) -> None:
         self.pending.add(PendingJob(job.id, job.spec.requests, priority=job.spec.priority, seq=job.seq,
@@ -153,12 +279,7 @@ class Manager:
         """Cancel one job; returns what happened, in words."""
         job = self.store.get_job(job_id)
         if job.state is JobState.PENDING:
-            self.pending.remove(job_id)
-            self._specs.pop(job_id, None)
-            self.store.finish_job(job_id, JobState.CANCELLED, Reason.CANCELLED,
-                                  message="cancelled while pending", ended_at=self.clock())
-            self._notify(job_id)
-            self.kick()
+            self._end_pending(job, Reason.CANCELLED, "cancelled while pending")
             return "cancelled"
         if job.state is JobState.RUNNING:
             assert self.executor is not None
@@ -254,7 +375,7 @@ class Manager:
         request = LaunchRequest(
             job_id=job_id,
             argv=spec.command,
-            env=job_environment(job_id, spec.name, alloc, cores, base_env, spec.env),
+            env=self._array_env(job_id, job_environment(job_id, spec.name, alloc, cores, base_env, spec.env)),
             workdir=spec.workdir or os.path.expanduser("~"),
             cores=cores or None,
             kill_grace=float(spec.kill_grace if spec.kill_grace is not None else self.kill_grace),
@@ -331,25 +452,44 @@ class Manager:
                 self.monitor.job_ended(job_id, status)
             state, reason, message = status.classify()
             if state is JobState.PENDING:
-                requeues.append((job_id, reason, message, status.ended_at or self.clock()))
+                requeues.append((job_id, reason, message, status.ended_at or self.clock(), None))
+                continue
+            retry = self._retry(job_id, state, reason, message, status.ended_at or self.clock())
+            if retry is not None:
+                requeues.append(retry)
                 continue
             finishes.append(Finish(job_id, state, reason, message, status.exit_code, status.signal,
                                    status.ended_at or self.clock()))
         if finishes:
             self.store.finish_jobs(finishes)
-        for job_id, reason, message, now in requeues:
-            self.store.requeue_job(job_id, reason, message, now)
+        for job_id, reason, message, now, not_before in requeues:
+            self.store.requeue_job(job_id, reason, message, now, not_before=not_before)
         requeued = {r[0] for r in requeues}
+        ended = []
         for job_id, _ in exits:
             alloc = self.running.pop(job_id, None)
             if alloc is not None:
                 self.snapshot.forget(alloc)
             self.deadlines.pop(job_id, None)
             if job_id in requeued:
-                self._enqueue(self.store.get_job(job_id))   # same id, same place in the order
+                self._admit(self.store.get_job(job_id))     # same id, same place in the order
                 continue
-            self._specs.pop(job_id, None)
-            self._notify(job_id)
+            ended.append(job_id)
+        for job in self.store.get_jobs(ended):
+            self._ended(job)
+
+    def _retry(self, job_id: int, state: JobState, reason: Reason, message: str,
+               now: float) -> tuple[int, Reason, str, float, float] | None:
+        """A failed job with retries left goes back to the queue after a backoff."""
+        spec = self._specs.get(job_id, (None, None))[0]
+        if state is not JobState.FAILED or reason not in RETRYABLE or spec is None or not spec.retries:
+            return None
+        used = sum(1 for e in self.store.events(job_id) if e.reason is Reason.RETRY_BACKOFF)
+        if used >= spec.retries:
+            return None
+        wait = backoff(used + 1)
+        return (job_id, Reason.RETRY_BACKOFF,
+                f"{message}; retry {used + 1} of {spec.retries} in {wait:g}s", now, now + wait)
 
     # waiting for jobs ------------------------------------------------------------------
     def future_for(self, job_id: int) -> asyncio.Future:
