@@ -234,3 +234,16 @@ def test_recovery_keeps_gates(tmp_path):
     assert state(again, dep.id)[1] is Reason.DEPENDENCY
     end(again, 1)
     assert ex.order == [1, 2, dep.id]
+
+
+def test_a_held_job_whose_dependency_fails_ends_too():
+    m = manager()
+    [a] = m.submit([spec()])
+    [b] = m.submit([spec(dependencies=str(a.id), hold=True)])
+    assert state(m, b.id) == (JobState.PENDING, Reason.HELD)
+    end(m, a.id, code=1)
+    assert state(m, b.id) == (JobState.CANCELLED, Reason.DEPENDENCY_FAILED)
+    [c] = m.submit([spec(dependencies=f"afterany:{a.id}", hold=True)])
+    assert state(m, c.id) == (JobState.PENDING, Reason.HELD)      # met, but still held
+    m.release([c.id])
+    assert state(m, c.id)[0] is JobState.RUNNING

@@ -133,7 +133,8 @@ class Manager:
         return counts
 
     # submit ----------------------------------------------------------------------------
-    def submit(self, specs: list[JobSpec], base_env: dict[str, str] | None = None, user: str = "") -> list[Job]:
+    def submit(self, specs: list[JobSpec], base_env: dict[str, str] | None = None, user: str = "",
+               uid: int | None = None, gid: int | None = None) -> list[Job]:
         """Admit a batch: all jobs are stored, or none (with every reason why not).
 
         An array spec becomes one job per index (same spec, ``array_id`` = the first
@@ -158,9 +159,10 @@ class Manager:
             if spec.array:
                 for index in spec.array:
                     ready.append(Job(id=0, spec=replace(spec, array=()), base_env=dict(base_env or {}), user=user,
-                                     array_id=-(i + 1), array_index=index, held=spec.hold))
+                                     uid=uid, gid=gid, array_id=-(i + 1), array_index=index, held=spec.hold))
             else:
-                ready.append(Job(id=0, spec=spec, base_env=dict(base_env or {}), user=user, held=spec.hold))
+                ready.append(Job(id=0, spec=spec, base_env=dict(base_env or {}), user=user, uid=uid, gid=gid,
+                                 held=spec.hold))
         if errors:
             raise Infeasible(errors)
         stored = self.store.add_jobs(ready, self.clock())
@@ -176,20 +178,23 @@ class Manager:
         gates = self.gates
         self._specs[job.id] = (job.spec, job.base_env)
         self._track_array(job)
+        waiting: Gate | None = None
+        if job.spec.dependencies:          # checked even while held: a failed one ends it
+            others = {j.id: j for j in self.store.get_jobs(d for _, d in job.spec.dependencies)}
+            waiting = dependency_gate(job, others)
+            if waiting is not None and waiting.failed:
+                self._end_pending(job, waiting.reason, waiting.message)
+                return
+            if waiting is not None:
+                gates.wait_for(job)
+            else:
+                gates.deps_settled(job)
         if job.held:
             gates.held.add(job.id)
             return
-        if job.spec.dependencies:
-            others = {j.id: j for j in self.store.get_jobs(d for _, d in job.spec.dependencies)}
-            gate = dependency_gate(job, others)
-            if gate is not None and gate.failed:
-                self._end_pending(job, gate.reason, gate.message)
-                return
-            if gate is not None:
-                gates.wait_for(job)
-                self._gate_reason(job, gate)
-                return
-            gates.deps_settled(job)
+        if waiting is not None:
+            self._gate_reason(job, waiting)
+            return
         now = self.clock()
         if job.not_before is not None and job.not_before > now:
             gates.backoff[job.id] = job.not_before
