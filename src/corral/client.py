@@ -61,6 +61,10 @@ class Client:
         sock.settimeout(self.timeout)
         try:
             sock.connect(str(self.paths.socket))
+        except PermissionError:
+            # A system daemon whose socket is not open to us: starting our own would not help.
+            sock.close()
+            raise DaemonUnavailable(self._refused()) from None
         except (FileNotFoundError, ConnectionRefusedError):
             sock.close()
             if not self.autostart:
@@ -132,6 +136,8 @@ class Client:
         at the same moment by another command), wait for it: answer from it, or start
         again once its lock is released.
         """
+        if self._someone_elses():
+            return
         self.paths.ensure()
         proc = self._spawn()
         deadline = time.monotonic() + wait
@@ -145,6 +151,52 @@ class Client:
                 proc = self._spawn()   # it lost the lock to a daemon that has since gone
             time.sleep(0.01)
         raise DaemonUnavailable(f"corral daemon did not answer within {wait:.0f}s: {self._log_tail()}")
+
+    def _refused(self) -> str:
+        """Why connecting was refused (EACCES), with what to ask for."""
+        head = f"cannot connect to the corral daemon at {self.paths.socket}: permission denied"
+        try:
+            st = os.stat(self.paths.socket)
+        except OSError:
+            return f"{head} (cannot enter {self.paths.home})"
+        if st.st_mode & 0o060 == 0o060:
+            import grp
+
+            try:
+                group = grp.getgrgid(st.st_gid).gr_name
+            except KeyError:
+                group = str(st.st_gid)
+            return f"{head} (ask an admin to add you to group {group})"
+        return f"{head} (the daemon accepts its own user only; an admin can set socket_group)"
+
+    def _someone_elses(self) -> bool:
+        """Before starting a daemon: a home that belongs to another user (a system daemon's,
+        e.g. /var/lib/corral) is never ours to start. True: its daemon answers after all;
+        raises when it does not or refuses us."""
+        try:
+            owner = os.stat(self.paths.home).st_uid
+        except OSError:
+            return False
+        if owner == os.geteuid() or os.geteuid() == 0:
+            return False
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(str(self.paths.socket))
+            return True
+        except PermissionError:
+            raise DaemonUnavailable(self._refused()) from None
+        except OSError:
+            pass
+        finally:
+            sock.close()
+        import pwd
+
+        try:
+            name = pwd.getpwuid(owner).pw_name
+        except KeyError:
+            name = f"uid {owner}"
+        raise DaemonUnavailable(f"the corral daemon at {self.paths.home} is not running and only {name} can "
+                                "start it; ask an admin to start it")
 
     def _spawn(self):
         import subprocess

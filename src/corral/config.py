@@ -26,6 +26,16 @@ optional; the file form is::
       nvidia.com/gpu: 2.50      # per GPU-hour allocated
       energy: 0.15              # per kWh drawn by GPUs
       currency: USD
+    mode: auto                  # auto (system when the daemon runs as root, else user) | user | system
+    socket_group: corral        # system mode: members may use the socket (root:GROUP 0660)
+    admin_group: corral-admin   # system mode: members may act on every job (root always may)
+
+``mode``: in ``user`` mode the daemon belongs to one user (its socket is 0600, every
+job runs as that user). In ``system`` mode the daemon runs as root, each job runs as the
+user who submitted it (taken from the socket's peer credentials), users may cancel and
+read the logs of their own jobs only, and admins (root, ``admin_group``) of all. Without
+``socket_group`` the system socket is 0600 (root only). Group names are checked when the
+daemon starts.
 
 ``enforcement``: ``cgroup`` gives every job its own cgroup (hard memory, CPU and pids
 limits, OOM kills reported; v2 or v1, detected) and refuses to start where corral cannot
@@ -37,7 +47,7 @@ cgroups when it can and the watchdog otherwise. Either way ``corral nodes`` says
 default requests, ``defaults: {memory: 2Gi}`` means a memory default and no cpu default.
 Unknown fields and bad values raise a one-line :class:`~corral.errors.ValidationError`
 prefixed with the file's path and naming the field, e.g.
-``config.yaml: unknown field reserv (accepted: cost, defaults, enforcement, idle_gpu, kill_grace, node_name, pids_limit, policy, reserve, retention, sample_interval, series_interval, simulate_gpus)``.
+``config.yaml: unknown field reserv (accepted: admin_group, cost, defaults, enforcement, idle_gpu, kill_grace, mode, node_name, pids_limit, policy, reserve, retention, sample_interval, series_interval, simulate_gpus, socket_group)``.
 """
 
 from __future__ import annotations
@@ -65,8 +75,11 @@ MAX_NODE_NAME = 253
 _NODE_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?\Z", re.ASCII)
 _FILE_FIELDS = {k: k for k in ("simulate_gpus", "reserve", "defaults", "policy", "kill_grace", "node_name",
                                 "enforcement", "pids_limit", "sample_interval", "series_interval", "idle_gpu",
-                                "retention", "cost")}
+                                "retention", "cost", "mode", "socket_group", "admin_group")}
 ENFORCEMENT = ("auto", "cgroup", "watchdog")
+MODES = ("auto", "user", "system")
+#: POSIX-ish group names (what groupadd accepts, plus the digits-only form).
+_GROUP_NAME = re.compile(r"^[A-Za-z0-9_][-A-Za-z0-9_.]{0,31}\$?\Z", re.ASCII)
 #: "0.5", "0.5s", "500ms": fractions of a second (parse_duration gives whole seconds).
 _SECONDS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|ms)?\s*\Z", re.ASCII)
 COST_FIELDS = ("cpu", "memory", "nvidia.com/gpu", "energy", "currency")
@@ -96,6 +109,9 @@ class Config:
     idle_gpu: IdlePolicy = field(default_factory=IdlePolicy)
     retention: int = 30 * 86400             # seconds; 0 = keep forever
     cost: dict[str, Any] = field(default_factory=dict)   # resource -> rate per hour; "currency"
+    mode: str = "auto"                      # auto | user | system
+    socket_group: str | None = None         # system mode: group allowed on the socket
+    admin_group: str | None = None          # system mode: group whose members are admins
 
     @property
     def reserve(self) -> Resources:
@@ -119,6 +135,9 @@ class Config:
             "idle_gpu": self.idle_gpu.to_dict(),
             "retention": self.retention,
             "cost": dict(self.cost),
+            "mode": self.mode,
+            "socket_group": self.socket_group,
+            "admin_group": self.admin_group,
         }
 
     @classmethod
@@ -141,6 +160,9 @@ class Config:
             idle_gpu=IdlePolicy.from_dict(data["idle_gpu"]) if "idle_gpu" in data else base.idle_gpu,
             retention=int(data.get("retention", base.retention)),
             cost=dict(data.get("cost", base.cost)),
+            mode=data.get("mode", base.mode),
+            socket_group=data.get("socket_group", base.socket_group),
+            admin_group=data.get("admin_group", base.admin_group),
         )
 
     def merged(self, **overrides: Any) -> "Config":
@@ -303,6 +325,21 @@ def _parse_cost(value: object, path: str) -> dict[str, Any]:
     return out
 
 
+def _parse_mode(value: object, path: str) -> str:
+    if value not in MODES:
+        raise _fail(path, value, f"expected one of: {', '.join(MODES)}")
+    return value  # type: ignore[return-value]
+
+
+def _parse_group(value: object, path: str) -> str | None:
+    """A group's name (whether it exists is checked by the daemon when it starts)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _GROUP_NAME.match(value):
+        raise _fail(path, value, "expected a group name, e.g. corral")
+    return value
+
+
 _OVERRIDE_PARSERS: dict[str, Callable[[object, str], Any]] = {
     "simulate_gpus": _parse_simulate_gpus,
     "reserve_cpu": _parse_reserve_cpu,
@@ -318,6 +355,9 @@ _OVERRIDE_PARSERS: dict[str, Callable[[object, str], Any]] = {
     "idle_gpu": _parse_idle_gpu,
     "retention": _parse_retention,
     "cost": _parse_cost,
+    "mode": _parse_mode,
+    "socket_group": _parse_group,
+    "admin_group": _parse_group,
 }
 
 
@@ -342,7 +382,7 @@ def _parse(data: object) -> Config:
     if "kill_grace" in top:
         values["kill_grace"] = _parse_kill_grace(top["kill_grace"][1], "kill_grace")
     for name in ("node_name", "enforcement", "pids_limit", "sample_interval", "series_interval", "idle_gpu",
-                 "retention", "cost"):
+                 "retention", "cost", "mode", "socket_group", "admin_group"):
         if name in top:
             values[name] = _OVERRIDE_PARSERS[name](top[name][1], name)
     return Config(**values)

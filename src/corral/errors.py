@@ -79,3 +79,14 @@ class InvalidTransition(CorralError):
 
 class DaemonUnavailable(CorralError):
     status = 503
+
+
+class PermissionDenied(CorralError):
+    """The caller may not do this (e.g. act on another user's job); nothing was changed.
+    ``lines``: one line per refusal."""
+
+    status = 403
+
+    def __init__(self, lines: list[str] | str):
+        self.lines = [lines] if isinstance(lines, str) else list(lines)
+        super().__init__("; ".join(self.lines))

@@ -96,7 +96,7 @@ def test_policies(policy):
     ("data", "message"),
     [
         ({"reserv": {}},
-         "c.yaml: unknown field reserv (accepted: cost, defaults, enforcement, idle_gpu, kill_grace, node_name, pids_limit, policy, reserve, retention, sample_interval, series_interval, simulate_gpus)"),
+         "c.yaml: unknown field reserv (accepted: admin_group, cost, defaults, enforcement, idle_gpu, kill_grace, mode, node_name, pids_limit, policy, reserve, retention, sample_interval, series_interval, simulate_gpus, socket_group)"),
         ({"reserve": {"gpu": 1}}, "c.yaml: unknown field reserve.gpu (accepted: cpu, memory)"),
         ({"reserve": []}, "c.yaml: invalid value for reserve: [] (expected a mapping with fields cpu, memory)"),
         ({"reserve": {"memory": "1GG"}},
@@ -123,9 +123,9 @@ def test_policies(policy):
         ({"node_name": "a b"}, 'c.yaml: invalid value for node_name: "a b" (expected a host-like name of at most '
                                '253 letters, digits, -, _ and ., starting and ending with a letter or digit, '
                                'e.g. gpu-box-1)'),
-        ([1], "c.yaml: invalid config: [1] (expected a mapping with fields cost, defaults, enforcement, idle_gpu, "
-              "kill_grace, node_name, pids_limit, policy, reserve, retention, sample_interval, series_interval, "
-              "simulate_gpus)"),
+        ([1], "c.yaml: invalid config: [1] (expected a mapping with fields admin_group, cost, defaults, enforcement, "
+              "idle_gpu, kill_grace, mode, node_name, pids_limit, policy, reserve, retention, sample_interval, "
+              "series_interval, simulate_gpus, socket_group)"),
     ],
 )
 def test_errors(data, message):
@@ -295,3 +295,24 @@ def test_monitoring_errors(data, message):
                                                ("2m", 120.0), (" 3 s ", 3.0)])
 def test_intervals_keep_fractions_of_a_second(text, seconds):
     assert parse_config({"sample_interval": text}, "c.yaml").sample_interval == seconds
+
+
+def test_users_fields():
+    assert (Config().mode, Config().socket_group, Config().admin_group) == ("auto", None, None)
+    config = parse_config({"mode": "system", "socket_group": "corral", "admin_group": "corral-admin"}, "c.yaml")
+    assert (config.mode, config.socket_group, config.admin_group) == ("system", "corral", "corral-admin")
+    assert Config.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert Config().merged(mode="user", admin_group="wheel").admin_group == "wheel"
+    assert parse_config({"socket_group": None}, "c.yaml").socket_group is None
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"mode": "shared"}, 'c.yaml: invalid value for mode: "shared" (expected one of: auto, user, system)'),
+        ({"socket_group": "bad group"}, 'c.yaml: invalid value for socket_group: "bad group" (expected a group name, e.g. corral)'),
+        ({"admin_group": 10}, "c.yaml: invalid value for admin_group: 10 (expected a group name, e.g. corral)"),
+    ],
+)
+def test_users_field_errors(data, message):
+    assert str(fails(parse_config, data, "c.yaml")) == message

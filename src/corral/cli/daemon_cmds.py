@@ -81,6 +81,8 @@ def cmd_nodes(args) -> int:
         print(f"Node {n['name']}{sim}  policy {n['policy']}  GPUs from {n['gpu_source']}")
         enforcement = n.get("enforcement") or {}
         print(f"Limits: {enforcement.get('description') or 'not enforced'}")
+        if (n.get("access") or {}).get("description"):
+            print(f"Access: {n['access']['description']}")
         if n.get("idle_gpu"):
             print(f"Idle GPUs: {n['idle_gpu']}")
         rows = [[name, v["capacity"], v["reserved"], v["allocatable"], v["allocated"], v["free"]]

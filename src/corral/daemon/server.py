@@ -4,6 +4,11 @@ Start-up order: take the home's exclusive lock (a second daemon exits at once), 
 store, detect the node, recover (re-adopt running jobs, requeue pending ones), then
 serve. ``corral down`` (or SIGTERM) stops the daemon; running jobs keep running under
 their supervisors and are re-adopted by the next daemon.
+
+Who may connect: in user mode (the default when not root) the socket is 0600, the
+daemon's user's alone. In system mode (root; config ``mode``) the socket is
+``root:socket_group 0660`` and the home ``0711``, each job runs as its submitter, and
+:mod:`corral.daemon.auth` says who may act on which job.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from ..executors.local import LocalExecutor
 from ..paths import MAX_SOCKET_PATH, Paths
 from ..store.sqlite import SqliteStore
 from .api import create_app
+from .auth import Access, access_from_config
 from .manager import Manager
 from .monitor import Monitor
 
@@ -93,15 +99,18 @@ def _serve(paths: Paths, simulate_gpus: int | None, launcher: Launcher) -> int:
     import uvicorn
 
     _raise_fd_limit()
+    _private_files(paths)
     store = SqliteStore(paths.db)
     saved = json.loads(store.get_meta(UP_OPTIONS) or "{}")
     if simulate_gpus is not None:
         saved["simulate_gpus"] = simulate_gpus
         store.set_meta(UP_OPTIONS, json.dumps(saved))
     config = load_config(paths.config).merged(**saved)
+    access = access_from_config(config, source=paths.config)   # unknown groups: a one-line error
     node, info = detect_node(name=config.node_name, simulate_gpus=config.simulate_gpus,
                              reserve_cpu=config.reserve_cpu, reserve_memory=config.reserve_memory)
     info["home"] = str(paths.home)
+    info["access"] = access.to_dict()
     store.set_meta("node", json.dumps(node.to_dict()))
     enforcement = choose(config.enforcement, str(paths.home))
     info["enforcement"] = enforcement.to_dict()
@@ -127,8 +136,8 @@ def _serve(paths: Paths, simulate_gpus: int | None, launcher: Launcher) -> int:
         assert manager.monitor is not None
         manager.monitor.start(loop)
         retention = _Retention(manager, config.retention, loop)
-        log.info("started pid %d on %s: %s; limits %s; recovered %s", os.getpid(), node.name,
-                 info.get("gpu_source"), enforcement.describe(), counts)
+        log.info("started pid %d on %s: %s; limits %s; %s; recovered %s", os.getpid(), node.name,
+                 info.get("gpu_source"), enforcement.describe(), access.describe(), counts)
         yield
         retention.stop()
         manager.close()
@@ -138,14 +147,17 @@ def _serve(paths: Paths, simulate_gpus: int | None, launcher: Launcher) -> int:
             server.should_exit = True
         manager.release_waiters()   # long polls return now, not after the grace period
 
-    app = create_app(manager, info, shutdown, lifespan=lifespan)
+    app = create_app(manager, info, shutdown, lifespan=lifespan, access=access)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(paths.socket)  # we hold the lock, so any socket file is stale
-    uconfig = uvicorn.Config(app, uds=str(paths.socket), log_level="warning", access_log=False,
+    sock = bind_socket(paths.socket, access)
+    if access.system and access.socket_gid is not None:
+        os.chmod(paths.home, 0o711)   # members reach the socket; the rest of the home stays closed
+    uconfig = uvicorn.Config(app, log_level="warning", access_log=False,
                              lifespan="on", loop="asyncio", http=peer_protocol(), timeout_graceful_shutdown=2)
     server = uvicorn.Server(uconfig)
     try:
-        server.run()
+        server.run(sockets=[sock])
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(paths.socket)
@@ -178,6 +190,44 @@ class _Retention:
     def stop(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
+
+
+def bind_socket(path: str, access: Access):
+    """The daemon's Unix socket, bound (asyncio listens on it once the app is ready:
+    until then connecting is refused, as before). It is born 0600 (umask), so nobody
+    else can connect before its permissions are set: user mode and a system daemon
+    without ``socket_group`` keep 0600; with it, ``root:GROUP 0660``."""
+    import socket
+
+    mode, gid = access.socket_permissions()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(path)
+    finally:
+        os.umask(old)
+    if gid is not None:
+        os.chown(path, -1, gid)
+    os.chmod(path, mode)
+    return sock
+
+
+#: Files in the home that hold other people's data (jobs' environments, the log).
+_PRIVATE = ("corral.db", "corral.db-wal", "corral.db-shm", "daemon.log")
+
+
+def _private_files(paths: Paths) -> None:
+    """The store and the log are the daemon's alone (0600), also where the home is made
+    traversable for the socket (system mode). SQLite gives its -wal and -shm files the
+    database's mode, so the database is created 0600 before the store opens it."""
+    os.close(os.open(paths.db, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    for name in _PRIVATE:
+        path = os.path.join(paths.home, name)
+        try:
+            if os.stat(path).st_mode & 0o077:
+                os.chmod(path, 0o600)
+        except FileNotFoundError:
+            pass
 
 
 def peer_protocol():

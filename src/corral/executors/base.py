@@ -41,6 +41,11 @@ class LaunchRequest:
     #: The job's cgroup: ``{"support": CgroupSupport.to_dict(), "key": "job-42",
     #: "limits": Limits.to_dict()}``; None: no cgroup (the watchdog measures the job).
     cgroup: dict | None = None
+    #: Run the job as this user (a root daemon in system mode: the job's submitter);
+    #: None: as the daemon's own user. ``user`` names it (for supplementary groups).
+    uid: int | None = None
+    gid: int | None = None
+    user: str = ""
 
 
 @dataclass(frozen=True)

@@ -53,11 +53,13 @@ class Launcher:
 
     def request(self, job_id: int, jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
                 cores: tuple[int, ...] | None, grace: float, stop_signal: int = signal.SIGTERM,
-                cgroup: dict | None = None) -> None:
+                cgroup: dict | None = None, uid: int | None = None, gid: int | None = None,
+                user: str = "") -> None:
         """Ask for a supervisor for one job; the answer comes through :meth:`replies`."""
         message = json.dumps({"job": job_id, "jobdir": jobdir, "argv": argv, "env": env, "workdir": workdir,
                               "cores": list(cores) if cores else None, "grace": grace,
-                              "stop_signal": int(stop_signal), "cgroup": cgroup})
+                              "stop_signal": int(stop_signal), "cgroup": cgroup,
+                              "uid": uid, "gid": gid, "user": user})
         try:
             self._sock.send(message.encode())
         except OSError as exc:
@@ -122,6 +124,7 @@ def _fork_supervisor(req: dict) -> dict:  # pragma: no cover - runs in the launc
     pid = os.fork()
     if pid == 0:
         sup.supervise(jobdir, req["argv"], req["env"], req["workdir"], cores, float(req["grace"]), lock_fd,
-                      int(req.get("stop_signal") or signal.SIGTERM), req.get("cgroup"))
+                      int(req.get("stop_signal") or signal.SIGTERM), req.get("cgroup"),
+                      uid=req.get("uid"), gid=req.get("gid"), user=req.get("user") or "")
     os.close(lock_fd)
     return {"job": job, "pid": pid}

@@ -64,7 +64,8 @@ class LocalExecutor(Executor):
         if self._launcher is not None:
             try:
                 self._launcher.request(request.job_id, d, list(request.argv), request.env, request.workdir,
-                                       request.cores, request.kill_grace, request.stop_signal, request.cgroup)
+                                       request.cores, request.kill_grace, request.stop_signal, request.cgroup,
+                                       uid=request.uid, gid=request.gid, user=request.user)
                 self._starting[request.job_id] = None
                 return Running(request.job_id, 0)
             except CorralError:
@@ -79,10 +80,12 @@ class LocalExecutor(Executor):
         argv, env = list(request.argv), request.env
         jobdir, workdir, cores, grace = d, request.workdir, request.cores, request.kill_grace
         stop_signal, cgroup = request.stop_signal, request.cgroup
+        uid, gid, user = request.uid, request.gid, request.user
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, sup.HELD_SIGNALS)
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the forked supervisor
-            sup.supervise(jobdir, argv, env, workdir, cores, grace, lock_fd, stop_signal, cgroup)
+            sup.supervise(jobdir, argv, env, workdir, cores, grace, lock_fd, stop_signal, cgroup,
+                          uid=uid, gid=gid, user=user)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         os.close(lock_fd)  # the supervisor's inherited copy keeps the lock held
         self._watch(request.job_id, pid, child=True)

@@ -24,6 +24,12 @@ after the job ends reads the cgroup's OOM-kill count, peak memory and CPU time i
 status, kills whatever is left in the cgroup and removes it. A cgroup that cannot be
 created fails the launch: a job never runs with its limits silently dropped.
 
+With a user (``uid``/``gid``/``user``: a root daemon in system mode), the supervisor
+stays root (its job directory is root's, 0700) but gives the log files to the user
+(0600: readable by them only), and the job's process becomes the user between fork and
+exec (supplementary groups, gid, uid), then enters the working directory with the
+user's own rights: one the user cannot enter fails the launch, saying so.
+
 A stop (SIGTERM from the daemon) sends the job's own stop signal (``stop_signal``,
 SIGTERM unless the job asked for e.g. SIGUSR1 to checkpoint) to its process group, then
 SIGKILL after the grace period.
@@ -103,8 +109,11 @@ def _resolve(argv0: str, env: dict[str, str]) -> str | None:
 
 def supervise(jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
               cores: tuple[int, ...] | None, grace: float, keep_fd: int,
-              stop_signal: int = signal.SIGTERM, cgroup: dict | None = None) -> None:
-    """Body of the forked supervisor. Never returns: ends with ``os._exit``."""
+              stop_signal: int = signal.SIGTERM, cgroup: dict | None = None, *,
+              uid: int | None = None, gid: int | None = None, user: str = "") -> None:
+    """Body of the forked supervisor. Never returns: ends with ``os._exit``.
+
+    ``uid``/``gid``/``user``: run the job as that user (the supervisor stays root)."""
     status: dict = {}
     group = None
     try:
@@ -119,7 +128,7 @@ def supervise(jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
         if cgroup is not None:
             group = _make_cgroup(cgroup, status)
         if cgroup is None or group is not None:
-            pid = _spawn(jobdir, argv, env, workdir, cores, status, group)
+            pid = _spawn(jobdir, argv, env, workdir, cores, status, group, _switch_to(uid, gid, user))
             if pid is not None:
                 write_atomic(os.path.join(jobdir, PIDS), f"{os.getpid()} {pid} {proc_start_time(pid)}\n".encode())
                 _wait(pid, grace, status, stop_signal)
@@ -160,8 +169,33 @@ def _close_cgroup(group, status: dict) -> None:
         group.remove()
 
 
+class _User:
+    """Whom the job runs as when that is not the supervisor's own user (a plain class:
+    the launcher imports this module and stays small, without ``typing``)."""
+
+    __slots__ = ("uid", "gid", "groups", "name")
+
+    def __init__(self, uid: int, gid: int, groups: list[int], name: str):
+        self.uid, self.gid, self.groups, self.name = uid, gid, groups, name
+
+
+def _switch_to(uid: int | None, gid: int | None, user: str) -> _User | None:
+    """The user to switch to between fork and exec; None: stay who we are. The
+    supplementary groups are looked up here, before the fork (NSS in a forked child of
+    a threaded process is not safe)."""
+    if uid is None or uid == os.geteuid():
+        return None
+    gid = uid if gid is None else gid
+    name = user or str(uid)
+    try:
+        groups = os.getgrouplist(name, gid)
+    except OSError:
+        groups = [gid]
+    return _User(uid, gid, groups, name)
+
+
 def _spawn(jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
-           cores: tuple[int, ...] | None, status: dict, group=None) -> int | None:
+           cores: tuple[int, ...] | None, status: dict, group=None, user: _User | None = None) -> int | None:
     try:
         os.chdir(workdir)
     except OSError as exc:
@@ -182,8 +216,16 @@ def _spawn(jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
     out = os.open(os.path.join(jobdir, STDOUT), flags, 0o600)
     err = os.open(os.path.join(jobdir, STDERR), flags, 0o600)
     try:
-        if group is not None:
-            return _fork_into(group, path, argv, env, out, err, status)
+        if user is not None:
+            try:   # the logs are the job's user's, readable by them only (0600)
+                os.fchown(out, user.uid, user.gid)
+                os.fchown(err, user.uid, user.gid)
+            except OSError as exc:
+                status["launch_error"] = f"cannot give the log files to user {user.name}: {exc.strerror}"
+                return None
+        if group is not None or user is not None:
+            # posix_spawn can neither join a cgroup nor change user: fork, set up, exec.
+            return _fork_into(group, path, argv, env, out, err, status, user, workdir)
         return os.posix_spawn(
             path, argv, env,
             file_actions=[
@@ -205,20 +247,32 @@ def _spawn(jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
 
 
 def _fork_into(group, path: str, argv: list[str], env: dict[str, str], out: int, err: int,
-               status: dict) -> int | None:
-    """Start the job inside ``group``: fork, join the cgroup, exec. A close-on-exec pipe
-    tells the supervisor whether the exec happened (EOF) or why it did not."""
+               status: dict, user: _User | None = None, workdir: str = "") -> int | None:
+    """Start the job: fork, join ``group`` (if any), become ``user`` (if any: groups,
+    gid, uid, then enter ``workdir`` with the user's own rights), exec. A close-on-exec
+    pipe tells the supervisor whether the exec happened (EOF) or why it did not."""
     rfd, wfd = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the job's process, between fork and exec
+        stage = "cgroup"
         try:
             os.close(rfd)
-            group.attach(0)
+            if group is not None:
+                group.attach(0)
+            stage = "setup"
             os.setsid()
             null = os.open(os.devnull, os.O_RDONLY)
             os.dup2(null, 0)
             os.dup2(out, 1)
             os.dup2(err, 2)
+            if user is not None:
+                stage = "user"
+                os.setgroups(user.groups)
+                os.setgid(user.gid)
+                os.setuid(user.uid)
+                stage = "workdir"
+                os.chdir(workdir)
+            stage = "exec"
             for sig in signal.valid_signals():
                 if sig not in (signal.SIGKILL, signal.SIGSTOP):
                     try:
@@ -231,7 +285,7 @@ def _fork_into(group, path: str, argv: list[str], env: dict[str, str], out: int,
             code = getattr(exc, "errno", None) or 0
             text = getattr(exc, "strerror", None) or repr(exc)
             try:
-                os.write(wfd, f"{code} {text}".encode())
+                os.write(wfd, f"{stage} {code} {text}".encode())
             finally:
                 os._exit(127)
     os.close(wfd)
@@ -244,9 +298,20 @@ def _fork_into(group, path: str, argv: list[str], env: dict[str, str], out: int,
     if not chunks:
         return pid
     os.waitpid(pid, 0)
-    code, _, text = b"".join(chunks).decode(errors="replace").partition(" ")
-    status["launch_error"] = f"cannot execute {argv[0]} in its cgroup: {text}"
-    status["exit_code"] = 126 if code in (str(errno.EACCES), str(errno.ENOEXEC)) else 127
+    stage, _, rest = b"".join(chunks).decode(errors="replace").partition(" ")
+    code, _, text = rest.partition(" ")
+    if stage == "cgroup":
+        status["launch_error"] = f"cannot join the job's cgroup: {text}"
+    elif stage == "setup":
+        status["launch_error"] = f"cannot start {argv[0]}: {text}"
+    elif stage == "user" and user is not None:
+        status["launch_error"] = f"cannot run as user {user.name} (uid {user.uid}): {text}"
+    elif stage == "workdir" and user is not None:
+        status["launch_error"] = f"working directory {workdir} is not accessible to user {user.name}: {text}"
+    else:
+        where = (" in its cgroup" if group is not None else "") + (f" as user {user.name}" if user else "")
+        status["launch_error"] = f"cannot execute {argv[0]}{where}: {text}"
+        status["exit_code"] = 126 if code in (str(errno.EACCES), str(errno.ENOEXEC)) else 127
     return None
 
 

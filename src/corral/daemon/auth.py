@@ -1,0 +1,260 @@
+"""Who may do what through the daemon's socket.
+
+Callers are identified by the kernel, not by passwords: the API's protocol reads
+``SO_PEERCRED`` on the Unix socket (see :func:`corral.daemon.server.peer_protocol`).
+
+Two modes (config ``mode``; ``auto`` = ``system`` when the daemon runs as root):
+
+* ``user``: the daemon belongs to one user; its socket is 0600, so only that user (and
+  root) can connect, and both may do everything.
+* ``system``: the daemon runs as root; with ``socket_group`` its socket is
+  ``root:GROUP 0660`` (members may connect), without it 0600 (root only). Each job runs
+  as the user who submitted it. Anyone who can connect may submit and read the queue
+  (``ps``, ``show``, like ``squeue``); cancelling, changing and reading the logs of a job
+  is for its owner (same uid) and admins: root, the daemon's own user and members of
+  ``admin_group``. Shutting the daemon down and pruning are for admins.
+
+Acting on someone else's job raises :class:`~corral.errors.PermissionDenied` (HTTP 403)
+before anything changes; a batch is checked as a whole first.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+
+from ..errors import CorralError, PermissionDenied, ValidationError
+from ..executors.environment import KEPT_FROM_SUBMITTER
+
+if TYPE_CHECKING:
+    from fastapi import Request
+
+    from ..config import Config
+    from ..job import Job
+
+USER = "user"
+SYSTEM = "system"
+# KEPT_FROM_SUBMITTER (executors.environment): what the daemon keeps of a non-root
+# submitter's environment in system mode; their jobs get a clean one from passwd.
+
+#: ``(user name, primary gid) -> every gid the user is in`` (``os.getgrouplist``).
+GroupLookup = Callable[[str, int], Iterable[int]]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Whoever is on the other end of the socket. ``uid`` None: unknown (the request did
+    not come through the Unix socket, e.g. an in-process test client)."""
+
+    uid: int | None
+    gid: int | None = None
+    name: str = ""
+    pid: int | None = None
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        return f"uid {self.uid}" if self.uid is not None else "an unknown caller"
+
+
+@dataclass(frozen=True)
+class Access:
+    """The daemon's access rules, resolved once at start (see :func:`access_from_config`)."""
+
+    mode: str = USER
+    daemon_uid: int = field(default_factory=os.geteuid)
+    socket_group: str | None = None
+    socket_gid: int | None = None
+    admin_group: str | None = None
+    admin_gid: int | None = None
+
+    @property
+    def system(self) -> bool:
+        return self.mode == SYSTEM
+
+    def socket_permissions(self) -> tuple[int, int | None]:
+        """(mode bits, group id or None) for the socket file."""
+        if self.system and self.socket_gid is not None:
+            return 0o660, self.socket_gid
+        return 0o600, None
+
+    def describe(self) -> str:
+        """One line for ``corral nodes`` and the daemon's log."""
+        if not self.system:
+            return f"user mode: one user ({_user_name(self.daemon_uid)}); socket 0600"
+        admins = "root" + (f" and group {self.admin_group}" if self.admin_group else "")
+        if self.socket_group:
+            who = f"socket root:{self.socket_group} 0660 (members of {self.socket_group} may submit)"
+        else:
+            who = "socket 0600: root only (set socket_group to let users submit)"
+        return f"system mode: jobs run as their submitters; {who}; admins: {admins}"
+
+    def to_dict(self) -> dict[str, Any]:
+        mode, _ = self.socket_permissions()
+        return {"mode": self.mode, "socket_group": self.socket_group, "socket_mode": f"{mode:04o}",
+                "admin_group": self.admin_group, "description": self.describe()}
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+def resolve_mode(mode: str, euid: int) -> str:
+    """``auto`` -> system as root, else user. ``system`` needs root."""
+    if mode == "auto":
+        return SYSTEM if euid == 0 else USER
+    if mode == SYSTEM and euid != 0:
+        raise CorralError(f"mode: system needs the daemon to run as root (it runs as {_user_name(euid)}); "
+                          "use mode: user or start it as root")
+    return mode
+
+
+def group_id(name: str, field_name: str, source: str = "config.yaml") -> int:
+    """The gid of group ``name``; an unknown group is a one-line error naming the field."""
+    import grp
+
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise ValidationError(field_name, name, "no such group on this machine",
+                              detail=f"{source}: invalid value for {field_name}") from None
+
+
+def access_from_config(config: "Config", *, euid: int | None = None, source: str = "config.yaml") -> Access:
+    """The rules for a daemon started with ``config`` (raises on unknown groups)."""
+    euid = os.geteuid() if euid is None else euid
+    mode = resolve_mode(config.mode, euid)
+    socket_gid = group_id(config.socket_group, "socket_group", source) if config.socket_group else None
+    admin_gid = group_id(config.admin_group, "admin_group", source) if config.admin_group else None
+    if mode != SYSTEM:
+        # One user's daemon: the socket stays 0600 and that user may do everything.
+        return Access(mode=mode, daemon_uid=euid)
+    return Access(mode=mode, daemon_uid=euid, socket_group=config.socket_group, socket_gid=socket_gid,
+                  admin_group=config.admin_group, admin_gid=admin_gid)
+
+
+# -- the rules -------------------------------------------------------------------------------
+
+def groups_of(name: str, gid: int) -> list[int]:
+    """Every group ``name`` is in, primary ``gid`` included (empty if it cannot be told)."""
+    try:
+        return list(os.getgrouplist(name, gid))
+    except (OSError, TypeError, ValueError):
+        return [gid]
+
+
+def is_admin(caller: Caller, access: Access, groups: GroupLookup = groups_of) -> bool:
+    """Root, the daemon's own user, or a member of ``admin_group``. An unknown caller is
+    the daemon's user in user mode (nobody else can reach its socket), nobody otherwise."""
+    if caller.uid is None:
+        return not access.system
+    if caller.uid == 0 or caller.uid == access.daemon_uid:
+        return True
+    if access.admin_gid is None:
+        return False
+    if caller.gid == access.admin_gid:
+        return True
+    name = caller.name or _user_name(caller.uid)
+    return access.admin_gid in set(groups(name, caller.gid if caller.gid is not None else -1))
+
+
+def owns(caller: Caller, job: "Job") -> bool:
+    """Same uid (jobs recorded before uids were: same user name)."""
+    if caller.uid is None:
+        return False
+    if job.uid is not None:
+        return job.uid == caller.uid
+    return bool(job.user) and job.user == (caller.name or _user_name(caller.uid))
+
+
+def may_act(caller: Caller, job: "Job", access: Access, groups: GroupLookup = groups_of) -> bool:
+    """May ``caller`` cancel, change or read the logs of ``job``?"""
+    return owns(caller, job) or is_admin(caller, access, groups)
+
+
+def refusal(job: "Job", caller: Caller) -> str:
+    """``permission denied: job 12 belongs to alice (you are bob)``."""
+    owner = job.user or (f"uid {job.uid}" if job.uid is not None else "another user")
+    return f"permission denied: job {job.id} belongs to {owner} (you are {caller.label})"
+
+
+def check_jobs(caller: Caller, jobs: list["Job"], access: Access, done: str = "cancelled",
+               groups: GroupLookup = groups_of) -> None:
+    """All or nothing: raise :class:`PermissionDenied` (one line per job refused) if the
+    caller may not act on any of ``jobs``; ``done`` says what did not happen to the rest."""
+    refused = [refusal(job, caller) for job in jobs if not owns(caller, job)]
+    if not refused or is_admin(caller, access, groups):
+        return
+    if len(jobs) > 1:
+        refused.append(f"no job was {done} ({len(refused)} of {len(jobs)} are not yours)")
+    raise PermissionDenied(refused)
+
+
+def check_submitter(caller: Caller, access: Access) -> None:
+    """In system mode a job runs as its submitter: one whose uid is unknown (no peer
+    credentials) may not submit, rather than have its jobs run as root."""
+    if access.system and caller.uid is None:
+        raise PermissionDenied("permission denied: cannot tell who you are (no peer credentials on the socket)")
+
+
+def submitter_env(caller: Caller, access: Access, base_env: Mapping[str, str]) -> dict[str, str]:
+    """What the daemon keeps of a submitter's environment: all of it from root or the
+    daemon's own user; in system mode only :data:`KEPT_FROM_SUBMITTER` from anyone else
+    (their jobs get a clean environment of their own)."""
+    if not access.system or caller.uid in (0, access.daemon_uid):
+        return dict(base_env)
+    return {k: base_env[k] for k in KEPT_FROM_SUBMITTER if k in base_env}
+
+
+# -- requests --------------------------------------------------------------------------------
+
+def caller_of(request: "Request") -> Caller:
+    """The caller of an API request, from the ASGI ``client`` that the daemon's protocol
+    sets to ``("uid:UID:GID", PID)``."""
+    client = request.client
+    host = client.host if client is not None else ""
+    if not host.startswith("uid:"):
+        return Caller(None)
+    parts = host.split(":")
+    try:
+        uid = int(parts[1])
+        gid = int(parts[2]) if len(parts) > 2 else None
+    except (IndexError, ValueError):
+        return Caller(None)
+    pid = client.port if client is not None and isinstance(client.port, int) else None
+    return Caller(uid, gid, _user_name(uid), pid)
+
+
+def access_of(request: "Request") -> Access:
+    """The daemon's rules (``app.state.access``; user mode when none were set)."""
+    access = getattr(request.app.state, "access", None)
+    return access if isinstance(access, Access) else _DEFAULT
+
+
+def require_owner(request: "Request", job: "Job", done: str = "changed") -> None:
+    """Raise :class:`PermissionDenied` (403) unless the caller owns ``job`` or is an
+    admin. For endpoints that cancel, change or read a job's private data."""
+    check_jobs(caller_of(request), [job], access_of(request), done)
+
+
+def require_admin(request: "Request", what: str) -> None:
+    """Raise :class:`PermissionDenied` unless the caller is an admin."""
+    caller = caller_of(request)
+    if not is_admin(caller, access_of(request)):
+        raise PermissionDenied(f"permission denied: only admins may {what} (you are {caller.label})")
+
+
+def _user_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+_DEFAULT = Access()
+
+__all__ = ["Access", "Caller", "SYSTEM", "USER", "access_from_config", "access_of", "caller_of", "check_jobs",
+           "check_submitter", "group_id", "groups_of", "is_admin", "may_act", "owns", "refusal", "require_admin", "require_owner",
+           "resolve_mode", "submitter_env"]

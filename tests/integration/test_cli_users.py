@@ -1,0 +1,251 @@
+"""A shared machine (system mode): a root daemon, real users on its socket.
+
+The test setup creates (idempotently, and leaves in place) the groups ``corraltest``
+(may use the socket), ``corraltestadm`` (admins) and ``corraltestout``, and the users
+``crlalice`` and ``crlbob`` (socket group), ``crladmin`` (socket group + admins) and
+``crlout`` (neither). Each user runs the real CLI through ``runuser``, so the daemon
+sees their real uid on the socket (SO_PEERCRED). Needs root: skipped otherwise, but a
+failure under ``CI=true`` (where the suite runs as root and must cover this).
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+import corral
+from corral_harness import CORRAL, Corral, make_corral, teardown, wait_until
+
+GROUP, ADMIN_GROUP, OTHER_GROUP = "corraltest", "corraltestadm", "corraltestout"
+ALICE, BOB, ADMIN, OUTSIDER = "crlalice", "crlbob", "crladmin", "crlout"
+#: In the environment of every CLI the test runs; a job must never see it.
+SECRET = "CRLTEST_SECRET"
+CI = os.environ.get("CI", "").lower() == "true"
+SRC = str(Path(corral.__file__).resolve().parent.parent)
+
+
+def unavailable(reason: str):
+    if CI:
+        pytest.fail(f"{reason} (CI=true: this test must run in CI)")
+    pytest.skip(reason)
+
+
+def _sh(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(list(argv), capture_output=True, text=True, timeout=120)
+
+
+def _group_exists(name: str) -> bool:
+    try:
+        grp.getgrnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+def ensure_users() -> None:
+    """Create the test's groups and users unless they exist (left in place afterwards)."""
+    if os.geteuid() != 0:
+        unavailable("needs root to create the test users (useradd) and run a system-mode daemon")
+    if shutil.which("useradd") is None and shutil.which("apt-get") is not None:
+        _sh("apt-get", "install", "-y", "-qq", "passwd")
+    for tool in ("useradd", "groupadd", "usermod", "runuser"):
+        if shutil.which(tool) is None:
+            unavailable(f"{tool} is missing (apt-get install passwd util-linux)")
+    for group in (GROUP, ADMIN_GROUP, OTHER_GROUP):
+        if not _group_exists(group):
+            res = _sh("groupadd", group)
+            if res.returncode != 0 and not _group_exists(group):
+                unavailable(f"cannot create group {group}: {res.stderr.strip()}")
+    for name, primary, extra in ((ALICE, GROUP, None), (BOB, GROUP, None), (ADMIN, GROUP, ADMIN_GROUP),
+                                 (OUTSIDER, OTHER_GROUP, None)):
+        if not _user_exists(name):
+            res = _sh("useradd", "-M", "-N", "-g", primary, "-s", "/bin/sh", name)
+            if res.returncode != 0 and not _user_exists(name):
+                unavailable(f"cannot create user {name}: {res.stderr.strip()}")
+        if extra and name not in grp.getgrnam(extra).gr_mem:
+            _sh("usermod", "-a", "-G", extra, name)
+
+
+def user_cli() -> tuple[list[str], dict[str, str]]:
+    """How the test users can run this checkout's CLI: the venv's script if they can
+    execute it, else a system python >= 3.11 on the source tree (the CLI is stdlib
+    only). Skipped (failed under CI) when neither works."""
+    probes = [([*CORRAL], {})]
+    for python in dict.fromkeys(p for p in ("/usr/bin/python3", shutil.which("python3")) if p):
+        probes.append(([python, "-m", "corral.cli.main"], {"PYTHONPATH": SRC}))
+    for argv, extra in probes:
+        env = [f"{k}={v}" for k, v in extra.items()]
+        check = "import sys; sys.exit(sys.version_info < (3, 11))"
+        py_ok = argv[0] == CORRAL[0] or _sh("runuser", "-u", ALICE, "--", argv[0], "-c", check).returncode == 0
+        if py_ok and _sh("runuser", "-u", ALICE, "--", "env", "PYTHONDONTWRITEBYTECODE=1", *env,
+                         *argv, "--version").returncode == 0:
+            return argv, extra
+    unavailable(f"user {ALICE} can run neither {CORRAL[0]} nor a python >= 3.11 with {SRC} "
+                "(the checkout must be readable and executable by other users)")
+    raise AssertionError("unreachable")
+
+
+class System:
+    """The system daemon plus a way to run the CLI as each test user."""
+
+    def __init__(self, c: Corral, argv: list[str], extra: dict[str, str], workdir: str, private: str):
+        self.c, self.argv, self.extra, self.workdir, self.private = c, argv, extra, workdir, private
+
+    def run(self, user: str, *args: str) -> subprocess.CompletedProcess:
+        env = dict(self.c.env)
+        env[SECRET] = "root-only"
+        assigns = [f"CORRAL_HOME={self.c.home}", "PYTHONDONTWRITEBYTECODE=1",
+                   *(f"{k}={v}" for k, v in self.extra.items())]
+        return subprocess.run(["runuser", "-u", user, "--", "env", *assigns, *self.argv, *args],
+                              capture_output=True, text=True, env=env, cwd=self.workdir, timeout=60)
+
+    def ok(self, user: str, *args: str) -> str:
+        res = self.run(user, *args)
+        assert res.returncode == 0, f"`corral {' '.join(args)}` as {user}: {res.returncode}\n{res.stdout}\n{res.stderr}"
+        return res.stdout
+
+    def json(self, user: str, command: str, *args: str):
+        import json
+
+        return json.loads(self.ok(user, command, "--json", *args))
+
+    def submit(self, user: str, *args: str) -> int:
+        return self.json(user, "submit", "--cpus", "100m", *args)["id"]
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory):
+    ensure_users()
+    argv, extra = user_cli()
+    c = make_corral(str(tmp_path_factory.mktemp("users")))
+    workroot = tempfile.mkdtemp(prefix="crlusers", dir="/tmp")
+    os.chmod(workroot, 0o755)                       # every test user may enter it
+    private = os.path.join(workroot, "private")
+    os.mkdir(private, 0o700)                        # root's alone
+    try:
+        c.write_config(f"socket_group: {GROUP}\nadmin_group: {ADMIN_GROUP}\n")
+        c.up("--simulate-gpus", "2")
+        yield System(c, argv, extra, workroot, private)
+    finally:
+        # Jobs run as the test users, without the harness's marker: cancel them first.
+        try:
+            left = [str(j["id"]) for j in c.ps()]
+            if left:
+                c.run("cancel", *left)
+                c.run("wait", *left, timeout=60)
+        finally:
+            teardown(c)
+            shutil.rmtree(workroot, ignore_errors=True)
+
+
+def _one_error_line(res: subprocess.CompletedProcess) -> str:
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: "), res
+    return lines[0]
+
+
+def _uid_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no Uid line for {pid}")
+
+
+def test_system_mode_socket_and_nodes(system):
+    c = system.c
+    node = c.node()
+    assert node["access"]["mode"] == "system" and node["access"]["socket_group"] == GROUP
+    st = os.stat(os.path.join(c.home, "corral.sock"))
+    assert stat.S_IMODE(st.st_mode) == 0o660 and st.st_uid == 0 and st.st_gid == grp.getgrnam(GROUP).gr_gid
+    assert stat.S_IMODE(os.stat(c.home).st_mode) == 0o711
+    assert stat.S_IMODE(os.stat(os.path.join(c.home, "corral.db")).st_mode) == 0o600
+    assert "Access: system mode" in system.ok(BOB, "nodes")
+
+
+def test_jobs_run_as_their_user_and_only_owners_or_admins_act(system):
+    c = system.c
+    alice = pwd.getpwnam(ALICE)
+    job = system.submit(ALICE, "--env", "FOO=bar", "--",
+                        'echo "who=$(id -un)"; echo "home=$HOME"; echo "user=$USER"; env | sed "s/^/env:/"; sleep 30')
+    mine = system.submit(BOB, "--", "sleep 30")
+    c.wait_state(job, "Running")
+    text = wait_until(lambda: (t := system.ok(ALICE, "logs", str(job))) and "env:" in t and t,
+                      what="the job's output")
+    lines = text.splitlines()
+    assert f"who={ALICE}" in lines and f"home={alice.pw_dir}" in lines and f"user={ALICE}" in lines
+    env = dict(line[4:].split("=", 1) for line in lines if line.startswith("env:") and "=" in line)
+    assert env["FOO"] == "bar" and env["LOGNAME"] == ALICE and env["PATH"] == "/usr/local/bin:/usr/bin:/bin"
+    assert env["CORRAL_JOB_ID"] == str(job) and "CUDA_VISIBLE_DEVICES" in env
+    assert SECRET not in env and "CRLTEST_HOME" not in env and "CORRAL_HOME" not in env
+    pids = c.show(job)["pids"]
+    assert _uid_of(pids["job"]) == alice.pw_uid and _uid_of(pids["supervisor"]) == 0
+
+    # Log files: the owner's, 0600.
+    for name in ("stdout.log", "stderr.log"):
+        st = os.stat(os.path.join(c.home, "jobs", str(job), name))
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (alice.pw_uid, 0o600)
+
+    # Bob may not cancel it (nothing changes), nor read its logs.
+    refused = f"error: permission denied: job {job} belongs to {ALICE} (you are {BOB})"
+    assert _one_error_line(system.run(BOB, "cancel", str(job))) == refused
+    assert _one_error_line(system.run(BOB, "logs", str(job))) == refused
+    res = system.run(BOB, "cancel", str(mine), str(job))   # all or nothing
+    assert res.returncode == 1 and refused in res.stderr and "no job was cancelled" in res.stderr
+    assert c.show(job)["state"] == "Running" and c.show(mine)["state"] == "Running"
+    assert "only admins may stop the daemon" in _one_error_line(system.run(BOB, "down"))
+
+    # ... but may see it, without its environment.
+    assert job in [j["id"] for j in system.json(BOB, "ps")["jobs"]]
+    seen = system.json(BOB, "show", str(job))
+    assert seen["user"] == ALICE and seen["state"] == "Running" and "env" not in seen
+    assert system.json(ALICE, "show", str(job))["env"] == {"FOO": "bar"}
+
+    # An admin may act on every job; a user on their own.
+    assert system.ok(ADMIN, "cancel", str(job)).strip() == f"job {job}: stopping"
+    assert system.ok(BOB, "cancel", str(mine)).strip() == f"job {mine}: stopping"
+    assert c.wait_state(job, "Cancelled")["user"] == ALICE
+    c.wait_state(mine, "Cancelled")
+
+
+def test_user_outside_the_socket_group_cannot_connect(system):
+    c = system.c
+    pid = c.daemon_pid_from_lock()
+    for args in (("ps",), ("up",)):
+        line = _one_error_line(system.run(OUTSIDER, *args))
+        assert line == (f"error: cannot connect to the corral daemon at {c.home}/corral.sock: permission denied "
+                        f"(ask an admin to add you to group {GROUP})")
+    outsider = pwd.getpwnam(OUTSIDER).pw_uid
+    assert c.daemon_pid_from_lock() == pid
+    assert not [p for p in os.listdir("/proc") if p.isdigit() and _owned_by(int(p), outsider)]
+
+
+def _owned_by(pid: int, uid: int) -> bool:
+    try:
+        return _uid_of(pid) == uid
+    except (OSError, AssertionError):
+        return False
+
+
+def test_workdir_the_user_cannot_enter_fails_the_launch(system):
+    job = system.submit(BOB, "--workdir", system.private, "--", "true")
+    view = system.c.wait_state(job, ("Failed", "Succeeded", "Cancelled"))
+    assert view["state"] == "Failed" and view["reason"] == "LaunchFailed", view
+    assert view["message"] == (f"working directory {system.private} is not accessible to user {BOB}: "
+                               "Permission denied"), view
