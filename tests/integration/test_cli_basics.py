@@ -141,7 +141,7 @@ def test_wait_exit_status_and_ps_state_filter(c):
     assert len(c.ps("-a", "-n", "1")) == 1
 
     table = c.ok("ps", "--state", "Succeeded").splitlines()
-    assert table[0].split() == ["ID", "NAME", "STATE", "REQUESTS", "GPUS", "CPUS", "TIME", "EXIT", "REASON"]
+    assert table[0].split() == ["ID", "NAME", "USER", "STATE", "REQUESTS", "GPUS", "CPUS", "TIME", "EXIT", "REASON"]
     assert any(line.split()[0] == str(ok) for line in table[1:])
     assert not any(line.split()[0] == str(bad) for line in table[1:])
 

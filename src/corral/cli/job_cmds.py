@@ -61,7 +61,8 @@ def _payload(args) -> dict:
     if args.file:
         given = [o for o in ("cpus", "mem", "gpus", "limit_cpus", "limit_mem", "requests", "limits", "time",
                              "priority", "name", "workdir", "signal", "grace", "idle_threshold", "idle_window",
-                             "idle_actions") if getattr(args, o) is not None]
+                             "idle_actions", "queue", "array", "after", "retries") if getattr(args, o) is not None]
+        given += [o for o in ("hold", "no_requeue", "no_preempt") if getattr(args, o)]
         if argv or given or args.env or args.label:
             what = "a command" if argv else "--" + (given[0] if given else ("env" if args.env else "label")).replace("_", "-")
             raise ValidationError("submit", what, "use either -f job.yaml or options with a command, not both",
@@ -106,6 +107,15 @@ def _payload(args) -> dict:
         idle["actions"] = []
     if idle:
         flags["idle_gpu"] = idle
+    for option in ("queue", "array", "after", "retries"):
+        if getattr(args, option) is not None:
+            flags[option] = getattr(args, option)
+    if args.hold:
+        flags["hold"] = True
+    if args.no_requeue:
+        flags["requeue"] = False
+    if args.no_preempt:
+        flags["preemptible"] = False
     return {"jobs": [{"flags": flags}]}
 
 
@@ -115,11 +125,18 @@ def cmd_submit(args) -> int:
         _print_json({"id": jobs[0]["id"], "ids": [j["id"] for j in jobs], "jobs": jobs} if len(jobs) > 1
                     else dict(jobs[0]))
         return 0
+    arrays: dict[int, list[dict]] = {}
     for job in jobs:
+        if job.get("array_id") is not None:
+            arrays.setdefault(job["array_id"], []).append(job)
+            continue
         name = f" ({job['name']})" if job.get("name") else ""
         state = job["state"]
         detail = f": {fmt.why(job)}" if state == "Pending" and job.get("message") else ""
         print(f"submitted job {job['id']}{name}, {state.lower()}{detail}")
+    for array_id, tasks in arrays.items():
+        name = f" ({tasks[0]['name']})" if tasks[0].get("name") else ""
+        print(f"submitted array {array_id}{name}: {len(tasks)} jobs {fmt.ids([t['id'] for t in tasks])}")
     return 0
 
 
@@ -134,13 +151,16 @@ def cmd_ps(args) -> int:
     rows = []
     for j in jobs:
         gpus = fmt.ids(j.get("gpus", [])) + ("*" if j.get("gpus_simulated") else "")
-        rows.append([str(j["id"]), j.get("name") or "-", j["state"], fmt.requests(j),
+        name = j.get("name") or "-"
+        if j.get("array_id") is not None:
+            name = f"{name if name != '-' else ''}[{j['array_id']}:{j['array_index']}]"
+        rows.append([str(j["id"]), name, j.get("user") or "-", j["state"], fmt.requests(j),
                      gpus if j["state"] == "Running" and j.get("gpus") else "-",
                      fmt.ids(j.get("cpus", [])) if j.get("cpus") else ("shared" if j["state"] == "Running" else "-"),
                      fmt.runtime(j, now) if j.get("started_at") else fmt.ago(j.get("submitted_at"), now),
                      "-" if j.get("exit_code") is None else str(j["exit_code"]),
                      fmt.why(j)])
-    print(fmt.table(["ID", "NAME", "STATE", "REQUESTS", "GPUS", "CPUS", "TIME", "EXIT", "REASON"], rows))
+    print(fmt.table(["ID", "NAME", "USER", "STATE", "REQUESTS", "GPUS", "CPUS", "TIME", "EXIT", "REASON"], rows))
     if any(j.get("gpus_simulated") and j["state"] == "Running" for j in jobs):
         print("* simulated GPU")
     return 0
@@ -239,6 +259,25 @@ def cmd_cancel(args) -> int:
             else:
                 print(f"error: {r['result']}", file=sys.stderr)
     return 0 if all(r["ok"] for r in results) else 1
+
+
+def cmd_hold(args) -> int:
+    return _hold(args, "hold")
+
+
+def cmd_release(args) -> int:
+    return _hold(args, "release")
+
+
+def _hold(args, action: str) -> int:
+    changed = _client(args).request("POST", f"/v1/jobs/{action}", {"ids": list(args.ids)})["changed"]
+    if args.json:
+        _print_json({"changed": changed})
+        return 0
+    verb = "held" if action == "hold" else "released"
+    for job_id in args.ids:
+        print(f"job {job_id}: {verb}" if job_id in changed else f"job {job_id}: already {verb}")
+    return 0
 
 
 def cmd_wait(args) -> int:

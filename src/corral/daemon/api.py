@@ -20,24 +20,28 @@ from ..job import JobState
 from dataclasses import replace
 
 from ..spec import JobSpec, build_spec, load_documents, parse_document
+from . import auth
 from .manager import Manager
 from ..durations import parse_duration
 from .views import job_view, node_view, top_view, usage_view
 
 
 def create_app(manager: Manager, info: dict[str, Any], shutdown: Callable[[], None],
-               lifespan=None) -> FastAPI:
+               lifespan=None, access: "auth.Access | None" = None) -> FastAPI:
     app = FastAPI(title="corral", version=__version__, lifespan=lifespan)
+    #: Who may do what (see auth.py); user mode when not given.
+    app.state.access = access or auth.Access()
 
     @app.exception_handler(CorralError)
     async def _corral_error(request: Request, exc: CorralError) -> JSONResponse:
-        lines = exc.lines if isinstance(exc, Infeasible) else [str(exc)]
+        lines = exc.lines if isinstance(exc, (Infeasible, auth.PermissionDenied)) else [str(exc)]
         return JSONResponse(status_code=exc.status, content={"error": str(exc), "lines": lines})
 
     @app.get("/v1/health")
     async def health() -> dict:
         return {"ok": True, "pid": os.getpid(), "version": __version__, "home": info.get("home"),
-                "pending": len(manager.pending), "running": len(manager.running)}
+                "pending": len(manager.pending), "running": len(manager.running),
+                "mode": app.state.access.mode, "access": app.state.access.to_dict()}
 
     @app.post("/v1/jobs", status_code=201)
     async def submit(request: Request, body: dict = Body(...)) -> dict:
@@ -50,7 +54,11 @@ def create_app(manager: Manager, info: dict[str, Any], shutdown: Callable[[], No
                                                      for k, v in base_env.items()):
             raise ValidationError("base_env", "...", "expected a mapping of strings to strings")
         specs = _specs_from(body)
-        jobs = manager.submit(specs, base_env, user=caller(request)[1])
+        who = auth.caller_of(request)
+        auth.check_submitter(who, app.state.access)
+        # System mode: a user's job gets a clean environment, not the submitter's.
+        base_env = auth.submitter_env(who, app.state.access, base_env)
+        jobs = manager.submit(specs, base_env, user=who.name, uid=who.uid, gid=who.gid)
         positions = manager.queue_positions()
         return {"jobs": [job_view(j, manager, positions) for j in jobs]}
 
@@ -67,14 +75,20 @@ def create_app(manager: Manager, info: dict[str, Any], shutdown: Callable[[], No
         return {"jobs": [job_view(j, manager, positions) for j in jobs]}
 
     @app.get("/v1/jobs/{job_id}")
-    async def show(job_id: int) -> dict:
-        return job_view(manager.store.get_job(job_id), manager, detail=True)
+    async def show(request: Request, job_id: int) -> dict:
+        job = manager.store.get_job(job_id)
+        # Readable by everyone (like squeue), but its environment only by its owner and admins.
+        private = auth.may_act(auth.caller_of(request), job, app.state.access)
+        return job_view(job, manager, detail=True, private=private)
 
     @app.post("/v1/jobs/cancel")
-    async def cancel(body: dict = Body(...)) -> dict:
+    async def cancel(request: Request, body: dict = Body(...)) -> dict:
         ids = body.get("ids")
         if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
             raise ValidationError("ids", ids, "expected a list of job ids")
+        # All or nothing: another user's job in the batch and none is cancelled (unknown
+        # ids are reported one by one below, as before).
+        auth.check_jobs(auth.caller_of(request), manager.store.get_jobs(ids), app.state.access, "cancelled")
         results = []
         for job_id in ids:
             try:
@@ -82,6 +96,19 @@ def create_app(manager: Manager, info: dict[str, Any], shutdown: Callable[[], No
             except NotFound as exc:
                 results.append({"id": job_id, "result": str(exc), "ok": False})
         return {"results": results}
+
+    @app.post("/v1/jobs/hold")
+    async def hold(request: Request, body: dict = Body(...)) -> dict:
+        """Hold pending jobs: all or none (each must be the caller's, or the caller an admin)."""
+        ids = _ids(body)
+        _require_owners(request, manager, ids)
+        return {"changed": manager.hold(ids, who=caller(request)[1])}
+
+    @app.post("/v1/jobs/release")
+    async def release(request: Request, body: dict = Body(...)) -> dict:
+        ids = _ids(body)
+        _require_owners(request, manager, ids)
+        return {"changed": manager.release(ids, who=caller(request)[1])}
 
     @app.get("/v1/jobs/{job_id}/wait")
     async def wait(job_id: int, timeout: float = 30.0) -> dict:
@@ -102,16 +129,19 @@ def create_app(manager: Manager, info: dict[str, Any], shutdown: Callable[[], No
         return job_view(job, manager)
 
     @app.get("/v1/jobs/{job_id}/logs")
-    async def logs(job_id: int, stream: str = "stdout", follow: bool = False, offset: int = 0):
+    async def logs(request: Request, job_id: int, stream: str = "stdout", follow: bool = False, offset: int = 0):
         if stream not in ("stdout", "stderr"):
             raise ValidationError("stream", stream, "expected stdout or stderr")
-        manager.store.get_job(job_id)  # 404 for unknown jobs
+        auth.require_owner(request, manager.store.get_job(job_id), "shown")  # 404 for unknown jobs, 403
         path = manager.executor.log_path(job_id, stream)  # type: ignore[union-attr]
         return StreamingResponse(_tail(manager, job_id, str(path), follow, offset), media_type="text/plain")
 
     @app.get("/v1/nodes")
     async def nodes() -> dict:
-        return {"nodes": node_view(manager, info)}
+        out = node_view(manager, info)
+        for node in out:
+            node["access"] = app.state.access.to_dict()   # the mode, the socket, the admins
+        return {"nodes": out}
 
     @app.get("/v1/top")
     async def top() -> dict:
@@ -123,7 +153,8 @@ def create_app(manager: Manager, info: dict[str, Any], shutdown: Callable[[], No
         return usage_view(manager, since, by)
 
     @app.post("/v1/prune")
-    async def prune(body: dict = Body(default={})) -> dict:
+    async def prune(request: Request, body: dict = Body(default={})) -> dict:
+        auth.require_admin(request, "prune finished jobs")
         older = body.get("older_than")
         if older is None:
             seconds = manager.retention if getattr(manager, "retention", 0) else 30 * 86400
@@ -134,7 +165,8 @@ def create_app(manager: Manager, info: dict[str, Any], shutdown: Callable[[], No
         return {"deleted": ids, "older_than": seconds}
 
     @app.post("/v1/shutdown")
-    async def shutdown_daemon() -> dict:
+    async def shutdown_daemon(request: Request) -> dict:
+        auth.require_admin(request, "stop the daemon")
         asyncio.get_running_loop().call_soon(shutdown)
         return {"ok": True, "running_jobs_keep_running": len(manager.running)}
 
@@ -142,7 +174,7 @@ def create_app(manager: Manager, info: dict[str, Any], shutdown: Callable[[], No
 
 
 _FLAGS = {"command", "requests", "limits", "name", "env", "workdir", "labels", "priority", "time", "signal",
-          "grace", "idle_gpu"}
+          "grace", "idle_gpu", "queue", "array", "after", "retries", "hold", "preemptible", "requeue"}
 
 
 def caller(request: Request) -> tuple[int | None, str]:
@@ -197,10 +229,29 @@ def _specs_from(body: dict) -> list[JobSpec]:
                                     env=flags.get("env"), workdir=flags.get("workdir"),
                                     labels=flags.get("labels"), priority=flags.get("priority", 0),
                                     time_limit=flags.get("time"), stop_signal=flags.get("signal"),
-                                    kill_grace=flags.get("grace"), idle_gpu=flags.get("idle_gpu")))
+                                    kill_grace=flags.get("grace"), idle_gpu=flags.get("idle_gpu"),
+                                    queue=flags.get("queue"), array=flags.get("array"),
+                                    dependencies=flags.get("after"), retries=flags.get("retries"),
+                                    hold=flags.get("hold"), preemptible=flags.get("preemptible"),
+                                    requeue=flags.get("requeue")))
         else:
             specs.append(parse_document(doc, where=where))
     return specs
+
+
+def _ids(body: dict) -> list[int]:
+    ids = body.get("ids")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise ValidationError("ids", ids, "expected a non-empty list of job ids")
+    return ids
+
+
+def _require_owners(request: Request, manager: Manager, ids: list[int]) -> None:
+    """Every job must exist and be the caller's (or the caller an admin), before anything changes."""
+    from . import auth
+
+    for job_id in ids:
+        auth.require_owner(request, manager.store.get_job(job_id))
 
 
 def _parse_state(text: str) -> JobState:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Callable
 from ..capacity.node import Node
 from ..errors import CorralError, Infeasible, NotFound, ValidationError
 from ..executors.base import Executor, ExitStatus, LaunchRequest, Running, StopReason
-from ..executors.environment import job_environment
+from ..executors.environment import job_environment, run_as, user_environment
 from ..job import Allocation, Job, JobState, Reason
 from ..resources import CPU, MEMORY, Resources
 from ..scheduler import PendingJob, PendingQueue, Snapshot, Waiting, get_policy, infeasible, schedule_on
@@ -376,17 +376,23 @@ class Manager:
     def _launch(self, job_id: int, alloc: Allocation) -> None:
         assert self.executor is not None
         spec, base_env = self._specs[job_id]
+        # A root daemon runs each job as its submitter, in a clean environment (system mode).
+        owner = self.store.get_job(job_id) if os.geteuid() == 0 else None
+        who = run_as(owner.uid, owner.gid, owner.user) if owner is not None else None
+        if who is not None:
+            base_env = user_environment(who, base_env)
         cores = alloc.cores or self.shared_cores(alloc.node)
         request = LaunchRequest(
             job_id=job_id,
             argv=spec.command,
             env=self._array_env(job_id, job_environment(job_id, spec.name, alloc, cores, base_env, spec.env)),
-            workdir=spec.workdir or os.path.expanduser("~"),
+            workdir=spec.workdir or (who.home if who else os.path.expanduser("~")),
             cores=cores or None,
             kill_grace=float(spec.kill_grace if spec.kill_grace is not None else self.kill_grace),
             name=spec.name,
             stop_signal=int(getattr(signal, spec.stop_signal)) if spec.stop_signal else signal.SIGTERM,
             cgroup=self.cgroup_for(job_id, spec, alloc),
+            uid=who.uid if who else None, gid=who.gid if who else None, user=who.user if who else "",
         )
         try:
             self.executor.launch(request)

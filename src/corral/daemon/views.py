@@ -10,7 +10,9 @@ from .manager import Manager
 
 
 def job_view(job: Job, manager: Manager, positions: dict[int, int] | None = None,
-             *, detail: bool = False) -> dict[str, Any]:
+             *, detail: bool = False, private: bool = True) -> dict[str, Any]:
+    """``private=False``: for a caller who is neither the job's owner nor an admin (the
+    job's environment is left out)."""
     spec = job.spec
     alloc = job.allocation
     reason, message = job.reason.value, job.message
@@ -50,6 +52,18 @@ def job_view(job: Job, manager: Manager, positions: dict[int, int] | None = None
         view["queue_position"] = positions.get(job.id)
     view["user"] = job.user
     view["attempts"] = job.attempts
+    view["queue"] = spec.queue
+    view["held"] = job.held
+    if job.array_id is not None:
+        view["array_id"], view["array_index"] = job.array_id, job.array_index
+        if spec.array_limit:
+            view["array_limit"] = spec.array_limit
+    if spec.dependencies:
+        view["dependencies"] = [f"{kind}:{dep}" for kind, dep in spec.dependencies]
+    if spec.retries:
+        view["retries"] = spec.retries
+    if job.not_before is not None and job.state is JobState.PENDING:
+        view["not_before"] = job.not_before
     live = manager.monitor.live_view(job.id) if manager.monitor is not None and job.state is JobState.RUNNING else None
     if live is not None:
         view["live"] = live
@@ -78,6 +92,8 @@ def job_view(job: Job, manager: Manager, positions: dict[int, int] | None = None
                 for e in manager.store.events(job.id)
             ],
         })
+        if not private:
+            del view["env"]
     return view
 
 

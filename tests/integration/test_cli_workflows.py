@@ -1,0 +1,94 @@
+"""Arrays, dependencies, retries, hold and release through the real CLI and daemon."""
+
+from __future__ import annotations
+
+from corral_harness import wait_until
+
+
+def test_array_runs_every_index_at_most_n_at_once(shared_corral):
+    c = shared_corral
+    out = c.ok("submit", "--array", "0-5%2", "--cpus", "100m", "--name", "sweep", "--",
+               "sh", "-c", 'echo index=$CORRAL_ARRAY_INDEX array=$CORRAL_ARRAY_ID; sleep 0.3')
+    assert out.startswith("submitted array ") and ": 6 jobs " in out, out
+    jobs = [j for j in c.ps("-a") if j.get("name") == "sweep"]
+    ids = sorted(j["id"] for j in jobs)
+    assert len(ids) == 6
+    array_id = ids[0]
+    # While it runs, never more than 2 of its tasks are queued or running at once.
+    seen_running = 0
+
+    def done() -> bool:
+        nonlocal seen_running
+        live = [j for j in c.ps() if j.get("array_id") == array_id]
+        running = [j for j in live if j["state"] == "Running"]
+        seen_running = max(seen_running, len(running))
+        assert len(running) <= 2, running
+        throttled = [j for j in live if j["state"] == "Pending" and j["reason"] == "ArrayLimit"]
+        assert all("(limit %2)" in j["message"] for j in throttled), throttled
+        return not live
+
+    wait_until(done, what="the array to finish")
+    views = [c.show(i) for i in ids]
+    assert all(v["state"] == "Succeeded" for v in views), views
+    indices = sorted(int(c.logs(i).split()[0].split("=")[1]) for i in ids)
+    assert indices == [0, 1, 2, 3, 4, 5]
+    assert all(f"array={array_id}" in c.logs(i) for i in ids)
+    table = c.ok("ps", "-a")
+    assert f"sweep[{array_id}:5]" in table
+
+
+def test_dependencies_order_jobs_and_a_failure_ends_the_chain(shared_corral):
+    c = shared_corral
+    first = c.submit("--cpus", "100m", "--", "sh", "-c", "sleep 0.5; exit 3")
+    ok_dep = c.submit("--cpus", "100m", "--after", str(first), "--", "true")
+    any_dep = c.submit("--cpus", "100m", "--after", f"afterany:{first}", "--", "true")
+    notok_dep = c.submit("--cpus", "100m", "--after", f"afternotok:{first}", "--", "true")
+    chained = c.submit("--cpus", "100m", "--after", str(ok_dep), "--", "true")
+    view = c.show(ok_dep)
+    assert (view["state"], view["reason"]) == ("Pending", "Dependency"), view
+    assert view["message"].startswith(f"waiting for job {first} (afterok; it is ")
+    views = c.wait_done(first, ok_dep, any_dep, notok_dep, chained)
+    assert [(v["state"], v["reason"]) for v in views] == [
+        ("Failed", "Error"), ("Cancelled", "DependencyFailed"), ("Succeeded", "Completed"),
+        ("Succeeded", "Completed"), ("Cancelled", "DependencyFailed")]
+    assert views[1]["message"] == f"dependency afterok:{first} not met: job {first} ended Failed (Error)"
+    res = c.run("submit", "--after", "999999", "--", "true")
+    assert res.returncode == 1 and res.stderr == "error: invalid value for after: 999999 (no such job)\n"
+
+
+def test_retries_run_a_failing_job_again_after_a_backoff(shared_corral):
+    c = shared_corral
+    marker = f"{c.workdir}/attempts"
+    # Fails twice, then succeeds (counts its attempts in a file).
+    script = f'echo x >> {marker}; [ $(wc -l < {marker}) -ge 3 ]'
+    job = c.submit("--cpus", "100m", "--retries", "3", "--", "sh", "-c", script)
+    def retrying():
+        view = c.show(job)
+        return view if view["reason"] == "RetryBackoff" else None
+
+    view = wait_until(retrying, what="the first retry")
+    assert view["state"] == "Pending" and view["message"] == "exit code 1; retry 1 of 3 in 10s", view
+    assert view["not_before"] > view["submitted_at"]
+    [view] = c.wait_done(job)
+    assert (view["state"], view["attempts"]) == ("Succeeded", 3), view
+    assert [e["message"] for e in view["events"] if e["reason"] == "RetryBackoff"] == [
+        "exit code 1; retry 1 of 3 in 10s", "exit code 1; retry 2 of 3 in 20s"]
+
+
+def test_hold_and_release(shared_corral):
+    c = shared_corral
+    job = c.submit("--cpus", "100m", "--hold", "--", "true")
+    view = c.show(job)
+    assert (view["state"], view["reason"], view["held"]) == ("Pending", "Held", True)
+    assert c.ok("release", str(job)) == f"job {job}: released\n"
+    [view] = c.wait_done(job)
+    assert view["state"] == "Succeeded"
+    blocker = c.submit("--cpus", "100m", "--after", str(job), "--", "sleep", "30")
+    later = c.submit("--cpus", "100m", "--after", str(blocker), "--", "true")
+    assert c.ok("hold", str(later)) == f"job {later}: held\n"
+    assert c.show(later)["reason"] == "Held"
+    res = c.run("hold", str(blocker))
+    assert res.returncode == 1 and "only pending jobs can be held or released" in res.stderr
+    c.ok("cancel", str(blocker))
+    [view] = c.wait_done(later)
+    assert (view["state"], view["reason"]) == ("Cancelled", "DependencyFailed")
