@@ -1,0 +1,242 @@
+"""Preemption planning: which running jobs to stop so that a pending job can start.
+
+A pending job ``J`` (queue ``q``) may preempt running jobs on *one* node:
+
+(a) *priority* -- jobs of strictly lower priority. In its own queue always (in a
+    fair-share queue, only the same user's jobs: there priority orders a user's own
+    jobs, and a victim of a user with a lower share would queue ahead of ``J`` again);
+    in other queues only when ``q`` stays within its nominal quota once ``J`` is
+    admitted (a queue that would have to borrow does not take from others by priority);
+(b) *reclaim* -- when ``q`` stays within its nominal quota once ``J`` is admitted, jobs
+    of other queues that are borrowing, whatever their priority: the victim's queue
+    must be over its nominal quota in a resource ``J`` requests and the victim holds,
+    and must stay at or above its nominal in every resource it borrows after all the
+    victims taken from it are removed.
+
+Non-preemptible jobs and jobs already being stopped are never victims. The victims
+must make ``J`` fit: on the node (with the real placement code, GPUs and cores as
+devices), in its queue's quota and within its per-user limits, all computed with the
+victims' usage released. If even every eligible victim would not make it fit, nothing
+is preempted. Among the sets that do, the fewest victims win, then the lowest highest
+priority, then the lowest total priority, then the least work lost (the most recently
+started), then the lowest job ids; then the node name. Deterministic.
+
+No loops: in (a) the victims have strictly lower priority, so they cannot take the
+preemptor back by priority; in (b), and whenever (a) crosses queues, the preemptor's
+queue is within its nominal quota, so it is not borrowing and its jobs are not
+reclaim victims; and a reclaim leaves the victim's queue at or above its nominal in
+what it borrowed, so the victim's queue has nothing to reclaim back.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+from typing import Iterable, Mapping, Sequence
+
+from ..job import Allocation
+from ..resources import Resources
+from .backfill import copy_state
+from .placement import place_on
+from .quota import QuotaState, UserUsage
+from .snapshot import NodeState, Snapshot
+from .types import PendingJob, Preemption, QueueSpec, RunningJob
+
+#: Subsets of victims tried exhaustively per node (fewest first); greedy beyond.
+EXHAUSTIVE_BUDGET = 2000
+
+
+def plan_preemption(snapshot: Snapshot, job: PendingJob, running: Sequence[RunningJob],
+                    queues: Mapping[str, QueueSpec], now: float, *, capacity: Mapping[str, int] | None = None,
+                    quota: QuotaState | None = None, users: UserUsage | None = None,
+                    skip_nodes: Iterable[str] = ()) -> Preemption | None:
+    """The preemption that lets ``job`` start, or None (see the module docstring).
+
+    ``snapshot`` holds the running jobs' allocations (it is not modified). ``quota`` and
+    ``users`` are built from ``running`` when not given (the cycle passes its own, which
+    also count this cycle's placements). ``skip_nodes``: nodes not to preempt on."""
+    if quota is None:
+        if capacity is None:
+            capacity = _total(snapshot)
+        quota = QuotaState(queues, capacity)
+        for r in running:
+            quota.add(r.queue, r.requests)
+    if users is None:
+        users = UserUsage()
+        for r in running:
+            users.add(r.queue, r.user, r.requests)
+    by_node: dict[str, list[RunningJob]] = {}
+    for r in running:
+        by_node.setdefault(r.node, []).append(r)
+    skip = set(skip_nodes)
+    best = None
+    for state in snapshot.ordered:
+        name = state.node.name
+        if name in skip or name not in by_node or not job.requests.fits_in(state.allocatable):
+            continue
+        found = _plan_on_node(state, job, by_node[name], queues, quota, users, now)
+        if found is not None and (best is None or (found[0], name) < (best[0], best[1].node)):
+            best = found
+    if best is None:
+        return None
+    return best[1]
+
+
+def _total(snapshot: Snapshot) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for state in snapshot.ordered:
+        for r, v in state.allocatable.items():
+            out[r] = out.get(r, 0) + v
+    return out
+
+
+def _plan_on_node(state: NodeState, job: PendingJob, running: list[RunningJob], queues: Mapping[str, QueueSpec],
+                  quota: QuotaState, users: UserUsage, now: float) -> tuple[tuple, Preemption] | None:
+    queue = job.queue
+    req = job.requests
+    cross = quota.within_nominal(queue, req)
+    borrowed: dict[str, dict[str, int]] = {}
+    lower: set[int] = set()
+    candidates: list[RunningJob] = []
+    spec = queues.get(queue)
+    own_only = spec is not None and spec.policy == "fair-share"
+    for r in running:
+        if not r.preemptible or r.stopping_for is not None or r.id == job.id:
+            continue
+        if r.queue == queue and own_only and r.user != job.user:
+            continue
+        if r.priority < job.priority and (r.queue == queue or cross):
+            lower.add(r.id)
+            candidates.append(r)
+        elif cross and r.queue != queue:
+            b = borrowed.get(r.queue)
+            if b is None:
+                b = borrowed[r.queue] = quota.borrowed(r.queue)
+            if any(req.get(res, 0) > 0 and r.requests.get(res, 0) > 0 for res in b):
+                candidates.append(r)
+    if not candidates:
+        return None
+    candidates.sort(key=lambda r: (r.priority, -r.started_at, -r.id))
+
+    def reclaim_ok(victims: Sequence[RunningJob]) -> bool:
+        taken: dict[str, dict[str, int]] = {}
+        reclaimed: set[str] = set()
+        for v in victims:
+            t = taken.setdefault(v.queue, {})
+            for res, x in v.requests.items():
+                t[res] = t.get(res, 0) + x
+            if v.id not in lower:
+                reclaimed.add(v.queue)
+        for q in reclaimed:
+            for res, over in borrowed[q].items():
+                if taken[q].get(res, 0) > over:       # would go below nominal in it
+                    return False
+        return True
+
+    def fits(victims: Sequence[RunningJob]) -> Allocation | None:
+        free = {res: state.free(res) for res in req}
+        for v in victims:
+            for res in req:
+                free[res] += v.requests.get(res, 0)
+        if any(x > free[res] for res, x in req.items()):
+            return None
+        q = quota.copy()
+        for v in victims:
+            q.remove(v.queue, v.requests)
+        if not q.fits(queue, req):
+            return None
+        removed = [(v.queue, v.user, v.requests) for v in victims]
+        if users.violation(spec, queue, job.user, req, removed) is not None:
+            return None
+        s = copy_state(state)
+        for v in victims:
+            s.forget(v.allocation)
+        return place_on(s, req)
+
+    if fits(candidates) is None:             # not even all of them would do
+        return None
+
+    def rank(victims: Sequence[RunningJob]) -> tuple:
+        prios = [v.priority for v in victims]
+        return (len(victims), max(prios), sum(prios), sum(now - v.started_at for v in victims),
+                tuple(sorted(v.id for v in victims)))
+
+    chosen: tuple[tuple, list[RunningJob], Allocation] | None = None
+    budget = EXHAUSTIVE_BUDGET
+    for k in range(1, len(candidates) + 1):
+        if chosen is not None:
+            break
+        for combo in combinations(candidates, k):
+            budget -= 1
+            if budget < 0:
+                break
+            if not reclaim_ok(combo):
+                continue
+            alloc = fits(combo)
+            if alloc is not None:
+                key = rank(combo)
+                if chosen is None or key < chosen[0]:
+                    chosen = (key, list(combo), alloc)
+        if budget < 0:
+            break
+    if chosen is None:
+        chosen = _greedy(candidates, reclaim_ok, fits, rank)
+    if chosen is None:
+        return None
+    key, victims, alloc = chosen
+    kind = "priority" if all(v.id in lower for v in victims) else "reclaim"
+    victim_ids = tuple(sorted(v.id for v in victims))
+    return key, Preemption(job.id, victim_ids, state.node.name, kind, allocation=alloc)
+
+
+def _greedy(candidates, reclaim_ok, fits, rank):
+    """Add victims in candidate order until the job fits, then drop the unneeded."""
+    picked: list[RunningJob] = []
+    alloc = None
+    for c in candidates:
+        trial = picked + [c]
+        if not reclaim_ok(trial):
+            continue
+        picked = trial
+        alloc = fits(picked)
+        if alloc is not None:
+            break
+    if alloc is None:
+        return None
+    for c in reversed(list(picked)):
+        trial = [v for v in picked if v is not c]
+        if trial and reclaim_ok(trial):
+            a = fits(trial)
+            if a is not None:
+                picked, alloc = trial, a
+    return rank(picked), picked, alloc
+
+
+def hold_for(state: NodeState, preemption: Preemption, victims: Sequence[RunningJob],
+             requests: Resources) -> Allocation | None:
+    """What the preemptor's planned allocation takes from what is free *now* on its node
+    (the victims' part frees when they stop): held back from the rest of the cycle so
+    that later jobs cannot take it. None when it needs nothing that is free now."""
+    alloc = preemption.allocation
+    if alloc is None:
+        return None
+    vg = {g for v in victims for g in v.gpus}
+    vc = {c for v in victims for c in v.cores}
+    gpus = tuple(g for g in alloc.gpus if g not in vg and g in state.free_gpus)
+    cores = tuple(c for c in alloc.cores if c not in vc and c in state.free_cores)
+    released: dict[str, int] = {}
+    for v in victims:
+        for res, x in v.requests.items():
+            released[res] = released.get(res, 0) + x
+    amounts: dict[str, int] = {}
+    from ..resources import CPU, GPU
+
+    for res, x in requests.items():
+        need = max(0, x - released.get(res, 0))
+        if res == GPU:
+            need = max(need, len(gpus))
+        elif res == CPU and cores:
+            need = max(need, 1000 * len(cores))
+        amounts[res] = min(need, max(0, state.free(res)))
+    if not gpus and not cores and not any(amounts.values()):
+        return None
+    return Allocation(node=alloc.node, requests=Resources(amounts), gpus=gpus, cores=cores)
