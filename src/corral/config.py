@@ -29,6 +29,17 @@ optional; the file form is::
     mode: auto                  # auto (system when the daemon runs as root, else user) | user | system
     socket_group: corral        # system mode: members may use the socket (root:GROUP 0660)
     admin_group: corral-admin   # system mode: members may act on every job (root always may)
+    queues:                     # quotas (Kueue-style); jobs name one with --queue (default: default)
+      - name: research
+        nominal: {nvidia.com/gpu: 4}          # guaranteed
+        borrowing_limit: {nvidia.com/gpu: 2}  # at most this beyond nominal, from idle quota
+        lending_limit: {nvidia.com/gpu: 2}    # at most this of its idle nominal lent to others
+        policy: fair-share                    # strict-fifo | priority | fair-share (DRF by user)
+        max_user_gpus: 2
+        max_user_jobs: 8
+    fair_share: {half_life: 7d} # past usage counts half after this long
+    backfill: false             # EASY backfill: reserve for the first blocked job (time limits)
+    preemption: false           # a higher priority, or a queue reclaiming its nominal, preempts
 
 ``mode``: in ``user`` mode the daemon belongs to one user (its socket is 0600, every
 job runs as that user). In ``system`` mode the daemon runs as root, each job runs as the
@@ -47,7 +58,7 @@ cgroups when it can and the watchdog otherwise. Either way ``corral nodes`` says
 default requests, ``defaults: {memory: 2Gi}`` means a memory default and no cpu default.
 Unknown fields and bad values raise a one-line :class:`~corral.errors.ValidationError`
 prefixed with the file's path and naming the field, e.g.
-``config.yaml: unknown field reserv (accepted: admin_group, cost, defaults, enforcement, idle_gpu, kill_grace, mode, node_name, pids_limit, policy, reserve, retention, sample_interval, series_interval, simulate_gpus, socket_group)``.
+``config.yaml: unknown field reserv (accepted: admin_group, backfill, cost, defaults, enforcement, fair_share, idle_gpu, kill_grace, mode, node_name, pids_limit, policy, preemption, queues, reserve, retention, sample_interval, series_interval, simulate_gpus, socket_group)``.
 """
 
 from __future__ import annotations
@@ -75,7 +86,10 @@ MAX_NODE_NAME = 253
 _NODE_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?\Z", re.ASCII)
 _FILE_FIELDS = {k: k for k in ("simulate_gpus", "reserve", "defaults", "policy", "kill_grace", "node_name",
                                 "enforcement", "pids_limit", "sample_interval", "series_interval", "idle_gpu",
-                                "retention", "cost", "mode", "socket_group", "admin_group")}
+                                "retention", "cost", "mode", "socket_group", "admin_group", "queues",
+                                "fair_share", "backfill", "preemption")}
+QUEUE_FIELDS = ("name", "nominal", "borrowing_limit", "lending_limit", "policy", "max_user_gpus", "max_user_jobs")
+MAX_QUEUES = 64
 ENFORCEMENT = ("auto", "cgroup", "watchdog")
 MODES = ("auto", "user", "system")
 #: POSIX-ish group names (what groupadd accepts, plus the digits-only form).
@@ -112,6 +126,17 @@ class Config:
     mode: str = "auto"                      # auto | user | system
     socket_group: str | None = None         # system mode: group allowed on the socket
     admin_group: str | None = None          # system mode: group whose members are admins
+    #: Queues with quotas; empty: one ``default`` queue that is the whole machine and runs
+    #: ``policy`` (the fast single-queue path).
+    queues: tuple[Any, ...] = ()             # corral.scheduler.types.QueueSpec
+    half_life: int = 7 * 86400               # fair share: past usage counts half after this
+    backfill: bool = False                   # EASY backfill reservations (uses time limits)
+    preemption: bool = False                 # higher priority / quota reclaim may preempt
+
+    @property
+    def tenancy(self) -> bool:
+        """Whether the multi-tenant scheduler runs (queues, fair share, backfill or preemption)."""
+        return bool(self.queues) or self.policy == "fair-share" or self.backfill or self.preemption
 
     @property
     def reserve(self) -> Resources:
@@ -138,6 +163,10 @@ class Config:
             "mode": self.mode,
             "socket_group": self.socket_group,
             "admin_group": self.admin_group,
+            "queues": [_queue_dict(q) for q in self.queues],
+            "half_life": self.half_life,
+            "backfill": self.backfill,
+            "preemption": self.preemption,
         }
 
     @classmethod
@@ -163,6 +192,10 @@ class Config:
             mode=data.get("mode", base.mode),
             socket_group=data.get("socket_group", base.socket_group),
             admin_group=data.get("admin_group", base.admin_group),
+            queues=tuple(_queue_from_dict(q) for q in data.get("queues", ())),
+            half_life=int(data.get("half_life", base.half_life)),
+            backfill=bool(data.get("backfill", base.backfill)),
+            preemption=bool(data.get("preemption", base.preemption)),
         )
 
     def merged(self, **overrides: Any) -> "Config":
@@ -234,9 +267,112 @@ def _parse_defaults(value: object, path: str) -> Resources:
 
 
 def _parse_policy(value: object, path: str) -> str:
-    if value not in POLICIES:
-        raise _fail(path, value, f"expected one of: {', '.join(POLICIES)}")
+    if value not in POLICIES and value != "fair-share":
+        raise _fail(path, value, f"expected one of: {', '.join(POLICIES)}, fair-share")
     return value  # type: ignore[return-value]
+
+
+def _queue_dict(q: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": q.name, "policy": q.policy}
+    for key in ("nominal", "borrowing_limit", "lending_limit"):
+        value = getattr(q, key)
+        out[key] = dict(value) if value is not None else None
+    out["max_user_gpus"], out["max_user_jobs"] = q.max_user_gpus, q.max_user_jobs
+    return out
+
+
+def _queue_from_dict(data: Mapping[str, Any]) -> Any:
+    from .scheduler.types import QueueSpec
+
+    return QueueSpec(name=data["name"], nominal=data.get("nominal"), borrowing_limit=data.get("borrowing_limit"),
+                     lending_limit=data.get("lending_limit"), policy=data.get("policy", "priority"),
+                     max_user_gpus=data.get("max_user_gpus"), max_user_jobs=data.get("max_user_jobs"))
+
+
+def _parse_amounts(value: object, path: str) -> dict[str, int] | None:
+    """A quota mapping (zeros allowed): ``{nvidia.com/gpu: 4, cpu: 8, memory: 64Gi}``."""
+    from .resources import canonical_name
+
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise _fail(path, value, 'expected a mapping of resource name to quantity, e.g. {nvidia.com/gpu: 4, cpu: "8"}')
+    out: dict[str, int] = {}
+    for key, amount in value.items():
+        name = canonical_name(str(key))
+        out[name] = _parse_quantity_at(name, amount, f"{path}.{key}")
+    return out
+
+
+def _parse_count(value: object, path: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1_000_000:
+        raise _fail(path, value, "expected a whole number from 0 to 1000000")
+    return value
+
+
+_QUEUE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?\Z", re.ASCII)
+
+
+def _parse_queues(value: object, path: str) -> tuple[Any, ...]:
+    from .scheduler.types import QUEUE_POLICIES, QueueSpec
+
+    if isinstance(value, tuple) and all(isinstance(q, QueueSpec) for q in value):
+        return value
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise _fail(path, value, "expected a list of queues, each with name and optional nominal, borrowing_limit, "
+                                 "lending_limit, policy, max_user_gpus, max_user_jobs")
+    if len(value) > MAX_QUEUES:
+        raise _fail(path, len(value), f"expected at most {MAX_QUEUES} queues")
+    queues: list[QueueSpec] = []
+    for i, item in enumerate(value):
+        where = f"{path}[{i}]"
+        fields_ = _fields(item, where, {k: k for k in QUEUE_FIELDS})
+        if "name" not in fields_:
+            raise _fail(f"{where}.name", None, "expected a queue name, e.g. research",
+                        message=f"missing field {where}.name (expected a queue name, e.g. research)")
+        name = fields_["name"][1]
+        if not isinstance(name, str) or not _QUEUE_NAME.match(name):
+            raise _fail(f"{where}.name", name, "expected lower-case letters, digits, -, _ and ., at most 63, "
+                                                "e.g. research")
+        if any(q.name == name for q in queues):
+            raise _fail(f"{where}.name", name, "expected each queue name once")
+        policy = fields_.get("policy", ("policy", "priority"))[1]
+        if policy not in QUEUE_POLICIES:
+            raise _fail(f"{where}.policy", policy, f"expected one of: {', '.join(QUEUE_POLICIES)}")
+        nominal = _parse_amounts(fields_.get("nominal", ("", None))[1], f"{where}.nominal")
+        borrowing = _parse_amounts(fields_.get("borrowing_limit", ("", None))[1], f"{where}.borrowing_limit")
+        lending = _parse_amounts(fields_.get("lending_limit", ("", None))[1], f"{where}.lending_limit")
+        if lending is not None and nominal is not None:
+            for r, v in lending.items():
+                if v > nominal.get(r, 0):
+                    raise _fail(f"{where}.lending_limit.{r}", v, f"expected at most the nominal quota "
+                                                                  f"({nominal.get(r, 0)})")
+        queues.append(QueueSpec(
+            name=name, nominal=nominal, borrowing_limit=borrowing, lending_limit=lending, policy=policy,
+            max_user_gpus=_parse_count(fields_.get("max_user_gpus", ("", None))[1], f"{where}.max_user_gpus"),
+            max_user_jobs=_parse_count(fields_.get("max_user_jobs", ("", None))[1], f"{where}.max_user_jobs")))
+    return tuple(queues)
+
+
+def _parse_fair_share(value: object, path: str) -> int:
+    """``fair_share: {half_life: 7d}`` -> the half-life in seconds."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    fields_ = _fields(value, path, {"half_life": "half_life"})
+    if "half_life" not in fields_:
+        return 7 * 86400
+    return parse_duration(fields_["half_life"][1], f"{path}.half_life", bare_unit=86400, what="half-life",
+                          examples="expected e.g. 7d, 12h")
+
+
+def _parse_flag(value: object, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(path, value, "expected true or false")
+    return value
 
 
 def _parse_kill_grace(value: object, path: str) -> int:
@@ -356,6 +492,10 @@ _OVERRIDE_PARSERS: dict[str, Callable[[object, str], Any]] = {
     "retention": _parse_retention,
     "cost": _parse_cost,
     "mode": _parse_mode,
+    "queues": _parse_queues,
+    "half_life": _parse_fair_share,
+    "backfill": _parse_flag,
+    "preemption": _parse_flag,
     "socket_group": _parse_group,
     "admin_group": _parse_group,
 }
@@ -382,9 +522,11 @@ def _parse(data: object) -> Config:
     if "kill_grace" in top:
         values["kill_grace"] = _parse_kill_grace(top["kill_grace"][1], "kill_grace")
     for name in ("node_name", "enforcement", "pids_limit", "sample_interval", "series_interval", "idle_gpu",
-                 "retention", "cost", "mode", "socket_group", "admin_group"):
+                 "retention", "cost", "mode", "socket_group", "admin_group", "queues", "backfill", "preemption"):
         if name in top:
             values[name] = _OVERRIDE_PARSERS[name](top[name][1], name)
+    if "fair_share" in top:
+        values["half_life"] = _parse_fair_share(top["fair_share"][1], "fair_share")
     return Config(**values)
 
 

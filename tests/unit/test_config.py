@@ -96,7 +96,7 @@ def test_policies(policy):
     ("data", "message"),
     [
         ({"reserv": {}},
-         "c.yaml: unknown field reserv (accepted: admin_group, cost, defaults, enforcement, idle_gpu, kill_grace, mode, node_name, pids_limit, policy, reserve, retention, sample_interval, series_interval, simulate_gpus, socket_group)"),
+         "c.yaml: unknown field reserv (accepted: admin_group, backfill, cost, defaults, enforcement, fair_share, idle_gpu, kill_grace, mode, node_name, pids_limit, policy, preemption, queues, reserve, retention, sample_interval, series_interval, simulate_gpus, socket_group)"),
         ({"reserve": {"gpu": 1}}, "c.yaml: unknown field reserve.gpu (accepted: cpu, memory)"),
         ({"reserve": []}, "c.yaml: invalid value for reserve: [] (expected a mapping with fields cpu, memory)"),
         ({"reserve": {"memory": "1GG"}},
@@ -110,7 +110,7 @@ def test_policies(policy):
         ({"defaults": {"cpu": "x"}}, 'c.yaml: invalid quantity for defaults.cpu: "x" (expected e.g. 2, 500m, 0.5)'),
         ({"defaults": "cpu=1"}, 'c.yaml: invalid value for defaults: "cpu=1" (expected a mapping of resource name '
                                 'to quantity, e.g. {cpu: "2", memory: 8Gi, nvidia.com/gpu: 1})'),
-        ({"policy": "lifo"}, 'c.yaml: invalid value for policy: "lifo" (expected one of: best-effort-fifo, strict-fifo, sjf)'),
+        ({"policy": "lifo"}, 'c.yaml: invalid value for policy: "lifo" (expected one of: best-effort-fifo, strict-fifo, sjf, fair-share)'),
         ({"simulate_gpus": 65}, "c.yaml: invalid value for simulate_gpus: 65 (expected a whole number from 0 to 64)"),
         ({"simulate_gpus": -1}, "c.yaml: invalid value for simulate_gpus: -1 (expected a whole number from 0 to 64)"),
         ({"simulate_gpus": "2"}, 'c.yaml: invalid value for simulate_gpus: "2" (expected a whole number from 0 to 64)'),
@@ -123,9 +123,9 @@ def test_policies(policy):
         ({"node_name": "a b"}, 'c.yaml: invalid value for node_name: "a b" (expected a host-like name of at most '
                                '253 letters, digits, -, _ and ., starting and ending with a letter or digit, '
                                'e.g. gpu-box-1)'),
-        ([1], "c.yaml: invalid config: [1] (expected a mapping with fields admin_group, cost, defaults, enforcement, "
-              "idle_gpu, kill_grace, mode, node_name, pids_limit, policy, reserve, retention, sample_interval, "
-              "series_interval, simulate_gpus, socket_group)"),
+        ([1], "c.yaml: invalid config: [1] (expected a mapping with fields admin_group, backfill, cost, defaults, "
+              "enforcement, fair_share, idle_gpu, kill_grace, mode, node_name, pids_limit, policy, preemption, "
+              "queues, reserve, retention, sample_interval, series_interval, simulate_gpus, socket_group)"),
     ],
 )
 def test_errors(data, message):
@@ -152,7 +152,7 @@ def test_file_errors_name_the_file(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text("policy: lifo\n")
     err = fails(load_config, path)
-    assert str(err) == f'{path}: invalid value for policy: "lifo" (expected one of: best-effort-fifo, strict-fifo, sjf)'
+    assert str(err) == f'{path}: invalid value for policy: "lifo" (expected one of: best-effort-fifo, strict-fifo, sjf, fair-share)'
 
 
 def test_yaml_syntax_error(tmp_path):
@@ -316,3 +316,41 @@ def test_users_fields():
 )
 def test_users_field_errors(data, message):
     assert str(fails(parse_config, data, "c.yaml")) == message
+
+
+# -- queues, fair share, backfill, preemption ------------------------------------------------
+
+def test_queues_parse_with_zeros_and_round_trip():
+    config = parse_config({
+        "queues": [{"name": "research", "nominal": {"gpu": 4, "cpu": "8"}, "borrowing_limit": {"gpu": 0},
+                    "lending_limit": {"gpu": 2}, "policy": "fair-share", "max_user_gpus": 2, "max_user_jobs": 8},
+                   {"name": "default"}],
+        "fair_share": {"half_life": "2d"}, "backfill": True, "preemption": True,
+    }, "c.yaml")
+    research, default = config.queues
+    assert research.name == "research" and dict(research.nominal) == {"nvidia.com/gpu": 4, "cpu": 8000}
+    assert dict(research.borrowing_limit) == {"nvidia.com/gpu": 0}           # zero kept: never borrow
+    assert dict(research.lending_limit) == {"nvidia.com/gpu": 2} and research.policy == "fair-share"
+    assert (research.max_user_gpus, research.max_user_jobs) == (2, 8)
+    assert default.nominal is None and default.policy == "priority"
+    assert config.half_life == 2 * 86400 and config.backfill and config.preemption and config.tenancy
+    assert Config.from_dict(config.to_dict()) == config
+    assert not Config().tenancy and parse_config({"policy": "fair-share"}, "c.yaml").tenancy
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"queues": {"name": "x"}}, "c.yaml: invalid value for queues: "),
+    ({"queues": [{"nominal": {"gpu": 1}}]}, "c.yaml: missing field queues[0].name (expected a queue name, e.g. research)"),
+    ({"queues": [{"name": "Research"}]}, 'c.yaml: invalid value for queues[0].name: "Research"'),
+    ({"queues": [{"name": "a"}, {"name": "a"}]}, 'c.yaml: invalid value for queues[1].name: "a" (expected each queue name once)'),
+    ({"queues": [{"name": "a", "policy": "lottery"}]}, 'c.yaml: invalid value for queues[0].policy: "lottery" (expected one of: strict-fifo, priority, fair-share)'),
+    ({"queues": [{"name": "a", "nominal": {"gpu": "x"}}]}, 'c.yaml: invalid quantity for queues[0].nominal.gpu: "x"'),
+    ({"queues": [{"name": "a", "nominal": {"gpu": 1}, "lending_limit": {"gpu": 2}}]},
+     "c.yaml: invalid value for queues[0].lending_limit.nvidia.com/gpu: 2 (expected at most the nominal quota (1))"),
+    ({"queues": [{"name": "a", "quota": 1}]}, "c.yaml: unknown field queues[0].quota (accepted: "),
+    ({"backfill": "yes"}, 'c.yaml: invalid value for backfill: "yes" (expected true or false)'),
+    ({"fair_share": {"half_life": "never"}}, 'c.yaml: invalid half-life for fair_share.half_life: "never"'),
+])
+def test_queue_errors(data, message):
+    text = str(fails(parse_config, data, "c.yaml"))
+    assert text.startswith(message) and "\n" not in text, text

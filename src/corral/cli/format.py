@@ -64,7 +64,11 @@ def why(job: dict) -> str:
     if state == "Pending":
         pos = job.get("queue_position")
         head = f"#{pos} " if pos else ""
-        return f"{head}{job.get('message') or job.get('reason', '')}".strip()
+        text = f"{head}{job.get('message') or job.get('reason', '')}".strip()
+        start = job.get("estimated_start")
+        if start:
+            text += f" (starts in ~{duration(start - time.time())})" if start > time.time() else " (starts now)"
+        return text
     if state == "Running":
         if job.get("reason") == "GpuIdle" and job.get("message"):
             return f"GpuIdle: {job['message']}"

@@ -175,7 +175,12 @@ def cmd_show(args) -> int:
     out = [f"Job {job['id']}" + (f" ({job['name']})" if job.get("name") else ""),
            f"  State:     {job['state']} ({job['reason']})" + (f": {job['message']}" if job.get("message") else "")]
     if job["state"] == "Pending" and job.get("queue_position"):
-        out.append(f"  Queue:     position {job['queue_position']}")
+        out.append(f"  Position:  {job['queue_position']} in line")
+    if job["state"] == "Pending" and "estimated_start" in job:
+        start = job["estimated_start"]
+        out.append("  Starts:    " + (f"in ~{fmt.duration(start - time.time())} (by {_ts(start)[:19]}), if running "
+                                      "jobs use their whole time limits" if start else
+                                      "unknown: it waits for jobs without a time limit"))
     out.append(f"  Command:   {' '.join(job['command'])}")
     out.append(f"  Requests:  {', '.join(f'{k}={v}' for k, v in job['requests'].items()) or '-'}")
     out.append(f"  Limits:    {', '.join(f'{k}={v}' for k, v in job['limits'].items()) or '-'}")
@@ -196,7 +201,14 @@ def cmd_show(args) -> int:
         shared = job.get("cpus_shared")
         cpus = fmt.ids(job["cpus"]) if job["cpus"] else ("shared pool " + fmt.ids(shared) if shared else "shared pool")
         out.append(f"  CPUs:      {cpus}")
-    out.append(f"  Priority:  {job['priority']}")
+    out.append(f"  Priority:  {job['priority']}  Queue: {job.get('queue', 'default')}")
+    if job.get("array_id") is not None:
+        limit = f" (at most {job['array_limit']} at once)" if job.get("array_limit") else ""
+        out.append(f"  Array:     task {job['array_index']} of array {job['array_id']}{limit}")
+    if job.get("dependencies"):
+        out.append(f"  After:     {', '.join(job['dependencies'])}")
+    if job.get("retries"):
+        out.append(f"  Retries:   {job['retries']} (attempt {max(job.get('attempts', 0), 1)})")
     if job.get("time_limit"):
         out.append(f"  Time limit: {fmt.duration(job['time_limit'])}")
     if job.get("stop_signal"):

@@ -69,6 +69,7 @@ COMMANDS = {c.name: c for c in (  # noqa: E501
     Command("release", "Release held jobs.",
             Pos("ids", "job ids", type=int, many=True)),
     Command("nodes", "Capacity, allocatable, allocated and free per resource; who holds each GPU and core."),
+    Command("queues", "Queues: quota (nominal, borrowing, lending), usage, borrowed, running and pending jobs."),
     Command("top", "Live view of running jobs and GPUs: CPU, memory, GPU utilization/memory/power per job.",
             Opt("--once", "print one frame and exit", flag=True),
             Opt("-d|--interval", "seconds between refreshes (default 2)", type=float, metavar="S")),
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if command.name in ("up", "down", "nodes"):
             from . import daemon_cmds as mod
-        elif command.name in ("top", "usage", "prune"):
+        elif command.name in ("top", "usage", "prune", "queues"):
             from . import usage_cmds as mod  # type: ignore[no-redef]
         elif command.name == "sim":
             from . import sim_cmd as mod  # type: ignore[no-redef]

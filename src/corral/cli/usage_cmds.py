@@ -110,6 +110,36 @@ def _num(value: float, digits: int = 2) -> str:
     return f"{value:.{digits}f}"
 
 
+# queues ----------------------------------------------------------------------------------
+def cmd_queues(args) -> int:
+    data = Client(args.home).request("GET", "/v1/queues")
+    if args.json:
+        _json(data)
+        return 0
+
+    def res(m: dict | None, empty: str = "-") -> str:
+        if m is None:
+            return "whole machine" if empty == "whole" else "-"
+        return ",".join(f"{k.replace('nvidia.com/', '')}={v}" for k, v in m.items()) or empty
+
+    rows = [[q["name"], q["policy"], res(q["nominal"], "whole"), res(q["borrowing_limit"]), res(q["lending_limit"]),
+             res(q["usage"], "0"), res(q["borrowed"], "0"), str(q["running"]), str(q["pending"]),
+             "-" if q["max_user_gpus"] is None and q["max_user_jobs"] is None else
+             f"gpus {q['max_user_gpus'] if q['max_user_gpus'] is not None else '-'}, "
+             f"jobs {q['max_user_jobs'] if q['max_user_jobs'] is not None else '-'}"]
+            for q in data["queues"]]
+    print(fmt.table(["QUEUE", "POLICY", "NOMINAL", "BORROW-LIMIT", "LEND-LIMIT", "IN USE", "BORROWED", "RUNNING",
+                     "PENDING", "PER USER"], rows))
+    extras = [name for name, on in (("backfill", data.get("backfill")), ("preemption", data.get("preemption"))) if on]
+    print(f"\n{'multi-tenant scheduling' if data.get('tenancy') else 'single queue'}"
+          + (f"; {', '.join(extras)} on" if extras else ""))
+    shares = data.get("fair_share") or {}
+    if shares:
+        print("fair share (decayed past usage): "
+              + ", ".join(f"{u or '?'} {s:.2f}" for u, s in sorted(shares.items(), key=lambda kv: -kv[1])))
+    return 0
+
+
 # prune -----------------------------------------------------------------------------------
 def cmd_prune(args) -> int:
     data = Client(args.home).prune(args.older_than)

@@ -23,7 +23,7 @@ from ..spec import JobSpec, build_spec, load_documents, parse_document
 from . import auth
 from .manager import Manager
 from ..durations import parse_duration
-from .views import job_view, node_view, top_view, usage_view
+from .views import job_view, node_view, queues_view, top_view, usage_view
 
 
 def create_app(manager: Manager, info: dict[str, Any], shutdown: Callable[[], None],
@@ -60,7 +60,7 @@ def create_app(manager: Manager, info: dict[str, Any], shutdown: Callable[[], No
         base_env = auth.submitter_env(who, app.state.access, base_env)
         jobs = manager.submit(specs, base_env, user=who.name, uid=who.uid, gid=who.gid)
         positions = manager.queue_positions()
-        return {"jobs": [job_view(j, manager, positions) for j in jobs]}
+        return {"jobs": [job_view(j, manager, positions, {}) for j in jobs]}   # no estimates: keep submit fast
 
     @app.get("/v1/jobs")
     async def list_jobs(state: list[str] = Query(default=[]), limit: int | None = None) -> dict:
@@ -72,7 +72,8 @@ def create_app(manager: Manager, info: dict[str, Any], shutdown: Callable[[], No
                     states.add(_parse_state(part))
         jobs = manager.store.list_jobs(states, limit=limit)
         positions = manager.queue_positions()
-        return {"jobs": [job_view(j, manager, positions) for j in jobs]}
+        estimates = manager.estimated_starts() if any(j.state is JobState.PENDING for j in jobs) else {}
+        return {"jobs": [job_view(j, manager, positions, estimates) for j in jobs]}
 
     @app.get("/v1/jobs/{job_id}")
     async def show(request: Request, job_id: int) -> dict:
@@ -142,6 +143,11 @@ def create_app(manager: Manager, info: dict[str, Any], shutdown: Callable[[], No
         for node in out:
             node["access"] = app.state.access.to_dict()   # the mode, the socket, the admins
         return {"nodes": out}
+
+    @app.get("/v1/queues")
+    async def queues() -> dict:
+        return {"queues": queues_view(manager), "fair_share": manager.fair.shares(),
+                "backfill": manager.backfill, "preemption": manager.preemption, "tenancy": manager.tenancy}
 
     @app.get("/v1/top")
     async def top() -> dict:

@@ -25,8 +25,12 @@ from ..executors.environment import job_environment, run_as, user_environment
 from ..job import Allocation, Job, JobState, Reason
 from ..resources import CPU, MEMORY, Resources
 from ..scheduler import PendingJob, PendingQueue, Snapshot, Waiting, get_policy, infeasible, schedule_on
+from ..scheduler.estimate import estimate_starts
+from ..scheduler.tenancy import TenantContext, schedule_tenants, total_capacity
+from ..scheduler.types import QueueSpec, RunningJob
 from ..spec import JobSpec, parse_dependencies, with_defaults
 from ..store.base import Finish, Store
+from .fairuse import FairUsage
 from .gates import RETRYABLE, Gate, Gates, backoff, dependency_gate
 
 if TYPE_CHECKING:
@@ -35,15 +39,38 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("corral.manager")
 
+#: The single-queue policy a default queue runs in the multi-tenant scheduler.
+_QUEUE_POLICY = {"best-effort-fifo": "priority", "strict-fifo": "strict-fifo", "fair-share": "fair-share",
+                 "sjf": "priority"}
+
 
 class Manager:
     def __init__(self, store: Store, nodes: list[Node], *, policy: str = "best-effort-fifo",
                  default_requests: Resources | None = None, kill_grace: float = 10.0,
                  clock: Callable[[], float] = time.time, enforcement: "Enforcement | None" = None,
-                 pids_limit: int = 0, gpu_minors: dict[int, int] | None = None):
+                 pids_limit: int = 0, gpu_minors: dict[int, int] | None = None,
+                 queues: tuple[QueueSpec, ...] = (), tenancy: bool = False, backfill: bool = False,
+                 preemption: bool = False, half_life: float = 7 * 86400):
         self.store = store
         self.nodes = nodes
-        self.policy = get_policy(policy)
+        self.policy = get_policy("best-effort-fifo" if policy == "fair-share" else policy)
+        #: The multi-tenant scheduler (queues, fair share, backfill, preemption) or the
+        #: fast single-queue one (``schedule_on`` with ``policy``).
+        self.tenancy = tenancy or bool(queues) or policy == "fair-share" or backfill or preemption
+        self.queues: dict[str, QueueSpec] = {q.name: q for q in queues}
+        if "default" not in self.queues:
+            self.queues["default"] = QueueSpec("default", policy=_QUEUE_POLICY.get(policy, "priority"))
+        self.backfill, self.preemption = backfill, preemption
+        self.fair = FairUsage(half_life)
+        #: Multi-tenant cycle: per-job reasons and the order jobs were considered in.
+        self.job_reasons: dict[int, Waiting] = {}
+        self.order: list[int] = []
+        #: Preemptions under way: preemptor -> node; victim -> preemptor.
+        self.preempting: dict[int, str] = {}
+        self.stopping_for: dict[int, int] = {}
+        self._started: dict[int, float] = {}
+        self._users: dict[int, str] = {}
+        self._estimates: tuple[tuple, dict[int, float | None]] = ((), {})
         self.default_requests = default_requests or Resources({"cpu": 1000})
         self.kill_grace = kill_grace
         self.clock = clock
@@ -115,6 +142,8 @@ class Manager:
                 continue
             self.running[job.id] = alloc
             self._specs[job.id] = (job.spec, job.base_env)
+            self._started[job.id] = job.started_at or self.clock()
+            self._users[job.id] = job.user
             assert self.executor is not None
             outcome = self.executor.adopt(job.id)
             if isinstance(outcome, Running) and self.monitor is not None:
@@ -151,6 +180,9 @@ class Manager:
                 errors.append(f"{prefix}invalid value for workdir: \"{spec.workdir}\" (expected an existing directory)")
             for line in infeasible(self.nodes, spec.requests):
                 errors.append(prefix + line)
+            if spec.queue not in self.queues:
+                errors.append(f"{prefix}invalid value for queue: \"{spec.queue}\" (expected one of: "
+                              f"{', '.join(sorted(self.queues))})")
             if spec.dependencies:
                 wanted = {d for _, d in spec.dependencies}
                 known = {j.id for j in self.store.get_jobs(wanted)}
@@ -229,6 +261,8 @@ class Manager:
     def _ended(self, job: Job) -> None:
         """After any end: free its array slot, re-check the jobs that depend on it."""
         self.gates.forget(job)
+        self.preempting.pop(job.id, None)
+        self._users.pop(job.id, None)
         self._specs.pop(job.id, None)
         self._arrays.pop(job.id, None)
         self._notify(job.id)
@@ -276,7 +310,8 @@ class Manager:
 
     def _enqueue(self, job: Job) -> None:
         self.pending.add(PendingJob(job.id, job.spec.requests, priority=job.spec.priority, seq=job.seq,
-                                    estimate=job.spec.time_limit))
+                                    estimate=job.spec.time_limit, queue=job.spec.queue, user=job.user))
+        self._users[job.id] = job.user
         self._specs[job.id] = (job.spec, job.base_env)
 
     # cancel ----------------------------------------------------------------------------
@@ -322,24 +357,79 @@ class Manager:
     def cycle(self) -> None:
         self._kicked = False
         if not self.pending:
-            self.reasons = {}
+            self.reasons, self.job_reasons, self.order = {}, {}, []
             return
         self.cycles += 1
+        if self.tenancy:
+            self._tenant_cycle()
+            return
         result = schedule_on(self.snapshot, self.pending, self.policy)   # assumes placements
         self.reasons = result.waiting_shapes
-        if not result.placements:
+        self._start(result.placements)
+
+    def _tenant_cycle(self) -> None:
+        now = self.clock()
+        capacity = total_capacity(self.snapshot)
+        self.fair.advance(now, ((self._users.get(j, ""), a.requests) for j, a in self.running.items()), capacity)
+        ctx = TenantContext(now=now, queues=self.queues, running=self.running_jobs(), shares=self.fair.shares(),
+                            capacity=capacity, backfill=self.backfill, preempt=self.preemption,
+                            preempting=dict(self.preempting))
+        result = schedule_tenants(self.snapshot, list(self.pending.jobs.values()), ctx)
+        self.job_reasons, self.order = result.waiting, result.order
+        for p in result.placements:
+            self.preempting.pop(p.job_id, None)
+        self._start(result.placements)
+        for plan in result.preemptions:
+            self._preempt(plan.preemptor, plan.victims, plan.node, plan.reason)
+
+    def running_jobs(self) -> list[RunningJob]:
+        """The running jobs as the multi-tenant scheduler sees them."""
+        out = []
+        for job_id, alloc in self.running.items():
+            spec = self._specs.get(job_id, (None, None))[0]
+            started = self._started.get(job_id, 0.0)
+            limit = spec.time_limit if spec is not None else None
+            out.append(RunningJob(job_id, alloc.requests, alloc.node, alloc.gpus, alloc.cores,
+                                  priority=spec.priority if spec else 0, queue=spec.queue if spec else "default",
+                                  user=self._users.get(job_id, ""), started_at=started,
+                                  expected_end=started + limit if limit else None,
+                                  preemptible=spec.preemptible if spec else False,
+                                  stopping_for=self.stopping_for.get(job_id)))
+        return out
+
+    def _preempt(self, preemptor: int, victims: tuple[int, ...], node: str, why: str) -> None:
+        """Stop ``victims`` (stop signal, grace, SIGKILL) so ``preemptor`` can start on ``node``."""
+        self.preempting[preemptor] = node
+        mine = self._specs.get(preemptor, (None, None))[0]
+        for victim in victims:
+            spec = self._specs.get(victim, (None, None))[0]
+            if why == "priority":
+                detail = f"priority {mine.priority if mine else '?'} > {spec.priority if spec else '?'}"
+            else:
+                detail = f"queue {mine.queue if mine else '?'} reclaims its nominal quota"
+            message = f"preempted for job {preemptor} ({detail})"
+            self.stopping_for[victim] = preemptor
+            requeue = spec is None or spec.requeue
+            log.info("job %d %s", victim, message)
+            self.stop_job(victim, StopReason.PREEMPT if requeue else StopReason.PREEMPT_END, message)
+
+    def _start(self, placements: list) -> None:
+        """Record placements as started (one transaction), then launch each."""
+        if not placements:
             return
+        result_placements = placements
         try:
-            self.store.start_jobs([(p.job_id, p.allocation) for p in result.placements], self.clock())
+            self.store.start_jobs([(p.job_id, p.allocation) for p in result_placements], self.clock())
         except Exception:
-            for p in result.placements:
+            for p in result_placements:
                 self.snapshot.forget(p.allocation)
             raise
         now = self.clock()
-        for p in result.placements:
+        for p in result_placements:
             self.pending.remove(p.job_id)
             self.running[p.job_id] = p.allocation
-        for p in result.placements:
+            self._started[p.job_id] = now
+        for p in result_placements:
             self._launch(p.job_id, p.allocation)
             if p.job_id in self.running:
                 spec = self._specs[p.job_id][0]
@@ -371,7 +461,27 @@ class Manager:
     def waiting_for(self, job_id: int) -> Waiting | None:
         """Why a pending job waits, as of the last cycle."""
         job = self.pending.get(job_id)
-        return None if job is None else self.reasons.get(job.shape)
+        if job is None:
+            return None
+        if self.tenancy:
+            return self.job_reasons.get(job_id)
+        return self.reasons.get(job.shape)
+
+    def estimated_starts(self, limit: int = 500) -> dict[int, float | None]:
+        """When each queued job should start, running the scheduler forward over time
+        limits (None: it depends on a job without one). The first ``limit`` jobs."""
+        key = (self.cycles, len(self.running), len(self.pending))
+        if self._estimates[0] == key:
+            return self._estimates[1]
+        pending = self.pending.ordered()[:limit]
+        if self.tenancy:
+            position = {job_id: i for i, job_id in enumerate(self.order)}
+            pending.sort(key=lambda j: position.get(j.id, len(position)))
+        ctx = TenantContext(now=self.clock(), queues=self.queues, running=[], shares=self.fair.shares(),
+                            capacity=total_capacity(self.snapshot), backfill=self.backfill, preempt=False)
+        starts = estimate_starts(self.nodes, self.running_jobs(), pending, ctx)
+        self._estimates = (key, starts)
+        return starts
 
     def _launch(self, job_id: int, alloc: Allocation) -> None:
         assert self.executor is not None
@@ -456,6 +566,9 @@ class Manager:
         self._finish_many([(job_id, status)])
 
     def _finish_many(self, exits: list[tuple[int, ExitStatus]]) -> None:
+        if self.tenancy:                  # account what ran until now, before it changes
+            self.fair.advance(self.clock(), ((self._users.get(j, ""), a.requests) for j, a in self.running.items()),
+                              total_capacity(self.snapshot))
         finishes = []
         requeues = []
         for job_id, status in exits:
@@ -482,6 +595,8 @@ class Manager:
             if alloc is not None:
                 self.snapshot.forget(alloc)
             self.deadlines.pop(job_id, None)
+            self._started.pop(job_id, None)
+            self.stopping_for.pop(job_id, None)
             if job_id in requeued:
                 self._admit(self.store.get_job(job_id))     # same id, same place in the order
                 continue
@@ -523,6 +638,10 @@ class Manager:
 
     # views -----------------------------------------------------------------------------
     def queue_positions(self) -> dict[int, int]:
+        if self.tenancy and self.order:
+            ids = [j for j in self.order if j in self.pending.jobs]
+            ids += [job.id for job in self.pending.ordered() if job.id not in set(ids)]
+            return {job_id: i + 1 for i, job_id in enumerate(ids)}
         return {job.id: i + 1 for i, job in enumerate(self.pending.ordered())}
 
     def holders(self) -> dict[str, dict[str, dict[int, int]]]:

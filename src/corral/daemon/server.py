@@ -43,6 +43,8 @@ log = logging.getLogger("corral.daemon")
 UP_OPTIONS = "up_options"
 #: In the home: utilization/memory/power the simulated GPUs report (tests and demos set it).
 SIMULATED_GPU_VALUES = "simulated-gpus.json"
+#: Store meta key: the decayed per-user usage fair share reads (kept across restarts).
+FAIR_USAGE = "fair_usage"
 
 
 def _take_lock(paths: Paths) -> int | None:
@@ -118,7 +120,11 @@ def _serve(paths: Paths, simulate_gpus: int | None, launcher: Launcher) -> int:
     minors = probe.minor_numbers() if probe is not None else {}
     manager = Manager(store, [node], policy=config.policy, default_requests=config.default_requests,
                       kill_grace=float(config.kill_grace), enforcement=enforcement,
-                      pids_limit=config.pids_limit, gpu_minors=minors)
+                      pids_limit=config.pids_limit, gpu_minors=minors, queues=config.queues,
+                      tenancy=config.tenancy, backfill=config.backfill, preemption=config.preemption,
+                      half_life=config.half_life)
+    saved_usage = json.loads(store.get_meta(FAIR_USAGE) or "{}")
+    manager.fair.usage, manager.fair.at = dict(saved_usage.get("usage", {})), float(saved_usage.get("at", 0.0))
     manager.monitor = Monitor(manager, probe=probe, sample_interval=config.sample_interval,
                               series_interval=config.series_interval, idle_policy=config.idle_gpu)
     manager.cost = dict(config.cost)
@@ -140,6 +146,7 @@ def _serve(paths: Paths, simulate_gpus: int | None, launcher: Launcher) -> int:
                  info.get("gpu_source"), enforcement.describe(), access.describe(), counts)
         yield
         retention.stop()
+        store.set_meta(FAIR_USAGE, json.dumps(manager.fair.to_dict()))
         manager.close()
 
     def shutdown() -> None:
@@ -168,15 +175,28 @@ def _serve(paths: Paths, simulate_gpus: int | None, launcher: Launcher) -> int:
 
 
 class _Retention:
-    """Deletes finished jobs older than the retention period: at start, then hourly."""
+    """Housekeeping: deletes finished jobs older than the retention period (at start,
+    then hourly) and saves fair share's decayed usage every minute (a crash loses at
+    most a minute of it)."""
 
     EVERY = 3600.0
+    SAVE_EVERY = 60.0
 
     def __init__(self, manager: Manager, retention: int, loop: asyncio.AbstractEventLoop):
         self.manager, self.retention, self.loop = manager, retention, loop
         self.timer: asyncio.TimerHandle | None = None
+        self.saver: asyncio.TimerHandle | None = None
         if retention > 0:
             self.timer = loop.call_later(1.0, self.run)
+        if manager.tenancy:
+            self.saver = loop.call_later(self.SAVE_EVERY, self.save)
+
+    def save(self) -> None:
+        try:
+            self.manager.store.set_meta(FAIR_USAGE, json.dumps(self.manager.fair.to_dict()))
+        except Exception:  # noqa: BLE001 - next minute
+            log.exception("saving fair-share usage failed")
+        self.saver = self.loop.call_later(self.SAVE_EVERY, self.save)
 
     def run(self) -> None:
         try:
@@ -188,8 +208,9 @@ class _Retention:
         self.timer = self.loop.call_later(self.EVERY, self.run)
 
     def stop(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
+        for timer in (self.timer, self.saver):
+            if timer is not None:
+                timer.cancel()
 
 
 def bind_socket(path: str, access: Access):

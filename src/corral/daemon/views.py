@@ -10,6 +10,7 @@ from .manager import Manager
 
 
 def job_view(job: Job, manager: Manager, positions: dict[int, int] | None = None,
+             estimates: dict[int, float | None] | None = None,
              *, detail: bool = False, private: bool = True) -> dict[str, Any]:
     """``private=False``: for a caller who is neither the job's owner nor an admin (the
     job's environment is left out)."""
@@ -19,7 +20,7 @@ def job_view(job: Job, manager: Manager, positions: dict[int, int] | None = None
     if job.state is JobState.PENDING:
         waiting = manager.waiting_for(job.id)
         if waiting is not None:
-            reason, message = waiting.reason.value, waiting.message
+            reason, message = waiting.name, waiting.message
     view: dict[str, Any] = {
         "id": job.id,
         "name": spec.name,
@@ -50,6 +51,10 @@ def job_view(job: Job, manager: Manager, positions: dict[int, int] | None = None
         if positions is None:
             positions = manager.queue_positions()
         view["queue_position"] = positions.get(job.id)
+        if job.id in manager.pending.jobs:
+            if estimates is None:
+                estimates = manager.estimated_starts()
+            view["estimated_start"] = estimates.get(job.id)
     view["user"] = job.user
     view["attempts"] = job.attempts
     view["queue"] = spec.queue
@@ -176,6 +181,33 @@ def usage_view(manager: Manager, since: str, by: str) -> dict[str, Any]:
     return {"since": start, "now": now, "window": window, "by": by,
             "currency": (manager.cost or {}).get("currency"),
             "lines": [line.to_dict() for line in lines], "total": totals(lines).to_dict()}
+
+
+def queues_view(manager: Manager) -> list[dict[str, Any]]:
+    """Each queue: its quota, what its running jobs use, what it borrows, what waits."""
+    usage: dict[str, Resources] = {}
+    running: dict[str, int] = {}
+    for job in manager.running_jobs():
+        usage[job.queue] = usage.get(job.queue, Resources()).add(job.requests)
+        running[job.queue] = running.get(job.queue, 0) + 1
+    pending: dict[str, int] = {}
+    for job in manager.pending.jobs.values():
+        pending[job.queue] = pending.get(job.queue, 0) + 1
+    out = []
+    for name, q in sorted(manager.queues.items()):
+        used = usage.get(name, Resources())
+        nominal = dict(q.nominal) if q.nominal is not None else None
+        borrowed = {r: used.get(r, 0) - n for r, n in (nominal or {}).items() if used.get(r, 0) > n}
+        fmt_map = lambda m: None if m is None else {r: format_quantity(r, v) for r, v in sorted(m.items())}  # noqa: E731
+        out.append({
+            "name": name, "policy": q.policy, "nominal": fmt_map(nominal),
+            "borrowing_limit": fmt_map(dict(q.borrowing_limit) if q.borrowing_limit is not None else None),
+            "lending_limit": fmt_map(dict(q.lending_limit) if q.lending_limit is not None else None),
+            "max_user_gpus": q.max_user_gpus, "max_user_jobs": q.max_user_jobs,
+            "usage": fmt_map(dict(used.items())), "borrowed": fmt_map(borrowed),
+            "running": running.get(name, 0), "pending": pending.get(name, 0),
+        })
+    return out
 
 
 def _pids(manager: Manager, job: Job) -> dict[str, int] | None:

@@ -24,6 +24,8 @@ class StopReason(str, enum.Enum):
     MEMORY_LIMIT = "memory-limit"        # the watchdog saw it over its memory limit
     IDLE_CANCEL = "idle-cancel"          # idle-GPU reclaim: cancel
     REQUEUE = "requeue"                  # stopped to be queued again (idle-GPU reclaim)
+    PREEMPT = "preempt"                  # preempted; queued again
+    PREEMPT_END = "preempt-end"          # preempted; it asked not to be requeued
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,11 @@ class ExitStatus:
             return JobState.CANCELLED, Reason.IDLE_GPU_RECLAIMED, self.stop_message or "GPUs idle"
         if self.stopped_for is StopReason.REQUEUE:
             return JobState.PENDING, Reason.REQUEUED, self.stop_message or "requeued"
+        if self.stopped_for is StopReason.PREEMPT:
+            return JobState.PENDING, Reason.PREEMPTED, f"{self.stop_message or 'preempted'} ({how})"
+        if self.stopped_for is StopReason.PREEMPT_END:
+            return (JobState.CANCELLED, Reason.PREEMPTED_NOT_REQUEUED,
+                    f"{self.stop_message or 'preempted'}; not requeued ({how})")
         if self.oom_kills and not (self.exit_code == 0 and self.signal is None):
             limit = _human(self.memory_limit) if self.memory_limit else "?"
             peak = f" (peak {_human(self.memory_peak)})" if self.memory_peak else ""
