@@ -102,7 +102,7 @@ def test_pending_reason_message_and_queue_position(corral4, tmp_path):
 
     human = c.ok("show", str(second))
     assert f"Pending (InsufficientResources): {expected}" in human
-    assert "Queue:     position 1" in human
+    assert "Position:  1 in line" in human
 
 
 def test_whole_cores_are_accounted_and_waiting_jobs_say_cpu(corral4, tmp_path):

@@ -291,6 +291,7 @@ class Manager:
         changed = self.store.set_held(ids, True, f"held by {who}" if who else "held", self.clock())
         for job_id in changed:
             self.pending.remove(job_id)
+            self.preempting.pop(job_id, None)     # a held preemptor no longer claims capacity
             job = self.store.get_job(job_id)
             self.gates.held.add(job_id)
             nxt = self.gates.array_done(job) if job.array_id is not None else None
@@ -467,7 +468,7 @@ class Manager:
             return self.job_reasons.get(job_id)
         return self.reasons.get(job.shape)
 
-    def estimated_starts(self, limit: int = 500) -> dict[int, float | None]:
+    def estimated_starts(self, limit: int = 200) -> dict[int, float | None]:
         """When each queued job should start, running the scheduler forward over time
         limits (None: it depends on a job without one). The first ``limit`` jobs."""
         key = (self.cycles, len(self.running), len(self.pending))
