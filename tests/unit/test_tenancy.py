@@ -458,3 +458,11 @@ def test_a_hold_does_not_stop_jobs_ahead_in_the_preemptors_queue():
     res = w.cycle([job(9, 2, priority=5), job(10, 2, queue="other", priority=9)], queues,
                   preempting={9: "n1"}, preempt=False)
     assert placed(res) == [9]                            # job 10 of another queue does not
+
+
+def test_estimate_counts_a_preemption_under_way():
+    w = World(node(gpus=4))
+    w.run(1, 4, priority=0, end=500.0, stopping_for=9)
+    pending = [job(9, 4, priority=5, limit=100), job(10, 2, limit=10)]
+    ctx = TenantContext(0.0, {"default": QueueSpec("default")}, w.running)
+    assert estimate_starts(w.nodes, w.running, pending, ctx) == {9: 0.0, 10: 100.0}

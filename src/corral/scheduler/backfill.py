@@ -19,7 +19,7 @@ real placement code, GPUs and cores as devices. When no start time can be comput
 from __future__ import annotations
 
 from itertools import groupby
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable
 
 from ..job import Allocation
 from ..resources import Resources
@@ -139,20 +139,3 @@ class ActiveReservation:
     def public(self) -> Reservation:
         return Reservation(self.job_id, self.node, self.shadow,
                            Resources({r: v for r, v in self.extra.items() if v > 0}))
-
-
-def find_reservation(states: Sequence[NodeState], job: PendingJob,
-                     timelines: Mapping[str, tuple[NodeState, list[tuple[float, Allocation]]]],
-                     now: float) -> ActiveReservation | None:
-    """The reservation for ``job``: the node where it can start earliest (ties: node
-    name). ``timelines``: per node, the state to start from and its releases."""
-    best = None
-    for state in states:
-        name = state.node.name
-        start, rel = timelines.get(name, (state, []))
-        found = earliest_on_node(start, job.requests, rel, now)
-        if found is not None and (best is None or (found[0], name) < (best[0], best[1])):
-            best = (found[0], name, found[2])
-    if best is None:
-        return None
-    return ActiveReservation(job, best[1], best[0], best[2])

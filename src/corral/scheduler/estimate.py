@@ -1,11 +1,16 @@
 """Start-time estimates: the multi-tenant cycle run forward in virtual time.
 
-Running jobs end at their ``expected_end``; each job the projection starts ends at its
-start plus its time limit; a job without a limit never ends. After each end the cycle
-runs again (with the same historical shares, without preemption) until every pending
-job has started, nothing is left that will end, or ``max_events`` end times have been
-visited. A job that has not started by then gets None: its start depends on a job
-without a time limit (or lies beyond the horizon).
+Running jobs end at their ``expected_end`` (jobs being stopped for a preemption, now);
+each job the projection starts ends at its start plus its time limit; a job without a
+limit never ends. After each end the cycle runs again (decisions only, with the same
+historical shares, without preemption) until every pending job has started, nothing is
+left that will end, or ``max_events`` end times have been visited. A job that has not
+started by then gets None: its start depends on a job without a time limit (or lies
+beyond the horizon).
+
+Cost: one cycle per end time; about 10 microseconds per pending job per cycle, so 200
+pending jobs take well under a second and 2,000 (with 1,000 end times) about 15 s --
+call it on demand, or on the head of the queue, not in every scheduling pass.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ def estimate_starts(nodes: Sequence[Node], running: Iterable[RunningJob], pendin
     """Estimated start time per pending job id (None = unknown). Pure: ``ctx`` gives
     ``now``, queues, shares and whether to backfill; ``ctx.running`` is not read."""
     now = ctx.now
-    live = list(running)
+    # Jobs being stopped for a preemption end now.
+    live = [r if r.stopping_for is None else replace(r, expected_end=now) for r in running]
     pending = list(pending_in_order)
     starts: dict[int, float | None] = {job.id: None for job in pending}
     snapshot = Snapshot(nodes, [r.allocation for r in live])

@@ -62,14 +62,19 @@ class QueueOrder:
     def __init__(self, policy: str, jobs: Iterable[PendingJob], shares: UserShares | None = None):
         self.policy = policy
         self.shares = shares
+        self._jobs: list[PendingJob] = []
+        self._by_user: dict[str, list[PendingJob]] = {}
         if policy == "fair-share":
-            self._by_user: dict[str, list[PendingJob]] = {}
             for job in jobs:
                 self._by_user.setdefault(job.user, []).append(job)
             for lst in self._by_user.values():
                 lst.sort(key=priority_key, reverse=True)      # pop() from the end
         else:
             self._jobs = sorted(jobs, key=priority_key, reverse=True)
+
+    def drop(self) -> None:
+        """Forget every job left (a caller that needs no reason for them)."""
+        self._jobs, self._by_user = [], {}
 
     def head(self) -> PendingJob | None:
         """The job the queue would offer next (not removed)."""
@@ -78,8 +83,6 @@ class QueueOrder:
         best, best_key = None, None
         shares = self.shares
         for user, lst in self._by_user.items():
-            if not lst:
-                continue
             job = lst[-1]
             key = (shares.share(user) if shares else 0.0, -job.priority, job.seq, job.id)
             if best_key is None or key < best_key:
@@ -97,6 +100,4 @@ class QueueOrder:
             del self._by_user[job.user]
 
     def __bool__(self) -> bool:
-        if self.policy != "fair-share":
-            return bool(self._jobs)
-        return bool(self._by_user)
+        return bool(self._jobs) if self.policy != "fair-share" else bool(self._by_user)

@@ -29,10 +29,19 @@ A cycle:
    exists yet, a job held back only by the nodes gets the reservation. A strict-fifo
    queue stops at its first job that does not start: the rest of that queue waits
    behind it. Other queues continue.
-5. *Reasons* -- every job not placed gets a :class:`~.types.Waiting` with numbers.
+5. *Reasons* -- every job not placed gets a :class:`~.types.Waiting` with numbers:
+   the :class:`~corral.job.Reason` ones (``InsufficientResources`` and
+   ``Unschedulable`` with the shortfall, ``Priority`` "waiting behind job N" in a
+   blocked strict-fifo queue), or a ``code`` outside the enum (:data:`~.types.CODES`):
+   ``QuotaExceeded``, ``UserLimit``, ``Reserved`` (held back by the reservation),
+   ``FairShare`` (it fitted when the cycle began, but a job of a user with a lower
+   share in its queue went first and took it) and ``Preempting``.
 
 The snapshot keeps this cycle's placements (like :func:`~.core.schedule_on`); the holds
-are taken out again before returning.
+are taken out again before returning. Within a cycle, a shape that fitted no node (or a
+queue and shape over quota) is remembered, so a long queue costs little more than its
+distinct shapes plus what the cycle places; :func:`decide_tenants` also skips working
+out reasons, for projections.
 """
 
 from __future__ import annotations
@@ -199,8 +208,13 @@ class _Cycle:
             self.shares_changed = False
             if name in blocked:
                 res.waiting[job.id] = Waiting(Reason.PRIORITY, behind=blocked[name])
-            elif not self._visit(job, self.queues[name]) and self.queues[name].policy == "strict-fifo":
-                blocked[name] = job.id
+            elif not self._visit(job, self.queues[name]):
+                if self.queues[name].policy == "strict-fifo":
+                    blocked[name] = job.id
+                    if not self.reasons:
+                        # Decisions only: the rest of a blocked queue only waits, and
+                        # leaving it out does not change the order of the others.
+                        orders[name].drop()
             keys[name] = head_key(name)
             if self.shares_changed:
                 for other in fair:
@@ -226,6 +240,8 @@ class _Cycle:
 
     def _visit(self, job: PendingJob, spec: QueueSpec) -> bool:
         """Try to start ``job``; record why not. True when it was placed."""
+        if not self.reasons and self._known_to_fail(job):
+            return False
         node = self.inflight.pop(job.id, None)          # visited now: no longer "behind"
         own = self.planned[node] if node is not None else None
         if own is not None:
@@ -265,6 +281,18 @@ class _Cycle:
             self._reserve(job)
         self._record(job, spec, outcome, detail)
         return False
+
+    def _known_to_fail(self, job: PendingJob) -> bool:
+        """True when trying ``job`` could neither start it nor change anything (a shape
+        already known not to fit, no preemption, no reservation to make, no hold that
+        would be lifted for it): decisions-only cycles skip such tries."""
+        req = job.requests
+        if not (req in self.phys_fail or (job.queue, req) in self.quota_fail):
+            return False
+        if self.ctx.preempt or self.inflight:
+            return False
+        return not self.ctx.backfill or self.reservation is not None or req in self.no_reservation \
+            or (job.queue, req) in self.quota_fail
 
     def _preempting(self, job: PendingJob, planned: "_Planned") -> None:
         self.result.waiting[job.id] = Waiting(Reason.INSUFFICIENT_RESOURCES, code=PREEMPTING, detail=PreemptingDetail(
