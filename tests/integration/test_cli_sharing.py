@@ -106,3 +106,15 @@ def test_backfill_reserves_for_the_head_job_and_estimates_starts(corral):
     for job in (running, head, no_limit):
         c.ok("cancel", str(job))
     c.wait_done(running, head, no_limit, short)
+
+
+def test_a_job_larger_than_its_queue_can_ever_hold_is_refused(corral):
+    c = corral
+    c.write_config("queues:\n"
+                   "  - {name: small, nominal: {nvidia.com/gpu: 1}, borrowing_limit: {nvidia.com/gpu: 1}}\n")
+    c.up("--simulate-gpus", "4")
+    res = c.run("submit", "--queue", "small", "--gpus", "3", "--", "true")
+    assert res.returncode == 1
+    assert res.stderr == ("error: insufficient quota for nvidia.com/gpu: job requests 3, queue small can hold at "
+                          "most 2 (nominal plus what it may borrow)\n"), res.stderr
+    assert c.ps("-a") == []

@@ -23,7 +23,7 @@ from ..errors import CorralError, Infeasible, NotFound, ValidationError
 from ..executors.base import Executor, ExitStatus, LaunchRequest, Running, StopReason
 from ..executors.environment import job_environment, run_as, user_environment
 from ..job import Allocation, Job, JobState, Reason
-from ..resources import CPU, MEMORY, Resources
+from ..resources import CPU, MEMORY, Resources, format_quantity
 from ..scheduler import PendingJob, PendingQueue, Snapshot, Waiting, get_policy, infeasible, schedule_on
 from ..scheduler.estimate import estimate_starts
 from ..scheduler.tenancy import TenantContext, schedule_tenants, total_capacity
@@ -183,6 +183,8 @@ class Manager:
             if spec.queue not in self.queues:
                 errors.append(f"{prefix}invalid value for queue: \"{spec.queue}\" (expected one of: "
                               f"{', '.join(sorted(self.queues))})")
+            elif self.tenancy and self._quota_never_fits(spec):
+                errors.append(f"{prefix}{self._quota_never_fits(spec)}")
             if spec.dependencies:
                 wanted = {d for _, d in spec.dependencies}
                 known = {j.id for j in self.store.get_jobs(wanted)}
@@ -202,6 +204,25 @@ class Manager:
             self._admit(job)
         self.kick()
         return stored
+
+    def _quota_never_fits(self, spec: JobSpec) -> str:
+        """Why a job can never be admitted by its queue's quota ('' when it can)."""
+        from ..scheduler.quota import QuotaState
+
+        quota = QuotaState(self.queues, total_capacity(self.snapshot))
+        if not quota.never_fits(spec.queue, spec.requests):
+            return ""
+        q = self.queues[spec.queue]
+        limits = []
+        for name, amount in spec.requests.sorted_items():
+            if q.nominal is not None and name in q.nominal:
+                most = quota.guaranteed[spec.queue][name] + quota.pool.get(name, 0)
+                ceiling = quota.ceiling[spec.queue].get(name)
+                most = min(most, ceiling) if ceiling is not None else most
+                if amount > most:
+                    limits.append(f"{name}: job requests {format_quantity(name, amount)}, queue {spec.queue} can "
+                                  f"hold at most {format_quantity(name, most)} (nominal plus what it may borrow)")
+        return "insufficient quota for " + "; ".join(limits)
 
     # gates -------------------------------------------------------------------------------
     def _admit(self, job: Job) -> None:
