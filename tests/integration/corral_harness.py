@@ -186,6 +186,15 @@ class Corral:
         wait_until(check, timeout, what=f"job {job_id} to be {'/'.join(states)} (last: {box.get('job')})")
         return box["job"]
 
+    def show_when(self, job_id: int, predicate: Callable[[dict], Any], what: str,
+                  timeout: float = TIMEOUT) -> dict:
+        """Poll ``corral show`` until ``predicate(view)`` holds; returns that view."""
+        def check():
+            view = self.show(job_id)
+            return view if predicate(view) else None
+
+        return wait_until(check, timeout, what=what)
+
     def wait_done(self, *ids: int) -> list[dict]:
         """``corral wait`` (any exit status), then each job's ``show --json``."""
         res = self.wait(*ids)

@@ -21,14 +21,6 @@ def _events(view: dict, reason: str) -> list[dict]:
     return [e for e in view["events"] if e["reason"] == reason]
 
 
-def _show_when(c, job: int, predicate, what: str) -> dict:
-    """Poll ``corral show`` until ``predicate(view)`` holds; returns that view."""
-    def check():
-        view = c.show(job)
-        return view if predicate(view) else None
-
-    return wait_until(check, what=what)
-
 
 def test_idle_gpu_warns_then_requeues_and_the_job_runs_again(corral):
     c = corral
@@ -39,18 +31,18 @@ def test_idle_gpu_warns_then_requeues_and_the_job_runs_again(corral):
     job = c.submit("--gpus", "1", "--cpus", "100m", "--name", "stalled", "--", "sh", "-c",
                    'echo attempt $CORRAL_JOB_ID; sleep 1000')
     # Warned first, with the numbers, visible in ps as the running job's reason.
-    view = _show_when(c, job, lambda v: _events(v, "GpuIdle"), "an idle warning")
+    view = c.show_when(job, lambda v: _events(v, "GpuIdle"), "an idle warning")
     warning = _events(view, "GpuIdle")[0]["message"]
     assert "idle for" in warning and "(utilization 1% < 5%)" in warning and "warning" in warning, warning
     assert "next: requeue in 1s" in warning
     # Then requeued: same id, back to Pending with its reason, started again.
-    view = _show_when(c, job, lambda v: _events(v, "Requeued"), "the requeue")
+    view = c.show_when(job, lambda v: _events(v, "Requeued"), "the requeue")
     requeue = _events(view, "Requeued")[0]
     assert requeue["from"] == "Running" and requeue["to"] == "Pending"
     assert requeue["message"].startswith("requeued: GPUs "), requeue
     # Make the GPUs busy so the second run is left alone.
     _gpu_values(c, {0: {"utilization": 90, "power": 300}, 1: {"utilization": 90, "power": 300}})
-    view = _show_when(c, job, lambda v: v["state"] == "Running" and v["attempts"] == 2,
+    view = c.show_when(job, lambda v: v["state"] == "Running" and v["attempts"] == 2,
                       "the job to run a second time")
     c.ok("cancel", str(job))
     [view] = c.wait_done(job)
@@ -69,7 +61,7 @@ def test_idle_gpu_cancel_per_job_override_and_busy_jobs_are_left_alone(corral):
     assert (view["state"], view["reason"]) == ("Cancelled", "IdleGpuReclaimed"), view
     assert view["message"].startswith("cancelled: GPUs 0 idle for"), view["message"]
     # The other job holds GPU 1 at 70%: sampled, never judged idle.
-    busy_view = _show_when(c, busy, lambda v: (v.get("live") or {}).get("gpu_util") == 70,
+    busy_view = c.show_when(busy, lambda v: (v.get("live") or {}).get("gpu_util") == 70,
                            "a GPU reading of the busy job")
     assert not _events(busy_view, "GpuIdle")
     assert busy_view["reason"] == "Launched"

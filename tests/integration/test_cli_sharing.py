@@ -5,17 +5,8 @@ from __future__ import annotations
 
 import time
 
-from corral_harness import wait_until
-
 SLEEP = ("sleep", "600")
 
-
-def _show_when(c, job: int, predicate, what: str) -> dict:
-    def check():
-        view = c.show(job)
-        return view if predicate(view) else None
-
-    return wait_until(check, what=what)
 
 
 def test_quota_user_limit_and_queues_view(corral):
@@ -26,12 +17,12 @@ def test_quota_user_limit_and_queues_view(corral):
     c.up("--simulate-gpus", "4")
     first = c.submit("--queue", "research", "--gpus", "1", "--cpus", "100m", "--", *SLEEP)
     second = c.submit("--queue", "research", "--gpus", "1", "--cpus", "100m", "--", *SLEEP)
-    view = _show_when(c, second, lambda v: v["reason"] == "QuotaExceeded", "a quota reason")
+    view = c.show_when(second, lambda v: v["reason"] == "QuotaExceeded", "a quota reason")
     assert view["state"] == "Pending"
     assert view["message"].startswith("queue research: quota nvidia.com/gpu: requests 1, in use 1 of nominal 1"), view
     prod = c.submit("--queue", "prod", "--gpus", "1", "--cpus", "100m", "--", *SLEEP)
     prod2 = c.submit("--queue", "prod", "--gpus", "1", "--cpus", "100m", "--", *SLEEP)
-    view = _show_when(c, prod2, lambda v: v["reason"] == "UserLimit", "a user-limit reason")
+    view = c.show_when(prod2, lambda v: v["reason"] == "UserLimit", "a user-limit reason")
     assert "max_user_jobs 1" in view["message"] and "prod" in view["message"], view
     assert c.show(first)["state"] == "Running" and c.show(prod)["state"] == "Running"
     queues = {q["name"]: q for q in c.json("queues")["queues"]}
@@ -43,7 +34,7 @@ def test_quota_user_limit_and_queues_view(corral):
     assert res.returncode == 1
     assert res.stderr == 'error: invalid value for queue: "nope" (expected one of: default, prod, research)\n'
     c.ok("cancel", str(first))
-    _show_when(c, second, lambda v: v["state"] == "Running", "the research job to start after the first ends")
+    c.show_when(second, lambda v: v["state"] == "Running", "the research job to start after the first ends")
 
 
 def test_priority_preemption_requeues_the_victim_which_runs_again(corral):
@@ -52,16 +43,16 @@ def test_priority_preemption_requeues_the_victim_which_runs_again(corral):
     c.up("--simulate-gpus", "2")
     low = c.submit("--gpus", "2", "--cpus", "100m", "--name", "low", "--", "sh", "-c",
                    "trap 'echo got TERM; exit 143' TERM; echo started; while :; do sleep 0.1; done")
-    _show_when(c, low, lambda v: v["state"] == "Running", "the low-priority job to start")
+    c.show_when(low, lambda v: v["state"] == "Running", "the low-priority job to start")
     high = c.submit("--gpus", "2", "--cpus", "100m", "--priority", "10", "--name", "high", "--", "sleep", "2")
-    view = _show_when(c, high, lambda v: v["state"] in ("Running", "Succeeded"), "the high-priority job to start")
+    view = c.show_when(high, lambda v: v["state"] in ("Running", "Succeeded"), "the high-priority job to start")
     victim = c.show(low)
     preempted = [e for e in victim["events"] if e["reason"] == "Preempted"]
     assert preempted and preempted[0]["message"].startswith(f"preempted for job {high} (priority 10 > 0)"), victim
     assert preempted[0]["from"] == "Running" and preempted[0]["to"] == "Pending"
     assert "got TERM" in c.logs(low)
     # Same id, run again once the high-priority job is done.
-    view = _show_when(c, low, lambda v: v["state"] == "Running" and v["attempts"] == 2, "the victim to run again")
+    view = c.show_when(low, lambda v: v["state"] == "Running" and v["attempts"] == 2, "the victim to run again")
     assert c.show(high)["state"] == "Succeeded"
     c.ok("cancel", str(low))
     c.wait_done(low)
@@ -72,9 +63,9 @@ def test_no_preemption_when_off_or_not_preemptible(corral):
     c.write_config("preemption: true\n")
     c.up("--simulate-gpus", "1")
     keep = c.submit("--gpus", "1", "--cpus", "100m", "--no-preempt", "--", *SLEEP)
-    _show_when(c, keep, lambda v: v["state"] == "Running", "the job to start")
+    c.show_when(keep, lambda v: v["state"] == "Running", "the job to start")
     high = c.submit("--gpus", "1", "--cpus", "100m", "--priority", "10", "--", "true")
-    view = _show_when(c, high, lambda v: v["reason"] == "InsufficientResources", "the high job to wait")
+    view = c.show_when(high, lambda v: v["reason"] == "InsufficientResources", "the high job to wait")
     time.sleep(1.0)
     assert c.show(keep)["state"] == "Running" and c.show(keep)["attempts"] == 1
     assert view["state"] == "Pending"
@@ -87,12 +78,12 @@ def test_backfill_reserves_for_the_head_job_and_estimates_starts(corral):
     c.write_config("backfill: true\n")
     c.up("--simulate-gpus", "2")
     running = c.submit("--gpus", "1", "--cpus", "100m", "--time", "1h", "--", *SLEEP)
-    _show_when(c, running, lambda v: v["state"] == "Running", "the first job to start")
+    c.show_when(running, lambda v: v["state"] == "Running", "the first job to start")
     head = c.submit("--gpus", "2", "--cpus", "100m", "--time", "30m", "--name", "head", "--", *SLEEP)
     no_limit = c.submit("--gpus", "1", "--cpus", "100m", "--name", "nolimit", "--", *SLEEP)
     short = c.submit("--gpus", "1", "--cpus", "100m", "--time", "5m", "--name", "short", "--", "sleep", "1")
     # The short job ends before the head job's reservation: it is backfilled.
-    _show_when(c, short, lambda v: v["state"] in ("Running", "Succeeded"), "the short job to be backfilled")
+    c.show_when(short, lambda v: v["state"] in ("Running", "Succeeded"), "the short job to be backfilled")
     view = c.show(no_limit)
     assert (view["state"], view["reason"]) == ("Pending", "Reserved"), view
     assert view["message"].startswith(f"reserved for job {head}"), view
