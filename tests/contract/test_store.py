@@ -362,6 +362,21 @@ class TestStoreContract:
         with pytest.raises(NotFound):
             store.set_held([9], True, "", T0)
 
+    def test_update_spec_of_live_jobs(self, store):
+        from dataclasses import replace
+
+        store.add_jobs([make_job("a"), make_job("b")], T0)
+        job = store.get_job(1)
+        store.update_spec(1, replace(job.spec, priority=7, time_limit=600), "priority 0 -> 7", T0 + 1)
+        again = store.get_job(1)
+        assert again.spec.priority == 7 and again.spec.time_limit == 600 and again.state is JobState.PENDING
+        last = store.events(1)[-1]
+        assert (last.ts, last.reason, last.message) == (T0 + 1, Reason.QUEUED, "priority 0 -> 7")
+        store.start_jobs([(2, alloc())], T0)
+        store.finish_job(2, JobState.SUCCEEDED, Reason.COMPLETED, ended_at=T0 + 2)
+        with pytest.raises(InvalidTransition):
+            store.update_spec(2, job.spec, "x", T0 + 3)
+
     def test_requeue_with_backoff(self, store):
         store.add_jobs([make_job()], T0)
         store.start_jobs([(1, alloc())], T0)

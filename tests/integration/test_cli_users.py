@@ -249,3 +249,19 @@ def test_workdir_the_user_cannot_enter_fails_the_launch(system):
     assert view["state"] == "Failed" and view["reason"] == "LaunchFailed", view
     assert view["message"] == (f"working directory {system.private} is not accessible to user {BOB}: "
                                "Permission denied"), view
+
+
+def test_update_and_hold_are_the_owners_and_only_admins_raise(system):
+    c = system.c
+    job = system.submit(ALICE, "--time", "1h", "--hold", "--", "true")
+    refused = f"error: permission denied: job {job} belongs to {ALICE} (you are {BOB})"
+    assert _one_error_line(system.run(BOB, "update", "--priority", "0", str(job))) == refused
+    assert _one_error_line(system.run(BOB, "release", str(job))) == refused
+    line = _one_error_line(system.run(ALICE, "update", "--priority", "5", str(job)))
+    assert line == f"error: permission denied: only admins may raise a priority (job {job}: 0 -> 5)"
+    assert system.ok(ALICE, "update", "--time", "30m", str(job)).strip() == f"job {job}: time limit 3600 -> 1800s"
+    assert system.ok(ADMIN, "update", "--priority", "5", str(job)).strip() == f"job {job}: priority 0 -> 5"
+    view = c.show(job)
+    assert view["priority"] == 5 and view["time_limit"] == 1800 and view["state"] == "Pending"
+    assert system.ok(ALICE, "release", str(job)).strip() == f"job {job}: released"
+    assert c.wait_state(job, ("Succeeded", "Failed"))["state"] == "Succeeded"

@@ -247,3 +247,34 @@ def test_a_held_job_whose_dependency_fails_ends_too():
     assert state(m, c.id) == (JobState.PENDING, Reason.HELD)      # met, but still held
     m.release([c.id])
     assert state(m, c.id)[0] is JobState.RUNNING
+
+
+# update --------------------------------------------------------------------------------------
+
+def test_update_priority_reorders_and_users_may_only_lower():
+    from corral.errors import PermissionDenied
+
+    m = manager(cores=1)
+    m.submit([spec()])
+    [a, b] = m.submit([spec(), spec()])
+    assert m.queue_positions() == {a.id: 1, b.id: 2}
+    assert m.update([b.id], priority=5) == [(b.id, "priority 0 -> 5")]
+    assert m.queue_positions() == {b.id: 1, a.id: 2}
+    assert m.store.events(b.id)[-1].message == "updated: priority 0 -> 5"
+    with pytest.raises(PermissionDenied):
+        m.update([a.id, b.id], priority=9, admin=False)      # all or none
+    assert m.store.get_job(a.id).spec.priority == 0
+    assert m.update([b.id], priority=1, admin=False) == [(b.id, "priority 5 -> 1")]
+    with pytest.raises(InvalidTransition):
+        m.update([1], priority=3)                             # running: time limit only
+
+
+def test_update_time_limit_of_a_running_job():
+    from corral.errors import PermissionDenied
+
+    m = manager()
+    [job] = m.submit([spec(time_limit="1h")])
+    with pytest.raises(PermissionDenied):
+        m.update([job.id], time_limit=7200, admin=False)
+    assert m.update([job.id], time_limit=60, admin=False) == [(job.id, "time limit 3600 -> 60s")]
+    assert m.deadlines[job.id] == m.store.get_job(job.id).started_at + 60

@@ -273,6 +273,20 @@ def cmd_cancel(args) -> int:
     return 0 if all(r["ok"] for r in results) else 1
 
 
+def cmd_update(args) -> int:
+    body: dict = {"ids": list(args.ids)}
+    for key in ("priority", "time", "queue"):
+        if getattr(args, key) is not None:
+            body[key] = getattr(args, key)
+    results = _client(args).request("POST", "/v1/jobs/update", body)["results"]
+    if args.json:
+        _print_json({"results": results})
+        return 0
+    for r in results:
+        print(f"job {r['id']}: {r['result']}")
+    return 0
+
+
 def cmd_hold(args) -> int:
     return _hold(args, "hold")
 

@@ -98,6 +98,26 @@ def create_app(manager: Manager, info: dict[str, Any], shutdown: Callable[[], No
                 results.append({"id": job_id, "result": str(exc), "ok": False})
         return {"results": results}
 
+    @app.post("/v1/jobs/update")
+    async def update(request: Request, body: dict = Body(...)) -> dict:
+        """Change pending jobs' priority, time limit or queue (running: time limit). All
+        jobs are checked first; non-admins may only lower priorities and time limits."""
+        from ..spec import _parse_priority, _parse_queue, _parse_time_limit
+
+        ids = _ids(body)
+        unknown = sorted(set(body) - {"ids", "priority", "time", "queue"})
+        if unknown:
+            raise ValidationError("update", unknown[0], "accepted: ids, priority, time, queue", detail="unknown field")
+        priority = _parse_priority(body["priority"], "priority") if body.get("priority") is not None else None
+        limit = _parse_time_limit(body["time"], "time") if body.get("time") is not None else None
+        queue = _parse_queue(body["queue"], "queue") if body.get("queue") is not None else None
+        if priority is None and limit is None and queue is None:
+            raise ValidationError("update", body, "expected at least one of priority, time, queue")
+        _require_owners(request, manager, ids)
+        admin = auth.is_admin(auth.caller_of(request), auth.access_of(request))
+        done = manager.update(ids, priority=priority, time_limit=limit, queue=queue, admin=admin)
+        return {"results": [{"id": job_id, "result": text} for job_id, text in done]}
+
     @app.post("/v1/jobs/hold")
     async def hold(request: Request, body: dict = Body(...)) -> dict:
         """Hold pending jobs: all or none (each must be the caller's, or the caller an admin)."""

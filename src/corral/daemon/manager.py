@@ -19,7 +19,7 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from ..capacity.node import Node
-from ..errors import CorralError, Infeasible, NotFound, ValidationError
+from ..errors import CorralError, Infeasible, InvalidTransition, NotFound, ValidationError
 from ..executors.base import Executor, ExitStatus, LaunchRequest, Running, StopReason
 from ..executors.environment import job_environment, run_as, user_environment
 from ..job import Allocation, Job, JobState, Reason
@@ -305,6 +305,65 @@ class Manager:
         if array is not None:
             env["CORRAL_ARRAY_ID"], env["CORRAL_ARRAY_INDEX"] = str(array[0]), str(array[1])
         return env
+
+    # update ------------------------------------------------------------------------------
+    def update(self, ids: list[int], *, priority: int | None = None, time_limit: int | None = None,
+               queue: str | None = None, admin: bool = True) -> list[tuple[int, str]]:
+        """Change jobs' priority, time limit or queue (``scontrol update``), all or none.
+
+        Pending jobs: any of them. Running jobs: the time limit only. Without ``admin``,
+        a user may only lower a priority or a time limit (as in Slurm). Returns what
+        changed per job, in words; raises a one-line error, changing nothing, when any
+        job's change is refused."""
+        plans = [self._plan_update(self.store.get_job(job_id), priority, time_limit, queue, admin)
+                 for job_id in ids]
+        out = []
+        for job, new, changes in plans:
+            if not changes:
+                out.append((job.id, "unchanged"))
+                continue
+            self.store.update_spec(job.id, new, "updated: " + ", ".join(changes), self.clock())
+            if job.id in self._specs:
+                self._specs[job.id] = (new, self._specs[job.id][1])
+            if job.state is JobState.RUNNING:
+                self.deadlines.pop(job.id, None)
+                self._arm_time_limit(job.id, new.time_limit, job.started_at or self.clock())
+            elif self.pending.remove(job.id) is not None:   # back in line with its new priority/queue
+                self._enqueue(self.store.get_job(job.id))
+            out.append((job.id, ", ".join(changes)))
+        self.kick()
+        return out
+
+    def _plan_update(self, job: Job, priority: int | None, time_limit: int | None, queue: str | None,
+                     admin: bool) -> tuple[Job, JobSpec, list[str]]:
+        from ..errors import PermissionDenied
+
+        spec, job_id = job.spec, job.id
+        if job.terminal:
+            raise InvalidTransition(f"job {job_id} is {job.state.value}: a finished job cannot be changed")
+        if job.state is JobState.RUNNING and (priority is not None or queue is not None):
+            raise InvalidTransition(f"job {job_id} is Running: only its time limit can be changed")
+        changes, new = [], spec
+        if priority is not None and priority != spec.priority:
+            if not admin and priority > spec.priority:
+                raise PermissionDenied(f"permission denied: only admins may raise a priority "
+                                       f"(job {job_id}: {spec.priority} -> {priority})")
+            changes.append(f"priority {spec.priority} -> {priority}")
+            new = replace(new, priority=priority)
+        if time_limit is not None and time_limit != spec.time_limit:
+            if not admin and (spec.time_limit is None or time_limit > spec.time_limit):
+                raise PermissionDenied(f"permission denied: only admins may raise a time limit "
+                                       f"(job {job_id}: {spec.time_limit or 'none'} -> {time_limit}s)")
+            changes.append(f"time limit {spec.time_limit or 'none'} -> {time_limit}s")
+            new = replace(new, time_limit=time_limit)
+        if queue is not None and queue != spec.queue:
+            if queue not in self.queues:
+                raise ValidationError("queue", queue, f"expected one of: {', '.join(sorted(self.queues))}")
+            if self.tenancy and self._quota_never_fits(replace(new, queue=queue)):
+                raise ValidationError("queue", queue, self._quota_never_fits(replace(new, queue=queue)))
+            changes.append(f"queue {spec.queue} -> {queue}")
+            new = replace(new, queue=queue)
+        return job, new, changes
 
     # hold / release ------------------------------------------------------------------------
     def hold(self, ids: list[int], who: str = "") -> list[int]:

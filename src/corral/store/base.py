@@ -25,10 +25,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from ..errors import CorralError, InvalidTransition, NotFound
 from ..job import REASON_STATES, Allocation, Job, JobState, Reason, check_transition
+
+if TYPE_CHECKING:
+    from ..spec import JobSpec
 
 
 @dataclass(frozen=True)
@@ -219,6 +222,11 @@ class Store(ABC):
         release its allocation; ``not_before`` delays its next start (retry backoff).
         ``reason`` must be a Pending reason. A job that is not Running raises
         :class:`InvalidTransition`."""
+
+    @abstractmethod
+    def update_spec(self, job_id: int, spec: "JobSpec", message: str, now: float) -> None:
+        """Replace a live job's spec (``corral update``), with an event saying what changed.
+        A finished job raises :class:`InvalidTransition`."""
 
     @abstractmethod
     def set_held(self, ids: Iterable[int], held: bool, message: str, now: float) -> list[int]:

@@ -147,6 +147,13 @@ class MemoryStore(Store):
                     self._event(job_id, ts, job.state, job.state, reason, message)
                 job.reason, job.message = reason, message
 
+    def update_spec(self, job_id: int, spec, message: str, now: float) -> None:
+        with self._lock:
+            job = self._get(job_id)
+            check_live(job_id, job.state)
+            job.spec = copy.deepcopy(spec)
+            self._event(job_id, now, job.state, job.state, job.reason, message)
+
     def set_held(self, ids: Iterable[int], held: bool, message: str, now: float) -> list[int]:
         with self._lock:
             wanted = sorted(set(ids))

@@ -423,6 +423,18 @@ class SqliteStore(Store):
             for job_id, node, requests_json, gpus_json, cores_json in rows
         }
 
+    def update_spec(self, job_id: int, spec: JobSpec, message: str, now: float) -> None:
+        data = spec.to_dict()
+        with self._tx() as c:
+            found = c.execute("SELECT state, reason FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if found is None:
+                raise not_found(job_id)
+            state = JobState(found[0])
+            check_live(job_id, state)
+            c.execute("UPDATE jobs SET spec_json = ?, name = ?, priority = ?, queue = ? WHERE id = ?",
+                      (_dumps(data), data.get("name", ""), data.get("priority", 0), spec.queue, job_id))
+            c.execute(_INSERT_EVENT, (job_id, now, state.value, state.value, found[1], message))
+
     def set_held(self, ids: Iterable[int], held: bool, message: str, now: float) -> list[int]:
         changed = []
         with self._tx() as c:
