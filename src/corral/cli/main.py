@@ -64,6 +64,12 @@ COMMANDS = {c.name: c for c in (  # noqa: E501
             Pos("ids", "job ids", type=int, many=True)),
     Command("wait", "Wait for jobs to end; exit status 0 only if all succeeded.",
             Pos("ids", "job ids", type=int, many=True)),
+    Command("update", "Change jobs: priority, time limit, queue (pending); time limit (running). Users may "
+            "only lower priorities and time limits.",
+            Opt("--priority", "new priority", metavar="N"),
+            Opt("--time", "new time limit, e.g. 2h", metavar="TIME"),
+            Opt("--queue", "new queue", metavar="NAME"),
+            Pos("ids", "job ids", type=int, many=True)),
     Command("hold", "Hold pending jobs: they are not started until released.",
             Pos("ids", "job ids", type=int, many=True)),
     Command("release", "Release held jobs.",
@@ -84,8 +90,12 @@ COMMANDS = {c.name: c for c in (  # noqa: E501
             Opt("--format", "philly, alibaba, swf or corral (a corral store, e.g. $CORRAL_HOME/corral.db)",
                 metavar="FORMAT"),
             Opt("--cluster", "NxMgpu[,Ccpu[,MEM]] (e.g. 16x4gpu) or a nodes YAML file", metavar="SPEC"),
-            Opt("--policy", "scheduling policy (repeat to compare); default best-effort-fifo", repeat=True,
-                metavar="NAME"),
+            Opt("--policy", "best-effort-fifo (default), strict-fifo, sjf, easy-backfill or fair-share "
+                "(repeat to compare)", repeat=True, metavar="NAME"),
+            Opt("--estimate-factor", "easy-backfill's run-time estimate: actual duration x K, for jobs "
+                "without a requested time (default 1.0: exact, an oracle)", type=float, metavar="K"),
+            Opt("--half-life", "fair-share: half-life of past usage, e.g. 7d (default), 12h", metavar="TIME"),
+            Opt("--plot", "write PNG plots (JCT CDF; utilization and queue length) into DIR", metavar="DIR"),
             Opt("--load", "rescale inter-arrival times: 2.0 = arrivals twice as dense", type=float, metavar="X"),
             Opt("--jobs", "only the first N jobs of the trace", type=int, metavar="N"),
             Opt("--out", "write the metrics to FILE (.csv or .json)", metavar="FILE")),
