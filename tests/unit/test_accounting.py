@@ -421,3 +421,11 @@ def test_wasted_gpu_hours_never_exceed_the_gpu_hours_held():
     rows = [UsageRow(1, 100.0, 110.2, gpu_seconds=20.4, idle_gpu_seconds=20.4)]
     [line] = account([job], rows, since=0.0, now=200.0)
     assert line.gpu_hours == 20 / 3600 and line.wasted_gpu_hours == line.gpu_hours
+
+
+def test_grouping_by_queue():
+    jobs = [Job(id=i, spec=JobSpec(command=("x",), queue=q), user="u", started_at=0.0, ended_at=3600.0,
+                allocation=Allocation(node="n", requests=Resources({"nvidia.com/gpu": g})))
+            for i, (q, g) in enumerate([("research", 2), ("prod", 1), ("research", 1)], start=1)]
+    lines = account(jobs, [], since=0.0, now=3600.0, by="queue")
+    assert [(l.key, l.jobs, l.gpu_hours) for l in lines] == [("research", 2, 3.0), ("prod", 1, 1.0)]

@@ -82,7 +82,7 @@ def cmd_usage(args) -> int:
         return 0
     by = data["by"]
     currency = data.get("currency") or ""
-    headers = ["USER" if by == "user" else "JOB"] + (["NAME", "USER"] if by == "job" else []) + [
+    headers = [by.upper()] + (["NAME", "USER"] if by == "job" else []) + [
         "JOBS", "HOURS", "CPU-H", "CPU-EFF", "MEM-GiB-H", "GPU-H", "WASTED-GPU-H", "ENERGY-kWh"]
     with_cost = any(line.get("cost") is not None for line in data["lines"])
     if with_cost:

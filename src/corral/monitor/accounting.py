@@ -16,7 +16,7 @@ from ..job import Job
 from ..resources import CPU, GPU, MEMORY
 from ..store.base import UsageRow
 
-GROUPINGS = ("user", "job")
+GROUPINGS = ("user", "job", "queue")
 _GIB = float(1 << 30)
 
 
@@ -55,7 +55,7 @@ def held_seconds(job: Job, since: float, now: float) -> float:
 
 def account(jobs: Iterable[Job], rows: Iterable[UsageRow], *, since: float, now: float,
             by: str = "user", cost: dict | None = None) -> list[UsageLine]:
-    """Usage lines grouped ``by`` user or job, busiest (GPU-hours, then CPU-hours) first.
+    """Usage lines grouped ``by`` user, job or queue, busiest (GPU-hours, then CPU-hours) first.
 
     ``rows`` are usage-series rows; only the part of each row inside the window counts
     (pro rata). Jobs that held nothing inside the window are left out.
@@ -69,7 +69,7 @@ def account(jobs: Iterable[Job], rows: Iterable[UsageRow], *, since: float, now:
         held = held_seconds(job, since, now)
         if held <= 0 or job.allocation is None:
             continue
-        key = (job.user or "?") if by == "user" else str(job.id)
+        key = (job.user or "?") if by == "user" else job.spec.queue if by == "queue" else str(job.id)
         job_key[job.id] = key
         line = lines.get(key)
         if line is None:
