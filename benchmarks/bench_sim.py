@@ -4,6 +4,8 @@
 Run it with the project's interpreter::
 
     .venv/bin/python benchmarks/bench_sim.py [--seeds 8] [--alibaba-jobs 2000] [--json-out PATH]
+    .venv/bin/python benchmarks/bench_sim.py --skip alibaba --skip scale \\
+        --window-hours 168 --sample-jobs 1000 --min-sample 200 --plot-dir docs/img
 
 Three parts, each printed as tables (``--skip philly|alibaba|scale`` leaves one out):
 
@@ -14,13 +16,20 @@ Three parts, each printed as tables (``--skip philly|alibaba|scale`` leaves one 
     leaves out the jobs that ask for more GPUs than one node has (corral places a job on
     one node, so they can never run; counted and reported) and, if more than 160 remain,
     keeps the first 160 in submit order (fewer are reported as such). Each sample is
-    replayed at loads 0.5, 1, 1.5 and 2 (``Trace.rescale_load``: arrival gaps divided by
-    the factor) on 16 nodes x 4 GPUs under every policy in
-    ``corral.scheduler.POLICIES`` (whatever is registered when it runs; policies whose
-    class has ``oracle = True`` are marked "oracle"). Reported per load and policy: the
-    mean over seeds of the mean JCT, of its ratio to the lower bound
+    replayed at loads 0.5, 1, 1.5 and 2 on 16 nodes x 4 GPUs. ``--load-basis offered``
+    (default): the sample's arrival gaps are rescaled (``Trace.rescale_load``) so that
+    its offered load -- GPU work / (arrival span x cluster GPUs) -- equals the load;
+    ``--load-basis trace``: the trace's own gaps are divided by the load. Policies:
+    every one in ``corral.scheduler.POLICIES`` (the fast path), then the simulator's
+    multi-tenant ones (``corral.sim.policies``: ``easy-backfill`` once per
+    ``--estimate-factors`` value, ``fair-share``); a policy that reads the real run
+    times is marked "oracle". Reported per load and policy: the mean over seeds of the
+    mean JCT, of its ratio to the lower bound
     (``corral.sim.bounds.mean_jct_lower_bound``, the ratio taken per seed, then
-    averaged), of the p95 JCT, of the mean wait and of the GPU utilization.
+    averaged), of the p50/p95 JCT, of the mean wait and slowdown, of the GPU
+    utilization during the arrivals and over the makespan, and of Jain's index.
+    ``--plot-dir DIR`` writes PNG plots (matplotlib) of one run (``--plot-seed``,
+    ``--plot-load``).
 (b) **Alibaba openb.** The default pod list loaded with ``include_running=True`` (the
     trace README says Running pods are cut off by the trace end; the script checks that
     claim on the file and prints the counts), the first ``--alibaba-jobs`` pods
@@ -41,7 +50,7 @@ Three parts, each printed as tables (``--skip philly|alibaba|scale`` leaves one 
     the time of one cycle that starts from the empty cluster and places as many jobs as
     fit, in a child process with a time limit.
 
-Stdlib only (plus corral). Exit status 2 when the traces are missing.
+Stdlib only (plus corral; matplotlib for --plot-dir). Exit status 2 when the traces are missing.
 """
 
 from __future__ import annotations
@@ -78,6 +87,8 @@ from corral.sim.cluster import parse_cluster  # noqa: E402
 from corral.sim.engine import simulate  # noqa: E402
 from corral.sim.loaders import downsample_nodes, load_alibaba_nodes, load_trace  # noqa: E402
 from corral.sim.metrics import percentile, summarize  # noqa: E402
+from corral.sim.policies import TENANT_POLICIES, resolve  # noqa: E402
+from corral.sim.policies import is_oracle as policy_is_oracle  # noqa: E402
 from corral.sim.trace import Trace  # noqa: E402
 
 from benchenv import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
@@ -131,8 +142,11 @@ def floats(text: str) -> list[float]:
     return [float(x) for x in text.split(",") if x.strip()]
 
 
-def is_oracle(name: str) -> bool:
-    return bool(getattr(POLICIES.get(name), "oracle", False))
+def is_oracle(name_or_policy, jobs=()) -> bool:
+    """A policy (or a core policy's name) that reads the real run times of ``jobs``."""
+    if isinstance(name_or_policy, str):
+        return bool(getattr(POLICIES.get(name_or_policy), "oracle", False))
+    return policy_is_oracle(name_or_policy, jobs)
 
 
 def environment() -> dict:
@@ -144,7 +158,8 @@ def environment() -> dict:
     return {"cpu_model": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
             "kernel": platform.release(), "commit": commit,
             "loadavg_at_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-            "policies": {n: ("oracle" if is_oracle(n) else "") for n in POLICIES}}
+            "policies": {**{n: ("oracle" if is_oracle(n) else "") for n in POLICIES},
+                         **{n: "multi-tenant cycle" for n in TENANT_POLICIES}}}
 
 
 # (a) Philly policy comparison ---------------------------------------------------------------
@@ -177,6 +192,37 @@ def philly_sample(trace: Trace, seed: int, *, jobs: int, window: float, node_gpu
             "too_big": too_big, "never_fit": never_fit, "jobs": kept}
 
 
+def offered_load(jobs, total_gpus: int) -> float | None:
+    """GPU work / (arrival span x cluster GPUs): the offered load of a sample as it is."""
+    span = jobs[-1].submit - jobs[0].submit if jobs else 0.0
+    if span <= 0:
+        return None
+    return math.fsum(j.duration * j.requests.get(GPU, 0) for j in jobs) / (span * total_gpus)
+
+
+def load_factor(jobs, load: float, total_gpus: int, basis: str) -> float:
+    """The ``rescale_load`` factor that gives ``load``: with basis ``offered`` the factor
+    that makes the sample's offered load (GPU work / (arrival span x GPUs)) equal to
+    ``load``; with basis ``trace`` ``load`` itself (arrival gaps as in the trace / load)."""
+    if basis == "trace":
+        return load
+    base = offered_load(jobs, total_gpus)
+    return load if not base else load / base
+
+
+def policy_runs(args) -> list[tuple[str, object]]:
+    """(label, policy) for part (a): every core policy, then the simulator's multi-tenant
+    ones; easy-backfill once per --estimate-factors value (k=1 labelled plainly)."""
+    runs: list[tuple[str, object]] = [(p, get_policy(p)) for p in POLICIES]
+    for name in TENANT_POLICIES:
+        if name == "easy-backfill":
+            for k in floats(args.estimate_factors):
+                runs.append((name if k == 1 else f"{name} (k={k:g})", resolve(name, estimate_factor=k)))
+        else:
+            runs.append((name, resolve(name)))
+    return runs
+
+
 def run_philly(args, traces: Path, out: dict) -> None:
     t0 = time.perf_counter()
     trace = load_trace(traces / PHILLY, "philly")
@@ -184,10 +230,11 @@ def run_philly(args, traces: Path, out: dict) -> None:
     nodes = parse_cluster(args.cluster)
     node_gpus = max(n.allocatable.get(GPU, 0) for n in nodes)
     total_gpus = sum(n.allocatable.get(GPU, 0) for n in nodes)
-    policies = list(POLICIES)
+    runs = policy_runs(args)
+    policies = [label for label, _ in runs]
     loads = floats(args.loads)
     log(f"(a) Philly: {len(trace)} jobs, {args.seeds} seeds x {len(loads)} loads x {len(policies)} policies "
-        f"on {args.cluster}")
+        f"on {args.cluster}, load basis {args.load_basis}")
     samples = [philly_sample(trace, s, jobs=args.sample_jobs, window=args.window_hours * HOUR,
                              node_gpus=node_gpus, min_duration=args.min_duration,
                              max_gpu_hours=args.max_gpu_hours, submits=submits)
@@ -197,10 +244,14 @@ def run_philly(args, traces: Path, out: dict) -> None:
         gpus = [j.requests.get(GPU, 0) for j in s["jobs"]]
         s["gpu_hours"] = math.fsum(j.duration * g for j, g in zip(s["jobs"], gpus)) / HOUR
         s["gpus_asked"] = sum(gpus)
+        s["span_h"] = (s["jobs"][-1].submit - s["jobs"][0].submit) / HOUR if s["jobs"] else 0.0
+        s["offered_load"] = offered_load(s["jobs"], total_gpus)
+        s["max_duration_h"] = max((j.duration for j in s["jobs"]), default=0.0) / HOUR
         rows.append([str(s["seed"]), f"{s['start'] / 86400:.2f}", str(s["in_window"]), str(s["too_short"]),
                      str(s["too_big"]), str(s["never_fit"]), str(len(s["jobs"])),
                      f"{s['gpu_hours']:,.0f}", str(sum(1 for g in gpus if g > 1)),
-                     f"{sum(gpus)} ({sum(gpus) / total_gpus:.1f}x)"])
+                     f"{sum(gpus)} ({sum(gpus) / total_gpus:.1f}x)", f"{s['span_h']:.2f}",
+                     f2(s["offered_load"]), f"{s['max_duration_h']:.0f}"])
     short = [s["seed"] for s in samples if len(s["jobs"]) < args.sample_jobs]
     used = [s for s in samples if len(s["jobs"]) >= max(1, args.min_sample)]
     dropped = [f"{s['seed']} ({len(s['jobs'])} jobs)" for s in samples if s not in used]
@@ -208,11 +259,13 @@ def run_philly(args, traces: Path, out: dict) -> None:
         f"(a) Philly samples: {args.window_hours:g}-hour windows, jobs with duration >= {args.min_duration:g} s "
         f"and GPU-time < {args.max_gpu_hours:g} GPU-h, first {args.sample_jobs} in submit order",
         ["seed", "window start (day)", "jobs in window", "< 60 s", ">= 1000 GPU-h", "never fit a node",
-         "sample", "GPU-hours", "multi-GPU", "GPUs asked (x cluster)"], rows,
+         "sample", "GPU-hours", "multi-GPU", "GPUs asked (x cluster)", "arrival span (h)",
+         "offered load as sampled", "longest job (h)"], rows,
         [f"'never fit a node': jobs asking for more than {node_gpus} GPUs. corral places a job on ONE node, "
          f"so on {args.cluster} they can never run; they are left out of the sample (counted up to the "
          f"{args.sample_jobs}-job cap).",
-         "window start: uniform in [0, span - window] of the trace (days from its first submit)."]
+         "window start: uniform in [0, span - window] of the trace (days from its first submit).",
+         f"offered load as sampled: GPU-hours / (arrival span x {total_gpus} GPUs), before any rescaling."]
         + ([f"seeds with fewer than {args.sample_jobs} jobs (the window holds no more): {short}"] if short else [])
         + ([f"left out of the means below (fewer than {args.min_sample} jobs, --min-sample): "
             + ", ".join(dropped) + ". The trace's first 20 days hold only 76 jobs in all and days 100-104 "
@@ -220,41 +273,74 @@ def run_philly(args, traces: Path, out: dict) -> None:
            if dropped else [])))
 
     results: dict = {}
+    plotted = None
     for load in loads:
         per_policy = {p: [] for p in policies}
         for s in used:
-            sample = Trace(jobs=s["jobs"], source=f"philly seed {s['seed']}").rescale_load(load)
+            factor = load_factor(s["jobs"], load, total_gpus, args.load_basis)
+            sample = Trace(jobs=s["jobs"], source=f"philly seed {s['seed']}").rescale_load(factor)
             bound = mean_jct_lower_bound([(j.submit, j.duration, j.requests.get(GPU, 0)) for j in sample.jobs],
                                          total_gpus)
-            for p in policies:
-                r = simulate(nodes, sample.jobs, get_policy(p))
+            first, last_submit = sample.jobs[0].submit, sample.jobs[-1].submit
+            sims = {}
+            for label, policy in runs:
+                r = simulate(nodes, sample.jobs, policy)
                 if r.infeasible:
                     raise SystemExit(f"unexpected infeasible jobs in the Philly sample: {r.infeasible}")
+                sims[label] = r
                 summary = summarize(r.outcomes, r.samples, bound=bound)
                 summary.pop("per_user", None)
                 summary["seed"] = s["seed"]
-                per_policy[p].append(summary)
+                summary["rescale"] = factor
+                summary["oracle"] = is_oracle(policy, sample.jobs)
+                summary["util_arrivals"] = busy_fraction(r.outcomes, lambda o: o.gpus, total_gpus, first,
+                                                         last_submit)
+                per_policy[label].append(summary)
+            if args.plot_dir and s["seed"] == args.plot_seed and load == args.plot_load:
+                plotted = (s["seed"], load, sims)
         results[str(load)] = per_policy
         rows = []
         for p in policies:
-            runs = per_policy[p]
-            rows.append([p, "oracle" if is_oracle(p) else "", f2(mean(r["offered_load"] for r in runs)),
-                         f0(mean(r["jct_mean"] for r in runs)), f3(mean(r["jct_ratio"] for r in runs)),
-                         f0(mean(r["jct_p50"] for r in runs)), f0(mean(r["jct_p95"] for r in runs)),
-                         f0(mean(r["wait_mean"] for r in runs)), f2(mean(r["slowdown_mean"] for r in runs)),
-                         f3(mean(r["utilization"] for r in runs)), f0(mean(r["jct_mean_bound"] for r in runs))])
-        print(table(f"(a) Philly, load x{load:g} on {args.cluster}: mean over {len(used)} of {len(samples)} seeds",
-                    ["policy", "", "offered load", "JCT mean (s)", "JCT / LB", "JCT p50 (s)", "JCT p95 (s)",
-                     "wait mean (s)", "slowdown", "GPU util", "LB (s)"], rows))
+            runs_p = per_policy[p]
+            oracle = any(r["oracle"] for r in runs_p)
+            rows.append([p, "oracle" if oracle else "", f2(mean(r["offered_load"] for r in runs_p)),
+                         f0(mean(r["jct_mean"] for r in runs_p)), f3(mean(r["jct_ratio"] for r in runs_p)),
+                         f3(statistics.median(r["jct_ratio"] for r in runs_p) if runs_p else None),
+                         f0(mean(r["jct_p50"] for r in runs_p)), f0(mean(r["jct_p95"] for r in runs_p)),
+                         f0(mean(r["wait_mean"] for r in runs_p)), f2(mean(r["slowdown_mean"] for r in runs_p)),
+                         f3(mean(r["util_arrivals"] for r in runs_p)), f3(mean(r["utilization"] for r in runs_p)),
+                         f3(mean(r["jain_fairness"] for r in runs_p)), f0(mean(r["jct_mean_bound"] for r in runs_p))])
+        print(table(f"(a) Philly, load {load:g} ({args.load_basis} basis) on {args.cluster}: mean over "
+                    f"{len(used)} of {len(samples)} seeds",
+                    ["policy", "", "offered load", "JCT mean (s)", "JCT / LB", "JCT / LB median", "JCT p50 (s)",
+                     "JCT p95 (s)", "wait mean (s)", "slowdown", "GPU util (arrivals)", "GPU util", "Jain",
+                     "LB (s)"], rows))
+        if load == 1.0:
+            print(table(f"(a) Philly, load {load:g}: JCT / LB per seed",
+                        ["seed", "rescale", *policies],
+                        [[str(s["seed"]), f2(per_policy[policies[0]][i]["rescale"]),
+                          *(f3(per_policy[p][i]["jct_ratio"]) for p in policies)] for i, s in enumerate(used)],
+                        ["rescale: the factor the sample's arrival gaps were divided by (Trace.rescale_load)."]))
     print("JCT / LB: each seed's mean JCT over the lower bound on the mean JCT of any schedule of that sample "
           "(fluid SRPT on one machine of all GPUs, or the mean duration, whichever is larger), averaged over "
-          "seeds. 'oracle': the policy uses the trace's real run times (a yardstick, not deployable). "
-          "offered load: GPU work arriving per second of the arrival window / cluster GPUs (a finite "
-          "sample: the work keeps running long after the last arrival, so this overstates contention; "
-          "'GPUs asked' above is the sum of all the sample's GPU requests over the cluster's GPUs). "
-          "slowdown: mean bounded slowdown, max(JCT / max(duration, 10 s), 1).")
+          "seeds (JCT / LB median: the median over seeds). 'oracle': the policy uses the trace's real run times (a yardstick, not deployable). "
+          "offered load: GPU work / (arrival span x cluster GPUs) of the replayed sample; with the 'offered' "
+          "basis (default) each sample's arrival gaps are rescaled so that it equals the load. "
+          "GPU util (arrivals): allocated GPU-time between the first and the last submit over its capacity "
+          "(how contended the cluster really is while jobs arrive); GPU util: the same over the makespan. "
+          "slowdown: mean bounded slowdown, max(JCT / max(duration, 10 s), 1). Jain: over the virtual clusters "
+          "(users) of their mean slowdown.")
+    if plotted is not None:
+        from corral.sim.plots import write_plots
+
+        seed, load, sims = plotted
+        paths = write_plots(sims, str(args.plot_dir), dpi=80,
+                            title=f"Philly seed {seed}, load {load:g}, {args.cluster}")
+        log(f"(a) wrote {len(paths)} plots to {args.plot_dir}")
     out["philly"] = {
-        "cluster": args.cluster, "loads": loads, "policies": {p: ("oracle" if is_oracle(p) else "") for p in policies},
+        "cluster": args.cluster, "loads": loads, "load_basis": args.load_basis,
+        "policies": {p: ("oracle" if any(r["oracle"] for rs in results.values() for r in rs[p]) else "")
+                     for p in policies},
         "samples": [{k: v for k, v in s.items() if k != "jobs"} | {"sample": len(s["jobs"]), "used": s in used}
                     for s in samples],
         "results": results, "wall_s": time.perf_counter() - t0}
@@ -628,6 +714,20 @@ def run_scale(args, traces: Path, out: dict) -> None:
 
 def print_targets(out: dict) -> None:
     rows = []
+    philly = out.get("philly", {}).get("results", {})
+    at1 = philly.get("1.0") or philly.get("1")
+    if at1 and DEFAULT_POLICY in at1:
+        ratio = lambda p: mean(r["jct_ratio"] for r in at1[p])  # noqa: E731
+        jct = lambda p: mean(r["jct_mean"] for r in at1[p])  # noqa: E731
+        d = ratio(DEFAULT_POLICY)
+        rows.append([f"{DEFAULT_POLICY} at load 1.0 within 1.3x of the lower bound on mean JCT",
+                     f"{d:.3f}x", "met" if d <= 1.3 else "MISSED"])
+        for other in ("easy-backfill", "strict-fifo"):
+            if other in at1:
+                a, b = jct(DEFAULT_POLICY), jct(other)
+                rows.append([f"{DEFAULT_POLICY} better than {other} at load 1.0 (mean JCT)",
+                             f"{a:,.0f} s vs {b:,.0f} s",
+                             "met" if a < b else "tie (not better)" if a == b else "MISSED"])
     rep = out.get("scale", {}).get("replay", {})
     if "sim_s" in rep:
         rows.append(["full Philly replay under 60 s on one core",
@@ -660,6 +760,14 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--max-gpu-hours", type=float, default=1000.0)
     g.add_argument("--loads", default="0.5,1.0,1.5,2.0")
     g.add_argument("--cluster", default="16x4gpu")
+    g.add_argument("--load-basis", choices=["offered", "trace"], default="offered",
+                   help="offered (default): rescale each sample's arrivals so that its offered load (GPU work / "
+                        "(arrival span x GPUs)) equals the load; trace: divide the trace's own gaps by the load")
+    g.add_argument("--estimate-factors", default="1,2",
+                   help="easy-backfill run-time estimate = duration x k, one run per k (default 1,2)")
+    g.add_argument("--plot-dir", type=Path, help="write PNG plots of one run (--plot-seed, --plot-load) here")
+    g.add_argument("--plot-seed", type=int, default=0)
+    g.add_argument("--plot-load", type=float, default=1.0)
     g = ap.add_argument_group("(b) Alibaba openb")
     g.add_argument("--alibaba-jobs", type=int, default=2000, help="first N pods (0: all)")
     g.add_argument("--alibaba-fractions", default="0.3,0.1,0.03,0.01,0.0075,0.005")

@@ -81,7 +81,7 @@ COMMANDS = {c.name: c for c in (  # noqa: E501
             Opt("-d|--interval", "seconds between refreshes (default 2)", type=float, metavar="S")),
     Command("usage", "Accounting: CPU-, GPU-hours, energy, wasted GPU-hours and cost per user or job.",
             Opt("--since", "window, e.g. 7d, 24h, 30m (default 7d)", metavar="TIME"),
-            Opt("--by", "user or job (default user)", metavar="KEY")),
+            Opt("--by", "user, job or queue (default user)", metavar="KEY")),
     Command("prune", "Delete finished jobs (records, usage, logs) older than the retention period.",
             Opt("--older-than", "age, e.g. 30d, 12h, 0 for every finished job (default: the configured "
                 "retention, 30d)", metavar="TIME")),

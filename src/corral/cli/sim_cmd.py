@@ -28,20 +28,28 @@ def _cell(key: str, value) -> str:
 def cmd_sim(args) -> int:
     import time
 
-    from ..scheduler import POLICIES, get_policy
+    from ..durations import parse_duration
     from ..sim.bounds import mean_jct_lower_bound
     from ..sim.cluster import cluster_from
     from ..sim.engine import simulate
     from ..sim.loaders import load_trace
     from ..sim.metrics import summarize
+    from ..sim.policies import DEFAULT_HALF_LIFE, is_oracle, resolve
 
     if not args.trace:
         raise ValidationError("--trace", "", "expected a trace file (see --format)", detail="missing trace")
     if args.load <= 0:
         raise ValidationError("--load", args.load, "expected a positive factor, e.g. 0.5, 1.0, 2.0")
-    policies = args.policy or ["best-effort-fifo"]
-    for name in policies:
-        get_policy(name)
+    factor = getattr(args, "estimate_factor", None)
+    factor = 1.0 if factor is None else factor
+    if not factor > 0:
+        raise ValidationError("--estimate-factor", factor, "expected a number above 0, e.g. 1.0 or 2")
+    half_life_text = getattr(args, "half_life", None)
+    half_life = float(DEFAULT_HALF_LIFE if half_life_text is None else
+                      parse_duration(half_life_text, "--half-life", bare_unit=1, what="half-life",
+                                     examples="e.g. 7d, 12h, 3600"))
+    names = args.policy or ["best-effort-fifo"]
+    policies = {name: resolve(name, estimate_factor=factor, half_life=half_life) for name in names}
     nodes = cluster_from(args.cluster)
     trace = load_trace(args.trace, args.format)
     if args.jobs:
@@ -51,20 +59,25 @@ def cmd_sim(args) -> int:
     total_gpus = sum(n.allocatable.get("nvidia.com/gpu", 0) for n in nodes)
 
     results: dict[str, dict] = {}
+    runs: dict[str, object] = {}
     infeasible: dict[int, str] = {}
-    timings: dict[str, float] = {}
-    for name in policies:
+    oracle: list[str] = []
+    for name, policy in policies.items():
         t0 = time.perf_counter()
-        result = simulate(nodes, trace.jobs, get_policy(name))
-        timings[name] = time.perf_counter() - t0
+        result = simulate(nodes, trace.jobs, policy)
+        wall = time.perf_counter() - t0
+        runs[name] = result
         infeasible = result.infeasible
         ran = {o.id for o in result.outcomes}
         bound = None
-        if total_gpus:
+        if total_gpus and ran:
             bound = mean_jct_lower_bound([(j.submit, j.duration, j.requests.get("nvidia.com/gpu", 0))
                                           for j in trace.jobs if j.id in ran], total_gpus)
         results[name] = summarize(result.outcomes, result.samples, bound=bound)
-        results[name]["wall_seconds"] = timings[name]
+        results[name]["wall_seconds"] = wall
+        results[name]["oracle"] = is_oracle(policy, (j for j in trace.jobs if j.id in ran))
+        if results[name]["oracle"]:
+            oracle.append(name)
 
     if args.json:
         import json
@@ -72,6 +85,7 @@ def cmd_sim(args) -> int:
         print(json.dumps({"trace": trace.source, "jobs": len(trace.jobs), "skipped": trace.skipped,
                           "skip_reasons": trace.skip_reasons, "infeasible": len(infeasible),
                           "nodes": len(nodes), "gpus": total_gpus, "load": args.load,
+                          "estimate_factor": factor, "half_life": half_life,
                           "policies": results}, indent=2, sort_keys=True, default=str))
     else:
         print(f"trace {trace.source}: {len(trace.jobs)} jobs"
@@ -80,15 +94,24 @@ def cmd_sim(args) -> int:
         if infeasible:
             print(f"{len(infeasible)} jobs can never fit this cluster and were left out, e.g. "
                   f"job {next(iter(infeasible))}: {next(iter(infeasible.values()))}")
-        rows = [[name] + [_cell(k, r.get(k)) for k, _ in COLUMNS] for name, r in results.items()]
+        rows = [[name + (" (oracle)" if r["oracle"] else "")] + [_cell(k, r.get(k)) for k, _ in COLUMNS]
+                for name, r in results.items()]
         print(fmt.table(["POLICY"] + [h for _, h in COLUMNS], rows))
         print("JCT/BOUND: mean JCT over a lower bound (fluid SRPT on one machine with all GPUs, "
               "or the mean duration, whichever is larger).")
-        oracle = [n for n in policies if getattr(POLICIES.get(n), "oracle", False)]  # noqa: E501
         if oracle:
-            print("needs oracle knowledge of run times (a reference, not deployable): " + ", ".join(oracle))
+            print("(oracle): uses the trace's real run times (a reference, not deployable): " + ", ".join(oracle))
+        if "easy-backfill" in policies:
+            print(f"easy-backfill: run-time estimate = the requested time when the trace has one, "
+                  f"else the actual duration x {factor:g} (--estimate-factor).")
     if args.out:
         _write_out(args.out, results)
+    plot_dir = getattr(args, "plot", None)
+    if plot_dir:
+        from ..sim.plots import write_plots
+
+        paths = write_plots(runs, plot_dir, title=f"load x{args.load:g}, {len(nodes)} nodes / {total_gpus} GPUs")
+        print(f"wrote {len(paths)} plots to {plot_dir}", file=sys.stderr)
     return 0
 
 

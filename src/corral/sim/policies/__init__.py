@@ -1,0 +1,55 @@
+"""The policies ``corral sim`` compares.
+
+Two kinds, side by side:
+
+* the scheduler core's single-queue policies (:data:`corral.scheduler.POLICIES`:
+  ``best-effort-fifo``, ``strict-fifo``, ``sjf``), run on the fast path
+  (:func:`corral.scheduler.schedule_on`, the daemon's cycle without queues);
+* :class:`~.base.TenantPolicy` s, run through the daemon's multi-tenant cycle
+  (:func:`corral.scheduler.tenancy.schedule_tenants`): ``easy-backfill``
+  (:mod:`.easy_backfill`) and ``fair-share`` (:mod:`.fair_share`).
+
+:func:`resolve` turns a name into either; :func:`is_oracle` says whether a policy reads
+the trace's real run times (a yardstick, not deployable).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from ...errors import ValidationError
+from .base import DEFAULT_QUEUE, TenantPolicy
+from .easy_backfill import easy_backfill
+from .fair_share import DEFAULT_HALF_LIFE, fair_share
+
+#: Name -> factory(estimate_factor=, half_life=) of the multi-tenant policies.
+TENANT_POLICIES = {"easy-backfill": easy_backfill, "fair-share": fair_share}
+
+
+def policy_names() -> list[str]:
+    from ...scheduler import POLICIES
+
+    return [*POLICIES, *TENANT_POLICIES]
+
+
+def resolve(name: str, *, estimate_factor: float = 1.0, half_life: float = DEFAULT_HALF_LIFE):
+    """A core :class:`~corral.scheduler.policies.Policy` or a :class:`TenantPolicy`."""
+    from ...scheduler import POLICIES, get_policy
+
+    factory = TENANT_POLICIES.get(name)
+    if factory is not None:
+        return factory(estimate_factor=estimate_factor, half_life=half_life)
+    if name in POLICIES:
+        return get_policy(name)
+    raise ValidationError("policy", name, "expected one of: " + ", ".join(sorted(policy_names())))
+
+
+def is_oracle(policy, jobs: Iterable = ()) -> bool:
+    """True when ``policy`` uses the real run times of (some of) ``jobs``."""
+    if isinstance(policy, TenantPolicy):
+        return policy.oracle_for(jobs)
+    return bool(getattr(policy, "oracle", False))
+
+
+__all__ = ["TenantPolicy", "TENANT_POLICIES", "DEFAULT_QUEUE", "DEFAULT_HALF_LIFE", "resolve", "is_oracle",
+           "policy_names", "easy_backfill", "fair_share"]
