@@ -220,7 +220,7 @@ class Corral:
     def __init__(self, base: Path, corral_bin: str, cpus: str = "1"):
         self.home = base / "ch"
         self.home.mkdir()
-        (self.home / "config.yaml").write_text('reserve: {cpu: "0"}\n')
+        (self.home / "config.yaml").write_text('reserve: {cpu: "0"}\n' + os.environ.get("BENCH_CORRAL_CONFIG", ""))
         self.bin = corral_bin
         self.cpus = cpus
         self.env = dict(os.environ, CORRAL_HOME=str(self.home))

@@ -113,7 +113,7 @@ def test_v1_comounted_cpu_cpuacct_share_one_dir(tmp_path):
     job.create(Limits(cpu=250))
     assert read(tmp_path / "cg" / "cpu,cpuacct" / "corral-ab12" / "job-1" / "cpu.cfs_quota_us") == "25000"
     job.attach()  # one write per distinct dir
-    assert read(tmp_path / "cg" / "cpu,cpuacct" / "corral-ab12" / "job-1" / "cgroup.procs") == "0"
+    assert read(tmp_path / "cg" / "cpu,cpuacct" / "corral-ab12" / "job-1" / "tasks") == "0"
 
 
 def test_v1_parent_goes_under_our_own_nested_cgroup(tmp_path):
@@ -471,12 +471,14 @@ def test_parse_kv():
 
 
 def test_attach_writes_pid_everywhere(tmp_path):
+    # v1: the (single-threaded) caller's thread goes to ``tasks``: moving a thread group
+    # through cgroup.procs waits on the kernel's threadgroup lock (tens of ms at times).
     support = detected(v1_tree(tmp_path))
     job = JobCgroup(support, "job-1")
     job.create(Limits())
     job.attach(4242)
     for d in job.paths.values():
-        assert read(tmp_path / d / "cgroup.procs") == "4242"
+        assert read(tmp_path / d / "tasks") == "4242"
 
 
 def test_procs_and_kill_never_signal_pid_zero(tmp_path):

@@ -652,9 +652,12 @@ class Manager:
                               total_capacity(self.snapshot))
         finishes = []
         requeues = []
+        usage = []
         for job_id, status in exits:
             if self.monitor is not None:
-                self.monitor.job_ended(job_id, status)
+                row = self.monitor.job_ended(job_id, status)
+                if row is not None:
+                    usage.append(row)
             state, reason, message = status.classify()
             if state is JobState.PENDING:
                 requeues.append((job_id, reason, message, status.ended_at or self.clock(), None))
@@ -665,6 +668,11 @@ class Manager:
                 continue
             finishes.append(Finish(job_id, state, reason, message, status.exit_code, status.signal,
                                    status.ended_at or self.clock()))
+        if usage:
+            try:
+                self.store.record_usage(usage)
+            except Exception:  # noqa: BLE001 - usage is secondary to recording the ends
+                log.exception("saving the last usage of %d jobs failed", len(usage))
         if finishes:
             self.store.finish_jobs(finishes)
         for job_id, reason, message, now, not_before in requeues:

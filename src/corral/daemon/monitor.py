@@ -173,11 +173,16 @@ class Monitor:
                                       _Bucket(now, now), last=now)
         self._schedule()
 
-    def job_ended(self, job_id: int, status: ExitStatus) -> None:
+    def job_ended(self, job_id: int, status: ExitStatus) -> UsageRow | None:
+        """The job's last usage row (the caller records the rows of a batch of ends in
+        one transaction), or None when there is nothing to record."""
         watch = self.watches.pop(job_id, None)
         self.live.pop(job_id, None)
+        if not self.watches and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if watch is None:
-            return
+            return None
         if status.lost and watch.group is not None:
             watch.group.remove()      # its supervisor died: nobody else will remove the cgroup
         bucket = watch.bucket
@@ -190,13 +195,8 @@ class Monitor:
         if status.memory_peak:
             bucket.memory_peak = max(bucket.memory_peak, status.memory_peak)
         if bucket.t1 > bucket.t0 or bucket.cpu_seconds or bucket.memory_peak:
-            try:
-                self.manager.store.record_usage([bucket.row(job_id)])
-            except Exception:  # noqa: BLE001 - usage is secondary to recording the end
-                log.exception("saving the last usage of job %d failed", job_id)
-        if not self.watches and self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+            return bucket.row(job_id)
+        return None
 
     # sampling --------------------------------------------------------------------------
     def tick(self) -> None:

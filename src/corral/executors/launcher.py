@@ -96,6 +96,9 @@ def _serve(sock: socket.socket) -> None:  # pragma: no cover - runs in the launc
         signal.pthread_sigmask(signal.SIG_BLOCK, sup.HELD_SIGNALS)
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # Imported once here, not in every supervisor: loading the cgroup module (and
+        # dataclasses with it) costs ~20 ms, which each job's start would otherwise pay.
+        from ..enforce import cgroups  # noqa: F401
         parent = os.getppid()
         while True:
             data = sock.recv(_MAX_MESSAGE)
