@@ -87,7 +87,7 @@ from corral.sim.cluster import parse_cluster  # noqa: E402
 from corral.sim.engine import simulate  # noqa: E402
 from corral.sim.loaders import downsample_nodes, load_alibaba_nodes, load_trace  # noqa: E402
 from corral.sim.metrics import percentile, summarize  # noqa: E402
-from corral.sim.policies import TENANT_POLICIES, resolve  # noqa: E402
+from corral.sim.policies import PREEMPTIVE_POLICIES, TENANT_POLICIES, resolve  # noqa: E402
 from corral.sim.policies import is_oracle as policy_is_oracle  # noqa: E402
 from corral.sim.trace import Trace  # noqa: E402
 
@@ -159,7 +159,8 @@ def environment() -> dict:
             "kernel": platform.release(), "commit": commit,
             "loadavg_at_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
             "policies": {**{n: ("oracle" if is_oracle(n) else "") for n in POLICIES},
-                         **{n: "multi-tenant cycle" for n in TENANT_POLICIES}}}
+                         **{n: "multi-tenant cycle" for n in TENANT_POLICIES},
+                         **{n: "preemptive" + (", oracle" if n == "srtf" else "") for n in PREEMPTIVE_POLICIES}}}
 
 
 # (a) Philly policy comparison ---------------------------------------------------------------
@@ -220,6 +221,7 @@ def policy_runs(args) -> list[tuple[str, object]]:
                 runs.append((name if k == 1 else f"{name} (k={k:g})", resolve(name, estimate_factor=k)))
         else:
             runs.append((name, resolve(name)))
+    runs += [(name, resolve(name)) for name in PREEMPTIVE_POLICIES]   # srtf (oracle), tiresias
     return runs
 
 

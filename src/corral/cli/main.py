@@ -90,11 +90,13 @@ COMMANDS = {c.name: c for c in (  # noqa: E501
             Opt("--format", "philly, alibaba, swf or corral (a corral store, e.g. $CORRAL_HOME/corral.db)",
                 metavar="FORMAT"),
             Opt("--cluster", "NxMgpu[,Ccpu[,MEM]] (e.g. 16x4gpu) or a nodes YAML file", metavar="SPEC"),
-            Opt("--policy", "best-effort-fifo (default), strict-fifo, sjf, easy-backfill or fair-share "
-                "(repeat to compare)", repeat=True, metavar="NAME"),
+            Opt("--policy", "best-effort-fifo (default), strict-fifo, sjf, easy-backfill, fair-share, "
+                "srtf or tiresias (repeat to compare)", repeat=True, metavar="NAME"),
             Opt("--estimate-factor", "easy-backfill's run-time estimate: actual duration x K, for jobs "
                 "without a requested time (default 1.0: exact, an oracle)", type=float, metavar="K"),
             Opt("--half-life", "fair-share: half-life of past usage, e.g. 7d (default), 12h", metavar="TIME"),
+            Opt("--tiresias-thresholds", "tiresias: queue thresholds in attained GPU-seconds, e.g. 3200 "
+                "(default) or 3200,36000", metavar="LIST"),
             Opt("--plot", "write PNG plots (JCT CDF; utilization and queue length) into DIR", metavar="DIR"),
             Opt("--load", "rescale inter-arrival times: 2.0 = arrivals twice as dense", type=float, metavar="X"),
             Opt("--jobs", "only the first N jobs of the trace", type=int, metavar="N"),

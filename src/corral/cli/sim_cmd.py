@@ -10,13 +10,13 @@ from . import format as fmt
 COLUMNS = [("jobs", "JOBS"), ("jct_mean", "JCT MEAN"), ("jct_p50", "P50"), ("jct_p95", "P95"),
            ("jct_p99", "P99"), ("wait_mean", "WAIT MEAN"), ("slowdown_mean", "SLOWDOWN"),
            ("makespan", "MAKESPAN"), ("utilization", "GPU UTIL"), ("jain_fairness", "JAIN"),
-           ("jct_ratio", "JCT/BOUND")]
+           ("jct_ratio", "JCT/BOUND"), ("preemptions", "PREEMPT")]
 
 
 def _cell(key: str, value) -> str:
     if value is None:
         return "-"
-    if key in ("jobs",):
+    if key in ("jobs", "preemptions"):
         return str(value)
     if key in ("utilization",):
         return f"{100 * value:.1f}%"
@@ -34,7 +34,7 @@ def cmd_sim(args) -> int:
     from ..sim.engine import simulate
     from ..sim.loaders import load_trace
     from ..sim.metrics import summarize
-    from ..sim.policies import DEFAULT_HALF_LIFE, is_oracle, resolve
+    from ..sim.policies import DEFAULT_HALF_LIFE, DEFAULT_THRESHOLDS, is_oracle, parse_thresholds, resolve
 
     if not args.trace:
         raise ValidationError("--trace", "", "expected a trace file (see --format)", detail="missing trace")
@@ -48,8 +48,11 @@ def cmd_sim(args) -> int:
     half_life = float(DEFAULT_HALF_LIFE if half_life_text is None else
                       parse_duration(half_life_text, "--half-life", bare_unit=1, what="half-life",
                                      examples="e.g. 7d, 12h, 3600"))
+    thresholds_text = getattr(args, "tiresias_thresholds", None)
+    thresholds = DEFAULT_THRESHOLDS if thresholds_text is None else parse_thresholds(thresholds_text)
     names = args.policy or ["best-effort-fifo"]
-    policies = {name: resolve(name, estimate_factor=factor, half_life=half_life) for name in names}
+    policies = {name: resolve(name, estimate_factor=factor, half_life=half_life, tiresias_thresholds=thresholds)
+                for name in names}
     nodes = cluster_from(args.cluster)
     trace = load_trace(args.trace, args.format)
     if args.jobs:
@@ -75,6 +78,7 @@ def cmd_sim(args) -> int:
                                           for j in trace.jobs if j.id in ran], total_gpus)
         results[name] = summarize(result.outcomes, result.samples, bound=bound)
         results[name]["wall_seconds"] = wall
+        results[name]["preemptions"] = result.preemptions
         results[name]["oracle"] = is_oracle(policy, (j for j in trace.jobs if j.id in ran))
         if results[name]["oracle"]:
             oracle.append(name)
@@ -86,6 +90,7 @@ def cmd_sim(args) -> int:
                           "skip_reasons": trace.skip_reasons, "infeasible": len(infeasible),
                           "nodes": len(nodes), "gpus": total_gpus, "load": args.load,
                           "estimate_factor": factor, "half_life": half_life,
+                          "tiresias_thresholds": list(thresholds),
                           "policies": results}, indent=2, sort_keys=True, default=str))
     else:
         print(f"trace {trace.source}: {len(trace.jobs)} jobs"
@@ -104,6 +109,9 @@ def cmd_sim(args) -> int:
         if "easy-backfill" in policies:
             print(f"easy-backfill: run-time estimate = the requested time when the trace has one, "
                   f"else the actual duration x {factor:g} (--estimate-factor).")
+        if "tiresias" in policies:
+            print("tiresias: queues by attained GPU-seconds, thresholds "
+                  + ", ".join(f"{t:g}" for t in thresholds) + " (--tiresias-thresholds); PREEMPT: preemptions.")
     if args.out:
         _write_out(args.out, results)
     plot_dir = getattr(args, "plot", None)

@@ -19,7 +19,9 @@ the way the daemon does:
 Running jobs are tracked as :class:`~corral.scheduler.RunningJob` s whose
 ``expected_end`` is ``start + estimate`` (the estimate the scheduler was given, never the
 real end): the scheduler sees the future only through estimates. A job runs for its
-trace duration once started (non-preemptive). Nothing sleeps: a month of trace replays
+trace duration once started (non-preemptive) -- except under a preemptive policy
+(``srtf``, ``tiresias``: :class:`~corral.sim.policies.preemptive.PreemptivePolicy`), which
+:func:`simulate` hands to :mod:`corral.sim.preemptive`. Nothing sleeps: a month of trace replays
 in seconds. Deterministic: the same jobs (in any order) and policy give the same result.
 """
 
@@ -62,6 +64,8 @@ class SimResult:
     infeasible: dict[int, str] = field(default_factory=dict)
     cycles: int = 0
     placements: int = 0
+    #: Times a running job was preempted (preemptive policies only; 0 otherwise).
+    preemptions: int = 0
 
 
 _ARRIVAL, _END = 1, 0   # at equal times, ends are applied before arrivals
@@ -145,7 +149,13 @@ def simulate(nodes: Sequence[Node], jobs: Iterable, policy, *, check: bool = Fal
     node is over-committed, no GPU is held twice, and the snapshot holds exactly the
     running jobs' allocations (slower; for tests).
     """
+    from .policies.preemptive import PreemptivePolicy
+
     result = SimResult(policy=policy.name)
+    if isinstance(policy, PreemptivePolicy):
+        from .preemptive import simulate_preemptive
+
+        return simulate_preemptive(nodes, _feasible(nodes, jobs, result), policy, result, check=check)
     snapshot = Snapshot(nodes, {})
     sched = _TenantScheduler(policy, snapshot) if isinstance(policy, TenantPolicy) else _CoreScheduler(policy, snapshot)
     gpus_total = sum(n.allocatable.get(GPU, 0) for n in nodes)
@@ -205,6 +215,19 @@ def simulate(nodes: Sequence[Node], jobs: Iterable, policy, *, check: bool = Fal
         raise CorralError(f"simulation ended with {len(sched)} jobs queued and {len(running)} running")
     result.outcomes.sort(key=lambda o: o.id)
     return result
+
+
+def _feasible(nodes: Sequence[Node], jobs: Iterable, result: SimResult) -> dict[int, object]:
+    by_id: dict[int, object] = {}
+    for job in jobs:
+        if job.id in by_id or job.id in result.infeasible:
+            raise CorralError(f"duplicate job id {job.id} in trace")
+        why = infeasible(list(nodes), job.requests)
+        if why:
+            result.infeasible[job.id] = "; ".join(why)
+            continue
+        by_id[job.id] = job
+    return by_id
 
 
 def _check(snapshot: Snapshot, running: dict[int, tuple[RunningJob, Allocation]]) -> None:

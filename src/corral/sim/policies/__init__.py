@@ -7,7 +7,10 @@ Two kinds, side by side:
   (:func:`corral.scheduler.schedule_on`, the daemon's cycle without queues);
 * :class:`~.base.TenantPolicy` s, run through the daemon's multi-tenant cycle
   (:func:`corral.scheduler.tenancy.schedule_tenants`): ``easy-backfill``
-  (:mod:`.easy_backfill`) and ``fair-share`` (:mod:`.fair_share`).
+  (:mod:`.easy_backfill`) and ``fair-share`` (:mod:`.fair_share`);
+* preemptive :class:`~.preemptive.PreemptivePolicy` s, run by the engine's preemptive
+  loop (:mod:`corral.sim.preemptive`): ``srtf`` (:mod:`.srtf`, oracle) and ``tiresias``
+  (:mod:`.tiresias`, discretized 2D least-attained-service).
 
 :func:`resolve` turns a name into either; :func:`is_oracle` says whether a policy reads
 the trace's real run times (a yardstick, not deployable).
@@ -21,20 +24,30 @@ from ...errors import ValidationError
 from .base import DEFAULT_QUEUE, TenantPolicy
 from .easy_backfill import easy_backfill
 from .fair_share import DEFAULT_HALF_LIFE, fair_share
+from .preemptive import PreemptivePolicy
+from .srtf import srtf
+from .tiresias import DEFAULT_THRESHOLDS, parse_thresholds, tiresias
 
 #: Name -> factory(estimate_factor=, half_life=) of the multi-tenant policies.
 TENANT_POLICIES = {"easy-backfill": easy_backfill, "fair-share": fair_share}
+#: Name -> factory(thresholds=) of the preemptive policies.
+PREEMPTIVE_POLICIES = {"srtf": srtf, "tiresias": tiresias}
 
 
 def policy_names() -> list[str]:
     from ...scheduler import POLICIES
 
-    return [*POLICIES, *TENANT_POLICIES]
+    return [*POLICIES, *TENANT_POLICIES, *PREEMPTIVE_POLICIES]
 
 
-def resolve(name: str, *, estimate_factor: float = 1.0, half_life: float = DEFAULT_HALF_LIFE):
-    """A core :class:`~corral.scheduler.policies.Policy` or a :class:`TenantPolicy`."""
+def resolve(name: str, *, estimate_factor: float = 1.0, half_life: float = DEFAULT_HALF_LIFE,
+            tiresias_thresholds=DEFAULT_THRESHOLDS):
+    """A core :class:`~corral.scheduler.policies.Policy`, a :class:`TenantPolicy` or a
+    :class:`PreemptivePolicy`."""
     from ...scheduler import POLICIES, get_policy
+
+    if name in PREEMPTIVE_POLICIES:
+        return PREEMPTIVE_POLICIES[name](thresholds=tiresias_thresholds)
 
     factory = TENANT_POLICIES.get(name)
     if factory is not None:
@@ -51,5 +64,6 @@ def is_oracle(policy, jobs: Iterable = ()) -> bool:
     return bool(getattr(policy, "oracle", False))
 
 
-__all__ = ["TenantPolicy", "TENANT_POLICIES", "DEFAULT_QUEUE", "DEFAULT_HALF_LIFE", "resolve", "is_oracle",
+__all__ = ["TenantPolicy", "TENANT_POLICIES", "PreemptivePolicy", "PREEMPTIVE_POLICIES", "DEFAULT_THRESHOLDS",
+           "parse_thresholds", "srtf", "tiresias", "DEFAULT_QUEUE", "DEFAULT_HALF_LIFE", "resolve", "is_oracle",
            "policy_names", "easy_backfill", "fair_share"]
