@@ -660,7 +660,7 @@ def run_scale(args, traces: Path, out: dict) -> None:
             print(table(f"(c) full Philly trace replayed end to end on {args.replay_cluster}, {DEFAULT_POLICY}, "
                         "one core", ["measure", "value"], [
                             ["jobs in the trace", f"{rep['jobs']:,}"],
-                            ["never fit one node (left out by the simulator)",
+                            ["never fit (larger than the whole cluster; left out)",
                              f"{rep['infeasible']:,} ({', '.join(f'{v} x {k}' for k, v in sorted(rep['infeasible_by_gpus'].items(), key=lambda kv: int(kv[0].split()[0])))})"],
                             ["load the CSV (s)", f"{rep['load_s']:.2f}"],
                             ["replay (s)", f"{rep['sim_s']:.2f}"],

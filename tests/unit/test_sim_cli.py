@@ -124,3 +124,18 @@ def test_sim_easy_backfill_uses_swf_requested_times(tmp_path, capsys):
     easy, best = data["policies"]["easy-backfill"], data["policies"]["best-effort-fifo"]
     assert easy["jct_mean"] == (10 + 19 + 38 + 22) / 4 and easy["oracle"] is False
     assert best["jct_mean"] == (10 + 31 + 20 + 5) / 4
+
+
+def test_sim_reports_gang_placed_jobs(tmp_path, capsys):
+    trace = tmp_path / "philly.csv"
+    trace.write_text(PHILLY)
+    # 2 nodes x 2 GPUs: the 3-GPU job spans both nodes; the 8-GPU job exceeds the cluster.
+    assert main(["sim", "--trace", str(trace), "--format", "philly", "--cluster", "2x2gpu",
+                 "--policy", "best-effort-fifo"]) == 0
+    text = capsys.readouterr().out
+    assert "1 jobs need more GPUs than any one node and were gang-placed" in text
+    assert "1 jobs can never fit this cluster" in text
+    assert main(["sim", "--trace", str(trace), "--cluster", "2x2gpu", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["gang_jobs"] == 1 and data["infeasible"] == 1
+    assert data["policies"]["best-effort-fifo"]["gang_placed"] == 1

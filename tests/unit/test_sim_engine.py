@@ -46,9 +46,13 @@ def test_multi_node_packing_and_samples():
 
 
 def test_jobs_that_can_never_fit_are_reported_not_dropped_silently():
-    result = simulate(parse_cluster("2x4gpu"), [job(0, 0, 5, 8), job(1, 0, 5, 1)], BEST)
+    result = simulate(parse_cluster("2x4gpu"), [job(0, 0, 5, 9), job(1, 0, 5, 1)], BEST)
     assert [o.id for o in result.outcomes] == [1]
-    assert result.infeasible == {0: "insufficient nvidia.com/gpu: job requests 8, node n0000 has 4 allocatable"}
+    assert result.infeasible == {0: "insufficient nvidia.com/gpu: job requests 9, the whole cluster has 8"}
+    assert result.gang_placed == 0
+    one_node = SimJob(2, 0, 5, Resources.parse({"cpu": "100", "gpu": 1}))
+    assert simulate(parse_cluster("2x4gpu"), [one_node], BEST).infeasible == {
+        2: "insufficient cpu: job requests 100, node n0000 has 32 allocatable"}
 
 
 def test_cluster_spec():

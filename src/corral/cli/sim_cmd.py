@@ -79,6 +79,7 @@ def cmd_sim(args) -> int:
         results[name] = summarize(result.outcomes, result.samples, bound=bound)
         results[name]["wall_seconds"] = wall
         results[name]["preemptions"] = result.preemptions
+        results[name]["gang_placed"] = result.gang_placed
         results[name]["oracle"] = is_oracle(policy, (j for j in trace.jobs if j.id in ran))
         if results[name]["oracle"]:
             oracle.append(name)
@@ -88,6 +89,7 @@ def cmd_sim(args) -> int:
 
         print(json.dumps({"trace": trace.source, "jobs": len(trace.jobs), "skipped": trace.skipped,
                           "skip_reasons": trace.skip_reasons, "infeasible": len(infeasible),
+                          "gang_jobs": _gang_jobs(runs),
                           "nodes": len(nodes), "gpus": total_gpus, "load": args.load,
                           "estimate_factor": factor, "half_life": half_life,
                           "tiresias_thresholds": list(thresholds),
@@ -99,6 +101,10 @@ def cmd_sim(args) -> int:
         if infeasible:
             print(f"{len(infeasible)} jobs can never fit this cluster and were left out, e.g. "
                   f"job {next(iter(infeasible))}: {next(iter(infeasible.values()))}")
+        gangs = _gang_jobs(runs)
+        if gangs:
+            print(f"{gangs} jobs need more GPUs than any one node and were gang-placed across whole nodes "
+                  f"(all-or-nothing, CPU/memory split evenly per node)")
         rows = [[name + (" (oracle)" if r["oracle"] else "")] + [_cell(k, r.get(k)) for k, _ in COLUMNS]
                 for name, r in results.items()]
         print(fmt.table(["POLICY"] + [h for _, h in COLUMNS], rows))
@@ -121,6 +127,11 @@ def cmd_sim(args) -> int:
         paths = write_plots(runs, plot_dir, title=f"load x{args.load:g}, {len(nodes)} nodes / {total_gpus} GPUs")
         print(f"wrote {len(paths)} plots to {plot_dir}", file=sys.stderr)
     return 0
+
+
+def _gang_jobs(runs: dict) -> int:
+    """Jobs gang-placed (the same jobs under every policy: every job runs once)."""
+    return max((r.gang_placed for r in runs.values()), default=0)
 
 
 def _reasons(reasons: dict[str, int]) -> str:

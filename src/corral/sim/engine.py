@@ -23,11 +23,21 @@ trace duration once started (non-preemptive) -- except under a preemptive policy
 (``srtf``, ``tiresias``: :class:`~corral.sim.policies.preemptive.PreemptivePolicy`), which
 :func:`simulate` hands to :mod:`corral.sim.preemptive`. Nothing sleeps: a month of trace replays
 in seconds. Deterministic: the same jobs (in any order) and policy give the same result.
+
+Jobs that need more GPUs than the largest node (*gang jobs*) are placed across whole
+nodes by :mod:`corral.sim.gang` (simulator only; the daemon's core places a job on one
+node). Under a core policy they take their turn in the policy's order: the core runs on
+the jobs ahead of each gang job, then the gang job is tried (strict FIFO blocks behind
+one that does not fit; best-effort lets later jobs pass). Under the multi-tenant and
+preemptive policies a simple rule applies: at each event the pending gang jobs are tried
+first, in arrival order, before the cycle (and are never preempted). A job larger than
+the whole cluster never fits. ``SimResult.gang_placed`` counts them.
 """
 
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_left, insort
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -35,8 +45,18 @@ from ..capacity.node import Node
 from ..errors import CorralError
 from ..job import Allocation
 from ..resources import GPU
-from ..scheduler import PendingJob, PendingQueue, Placement, QueueSpec, RunningJob, Snapshot, infeasible, schedule_on
+from ..scheduler import (
+    PendingJob,
+    PendingQueue,
+    Placement,
+    QueueSpec,
+    RunningJob,
+    Snapshot,
+    infeasible,
+    schedule_on,
+)
 from ..scheduler.tenancy import TenantContext, schedule_tenants, total_capacity
+from .gang import GangPlacement, gang_infeasible, is_gang, largest_node_gpus, place_gang
 from .metrics import JobOutcome, Sample
 from .policies.base import DEFAULT_QUEUE, TenantPolicy
 
@@ -66,6 +86,8 @@ class SimResult:
     placements: int = 0
     #: Times a running job was preempted (preemptive policies only; 0 otherwise).
     preemptions: int = 0
+    #: Jobs placed across several nodes (:mod:`corral.sim.gang`): more GPUs than any one node.
+    gang_placed: int = 0
 
 
 _ARRIVAL, _END = 1, 0   # at equal times, ends are applied before arrivals
@@ -78,6 +100,11 @@ class _CoreScheduler:
         self.policy = policy
         self.snapshot = snapshot
         self.queue = PendingQueue(policy.order_key)
+        #: Pending gang jobs (more GPUs than any node), kept apart from the core's queue,
+        #: in policy order as ``(key, id, job)``, and how many pending of each shape.
+        self.gangs: list[tuple[tuple, int, PendingJob]] = []
+        self.gang_shapes: dict = {}
+        self.gang_failed: set = set()
 
     @staticmethod
     def estimate(job) -> float:
@@ -86,17 +113,113 @@ class _CoreScheduler:
     def add(self, job: PendingJob) -> None:
         self.queue.add(job)
 
+    def add_gang(self, job: PendingJob, submit: float) -> None:
+        insort(self.gangs, (self.policy.order_key(job), job.id, job), key=lambda e: e[:2])
+        self.gang_shapes[job.requests] = self.gang_shapes.get(job.requests, 0) + 1
+
     def __len__(self) -> int:
-        return len(self.queue)
+        return len(self.queue) + len(self.gangs)
 
     def advance(self, now: float, running: dict) -> None:
         pass
 
-    def cycle(self, now: float, running: dict) -> list[Placement]:
-        placements = schedule_on(self.snapshot, self.queue, self.policy).placements
+    def _run(self, queue: PendingQueue) -> tuple[list[Placement], None]:
+        """One core cycle on ``queue``; also removes the placed jobs from the main queue."""
+        placements = schedule_on(self.snapshot, queue, self.policy).placements
         for p in placements:
             self.queue.remove(p.job_id)
-        return placements
+        return placements, None
+
+    def cycle(self, now: float, running: dict) -> list:
+        if not self.gangs:
+            return self._run(self.queue)[0]
+        out: list = []
+        placed: dict[int, PendingJob] = {}
+        try:
+            self._cycle_with_gangs(out, placed)
+        finally:
+            if placed:
+                self.gangs = [e for e in self.gangs if e[1] not in placed]
+                for job in placed.values():
+                    left = self.gang_shapes[job.requests] - 1
+                    if left:
+                        self.gang_shapes[job.requests] = left
+                    else:
+                        del self.gang_shapes[job.requests]
+        return out
+
+    def _ahead(self, bound: tuple) -> tuple[PendingQueue, int]:
+        """A queue of the pending jobs ordered before ``bound`` and their number: a view
+        of each shape's sorted group cut at ``bound`` (no copy: the queue can be long)."""
+        key = self.policy.order_key
+        ahead = PendingQueue(key)
+        count = 0
+        for shape, group in self.queue.groups.items():
+            i = bisect_left(group, bound, key=lambda j: (key(j), j.id))
+            if i:
+                ahead.groups[shape] = _Prefix(group, i)
+                count += i
+        return ahead, count
+
+    def _cycle_with_gangs(self, out: list, placed: dict) -> None:
+        """Gang jobs take their turn in the policy's order: the core runs on the jobs ahead
+        of a gang job, then the gang job is tried, and so on; then the core on the rest.
+        A gang job that does not fit blocks every later job under a strict policy."""
+        key = self.policy.order_key
+        strict = self.policy.strict
+        # Free capacity only shrinks within a cycle, so a gang shape that failed fails again;
+        # and if no node gained capacity since the last cycle, last cycle's failures stand.
+        failed: set = set() if self.snapshot.gained else set(self.gang_failed) & set(self.gang_shapes)
+        self.gang_failed = failed
+        for _, _, gang in self.gangs:
+            if not strict and len(failed) == len(self.gang_shapes):
+                break             # every pending gang shape failed: the later ones place nothing
+            bound = (key(gang), gang.id)
+            if gang.requests in failed or place_gang(self.snapshot, gang.requests) is None:
+                # It cannot fit even before the jobs ahead of it take their share.
+                failed.add(gang.requests)
+                if strict:        # the jobs ahead run, then the gang job blocks the rest
+                    ahead, count = self._ahead(bound)
+                    if count:
+                        out.extend(self._run(ahead)[0])
+                    return
+                continue          # places nothing; the jobs ahead of it run with the next segment
+            ahead, count = self._ahead(bound)
+            if count:
+                core, _ = self._run(ahead)
+                out.extend(core)
+                if strict and len(core) < count:
+                    return        # a job ahead is blocked: all wait
+            allocs = place_gang(self.snapshot, gang.requests)
+            if allocs is None:
+                failed.add(gang.requests)
+                if strict:
+                    return        # the gang job blocks the rest
+                continue
+            for a in allocs:
+                self.snapshot.assume(a)
+            placed[gang.id] = gang
+            out.append(GangPlacement(gang.id, allocs))
+        if len(self.queue):
+            out.extend(self._run(self.queue)[0])
+
+
+class _Prefix:
+    """The first ``n`` items of a list, without copying (what :func:`schedule_on` reads of
+    a queue group: indexing and length)."""
+
+    __slots__ = ("items", "n")
+
+    def __init__(self, items: list, n: int):
+        self.items, self.n = items, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        if not -self.n <= i < self.n:
+            raise IndexError(i)
+        return self.items[i % self.n]
 
 
 class _TenantScheduler:
@@ -113,21 +236,47 @@ class _TenantScheduler:
         self.capacity = total_capacity(snapshot)
         self.usage = FairUsage(policy.half_life) if policy.half_life is not None else None
         self.estimate = policy.estimate
+        self.gangs: dict[int, PendingJob] = {}
+        self.arrived: dict[int, float] = {}
 
     def add(self, job: PendingJob) -> None:
         self.pending[job.id] = job
 
+    def add_gang(self, job: PendingJob, submit: float) -> None:
+        self.gangs[job.id] = job
+        self.arrived[job.id] = submit
+
     def __len__(self) -> int:
-        return len(self.pending)
+        return len(self.pending) + len(self.gangs)
 
     def advance(self, now: float, running: dict) -> None:
         """Account the interval up to ``now`` in the fair-share history (the running set
         has not changed since the previous event)."""
         if self.usage is not None:
-            self.usage.advance(now, [(r.user, r.requests) for r, _ in running.values()], self.capacity)
+            self.usage.advance(now, [(r.user, r.requests) for rs, _ in running.values() for r in _many(rs)],
+                               self.capacity)
 
-    def cycle(self, now: float, running: dict) -> list[Placement]:
-        ctx = TenantContext(now=now, queues=self.queues, running=[r for r, _ in running.values()],
+    def cycle(self, now: float, running: dict) -> list:
+        # Simple rule for gang jobs (not integrated in the multi-tenant cycle): at each
+        # event, before the cycle, try the pending gang jobs in arrival order.
+        gangs: list = []
+        new_runs: list[RunningJob] = []
+        failed: set = set()
+        for job in sorted(self.gangs.values(), key=lambda j: (self.arrived[j.id], j.id)):
+            allocs = None if job.requests in failed else place_gang(self.snapshot, job.requests)
+            if allocs is None:
+                failed.add(job.requests)
+                continue
+            for a in allocs:
+                self.snapshot.assume(a)
+            del self.gangs[job.id]
+            del self.arrived[job.id]
+            gangs.append(GangPlacement(job.id, allocs))
+            new_runs.extend(_gang_runs(job, allocs, now))
+        if not self.pending:
+            return gangs
+        ctx = TenantContext(now=now, queues=self.queues,
+                            running=[r for rs, _ in running.values() for r in _many(rs)] + new_runs,
                             shares=self.usage.shares() if self.usage is not None else {},
                             capacity=self.capacity, backfill=self.policy.backfill, preempt=False)
         result = schedule_tenants(self.snapshot, list(self.pending.values()), ctx)
@@ -136,7 +285,19 @@ class _TenantScheduler:
         for p in result.placements:
             if self.pending.pop(p.job_id, None) is None:
                 raise CorralError(f"the scheduler placed job {p.job_id}, which is not pending")
-        return result.placements
+        return gangs + result.placements
+
+
+def _many(x) -> tuple:
+    """A running entry's job(s) / allocation(s) as a tuple (gang jobs hold several)."""
+    return x if isinstance(x, tuple) else (x,)
+
+
+def _gang_runs(job: PendingJob, allocs, now: float) -> list[RunningJob]:
+    return [RunningJob(job.id, a.requests, a.node, a.gpus, a.cores, priority=job.priority, queue=DEFAULT_QUEUE,
+                       user=job.user, started_at=now,
+                       expected_end=None if job.estimate is None else now + job.estimate, preemptible=False)
+            for a in allocs]
 
 
 def simulate(nodes: Sequence[Node], jobs: Iterable, policy, *, check: bool = False) -> SimResult:
@@ -159,15 +320,27 @@ def simulate(nodes: Sequence[Node], jobs: Iterable, policy, *, check: bool = Fal
     snapshot = Snapshot(nodes, {})
     sched = _TenantScheduler(policy, snapshot) if isinstance(policy, TenantPolicy) else _CoreScheduler(policy, snapshot)
     gpus_total = sum(n.allocatable.get(GPU, 0) for n in nodes)
+    largest = largest_node_gpus(nodes)
+    gang_why: dict = {}
     events: list[tuple[float, int, int]] = []
     by_id: dict[int, object] = {}
+    gang_ids: set[int] = set()
     for job in jobs:
-        if job.id in by_id:
+        if job.id in by_id or job.id in result.infeasible:
             raise CorralError(f"duplicate job id {job.id} in trace")
-        why = infeasible(list(nodes), job.requests)
-        if why:
-            result.infeasible[job.id] = "; ".join(why)
-            continue
+        if is_gang(job.requests, largest):
+            if job.requests not in gang_why:
+                gang_why[job.requests] = gang_infeasible(nodes, job.requests)
+            why = gang_why[job.requests]
+            if why:
+                result.infeasible[job.id] = why
+                continue
+            gang_ids.add(job.id)
+        else:
+            why = infeasible(list(nodes), job.requests)
+            if why:
+                result.infeasible[job.id] = "; ".join(why)
+                continue
         by_id[job.id] = job
         heapq.heappush(events, (float(job.submit), _ARRIVAL, job.id))
 
@@ -182,23 +355,36 @@ def simulate(nodes: Sequence[Node], jobs: Iterable, policy, *, check: bool = Fal
             _, kind, job_id = heapq.heappop(events)
             job = by_id[job_id]
             if kind == _END:
-                run, alloc = running.pop(job_id)
-                snapshot.forget(alloc)
-                allocated_gpus -= len(alloc.gpus)
+                runs, allocs = running.pop(job_id)
+                for alloc in _many(allocs):
+                    snapshot.forget(alloc)
+                    allocated_gpus -= len(alloc.gpus)
                 result.outcomes.append(JobOutcome(
-                    id=job_id, user=getattr(job, "user", ""), submit=float(job.submit), start=run.started_at,
+                    id=job_id, user=getattr(job, "user", ""), submit=float(job.submit), start=_many(runs)[0].started_at,
                     end=now, duration=float(job.duration), gpus=job.requests.get(GPU, 0)))
             else:
                 estimate = estimates[job_id] = sched.estimate(job)
-                sched.add(PendingJob(job_id, job.requests, priority=getattr(job, "priority", 0), seq=job_id,
-                                     estimate=estimate, queue=DEFAULT_QUEUE, user=getattr(job, "user", "")))
+                pending = PendingJob(job_id, job.requests, priority=getattr(job, "priority", 0), seq=job_id,
+                                     estimate=estimate, queue=DEFAULT_QUEUE, user=getattr(job, "user", ""))
+                if job_id in gang_ids:
+                    sched.add_gang(pending, float(job.submit))
+                else:
+                    sched.add(pending)
         if len(sched):
             placements = sched.cycle(now, running)
             result.cycles += 1
             for p in placements:
                 job = by_id[p.job_id]
-                alloc = p.allocation
                 estimate = estimates.pop(p.job_id)
+                if isinstance(p, GangPlacement):
+                    pj = PendingJob(p.job_id, job.requests, priority=getattr(job, "priority", 0), seq=p.job_id,
+                                    estimate=estimate, queue=DEFAULT_QUEUE, user=getattr(job, "user", ""))
+                    running[p.job_id] = (tuple(_gang_runs(pj, p.allocations, now)), p.allocations)
+                    allocated_gpus += sum(len(a.gpus) for a in p.allocations)
+                    result.gang_placed += 1
+                    heapq.heappush(events, (now + float(job.duration), _END, p.job_id))
+                    continue
+                alloc = p.allocation
                 running[p.job_id] = (RunningJob(
                     p.job_id, alloc.requests, alloc.node, alloc.gpus, alloc.cores,
                     priority=getattr(job, "priority", 0), queue=DEFAULT_QUEUE, user=getattr(job, "user", ""),
@@ -219,9 +405,20 @@ def simulate(nodes: Sequence[Node], jobs: Iterable, policy, *, check: bool = Fal
 
 def _feasible(nodes: Sequence[Node], jobs: Iterable, result: SimResult) -> dict[int, object]:
     by_id: dict[int, object] = {}
+    largest = largest_node_gpus(nodes)
+    gang_why: dict = {}
     for job in jobs:
         if job.id in by_id or job.id in result.infeasible:
             raise CorralError(f"duplicate job id {job.id} in trace")
+        if is_gang(job.requests, largest):
+            if job.requests not in gang_why:
+                gang_why[job.requests] = gang_infeasible(nodes, job.requests)
+            why = gang_why[job.requests]
+            if why:
+                result.infeasible[job.id] = why
+                continue
+            by_id[job.id] = job
+            continue
         why = infeasible(list(nodes), job.requests)
         if why:
             result.infeasible[job.id] = "; ".join(why)
@@ -233,7 +430,8 @@ def _feasible(nodes: Sequence[Node], jobs: Iterable, result: SimResult) -> dict[
 def _check(snapshot: Snapshot, running: dict[int, tuple[RunningJob, Allocation]]) -> None:
     held: dict[str, dict[str, int]] = {}
     gpus: dict[str, set[int]] = {}
-    for _, alloc in running.values():
+    pieces = [alloc for _, allocs in running.values() for alloc in _many(allocs)]   # gang jobs hold several
+    for alloc in pieces:
         mine = held.setdefault(alloc.node, {})
         for name, amount in alloc.requests.items():
             mine[name] = mine.get(name, 0) + amount

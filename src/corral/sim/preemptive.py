@@ -28,6 +28,7 @@ from ..resources import GPU
 from ..scheduler import Snapshot
 from ..scheduler.backfill import copy_state
 from ..scheduler.placement import node_score, place_on
+from .gang import is_gang, largest_node_gpus, place_gang
 from .metrics import JobOutcome, Sample
 from .policies.preemptive import JobState, PreemptivePolicy
 
@@ -48,6 +49,8 @@ def simulate_preemptive(nodes: Sequence[Node], by_id: dict, policy: PreemptivePo
     from .engine import _check
 
     snapshot = Snapshot(nodes, {})
+    largest = largest_node_gpus(nodes)
+    gangs = {job_id for job_id, job in by_id.items() if is_gang(job.requests, largest)}
     gpus_total = sum(n.allocatable.get(GPU, 0) for n in nodes)
     events: list[tuple[float, int, int, int]] = []
     states: dict[int, JobState] = {}
@@ -61,9 +64,10 @@ def simulate_preemptive(nodes: Sequence[Node], by_id: dict, policy: PreemptivePo
 
     def stop(state: JobState, now: float) -> None:
         nonlocal allocated_gpus
-        _, alloc = running.pop(state.id)
-        snapshot.forget(alloc)
-        allocated_gpus -= len(alloc.gpus)
+        _, allocs = running.pop(state.id)
+        for alloc in _many(allocs):
+            snapshot.forget(alloc)
+            allocated_gpus -= len(alloc.gpus)
         if check:
             segments.setdefault(state.id, []).append((state.since, now))
         state.remaining = state.remaining_at(now)
@@ -71,11 +75,12 @@ def simulate_preemptive(nodes: Sequence[Node], by_id: dict, policy: PreemptivePo
         state.since = None
         gen[state.id] += 1                     # voids its end and change events
 
-    def start(state: JobState, alloc: Allocation, now: float) -> None:
+    def start(state: JobState, alloc, now: float) -> None:
         nonlocal allocated_gpus
-        snapshot.assume(alloc)
+        for piece in _many(alloc):
+            snapshot.assume(piece)
+            allocated_gpus += len(piece.gpus)
         running[state.id] = (None, alloc)
-        allocated_gpus += len(alloc.gpus)
         state.since = now
         if state.first_start is None:
             state.first_start = now
@@ -117,7 +122,7 @@ def simulate_preemptive(nodes: Sequence[Node], by_id: dict, policy: PreemptivePo
         if not changed:
             continue
         if len(active) > len(running):
-            _cycle(snapshot, policy, by_id, active, running, now, stop, start, result)
+            _cycle(snapshot, policy, by_id, active, running, now, stop, start, result, gangs)
             result.cycles += 1
             if check:
                 _check(snapshot, running)
@@ -131,11 +136,25 @@ def simulate_preemptive(nodes: Sequence[Node], by_id: dict, policy: PreemptivePo
     return result
 
 
-def _cycle(snapshot, policy, by_id, active, running, now, stop, start, result) -> None:
+def _cycle(snapshot, policy, by_id, active, running, now, stop, start, result, gangs=frozenset()) -> None:
+    # Simple rule for gang jobs (more GPUs than any node, :mod:`corral.sim.gang`): they
+    # are tried first, in arrival order, and then hold their nodes until they end --
+    # never preempted, never preempting.
+    failed: set = set()
+    for state in sorted((s for s in active.values() if s.id in gangs and not s.running),
+                        key=lambda s: (s.submit, s.id)):
+        requests = by_id[state.id].requests
+        allocs = None if requests in failed else place_gang(snapshot, requests)
+        if allocs is None:
+            failed.add(requests)
+        else:
+            start(state, tuple(allocs), now)
+            result.placements += 1
+            result.gang_placed += 1
     order = sorted(active.values(), key=lambda s: policy.key(s, now))
     rank = {s.id: i for i, s in enumerate(order)}
     for state in order:
-        if state.running:
+        if state.running or state.id in gangs:
             continue
         requests = by_id[state.id].requests
         alloc = _best_fit(snapshot, requests)
@@ -159,6 +178,8 @@ def _victims(snapshot: Snapshot, requests, my_rank: int, rank: dict, running: di
     (lowest-ranked first) makes ``requests`` fit there; None if no node works."""
     on_node: dict[str, list[tuple[int, int, Allocation]]] = {}
     for job_id, (_, alloc) in running.items():
+        if isinstance(alloc, tuple):
+            continue                           # a gang job: never preempted
         if rank[job_id] > my_rank:
             on_node.setdefault(alloc.node, []).append((rank[job_id], job_id, alloc))
     best: tuple[int, str, list[int]] | None = None
@@ -176,6 +197,10 @@ def _victims(snapshot: Snapshot, requests, my_rank: int, rank: dict, running: di
                     best = (len(chosen), name, list(chosen))
                 break
     return None if best is None else best[2]
+
+
+def _many(x) -> tuple:
+    return x if isinstance(x, tuple) else (x,)
 
 
 def _check_work(states: dict[int, JobState], segments: dict, result) -> None:
