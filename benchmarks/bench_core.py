@@ -53,7 +53,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchenv import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from benchenv import cpu_model, find_corral  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 REPO = Path(__file__).resolve().parent.parent
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
@@ -506,11 +506,8 @@ def main() -> int:
     ap.add_argument("--json-out", metavar="PATH", help="write the raw numbers as JSON")
     args = ap.parse_args()
 
-    venv_bin = Path(sys.executable).parent
-    corral_bin = str(venv_bin / "corral") if (venv_bin / "corral").exists() else shutil.which("corral")
+    corral_bin = find_corral()
     if not corral_bin:
-        print("error: no `corral` command next to this interpreter or on PATH; run `make venv` first",
-              file=sys.stderr)
         return 2
     venv_python = interpreter_of(corral_bin)
     tsp_bin = None if args.no_tsp else ensure_tsp()

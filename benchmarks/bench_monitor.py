@@ -68,7 +68,7 @@ from pathlib import Path
 
 import psutil
 from bench_core import Corral, Tsp, ensure_tsp, git_commit, log, run, table, tsp_version
-from benchenv import cpu_model  # benchmarks/ is on sys.path when run as a script
+from benchenv import cpu_model, find_corral  # benchmarks/ is on sys.path when run as a script
 
 CLK = time.monotonic
 
@@ -610,11 +610,8 @@ def main() -> int:
     ap.add_argument("--json-out", metavar="PATH", help="write the raw numbers as JSON")
     args = ap.parse_args()
 
-    venv_bin = Path(sys.executable).parent
-    corral_bin = str(venv_bin / "corral") if (venv_bin / "corral").exists() else shutil.which("corral")
+    corral_bin = find_corral()
     if not corral_bin:
-        print("error: no `corral` command next to this interpreter or on PATH; run `make venv` first",
-              file=sys.stderr)
         return 2
 
     notes: list[str] = []

@@ -321,28 +321,10 @@ def simulate(nodes: Sequence[Node], jobs: Iterable, policy, *, check: bool = Fal
     sched = _TenantScheduler(policy, snapshot) if isinstance(policy, TenantPolicy) else _CoreScheduler(policy, snapshot)
     gpus_total = sum(n.allocatable.get(GPU, 0) for n in nodes)
     largest = largest_node_gpus(nodes)
-    gang_why: dict = {}
-    events: list[tuple[float, int, int]] = []
-    by_id: dict[int, object] = {}
-    gang_ids: set[int] = set()
-    for job in jobs:
-        if job.id in by_id or job.id in result.infeasible:
-            raise CorralError(f"duplicate job id {job.id} in trace")
-        if is_gang(job.requests, largest):
-            if job.requests not in gang_why:
-                gang_why[job.requests] = gang_infeasible(nodes, job.requests)
-            why = gang_why[job.requests]
-            if why:
-                result.infeasible[job.id] = why
-                continue
-            gang_ids.add(job.id)
-        else:
-            why = infeasible(list(nodes), job.requests)
-            if why:
-                result.infeasible[job.id] = "; ".join(why)
-                continue
-        by_id[job.id] = job
-        heapq.heappush(events, (float(job.submit), _ARRIVAL, job.id))
+    by_id = _feasible(nodes, jobs, result)
+    gang_ids = {job_id for job_id, job in by_id.items() if is_gang(job.requests, largest)}
+    events: list[tuple[float, int, int]] = [(float(job.submit), _ARRIVAL, job_id) for job_id, job in by_id.items()]
+    heapq.heapify(events)
 
     #: job id -> (the job as the scheduler sees it running, its allocation)
     running: dict[int, tuple[RunningJob, Allocation]] = {}
