@@ -12,10 +12,11 @@ Three parts, each printed as tables (``--skip philly|alibaba|scale`` leaves one 
 (a) **Philly policy comparison.** For each seed, ``random.Random(seed)`` picks a window
     start uniformly in ``[0, span - 8 h]`` of the Philly trace (``span`` = last submit,
     so the window lies inside the trace), keeps the jobs submitted in ``[start,
-    start + 8 h)`` with duration >= 60 s and GPU-time (duration x GPUs) < 1000 GPU-hours,
-    leaves out the jobs that ask for more GPUs than one node has (corral places a job on
-    one node, so they can never run; counted and reported) and, if more than 160 remain,
-    keeps the first 160 in submit order (fewer are reported as such). Each sample is
+    start + 8 h)`` with duration >= 60 s and GPU-time (duration x GPUs) < 1000 GPU-hours
+    and, if more than 160 remain, keeps the first 160 in submit order (fewer are reported
+    as such): ``corral.sim.trace.sample``, what ``corral sim --window 8h --seed N --jobs
+    160 --min-duration 60 --max-gpu-hours 1000`` replays. Jobs asking for more GPUs than
+    one node has are kept and gang-placed on whole nodes (``corral.sim.gang``). Each sample is
     replayed at loads 0.5, 1, 1.5 and 2 on 16 nodes x 4 GPUs. ``--load-basis offered``
     (default): the sample's arrival gaps are rescaled (``Trace.rescale_load``) so that
     its offered load -- GPU work / (arrival span x cluster GPUs) -- equals the load;
@@ -56,7 +57,6 @@ Stdlib only (plus corral; matplotlib for --plot-dir). Exit status 2 when the tra
 from __future__ import annotations
 
 import argparse
-import bisect
 import csv
 import json
 import math
@@ -89,7 +89,7 @@ from corral.sim.loaders import downsample_nodes, load_alibaba_nodes, load_trace 
 from corral.sim.metrics import percentile, summarize  # noqa: E402
 from corral.sim.policies import PREEMPTIVE_POLICIES, TENANT_POLICIES, resolve  # noqa: E402
 from corral.sim.policies import is_oracle as policy_is_oracle  # noqa: E402
-from corral.sim.trace import Trace  # noqa: E402
+from corral.sim.trace import Trace, sample  # noqa: E402
 
 from benchenv import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
@@ -165,32 +165,14 @@ def environment() -> dict:
 
 # (a) Philly policy comparison ---------------------------------------------------------------
 def philly_sample(trace: Trace, seed: int, *, jobs: int, window: float, node_gpus: int,
-                  min_duration: float, max_gpu_hours: float, submits: list[float]) -> dict:
-    """The documented per-seed sample (see the module docstring)."""
-    span = trace.jobs[-1].submit
-    rng = random.Random(seed)
-    start = rng.uniform(0.0, max(0.0, span - window))
-    lo = bisect.bisect_left(submits, start)
-    hi = bisect.bisect_left(submits, start + window)
-    in_window = trace.jobs[lo:hi]
-    too_short = too_big = never_fit = 0
-    kept = []
-    for j in in_window:
-        gpus = j.requests.get(GPU, 0)
-        if j.duration < min_duration:
-            too_short += 1
-            continue
-        if j.duration * gpus >= max_gpu_hours * HOUR:
-            too_big += 1
-            continue
-        if len(kept) >= jobs:
-            continue                      # past the cap: only the filters are counted
-        if gpus > node_gpus:
-            never_fit += 1                # can never fit one node: left out, counted
-            continue
-        kept.append(j)
-    return {"seed": seed, "start": start, "in_window": len(in_window), "too_short": too_short,
-            "too_big": too_big, "never_fit": never_fit, "jobs": kept}
+                  min_duration: float, max_gpu_hours: float) -> dict:
+    """The documented per-seed sample (see the module docstring): ``corral.sim.trace.sample``,
+    the same code as ``corral sim --window --seed --jobs --min-duration --max-gpu-hours``."""
+    picked, info = sample(trace, seed=seed, window=window, jobs=jobs, min_duration=min_duration,
+                          max_gpu_time=max_gpu_hours * HOUR)
+    gang = sum(1 for j in picked.jobs if j.requests.get(GPU, 0) > node_gpus)
+    return {"seed": seed, "start": info.start, "in_window": info.in_window, "too_short": info.too_short,
+            "too_big": info.too_big, "gang": gang, "jobs": picked.jobs}
 
 
 def offered_load(jobs, total_gpus: int) -> float | None:
@@ -228,7 +210,6 @@ def policy_runs(args) -> list[tuple[str, object]]:
 def run_philly(args, traces: Path, out: dict) -> None:
     t0 = time.perf_counter()
     trace = load_trace(traces / PHILLY, "philly")
-    submits = [j.submit for j in trace.jobs]
     nodes = parse_cluster(args.cluster)
     node_gpus = max(n.allocatable.get(GPU, 0) for n in nodes)
     total_gpus = sum(n.allocatable.get(GPU, 0) for n in nodes)
@@ -239,7 +220,7 @@ def run_philly(args, traces: Path, out: dict) -> None:
         f"on {args.cluster}, load basis {args.load_basis}")
     samples = [philly_sample(trace, s, jobs=args.sample_jobs, window=args.window_hours * HOUR,
                              node_gpus=node_gpus, min_duration=args.min_duration,
-                             max_gpu_hours=args.max_gpu_hours, submits=submits)
+                             max_gpu_hours=args.max_gpu_hours)
                for s in range(args.seeds)]
     rows = []
     for s in samples:
@@ -250,7 +231,7 @@ def run_philly(args, traces: Path, out: dict) -> None:
         s["offered_load"] = offered_load(s["jobs"], total_gpus)
         s["max_duration_h"] = max((j.duration for j in s["jobs"]), default=0.0) / HOUR
         rows.append([str(s["seed"]), f"{s['start'] / 86400:.2f}", str(s["in_window"]), str(s["too_short"]),
-                     str(s["too_big"]), str(s["never_fit"]), str(len(s["jobs"])),
+                     str(s["too_big"]), str(s["gang"]), str(len(s["jobs"])),
                      f"{s['gpu_hours']:,.0f}", str(sum(1 for g in gpus if g > 1)),
                      f"{sum(gpus)} ({sum(gpus) / total_gpus:.1f}x)", f"{s['span_h']:.2f}",
                      f2(s["offered_load"]), f"{s['max_duration_h']:.0f}"])
@@ -260,12 +241,11 @@ def run_philly(args, traces: Path, out: dict) -> None:
     print(table(
         f"(a) Philly samples: {args.window_hours:g}-hour windows, jobs with duration >= {args.min_duration:g} s "
         f"and GPU-time < {args.max_gpu_hours:g} GPU-h, first {args.sample_jobs} in submit order",
-        ["seed", "window start (day)", "jobs in window", "< 60 s", ">= 1000 GPU-h", "never fit a node",
+        ["seed", "window start (day)", "jobs in window", "< 60 s", ">= 1000 GPU-h", "gang (> 1 node)",
          "sample", "GPU-hours", "multi-GPU", "GPUs asked (x cluster)", "arrival span (h)",
          "offered load as sampled", "longest job (h)"], rows,
-        [f"'never fit a node': jobs asking for more than {node_gpus} GPUs. corral places a job on ONE node, "
-         f"so on {args.cluster} they can never run; they are left out of the sample (counted up to the "
-         f"{args.sample_jobs}-job cap).",
+        [f"'gang': jobs of the sample asking for more than {node_gpus} GPUs, which the simulator places "
+         f"all-or-nothing on whole nodes (corral.sim.gang).",
          "window start: uniform in [0, span - window] of the trace (days from its first submit).",
          f"offered load as sampled: GPU-hours / (arrival span x {total_gpus} GPUs), before any rescaling."]
         + ([f"seeds with fewer than {args.sample_jobs} jobs (the window holds no more): {short}"] if short else [])
@@ -295,8 +275,7 @@ def run_philly(args, traces: Path, out: dict) -> None:
                 summary["seed"] = s["seed"]
                 summary["rescale"] = factor
                 summary["oracle"] = is_oracle(policy, sample.jobs)
-                summary["util_arrivals"] = busy_fraction(r.outcomes, lambda o: o.gpus, total_gpus, first,
-                                                         last_submit)
+                summary["util_arrivals"] = sampled_busy(r.samples, first, last_submit)
                 per_policy[label].append(summary)
             if args.plot_dir and s["seed"] == args.plot_seed and load == args.plot_load:
                 plotted = (s["seed"], load, sims)
@@ -365,6 +344,20 @@ def check_running_claim(path: Path) -> dict:
                 runtimes.append(deleted - created)
     return {"running_scheduled": len(running), "end_at_trace_end": sum(1 for d in running if d >= last),
             "median_runtime_s": statistics.median(runtimes) if runtimes else None}
+
+
+def sampled_busy(samples, lo: float, hi: float) -> float | None:
+    """Allocated GPU-time inside [lo, hi] over its capacity, from the simulator's samples
+    (allocated GPUs after each event, a step function): exact for every policy,
+    preemptive ones included (a preempted job does not hold GPUs while it waits)."""
+    if hi <= lo or not samples:
+        return None
+    used = 0.0
+    for a, b in zip(samples, samples[1:] + [None]):
+        start, end = max(a.t, lo), min(b.t if b is not None else hi, hi)
+        if end > start:
+            used += a.gpus_allocated * (end - start)
+    return used / (samples[0].gpus_total * (hi - lo))
 
 
 def busy_fraction(outcomes, amount, capacity: float, lo: float, hi: float) -> float | None:

@@ -89,7 +89,8 @@ COMMANDS = {c.name: c for c in (  # noqa: E501
             Opt("--trace", "trace file", metavar="FILE"),
             Opt("--format", "philly, alibaba, swf or corral (a corral store, e.g. $CORRAL_HOME/corral.db)",
                 metavar="FORMAT"),
-            Opt("--cluster", "NxMgpu[,Ccpu[,MEM]] (e.g. 16x4gpu) or a nodes YAML file", metavar="SPEC"),
+            Opt("--cluster", "NxMgpu[,Ccpu[,MEM]] (e.g. 16x4gpu), a nodes YAML file or an Alibaba openb node "
+                "list (.csv)", metavar="SPEC"),
             Opt("--policy", "best-effort-fifo (default), strict-fifo, sjf, easy-backfill, fair-share, "
                 "srtf or tiresias (repeat to compare)", repeat=True, metavar="NAME"),
             Opt("--estimate-factor", "easy-backfill's run-time estimate: actual duration x K, for jobs "
@@ -99,7 +100,18 @@ COMMANDS = {c.name: c for c in (  # noqa: E501
                 "(default) or 3200,36000", metavar="LIST"),
             Opt("--plot", "write PNG plots (JCT CDF; utilization and queue length) into DIR", metavar="DIR"),
             Opt("--load", "rescale inter-arrival times: 2.0 = arrivals twice as dense", type=float, metavar="X"),
-            Opt("--jobs", "only the first N jobs of the trace", type=int, metavar="N"),
+            Opt("--jobs", "only the first N jobs (of the window, after the filters)", type=int, metavar="N"),
+            Opt("--window", "replay only a window this long, e.g. 8h, whose start --seed draws at random",
+                metavar="TIME"),
+            Opt("--min-duration", "leave out jobs shorter than this, e.g. 60s (counted)", metavar="TIME"),
+            Opt("--max-gpu-hours", "leave out jobs of this many GPU-hours or more (counted)", type=float,
+                metavar="H"),
+            Opt("--node-fraction", "use a random fraction of the nodes file's nodes, picked by --seed", type=float,
+                metavar="F"),
+            Opt("--seed", "seed of the random choices (--window start, --node-fraction); default 0; the replay "
+                "itself is deterministic", type=int, metavar="N"),
+            Opt("--config", "a daemon config file (queues with quotas, policy, fair_share, backfill, "
+                "preemption): adds the policy 'config', which runs it", metavar="FILE"),
             Opt("--out", "write the metrics to FILE (.csv or .json)", metavar="FILE")),
 )}
 

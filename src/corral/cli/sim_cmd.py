@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 
 from ..errors import ValidationError
@@ -23,6 +24,15 @@ def _cell(key: str, value) -> str:
     if key in ("slowdown_mean", "jain_fairness", "jct_ratio"):
         return f"{value:.3f}"
     return fmt.duration(value) if value >= 60 else f"{value:.1f}s"
+
+
+def _seconds(text, option: str, *, allow_zero: bool) -> float | None:
+    if text is None:
+        return None
+    from ..durations import parse_duration
+
+    return float(parse_duration(text, option, bare_unit=1, allow_zero=allow_zero, what="duration",
+                                examples="e.g. 8h, 30m, 60s, 3600"))
 
 
 def cmd_sim(args) -> int:
@@ -50,13 +60,47 @@ def cmd_sim(args) -> int:
                                      examples="e.g. 7d, 12h, 3600"))
     thresholds_text = getattr(args, "tiresias_thresholds", None)
     thresholds = DEFAULT_THRESHOLDS if thresholds_text is None else parse_thresholds(thresholds_text)
-    names = args.policy or ["best-effort-fifo"]
+    config_path = getattr(args, "config", None)
+    names = args.policy or ([] if config_path else ["best-effort-fifo"])
+    if "config" in names and not config_path:
+        raise ValidationError("--policy", "config", "expected --config FILE with it (a daemon config file)")
     policies = {name: resolve(name, estimate_factor=factor, half_life=half_life, tiresias_thresholds=thresholds)
-                for name in names}
+                for name in names if name != "config"}
+    if config_path:
+        from ..sim.policies.configured import load as load_configured
+
+        policies["config"] = load_configured(config_path)
+    seed = 0 if getattr(args, "seed", None) is None else args.seed
+    window = _seconds(getattr(args, "window", None), "--window", allow_zero=False)
+    min_duration = _seconds(getattr(args, "min_duration", None), "--min-duration", allow_zero=True) or 0.0
+    max_gpu_hours = getattr(args, "max_gpu_hours", None)
+    if max_gpu_hours is not None and not (max_gpu_hours > 0 and math.isfinite(max_gpu_hours)):
+        raise ValidationError("--max-gpu-hours", max_gpu_hours, "expected GPU-hours above 0, e.g. 1000")
+    if args.jobs is not None and args.jobs < 1:
+        raise ValidationError("--jobs", args.jobs, "expected a whole number of jobs, 1 or more")
+    fraction = getattr(args, "node_fraction", None)
     nodes = cluster_from(args.cluster)
+    if fraction is not None:
+        from ..sim.loaders import downsample_nodes
+
+        if not (0 < fraction <= 1):
+            raise ValidationError("--node-fraction", fraction, "expected a number above 0 and at most 1, e.g. 0.25")
+        nodes = downsample_nodes(nodes, fraction, seed)
     trace = load_trace(args.trace, args.format)
-    if args.jobs:
-        trace = trace.head(args.jobs)
+    info = None
+    if window is not None or min_duration or max_gpu_hours is not None or args.jobs:
+        from ..sim.trace import sample
+
+        trace, info = sample(trace, seed=seed, window=window, jobs=args.jobs, min_duration=min_duration,
+                             max_gpu_time=None if max_gpu_hours is None else max_gpu_hours * 3600.0)
+        if not trace.jobs:
+            raise ValidationError("--window" if window is not None else "--jobs",
+                                  getattr(args, "window", None) or args.jobs,
+                                  "expected a sample with jobs: this one has none (try another --seed or a longer "
+                                  "--window)", detail="empty sample")
+    if getattr(args, "seed", None) is not None and window is None and fraction is None:
+        print("note: --seed only picks the --window start and the --node-fraction nodes; without them "
+              "the replay is the same for every seed", file=sys.stderr)
     if args.load != 1.0:
         trace = trace.rescale_load(args.load)
     total_gpus = sum(n.allocatable.get("nvidia.com/gpu", 0) for n in nodes)
@@ -85,12 +129,14 @@ def cmd_sim(args) -> int:
             oracle.append(name)
 
     if args.json:
+        import dataclasses
         import json
 
         print(json.dumps({"trace": trace.source, "jobs": len(trace.jobs), "skipped": trace.skipped,
                           "skip_reasons": trace.skip_reasons, "infeasible": len(infeasible),
                           "gang_jobs": _gang_jobs(runs),
-                          "nodes": len(nodes), "gpus": total_gpus, "load": args.load,
+                          "nodes": len(nodes), "gpus": total_gpus, "load": args.load, "seed": seed,
+                          "sample": None if info is None else dataclasses.asdict(info),
                           "estimate_factor": factor, "half_life": half_life,
                           "tiresias_thresholds": list(thresholds),
                           "policies": results}, indent=2, sort_keys=True, default=str))
@@ -98,6 +144,8 @@ def cmd_sim(args) -> int:
         print(f"trace {trace.source}: {len(trace.jobs)} jobs"
               + (f", {trace.skipped} rows skipped ({_reasons(trace.skip_reasons)})" if trace.skipped else "")
               + f"; cluster {len(nodes)} nodes, {total_gpus} GPUs; load x{args.load:g}")
+        if info is not None:
+            print(_sample_line(info))
         if infeasible:
             print(f"{len(infeasible)} jobs can never fit this cluster and were left out, e.g. "
                   f"job {next(iter(infeasible))}: {next(iter(infeasible.values()))}")
@@ -112,6 +160,8 @@ def cmd_sim(args) -> int:
               "or the mean duration, whichever is larger).")
         if oracle:
             print("(oracle): uses the trace's real run times (a reference, not deployable): " + ", ".join(oracle))
+        if "config" in policies:
+            print(_config_line(config_path, policies["config"], trace.jobs))
         if "easy-backfill" in policies:
             print(f"easy-backfill: run-time estimate = the requested time when the trace has one, "
                   f"else the actual duration x {factor:g} (--estimate-factor).")
@@ -127,6 +177,32 @@ def cmd_sim(args) -> int:
         paths = write_plots(runs, plot_dir, title=f"load x{args.load:g}, {len(nodes)} nodes / {total_gpus} GPUs")
         print(f"wrote {len(paths)} plots to {plot_dir}", file=sys.stderr)
     return 0
+
+
+def _config_line(path: str, policy, jobs) -> str:
+    from ..sim.policies import TenantPolicy
+
+    if not isinstance(policy, TenantPolicy):
+        return f"config: {path}: policy {policy.name} on one queue (the daemon's fast path)"
+    counts: dict[str, int] = {}
+    for job in jobs:
+        queue = policy.queue_for(job)
+        counts[queue] = counts.get(queue, 0) + 1
+    specs = policy.queue_specs()
+    per = ", ".join(f"{name} {counts.get(name, 0)}" for name in specs)
+    flags = [f for f, on in (("fair share", any(q.policy == "fair-share" for q in specs.values())),
+                             ("backfill", policy.backfill), ("preemption", policy.preempt)) if on]
+    return (f"config: {path}: {len(specs)} queues, jobs per queue (by trace user): {per}"
+            + (f"; {', '.join(flags)}" if flags else ""))
+
+
+def _sample_line(info) -> str:
+    where = (f"window of {fmt.duration(info.window)} from {fmt.duration(info.start)} into the trace (--seed "
+             f"{info.seed}): {info.in_window} jobs" if info.window is not None else f"{info.in_window} jobs")
+    dropped = [f"{n} {why}" for n, why in ((info.too_short, "shorter than --min-duration"),
+                                            (info.too_big, "over --max-gpu-hours"),
+                                            (info.over_cap, "past --jobs")) if n]
+    return f"sample: {where}, {info.kept} kept" + (f" ({', '.join(dropped)} left out)" if dropped else "")
 
 
 def _gang_jobs(runs: dict) -> int:

@@ -26,7 +26,7 @@ from ..job import Allocation, Job, JobState, Reason
 from ..resources import CPU, MEMORY, Resources, format_quantity
 from ..scheduler import PendingJob, PendingQueue, Snapshot, Waiting, get_policy, infeasible, schedule_on
 from ..scheduler.estimate import estimate_starts
-from ..scheduler.tenancy import TenantContext, schedule_tenants, total_capacity
+from ..scheduler.tenancy import DEFAULT_QUEUE_POLICY, TenantContext, schedule_tenants, total_capacity
 from ..scheduler.types import QueueSpec, RunningJob
 from ..spec import JobSpec, parse_dependencies, with_defaults
 from ..store.base import Finish, Store
@@ -40,8 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("corral.manager")
 
 #: The single-queue policy a default queue runs in the multi-tenant scheduler.
-_QUEUE_POLICY = {"best-effort-fifo": "priority", "strict-fifo": "strict-fifo", "fair-share": "fair-share",
-                 "sjf": "priority"}
+_QUEUE_POLICY = DEFAULT_QUEUE_POLICY
 
 
 class Manager:

@@ -67,6 +67,12 @@ from .types import (FAIR_SHARE, PREEMPTING, QUOTA_EXCEEDED, RESERVED, USER_LIMIT
 MAX_PREEMPTION_TRIES = 64
 
 
+#: The ordering of the ``default`` queue when a config sets only the single-queue
+#: ``policy`` (the daemon's manager and ``corral sim --config`` use it alike).
+DEFAULT_QUEUE_POLICY = {"best-effort-fifo": "priority", "strict-fifo": "strict-fifo", "fair-share": "fair-share",
+                        "sjf": "priority"}
+
+
 @dataclass
 class TenantContext:
     """Everything besides nodes and pending jobs that a multi-tenant cycle needs."""

@@ -3,7 +3,8 @@
 ``NxMgpu`` is N nodes of M GPUs each; unless given, each node has 8 CPUs and 64Gi of
 memory per GPU so that GPUs are the resource that binds (traces such as Philly carry no
 CPU or memory figures). The long form adds them: ``16x4gpu,32cpu,256Gi``. A nodes file
-is YAML: ``nodes: [{name: a, cpu: "32", memory: 256Gi, gpus: 4, count: 8}, ...]``.
+is YAML: ``nodes: [{name: a, cpu: "32", memory: 256Gi, gpus: 4, count: 8}, ...]``, or
+the Alibaba openb node list (a ``.csv`` file, :func:`corral.sim.loaders.load_alibaba_nodes`).
 Simulated nodes pin no cores (only millicore accounting), and each node's GPUs are
 NVLink pairs (see :func:`corral.capacity.node.simulated_gpus`).
 """
@@ -69,11 +70,16 @@ def load_nodes_file(path: str) -> list[Node]:
 
 
 def cluster_from(text: str) -> list[Node]:
-    """``16x4gpu``-style text, or the path of a nodes file."""
+    """``16x4gpu``-style text, or the path of a nodes file (YAML, or ``.csv``: the Alibaba
+    openb node list ``sn,cpu_milli,memory_mib,gpu,model``)."""
     if _SPEC.match(text.strip()):
         return parse_cluster(text)
     import os
 
     if os.path.exists(text):
+        if text.lower().endswith(".csv"):          # the Alibaba openb node list
+            from .loaders import load_alibaba_nodes
+
+            return load_alibaba_nodes(text)
         return load_nodes_file(text)
     raise ValidationError("cluster", text, _EXPECTED)

@@ -8,18 +8,25 @@ the way the daemon does:
 * a core policy (:data:`corral.scheduler.POLICIES`) runs on the fast path,
   :func:`corral.scheduler.schedule_on` with a persistent
   :class:`~corral.scheduler.PendingQueue` (the daemon without queues);
-* a :class:`~corral.sim.policies.TenantPolicy` (``easy-backfill``, ``fair-share``) runs
-  :func:`corral.scheduler.tenancy.schedule_tenants` with a
-  :class:`~corral.scheduler.tenancy.TenantContext`: one queue, the running jobs as
+* a :class:`~corral.sim.policies.TenantPolicy` (``easy-backfill``, ``fair-share``, a
+  daemon config's ``config``) runs :func:`corral.scheduler.tenancy.schedule_tenants` with
+  a :class:`~corral.scheduler.tenancy.TenantContext`: the policy's queues (one
+  ``default`` queue, or a config's queues with their quotas; a job goes to the queue
+  named after its trace user, else ``default``), the running jobs as
   :class:`~corral.scheduler.RunningJob` s, and -- for fair share -- the users' decayed
   usage from :class:`corral.daemon.fairuse.FairUsage`, advanced in virtual time over
   each interval between events with the jobs that ran during it (exact: the running
-  set only changes at events).
+  set only changes at events). When the policy preempts (a config with
+  ``preemption: true``: priority, or a queue reclaiming its nominal quota), the cycle's
+  victims stop at that instant and wait again with their work lost (the daemon restarts
+  a requeued job; the stop signal's grace period is not modelled), and the cycle runs
+  again at the same instant so the preemptor starts; what the preemptor will take is
+  held for it (``TenantContext.preempting``) until it does.
 
 Running jobs are tracked as :class:`~corral.scheduler.RunningJob` s whose
 ``expected_end`` is ``start + estimate`` (the estimate the scheduler was given, never the
 real end): the scheduler sees the future only through estimates. A job runs for its
-trace duration once started (non-preemptive) -- except under a preemptive policy
+trace duration once started (unless a config's preemption stops it, above) -- and under a preemptive policy
 (``srtf``, ``tiresias``: :class:`~corral.sim.policies.preemptive.PreemptivePolicy`), which
 :func:`simulate` hands to :mod:`corral.sim.preemptive`. Nothing sleeps: a month of trace replays
 in seconds. Deterministic: the same jobs (in any order) and policy give the same result.
@@ -106,9 +113,20 @@ class _CoreScheduler:
         self.gang_shapes: dict = {}
         self.gang_failed: set = set()
 
+    #: Running jobs are never preempted on the fast path.
+    preemptible = False
+
     @staticmethod
     def estimate(job) -> float:
         return float(job.duration)          # what sjf orders by (oracle, as documented there)
+
+    @staticmethod
+    def queue_for(job) -> str:
+        return DEFAULT_QUEUE
+
+    @staticmethod
+    def take_preemptions() -> list[int]:
+        return []
 
     def add(self, job: PendingJob) -> None:
         self.queue.add(job)
@@ -223,7 +241,8 @@ class _Prefix:
 
 
 class _TenantScheduler:
-    """The daemon's multi-tenant cycle (:func:`schedule_tenants`), one queue, no preemption."""
+    """The daemon's multi-tenant cycle (:func:`schedule_tenants`): the policy's queues
+    (``default`` at least), preemption when the policy allows it."""
 
     def __init__(self, policy: TenantPolicy, snapshot: Snapshot):
         from ..daemon.fairuse import FairUsage
@@ -231,8 +250,13 @@ class _TenantScheduler:
         self.policy = policy
         self.snapshot = snapshot
         self.pending: dict[int, PendingJob] = {}
-        self.queues = {DEFAULT_QUEUE: QueueSpec(DEFAULT_QUEUE, policy=policy.queue_policy,
-                                                backfill=policy.backfill)}
+        self.queues: dict[str, QueueSpec] = policy.queue_specs()
+        self.queue_for = policy.queue_for
+        self.preemptible = policy.preempt
+        #: Preemptions under way (preemptor -> node), until the preemptor starts: what it
+        #: will take there is held for it (:attr:`TenantContext.preempting`).
+        self.preempting: dict[int, str] = {}
+        self.victims: list[int] = []
         self.capacity = total_capacity(snapshot)
         self.usage = FairUsage(policy.half_life) if policy.half_life is not None else None
         self.estimate = policy.estimate
@@ -272,20 +296,30 @@ class _TenantScheduler:
             del self.gangs[job.id]
             del self.arrived[job.id]
             gangs.append(GangPlacement(job.id, allocs))
-            new_runs.extend(_gang_runs(job, allocs, now))
+            new_runs.extend(_gang_runs(job, allocs, now, job.queue))
         if not self.pending:
             return gangs
         ctx = TenantContext(now=now, queues=self.queues,
                             running=[r for rs, _ in running.values() for r in _many(rs)] + new_runs,
                             shares=self.usage.shares() if self.usage is not None else {},
-                            capacity=self.capacity, backfill=self.policy.backfill, preempt=False)
+                            capacity=self.capacity, backfill=self.policy.backfill, preempt=self.policy.preempt,
+                            preempting=dict(self.preempting))
         result = schedule_tenants(self.snapshot, list(self.pending.values()), ctx)
-        if result.preemptions:      # cannot happen with preempt=False; the engine is non-preemptive
+        if result.preemptions and not self.policy.preempt:
             raise CorralError(f"unexpected preemptions in a non-preemptive simulation: {result.preemptions}")
         for p in result.placements:
             if self.pending.pop(p.job_id, None) is None:
                 raise CorralError(f"the scheduler placed job {p.job_id}, which is not pending")
+            self.preempting.pop(p.job_id, None)
+        for pre in result.preemptions:
+            self.preempting[pre.preemptor] = pre.node
+            self.victims.extend(pre.victims)
         return gangs + result.placements
+
+    def take_preemptions(self) -> list[int]:
+        """The victims of the last cycle's preemptions (to stop and requeue now)."""
+        victims, self.victims = self.victims, []
+        return victims
 
 
 def _many(x) -> tuple:
@@ -293,8 +327,8 @@ def _many(x) -> tuple:
     return x if isinstance(x, tuple) else (x,)
 
 
-def _gang_runs(job: PendingJob, allocs, now: float) -> list[RunningJob]:
-    return [RunningJob(job.id, a.requests, a.node, a.gpus, a.cores, priority=job.priority, queue=DEFAULT_QUEUE,
+def _gang_runs(job: PendingJob, allocs, now: float, queue: str = DEFAULT_QUEUE) -> list[RunningJob]:
+    return [RunningJob(job.id, a.requests, a.node, a.gpus, a.cores, priority=job.priority, queue=queue,
                        user=job.user, started_at=now,
                        expected_end=None if job.estimate is None else now + job.estimate, preemptible=False)
             for a in allocs]
@@ -323,20 +357,36 @@ def simulate(nodes: Sequence[Node], jobs: Iterable, policy, *, check: bool = Fal
     largest = largest_node_gpus(nodes)
     by_id = _feasible(nodes, jobs, result)
     gang_ids = {job_id for job_id, job in by_id.items() if is_gang(job.requests, largest)}
-    events: list[tuple[float, int, int]] = [(float(job.submit), _ARRIVAL, job_id) for job_id, job in by_id.items()]
+    #: (time, kind, job id, generation): an end event is void once its job was preempted
+    #: (the job's generation moved on); arrivals carry generation 0.
+    events: list[tuple[float, int, int, int]] = [(float(job.submit), _ARRIVAL, job_id, 0)
+                                                 for job_id, job in by_id.items()]
     heapq.heapify(events)
+    generation: dict[int, int] = {}
 
     #: job id -> (the job as the scheduler sees it running, its allocation)
     running: dict[int, tuple[RunningJob, Allocation]] = {}
     estimates: dict[int, float | None] = {}
     allocated_gpus = 0
+
+    def enqueue(job_id: int, job) -> None:
+        estimate = estimates[job_id] = sched.estimate(job)
+        pending = PendingJob(job_id, job.requests, priority=getattr(job, "priority", 0), seq=job_id,
+                             estimate=estimate, queue=sched.queue_for(job), user=getattr(job, "user", ""))
+        if job_id in gang_ids:
+            sched.add_gang(pending, float(job.submit))
+        else:
+            sched.add(pending)
+
     while events:
         now = events[0][0]
         sched.advance(now, running)
         while events and events[0][0] == now:           # apply every event at this instant
-            _, kind, job_id = heapq.heappop(events)
+            _, kind, job_id, gen = heapq.heappop(events)
             job = by_id[job_id]
             if kind == _END:
+                if gen != generation.get(job_id, 0):
+                    continue                            # the run it ended was preempted
                 runs, allocs = running.pop(job_id)
                 for alloc in _many(allocs):
                     snapshot.forget(alloc)
@@ -345,38 +395,52 @@ def simulate(nodes: Sequence[Node], jobs: Iterable, policy, *, check: bool = Fal
                     id=job_id, user=getattr(job, "user", ""), submit=float(job.submit), start=_many(runs)[0].started_at,
                     end=now, duration=float(job.duration), gpus=job.requests.get(GPU, 0)))
             else:
-                estimate = estimates[job_id] = sched.estimate(job)
-                pending = PendingJob(job_id, job.requests, priority=getattr(job, "priority", 0), seq=job_id,
-                                     estimate=estimate, queue=DEFAULT_QUEUE, user=getattr(job, "user", ""))
-                if job_id in gang_ids:
-                    sched.add_gang(pending, float(job.submit))
-                else:
-                    sched.add(pending)
-        if len(sched):
+                enqueue(job_id, job)
+        rounds = 0
+        while len(sched):
             placements = sched.cycle(now, running)
             result.cycles += 1
             for p in placements:
                 job = by_id[p.job_id]
                 estimate = estimates.pop(p.job_id)
+                queue = sched.queue_for(job)
+                end_event = (now + float(job.duration), _END, p.job_id, generation.get(p.job_id, 0))
                 if isinstance(p, GangPlacement):
                     pj = PendingJob(p.job_id, job.requests, priority=getattr(job, "priority", 0), seq=p.job_id,
-                                    estimate=estimate, queue=DEFAULT_QUEUE, user=getattr(job, "user", ""))
-                    running[p.job_id] = (tuple(_gang_runs(pj, p.allocations, now)), p.allocations)
+                                    estimate=estimate, queue=queue, user=getattr(job, "user", ""))
+                    running[p.job_id] = (tuple(_gang_runs(pj, p.allocations, now, queue)), p.allocations)
                     allocated_gpus += sum(len(a.gpus) for a in p.allocations)
                     result.gang_placed += 1
-                    heapq.heappush(events, (now + float(job.duration), _END, p.job_id))
+                    heapq.heappush(events, end_event)
                     continue
                 alloc = p.allocation
                 running[p.job_id] = (RunningJob(
                     p.job_id, alloc.requests, alloc.node, alloc.gpus, alloc.cores,
-                    priority=getattr(job, "priority", 0), queue=DEFAULT_QUEUE, user=getattr(job, "user", ""),
+                    priority=getattr(job, "priority", 0), queue=queue, user=getattr(job, "user", ""),
                     started_at=now, expected_end=None if estimate is None else now + estimate,
-                    preemptible=False), alloc)
+                    preemptible=sched.preemptible), alloc)
                 allocated_gpus += len(alloc.gpus)
-                heapq.heappush(events, (now + float(job.duration), _END, p.job_id))
+                heapq.heappush(events, end_event)
             result.placements += len(placements)
+            victims = sched.take_preemptions()
+            # A victim stops at once and waits again, its work lost (the daemon restarts a
+            # requeued job); then the cycle runs again at this instant so that its preemptor
+            # starts, as the daemon's next cycle would once the victims are gone.
+            for victim in victims:
+                runs, allocs = running.pop(victim)
+                for alloc in _many(allocs):
+                    snapshot.forget(alloc)
+                    allocated_gpus -= len(alloc.gpus)
+                generation[victim] = generation.get(victim, 0) + 1
+                result.preemptions += 1
+                enqueue(victim, by_id[victim])
             if check:
                 _check(snapshot, running)
+            if not victims:
+                break
+            rounds += 1
+            if rounds > 1000:
+                raise CorralError(f"preemption does not settle at t={now:g}s (1000 rounds of preemptions)")
         result.samples.append(Sample(t=now, gpus_allocated=allocated_gpus, gpus_total=gpus_total,
                                      queue_length=len(sched), running=len(running)))
     if len(sched) or running:

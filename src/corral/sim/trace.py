@@ -15,6 +15,7 @@ allocates whole devices); the fraction it asked for is kept in
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -99,3 +100,65 @@ class Trace:
             raise ValidationError("window", f"{start}..{end}", "expected start <= end")
         jobs = [j for j in self.jobs if j.submit >= start and (end is None or j.submit < end)]
         return self._derive(jobs, f"(window {start:g}s..{'end' if end is None else f'{end:g}s'})")
+
+
+@dataclass(frozen=True)
+class SampleInfo:
+    """What :meth:`Trace.sample` kept and dropped, so a sample is never a silent cut."""
+
+    seed: int
+    #: Window start in seconds of the original trace (None: no window, the whole trace).
+    start: float | None
+    window: float | None
+    #: Jobs submitted in the window (all jobs without one).
+    in_window: int
+    #: Dropped by the filters: shorter than ``min_duration``; at least ``max_gpu_time``
+    #: GPU-seconds; past the ``jobs`` cap.
+    too_short: int
+    too_big: int
+    over_cap: int
+    kept: int
+
+
+def sample(trace: Trace, *, seed: int = 0, window: float | None = None, jobs: int | None = None,
+           min_duration: float = 0.0, max_gpu_time: float | None = None) -> tuple[Trace, SampleInfo]:
+    """A reproducible sample of ``trace``: the jobs submitted in a ``window``-second window
+    whose start ``random.Random(seed)`` draws uniformly in ``[0, span - window]`` (``span``
+    = the last submit, so the window lies inside the trace; no window: every job), that
+    run at least ``min_duration`` seconds and use less than ``max_gpu_time`` GPU-seconds
+    (duration x GPUs), the first ``jobs`` of them in submit order. The same trace, seed
+    and options always give the same sample. Re-based so the first job submits at 0."""
+    for name, value, lo in (("window", window, 0.0), ("max GPU time", max_gpu_time, 0.0)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value) or value <= lo):
+            raise ValidationError(name, value, "expected a positive number of seconds, e.g. 8h")
+    if isinstance(min_duration, bool) or not isinstance(min_duration, (int, float)) \
+            or not math.isfinite(min_duration) or min_duration < 0:
+        raise ValidationError("min duration", min_duration, "expected seconds, 0 or more, e.g. 60")
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ValidationError("job count", jobs, "expected a whole number of jobs, 1 or more")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValidationError("seed", seed, "expected a whole number, e.g. 0")
+    start = None
+    picked = trace.jobs
+    if window is not None:
+        span = trace.jobs[-1].submit if trace.jobs else 0.0
+        start = random.Random(seed).uniform(0.0, max(0.0, span - window))
+        picked = [j for j in trace.jobs if start <= j.submit < start + window]
+    too_short = too_big = over_cap = 0
+    kept: list[TraceJob] = []
+    for j in picked:
+        if j.duration < min_duration:
+            too_short += 1
+        elif max_gpu_time is not None and j.duration * j.requests.get("nvidia.com/gpu", 0) >= max_gpu_time:
+            too_big += 1
+        elif jobs is not None and len(kept) >= jobs:
+            over_cap += 1
+        else:
+            kept.append(j)
+    parts = [f"seed {seed}"] + ([f"{window / 3600:g} h window at day {start / 86400:.2f}"]
+                                if window is not None and start is not None else []) \
+        + ([f"first {jobs}"] if jobs is not None else [])
+    info = SampleInfo(seed=seed, start=start, window=window, in_window=len(picked), too_short=too_short,
+                      too_big=too_big, over_cap=over_cap, kept=len(kept))
+    return trace._derive(kept, "(sample: " + ", ".join(parts) + ")"), info

@@ -46,6 +46,13 @@ class TenantPolicy:
     #: Whether the scheduler is given run-time estimates at all. When False a job's
     #: estimate is its requested time only (None without one), as in the daemon.
     uses_estimates: bool = False
+    #: Queues besides ``default`` (:class:`~corral.scheduler.types.QueueSpec` s, e.g. a
+    #: daemon config's, with quotas): a job goes to the queue named after its trace user
+    #: (Philly's virtual cluster, ...) when there is one, else to ``default``.
+    queues: tuple = ()
+    #: Whether the cycle may preempt (priority, quota reclaim); victims stop at once and
+    #: are requeued, their work lost (the daemon restarts a requeued job).
+    preempt: bool = False
 
     def __post_init__(self) -> None:
         k = self.estimate_factor
@@ -70,3 +77,20 @@ class TenantPolicy:
         if not self.uses_estimates:
             return False
         return any(not (getattr(j, "time_limit", None) or 0) > 0 for j in jobs)
+
+    def queue_specs(self) -> dict:
+        """Queue name -> QueueSpec: ``queues`` plus ``default`` (ordering ``queue_policy``,
+        no quota) unless ``queues`` defines it, as the daemon's manager does."""
+        from ...scheduler.types import QueueSpec
+
+        specs = {q.name: q for q in self.queues}
+        if DEFAULT_QUEUE not in specs:
+            specs[DEFAULT_QUEUE] = QueueSpec(DEFAULT_QUEUE, policy=self.queue_policy, backfill=self.backfill)
+        return specs
+
+    def queue_for(self, job) -> str:
+        """The queue a trace job goes to: the one named after its user, else ``default``."""
+        user = getattr(job, "user", "")
+        if user and any(q.name == user for q in self.queues):
+            return user
+        return DEFAULT_QUEUE
