@@ -87,7 +87,7 @@ from corral.sim.cluster import parse_cluster  # noqa: E402
 from corral.sim.engine import simulate  # noqa: E402
 from corral.sim.loaders import downsample_nodes, load_alibaba_nodes, load_trace  # noqa: E402
 from corral.sim.metrics import percentile, summarize  # noqa: E402
-from corral.sim.policies import PREEMPTIVE_POLICIES, TENANT_POLICIES, resolve  # noqa: E402
+from corral.sim.policies import HISTORY_POLICIES, PREEMPTIVE_POLICIES, TENANT_POLICIES, resolve  # noqa: E402
 from corral.sim.policies import is_oracle as policy_is_oracle  # noqa: E402
 from corral.sim.trace import Trace, sample  # noqa: E402
 
@@ -159,6 +159,7 @@ def environment() -> dict:
             "kernel": platform.release(), "commit": commit,
             "loadavg_at_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
             "policies": {**{n: ("oracle" if is_oracle(n) else "") for n in POLICIES},
+                         **{n: "learned run times" for n in HISTORY_POLICIES},
                          **{n: "multi-tenant cycle" for n in TENANT_POLICIES},
                          **{n: "preemptive" + (", oracle" if n == "srtf" else "") for n in PREEMPTIVE_POLICIES}}}
 
@@ -197,6 +198,7 @@ def policy_runs(args) -> list[tuple[str, object]]:
     """(label, policy) for part (a): every core policy, then the simulator's multi-tenant
     ones; easy-backfill once per --estimate-factors value (k=1 labelled plainly)."""
     runs: list[tuple[str, object]] = [(p, get_policy(p)) for p in POLICIES]
+    runs += [(name, resolve(name)) for name in HISTORY_POLICIES]          # sjf-history (deployable sjf)
     for name in TENANT_POLICIES:
         if name == "easy-backfill":
             for k in floats(args.estimate_factors):

@@ -174,6 +174,17 @@ class TestStoreContract:
         assert store.active_allocations() == {}
         assert store.get_job(2).exit_code == 0
 
+    def test_recent_run_times_are_the_last_successes(self, store):
+        store.add_jobs([make_job(), make_job(), make_job(), make_job(), make_job()], T0)
+        store.start_jobs([(1, alloc()), (2, alloc()), (3, alloc()), (4, alloc())], T0 + 1)
+        store.finish_job(2, JobState.SUCCEEDED, Reason.COMPLETED, exit_code=0, ended_at=T0 + 31)   # 30 s
+        store.finish_job(1, JobState.SUCCEEDED, Reason.COMPLETED, exit_code=0, ended_at=T0 + 61)   # 60 s, later
+        store.finish_job(3, JobState.FAILED, Reason.ERROR, exit_code=1, ended_at=T0 + 5)           # not a success
+        store.finish_job(5, JobState.CANCELLED, Reason.CANCELLED, ended_at=T0 + 6)                 # never ran
+        assert store.recent_run_times(10) == [("", 30.0), ("", 60.0)]      # oldest end first
+        assert store.recent_run_times(1) == [("", 60.0)]                   # the latest
+        assert store.recent_run_times(0) == []
+
     def test_cancel_pending(self, store):
         store.add_jobs([make_job()], T0)
         store.finish_job(1, JobState.CANCELLED, Reason.CANCELLED, message="by user", ended_at=T0 + 1)

@@ -201,3 +201,50 @@ def test_no_cgroup_in_watchdog_mode():
     m.attach(FakeExecutor(), loop=None)
     m.submit([build_spec(["train"], requests={"memory": "1Gi"})])
     assert m.executor.launched[1].cgroup is None  # type: ignore[attr-defined]
+
+
+def sjf_manager(store=None, executor=None):
+    m = Manager(store or MemoryStore(), [make_node("n1", cores=4, memory=8 * GiB, gpus=1)], clock=Clock(),
+                policy="sjf")
+    m.attach(executor or FakeExecutor(), loop=None)
+    return m
+
+
+def test_sjf_orders_jobs_without_a_time_limit_by_their_users_history():
+    store = MemoryStore()
+    m = sjf_manager(store)
+    ex: FakeExecutor = m.executor  # type: ignore[assignment]
+    # History: alice's jobs take 10 s, bob's 1,000 s (started at the clock's 1001 and 1002).
+    m.submit([spec(gpus=1)], user="alice")
+    m.on_exit(1, ExitStatus(ended_at=m.store.get_job(1).started_at + 10, exit_code=0))
+    m.submit([spec(gpus=1)], user="bob")
+    m.on_exit(2, ExitStatus(ended_at=m.store.get_job(2).started_at + 1000, exit_code=0))
+    assert m.history.predict("alice") == 10 and m.history.predict("bob") == 1000
+    # The GPU busy: bob's job (3), then a newcomer's (4, no history), then alice's (5) wait.
+    m.submit([spec(gpus=1)], user="carol")                      # 3: runs now
+    m.submit([spec(gpus=1)], user="bob")                        # 4
+    m.submit([spec(gpus=1)], user="dave")                       # 5: no history, goes last
+    m.submit([spec(gpus=1)], user="alice")                      # 6
+    m.submit([spec(gpus=1, time_limit=60)], user="bob")         # 7: its own limit, 60 s
+    assert m.store.get_job(3).state is JobState.RUNNING
+    order = []
+    for running in (3, 6, 7, 4):
+        m.on_exit(running, ExitStatus(ended_at=m.store.get_job(running).started_at + 1, exit_code=0))
+        order.append(next(j for j in ex.launched if j not in (1, 2, 3, *order)))
+    assert order == [6, 7, 4, 5]       # alice (10 s), bob's 60 s limit, bob (1,000 s), dave (unknown)
+
+    # A restarted daemon learns the same history back from the store.
+    again = sjf_manager(store)
+    again.recover()
+    assert again.history.predict("alice") == pytest.approx((10 + 1) / 2)   # the median of 10 s and job 6's 1 s
+    assert again.history.predict("bob") == 1                                 # the median of 1000, 1, 1
+    assert again.history.samples("bob") == 3 and again.history.predict("dave") is None   # 5 still runs
+
+
+def test_failed_and_cancelled_jobs_teach_nothing():
+    m = sjf_manager()
+    m.submit([spec(gpus=1)], user="alice")
+    m.on_exit(1, ExitStatus(ended_at=m.store.get_job(1).started_at + 5, exit_code=1))
+    m.submit([spec(gpus=1)], user="alice")
+    m.cancel(2)
+    assert m.history.predict("alice") is None

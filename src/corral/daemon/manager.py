@@ -26,6 +26,7 @@ from ..job import Allocation, Job, JobState, Reason
 from ..resources import CPU, MEMORY, Resources, format_quantity
 from ..scheduler import PendingJob, PendingQueue, Snapshot, Waiting, get_policy, infeasible, schedule_on
 from ..scheduler.estimate import estimate_starts
+from ..scheduler.history import RunTimeHistory
 from ..scheduler.tenancy import DEFAULT_QUEUE_POLICY, TenantContext, schedule_tenants, total_capacity
 from ..scheduler.types import QueueSpec, RunningJob
 from ..spec import JobSpec, parse_dependencies, with_defaults
@@ -38,6 +39,9 @@ if TYPE_CHECKING:
     from .monitor import Monitor
 
 log = logging.getLogger("corral.manager")
+
+#: Successful run times read back from the store at start (the latest ones), for estimates.
+HISTORY_ROWS = 5000
 
 #: The single-queue policy a default queue runs in the multi-tenant scheduler.
 _QUEUE_POLICY = DEFAULT_QUEUE_POLICY
@@ -61,6 +65,10 @@ class Manager:
             self.queues["default"] = QueueSpec("default", policy=_QUEUE_POLICY.get(policy, "priority"))
         self.backfill, self.preemption = backfill, preemption
         self.fair = FairUsage(half_life)
+        #: Run-time estimates from the users' recent successful jobs; ``sjf`` on the fast
+        #: path orders jobs without a time limit by them (:mod:`corral.scheduler.history`).
+        self.history = RunTimeHistory()
+        self._predict = self.policy.name == "sjf" and not self.tenancy
         #: Multi-tenant cycle: per-job reasons and the order jobs were considered in.
         self.job_reasons: dict[int, Waiting] = {}
         self.order: list[int] = []
@@ -121,6 +129,8 @@ class Manager:
         launching it. Allocations come from the store, so nothing is handed out twice.
         """
         counts = {"pending": 0, "adopted": 0, "ended": 0, "relaunched": 0}
+        for user, seconds in self.store.recent_run_times(HISTORY_ROWS):
+            self.history.observe(user, seconds)
         running_jobs = self.store.list_jobs({JobState.RUNNING})
         for job in running_jobs:            # array tasks that run hold their array's slots
             self._track_array(job)
@@ -280,6 +290,8 @@ class Manager:
 
     def _ended(self, job: Job) -> None:
         """After any end: free its array slot, re-check the jobs that depend on it."""
+        if job.state is JobState.SUCCEEDED and job.started_at is not None and job.ended_at is not None:
+            self.history.observe(job.user, job.ended_at - job.started_at)
         self.gates.forget(job)
         self.preempting.pop(job.id, None)
         self._users.pop(job.id, None)
@@ -389,8 +401,10 @@ class Manager:
         return changed
 
     def _enqueue(self, job: Job) -> None:
+        estimate = (self.history.estimate(job.user, job.spec.time_limit) if self._predict
+                    else job.spec.time_limit)
         self.pending.add(PendingJob(job.id, job.spec.requests, priority=job.spec.priority, seq=job.seq,
-                                    estimate=job.spec.time_limit, queue=job.spec.queue, user=job.user))
+                                    estimate=estimate, queue=job.spec.queue, user=job.user))
         self._users[job.id] = job.user
         self._specs[job.id] = (job.spec, job.base_env)
 

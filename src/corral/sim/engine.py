@@ -63,6 +63,7 @@ from ..scheduler import (
     schedule_on,
 )
 from ..scheduler.tenancy import TenantContext, schedule_tenants, total_capacity
+from ..scheduler.history import RunTimeHistory
 from .gang import GangPlacement, gang_infeasible, is_gang, largest_node_gpus, place_gang
 from .metrics import JobOutcome, Sample
 from .policies.base import DEFAULT_QUEUE, TenantPolicy
@@ -112,13 +113,21 @@ class _CoreScheduler:
         self.gangs: list[tuple[tuple, int, PendingJob]] = []
         self.gang_shapes: dict = {}
         self.gang_failed: set = set()
+        self.history = RunTimeHistory() if getattr(policy, "learns", False) else None
 
     #: Running jobs are never preempted on the fast path.
     preemptible = False
 
-    @staticmethod
-    def estimate(job) -> float:
-        return float(job.duration)          # what sjf orders by (oracle, as documented there)
+    def estimate(self, job) -> float | None:
+        """What ``sjf`` orders by: the real duration (oracle, as documented there), or for a
+        policy that ``learns`` (``sjf-history``) the estimate learned so far."""
+        if self.history is not None:
+            return self.history.estimate(getattr(job, "user", ""), getattr(job, "time_limit", None))
+        return float(job.duration)
+
+    def observe(self, job, seconds: float) -> None:
+        if self.history is not None:
+            self.history.observe(getattr(job, "user", ""), seconds)
 
     @staticmethod
     def queue_for(job) -> str:
@@ -266,6 +275,9 @@ class _TenantScheduler:
     def add(self, job: PendingJob) -> None:
         self.pending[job.id] = job
 
+    def observe(self, job, seconds: float) -> None:
+        pass
+
     def add_gang(self, job: PendingJob, submit: float) -> None:
         self.gangs[job.id] = job
         self.arrived[job.id] = submit
@@ -391,6 +403,7 @@ def simulate(nodes: Sequence[Node], jobs: Iterable, policy, *, check: bool = Fal
                 for alloc in _many(allocs):
                     snapshot.forget(alloc)
                     allocated_gpus -= len(alloc.gpus)
+                sched.observe(job, now - _many(runs)[0].started_at)
                 result.outcomes.append(JobOutcome(
                     id=job_id, user=getattr(job, "user", ""), submit=float(job.submit), start=_many(runs)[0].started_at,
                     end=now, duration=float(job.duration), gpus=job.requests.get(GPU, 0)))

@@ -167,6 +167,11 @@ class Store(ABC):
     def list_jobs(self, states: set[JobState] | None = None, limit: int | None = None) -> list[Job]:
         """Jobs (in ``states`` when given), ordered by id; the first ``limit`` of them."""
 
+    @abstractmethod
+    def recent_run_times(self, limit: int) -> list[tuple[str, float]]:
+        """``(user, ended_at - started_at)`` of the ``limit`` Succeeded jobs that ended
+        last, oldest end first (what run-time estimates learn from)."""
+
     # Lifecycle -------------------------------------------------------------------------
     @abstractmethod
     def start_jobs(self, starts: list[tuple[int, Allocation]], now: float) -> None:

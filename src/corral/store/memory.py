@@ -82,6 +82,13 @@ class MemoryStore(Store):
                     out.append(job)
             return copy.deepcopy(out)
 
+    def recent_run_times(self, limit: int) -> list[tuple[str, float]]:
+        with self._lock:
+            done = [j for j in self._jobs.values() if j.state is JobState.SUCCEEDED
+                    and j.started_at is not None and j.ended_at is not None]
+            done.sort(key=lambda j: (j.ended_at, j.id))
+            return [(j.user, j.ended_at - j.started_at) for j in done[max(len(done) - max(limit, 0), 0):]]
+
     # Lifecycle -----------------------------------------------------------------------
     def start_jobs(self, starts: list[tuple[int, Allocation]], now: float) -> None:
         with self._lock:

@@ -310,6 +310,12 @@ class SqliteStore(Store):
             params.append(max(limit, 0))
         return [_row_to_job(r) for r in self._query(sql, params)]
 
+    def recent_run_times(self, limit: int) -> list[tuple[str, float]]:
+        rows = self._query("SELECT user, ended_at - started_at FROM jobs WHERE state = ? AND started_at IS NOT NULL "
+                           "AND ended_at IS NOT NULL ORDER BY ended_at DESC, id DESC LIMIT ?",
+                           [JobState.SUCCEEDED.value, max(limit, 0)])
+        return [(user, float(seconds)) for user, seconds in reversed(rows)]
+
     # Lifecycle -----------------------------------------------------------------------
     def start_jobs(self, starts: list[tuple[int, Allocation]], now: float) -> None:
         rows = [(job_id, a.node, _dumps(a.requests.as_dict()), _dumps(list(a.gpus)),

@@ -4,7 +4,9 @@ Two kinds, side by side:
 
 * the scheduler core's single-queue policies (:data:`corral.scheduler.POLICIES`:
   ``best-effort-fifo``, ``strict-fifo``, ``sjf``), run on the fast path
-  (:func:`corral.scheduler.schedule_on`, the daemon's cycle without queues);
+  (:func:`corral.scheduler.schedule_on`, the daemon's cycle without queues); ``sjf``
+  there orders by the real durations (oracle), ``sjf-history`` (:mod:`.sjf_history`) by
+  run times learned from the jobs completed so far, as the daemon's ``sjf`` does;
 * :class:`~.base.TenantPolicy` s, run through the daemon's multi-tenant cycle
   (:func:`corral.scheduler.tenancy.schedule_tenants`): ``easy-backfill``
   (:mod:`.easy_backfill`) and ``fair-share`` (:mod:`.fair_share`);
@@ -25,6 +27,7 @@ from .base import DEFAULT_QUEUE, TenantPolicy
 from .easy_backfill import easy_backfill
 from .fair_share import DEFAULT_HALF_LIFE, fair_share
 from .preemptive import PreemptivePolicy
+from .sjf_history import sjf_history
 from .srtf import srtf
 from .tiresias import DEFAULT_THRESHOLDS, parse_thresholds, tiresias
 
@@ -32,12 +35,14 @@ from .tiresias import DEFAULT_THRESHOLDS, parse_thresholds, tiresias
 TENANT_POLICIES = {"easy-backfill": easy_backfill, "fair-share": fair_share}
 #: Name -> factory(thresholds=) of the preemptive policies.
 PREEMPTIVE_POLICIES = {"srtf": srtf, "tiresias": tiresias}
+#: Name -> factory of the core policies run on estimates learned from history (fast path).
+HISTORY_POLICIES = {"sjf-history": sjf_history}
 
 
 def policy_names() -> list[str]:
     from ...scheduler import POLICIES
 
-    return [*POLICIES, *TENANT_POLICIES, *PREEMPTIVE_POLICIES]
+    return [*POLICIES, *HISTORY_POLICIES, *TENANT_POLICIES, *PREEMPTIVE_POLICIES]
 
 
 def resolve(name: str, *, estimate_factor: float = 1.0, half_life: float = DEFAULT_HALF_LIFE,
@@ -48,6 +53,8 @@ def resolve(name: str, *, estimate_factor: float = 1.0, half_life: float = DEFAU
 
     if name in PREEMPTIVE_POLICIES:
         return PREEMPTIVE_POLICIES[name](thresholds=tiresias_thresholds)
+    if name in HISTORY_POLICIES:
+        return HISTORY_POLICIES[name]()
 
     factory = TENANT_POLICIES.get(name)
     if factory is not None:
@@ -64,6 +71,6 @@ def is_oracle(policy, jobs: Iterable = ()) -> bool:
     return bool(getattr(policy, "oracle", False))
 
 
-__all__ = ["TenantPolicy", "TENANT_POLICIES", "PreemptivePolicy", "PREEMPTIVE_POLICIES", "DEFAULT_THRESHOLDS",
+__all__ = ["TenantPolicy", "TENANT_POLICIES", "HISTORY_POLICIES", "sjf_history", "PreemptivePolicy", "PREEMPTIVE_POLICIES", "DEFAULT_THRESHOLDS",
            "parse_thresholds", "srtf", "tiresias", "DEFAULT_QUEUE", "DEFAULT_HALF_LIFE", "resolve", "is_oracle",
            "policy_names", "easy_backfill", "fair_share"]
