@@ -16,7 +16,8 @@ Three parts, each printed as tables (``--skip philly|alibaba|scale`` leaves one 
     and, if more than 160 remain, keeps the first 160 in submit order (fewer are reported
     as such): ``corral.sim.trace.sample``, what ``corral sim --window 8h --seed N --jobs
     160 --min-duration 60 --max-gpu-hours 1000`` replays. Jobs asking for more GPUs than
-    one node has are kept and gang-placed on whole nodes (``corral.sim.gang``). Each sample is
+    one node has are kept and gang-placed on whole nodes (``corral.sim.gang``); jobs asking
+    for more than the whole cluster can never run and are left out (counted). Each sample is
     replayed at loads 0.5, 1, 1.5 and 2 on 16 nodes x 4 GPUs. ``--load-basis offered``
     (default): the sample's arrival gaps are rescaled (``Trace.rescale_load``) so that
     its offered load -- GPU work / (arrival span x cluster GPUs) -- equals the load;
@@ -165,15 +166,15 @@ def environment() -> dict:
 
 
 # (a) Philly policy comparison ---------------------------------------------------------------
-def philly_sample(trace: Trace, seed: int, *, jobs: int, window: float, node_gpus: int,
+def philly_sample(trace: Trace, seed: int, *, jobs: int, window: float, node_gpus: int, total_gpus: int,
                   min_duration: float, max_gpu_hours: float) -> dict:
     """The documented per-seed sample (see the module docstring): ``corral.sim.trace.sample``,
     the same code as ``corral sim --window --seed --jobs --min-duration --max-gpu-hours``."""
     picked, info = sample(trace, seed=seed, window=window, jobs=jobs, min_duration=min_duration,
-                          max_gpu_time=max_gpu_hours * HOUR)
+                          max_gpu_time=max_gpu_hours * HOUR, max_gpus=total_gpus)
     gang = sum(1 for j in picked.jobs if j.requests.get(GPU, 0) > node_gpus)
     return {"seed": seed, "start": info.start, "in_window": info.in_window, "too_short": info.too_short,
-            "too_big": info.too_big, "gang": gang, "jobs": picked.jobs}
+            "too_big": info.too_big, "never_fit": info.too_wide, "gang": gang, "jobs": picked.jobs}
 
 
 def offered_load(jobs, total_gpus: int) -> float | None:
@@ -206,6 +207,17 @@ def policy_runs(args) -> list[tuple[str, object]]:
         else:
             runs.append((name, resolve(name)))
     runs += [(name, resolve(name)) for name in PREEMPTIVE_POLICIES]   # srtf (oracle), tiresias
+    if args.config:
+        from corral.sim.policies.configured import load as load_configured
+
+        runs.append(("config", load_configured(str(args.config))))
+    if args.policies:
+        wanted = [p.strip() for p in args.policies.split(",") if p.strip()]
+        known = {label.split(" (")[0] for label, _ in runs}
+        unknown = [p for p in wanted if p not in known]
+        if unknown:
+            raise SystemExit(f"--policies: unknown {unknown} (known: {', '.join(sorted(known))})")
+        runs = [(label, policy) for label, policy in runs if label.split(" (")[0] in wanted]
     return runs
 
 
@@ -221,7 +233,7 @@ def run_philly(args, traces: Path, out: dict) -> None:
     log(f"(a) Philly: {len(trace)} jobs, {args.seeds} seeds x {len(loads)} loads x {len(policies)} policies "
         f"on {args.cluster}, load basis {args.load_basis}")
     samples = [philly_sample(trace, s, jobs=args.sample_jobs, window=args.window_hours * HOUR,
-                             node_gpus=node_gpus, min_duration=args.min_duration,
+                             node_gpus=node_gpus, total_gpus=total_gpus, min_duration=args.min_duration,
                              max_gpu_hours=args.max_gpu_hours)
                for s in range(args.seeds)]
     rows = []
@@ -233,7 +245,7 @@ def run_philly(args, traces: Path, out: dict) -> None:
         s["offered_load"] = offered_load(s["jobs"], total_gpus)
         s["max_duration_h"] = max((j.duration for j in s["jobs"]), default=0.0) / HOUR
         rows.append([str(s["seed"]), f"{s['start'] / 86400:.2f}", str(s["in_window"]), str(s["too_short"]),
-                     str(s["too_big"]), str(s["gang"]), str(len(s["jobs"])),
+                     str(s["too_big"]), str(s["never_fit"]), str(s["gang"]), str(len(s["jobs"])),
                      f"{s['gpu_hours']:,.0f}", str(sum(1 for g in gpus if g > 1)),
                      f"{sum(gpus)} ({sum(gpus) / total_gpus:.1f}x)", f"{s['span_h']:.2f}",
                      f2(s["offered_load"]), f"{s['max_duration_h']:.0f}"])
@@ -243,11 +255,12 @@ def run_philly(args, traces: Path, out: dict) -> None:
     print(table(
         f"(a) Philly samples: {args.window_hours:g}-hour windows, jobs with duration >= {args.min_duration:g} s "
         f"and GPU-time < {args.max_gpu_hours:g} GPU-h, first {args.sample_jobs} in submit order",
-        ["seed", "window start (day)", "jobs in window", "< 60 s", ">= 1000 GPU-h", "gang (> 1 node)",
+        ["seed", "window start (day)", "jobs in window", "< 60 s", ">= 1000 GPU-h", "> cluster", "gang (> 1 node)",
          "sample", "GPU-hours", "multi-GPU", "GPUs asked (x cluster)", "arrival span (h)",
          "offered load as sampled", "longest job (h)"], rows,
         [f"'gang': jobs of the sample asking for more than {node_gpus} GPUs, which the simulator places "
-         f"all-or-nothing on whole nodes (corral.sim.gang).",
+         f"all-or-nothing on whole nodes (corral.sim.gang). '> cluster': jobs asking for more than all "
+         f"{total_gpus} GPUs, which can never run; left out (counted before the cap).",
          "window start: uniform in [0, span - window] of the trace (days from its first submit).",
          f"offered load as sampled: GPU-hours / (arrival span x {total_gpus} GPUs), before any rescaling."]
         + ([f"seeds with fewer than {args.sample_jobs} jobs (the window holds no more): {short}"] if short else [])
@@ -760,6 +773,8 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--load-basis", choices=["offered", "trace"], default="offered",
                    help="offered (default): rescale each sample's arrivals so that its offered load (GPU work / "
                         "(arrival span x GPUs)) equals the load; trace: divide the trace's own gaps by the load")
+    g.add_argument("--policies", help="only these policies, comma-separated (default: all)")
+    g.add_argument("--config", type=Path, help="also run the policy of this daemon config file ('config')")
     g.add_argument("--estimate-factors", default="1,2",
                    help="easy-backfill run-time estimate = duration x k, one run per k (default 1,2)")
     g.add_argument("--plot-dir", type=Path, help="write PNG plots of one run (--plot-seed, --plot-load) here")

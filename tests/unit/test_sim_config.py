@@ -130,6 +130,9 @@ def test_sample_filters_and_caps_with_counts():
     assert (info.in_window, info.too_short, info.too_big, info.over_cap, info.kept) == (6, 1, 1, 2, 2)
     assert out.jobs[0].submit == 0 and out.jobs[1].submit == 1      # re-based, ids renumbered
     assert [j.id for j in out.jobs] == [0, 1]
+    # At most 4 GPUs: the 8-GPU job goes (counted), so the cap takes the next one.
+    out, info = sample(t, min_duration=60, max_gpu_time=4 * 3600, jobs=2, max_gpus=4)
+    assert [j.submit for j in out.jobs] == [0, 3] and (info.too_wide, info.over_cap) == (1, 1)
 
 
 def test_sample_window_is_reproducible_and_depends_on_the_seed():

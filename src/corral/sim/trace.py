@@ -118,15 +118,19 @@ class SampleInfo:
     too_big: int
     over_cap: int
     kept: int
+    #: Dropped for asking more than ``max_gpus`` GPUs (e.g. more than the whole cluster).
+    too_wide: int = 0
 
 
 def sample(trace: Trace, *, seed: int = 0, window: float | None = None, jobs: int | None = None,
-           min_duration: float = 0.0, max_gpu_time: float | None = None) -> tuple[Trace, SampleInfo]:
+           min_duration: float = 0.0, max_gpu_time: float | None = None,
+           max_gpus: int | None = None) -> tuple[Trace, SampleInfo]:
     """A reproducible sample of ``trace``: the jobs submitted in a ``window``-second window
     whose start ``random.Random(seed)`` draws uniformly in ``[0, span - window]`` (``span``
     = the last submit, so the window lies inside the trace; no window: every job), that
     run at least ``min_duration`` seconds and use less than ``max_gpu_time`` GPU-seconds
-    (duration x GPUs), the first ``jobs`` of them in submit order. The same trace, seed
+    (duration x GPUs) on at most ``max_gpus`` GPUs, the first ``jobs`` of them in submit
+    order; every job left out is counted in :class:`SampleInfo`. The same trace, seed
     and options always give the same sample. Re-based so the first job submits at 0."""
     for name, value, lo in (("window", window, 0.0), ("max GPU time", max_gpu_time, 0.0)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
@@ -145,13 +149,15 @@ def sample(trace: Trace, *, seed: int = 0, window: float | None = None, jobs: in
         span = trace.jobs[-1].submit if trace.jobs else 0.0
         start = random.Random(seed).uniform(0.0, max(0.0, span - window))
         picked = [j for j in trace.jobs if start <= j.submit < start + window]
-    too_short = too_big = over_cap = 0
+    too_short = too_big = over_cap = too_wide = 0
     kept: list[TraceJob] = []
     for j in picked:
         if j.duration < min_duration:
             too_short += 1
         elif max_gpu_time is not None and j.duration * j.requests.get("nvidia.com/gpu", 0) >= max_gpu_time:
             too_big += 1
+        elif max_gpus is not None and j.requests.get("nvidia.com/gpu", 0) > max_gpus:
+            too_wide += 1
         elif jobs is not None and len(kept) >= jobs:
             over_cap += 1
         else:
@@ -160,5 +166,5 @@ def sample(trace: Trace, *, seed: int = 0, window: float | None = None, jobs: in
                                 if window is not None and start is not None else []) \
         + ([f"first {jobs}"] if jobs is not None else [])
     info = SampleInfo(seed=seed, start=start, window=window, in_window=len(picked), too_short=too_short,
-                      too_big=too_big, over_cap=over_cap, kept=len(kept))
+                      too_big=too_big, over_cap=over_cap, kept=len(kept), too_wide=too_wide)
     return trace._derive(kept, "(sample: " + ", ".join(parts) + ")"), info
