@@ -198,3 +198,14 @@ def test_cli_config_errors(tmp_path, capsys):
     assert err.count("\n") == 1 and "nope.yaml" in err
     assert main(["sim", "--trace", str(trace), "--window", "soon"]) == 1
     assert "--window" in capsys.readouterr().err
+
+
+def test_cli_tiresias_promote_knob(tmp_path, capsys):
+    trace = tmp_path / "trace.csv"
+    write_philly(trace, [(0, 100, 2, "a"), (1, 100, 2, "a"), (10, 50, 2, "b")])
+    assert main(["sim", "--trace", str(trace), "--cluster", "1x4gpu", "--policy", "tiresias",
+                 "--tiresias-promote-knob", "4", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tiresias_promote_knob"] == 4.0
+    assert main(["sim", "--trace", str(trace), "--policy", "tiresias", "--tiresias-promote-knob", "-1"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--tiresias-promote-knob" in err and '"-1"' in err

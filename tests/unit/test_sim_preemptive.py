@@ -3,6 +3,7 @@ the engine's preemption support. Every expected answer is worked out by hand bel
 
 from __future__ import annotations
 
+import heapq
 import json
 
 import pytest
@@ -11,10 +12,24 @@ from hypothesis import strategies as st
 
 from corral.cli.main import main
 from corral.errors import ValidationError
-from corral.resources import Resources
+from corral.resources import GPU, Resources
+from corral.scheduler import Snapshot
+from corral.scheduler.backfill import copy_state
+from corral.scheduler.placement import node_score, place_on
 from corral.sim.cluster import parse_cluster
-from corral.sim.engine import SimJob, simulate
-from corral.sim.policies import DEFAULT_THRESHOLDS, is_oracle, parse_thresholds, policy_names, resolve
+from corral.sim.engine import SimJob, SimResult, _feasible, simulate
+from corral.sim.gang import is_gang, largest_node_gpus, place_gang
+from corral.sim.metrics import JobOutcome, Sample
+from corral.sim.policies import (
+    DEFAULT_THRESHOLDS,
+    PREEMPTIVE_POLICIES,
+    is_oracle,
+    parse_thresholds,
+    policy_names,
+    resolve,
+)
+from corral.sim.policies.preemptive import JobState
+from corral.sim.policies.tiresias import Tiresias, parse_promote_knob
 
 
 def job(i, submit, duration, gpus, user="u"):
@@ -101,31 +116,295 @@ def test_oracle_flags_and_thresholds():
             parse_thresholds(bad)
 
 
+# --- Tiresias' starvation promotion (PROMOTEKNOB) ---------------------------------------
+
+def tiresias(thresholds, knob):
+    return PREEMPTIVE_POLICIES["tiresias"](thresholds=thresholds, promote_knob=knob)
+
+
+def run_tiresias(trace, thresholds, knob, cluster="1x1gpu"):
+    return simulate(parse_cluster(cluster), trace, tiresias(thresholds, knob), check=True)
+
+
+# One GPU, threshold 10 GPU-s. A: 30 s from t=0; then a stream of 8 s jobs (each stays in
+# queue 0: it ends with 8 < 10 GPU-s) B..F arriving at 5, 10, 18, 26, 34.
+STREAM = [job(0, 0, 30, 1), job(1, 5, 8, 1), job(2, 10, 8, 1), job(3, 18, 8, 1), job(4, 26, 8, 1),
+          job(5, 34, 8, 1)]
+
+
+def test_tiresias_without_the_knob_starves_the_demoted_job():
+    # t=10 A reaches 10 GPU-s -> queue 1; B (queue 0) preempts it. Then each short job runs
+    # as soon as the one before ends, all of them ahead of A: B 10-18, C 18-26, D 26-34,
+    # E 34-42, F 42-50. A waits 40 s and resumes at 50 with 20 s left -> ends 70.
+    result = run_tiresias(STREAM, (10,), None)
+    assert table(result) == {0: (0, 70, 30), 1: (10, 18, 8), 2: (18, 26, 8), 3: (26, 34, 8), 4: (34, 42, 8),
+                             5: (42, 50, 8)}
+    assert result.preemptions == 1
+    # Knob 0 is off too, and a knob so large the rule never fires changes nothing.
+    for knob in (0, 10):
+        again = run_tiresias(STREAM, (10,), knob)
+        assert again.outcomes == result.outcomes and again.preemptions == 1
+
+
+def test_tiresias_promotes_a_job_that_waited_knob_times_its_run_time():
+    # PROMOTEKNOB 1: a job in a lower queue that has waited as long as it has run (both
+    # counted since its last promotion) goes back to queue 0, its queueing service reset.
+    # t=10 A (ran 10 s) -> queue 1, B preempts it (1). A is due at 10 + 1 x 10 = 20.
+    # t=18 B ends, C starts (queue 0, ahead of A).
+    # t=20 A promoted: queue 0, FIFO first (submitted at 0): preempts C (2; ran 2 s, 6 left).
+    #      A's service restarts at 0 -> next demotion at 10 GPU-s, t=30.
+    # t=26 E arrives, waits. t=30 A demoted again (ran 10 s since its promotion); C (queue
+    #      0, ahead of D, E) preempts it (3) and runs 30-36. A is due at 30 + 10 = 40.
+    # t=36 C ends, D starts. t=40 A promoted, preempts D (4; ran 4 s, 4 left) and runs its
+    #      last 10 s (it reaches 10 GPU-s again exactly as it ends): ends 50.
+    # t=50 D resumes -> 54; E 54-62; F 62-70.
+    result = run_tiresias(STREAM, (10,), 1)
+    assert table(result) == {0: (0, 50, 30), 1: (10, 18, 8), 2: (18, 36, 8), 3: (36, 54, 8), 4: (54, 62, 8),
+                             5: (62, 70, 8)}
+    assert result.preemptions == 4
+
+
+def test_tiresias_promotion_counts_every_wait_since_the_last_promotion():
+    # One GPU, threshold 10 GPU-s, knob 1. A: 60 s from 0; B 4 s at 5; C 9 s at 20; D 9 s
+    # at 25 (C and D stay in queue 0).
+    # t=10 A -> queue 1, B preempts it (1): A ran 10, due at 20. t=14 B ends, A resumes
+    #      (waited 4 -- kept: resuming does not reset it).
+    # t=20 C preempts A (2): A ran 16, waited 4 -> due when it has waited 12 more, t=32
+    #      (not at 20 + 6 = 26: the rule compares the waits and runs since the last
+    #      promotion, not the last wait with the last run).
+    # t=29 C ends, D starts. t=32 A promoted, preempts D (3; 6 s left), runs with 44 s left.
+    # t=42 A demoted (10 GPU-s since its promotion), D preempts it (4), runs 42-48.
+    # t=48 A resumes, 34 s left -> ends 82.
+    trace = [job(0, 0, 60, 1), job(1, 5, 4, 1), job(2, 20, 9, 1), job(3, 25, 9, 1)]
+    result = run_tiresias(trace, (10,), 1)
+    assert table(result) == {0: (0, 82, 60), 1: (10, 14, 4), 2: (20, 29, 9), 3: (29, 48, 9)}
+    assert result.preemptions == 4
+    # Without the knob D runs 29-38 undisturbed and A resumes at 38: same end, 2 preemptions.
+    result = run_tiresias(trace, (10,), None)
+    assert table(result) == {0: (0, 82, 60), 1: (10, 14, 4), 2: (20, 29, 9), 3: (29, 38, 9)}
+    assert result.preemptions == 2
+
+
+def test_promote_knob_values():
+    assert resolve("tiresias").promote_knob is None
+    assert tiresias((10,), 2).promote_knob == 2.0 and tiresias((10,), 0).promote_knob is None
+    assert Tiresias((10,), promote_knob=0.5).promote_knob == 0.5
+    assert parse_promote_knob("4") == 4.0 and parse_promote_knob(" 2.5 ") == 2.5 and parse_promote_knob("0") is None
+    for bad in (-1, float("nan"), float("inf"), True, "3"):
+        with pytest.raises(ValidationError, match="tiresias promote knob"):
+            Tiresias((10,), promote_knob=bad)
+    for text in ("", "abc", "-1", "nan", "inf"):
+        with pytest.raises(ValidationError) as err:
+            parse_promote_knob(text)
+        message = str(err.value)
+        assert "--tiresias-promote-knob" in message and f'"{text}"' in message and "positive" in message
+        assert "\n" not in message
+
+
 # --- conservation and determinism -------------------------------------------------------
 
 traces = st.lists(st.tuples(st.integers(0, 60), st.integers(0, 120), st.integers(0, 4), st.sampled_from("abc")),
                   min_size=1, max_size=30)
 
 
-@settings(max_examples=60, deadline=None)
+def preemptive(name, thresholds, knob):
+    return PREEMPTIVE_POLICIES[name](thresholds=thresholds, promote_knob=knob)
+
+
+@settings(max_examples=80, deadline=None)
 @given(rows=traces, name=st.sampled_from(["srtf", "tiresias"]),
        thresholds=st.sampled_from([(3200,), (20,), (10, 45), (7.5, 30, 90)]),
-       quarter=st.booleans())
-def test_preemptive_conservation_and_determinism(rows, name, thresholds, quarter):
+       knob=st.sampled_from([None, 0.5, 1, 3]), quarter=st.booleans())
+def test_preemptive_conservation_and_determinism(rows, name, thresholds, knob, quarter):
     scale = 0.25 if quarter else 1.0           # fractional times too
     trace = [job(i, s * scale, d * scale, g, u) for i, (s, d, g, u) in enumerate(rows)]
     nodes = parse_cluster("2x4gpu")
-    # check=True: never over-committed after any cycle; at the end every job finished
-    # exactly once, in non-overlapping runs adding up to its full duration.
-    first = simulate(nodes, trace, resolve(name, tiresias_thresholds=thresholds), check=True)
+    # check=True: never over-committed after any cycle, the engine's kept waiting order is
+    # the policy's current one; at the end every job finished exactly once, in
+    # non-overlapping runs adding up to its full duration.
+    first = simulate(nodes, trace, preemptive(name, thresholds, knob), check=True)
     assert sorted(o.id for o in first.outcomes) == list(range(len(trace)))
     for o, j in zip(first.outcomes, trace):
         assert o.start >= o.submit and o.end - o.start >= o.duration - 1e-6
         assert o.attained == pytest.approx(j.duration * j.requests.get("nvidia.com/gpu", 0))
     assert max(s.gpus_allocated for s in first.samples) <= 8
-    again = simulate(nodes, list(reversed(trace)), resolve(name, tiresias_thresholds=thresholds))
+    again = simulate(nodes, list(reversed(trace)), preemptive(name, thresholds, knob))
     assert again.outcomes == first.outcomes and again.samples == first.samples
     assert again.preemptions == first.preemptions
+
+
+# --- the engine against the straightforward loop ----------------------------------------
+
+def reference(nodes, jobs, policy) -> SimResult:
+    """The preemptive loop at its simplest (as it was before the engine kept its waiting
+    jobs sorted): at every event every active job is sorted by the policy's key and
+    visited in that order; best fit over all nodes; victims searched on every node."""
+    result = SimResult(policy=policy.name)
+    by_id = _feasible(nodes, jobs, result)
+    snapshot = Snapshot(nodes, {})
+    largest = largest_node_gpus(nodes)
+    gangs = {i for i, j in by_id.items() if is_gang(j.requests, largest)}
+    total = sum(n.allocatable.get(GPU, 0) for n in nodes)
+    events = [(float(j.submit), 2, i, 0) for i, j in by_id.items()]
+    heapq.heapify(events)
+    active: dict[int, JobState] = {}
+    running: dict = {}
+    gen: dict[int, int] = {}
+    allocated = 0
+
+    def pieces(alloc):
+        return alloc if isinstance(alloc, tuple) else (alloc,)
+
+    def schedule_promotion(state, now):
+        due = policy.next_promotion(state, now)
+        if due is not None:
+            heapq.heappush(events, (max(due, now), 1, state.id, gen[state.id]))
+
+    def stop(state, now):
+        nonlocal allocated
+        for a in pieces(running.pop(state.id)):
+            snapshot.forget(a)
+            allocated -= len(a.gpus)
+        state.pause(now)
+        gen[state.id] += 1
+
+    def start(state, alloc, now):
+        nonlocal allocated
+        for a in pieces(alloc):
+            snapshot.assume(a)
+            allocated += len(a.gpus)
+        running[state.id] = alloc
+        state.resume(now)
+        gen[state.id] += 1
+        heapq.heappush(events, (now + state.remaining, 0, state.id, gen[state.id]))
+        change = policy.next_change(state, now)
+        if change is not None and change < now + state.remaining:
+            heapq.heappush(events, (max(change, now), 1, state.id, gen[state.id]))
+
+    def best_fit(requests):
+        candidates = sorted((node_score(s, requests), i) for i, s in enumerate(snapshot.ordered) if s.fits(requests))
+        for _, i in candidates:
+            alloc = place_on(snapshot.ordered[i], requests)
+            if alloc is not None:
+                return alloc
+        return None
+
+    def victims_for(requests, my_rank, rank):
+        on_node: dict = {}
+        for i, alloc in running.items():
+            if not isinstance(alloc, tuple) and rank[i] > my_rank:
+                on_node.setdefault(alloc.node, []).append((rank[i], i, alloc))
+        best = None
+        for name in sorted(on_node):
+            state = snapshot.nodes[name]
+            if not requests.fits_in(state.allocatable):
+                continue
+            s, chosen = copy_state(state), []
+            for _, i, alloc in sorted(on_node[name], reverse=True):
+                s.forget(alloc)
+                chosen.append(i)
+                if place_on(s, requests) is not None:
+                    if best is None or len(chosen) < len(best):
+                        best = list(chosen)
+                    break
+        return best
+
+    def cycle(now):
+        failed: set = set()
+        for state in sorted((s for s in active.values() if s.id in gangs and not s.running),
+                            key=lambda s: (s.submit, s.id)):
+            requests = by_id[state.id].requests
+            allocs = None if requests in failed else place_gang(snapshot, requests)
+            if allocs is None:
+                failed.add(requests)
+            else:
+                start(state, tuple(allocs), now)
+                result.placements += 1
+                result.gang_placed += 1
+        order = sorted(active.values(), key=lambda s: policy.key(s, now))
+        rank = {s.id: r for r, s in enumerate(order)}
+        for state in order:
+            if state.running or state.id in gangs:
+                continue
+            requests = by_id[state.id].requests
+            alloc = best_fit(requests)
+            if alloc is None:
+                victims = victims_for(requests, rank[state.id], rank)
+                if victims is None:
+                    continue
+                for v in victims:
+                    stop(active[v], now)
+                    schedule_promotion(active[v], now)
+                    active[v].preemptions += 1
+                    result.preemptions += 1
+                alloc = best_fit(requests)
+            start(state, alloc, now)
+            result.placements += 1
+
+    while events:
+        now = events[0][0]
+        changed = False
+        while events and events[0][0] == now:
+            _, kind, i, g = heapq.heappop(events)
+            if kind == 2:
+                j = by_id[i]
+                gen[i] = 0
+                active[i] = JobState(id=i, submit=float(j.submit), duration=float(j.duration),
+                                     gpus=j.requests.get(GPU, 0), remaining=float(j.duration),
+                                     waiting_since=float(j.submit))
+                schedule_promotion(active[i], now)
+                changed = True
+            elif g != gen[i]:
+                continue
+            elif kind == 0:
+                state = active.pop(i)
+                stop(state, now)
+                result.outcomes.append(JobOutcome(
+                    id=i, user=by_id[i].user, submit=state.submit, start=state.first_start, end=now,
+                    duration=state.duration, gpus=state.gpus, attained=state.attained))
+                changed = True
+            elif active[i].running:
+                state = active[i]
+                change = policy.next_change(state, now)
+                if change is not None and change < state.since + state.remaining:
+                    heapq.heappush(events, (max(change, now), 1, i, g))
+                changed = True
+            else:
+                changed = policy.promote(active[i], now) or changed
+                schedule_promotion(active[i], now)
+        if not changed:
+            continue
+        if len(active) > len(running):
+            cycle(now)
+            result.cycles += 1
+        result.samples.append(Sample(t=now, gpus_allocated=allocated, gpus_total=total,
+                                     queue_length=len(active) - len(running), running=len(running)))
+    result.outcomes.sort(key=lambda o: o.id)
+    return result
+
+
+# Busier traces than above: more jobs than the cluster holds, several shapes on the same
+# node (whole and fractional CPUs), gang jobs (more GPUs than a node), zero-GPU jobs.
+busy = st.lists(st.tuples(st.integers(0, 200), st.integers(1, 150),
+                          st.sampled_from([0, 1, 1, 1, 2, 2, 3, 4, 6, 8, 12]), st.sampled_from(["1", "2", "0.5"])),
+                min_size=15, max_size=40)
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=busy, name=st.sampled_from(["srtf", "tiresias"]),
+       thresholds=st.sampled_from([(20,), (10, 45), (7.5, 30, 90)]), knob=st.sampled_from([None, 0.5, 1, 3]),
+       cluster=st.sampled_from(["3x4gpu", "2x8gpu", "1x8gpu"]))
+def test_engine_decides_exactly_as_the_straightforward_loop(rows, name, thresholds, knob, cluster):
+    trace = [SimJob(i, s, d, Resources.parse({"cpu": cpu, "gpu": g}), user="u")
+             for i, (s, d, g, cpu) in enumerate(rows)]
+    nodes = parse_cluster(cluster)
+    got = simulate(nodes, trace, preemptive(name, thresholds, knob), check=True)
+    want = reference(nodes, trace, preemptive(name, thresholds, knob))
+    assert got.outcomes == want.outcomes
+    assert got.samples == want.samples
+    assert (got.preemptions, got.placements, got.cycles, got.gang_placed) == \
+        (want.preemptions, want.placements, want.cycles, want.gang_placed)
+    assert got.infeasible == want.infeasible
 
 
 # --- the CLI ----------------------------------------------------------------------------

@@ -99,6 +99,8 @@ COMMANDS = {c.name: c for c in (  # noqa: E501
             Opt("--half-life", "fair-share: half-life of past usage, e.g. 7d (default), 12h", metavar="TIME"),
             Opt("--tiresias-thresholds", "tiresias: queue thresholds in attained GPU-seconds, e.g. 3200 "
                 "(default) or 3200,36000", metavar="LIST"),
+            Opt("--tiresias-promote-knob", "tiresias: promote a job back to the first queue once it has waited "
+                "K times its run time (default 0: never)", metavar="K"),
             Opt("--plot", "write PNG plots (JCT CDF; utilization and queue length) into DIR", metavar="DIR"),
             Opt("--load", "rescale inter-arrival times: 2.0 = arrivals twice as dense", type=float, metavar="X"),
             Opt("--jobs", "only the first N jobs (of the window, after the filters)", type=int, metavar="N"),

@@ -44,7 +44,8 @@ def cmd_sim(args) -> int:
     from ..sim.engine import simulate
     from ..sim.loaders import load_trace
     from ..sim.metrics import summarize
-    from ..sim.policies import DEFAULT_HALF_LIFE, DEFAULT_THRESHOLDS, is_oracle, parse_thresholds, resolve
+    from ..sim.policies import (DEFAULT_HALF_LIFE, DEFAULT_THRESHOLDS, is_oracle, parse_promote_knob,
+                                parse_thresholds, resolve)
 
     if not args.trace:
         raise ValidationError("--trace", "", "expected a trace file (see --format)", detail="missing trace")
@@ -60,11 +61,14 @@ def cmd_sim(args) -> int:
                                      examples="e.g. 7d, 12h, 3600"))
     thresholds_text = getattr(args, "tiresias_thresholds", None)
     thresholds = DEFAULT_THRESHOLDS if thresholds_text is None else parse_thresholds(thresholds_text)
+    knob_text = getattr(args, "tiresias_promote_knob", None)
+    knob = None if knob_text is None else parse_promote_knob(knob_text)
     config_path = getattr(args, "config", None)
     names = args.policy or ([] if config_path else ["best-effort-fifo"])
     if "config" in names and not config_path:
         raise ValidationError("--policy", "config", "expected --config FILE with it (a daemon config file)")
-    policies = {name: resolve(name, estimate_factor=factor, half_life=half_life, tiresias_thresholds=thresholds)
+    policies = {name: resolve(name, estimate_factor=factor, half_life=half_life, tiresias_thresholds=thresholds,
+                              tiresias_promote_knob=knob)
                 for name in names if name != "config"}
     if config_path:
         from ..sim.policies.configured import load as load_configured
@@ -138,7 +142,7 @@ def cmd_sim(args) -> int:
                           "nodes": len(nodes), "gpus": total_gpus, "load": args.load, "seed": seed,
                           "sample": None if info is None else dataclasses.asdict(info),
                           "estimate_factor": factor, "half_life": half_life,
-                          "tiresias_thresholds": list(thresholds),
+                          "tiresias_thresholds": list(thresholds), "tiresias_promote_knob": knob,
                           "policies": results}, indent=2, sort_keys=True, default=str))
     else:
         print(f"trace {trace.source}: {len(trace.jobs)} jobs"
@@ -167,7 +171,9 @@ def cmd_sim(args) -> int:
                   f"else the actual duration x {factor:g} (--estimate-factor).")
         if "tiresias" in policies:
             print("tiresias: queues by attained GPU-seconds, thresholds "
-                  + ", ".join(f"{t:g}" for t in thresholds) + " (--tiresias-thresholds); PREEMPT: preemptions.")
+                  + ", ".join(f"{t:g}" for t in thresholds) + " (--tiresias-thresholds); starvation promotion "
+                  + (f"after waiting {knob:g}x the run time" if knob else "off") + " (--tiresias-promote-knob); "
+                  "PREEMPT: preemptions.")
     if args.out:
         _write_out(args.out, results)
     plot_dir = getattr(args, "plot", None)

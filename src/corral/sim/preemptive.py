@@ -1,23 +1,39 @@
 """The simulator's preemptive loop, for :class:`~corral.sim.policies.preemptive.PreemptivePolicy` s.
 
-Events: arrivals, ends and the policy's own priority changes (Tiresias' demotions), in
-virtual time. At equal times ends come first, then priority changes, then arrivals; at
-every instant with a valid event the running set is recomputed as described in
-:mod:`corral.sim.policies.preemptive`. Per job the engine tracks the work left and the
-attained service (GPU-seconds); a job's end event is scheduled when it (re)starts, at
-``start + remaining``, and is void if it is preempted before then (a per-job generation
-number marks stale events). A preempted job releases its allocation and waits again,
-its work kept. Capacity accounting uses the scheduler core's
-:class:`~corral.scheduler.Snapshot`, exactly as the non-preemptive loop does.
+Events: arrivals, ends and the policy's own priority changes (Tiresias' demotions of
+running jobs and starvation promotions of waiting ones), in virtual time. At equal times
+ends come first, then priority changes, then arrivals; at every instant with a valid event
+the running set is recomputed as described in :mod:`corral.sim.policies.preemptive`. Per
+job the engine tracks the work left and the attained service (GPU-seconds); a job's end
+event is scheduled when it (re)starts, at ``start + remaining``, and is void if it is
+preempted before then (a per-job generation number, bumped at every start and stop, marks
+stale events). A preempted job releases its allocation and waits again, its work kept.
+Capacity accounting uses the scheduler core's :class:`~corral.scheduler.Snapshot`,
+exactly as the non-preemptive loop does.
+
+The recomputation visits the jobs in rank order without sorting them all at every event
+(a heavily loaded trace keeps tens of thousands waiting): a waiting job's key does not
+change while it waits (the policy contract), so the waiting jobs are kept sorted, one list
+per request shape; only the running jobs' keys are computed at each event. Within one
+recomputation, once a job of some shape neither fits nor can preempt its way in, every
+later-ranked job of the same shape would fail too, so the rest of that shape is skipped:
+since that failure, a node has only lost room to starts and gained room by preempting
+jobs ranked below the failed job (a later job's victims rank below it), which the failed
+job could already count on; the running jobs ranked below a later job are a subset of
+those ranked below the failed one; and placement is monotone in free capacity. The
+decisions are exactly those of sorting every active job at every event (the unit tests
+compare the two on random traces).
 
 With ``check=True``: after every cycle no node is over-committed (the engine's usual
-check), and at the end every job finished exactly once after running, in segments that
-never overlap, for its full duration (within float round-off).
+check) and the kept waiting order matches the policy's current keys; at the end every job
+finished exactly once after running, in segments that never overlap, for its full
+duration (within float round-off).
 """
 
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_left, insort
 from collections.abc import Sequence
 from itertools import pairwise
 
@@ -34,169 +50,298 @@ from .policies.preemptive import JobState, PreemptivePolicy
 
 _END, _CHANGE, _ARRIVAL = 0, 1, 2
 
+#: A job's place in the rank order: ``(policy key, submit, id)`` -- the order a stable sort
+#: of the jobs (in arrival order) by the policy key gives.
+Entry = tuple
+
 
 def _best_fit(snapshot: Snapshot, requests) -> Allocation | None:
-    candidates = sorted((node_score(s, requests), i) for i, s in enumerate(snapshot.ordered) if s.fits(requests))
-    for _, i in candidates:
-        alloc = place_on(snapshot.ordered[i], requests)
+    states = [s for s in snapshot.with_free_gpus(requests.get(GPU, 0)) if s.fits(requests)]
+    states.sort(key=lambda s: node_score(s, requests))     # unique: ends with the node name
+    for state in states:
+        alloc = place_on(state, requests)
         if alloc is not None:
             return alloc
     return None
 
 
+class _Waiting:
+    """Waiting jobs by request shape, each shape's sorted by :data:`Entry`."""
+
+    __slots__ = ("entries", "lists")
+
+    def __init__(self) -> None:
+        self.lists: dict[object, list[Entry]] = {}
+        self.entries: dict[int, tuple[Entry, object]] = {}
+
+    def add(self, entry: Entry, shape) -> None:
+        insort(self.lists.setdefault(shape, []), entry)
+        self.entries[entry[-1]] = (entry, shape)
+
+    def remove(self, job_id: int) -> None:
+        entry, shape = self.entries.pop(job_id)
+        entries = self.lists[shape]
+        del entries[bisect_left(entries, entry)]
+        if not entries:
+            del self.lists[shape]
+
+
 def simulate_preemptive(nodes: Sequence[Node], by_id: dict, policy: PreemptivePolicy, result, *,
                         check: bool = False):
-    from .engine import _check
-
-    snapshot = Snapshot(nodes, {})
-    largest = largest_node_gpus(nodes)
-    gangs = {job_id for job_id, job in by_id.items() if is_gang(job.requests, largest)}
-    gpus_total = sum(n.allocatable.get(GPU, 0) for n in nodes)
-    events: list[tuple[float, int, int, int]] = []
-    states: dict[int, JobState] = {}
-    gen: dict[int, int] = {}
-    for job_id, job in by_id.items():
-        heapq.heappush(events, (float(job.submit), _ARRIVAL, job_id, 0))
-    active: dict[int, JobState] = {}
-    running: dict[int, tuple[None, Allocation]] = {}
-    segments: dict[int, list[tuple[float, float]]] = {}
-    allocated_gpus = 0
-
-    def stop(state: JobState, now: float) -> None:
-        nonlocal allocated_gpus
-        _, allocs = running.pop(state.id)
-        for alloc in _many(allocs):
-            snapshot.forget(alloc)
-            allocated_gpus -= len(alloc.gpus)
-        if check:
-            segments.setdefault(state.id, []).append((state.since, now))
-        state.remaining = state.remaining_at(now)
-        state.attained = state.attained_at(now)
-        state.since = None
-        gen[state.id] += 1                     # voids its end and change events
-
-    def start(state: JobState, alloc, now: float) -> None:
-        nonlocal allocated_gpus
-        for piece in _many(alloc):
-            snapshot.assume(piece)
-            allocated_gpus += len(piece.gpus)
-        running[state.id] = (None, alloc)
-        state.since = now
-        if state.first_start is None:
-            state.first_start = now
-        g = gen[state.id]
-        heapq.heappush(events, (now + state.remaining, _END, state.id, g))
-        change = policy.next_change(state, now)
-        if change is not None and change < now + state.remaining:
-            heapq.heappush(events, (max(change, now), _CHANGE, state.id, g))
-
-    while events:
-        now = events[0][0]
-        changed = False
-        while events and events[0][0] == now:
-            _, kind, job_id, g = heapq.heappop(events)
-            if kind == _ARRIVAL:
-                job = by_id[job_id]
-                gen[job_id] = 0
-                states[job_id] = active[job_id] = JobState(
-                    id=job_id, submit=float(job.submit), duration=float(job.duration),
-                    gpus=job.requests.get(GPU, 0), remaining=float(job.duration))
-                changed = True
-            elif g != gen[job_id]:
-                continue                       # stale: the job was preempted since
-            elif kind == _END:
-                state = active.pop(job_id)
-                stop(state, now)
-                state.remaining = 0.0
-                job = by_id[job_id]
-                result.outcomes.append(JobOutcome(
-                    id=job_id, user=getattr(job, "user", ""), submit=state.submit, start=state.first_start,
-                    end=now, duration=state.duration, gpus=state.gpus, attained=state.attained))
-                changed = True
-            else:                              # a priority change of a running job
-                state = active[job_id]
-                change = policy.next_change(state, now)
-                if change is not None and change < state.since + state.remaining:
-                    heapq.heappush(events, (max(change, now), _CHANGE, job_id, g))
-                changed = True
-        if not changed:
-            continue
-        if len(active) > len(running):
-            _cycle(snapshot, policy, by_id, active, running, now, stop, start, result, gangs)
-            result.cycles += 1
-            if check:
-                _check(snapshot, running)
-        result.samples.append(Sample(t=now, gpus_allocated=allocated_gpus, gpus_total=gpus_total,
-                                     queue_length=len(active) - len(running), running=len(running)))
-    if active or running:
-        raise CorralError(f"simulation ended with {len(active)} jobs unfinished")
-    if check:
-        _check_work(states, segments, result)
-    result.outcomes.sort(key=lambda o: o.id)
-    return result
+    return _Loop(nodes, by_id, policy, result, check).run()
 
 
-def _cycle(snapshot, policy, by_id, active, running, now, stop, start, result, gangs=frozenset()) -> None:
-    # Simple rule for gang jobs (more GPUs than any node, :mod:`corral.sim.gang`): they
-    # are tried first, in arrival order, and then hold their nodes until they end --
-    # never preempted, never preempting.
-    failed: set = set()
-    for state in sorted((s for s in active.values() if s.id in gangs and not s.running),
-                        key=lambda s: (s.submit, s.id)):
-        requests = by_id[state.id].requests
-        allocs = None if requests in failed else place_gang(snapshot, requests)
-        if allocs is None:
-            failed.add(requests)
+class _Loop:
+    def __init__(self, nodes: Sequence[Node], by_id: dict, policy: PreemptivePolicy, result, check: bool):
+        self.by_id = by_id
+        self.policy = policy
+        self.result = result
+        self.check = check
+        self.snapshot = Snapshot(nodes, {})
+        largest = largest_node_gpus(nodes)
+        self.gangs = {job_id for job_id, job in by_id.items() if is_gang(job.requests, largest)}
+        self.gpus_total = sum(n.allocatable.get(GPU, 0) for n in nodes)
+        self.events: list[tuple[float, int, int, int]] = []
+        self.states: dict[int, JobState] = {}
+        self.gen: dict[int, int] = {}
+        self.active: dict[int, JobState] = {}
+        self.running: dict[int, tuple[None, Allocation | tuple]] = {}
+        #: Waiting jobs that fit on one node, and gang jobs (keyed ``(submit, id)``).
+        self.waiting = _Waiting()
+        self.waiting_gangs = _Waiting()
+        self.segments: dict[int, list[tuple[float, float]]] = {}
+        self.allocated_gpus = 0
+
+    # -- job transitions -------------------------------------------------------------------
+
+    def entry(self, state: JobState, now: float) -> Entry:
+        return (self.policy.key(state, now), state.submit, state.id)
+
+    def wait(self, state: JobState, now: float) -> None:
+        """Index the waiting ``state`` and schedule its promotion, if any."""
+        if state.id in self.gangs:
+            self.waiting_gangs.add((state.submit, state.id), self.by_id[state.id].requests)
         else:
-            start(state, tuple(allocs), now)
-            result.placements += 1
-            result.gang_placed += 1
-    order = sorted(active.values(), key=lambda s: policy.key(s, now))
-    rank = {s.id: i for i, s in enumerate(order)}
-    for state in order:
-        if state.running or state.id in gangs:
-            continue
-        requests = by_id[state.id].requests
-        alloc = _best_fit(snapshot, requests)
-        if alloc is None:
-            victims = _victims(snapshot, requests, rank[state.id], rank, running)
-            if victims is None:
+            self.waiting.add(self.entry(state, now), self.by_id[state.id].requests)
+        due = self.policy.next_promotion(state, now)
+        if due is not None:
+            heapq.heappush(self.events, (max(due, now), _CHANGE, state.id, self.gen[state.id]))
+
+    def stop(self, state: JobState, now: float) -> None:
+        _, allocs = self.running.pop(state.id)
+        for alloc in _many(allocs):
+            self.snapshot.forget(alloc)
+            self.allocated_gpus -= len(alloc.gpus)
+        if self.check:
+            self.segments.setdefault(state.id, []).append((state.since, now))
+        state.pause(now)
+        self.gen[state.id] += 1                # voids its end and change events
+
+    def start(self, state: JobState, alloc, now: float) -> None:
+        for piece in _many(alloc):
+            self.snapshot.assume(piece)
+            self.allocated_gpus += len(piece.gpus)
+        self.running[state.id] = (None, alloc)
+        state.resume(now)
+        self.gen[state.id] += 1                # voids its promotion event
+        g = self.gen[state.id]
+        heapq.heappush(self.events, (now + state.remaining, _END, state.id, g))
+        change = self.policy.next_change(state, now)
+        if change is not None and change < now + state.remaining:
+            heapq.heappush(self.events, (max(change, now), _CHANGE, state.id, g))
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self):
+        from .engine import _check
+
+        by_id, policy, result, events, active = self.by_id, self.policy, self.result, self.events, self.active
+        for job_id, job in by_id.items():
+            heapq.heappush(events, (float(job.submit), _ARRIVAL, job_id, 0))
+        while events:
+            now = events[0][0]
+            changed = False
+            while events and events[0][0] == now:
+                _, kind, job_id, g = heapq.heappop(events)
+                if kind == _ARRIVAL:
+                    job = by_id[job_id]
+                    self.gen[job_id] = 0
+                    state = self.states[job_id] = active[job_id] = JobState(
+                        id=job_id, submit=float(job.submit), duration=float(job.duration),
+                        gpus=job.requests.get(GPU, 0), remaining=float(job.duration), waiting_since=float(job.submit))
+                    self.wait(state, now)
+                    changed = True
+                elif g != self.gen[job_id]:
+                    continue                   # stale: the job started or stopped since
+                elif kind == _END:
+                    state = active.pop(job_id)
+                    self.stop(state, now)
+                    state.remaining = 0.0
+                    job = by_id[job_id]
+                    result.outcomes.append(JobOutcome(
+                        id=job_id, user=getattr(job, "user", ""), submit=state.submit, start=state.first_start,
+                        end=now, duration=state.duration, gpus=state.gpus, attained=state.attained))
+                    changed = True
+                elif active[job_id].running:   # a priority change of a running job
+                    state = active[job_id]
+                    change = policy.next_change(state, now)
+                    if change is not None and change < state.since + state.remaining:
+                        heapq.heappush(events, (max(change, now), _CHANGE, job_id, g))
+                    changed = True
+                else:                          # a waiting job's promotion
+                    state = active[job_id]
+                    waiting = self.waiting_gangs if job_id in self.gangs else self.waiting
+                    waiting.remove(job_id)
+                    changed = policy.promote(state, now) or changed
+                    self.wait(state, now)
+            if not changed:
                 continue
-            for v in victims:
-                stop(active[v], now)
-                active[v].preemptions += 1
-                result.preemptions += 1
+            if len(active) > len(self.running):
+                self.cycle(now)
+                result.cycles += 1
+                if self.check:
+                    _check(self.snapshot, self.running)
+                    self.check_waiting(now)
+            result.samples.append(Sample(t=now, gpus_allocated=self.allocated_gpus, gpus_total=self.gpus_total,
+                                         queue_length=len(active) - len(self.running), running=len(self.running)))
+        if active or self.running:
+            raise CorralError(f"simulation ended with {len(active)} jobs unfinished")
+        if self.check:
+            _check_work(self.states, self.segments, result)
+        result.outcomes.sort(key=lambda o: o.id)
+        return result
+
+    # -- one recomputation of the running set ----------------------------------------------
+
+    def cycle(self, now: float) -> None:
+        self.start_gangs(now)
+        snapshot, by_id, active, running, result = self.snapshot, self.by_id, self.active, self.running, self.result
+        shapes = list(self.waiting.lists.values())
+        #: The next job to try of each shape in play: (entry, position, shape number).
+        heap = [(entries[0], 0, n) for n, entries in enumerate(shapes)]
+        heapq.heapify(heap)
+        #: Jobs preempted in this cycle, tried again at their rank (as running) in it.
+        victims_heap: list[Entry] = []
+        preempted: list[JobState] = []
+        started: set[int] = set()
+        #: The running jobs' entries at this cycle's start (gang jobs, never preempted, left
+        #: out) and, per node, those jobs lowest-ranked first; computed when first needed.
+        ranks: dict[int, Entry] = {}
+        by_node: dict[str, list[tuple[Entry, int, Allocation]]] | None = None
+        while heap or victims_heap:
+            if victims_heap and (not heap or victims_heap[0] < heap[0][0]):
+                entry, pos, n = heapq.heappop(victims_heap), -1, -1
+            else:
+                entry, pos, n = heapq.heappop(heap)
+            state = active[entry[-1]]
+            requests = by_id[state.id].requests
             alloc = _best_fit(snapshot, requests)
             if alloc is None:
-                raise CorralError(f"job {state.id} does not fit after preempting {victims}")
-        start(state, alloc, now)
-        result.placements += 1
+                if by_node is None:
+                    by_node = {}
+                    for job_id, (_, a) in running.items():
+                        if not isinstance(a, tuple) and job_id not in started:
+                            rank = ranks[job_id] = self.entry(active[job_id], now)
+                            by_node.setdefault(a.node, []).append((rank, job_id, a))
+                    for ranked in by_node.values():
+                        ranked.sort(reverse=True)
+                victims = _victims(snapshot, requests, entry, by_node, running)
+                if victims is None:
+                    continue                   # and so will the rest of its shape: dropped
+                for v in victims:
+                    self.stop(active[v], now)
+                    active[v].preemptions += 1
+                    result.preemptions += 1
+                    heapq.heappush(victims_heap, ranks[v])
+                    preempted.append(active[v])
+                alloc = _best_fit(snapshot, requests)
+                if alloc is None:
+                    raise CorralError(f"job {state.id} does not fit after preempting {victims}")
+            self.start(state, alloc, now)
+            result.placements += 1
+            if n >= 0:
+                started.add(state.id)
+                if pos + 1 < len(shapes[n]):
+                    heapq.heappush(heap, (shapes[n][pos + 1], pos + 1, n))
+        for job_id in started:
+            self.waiting.remove(job_id)
+        for state in preempted:
+            if not state.running:
+                self.wait(state, now)
+
+    def start_gangs(self, now: float) -> None:
+        # Simple rule for gang jobs (more GPUs than any node, :mod:`corral.sim.gang`): they
+        # are tried first, in arrival order, and then hold their nodes until they end --
+        # never preempted, never preempting. Only starts happen here, so a shape that
+        # failed once fails for the rest of the pass.
+        shapes = list(self.waiting_gangs.lists.items())
+        heap = [(entries[0], 0, n) for n, (_, entries) in enumerate(shapes)]
+        heapq.heapify(heap)
+        started: list[int] = []
+        while heap:
+            (_, job_id), pos, n = heapq.heappop(heap)
+            requests, entries = shapes[n]
+            allocs = place_gang(self.snapshot, requests)
+            if allocs is None:
+                continue
+            self.start(self.active[job_id], tuple(allocs), now)
+            self.result.placements += 1
+            self.result.gang_placed += 1
+            started.append(job_id)
+            if pos + 1 < len(entries):
+                heapq.heappush(heap, (entries[pos + 1], pos + 1, n))
+        for job_id in started:
+            self.waiting_gangs.remove(job_id)
+
+    def check_waiting(self, now: float) -> None:
+        waiting = {s.id for s in self.active.values() if not s.running}
+        kept = set(self.waiting.entries) | set(self.waiting_gangs.entries)
+        if kept != waiting:
+            raise CorralError(f"waiting index out of date: {sorted(kept ^ waiting)[:10]}")
+        for job_id, (entry, shape) in self.waiting.entries.items():
+            if entry != self.entry(self.active[job_id], now) or shape != self.by_id[job_id].requests:
+                raise CorralError(f"job {job_id}: kept rank {entry}, now {self.entry(self.active[job_id], now)}")
 
 
-def _victims(snapshot: Snapshot, requests, my_rank: int, rank: dict, running: dict) -> list[int] | None:
-    """The fewest running jobs ranked below ``my_rank`` on one node whose preemption
-    (lowest-ranked first) makes ``requests`` fit there; None if no node works."""
-    on_node: dict[str, list[tuple[int, int, Allocation]]] = {}
-    for job_id, (_, alloc) in running.items():
-        if isinstance(alloc, tuple):
-            continue                           # a gang job: never preempted
-        if rank[job_id] > my_rank:
-            on_node.setdefault(alloc.node, []).append((rank[job_id], job_id, alloc))
-    best: tuple[int, str, list[int]] | None = None
-    for name in sorted(on_node):
+def _victims(snapshot: Snapshot, requests, entry: Entry, by_node: dict[str, list[tuple[Entry, int, Allocation]]],
+             running: dict) -> list[int] | None:
+    """The fewest running jobs ranked below ``entry`` on one node whose preemption
+    (lowest-ranked first) makes ``requests`` fit there; None if no node works.
+    ``by_node``: node -> ``(entry, id, allocation)`` of the jobs that ran there at the
+    cycle's start, lowest-ranked first (those since preempted are no longer ``running``)."""
+    best: list[int] | None = None
+    need = requests.get(GPU, 0)
+    for name in sorted(by_node):
+        ranked = by_node[name]
+        if not ranked or ranked[0][0] < entry:
+            continue                           # nobody ranked below it there
         state = snapshot.nodes[name]
         if not requests.fits_in(state.allocatable):
             continue
+        # Those still running (not preempted earlier in this cycle), lowest-ranked first --
+        # no more than could beat the best node so far.
+        most = len(ranked) if best is None else len(best) - 1
+        below: list[tuple[int, Allocation]] = []
+        gpus = state.free(GPU)
+        for rank, job_id, alloc in ranked:
+            if rank < entry or len(below) == most:
+                break
+            if job_id in running:
+                below.append((job_id, alloc))
+                gpus += alloc.requests.get(GPU, 0)
+        if gpus < need:
+            continue                           # too few GPUs even with all of them gone
         s = copy_state(state)
         chosen: list[int] = []
-        for _, job_id, alloc in sorted(on_node[name], reverse=True):
+        for job_id, alloc in below:
             s.forget(alloc)
             chosen.append(job_id)
             if place_on(s, requests) is not None:
-                if best is None or len(chosen) < best[0]:
-                    best = (len(chosen), name, list(chosen))
+                best = chosen
                 break
-    return None if best is None else best[2]
+        if best is not None and len(best) == 1:
+            break                              # the fewest possible (0 would have fitted without)
+    return best
 
 
 def _many(x) -> tuple:

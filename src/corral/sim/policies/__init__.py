@@ -29,7 +29,7 @@ from .fair_share import DEFAULT_HALF_LIFE, fair_share
 from .preemptive import PreemptivePolicy
 from .sjf_history import sjf_history
 from .srtf import srtf
-from .tiresias import DEFAULT_THRESHOLDS, parse_thresholds, tiresias
+from .tiresias import DEFAULT_THRESHOLDS, parse_promote_knob, parse_thresholds, tiresias
 
 #: Name -> factory(estimate_factor=, half_life=) of the multi-tenant policies.
 TENANT_POLICIES = {"easy-backfill": easy_backfill, "fair-share": fair_share}
@@ -46,13 +46,13 @@ def policy_names() -> list[str]:
 
 
 def resolve(name: str, *, estimate_factor: float = 1.0, half_life: float = DEFAULT_HALF_LIFE,
-            tiresias_thresholds=DEFAULT_THRESHOLDS):
+            tiresias_thresholds=DEFAULT_THRESHOLDS, tiresias_promote_knob: float | None = None):
     """A core :class:`~corral.scheduler.policies.Policy`, a :class:`TenantPolicy` or a
     :class:`PreemptivePolicy`."""
     from ...scheduler import POLICIES, get_policy
 
     if name in PREEMPTIVE_POLICIES:
-        return PREEMPTIVE_POLICIES[name](thresholds=tiresias_thresholds)
+        return PREEMPTIVE_POLICIES[name](thresholds=tiresias_thresholds, promote_knob=tiresias_promote_knob)
     if name in HISTORY_POLICIES:
         return HISTORY_POLICIES[name]()
 
@@ -72,5 +72,5 @@ def is_oracle(policy, jobs: Iterable = ()) -> bool:
 
 
 __all__ = ["TenantPolicy", "TENANT_POLICIES", "HISTORY_POLICIES", "sjf_history", "PreemptivePolicy", "PREEMPTIVE_POLICIES", "DEFAULT_THRESHOLDS",
-           "parse_thresholds", "srtf", "tiresias", "DEFAULT_QUEUE", "DEFAULT_HALF_LIFE", "resolve", "is_oracle",
+           "parse_thresholds", "parse_promote_knob", "srtf", "tiresias", "DEFAULT_QUEUE", "DEFAULT_HALF_LIFE", "resolve", "is_oracle",
            "policy_names", "easy_backfill", "fair_share"]

@@ -17,7 +17,16 @@ preempt by remaining time or attained service); the engine's preemptive loop
   literature's SRTF and Tiresias simulations).
 
 :meth:`PreemptivePolicy.next_change` lets a policy ask for an event when a running job's
-priority changes without any arrival or end (Tiresias' demotions).
+priority changes without any arrival or end (Tiresias' demotions);
+:meth:`PreemptivePolicy.next_promotion` and :meth:`PreemptivePolicy.promote` do the same for
+a waiting job (Tiresias' starvation promotion), which the policy may change the state of.
+
+A waiting job's :meth:`~PreemptivePolicy.key` must depend on its state only, not on the
+time (SRTF: the remaining time; Tiresias: the queue), so that it only changes when the
+job starts, stops or is promoted: the engine keeps the waiting jobs sorted by it instead
+of sorting every job at every event (with ``check=True`` it verifies that the kept keys
+are the current ones). Keys should be unique (end with the job id); among equal keys the
+earlier submit, then the lower id, ranks first.
 """
 
 from __future__ import annotations
@@ -41,6 +50,17 @@ class JobState:
     since: float | None = None
     first_start: float | None = None
     preemptions: int = 0
+    #: GPU-seconds attained since the last promotion (all of them until promoted), as of
+    #: ``since`` when running: what Tiresias queues by.
+    service: float = 0.0
+    #: Seconds run since the last promotion, as of ``since`` when running.
+    executed: float = 0.0
+    #: Seconds waited since the last promotion while ``executed`` > 0, as of
+    #: ``waiting_since`` when waiting.
+    waited: float = 0.0
+    #: When the current wait began (None: running).
+    waiting_since: float | None = None
+    promotions: int = 0
 
     @property
     def running(self) -> bool:
@@ -51,6 +71,34 @@ class JobState:
 
     def attained_at(self, now: float) -> float:
         return self.attained if self.since is None else self.attained + self.gpus * (now - self.since)
+
+    def service_at(self, now: float) -> float:
+        return self.service if self.since is None else self.service + self.gpus * (now - self.since)
+
+    def executed_at(self, now: float) -> float:
+        return self.executed if self.since is None else self.executed + (now - self.since)
+
+    def waited_at(self, now: float) -> float:
+        if self.waiting_since is None or self.executed <= 0:
+            return self.waited
+        return self.waited + (now - self.waiting_since)
+
+    def resume(self, now: float) -> None:
+        """The job (re)starts at ``now``."""
+        self.waited = self.waited_at(now)
+        self.waiting_since = None
+        self.since = now
+        if self.first_start is None:
+            self.first_start = now
+
+    def pause(self, now: float) -> None:
+        """The job stops running at ``now`` (preempted, or ended), its work kept."""
+        self.remaining = self.remaining_at(now)
+        self.attained = self.attained_at(now)
+        self.service = self.service_at(now)
+        self.executed = self.executed_at(now)
+        self.since = None
+        self.waiting_since = now
 
 
 class PreemptivePolicy:
@@ -65,3 +113,13 @@ class PreemptivePolicy:
     def next_change(self, job: JobState, now: float) -> float | None:
         """When the running ``job``'s key changes by itself (None: never)."""
         return None
+
+    def next_promotion(self, job: JobState, now: float) -> float | None:
+        """When the waiting ``job`` is due a :meth:`promote` (``now`` at the earliest;
+        None: never while it waits)."""
+        return None
+
+    def promote(self, job: JobState, now: float) -> bool:
+        """Apply the promotion the waiting ``job`` is due at ``now`` (changing its state,
+        hence its key); False, changing nothing, when none is due."""
+        return False
