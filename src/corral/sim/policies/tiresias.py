@@ -10,8 +10,8 @@ a threshold -- the engine gets an event for that (:meth:`Tiresias.next_change`) 
 then jobs of the higher queue that wait may preempt it. Preempted jobs keep their
 attained service.
 
-Starvation promotion (the paper's PROMOTEKNOB, section 3.2 and Algorithm 1; off by
-default): a waiting job in a lower queue whose waiting time so far (``delta``) reaches
+Starvation promotion (the paper's "avoiding starvation" rule, PROMOTEKNOB; off by
+default, ``promote_knob``): a waiting job in a lower queue whose waiting time so far (``delta``) reaches
 ``promote_knob`` times its execution time so far (``t``, seconds) moves back to the
 highest-priority queue, and both ``t`` and ``delta`` are reset to zero -- its attained
 service *for queueing* restarts from 0, so it is not demoted again right away (its total
@@ -21,7 +21,10 @@ promotion, ``delta`` the time waited since the last promotion once the job has r
 (resuming does not reset it), and a job that has not run since its last promotion (or
 ever) is in the highest queue and never promoted. The engine gets an event at the moment
 the rule fires (:meth:`Tiresias.next_promotion`), so the promotion happens at that exact
-virtual time.
+virtual time. A promoted job takes its place in the highest queue by submit time like
+any other, so it may preempt younger jobs there at once (the authors' simulator appends
+it behind that queue's jobs instead); under heavy overload this makes for many
+preemptions.
 """
 
 from __future__ import annotations
@@ -77,10 +80,8 @@ class Tiresias(PreemptivePolicy):
 
     def next_promotion(self, job: JobState, now: float) -> float | None:
         knob = self.promote_knob
-        if knob is None or job.running or job.executed <= 0 or self.queue(job.service) == 0:
-            return None
-        if job.waiting_since is None:
-            return None
+        if knob is None or job.waiting_since is None or job.executed <= 0 or self.queue(job.service) == 0:
+            return None                        # off, running, not run since promoted, or queue 0
         due = knob * job.executed
         if job.waited_at(now) >= due - _tolerance(due):
             return now
