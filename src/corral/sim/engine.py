@@ -148,7 +148,7 @@ class _CoreScheduler:
         return len(self.queue) + len(self.gangs)
 
     def advance(self, now: float, running: dict) -> None:
-        pass
+        """Nothing to account between events: the fast path keeps no usage history."""
 
     def _run(self, queue: PendingQueue) -> tuple[list[Placement], None]:
         """One core cycle on ``queue``; also removes the placed jobs from the main queue."""
@@ -276,7 +276,7 @@ class _TenantScheduler:
         self.pending[job.id] = job
 
     def observe(self, job, seconds: float) -> None:
-        pass
+        """Nothing to learn: the multi-tenant cycle's estimates are requested times only."""
 
     def add_gang(self, job: PendingJob, submit: float) -> None:
         self.gangs[job.id] = job

@@ -108,7 +108,8 @@ class PreemptivePolicy:
     oracle: bool = False
 
     def key(self, job: JobState, now: float) -> tuple:
-        raise NotImplementedError
+        """Rank of ``job`` at ``now`` (lowest first); every concrete policy defines it."""
+        raise NotImplementedError(f"{type(self).__name__} must define key()")
 
     def next_change(self, job: JobState, now: float) -> float | None:
         """When the running ``job``'s key changes by itself (None: never)."""
