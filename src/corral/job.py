@@ -126,12 +126,11 @@ REASON_STATES: dict[Reason, JobState] = {
 
 
 @dataclass(frozen=True)
-class Allocation:
-    """What a running job holds: its requests, on one node, with specific devices.
+class Piece:
+    """The part of an allocation on one node: its requests there, with specific devices.
 
     ``gpus`` are GPU indices on the node, ``cores`` are CPU ids given exclusively (empty
-    when the CPU request is fractional and the job runs on the shared pool).
-    """
+    when the CPU request is fractional and the job runs on the shared pool)."""
 
     node: str
     requests: "Any"  # corral.resources.Resources
@@ -143,11 +142,116 @@ class Allocation:
                 "gpus": list(self.gpus), "cores": list(self.cores)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Allocation":
+    def from_dict(cls, data: dict[str, Any]) -> "Piece":
         from .resources import Resources
 
         return cls(node=data["node"], requests=Resources(data["requests"]),
                    gpus=tuple(data.get("gpus", ())), cores=tuple(data.get("cores", ())))
+
+
+class Allocation:
+    """What a running job holds: one :class:`Piece` per node it runs on.
+
+    Most jobs run on one node: ``Allocation(node, requests, gpus, cores)`` builds that
+    one piece, and :attr:`node`, :attr:`gpus` and :attr:`cores` read it. A job that
+    spans nodes (a gang) is ``Allocation(pieces=[...])``; for it those three raise, since
+    GPU and core ids only mean something on their own node -- use :attr:`pieces`.
+    Immutable and hashable.
+    """
+
+    __slots__ = ("pieces", "requests")
+
+    def __init__(self, node: str | None = None, requests: "Any" = None, gpus: tuple[int, ...] = (),
+                 cores: tuple[int, ...] = (), *, pieces: "Any" = None):
+        if pieces is not None:
+            if node is not None or requests is not None or gpus or cores:
+                raise TypeError("Allocation takes either node/requests/gpus/cores or pieces, not both")
+            parts = tuple(pieces)
+            if not parts:
+                raise ValueError("an allocation has at least one piece")
+            nodes = [p.node for p in parts]
+            if len(set(nodes)) != len(nodes):
+                raise ValueError(f"an allocation has one piece per node, got nodes {nodes}")
+        else:
+            if node is None or requests is None:
+                raise TypeError("Allocation needs a node and requests (or pieces)")
+            parts = (Piece(node, requests, tuple(gpus), tuple(cores)),)
+        total = parts[0].requests
+        for p in parts[1:]:
+            total = total.add(p.requests)
+        object.__setattr__(self, "pieces", parts)
+        object.__setattr__(self, "requests", total)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Allocation is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Allocation) and self.pieces == other.pieces
+
+    def __hash__(self) -> int:
+        return hash(self.pieces)
+
+    def __repr__(self) -> str:
+        if len(self.pieces) == 1:
+            p = self.pieces[0]
+            return f"Allocation(node={p.node!r}, requests={p.requests!r}, gpus={p.gpus}, cores={p.cores})"
+        return f"Allocation(pieces={list(self.pieces)!r})"
+
+    @property
+    def single(self) -> bool:
+        """True when the allocation is on one node."""
+        return len(self.pieces) == 1
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        return tuple(p.node for p in self.pieces)
+
+    def _only(self) -> Piece:
+        if len(self.pieces) != 1:
+            from .errors import CorralError
+
+            raise CorralError(f"the allocation spans {len(self.pieces)} nodes ({', '.join(self.nodes)}): "
+                              "read its pieces")
+        return self.pieces[0]
+
+    @property
+    def node(self) -> str:
+        """The node of a one-node allocation."""
+        return self._only().node
+
+    @property
+    def gpus(self) -> tuple[int, ...]:
+        """The GPU indices of a one-node allocation."""
+        return self._only().gpus
+
+    @property
+    def cores(self) -> tuple[int, ...]:
+        """The exclusive cores of a one-node allocation."""
+        return self._only().cores
+
+    def piece_on(self, node: str) -> Piece | None:
+        for p in self.pieces:
+            if p.node == node:
+                return p
+        return None
+
+    @property
+    def gpu_count(self) -> int:
+        return sum(len(p.gpus) for p in self.pieces)
+
+    def to_dict(self) -> dict[str, Any]:
+        """One node: ``{"node", "requests", "gpus", "cores"}`` (the form stored since the
+        start); several: ``{"pieces": [...]}``."""
+        if len(self.pieces) == 1:
+            return self.pieces[0].to_dict()
+        return {"pieces": [p.to_dict() for p in self.pieces]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Allocation":
+        if "pieces" in data:
+            return cls(pieces=[Piece.from_dict(p) for p in data["pieces"]])
+        p = Piece.from_dict(data)
+        return cls(p.node, p.requests, p.gpus, p.cores)
 
 
 @dataclass

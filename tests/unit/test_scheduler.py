@@ -9,13 +9,22 @@ from hypothesis import strategies as st
 
 from corral.capacity.node import GpuDevice, TopologyLevel, make_node
 from corral.job import Allocation, Reason
-from corral.resources import CPU, GPU, Resources
-from corral.scheduler import PendingJob, Snapshot, get_policy, infeasible, schedule
+from corral.reasons import Behind, InsufficientResources, Unschedulable
+from corral.resources import GPU, Resources
+from corral.scheduler import CycleContext, PendingJob, PendingSet, Snapshot, infeasible, schedule
 from corral.scheduler.placement import choose_gpus
+from sched_helpers import check_invariants, one_queue, state_of
 
 GiB = 2**30
-BEST = get_policy("best-effort-fifo")
-STRICT = get_policy("strict-fifo")
+BEST = "best-effort-fifo"
+STRICT = "strict-fifo"
+
+
+def schedule_once(nodes, running, pending, policy=BEST):
+    """One cycle on a fresh state (the old ``schedule(nodes, allocations, pending, policy)``)."""
+    from sched_helpers import cycle
+
+    return cycle(nodes, running, pending, policy)
 
 
 def job(i: int, priority: int = 0, **req) -> PendingJob:
@@ -28,33 +37,34 @@ def node4():
 
 def test_priority_then_submit_order():
     n = make_node("n1", cores=2, memory=GiB)
-    res = schedule([n], {}, [job(1, cpu=1), job(2, priority=5, cpu=1), job(3, priority=5, cpu=1)], BEST)
+    res = schedule_once([n], {}, [job(1, cpu=1), job(2, priority=5, cpu=1), job(3, priority=5, cpu=1)], BEST)
     assert [p.job_id for p in res.placements] == [2, 3]
-    assert res.waiting[1].reason is Reason.INSUFFICIENT_RESOURCES
-    assert res.waiting[1].message == "insufficient cpu: requests 1, free 0 of 2"
+    assert isinstance(res.reasons[1], InsufficientResources)
+    assert res.reasons[1].reason is Reason.INSUFFICIENT_RESOURCES
+    assert res.reasons[1].message == "insufficient cpu: requests 1, free 0 of 2"
 
 
 def test_pending_reason_names_resource_and_numbers():
     n = node4()
     running = {1: Allocation("n1", Resources.parse({"cpu": 1, "gpu": 3}), gpus=(0, 1, 2), cores=(0,))}
-    res = schedule([n], running, [job(2, cpu=1, gpu=2)], BEST)
+    res = schedule_once([n], running, [job(2, cpu=1, gpu=2)], BEST)
     assert res.placements == []
-    assert res.waiting[2].message == "insufficient nvidia.com/gpu: requests 2, free 1 of 4"
+    assert res.reasons[2].message == "insufficient nvidia.com/gpu: requests 2, free 1 of 4"
 
 
 def test_best_effort_lets_small_jobs_pass_strict_does_not():
     n = node4()
     running = {1: Allocation("n1", Resources.parse({"cpu": 1, "gpu": 3}), gpus=(0, 1, 2), cores=(0,))}
     pending = [job(2, cpu=1, gpu=2), job(3, cpu=1, gpu=1)]
-    assert [p.job_id for p in schedule([n], running, pending, BEST).placements] == [3]
-    res = schedule([n], running, pending, STRICT)
+    assert [p.job_id for p in schedule_once([n], running, pending, BEST).placements] == [3]
+    res = schedule_once([n], running, pending, STRICT)
     assert res.placements == []
-    assert res.waiting[3].reason is Reason.PRIORITY
-    assert res.waiting[3].message == "waiting behind job 2 (strict order)"
+    assert res.reasons[3] == Behind(job_id=2) and res.reasons[3].reason is Reason.PRIORITY
+    assert res.reasons[3].message == "waiting behind job 2 (strict order)"
 
 
 def test_specific_gpus_and_cores_are_assigned():
-    res = schedule([node4()], {}, [job(1, cpu=2, gpu=1), job(2, cpu="500m", gpu=1)], BEST)
+    res = schedule_once([node4()], {}, [job(1, cpu=2, gpu=1), job(2, cpu="500m", gpu=1)], BEST)
     a1, a2 = (p.allocation for p in res.placements)
     assert len(a1.gpus) == 1 and len(a1.cores) == 2
     assert a2.cores == ()          # fractional CPU: shared pool, no pinned cores
@@ -63,7 +73,7 @@ def test_specific_gpus_and_cores_are_assigned():
 
 def test_multi_gpu_job_gets_an_nvlink_pair_and_singles_do_not_split_pairs():
     n = node4()   # NVLink pairs (0,1) and (2,3)
-    res = schedule([n], {}, [job(1, cpu=1, gpu=1), job(2, cpu=1, gpu=2), job(3, cpu=1, gpu=1)], BEST)
+    res = schedule_once([n], {}, [job(1, cpu=1, gpu=1), job(2, cpu=1, gpu=2), job(3, cpu=1, gpu=1)], BEST)
     allocs = {p.job_id: p.allocation.gpus for p in res.placements}
     assert allocs[2] in {(0, 1), (2, 3)}
     # The two single-GPU jobs share the other pair instead of breaking both pairs.
@@ -100,42 +110,42 @@ def test_reserve_is_not_allocatable():
     n = make_node("n1", cores=2, memory=4 * GiB, reserve=Resources.parse({"cpu": "500m", "memory": "1Gi"}))
     assert infeasible([n], Resources.parse({"cpu": 2})) == [
         "insufficient cpu: job requests 2, node has 1.5 allocatable"]
-    res = schedule([n], {}, [job(1, cpu=1), job(2, cpu=1)], BEST)
+    res = schedule_once([n], {}, [job(1, cpu=1), job(2, cpu=1)], BEST)
     assert [p.job_id for p in res.placements] == [1]
 
 
 def test_a_job_the_node_shrank_under_waits_as_unschedulable():
     # Submitted when the node had 4 GPUs; the daemon came back with 1.
     n = make_node("n1", cores=2, memory=GiB, gpus=1)
-    res = schedule([n], {}, [job(1, cpu=1, gpu=4)], BEST)
+    res = schedule_once([n], {}, [job(1, cpu=1, gpu=4)], BEST)
     assert res.placements == []
-    assert res.waiting[1].reason is Reason.UNSCHEDULABLE
-    assert res.waiting[1].message == ("can never fit the node as it is now: insufficient nvidia.com/gpu: "
+    assert isinstance(res.reasons[1], Unschedulable) and res.reasons[1].reason is Reason.UNSCHEDULABLE
+    assert res.reasons[1].message == ("can never fit the node as it is now: insufficient nvidia.com/gpu: "
                                       "job requests 4, node has 1 allocatable")
 
 
 def test_extended_resources_are_counted():
     n = make_node("n1", cores=4, memory=GiB, extended={"example.com/fpga": 1})
-    res = schedule([n], {}, [job(1, cpu=1, **{"example.com/fpga": 1}), job(2, cpu=1, **{"example.com/fpga": 1})],
+    res = schedule_once([n], {}, [job(1, cpu=1, **{"example.com/fpga": 1}), job(2, cpu=1, **{"example.com/fpga": 1})],
                    BEST)
     assert [p.job_id for p in res.placements] == [1]
-    assert res.waiting[2].message == "insufficient example.com/fpga: requests 1, free 0 of 1"
+    assert res.reasons[2].message == "insufficient example.com/fpga: requests 1, free 0 of 1"
 
 
 def test_multi_node_best_fit_packs_gpus():
     a = make_node("a", cores=8, memory=GiB, gpus=4)
     b = make_node("b", cores=8, memory=GiB, gpus=4)
     running = {9: Allocation("b", Resources.parse({"cpu": 1, "gpu": 2}), gpus=(0, 1), cores=(0,))}
-    res = schedule([a, b], running, [job(1, cpu=1, gpu=2)], BEST)
+    res = schedule_once([a, b], running, [job(1, cpu=1, gpu=2)], BEST)
     assert res.placements[0].allocation.node == "b"
 
 
 def test_deterministic():
     pending = [job(i, priority=i % 3, cpu=1 + i % 2, gpu=i % 3) for i in range(1, 40)]
-    r1 = schedule([node4(), make_node("n2", cores=4, memory=GiB, gpus=2)], {}, pending, BEST)
-    r2 = schedule([node4(), make_node("n2", cores=4, memory=GiB, gpus=2)], {}, list(reversed(pending)), BEST)
+    r1 = schedule_once([node4(), make_node("n2", cores=4, memory=GiB, gpus=2)], {}, pending, BEST)
+    r2 = schedule_once([node4(), make_node("n2", cores=4, memory=GiB, gpus=2)], {}, list(reversed(pending)), BEST)
     assert r1.placements == r2.placements
-    assert r1.waiting == r2.waiting
+    assert r1.reasons == r2.reasons
 
 
 # --- properties ------------------------------------------------------------------
@@ -163,28 +173,6 @@ def _submitted(event, nodes, job_id: int) -> PendingJob | None:
     return PendingJob(job_id, req, priority=event[2], seq=job_id)
 
 
-def _check_invariants(nodes, running: dict[int, Allocation]):
-    by_node = {n.name: n for n in nodes}
-    used: dict[str, Counter] = {n.name: Counter() for n in nodes}
-    gpus_seen: set[tuple[str, int]] = set()
-    cores_seen: set[tuple[str, int]] = set()
-    for alloc in running.values():
-        used[alloc.node].update(alloc.requests.as_dict())
-        assert len(alloc.gpus) == alloc.requests.get(GPU, 0)
-        for g in alloc.gpus:
-            assert (alloc.node, g) not in gpus_seen, "one GPU given to two running jobs"
-            gpus_seen.add((alloc.node, g))
-        for c in alloc.cores:
-            assert (alloc.node, c) not in cores_seen, "one core given to two running jobs"
-            cores_seen.add((alloc.node, c))
-        cpu = alloc.requests.get(CPU, 0)
-        assert len(alloc.cores) == (cpu // 1000 if cpu % 1000 == 0 else 0)
-    for name, counter in used.items():
-        alloc = by_node[name].allocatable
-        for res, amount in counter.items():
-            assert amount <= alloc.get(res, 0), f"over-commit of {res} on {name}"
-
-
 @settings(max_examples=150, deadline=None)
 @given(events=events, strict=st.booleans(), gpus=st.integers(min_value=0, max_value=8))
 def test_random_streams_never_overcommit_and_release_everything(events, strict, gpus):
@@ -209,13 +197,13 @@ def test_random_streams_never_overcommit_and_release_everything(events, strict, 
             victim = ids[event[1] % len(ids)]
             pending.pop(victim, None)
             running.pop(victim, None)
-        res = schedule(nodes, running, pending.values(), policy)
+        res = schedule_once(nodes, running, pending.values(), policy)
         for p in res.placements:
             assert p.job_id in pending
             running[p.job_id] = p.allocation
             del pending[p.job_id]
-        assert set(res.waiting) == set(pending)
-        _check_invariants(nodes, running)
+        assert set(res.reasons) == set(pending)
+        check_invariants(nodes, running)
         # Work-conserving (best-effort): nothing left waiting fits what is free now.
         snap = Snapshot(nodes, running)
         if not strict:
@@ -227,12 +215,12 @@ def test_random_streams_never_overcommit_and_release_everything(events, strict, 
     ran: Counter = Counter(running.keys())
     for _ in range(len(pending) + 1):
         running.clear()
-        res = schedule(nodes, running, pending.values(), policy)
+        res = schedule_once(nodes, running, pending.values(), policy)
         for p in res.placements:
             running[p.job_id] = p.allocation
             ran[p.job_id] += 1
             del pending[p.job_id]
-        _check_invariants(nodes, running)
+        check_invariants(nodes, running)
     assert not pending
     assert all(count == 1 for count in ran.values())
     running.clear()
@@ -247,23 +235,22 @@ def test_sjf_orders_by_estimate_and_unknown_last():
     pending = [PendingJob(1, Resources.parse({"cpu": 1}), seq=1, estimate=None),
                PendingJob(2, Resources.parse({"cpu": 1}), seq=2, estimate=300.0),
                PendingJob(3, Resources.parse({"cpu": 1}), seq=3, estimate=60.0)]
-    res = schedule([n], {}, pending, get_policy("sjf"))
+    res = schedule_once([n], {}, pending, "sjf")
     assert [p.job_id for p in res.placements] == [3]
-    assert get_policy("sjf").oracle is True
+    assert res.positions() == {2: 1, 1: 2}
 
 
 @settings(max_examples=80, deadline=None)
 @given(events=events, strict=st.booleans())
-def test_a_long_lived_snapshot_decides_exactly_like_a_fresh_one(events, strict):
-    """The daemon and the simulator keep one snapshot and queue across cycles (with the
-    free-GPU index and the retry-only-where-capacity-was-freed shortcut); the result must
-    be what a snapshot built from scratch each cycle decides."""
-    from corral.scheduler import PendingQueue, schedule_on
-
+def test_a_long_lived_state_decides_exactly_like_a_fresh_one(events, strict):
+    """The daemon and the simulator keep one cluster state and pending set across cycles
+    (with the best-fit index kept up to date); the result must be what a state built from
+    scratch each cycle decides."""
     nodes = [make_node("n1", cores=4, memory=8 * GiB, gpus=4), make_node("n2", cores=2, memory=4 * GiB, gpus=2),
              make_node("n3", cores=8, memory=16 * GiB, gpus=0)]
     policy = STRICT if strict else BEST
-    live, queue = Snapshot(nodes, {}), PendingQueue(policy.order_key)
+    queues = one_queue(policy)
+    live, queue = state_of(nodes, {}, queues), PendingSet(queues)
     running: dict[int, Allocation] = {}
     next_id = 1
     for event in events:
@@ -275,10 +262,39 @@ def test_a_long_lived_snapshot_decides_exactly_like_a_fresh_one(events, strict):
             next_id += 1
         elif event[0] in ("end", "cancel") and running:
             victim = sorted(running)[event[1] % len(running)]
-            live.forget(running.pop(victim))
-        fresh = schedule(nodes, running, list(queue), policy)
-        kept = schedule_on(live, queue, policy)
+            running.pop(victim)
+            live.end(victim)
+        fresh = schedule_once(nodes, running, list(queue), policy)
+        kept = schedule(live, queue, CycleContext(0.0))
         assert kept.placements == fresh.placements
+        assert kept.reasons == fresh.reasons
         for p in kept.placements:
             queue.remove(p.job_id)
             running[p.job_id] = p.allocation
+
+
+def test_best_fit_index_answers_like_scoring_every_node():
+    """The snapshot's index visits nodes in exactly the best-fit order."""
+    import random
+
+    from corral.scheduler.placement import node_score
+
+    rng = random.Random(3)
+    nodes = [make_node(f"n{i:02d}", cores=rng.choice((4, 8, 16)), memory=rng.choice((8, 32)) * GiB,
+                       gpus=rng.choice((0, 2, 4, 8))) for i in range(30)]
+    snap = Snapshot(nodes)
+    held = []
+    for _ in range(400):
+        if held and rng.random() < 0.4:
+            snap.forget(held.pop(rng.randrange(len(held))))
+            continue
+        req = Resources.parse({"cpu": rng.choice(("500m", "1", "2", "3")), "memory": f"{rng.choice((1, 2, 4))}Gi",
+                               "gpu": rng.choice((0, 1, 2))})
+        expected = sorted((s for s in snap.ordered if s.fits(req)), key=lambda s: node_score(s, req))
+        assert [s.node.name for s in snap.best_fit_order(req)] == [s.node.name for s in expected]
+        from corral.scheduler.placement import best_fit
+
+        alloc = best_fit(snap, req)
+        if alloc is not None:
+            snap.assume(alloc)
+            held.append(alloc)

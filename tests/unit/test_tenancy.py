@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import pytest
 
+from dataclasses import replace
+
 from corral.capacity.node import make_node
 from corral.errors import ValidationError
-from corral.job import Reason
+from corral.job import Allocation, Reason
 from corral.resources import GPU, Resources
-from corral.scheduler import (Amounts, PendingJob, QueueSpec, RunningJob, Snapshot, TenantContext,
-                              earliest_start, estimate_starts, plan_preemption, schedule_tenants)
+from corral.scheduler import (Amounts, ClusterState, CycleContext, PendingJob, QueueSpec, RunningJob, Snapshot,
+                              estimate_starts, schedule)
+from corral.scheduler.backfill import earliest_start
+from corral.scheduler.preemption import plan_preemption
 from corral.scheduler.quota import QuotaState
 
 GiB = 2**30
@@ -20,7 +24,7 @@ def R(**req) -> Resources:
 
 
 def job(i, gpu=1, *, cpu=1, priority=0, queue="default", user="", limit=None, seq=None) -> PendingJob:
-    return PendingJob(i, R(cpu=cpu, gpu=gpu), priority=priority, seq=i if seq is None else seq, estimate=limit,
+    return PendingJob(i, R(cpu=cpu, gpu=gpu), priority=priority, seq=i if seq is None else seq, time_limit=limit,
                       queue=queue, user=user)
 
 
@@ -41,18 +45,21 @@ class World:
         state = snap.nodes[node]
         gpus = tuple(sorted(state.free_gpus)[:gpu])
         cores = tuple(sorted(state.free_cores)[:cpu])
-        r = RunningJob(i, R(cpu=cpu, gpu=gpu), node, gpus, cores, priority=priority, queue=queue, user=user,
-                       started_at=started, expected_end=end, preemptible=preemptible, stopping_for=stopping_for)
+        r = RunningJob(i, Allocation(node, R(cpu=cpu, gpu=gpu), gpus, cores), priority=priority, queue=queue,
+                       user=user, started_at=started, expected_end=end, preemptible=preemptible,
+                       stopping_for=stopping_for)
         self.running.append(r)
         return r
 
     def snapshot(self) -> Snapshot:
         return Snapshot(self.nodes, [r.allocation for r in self.running])
 
-    def cycle(self, pending, queues=None, now=0.0, **kw):
-        queues = queues or {"default": QueueSpec("default")}
-        ctx = TenantContext(now, queues, list(self.running), **kw)
-        return schedule_tenants(self.snapshot(), pending, ctx)
+    def state(self, queues=None) -> ClusterState:
+        return ClusterState(self.nodes, queues or {"default": QueueSpec("default")}, self.running)
+
+    def cycle(self, pending, queues=None, now=0.0, backfill=True, preempt=True, **kw):
+        ctx = CycleContext(now, backfill=backfill, preempt=preempt, **kw)
+        return schedule(self.state(queues), pending, ctx)
 
 
 def placed(res) -> list[int]:
@@ -60,7 +67,7 @@ def placed(res) -> list[int]:
 
 
 def msg(res, i) -> str:
-    return res.waiting[i].message
+    return res.reasons[i].message
 
 
 # --- quotas -------------------------------------------------------------------------
@@ -81,8 +88,8 @@ def test_borrowing_limit_caps_what_a_queue_borrows():
     w = World(node(gpus=8))
     res = w.cycle([job(i, queue="research") for i in range(1, 8)], two_queues(research={"borrowing_limit": {GPU: 1}}))
     assert placed(res) == [1, 2, 3, 4, 5]
-    assert res.waiting[6].code == "QuotaExceeded"
-    assert res.waiting[6].reason is Reason.INSUFFICIENT_RESOURCES
+    assert res.reasons[6].name == "QuotaExceeded"
+    assert res.reasons[6].reason is Reason.QUOTA
     assert msg(res, 6) == "queue research: quota nvidia.com/gpu: requests 1, in use 5 of nominal 4 + borrowable 0"
 
 
@@ -141,9 +148,9 @@ def test_resources_the_quota_does_not_name_are_not_limited():
 def test_unknown_queue_and_bad_policy():
     w = World()
     res = w.cycle([job(1, queue="nope")])
-    assert res.waiting[1].code == "QuotaExceeded"
+    assert res.reasons[1].name == "QuotaExceeded"
     assert msg(res, 1) == "queue nope is not defined (queues: default)"
-    assert res.order == [1]
+    assert res.visited == [1]
     with pytest.raises(ValidationError):
         QueueSpec("x", policy="lottery")
 
@@ -156,7 +163,7 @@ def test_user_limits():
                    job(3, 0, queue="research", user="alice"), job(4, 0, queue="research", user="alice"),
                    job(5, 2, queue="research", user="bob")], queues)
     assert placed(res) == [1, 3, 5]
-    assert res.waiting[2].code == "UserLimit"
+    assert res.reasons[2].name == "UserLimit"
     assert msg(res, 2) == "user alice: max_user_gpus 3 in queue research (using 3)"
     assert msg(res, 4) == "user alice: max_user_jobs 3 in queue research (using 3)"
 
@@ -171,12 +178,13 @@ def test_strict_fifo_blocks_only_its_own_queue():
     pending = [job(1, 2, queue="strict"), job(2, 1, queue="strict"), job(3, 1, queue="other", seq=3)]
     res = w.cycle(pending, queues, preempt=False)
     assert placed(res) == [3]
-    assert res.waiting[2].reason is Reason.PRIORITY
+    assert res.reasons[2].reason is Reason.PRIORITY
     assert msg(res, 2) == "waiting behind job 1 (strict order)"
     assert msg(res, 1) == "insufficient nvidia.com/gpu: requests 2, free 0 of 4"
     # Priority first, then submit order (a preempted job queues behind its preemptor).
     res = w.cycle(pending[:2] + [job(4, 2, queue="strict", priority=1)], queues, preempt=False)
-    assert res.order[:3] == [4, 1, 2] and msg(res, 1) == "waiting behind job 4 (strict order)"
+    assert res.positions() == {4: 1, 1: 2, 2: 3} and msg(res, 1) == "waiting behind job 4 (strict order)"
+    assert res.visited == [4]                     # the rest of a blocked queue is not walked
 
 
 def test_priority_queue_is_best_effort():
@@ -184,7 +192,7 @@ def test_priority_queue_is_best_effort():
     w.run(10, 3)
     res = w.cycle([job(1, 2, priority=5), job(2, 1)], preempt=False)
     assert placed(res) == [2]
-    assert res.order == [1, 2]
+    assert res.visited == [1, 2]
 
 
 def test_queues_within_nominal_go_before_borrowers_then_lowest_share():
@@ -194,7 +202,7 @@ def test_queues_within_nominal_go_before_borrowers_then_lowest_share():
     w.run(14, queue="prod")
     res = w.cycle([job(1, queue="research", priority=9), job(2, queue="prod", seq=2),
                    job(3, queue="prod", seq=3)], two_queues())
-    assert res.order == [2, 3, 1]                                    # prod needs no borrowing
+    assert res.visited == [2, 3, 1]                                    # prod needs no borrowing
     assert placed(res) == [2, 3, 1]
 
 
@@ -207,7 +215,7 @@ def test_fair_share_alternates_users_and_counts_history():
     assert placed(res) == [1, 5, 2, 6]
     res = w.cycle(pending, queues, shares={"alice": 0.5})
     assert placed(res) == [5, 6, 1, 7]             # bob catches up to 0.5, then the tie goes by seq
-    assert res.waiting[2].code == "FairShare"
+    assert res.reasons[2].name == "FairShare"
     assert msg(res, 2) == "fair share: user alice's share 0.75 is above bob's 0.50"
 
 
@@ -233,8 +241,8 @@ def test_backfill_refuses_a_job_that_would_delay_the_reservation():
     for late in (job(2, 1, limit=200), job(2, 1)):                    # too long, or no limit
         res = w.cycle([job(1, 4, priority=5), late], now=10.0)
         assert placed(res) == []
-        assert res.waiting[2].code == "Reserved"
-        assert res.waiting[2].reason is Reason.PRIORITY
+        assert res.reasons[2].name == "Reserved"
+        assert res.reasons[2].reason is Reason.RESERVED
         assert msg(res, 2) == "reserved for job 1 (it starts within 1m30s)"
         assert msg(res, 1) == "insufficient nvidia.com/gpu: requests 4, free 1 of 4"
 
@@ -246,7 +254,7 @@ def test_backfill_uses_the_extra():
     assert placed(res) == [2]                                        # the 4th GPU is spare at t=100
     assert res.reservation.extra.get(GPU, 0) == 0
     start = earliest_start(Snapshot(w.nodes, [r.allocation for r in w.running] + [res.placements[0].allocation]),
-                           R(cpu=1, gpu=3), w.running, 0.0, [(res.placements[0].allocation, None)])
+                           R(cpu=1, gpu=3), w.running + [RunningJob(2, res.placements[0].allocation)], 0.0)
     assert start == ("n1", 100.0)
 
 
@@ -287,7 +295,7 @@ def test_preemption_takes_the_fewest_victims():
     w.run(2, 1, priority=0)
     w.run(3, 2, priority=1)
     p = plan(w, job(9, 2, priority=5))
-    assert (p.victims, p.reason, p.node) == ((3,), "priority", "n1")
+    assert (p.victims, p.kind.value, p.node) == ((3,), "priority", "n1")
 
 
 def test_preemption_takes_the_lowest_priority_then_the_most_recent():
@@ -324,12 +332,12 @@ def test_preemption_in_a_cycle_holds_the_victims_resources_for_the_preemptor():
     w.run(2, 2, priority=9)
     res = w.cycle([job(9, 2, priority=5), job(10, 1, seq=10)])
     assert [(p.preemptor, p.victims) for p in res.preemptions] == [(9, (1,))]
-    assert res.waiting[9].code == "Preempting"
+    assert res.reasons[9].name == "Preempting"
     assert msg(res, 9) == "preempting job 1 (lower priority)"
     # The free GPU is part of what job 9 will take: job 10 does not get it.
     assert placed(res) == []
     # Next cycles, while job 1 stops: no new plan, the hold stays.
-    w.running = [r if r.id != 1 else RunningJob(**{**r.__dict__, "stopping_for": 9}) for r in w.running]
+    w.running = [r if r.id != 1 else replace(r, stopping_for=9) for r in w.running]
     res = w.cycle([job(9, 2, priority=5), job(10, 1, seq=10)])
     assert res.preemptions == [] and placed(res) == []
     assert msg(res, 9) == "preempting job 1 (lower priority)"
@@ -349,7 +357,7 @@ def reclaim_world(research_jobs=6, gpus=6):
 def test_reclaim_takes_borrowed_capacity_back_whatever_the_priority():
     w = reclaim_world(research_jobs=5)                 # research borrows 1; 1 GPU free
     res = w.cycle([job(9, 2, queue="prod")], two_queues())
-    assert [(p.victims, p.reason) for p in res.preemptions] == [((5,), "reclaim")]
+    assert [(p.victims, p.kind.value) for p in res.preemptions] == [((5,), "reclaim")]
     assert msg(res, 9) == "preempting job 5 (reclaiming quota other queues borrow)"
 
 
@@ -366,7 +374,7 @@ def test_reclaim_when_the_quota_is_what_blocks():
     assert msg(res, 9) == ("queue prod: quota nvidia.com/gpu: requests 1, in use 0 of nominal 4 "
                            "(4 of it borrowed by other queues)").replace("requests 1", "requests 2")
     res = w.cycle([job(9, 2, queue="prod")], two_queues())
-    assert [(p.victims, p.reason) for p in res.preemptions] == [((7, 8), "reclaim")]
+    assert [(p.victims, p.kind.value) for p in res.preemptions] == [((7, 8), "reclaim")]
 
 
 def test_a_borrowing_queue_does_not_preempt_other_queues_by_priority():
@@ -381,7 +389,7 @@ def test_a_borrowing_queue_does_not_preempt_other_queues_by_priority():
     w.run(3, 1, queue="research", priority=0)
     w.run(4, 1, queue="research", priority=5)
     res = w.cycle([job(9, 1, queue="research", priority=5)], queues)
-    assert [(p.victims, p.reason) for p in res.preemptions] == [((3,), "priority")]
+    assert [(p.victims, p.kind.value) for p in res.preemptions] == [((3,), "priority")]
 
 
 def test_no_preemption_loop():
@@ -397,8 +405,8 @@ def test_no_preemption_loop():
         for p in res.placements:
             spec = pending.pop(p.job_id)
             a = p.allocation
-            w.running.append(RunningJob(spec.id, spec.requests, a.node, a.gpus, a.cores, priority=spec.priority,
-                                        queue=spec.queue, user=spec.user, started_at=float(t)))
+            w.running.append(RunningJob(spec.id, a, priority=spec.priority, queue=spec.queue, user=spec.user,
+                                        started_at=float(t)))
         for pre in res.preemptions:
             for v in pre.victims:
                 assert preempted_by.get(pre.preemptor) != v, "a victim preempted its preemptor back"
@@ -417,8 +425,7 @@ def test_estimate_starts_runs_the_core_forward():
     w = World(node(gpus=4))
     w.run(10, 4, end=100.0)
     pending = [job(1, 2, limit=50), job(2, 2, limit=50), job(3, 4, limit=10), job(4, 1)]
-    ctx = TenantContext(0.0, {"default": QueueSpec("default")}, w.running)
-    assert estimate_starts(w.nodes, w.running, pending, ctx) == {1: 100.0, 2: 100.0, 3: 150.0, 4: 160.0}
+    assert estimate_starts(w.state(), pending, CycleContext(0.0, backfill=True)) == {1: 100.0, 2: 100.0, 3: 150.0, 4: 160.0}
 
 
 def test_estimate_is_unknown_behind_a_job_without_a_limit():
@@ -426,8 +433,7 @@ def test_estimate_is_unknown_behind_a_job_without_a_limit():
     w.run(10, 2)
     w.run(11, 2, end=30.0)
     pending = [job(1, 2, limit=50), job(2, 4, limit=10), job(3, 2, limit=10)]
-    ctx = TenantContext(0.0, {"default": QueueSpec("default")}, w.running)
-    assert estimate_starts(w.nodes, w.running, pending, ctx) == {1: 30.0, 2: None, 3: 80.0}
+    assert estimate_starts(w.state(), pending, CycleContext(0.0, backfill=True)) == {1: 30.0, 2: None, 3: 80.0}
 
 
 def test_after_the_victims_are_gone_their_capacity_waits_for_the_preemptor():
@@ -442,7 +448,7 @@ def test_after_the_victims_are_gone_their_capacity_waits_for_the_preemptor():
     w.running = w.running[1:]
     pending = [job(1, 4, queue="q0"), job(9, 4, queue="q1", priority=5)]
     res = w.cycle(pending, queues, preempting={9: "n1"})
-    assert res.order == [1, 9] and placed(res) == [9]
+    assert res.visited == [1, 9] and placed(res) == [9]
     assert msg(res, 1) == "insufficient nvidia.com/gpu: requests 4, free 2 of 8"
     res = w.cycle(pending, queues)                       # without the record: job 1 first, again
     assert placed(res) == [1]                           # ... and next cycle job 9 would preempt it again
@@ -464,5 +470,4 @@ def test_estimate_counts_a_preemption_under_way():
     w = World(node(gpus=4))
     w.run(1, 4, priority=0, end=500.0, stopping_for=9)
     pending = [job(9, 4, priority=5, limit=100), job(10, 2, limit=10)]
-    ctx = TenantContext(0.0, {"default": QueueSpec("default")}, w.running)
-    assert estimate_starts(w.nodes, w.running, pending, ctx) == {9: 0.0, 10: 100.0}
+    assert estimate_starts(w.state(), pending, CycleContext(0.0, backfill=True)) == {9: 0.0, 10: 100.0}

@@ -7,23 +7,40 @@ import random
 import time
 from collections import Counter
 
+from dataclasses import replace
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_scheduler import _check_invariants
+from sched_helpers import check_invariants
 
 from corral.capacity.node import make_node
+from corral.job import Allocation
 from corral.resources import CPU, GPU, Resources
-from corral.scheduler import (PendingJob, QueueSpec, RunningJob, Snapshot, TenantContext, earliest_start,
-                              schedule_tenants)
+from corral.scheduler import ClusterState, CycleContext, PendingJob, QueueSpec, RunningJob, Snapshot, schedule
+from corral.scheduler.backfill import earliest_start
 from corral.scheduler.quota import QuotaState
-from corral.scheduler.tenancy import total_capacity
 
 GiB = 2**30
 NODES = [make_node("a", cores=8, memory=32 * GiB, gpus=4), make_node("b", cores=4, memory=16 * GiB, gpus=2)]
 
 
+def nonzero(d):
+    """A tally without its zeros (nested one level)."""
+    out = {}
+    for k, v in d.items():
+        v = nonzero(v) if isinstance(v, dict) else v
+        if v:
+            out[k] = v
+    return out
+
+
+def total_capacity(snapshot: Snapshot) -> Resources:
+    return snapshot.capacity
+
+
 class Sim:
-    """Plays the daemon around :func:`schedule_tenants` in virtual time."""
+    """Plays the daemon around :func:`schedule` in virtual time, on one cluster state kept
+    across cycles (checked against a fresh one after every cycle)."""
 
     def __init__(self, nodes, queues, *, backfill=True, preempt=True, grace=False, half_life=None):
         self.nodes, self.queues = nodes, queues
@@ -41,6 +58,7 @@ class Sim:
         self.half_life = half_life
         self.usage: dict[str, float] = {}                      # decayed GPU-seconds per user
         self.gpu_time: Counter = Counter()                     # GPU-seconds per user (exact)
+        self.state = ClusterState(nodes, queues)
 
     def submit(self, job: PendingJob, duration: float) -> None:
         self.pending[job.id] = job
@@ -57,20 +75,15 @@ class Sim:
         for r in [r for r in self.running.values() if r.stopping_for is not None]:
             self._requeue(r)
         self.preempting = {p: n for p, n in self.preempting.items() if p in self.pending}
-        snap = Snapshot(self.nodes, [r.allocation for r in self.running.values()])
-        ctx = TenantContext(self.now, self.queues, list(self.running.values()), shares=self.shares(),
-                            backfill=self.backfill, preempt=self.preempt, preempting=dict(self.preempting))
-        res = schedule_tenants(snap, list(self.pending.values()), ctx)
+        ctx = CycleContext(self.now, shares=self.shares(), backfill=self.backfill, preempt=self.preempt,
+                           preempting=dict(self.preempting))
+        res = schedule(self.state, list(self.pending.values()), ctx)
         placed = {p.job_id for p in res.placements}
-        assert sorted(res.order) == sorted(self.pending)
-        assert set(res.waiting) | placed == set(self.pending) and not set(res.waiting) & placed
+        assert set(res.positions()) | placed == set(self.pending)
+        assert set(res.reasons) | placed == set(self.pending) and not set(res.reasons) & placed
         for p in res.placements:
             job = self.pending.pop(p.job_id)
-            a = p.allocation
-            limit = job.time_limit
-            self.running[job.id] = RunningJob(job.id, job.requests, a.node, a.gpus, a.cores, priority=job.priority,
-                                              queue=job.queue, user=job.user, started_at=self.now,
-                                              expected_end=None if limit is None else self.now + limit)
+            self.running[job.id] = self.state.running[job.id]
             self.ends[job.id] = self.now + self.duration[job.id]
             self.starts[job.id] += 1
             self.preempting.pop(job.id, None)
@@ -85,10 +98,11 @@ class Sim:
                 assert v not in victims_seen
                 victims_seen.add(v)
                 r = self.running[v]
-                assert r.preemptible and r.stopping_for is None and r.node == pre.node
-                self.preemptions.append((pre.preemptor, v, pre.reason))
+                assert r.preemptible and r.stopping_for is None and r.allocation.node == pre.node
+                self.preemptions.append((pre.preemptor, v, pre.kind.value))
                 if self.grace:
-                    self.running[v] = RunningJob(**{**r.__dict__, "stopping_for": pre.preemptor})
+                    self.running[v] = replace(r, stopping_for=pre.preemptor)
+                    self.state.replace(self.running[v])
                 else:
                     self._requeue(r)
         self.check()
@@ -97,11 +111,22 @@ class Sim:
     def _requeue(self, r: RunningJob) -> None:
         del self.running[r.id]
         del self.ends[r.id]
+        self.state.end(r.id)
         self.pending[r.id] = PendingJob(r.id, r.requests, priority=r.priority, seq=r.id, queue=r.queue, user=r.user,
-                                        estimate=None if r.expected_end is None else r.expected_end - r.started_at)
+                                        time_limit=None if r.expected_end is None else r.expected_end - r.started_at)
 
     def check(self) -> None:
-        _check_invariants(self.nodes, {i: r.allocation for i, r in self.running.items()})
+        check_invariants(self.nodes, {i: r.allocation for i, r in self.running.items()})
+        fresh = ClusterState(self.nodes, self.queues, self.running.values())
+        assert self.state.running == fresh.running
+        for kept, new in ((self.state.quota.usage, fresh.quota.usage), (self.state.shares.allocated,
+                          fresh.shares.allocated), ({n: s.used for n, s in self.state.snapshot.nodes.items()},
+                                                    {n: s.used for n, s in fresh.snapshot.nodes.items()})):
+            assert nonzero(kept) == nonzero(new)
+        assert nonzero(self.state.quota.drawn) == nonzero(fresh.quota.drawn)
+        assert nonzero(self.state.users.gpus) == nonzero(fresh.users.gpus)
+        assert nonzero(self.state.users.jobs) == nonzero(fresh.users.jobs)
+        assert set(self.state.stopping) == {i for i, r in self.running.items() if r.stopping_for is not None}
         q = QuotaState(self.queues, self.capacity)
         for r in self.running.values():
             q.add(r.queue, r.requests)
@@ -132,6 +157,7 @@ class Sim:
         for i in [i for i, end in self.ends.items() if end <= t]:
             del self.running[i]
             del self.ends[i]
+            self.state.end(i)
             self.finished.add(i)
         return True
 
@@ -168,7 +194,7 @@ queue_specs = st.lists(
         "gpu": st.integers(0, 6),
         "borrow": st.one_of(st.none(), st.integers(0, 4)),
         "lend": st.one_of(st.none(), st.integers(0, 4)),
-        "policy": st.sampled_from(["strict-fifo", "priority", "fair-share"]),
+        "policy": st.sampled_from(["strict-fifo", "best-effort-fifo", "priority", "sjf", "fair-share"]),
     }),
     min_size=1, max_size=3,
 )
@@ -199,8 +225,8 @@ def build_jobs(queues, specs):
         queue = names[qi % len(names)]
         if not any(req.fits_in(n.allocatable) for n in NODES) or quota.never_fits(queue, req):
             continue
-        job = PendingJob(i, req, priority=prio, seq=i, estimate=float(duration) if limited else None,
-                         queue=queue, user=f"u{user}")
+        job = PendingJob(i, req, priority=prio, seq=i, time_limit=float(duration) if limited else None,
+                         estimate=float(duration) if limited else None, queue=queue, user=f"u{user}")
         out.append((float(arrival), job, float(duration)))
     return out
 
@@ -255,22 +281,23 @@ def test_backfill_never_delays_the_reservation(running, pending):
         if not state.fits(req) or len(state.free_gpus) < gpu:
             continue
         gpus, cores = tuple(sorted(state.free_gpus)[:gpu]), tuple(sorted(state.free_cores)[:1])
-        r = RunningJob(i, req, state.node.name, gpus, cores, expected_end=None if end is None else float(end))
+        r = RunningJob(i, Allocation(state.node.name, req, gpus, cores), expected_end=None if end is None else float(end))
         snap.assume(r.allocation)
         live.append(r)
-    jobs = [PendingJob(i, Resources({CPU: 1000 * cpu, GPU: gpu}), seq=i, estimate=None if lim is None else float(lim))
+    jobs = [PendingJob(i, Resources({CPU: 1000 * cpu, GPU: gpu}), seq=i, time_limit=None if lim is None else float(lim))
             for i, (gpu, lim, cpu) in enumerate(pending, start=1)]
-    ctx = TenantContext(0.0, {"default": QueueSpec("default")}, live, preempt=False)
-    res = schedule_tenants(snap, jobs, ctx)
-    _check_invariants(nodes, {**{r.id: r.allocation for r in live}, **{p.job_id: p.allocation for p in res.placements}})
+    state = ClusterState(nodes, {"default": QueueSpec("default")}, live)
+    res = schedule(state, jobs, CycleContext(0.0, backfill=True))
+    check_invariants(nodes, {**{r.id: r.allocation for r in live}, **{p.job_id: p.allocation for p in res.placements}})
     if res.reservation is None:
         return
     reserved = next(j for j in jobs if j.id == res.reservation.job_id)
     by_id = {j.id: j for j in jobs}
-    placed = [(p.allocation, None if by_id[p.job_id].estimate is None else by_id[p.job_id].estimate)
+    placed = [RunningJob(p.job_id, p.allocation,
+                         expected_end=None if by_id[p.job_id].time_limit is None else by_id[p.job_id].time_limit)
               for p in res.placements]
-    after = Snapshot(nodes, [r.allocation for r in live] + [a for a, _ in placed])
-    start = earliest_start(after, reserved.requests, live, 0.0, placed)
+    after = Snapshot(nodes, [r.allocation for r in live + placed])
+    start = earliest_start(after, reserved.requests, live + placed, 0.0)
     assert start is not None and start[1] <= res.reservation.shadow
 
 
@@ -312,42 +339,38 @@ def test_performance_sanity_2000_pending_3_queues_8_nodes():
     rng = random.Random(7)
     names = sorted(queues)
     running, pending = [], []
-    snap = Snapshot(nodes)
     for i in range(1, 2001):
         req = Resources({CPU: 1000 * rng.randint(1, 4), GPU: rng.choice([0, 1, 1, 2, 4, 8])})
-        pending.append(PendingJob(i, req, priority=rng.randint(0, 3), seq=i, estimate=float(rng.randint(60, 7200)),
+        pending.append(PendingJob(i, req, priority=rng.randint(0, 3), seq=i, time_limit=float(rng.randint(60, 7200)),
                                   queue=rng.choice(names), user=f"u{rng.randint(0, 9)}"))
-    for i, state in enumerate(snap.ordered):           # half the machine busy
+    for i, node in enumerate(nodes):                   # half the machine busy
         req = Resources({CPU: 4000, GPU: 4})
-        r = RunningJob(10000 + i, req, state.node.name, (0, 1, 2, 3), (0, 1, 2, 3), queue=names[i % 3],
-                       user=f"u{i}", expected_end=float(rng.randint(100, 5000)))
-        snap.assume(r.allocation)
-        running.append(r)
+        running.append(RunningJob(10000 + i, Allocation(node.name, req, (0, 1, 2, 3), (0, 1, 2, 3)),
+                                  queue=names[i % 3], user=f"u{i}", expected_end=float(rng.randint(100, 5000))))
+    state = ClusterState(nodes, queues, running)
     t0 = time.perf_counter()
-    res = schedule_tenants(snap, pending, TenantContext(0.0, queues, running))
+    res = schedule(state, pending, CycleContext(0.0, backfill=True, preempt=True))
     elapsed = time.perf_counter() - t0   # about 0.03-0.05 s on the dev box; no assert on time
-    assert len(res.order) == 2000 and len(res.waiting) + len(res.placements) == 2000
-    _check_invariants(nodes, {**{r.id: r.allocation for r in running}, **{p.job_id: p.allocation
-                                                                        for p in res.placements}})
-    print(f"schedule_tenants: 2000 pending, 3 queues, 8 nodes: {elapsed:.3f}s, {len(res.placements)} placed")
+    assert len(res.positions()) == 2000 - len(res.placements)
+    assert len(res.reasons) + len(res.placements) == 2000
+    check_invariants(nodes, {**{r.id: r.allocation for r in running}, **{p.job_id: p.allocation
+                                                                       for p in res.placements}})
+    print(f"schedule: 2000 pending, 3 queues, 8 nodes: {elapsed:.3f}s, {len(res.placements)} placed")
 
 
 @settings(max_examples=60, deadline=None)
 @given(queue_specs, job_specs, st.booleans())
 def test_decisions_only_cycles_decide_the_same(qspecs, jspecs, backfill):
-    """estimate_starts runs the decisions-only cycle; it must place exactly what the full
-    cycle places (without preemption), cycle after cycle."""
-    from corral.scheduler.tenancy import decide_tenants
-
+    """estimate_starts and the simulator run decisions-only cycles; they must place exactly
+    what the full cycle places (without preemption), cycle after cycle."""
     queues = build_queues(qspecs)
     sim = Sim(NODES, queues, backfill=backfill, preempt=False)
     arrivals = build_jobs(queues, jspecs)
     original = sim.cycle
 
     def cycle():
-        snap = Snapshot(NODES, [r.allocation for r in sim.running.values()])
-        ctx = TenantContext(sim.now, queues, list(sim.running.values()), backfill=backfill, preempt=False)
-        quick = decide_tenants(snap, list(sim.pending.values()), ctx)
+        copy = sim.state.copy()
+        quick = schedule(copy, list(sim.pending.values()), CycleContext(sim.now, backfill=backfill, reasons=False))
         res = original()
         assert quick.placements == res.placements
         assert quick.reservation == res.reservation

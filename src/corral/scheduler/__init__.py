@@ -1,20 +1,18 @@
-"""The pure scheduler core (no I/O, no clock): nodes + allocations + pending -> decisions."""
+"""The pure scheduler core (no I/O, no clock): cluster state + pending jobs -> decisions.
 
-from .core import explain, infeasible, schedule, schedule_on
-from .policies import DEFAULT_POLICY, POLICIES, get_policy
-from .queue import PendingQueue
-from .snapshot import Snapshot
-from .types import (CODES, QUEUE_POLICIES, Amounts, CycleResult, PendingJob, Placement, Preemption, QueueSpec,
-                    Reservation, RunningJob, Shortfall, Waiting)
-from .backfill import earliest_start
-from .preemption import plan_preemption
-from .quota import QuotaState
-from .tenancy import TenantContext, TenantResult, schedule_tenants
+One pipeline (:mod:`.cycle`) serves the daemon, its start-time estimates (:mod:`.estimate`)
+and the simulator. See :mod:`.cycle` for its phases.
+"""
+
+from .cycle import CycleContext, Decisions, schedule
 from .estimate import estimate_starts
+from .feasibility import explain, infeasible
+from .policies import DEFAULT_POLICY, POLICIES, QueuePolicy, get_policy
+from .queue import PendingQueue, PendingSet
+from .snapshot import Snapshot
+from .state import ClusterState
+from .types import Amounts, PendingJob, Placement, Preemption, QueueSpec, Reservation, RunningJob
 
-__all__ = ["schedule", "schedule_on", "infeasible", "explain", "Snapshot", "CycleResult", "PendingJob",
-           "Placement", "Shortfall", "Waiting", "PendingQueue", "get_policy", "POLICIES", "DEFAULT_POLICY",
-           # multi-tenant scheduling
-           "schedule_tenants", "TenantContext", "TenantResult", "QueueSpec", "RunningJob", "Preemption",
-           "Reservation", "Amounts", "QuotaState", "plan_preemption", "earliest_start", "estimate_starts",
-           "CODES", "QUEUE_POLICIES"]
+__all__ = ["schedule", "CycleContext", "Decisions", "estimate_starts", "explain", "infeasible", "DEFAULT_POLICY",
+           "POLICIES", "QueuePolicy", "get_policy", "PendingQueue", "PendingSet", "Snapshot", "ClusterState",
+           "Amounts", "PendingJob", "Placement", "Preemption", "QueueSpec", "Reservation", "RunningJob"]

@@ -13,7 +13,8 @@ and ends by the shadow time (``now + limit <= shadow``), or if it fits in the ex
 never delays the reserved job: at the shadow time everything it needs is free (jobs
 that started since either ended or hold extra capacity only). Fit is checked with the
 real placement code, GPUs and cores as devices. When no start time can be computed
-(jobs without a time limit hold what it needs), there is no reservation.
+(jobs without a time limit hold what it needs), there is no reservation. A gang (a job
+spread over nodes) gets no reservation: it waits for its nodes like any job.
 """
 
 from __future__ import annotations
@@ -21,27 +22,22 @@ from __future__ import annotations
 from itertools import groupby
 from typing import Iterable
 
-from ..job import Allocation
+from ..job import Piece
 from ..resources import Resources
 from .placement import place_on
 from .snapshot import NodeState, Snapshot
 from .types import PendingJob, Reservation, RunningJob
 
 
-def copy_state(state: NodeState) -> NodeState:
-    return NodeState(node=state.node, allocatable=dict(state.allocatable), used=dict(state.used),
-                     free_gpus=set(state.free_gpus), free_cores=set(state.free_cores))
-
-
-def earliest_on_node(state: NodeState, requests: Resources, releases: Iterable[tuple[float, Allocation]],
-                     now: float) -> tuple[float, Allocation, NodeState] | None:
-    """When ``requests`` could start on this node at the earliest, if the allocations in
-    ``releases`` free at their times (nothing else frees). Returns the time, the
-    allocation it would get then and the node's state at that time with it assumed, or
-    None. ``state`` is not modified."""
+def earliest_on_node(state: NodeState, requests: Resources, releases: Iterable[tuple[float, Piece]],
+                     now: float) -> tuple[float, Piece, NodeState] | None:
+    """When ``requests`` could start on this node at the earliest, if the pieces in
+    ``releases`` free at their times (nothing else frees). Returns the time, the piece
+    it would get then and the node's state at that time with it assumed, or None.
+    ``state`` is not modified."""
     if not requests.fits_in(state.allocatable):
         return None
-    s = copy_state(state)
+    s = state.copy()
     alloc = place_on(s, requests)
     if alloc is None:
         free_now = (set(state.free_gpus), set(state.free_cores))
@@ -55,11 +51,12 @@ def earliest_on_node(state: NodeState, requests: Resources, releases: Iterable[t
                     break
         else:
             return None
-    s.assume(alloc)
-    return now, alloc, s
+    piece = alloc.pieces[0]
+    s.assume(piece)
+    return now, piece, s
 
 
-def _place_avoiding(state: NodeState, requests: Resources, gpus: set[int], cores: set[int]) -> Allocation | None:
+def _place_avoiding(state: NodeState, requests: Resources, gpus: set[int], cores: set[int]):
     """Like :func:`place_on`, preferring devices outside ``gpus``/``cores`` (those free
     now): the reserved job takes what frees later, so what is free now stays in the
     extra that backfill may use."""
@@ -74,29 +71,26 @@ def _place_avoiding(state: NodeState, requests: Resources, gpus: set[int], cores
     return place_on(state, requests)
 
 
-def releases_of(running: Iterable[RunningJob], now: float,
-                placed: Iterable[tuple[Allocation, float | None]] = ()) -> dict[str, list[tuple[float, Allocation]]]:
-    """Per node: (when, allocation) for every job that ends at a known time."""
-    out: dict[str, list[tuple[float, Allocation]]] = {}
+def releases_on(node: str, running: Iterable[RunningJob], now: float) -> list[tuple[float, Piece]]:
+    """(when, piece) on ``node`` for every job there that ends at a known time."""
+    out = []
     for job in running:
         if job.expected_end is not None:
-            out.setdefault(job.node, []).append((max(now, job.expected_end), job.allocation))
-    for alloc, end in placed:
-        if end is not None:
-            out.setdefault(alloc.node, []).append((max(now, end), alloc))
+            piece = job.allocation.piece_on(node)
+            if piece is not None:
+                out.append((max(now, job.expected_end), piece))
     return out
 
 
-def earliest_start(snapshot: Snapshot, requests: Resources, running: Iterable[RunningJob], now: float,
-                   placed: Iterable[tuple[Allocation, float | None]] = ()) -> tuple[str, float] | None:
+def earliest_start(snapshot: Snapshot, requests: Resources, running: Iterable[RunningJob],
+                   now: float) -> tuple[str, float] | None:
     """(node, time) where and when ``requests`` could start at the earliest, given that
-    ``running`` jobs end at their ``expected_end`` and ``placed`` allocations at their
-    end times (None: never); None when it depends on a job without a time limit. The
-    snapshot must hold all those allocations; it is not modified."""
-    rel = releases_of(running, now, placed)
+    ``running`` jobs end at their ``expected_end``; None when it depends on a job without
+    a time limit. The snapshot must hold those jobs' allocations; it is not modified."""
+    running = list(running)
     best: tuple[float, str] | None = None
     for state in snapshot.ordered:
-        found = earliest_on_node(state, requests, rel.get(state.node.name, ()), now)
+        found = earliest_on_node(state, requests, releases_on(state.node.name, running, now), now)
         if found is not None and (best is None or (found[0], state.node.name) < best):
             best = (found[0], state.node.name)
     return None if best is None else (best[1], best[0])
@@ -130,11 +124,11 @@ class ActiveReservation:
             free_cores=state.free_cores & self.extra_cores,
         )
 
-    def consume(self, alloc: Allocation) -> None:
-        for r, x in alloc.requests.items():
+    def consume(self, piece: Piece) -> None:
+        for r, x in piece.requests.items():
             self.extra[r] = self.extra.get(r, 0) - x
-        self.extra_gpus.difference_update(alloc.gpus)
-        self.extra_cores.difference_update(alloc.cores)
+        self.extra_gpus.difference_update(piece.gpus)
+        self.extra_cores.difference_update(piece.cores)
 
     def public(self) -> Reservation:
         return Reservation(self.job_id, self.node, self.shadow,

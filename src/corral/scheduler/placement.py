@@ -1,24 +1,49 @@
-"""Where a job goes: which node, which GPUs, which cores.
+"""Where a job goes: which node(s), which GPUs, which cores. The one placement module.
 
-GPUs are specific devices (like Slurm's GRES bitmap). A multi-GPU job gets a set of
-free GPUs that are close to each other (NVLink, then the shallowest PCIe ancestor NVML
-reports); among equally close sets we take the one that breaks the fewest free
-NVLink groups, so the next multi-GPU job still finds a close set. Whole CPU requests
-get specific cores, lowest ids first; fractional requests share the non-exclusive pool.
+**Devices.** GPUs are specific devices (like Slurm's GRES bitmap). A multi-GPU job gets a
+set of free GPUs that are close to each other (NVLink, then the shallowest PCIe ancestor
+NVML reports); among equally close sets we take the one that breaks the fewest free
+NVLink groups, so the next multi-GPU job still finds a close set. The choice depends only
+on the node's GPU topology, its free GPUs and the count, so it is memoised. Whole CPU
+requests get specific cores, lowest ids first; fractional requests share the
+non-exclusive pool.
+
+**One node: best fit.** Among the nodes where the job fits, the one left with the fewest
+free GPUs, then the least free CPU, then the lowest name (:func:`node_score`). The
+snapshot's index hands nodes out in that order (:meth:`Snapshot.best_fit_order
+<corral.scheduler.snapshot.Snapshot.best_fit_order>`); devices are chosen only on the
+winner (and, should its devices not line up, on the next).
+
+**Several nodes: gangs.** A job larger than any one node (:attr:`PendingJob.gang
+<corral.scheduler.types.PendingJob.gang>`) is placed all or nothing across nodes:
+
+* first choice: ``k = ceil(G / gpus of the largest node)`` *completely free* nodes (no
+  GPU, CPU or memory in use), the first ``k`` in node order;
+* otherwise the fewest nodes whose free GPUs add up to ``G``, the earliest combination in
+  node order (lexicographic); each chosen node gives all its free GPUs except the last,
+  which gives the rest;
+* the job's other requests (CPU, memory, ...) are split evenly over the ``k`` pieces (the
+  remainder going to the first pieces); each piece must fit its node's free capacity.
+
+Deterministic: the same snapshot and request give the same placement.
 """
 
 from __future__ import annotations
 
 from itertools import combinations
+from math import comb
+from typing import Iterable, Sequence
 
 from ..capacity.node import Node, TopologyLevel
-from ..job import Allocation
+from ..job import Allocation, Piece
 from ..resources import CPU, GPU, Resources
-from .snapshot import NodeState, gpu_count, needs_whole_cores
+from .snapshot import NodeState, Snapshot, gpu_count, needs_whole_cores
 
 #: Exhaustive search over GPU subsets up to this many candidate sets; greedy beyond.
 _EXHAUSTIVE_LIMIT = 5000
 
+
+# -- devices -------------------------------------------------------------------------------
 
 def _level(node: Node, a: int, b: int, cache: dict) -> int:
     key = (a, b) if a < b else (b, a)
@@ -29,7 +54,7 @@ def _level(node: Node, a: int, b: int, cache: dict) -> int:
     return level
 
 
-def _score(node: Node, chosen: tuple[int, ...], free: set[int], cache: dict) -> tuple:
+def _score(node: Node, chosen: tuple[int, ...], free: frozenset[int], cache: dict) -> tuple:
     pairs = [_level(node, a, b, cache) for a, b in combinations(chosen, 2)]
     worst = max(pairs) if pairs else 0
     total = sum(pairs)
@@ -40,19 +65,52 @@ def _score(node: Node, chosen: tuple[int, ...], free: set[int], cache: dict) -> 
     return (worst, total, broken, chosen)
 
 
-def choose_gpus(node: Node, free: set[int], count: int) -> tuple[int, ...] | None:
+#: id(node.gpus) -> (that tuple, its topology number): nodes with equal GPU topologies
+#: share one number, so they share memoised choices.
+_TOPOLOGY_OF: dict[int, tuple[tuple, int]] = {}
+_TOPOLOGIES: dict[tuple, int] = {}
+#: (topology, free GPUs, count) -> the chosen GPUs.
+_CHOICES: dict[tuple[int, frozenset[int], int], tuple[int, ...] | None] = {}
+_MAX_CHOICES = 200_000
+
+
+def _topology(node: Node) -> int:
+    entry = _TOPOLOGY_OF.get(id(node.gpus))
+    if entry is not None and entry[0] is node.gpus:
+        return entry[1]
+    number = _TOPOLOGIES.setdefault(node.gpus, len(_TOPOLOGIES))
+    if len(_TOPOLOGY_OF) >= 10_000:         # nodes come and go (an engine's inventory)
+        _TOPOLOGY_OF.clear()
+    _TOPOLOGY_OF[id(node.gpus)] = (node.gpus, number)
+    return number
+
+
+def choose_gpus(node: Node, free: set[int] | frozenset[int], count: int) -> tuple[int, ...] | None:
     """The best ``count`` GPUs among ``free`` on ``node``, or None if too few are free."""
     if count <= 0:
         return ()
     if count > len(free):
         return None
+    if count == len(free):
+        return tuple(sorted(free))
+    frozen = frozenset(free)
+    key = (_topology(node), frozen, count)
+    try:
+        return _CHOICES[key]
+    except KeyError:
+        pass
+    chosen = _choose(node, frozen, count)
+    if len(_CHOICES) >= _MAX_CHOICES:
+        _CHOICES.clear()
+    _CHOICES[key] = chosen
+    return chosen
+
+
+def _choose(node: Node, free: frozenset[int], count: int) -> tuple[int, ...]:
     ordered = sorted(free)
-    if count == len(ordered):
-        return tuple(ordered)
     cache: dict = {}
-    n_sets = _n_choose_k(len(ordered), count)
-    if n_sets <= _EXHAUSTIVE_LIMIT:
-        candidates = combinations(ordered, count)
+    if comb(len(ordered), count) <= _EXHAUSTIVE_LIMIT:
+        candidates: Iterable[tuple[int, ...]] = combinations(ordered, count)
     else:
         candidates = (_greedy(node, ordered, seed, count, cache) for seed in ordered)
     best = min(candidates, key=lambda c: _score(node, tuple(sorted(c)), free, cache))
@@ -68,12 +126,6 @@ def _greedy(node: Node, ordered: list[int], seed: int, count: int, cache: dict) 
     return tuple(sorted(chosen))
 
 
-def _n_choose_k(n: int, k: int) -> int:
-    from math import comb
-
-    return comb(n, k)
-
-
 def choose_cores(state: NodeState, requests: Resources) -> tuple[int, ...] | None:
     """Exclusive cores for a whole CPU request (lowest ids first); () for fractional."""
     want = needs_whole_cores(requests)
@@ -84,8 +136,8 @@ def choose_cores(state: NodeState, requests: Resources) -> tuple[int, ...] | Non
     return tuple(sorted(state.free_cores)[:want])
 
 
-def place_on(state: NodeState, requests: Resources) -> Allocation | None:
-    """An allocation for ``requests`` on this node, or None when it does not fit now."""
+def place_piece(state: NodeState, requests: Resources) -> Piece | None:
+    """A piece for ``requests`` on this node, or None when it does not fit now."""
     if not state.fits(requests):
         return None
     gpus = choose_gpus(state.node, state.free_gpus, gpu_count(requests))
@@ -94,9 +146,159 @@ def place_on(state: NodeState, requests: Resources) -> Allocation | None:
     cores = choose_cores(state, requests)
     if cores is None:
         return None
-    return Allocation(node=state.node.name, requests=requests, gpus=gpus, cores=cores)
+    return Piece(state.node.name, requests, gpus, cores)
 
+
+def place_on(state: NodeState, requests: Resources) -> Allocation | None:
+    """A one-node allocation for ``requests`` on this node, or None."""
+    piece = place_piece(state, requests)
+    return None if piece is None else Allocation(pieces=(piece,))
+
+
+# -- one node: best fit ----------------------------------------------------------------------
 
 def node_score(state: NodeState, requests: Resources) -> tuple:
     """Best fit: prefer the node left with the fewest free GPUs, then least free CPU."""
     return (state.free(GPU) - requests.get(GPU, 0), state.free(CPU) - requests.get(CPU, 0), state.node.name)
+
+
+def best_fit(snapshot: Snapshot, requests: Resources,
+             swap: tuple[str, NodeState] | None = None) -> Allocation | None:
+    """The best-fit one-node allocation for ``requests`` now, or None.
+
+    ``swap`` = (node name, view): judge that node by ``view`` instead of its state (the
+    part of the backfill reservation's node a job may use), in its place in the order."""
+    if swap is None:
+        for state in snapshot.best_fit_order(requests):
+            alloc = place_on(state, requests)
+            if alloc is not None:
+                return alloc
+        return None
+    name, view = swap
+    view_score = node_score(view, requests) if view.fits(requests) else None
+    for state in snapshot.best_fit_order(requests):
+        if state.node.name == name:
+            continue
+        if view_score is not None and view_score < node_score(state, requests):
+            alloc = place_on(view, requests)
+            if alloc is not None:
+                return alloc
+            view_score = None
+        alloc = place_on(state, requests)
+        if alloc is not None:
+            return alloc
+    return place_on(view, requests) if view_score is not None else None
+
+
+# -- several nodes: gangs ---------------------------------------------------------------------
+
+def _shares(requests: Resources, k: int) -> list[dict[str, int]]:
+    """The non-GPU requests split evenly in ``k`` parts (remainders to the first parts)."""
+    parts: list[dict[str, int]] = [{} for _ in range(k)]
+    for name, amount in requests.items():
+        if name == GPU:
+            continue
+        q, r = divmod(amount, k)
+        for i in range(k):
+            parts[i][name] = q + (1 if i < r else 0)
+    return parts
+
+
+def _try(states: Sequence[NodeState], counts: list[int], requests: Resources) -> Allocation | None:
+    pieces = []
+    for state, g, share in zip(states, counts, _shares(requests, len(states))):
+        piece = place_piece(state, Resources({**share, GPU: g}))
+        if piece is None:
+            return None
+        pieces.append(piece)
+    return Allocation(pieces=pieces)
+
+
+def _fits_share(state: NodeState, requests: Resources, k: int) -> bool:
+    for name, amount in requests.items():
+        if name != GPU and -(-amount // k) > state.free(name):
+            return False
+    return True
+
+
+def place_gang(snapshot: Snapshot, requests: Resources, exclude: frozenset[str] = frozenset()) -> Allocation | None:
+    """A gang placement of ``requests`` across nodes now (see the module docstring), or
+    None. ``exclude``: nodes not to use. Does not change the snapshot."""
+    need = requests.get(GPU, 0)
+    states = [s for s in snapshot.ordered if s.node.name not in exclude]
+    largest = max((len(s.node.gpus) for s in states), default=0)
+    if need <= 0 or largest <= 0:
+        return None
+    free = [len(s.free_gpus) for s in states]
+    if sum(free) < need:
+        return None
+    k0 = -(-need // largest)
+    # 1. k0 completely free nodes, first in node order.
+    whole = [s for s in states if len(s.free_gpus) == len(s.node.gpus) and not any(s.used.values())
+             and _fits_share(s, requests, k0)]
+    chosen: list[NodeState] = []
+    got = 0
+    for s in whole:
+        if got >= need or len(chosen) == k0:
+            break
+        chosen.append(s)
+        got += len(s.free_gpus)
+    if got >= need and len(chosen) <= k0:
+        alloc = _try(chosen, _counts(chosen, need), requests)
+        if alloc is not None:
+            return alloc
+    # 2. the fewest nodes whose free GPUs add up, earliest in node order.
+    for k in range(max(k0, 1), len(states) + 1):
+        cand = [i for i, s in enumerate(states) if free[i] > 0 and _fits_share(s, requests, k)]
+        if len(cand) < k:
+            continue                    # more nodes make smaller shares: keep looking
+        if sum(sorted((free[i] for i in cand), reverse=True)[:k]) < need:
+            continue
+        picked = _lexicographic(cand, free, k, need)
+        if picked is None:
+            continue
+        chosen = [states[i] for i in picked]
+        alloc = _try(chosen, _counts(chosen, need), requests)
+        if alloc is not None:
+            return alloc
+    return None
+
+
+def _counts(chosen: Sequence[NodeState], need: int) -> list[int]:
+    counts, left = [], need
+    for s in chosen:
+        take = min(len(s.free_gpus), left)
+        counts.append(take)
+        left -= take
+    return counts
+
+
+def _lexicographic(cand: list[int], free: list[int], k: int, need: int) -> list[int] | None:
+    """The earliest (in node order) ``k`` of ``cand`` whose free GPUs sum to >= ``need``."""
+    picked: list[int] = []
+    left = need
+    for pos, i in enumerate(cand):
+        slots = k - len(picked)
+        if slots == 0:
+            break
+        rest = sorted((free[j] for j in cand[pos + 1:]), reverse=True)[:slots - 1]
+        if free[i] + sum(rest) >= left:
+            picked.append(i)
+            left -= free[i]
+    return picked if left <= 0 else None
+
+
+def needs_gang(requests: Resources, largest_gpus: int) -> bool:
+    """True when ``requests`` asks for more GPUs than the largest node has."""
+    return requests.get(GPU, 0) > largest_gpus
+
+
+def gang_infeasible(nodes: Sequence[Node], requests: Resources) -> str | None:
+    """Why a gang job can never be placed on ``nodes`` (even all free), or None."""
+    total = sum(n.allocatable.get(GPU, 0) for n in nodes)
+    need = requests.get(GPU, 0)
+    if need > total:
+        return f"insufficient {GPU}: job requests {need}, the whole cluster has {total}"
+    if place_gang(Snapshot(nodes, {}), requests) is None:
+        return f"no combination of nodes holds this job's requests split per node (requests {need} {GPU})"
+    return None

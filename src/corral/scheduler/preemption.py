@@ -13,7 +13,8 @@ A pending job ``J`` (queue ``q``) may preempt running jobs on *one* node:
     and must stay at or above its nominal in every resource it borrows after all the
     victims taken from it are removed.
 
-Non-preemptible jobs and jobs already being stopped are never victims. The victims
+Non-preemptible jobs and jobs already being stopped are never victims. A job spread over
+several nodes (a gang) is never a preemptor; as a victim, its piece on the node counts. The victims
 must make ``J`` fit: on the node (with the real placement code, GPUs and cores as
 devices), in its queue's quota and within its per-user limits, all computed with the
 victims' usage released. If even every eligible victim would not make it fit, nothing
@@ -31,11 +32,11 @@ what it borrowed, so the victim's queue has nothing to reclaim back.
 from __future__ import annotations
 
 from itertools import combinations
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
-from ..job import Allocation
-from ..resources import Resources
-from .backfill import copy_state
+from ..job import Allocation, Piece
+from ..reasons import PreemptionKind
+from ..resources import CPU, GPU, Resources
 from .placement import place_on
 from .quota import QuotaState, UserUsage
 from .snapshot import NodeState, Snapshot
@@ -46,59 +47,43 @@ EXHAUSTIVE_BUDGET = 2000
 
 
 def plan_preemption(snapshot: Snapshot, job: PendingJob, running: Sequence[RunningJob],
-                    queues: Mapping[str, QueueSpec], now: float, *, capacity: Mapping[str, int] | None = None,
-                    quota: QuotaState | None = None, users: UserUsage | None = None,
-                    skip_nodes: Iterable[str] = ()) -> Preemption | None:
-    """The preemption that lets ``job`` start, or None (see the module docstring).
-
-    ``snapshot`` holds the running jobs' allocations (it is not modified). ``quota`` and
-    ``users`` are built from ``running`` when not given (the cycle passes its own, which
-    also count this cycle's placements). ``skip_nodes``: nodes not to preempt on."""
-    if quota is None:
-        if capacity is None:
-            capacity = _total(snapshot)
-        quota = QuotaState(queues, capacity)
-        for r in running:
-            quota.add(r.queue, r.requests)
-    if users is None:
-        users = UserUsage()
-        for r in running:
-            users.add(r.queue, r.user, r.requests)
+                    queues: Mapping[str, QueueSpec], now: float) -> Preemption | None:
+    """The preemption that lets ``job`` start, or None (see the module docstring), with
+    quota and user usage taken from ``running``. ``snapshot`` holds the running jobs'
+    allocations (it is not modified). The cycle plans with its own bookkeeping instead
+    (:func:`plan_on_node`)."""
+    quota = QuotaState(queues, snapshot.capacity)
+    users = UserUsage()
     by_node: dict[str, list[RunningJob]] = {}
     for r in running:
-        by_node.setdefault(r.node, []).append(r)
-    skip = set(skip_nodes)
+        quota.add(r.queue, r.requests)
+        users.add(r.queue, r.user, r.requests)
+        for node in r.allocation.nodes:
+            by_node.setdefault(node, []).append(r)
     best = None
     for state in snapshot.ordered:
         name = state.node.name
-        if name in skip or name not in by_node or not job.requests.fits_in(state.allocatable):
+        if name not in by_node or not job.requests.fits_in(state.allocatable):
             continue
-        found = _plan_on_node(state, job, by_node[name], queues, quota, users, now)
+        found = plan_on_node(state, job, by_node[name], queues, quota, users, now)
         if found is not None and (best is None or (found[0], name) < (best[0], best[1].node)):
             best = found
-    if best is None:
-        return None
-    return best[1]
+    return None if best is None else best[1]
 
 
-def _total(snapshot: Snapshot) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for state in snapshot.ordered:
-        for r, v in state.allocatable.items():
-            out[r] = out.get(r, 0) + v
-    return out
-
-
-def _plan_on_node(state: NodeState, job: PendingJob, running: list[RunningJob], queues: Mapping[str, QueueSpec],
-                  quota: QuotaState, users: UserUsage, now: float) -> tuple[tuple, Preemption] | None:
+def plan_on_node(state: NodeState, job: PendingJob, running: list[RunningJob], queues: Mapping[str, QueueSpec],
+                 quota: QuotaState, users: UserUsage, now: float) -> tuple[tuple, Preemption] | None:
+    """The best preemption on this node for ``job`` with its rank (fewest victims ...), or
+    None. ``running``: the jobs with a piece on this node."""
     queue = job.queue
     req = job.requests
+    node = state.node.name
     cross = quota.within_nominal(queue, req)
     borrowed: dict[str, dict[str, int]] = {}
     lower: set[int] = set()
     candidates: list[RunningJob] = []
     spec = queues.get(queue)
-    own_only = spec is not None and spec.policy == "fair-share"
+    own_only = spec is not None and spec.order.by_user
     for r in running:
         if not r.preemptible or r.stopping_for is not None or r.id == job.id:
             continue
@@ -116,6 +101,7 @@ def _plan_on_node(state: NodeState, job: PendingJob, running: list[RunningJob], 
     if not candidates:
         return None
     candidates.sort(key=lambda r: (r.priority, -r.started_at, -r.id))
+    here = {r.id: r.allocation.piece_on(node) for r in candidates}
 
     def reclaim_ok(victims: Sequence[RunningJob]) -> bool:
         taken: dict[str, dict[str, int]] = {}
@@ -135,8 +121,9 @@ def _plan_on_node(state: NodeState, job: PendingJob, running: list[RunningJob], 
     def fits(victims: Sequence[RunningJob]) -> Allocation | None:
         free = {res: state.free(res) for res in req}
         for v in victims:
+            piece = here[v.id]
             for res in req:
-                free[res] += v.requests.get(res, 0)
+                free[res] += piece.requests.get(res, 0)
         if any(x > free[res] for res, x in req.items()):
             return None
         q = quota.copy()
@@ -147,9 +134,9 @@ def _plan_on_node(state: NodeState, job: PendingJob, running: list[RunningJob], 
         removed = [(v.queue, v.user, v.requests) for v in victims]
         if users.violation(spec, queue, job.user, req, removed) is not None:
             return None
-        s = copy_state(state)
+        s = state.copy()
         for v in victims:
-            s.forget(v.allocation)
+            s.forget(here[v.id])
         return place_on(s, req)
 
     if fits(candidates) is None:             # not even all of them would do
@@ -183,9 +170,9 @@ def _plan_on_node(state: NodeState, job: PendingJob, running: list[RunningJob], 
     if chosen is None:
         return None
     key, victims, alloc = chosen
-    kind = "priority" if all(v.id in lower for v in victims) else "reclaim"
+    kind = PreemptionKind.PRIORITY if all(v.id in lower for v in victims) else PreemptionKind.RECLAIM
     victim_ids = tuple(sorted(v.id for v in victims))
-    return key, Preemption(job.id, victim_ids, state.node.name, kind, allocation=alloc)
+    return key, Preemption(job.id, victim_ids, node, kind, allocation=alloc)
 
 
 def _greedy(candidates, reclaim_ok, fits, rank):
@@ -211,25 +198,25 @@ def _greedy(candidates, reclaim_ok, fits, rank):
     return rank(picked), picked, alloc
 
 
-def hold_for(state: NodeState, preemption: Preemption, victims: Sequence[RunningJob],
+def hold_for(state: NodeState, alloc: Allocation | None, victims: Sequence[RunningJob],
              requests: Resources) -> Allocation | None:
-    """What the preemptor's planned allocation takes from what is free *now* on its node
-    (the victims' part frees when they stop): held back from the rest of the cycle so
-    that later jobs cannot take it. None when it needs nothing that is free now."""
-    alloc = preemption.allocation
+    """What the preemptor's planned allocation ``alloc`` takes from what is free *now* on
+    its node (the victims' part frees when they stop): held back from the rest of the
+    cycle so that later jobs cannot take it. None when it needs nothing that is free now."""
     if alloc is None:
         return None
-    vg = {g for v in victims for g in v.gpus}
-    vc = {c for v in victims for c in v.cores}
-    gpus = tuple(g for g in alloc.gpus if g not in vg and g in state.free_gpus)
-    cores = tuple(c for c in alloc.cores if c not in vc and c in state.free_cores)
+    node = state.node.name
+    mine = alloc.pieces[0]
+    pieces = [p for p in (v.allocation.piece_on(node) for v in victims) if p is not None]
+    vg = {g for p in pieces for g in p.gpus}
+    vc = {c for p in pieces for c in p.cores}
+    gpus = tuple(g for g in mine.gpus if g not in vg and g in state.free_gpus)
+    cores = tuple(c for c in mine.cores if c not in vc and c in state.free_cores)
     released: dict[str, int] = {}
-    for v in victims:
-        for res, x in v.requests.items():
+    for p in pieces:
+        for res, x in p.requests.items():
             released[res] = released.get(res, 0) + x
     amounts: dict[str, int] = {}
-    from ..resources import CPU, GPU
-
     for res, x in requests.items():
         need = max(0, x - released.get(res, 0))
         if res == GPU:
@@ -239,4 +226,4 @@ def hold_for(state: NodeState, preemption: Preemption, victims: Sequence[Running
         amounts[res] = min(need, max(0, state.free(res)))
     if not gpus and not cores and not any(amounts.values()):
         return None
-    return Allocation(node=alloc.node, requests=Resources(amounts), gpus=gpus, cores=cores)
+    return Allocation(pieces=(Piece(node, Resources(amounts), gpus, cores),))

@@ -33,8 +33,9 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-from ..resources import GPU, Resources
-from .types import QueueSpec, QuotaShortfall, UserLimitDetail
+from ..reasons import QuotaShortfall, UserLimit, UserLimitKind
+from ..resources import GPU
+from .types import QueueSpec
 
 
 class QuotaState:
@@ -71,11 +72,13 @@ class QuotaState:
             self.ceiling[name] = ceiling
         self.usage: dict[str, dict[str, int]] = {name: {} for name in queues}
         self.drawn: dict[str, int] = {}                     # pool usage per resource
+        #: False when no queue has a nominal quota: nothing to check, nothing to keep.
+        self.active = any(spec.nominal is not None for spec in queues.values())
 
     def copy(self) -> "QuotaState":
         new = object.__new__(QuotaState)
         new.queues, new.nominal, new.guaranteed = self.queues, self.nominal, self.guaranteed
-        new.ceiling, new.pool, new.whole = self.ceiling, self.pool, self.whole
+        new.ceiling, new.pool, new.whole, new.active = self.ceiling, self.pool, self.whole, self.active
         new.usage = {q: dict(u) for q, u in self.usage.items()}
         new.drawn = dict(self.drawn)
         return new
@@ -131,20 +134,22 @@ class QuotaState:
     def fits(self, queue: str, requests: Mapping[str, int]) -> bool:
         return not self.shortfalls(queue, requests)
 
+    def most(self, queue: str, resource: str) -> int | None:
+        """The most of ``resource`` the queue could ever hold: its guaranteed part plus
+        everything the others lend, within its ceiling (None: not limited by quota)."""
+        nominal = self.nominal.get(queue)
+        if nominal is None or queue in self.whole or resource not in nominal:
+            return None
+        most = self.guaranteed[queue][resource] + self.pool.get(resource, 0)
+        ceiling = self.ceiling[queue].get(resource)
+        return most if ceiling is None else min(most, ceiling)
+
     def never_fits(self, queue: str, requests: Mapping[str, int]) -> bool:
         """True when no amount of waiting (or reclaiming) could admit ``requests``: more
         than the queue's nominal plus everything the others lend, or its ceiling."""
-        nominal = self.nominal.get(queue)
-        if nominal is None or queue in self.whole:
-            return False
         for r, x in requests.items():
-            if r not in nominal:
-                continue
-            most = self.guaranteed[queue][r] + self.pool.get(r, 0)
-            ceiling = self.ceiling[queue].get(r)
-            if ceiling is not None:
-                most = min(most, ceiling)
-            if x > most:
+            most = self.most(queue, r)
+            if most is not None and x > most:
                 return True
         return False
 
@@ -181,18 +186,6 @@ class QuotaState:
                 best = s
         return best
 
-    def usage_of(self, queue: str) -> Resources:
-        return Resources({r: v for r, v in self.usage.get(queue, {}).items() if v > 0})
-
-
-def quota_for(queues: Mapping[str, QueueSpec], capacity: Mapping[str, int],
-              usage: Iterable[tuple[str, Mapping[str, int]]] = ()) -> QuotaState:
-    """A :class:`QuotaState` with ``usage`` ((queue, requests) pairs) already added."""
-    state = QuotaState(queues, capacity)
-    for queue, requests in usage:
-        state.add(queue, requests)
-    return state
-
 
 class UserUsage:
     """Per queue and user: GPUs held and jobs running (for ``max_user_gpus`` and
@@ -211,7 +204,7 @@ class UserUsage:
         self.add(queue, user, requests, -1)
 
     def violation(self, spec: QueueSpec | None, queue: str, user: str, requests: Mapping[str, int],
-                  removed: Iterable[tuple[str, str, Mapping[str, int]]] = ()) -> UserLimitDetail | None:
+                  removed: Iterable[tuple[str, str, Mapping[str, int]]] = ()) -> UserLimit | None:
         """The limit starting a job with ``requests`` would break (None: within limits).
         ``removed``: (queue, user, requests) of running jobs to leave out (victims)."""
         if spec is None or (spec.max_user_gpus is None and spec.max_user_jobs is None):
@@ -223,8 +216,8 @@ class UserUsage:
                 gpus -= req.get(GPU, 0)
                 jobs -= 1
         if spec.max_user_jobs is not None and jobs + 1 > spec.max_user_jobs:
-            return UserLimitDetail(user, queue, "max_user_jobs", spec.max_user_jobs, jobs)
+            return UserLimit(user=user, queue=queue, limit=UserLimitKind.JOBS, value=spec.max_user_jobs, using=jobs)
         want = requests.get(GPU, 0)
         if spec.max_user_gpus is not None and want > 0 and gpus + want > spec.max_user_gpus:
-            return UserLimitDetail(user, queue, "max_user_gpus", spec.max_user_gpus, gpus)
+            return UserLimit(user=user, queue=queue, limit=UserLimitKind.GPUS, value=spec.max_user_gpus, using=gpus)
         return None

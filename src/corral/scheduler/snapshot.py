@@ -3,16 +3,25 @@
 The cycle *assumes* placements into the snapshot as it decides (so later decisions in
 the same cycle see them) and can *forget* them again; the snapshot never touches the
 store. Kueue's cache snapshot plays the same role.
+
+Best fit is answered from an index instead of scoring every node: nodes are bucketed by
+their free GPUs, and each bucket is kept sorted by (free CPU, node name). Best fit
+prefers the node left with the fewest free GPUs, then the least free CPU, then the
+lowest name (:func:`~corral.scheduler.placement.node_score`), so walking the buckets
+upward from the job's GPU count, and each bucket from the job's CPU request up, visits
+the nodes in exactly that order: the first node where the job fits is the best one. On
+an empty 1,000-node cluster a placement looks at one or two nodes instead of 1,000.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from ..capacity.node import Node
 from ..errors import CorralError
-from ..job import Allocation
+from ..job import Allocation, Piece
 from ..resources import CPU, GPU, Resources
 
 
@@ -34,25 +43,29 @@ class NodeState:
                 return False
         return True
 
-    def assume(self, allocation: Allocation) -> None:
-        """Take an allocation's resources and devices out of the free pool."""
-        for name, amount in allocation.requests.items():
+    def assume(self, piece: Piece) -> None:
+        """Take a piece's resources and devices out of the free pool."""
+        for name, amount in piece.requests.items():
             self.used[name] = self.used.get(name, 0) + amount
-        for g in allocation.gpus:
+        for g in piece.gpus:
             if g not in self.free_gpus:
                 raise CorralError(f"GPU {g} on node {self.node.name} is already allocated")
             self.free_gpus.discard(g)
-        for c in allocation.cores:
+        for c in piece.cores:
             if c not in self.free_cores:
                 raise CorralError(f"core {c} on node {self.node.name} is already allocated")
             self.free_cores.discard(c)
 
-    def forget(self, allocation: Allocation) -> None:
+    def forget(self, piece: Piece) -> None:
         """Undo :meth:`assume`."""
-        for name, amount in allocation.requests.items():
+        for name, amount in piece.requests.items():
             self.used[name] = self.used.get(name, 0) - amount
-        self.free_gpus.update(allocation.gpus)
-        self.free_cores.update(allocation.cores)
+        self.free_gpus.update(piece.gpus)
+        self.free_cores.update(piece.cores)
+
+    def copy(self) -> "NodeState":
+        return NodeState(node=self.node, allocatable=dict(self.allocatable), used=dict(self.used),
+                         free_gpus=set(self.free_gpus), free_cores=set(self.free_cores))
 
 
 class Snapshot:
@@ -67,62 +80,87 @@ class Snapshot:
             )
         #: Node states in name order: the order cycles visit them in (deterministic).
         self.ordered: list[NodeState] = sorted(self.nodes.values(), key=lambda s: s.node.name)
+        self._pos = {state.node.name: i for i, state in enumerate(self.ordered)}
         allocs = allocations.values() if isinstance(allocations, Mapping) else allocations
         for alloc in allocs:
-            state = self.nodes.get(alloc.node)
-            if state is None:
-                # An allocation on a node that is gone still counts nowhere; the daemon
-                # reports such jobs separately.
-                continue
-            state.assume(alloc)
-        #: Index: number of free GPUs -> positions (in ``ordered``) of the nodes with
-        #: exactly that many. A GPU job only looks at nodes with enough free GPUs.
-        self._pos = {state.node.name: i for i, state in enumerate(self.ordered)}
-        self._by_free_gpus: dict[int, set[int]] = {}
+            for piece in alloc.pieces:
+                state = self.nodes.get(piece.node)
+                if state is not None:
+                    # A piece on a node that is gone counts nowhere; the daemon reports
+                    # such jobs separately.
+                    state.assume(piece)
+        #: The best-fit index: free GPUs -> [(free CPU, node name, position)], sorted;
+        #: and the bucket keys, sorted.
+        self._indexed: list[tuple[int, int]] = []
+        self._buckets: dict[int, list[tuple[int, str, int]]] = {}
+        self._bucket_keys: list[int] = []
         for i, state in enumerate(self.ordered):
-            self._by_free_gpus.setdefault(len(state.free_gpus), set()).add(i)
-        #: Between cycles: the shapes that fitted no node at the end of the last cycle,
-        #: and the nodes that gained capacity since. Such a shape can only fit on one of
-        #: those nodes now, so the next cycle looks only there.
-        self.failed_shapes: set = set()
-        self.gained: set[int] = set()
+            key = (state.free(GPU), state.free(CPU))
+            self._indexed.append(key)
+            self._buckets.setdefault(key[0], []).append((key[1], state.node.name, i))
+        for bucket in self._buckets.values():
+            bucket.sort()
+        self._bucket_keys = sorted(self._buckets)
+        #: Total allocatable over the nodes (for quota and shares).
+        total: dict[str, int] = {}
+        for state in self.ordered:
+            for r, v in state.allocatable.items():
+                total[r] = total.get(r, 0) + v
+        self.capacity = Resources({r: v for r, v in total.items() if v > 0})
+        #: The most GPUs any one node has (a job asking for more must spread).
+        self.largest_gpus = max((len(s.node.gpus) for s in self.ordered), default=0)
 
+    # -- changes ---------------------------------------------------------------------------
     def assume(self, allocation: Allocation) -> None:
-        state = self.nodes[allocation.node]
-        before = len(state.free_gpus)
-        state.assume(allocation)
-        self._reindex(allocation.node, before, len(state.free_gpus))
+        for piece in allocation.pieces:
+            state = self.nodes[piece.node]
+            state.assume(piece)
+            self._reindex(piece.node, state)
 
     def forget(self, allocation: Allocation) -> None:
-        state = self.nodes.get(allocation.node)
-        if state is not None:  # allocations on a node that is gone were never counted
-            before = len(state.free_gpus)
-            state.forget(allocation)
-            self._reindex(allocation.node, before, len(state.free_gpus))
-            self.gained.add(self._pos[allocation.node])
+        for piece in allocation.pieces:
+            state = self.nodes.get(piece.node)
+            if state is not None:  # pieces on a node that is gone were never counted
+                state.forget(piece)
+                self._reindex(piece.node, state)
 
-    def _reindex(self, name: str, before: int, after: int) -> None:
-        if before != after:
-            i = self._pos[name]
-            bucket = self._by_free_gpus[before]
-            bucket.discard(i)
-            if not bucket:
-                del self._by_free_gpus[before]
-            self._by_free_gpus.setdefault(after, set()).add(i)
+    def _reindex(self, name: str, state: NodeState) -> None:
+        i = self._pos[name]
+        old = self._indexed[i]
+        new = (state.free(GPU), state.free(CPU))
+        if new == old:
+            return
+        bucket = self._buckets[old[0]]
+        del bucket[bisect_left(bucket, (old[1], name, i))]
+        if not bucket:
+            del self._buckets[old[0]]
+            del self._bucket_keys[bisect_left(self._bucket_keys, old[0])]
+        target = self._buckets.get(new[0])
+        if target is None:
+            target = self._buckets[new[0]] = []
+            insort(self._bucket_keys, new[0])
+        insort(target, (new[1], name, i))
+        self._indexed[i] = new
 
-    def gained_nodes(self, gpus: int) -> list[NodeState]:
-        """Nodes that gained capacity since the last cycle and have ``gpus`` free GPUs."""
-        return [self.ordered[i] for i in sorted(self.gained) if len(self.ordered[i].free_gpus) >= gpus]
+    # -- questions -------------------------------------------------------------------------
+    def best_fit_order(self, requests: Resources) -> Iterable[NodeState]:
+        """The nodes where ``requests`` fits now (aggregate amounts), best fit first (see
+        the module docstring). A generator: stop reading once a node takes the job."""
+        gpus, cpu = requests.get(GPU, 0), requests.get(CPU, 0)
+        keys = self._bucket_keys
+        ordered = self.ordered
+        for k in range(bisect_left(keys, gpus), len(keys)):
+            bucket = self._buckets[keys[k]]
+            for j in range(bisect_left(bucket, (cpu,)), len(bucket)):
+                state = ordered[bucket[j][2]]
+                if state.fits(requests):
+                    yield state
 
-    def with_free_gpus(self, count: int) -> list[NodeState]:
-        """Nodes with at least ``count`` free GPUs (all nodes for ``count`` 0)."""
-        if count <= 0:
-            return self.ordered
-        return [self.ordered[i] for free, bucket in self._by_free_gpus.items() if free >= count for i in bucket]
-
-    def exclusive_cores(self, node: str) -> set[int]:
-        state = self.nodes[node]
-        return set(state.node.cores) - state.free_cores
+    def most_free(self, resource: str) -> int:
+        """The most of ``resource`` free on any one node."""
+        if resource == GPU:
+            return self._bucket_keys[-1] if self._bucket_keys else 0
+        return max((s.free(resource) for s in self.ordered), default=0)
 
 
 def needs_whole_cores(requests: Resources) -> int:

@@ -1,29 +1,29 @@
-"""Ordering policies, one module each. A policy orders the pending queue and says
-whether the queue is strict (a job that does not fit blocks everything behind it) or
-best-effort (later jobs that fit may start; Kueue's BestEffortFIFO)."""
+"""Ordering policies, one module each (see :mod:`.base` for the interface)."""
 
 from __future__ import annotations
 
-from .base import Policy
-from .fifo import BestEffortFifo, StrictFifo
+from .base import QueuePolicy
+from .best_effort_fifo import BestEffortFifo
+from .fair_share import FairSharePolicy
+from .priority import Priority
 from .sjf import ShortestJobFirst
+from .strict_fifo import StrictFifo
 
-POLICIES: dict[str, type[Policy]] = {
-    BestEffortFifo.name: BestEffortFifo,
-    StrictFifo.name: StrictFifo,
-    ShortestJobFirst.name: ShortestJobFirst,
+POLICIES: dict[str, type[QueuePolicy]] = {
+    cls.name: cls for cls in (BestEffortFifo, StrictFifo, Priority, ShortestJobFirst, FairSharePolicy)
 }
 
 DEFAULT_POLICY = BestEffortFifo.name
 
 
-def get_policy(name: str) -> Policy:
+def get_policy(name: str) -> QueuePolicy:
     from ...errors import ValidationError
 
     try:
         return POLICIES[name]()
     except KeyError:
-        raise ValidationError("policy", name, "expected one of: " + ", ".join(sorted(POLICIES))) from None
+        raise ValidationError("policy", name, "expected one of: " + ", ".join(POLICIES)) from None
 
 
-__all__ = ["POLICIES", "DEFAULT_POLICY", "Policy", "get_policy", "BestEffortFifo", "StrictFifo", "ShortestJobFirst"]
+__all__ = ["POLICIES", "DEFAULT_POLICY", "QueuePolicy", "get_policy", "BestEffortFifo", "StrictFifo", "Priority",
+           "ShortestJobFirst", "FairSharePolicy"]

@@ -1,18 +1,44 @@
-"""The policy interface."""
+"""The ordering policy interface: how one queue walks its pending jobs.
+
+A policy orders the jobs *within* a queue; the cycle (:mod:`corral.scheduler.cycle`)
+walks every queue's head in turn and decides placement, quota, backfill and preemption
+the same way whatever the policy, so every policy combines with backfill and preemption.
+
+* :attr:`QueuePolicy.strict` -- the first job that cannot start blocks the rest of its
+  queue (Kueue's StrictFIFO); otherwise later jobs that fit may start (BestEffortFIFO).
+* :meth:`QueuePolicy.key` -- the sort key within a queue, smaller first; total and
+  deterministic (the cycle breaks ties by job id).
+* :attr:`QueuePolicy.by_user` -- the queue takes turns between users: its next job is the
+  head (by :meth:`key`) of the user with the lowest share (fair share, :mod:`.fair_share`).
+* :attr:`QueuePolicy.uses_estimates` -- the key reads :attr:`PendingJob.estimate
+  <corral.scheduler.types.PendingJob.estimate>` (run-time estimates: the job's time limit,
+  else what its user's recent jobs took), which the driver fills in.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, ClassVar
 
-from ..types import PendingJob
+if TYPE_CHECKING:
+    from ..types import PendingJob
 
 
-class Policy(Protocol):
+class QueuePolicy:
     #: Name used in the config file and on the command line.
-    name: str
-    #: True: the first job that does not fit blocks all jobs behind it.
-    strict: bool
+    name: ClassVar[str] = ""
+    strict: ClassVar[bool] = False
+    by_user: ClassVar[bool] = False
+    uses_estimates: ClassVar[bool] = False
 
-    def order_key(self, job: PendingJob) -> tuple:
-        """Sort key: smaller starts first. Must be total and deterministic."""
-        ...
+    def key(self, job: PendingJob) -> tuple:
+        """Sort key within the queue (smaller first): priority, then submit order."""
+        return (-job.priority, job.seq)
+
+    def __repr__(self) -> str:
+        return f"<policy {self.name}>"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self)
+
+    def __hash__(self) -> int:
+        return hash(type(self))

@@ -1,26 +1,28 @@
-"""Shortest job first (non-preemptive), by expected run time.
+"""``sjf``: shortest expected run time first (non-preemptive), best effort.
 
-With the trace's real durations (as the simulator's ``sjf`` gives them) this is the
-textbook reference policy: it needs *oracle* knowledge of run times, so it is a
-yardstick, not something to deploy. In the daemon the estimate is the job's time limit,
-else the median run time of its user's recent successful jobs
-(:mod:`corral.scheduler.history`; the simulator's ``sjf-history`` does the same); jobs
-with neither go after all jobs with one. Best-effort: a job that does not fit lets the
-next shortest one start. Short jobs can keep a long one waiting while they keep coming.
+The expected run time is :attr:`PendingJob.estimate <corral.scheduler.types.PendingJob.estimate>`:
+in the daemon the job's time limit, else the median run time of its user's recent
+successful jobs (:mod:`corral.scheduler.history`); jobs with neither go after every job
+with one. ``corral sim --policy sjf`` gives it the trace's real durations (an oracle
+reference), ``sjf-history`` the daemon's estimates. A job that does not fit lets the next
+shortest one start; short jobs can keep a long one waiting while they keep coming.
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-from ..types import PendingJob
+from .base import QueuePolicy
+
+if TYPE_CHECKING:
+    from ..types import PendingJob
 
 
-class ShortestJobFirst:
+class ShortestJobFirst(QueuePolicy):
     name = "sjf"
-    strict = False
-    oracle = True
+    uses_estimates = True
 
-    def order_key(self, job: PendingJob) -> tuple:
+    def key(self, job: PendingJob) -> tuple:
         estimate = math.inf if job.estimate is None else job.estimate
         return (estimate, -job.priority, job.seq)

@@ -1,0 +1,87 @@
+"""Could a request ever fit (feasible), and why does it not fit now (available)?
+
+Ray's split: "could ever fit" is the nodes' allocatable amounts, ignoring what is in use
+(a request that fails it is refused at submit, one line per resource); "fits now" is the
+snapshot's free capacity (a request that fails it waits, with the numbers).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from ..capacity.node import Node
+from ..reasons import InsufficientResources, Shortfall, Unschedulable, Wait
+from ..resources import CPU, GPU, Resources, format_quantity, sort_key
+from .snapshot import NodeState, Snapshot, needs_whole_cores
+
+
+def infeasible(nodes: Sequence[Node], requests: Resources) -> list[str]:
+    """Lines explaining why ``requests`` can never fit one node (empty when some node could
+    hold it): ``insufficient cpu: job requests 64, node has 2 allocatable``."""
+    if not nodes:
+        return ["no nodes: the daemon has no capacity to schedule on"]
+    best: list[str] | None = None
+    for node in nodes:
+        alloc = node.allocatable
+        lines = []
+        for name, amount in sorted(requests.items(), key=lambda kv: sort_key(kv[0])):
+            have = alloc.get(name, 0)
+            if amount > have:
+                q = lambda v: format_quantity(name, v)  # noqa: E731
+                where = "node has" if len(nodes) == 1 else f"node {node.name} has"
+                lines.append(f"insufficient {name}: job requests {q(amount)}, {where} {q(have)} allocatable")
+        if not lines:
+            return []
+        if best is None or len(lines) < len(best):
+            best = lines
+    return best or []
+
+
+def explain(snapshot: Snapshot, requests: Resources, *, gang: bool = False) -> Wait:
+    """Why ``requests`` does not fit now: the resources short on the closest node (for a
+    gang: across the nodes), or :class:`~corral.reasons.Unschedulable` when no node
+    could ever hold it (a node shrank after submit)."""
+    states = snapshot.ordered
+    if gang:
+        return _explain_gang(states, requests)
+    if states and all(not requests.fits_in(s.allocatable) for s in states):
+        lines = infeasible([s.node for s in states], requests)
+        return Unschedulable(lines=tuple(lines), nodes=len(states))
+    best: tuple[Shortfall, ...] | None = None
+    for state in states:
+        short = tuple(
+            Shortfall(name, amount, max(state.free(name), 0), state.allocatable.get(name, 0))
+            for name, amount in requests.sorted_items()
+            if amount > state.free(name)
+        )
+        if not short:
+            # Enough in aggregate but not as devices/cores (should not happen when the
+            # accounting is consistent); report the device view.
+            short = _device_shortfalls(state, requests)
+        if best is None or len(short) < len(best):
+            best = short
+    return InsufficientResources(shortfalls=best or (), nodes=len(states))
+
+
+def _explain_gang(states: list[NodeState], requests: Resources) -> Wait:
+    free: dict[str, int] = {}
+    total: dict[str, int] = {}
+    for s in states:
+        for name in requests:
+            free[name] = free.get(name, 0) + max(s.free(name), 0)
+            total[name] = total.get(name, 0) + s.allocatable.get(name, 0)
+    short = tuple(Shortfall(name, amount, free.get(name, 0), total.get(name, 0))
+                  for name, amount in requests.sorted_items() if amount > free.get(name, 0))
+    if not short:      # enough in all, but not on few enough nodes: say the GPUs
+        short = (Shortfall(GPU, requests.get(GPU, 0), free.get(GPU, 0), total.get(GPU, 0)),)
+    return InsufficientResources(shortfalls=short, nodes=len(states), across_nodes=True)
+
+
+def _device_shortfalls(state: NodeState, requests: Resources) -> tuple[Shortfall, ...]:
+    out = []
+    if requests.get(GPU, 0) > len(state.free_gpus):
+        out.append(Shortfall(GPU, requests[GPU], len(state.free_gpus), len(state.node.gpus)))
+    cores = needs_whole_cores(requests)
+    if cores > len(state.free_cores):
+        out.append(Shortfall(CPU, requests[CPU], 1000 * len(state.free_cores), 1000 * len(state.node.cores)))
+    return tuple(out)
