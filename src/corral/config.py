@@ -6,7 +6,8 @@ optional; the file form is::
     simulate_gpus: 0            # pretend this many GPUs exist (0..64); `corral up --simulate-gpus N`
     reserve: {cpu: 500m, memory: 1Gi}   # kept back for the system; memory omitted = daemon decides
     defaults: {cpu: "1"}        # requests for resources a job does not mention at all
-    policy: best-effort-fifo    # or strict-fifo
+    policy: best-effort-fifo    # the default queue's order: strict-fifo, priority, sjf, fair-share
+    engine: {type: local}       # where jobs run: local (this machine's processes)
     kill_grace: 10s             # SIGTERM -> SIGKILL grace; a bare number (or number string) is seconds
     node_name: gpu-box-1        # default: the machine's hostname (resolved by the daemon)
     enforcement: auto           # auto | cgroup | watchdog (see below)
@@ -34,7 +35,7 @@ optional; the file form is::
         nominal: {nvidia.com/gpu: 4}          # guaranteed
         borrowing_limit: {nvidia.com/gpu: 2}  # at most this beyond nominal, from idle quota
         lending_limit: {nvidia.com/gpu: 2}    # at most this of its idle nominal lent to others
-        policy: fair-share                    # strict-fifo | priority | fair-share (DRF by user)
+        policy: fair-share                    # best-effort-fifo | strict-fifo | priority | sjf | fair-share
         max_user_gpus: 2
         max_user_jobs: 8
     fair_share: {half_life: 7d} # past usage counts half after this long
@@ -58,7 +59,7 @@ cgroups when it can and the watchdog otherwise. Either way ``corral nodes`` says
 default requests, ``defaults: {memory: 2Gi}`` means a memory default and no cpu default.
 Unknown fields and bad values raise a one-line :class:`~corral.errors.ValidationError`
 prefixed with the file's path and naming the field, e.g.
-``config.yaml: unknown field reserv (accepted: admin_group, backfill, cost, defaults, enforcement, fair_share, idle_gpu, kill_grace, mode, node_name, pids_limit, policy, preemption, queues, reserve, retention, sample_interval, series_interval, simulate_gpus, socket_group)``.
+``config.yaml: unknown field reserv (accepted: admin_group, backfill, cost, defaults, enforcement, engine, fair_share, idle_gpu, kill_grace, mode, node_name, pids_limit, policy, preemption, queues, reserve, retention, sample_interval, series_interval, simulate_gpus, socket_group)``.
 """
 
 from __future__ import annotations
@@ -77,9 +78,11 @@ from .spec import _fail, _fields, _parse_resources, _quantity_error, _relocate, 
 
 from .scheduler.policies import POLICIES as _REGISTERED  # noqa: E402
 
-#: Policies the daemon can run (every registered one: an "oracle" policy such as sjf
-#: orders by the jobs' time limits in the daemon).
+#: Policies the daemon can run, for the default queue and for each queue (``sjf`` orders by
+#: time limits, else by run times learned from history).
 POLICIES = tuple(_REGISTERED)
+#: Engines a daemon can run jobs on (``engine: {type: ...}``).
+ENGINES = ("local",)
 MAX_SIMULATED_GPUS = 64
 MAX_NODE_NAME = 253
 
@@ -87,7 +90,7 @@ _NODE_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?\Z", re.ASCII
 _FILE_FIELDS = {k: k for k in ("simulate_gpus", "reserve", "defaults", "policy", "kill_grace", "node_name",
                                 "enforcement", "pids_limit", "sample_interval", "series_interval", "idle_gpu",
                                 "retention", "cost", "mode", "socket_group", "admin_group", "queues",
-                                "fair_share", "backfill", "preemption")}
+                                "fair_share", "backfill", "preemption", "engine")}
 QUEUE_FIELDS = ("name", "nominal", "borrowing_limit", "lending_limit", "policy", "max_user_gpus", "max_user_jobs")
 MAX_QUEUES = 64
 ENFORCEMENT = ("auto", "cgroup", "watchdog")
@@ -126,17 +129,22 @@ class Config:
     mode: str = "auto"                      # auto | user | system
     socket_group: str | None = None         # system mode: group allowed on the socket
     admin_group: str | None = None          # system mode: group whose members are admins
-    #: Queues with quotas; empty: one ``default`` queue that is the whole machine and runs
-    #: ``policy`` (the fast single-queue path).
+    #: Queues with quotas; a ``default`` queue is added unless they name one: the whole
+    #: machine, ordered by ``policy``.
     queues: tuple[Any, ...] = ()             # corral.scheduler.types.QueueSpec
     half_life: int = 7 * 86400               # fair share: past usage counts half after this
     backfill: bool = False                   # EASY backfill reservations (uses time limits)
     preemption: bool = False                 # higher priority / quota reclaim may preempt
+    engine: str = "local"                    # where jobs run (ENGINES)
 
     @property
-    def tenancy(self) -> bool:
-        """Whether the multi-tenant scheduler runs (queues, fair share, backfill or preemption)."""
-        return bool(self.queues) or self.policy == "fair-share" or self.backfill or self.preemption
+    def scheduling(self) -> Any:
+        """The queues (with ``default``) and switches the scheduler runs with
+        (:class:`corral.scheduler.settings.Scheduling`)."""
+        from .scheduler.settings import Scheduling
+
+        return Scheduling.make(tuple(self.queues), policy=self.policy, backfill=self.backfill,
+                               preemption=self.preemption, half_life=float(self.half_life))
 
     @property
     def reserve(self) -> Resources:
@@ -167,6 +175,7 @@ class Config:
             "half_life": self.half_life,
             "backfill": self.backfill,
             "preemption": self.preemption,
+            "engine": self.engine,
         }
 
     @classmethod
@@ -196,6 +205,7 @@ class Config:
             half_life=int(data.get("half_life", base.half_life)),
             backfill=bool(data.get("backfill", base.backfill)),
             preemption=bool(data.get("preemption", base.preemption)),
+            engine=str(data.get("engine", base.engine)),
         )
 
     def merged(self, **overrides: Any) -> "Config":
@@ -267,9 +277,20 @@ def _parse_defaults(value: object, path: str) -> Resources:
 
 
 def _parse_policy(value: object, path: str) -> str:
-    if value not in POLICIES and value != "fair-share":
-        raise _fail(path, value, f"expected one of: {', '.join(POLICIES)}, fair-share")
+    if value not in POLICIES:
+        raise _fail(path, value, f"expected one of: {', '.join(POLICIES)}")
     return value  # type: ignore[return-value]
+
+
+def _parse_engine(value: object, path: str) -> str:
+    """``engine: {type: local}`` (a bare name is taken too) -> the engine's name."""
+    if isinstance(value, str):
+        value = {"type": value}
+    fields_ = _fields(value, path, {"type": "type"})
+    kind = fields_.get("type", ("type", "local"))[1]
+    if kind not in ENGINES:
+        raise _fail(f"{path}.type", kind, f"expected one of: {', '.join(ENGINES)}")
+    return kind
 
 
 def _queue_dict(q: Any) -> dict[str, Any]:
@@ -285,7 +306,7 @@ def _queue_from_dict(data: Mapping[str, Any]) -> Any:
     from .scheduler.types import QueueSpec
 
     return QueueSpec(name=data["name"], nominal=data.get("nominal"), borrowing_limit=data.get("borrowing_limit"),
-                     lending_limit=data.get("lending_limit"), policy=data.get("policy", "priority"),
+                     lending_limit=data.get("lending_limit"), policy=data.get("policy", "best-effort-fifo"),
                      max_user_gpus=data.get("max_user_gpus"), max_user_jobs=data.get("max_user_jobs"))
 
 
@@ -316,7 +337,7 @@ _QUEUE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?\Z", re.ASCII)
 
 
 def _parse_queues(value: object, path: str) -> tuple[Any, ...]:
-    from .scheduler.types import QUEUE_POLICIES, QueueSpec
+    from .scheduler.types import QueueSpec
 
     if isinstance(value, tuple) and all(isinstance(q, QueueSpec) for q in value):
         return value
@@ -340,9 +361,9 @@ def _parse_queues(value: object, path: str) -> tuple[Any, ...]:
                                                 "e.g. research")
         if any(q.name == name for q in queues):
             raise _fail(f"{where}.name", name, "expected each queue name once")
-        policy = fields_.get("policy", ("policy", "priority"))[1]
-        if policy not in QUEUE_POLICIES:
-            raise _fail(f"{where}.policy", policy, f"expected one of: {', '.join(QUEUE_POLICIES)}")
+        policy = fields_.get("policy", ("policy", "best-effort-fifo"))[1]
+        if policy not in POLICIES:
+            raise _fail(f"{where}.policy", policy, f"expected one of: {', '.join(POLICIES)}")
         nominal = _parse_amounts(fields_.get("nominal", ("", None))[1], f"{where}.nominal")
         borrowing = _parse_amounts(fields_.get("borrowing_limit", ("", None))[1], f"{where}.borrowing_limit")
         lending = _parse_amounts(fields_.get("lending_limit", ("", None))[1], f"{where}.lending_limit")
@@ -496,6 +517,7 @@ _OVERRIDE_PARSERS: dict[str, Callable[[object, str], Any]] = {
     "half_life": _parse_fair_share,
     "backfill": _parse_flag,
     "preemption": _parse_flag,
+    "engine": _parse_engine,
     "socket_group": _parse_group,
     "admin_group": _parse_group,
 }
@@ -522,7 +544,8 @@ def _parse(data: object) -> Config:
     if "kill_grace" in top:
         values["kill_grace"] = _parse_kill_grace(top["kill_grace"][1], "kill_grace")
     for name in ("node_name", "enforcement", "pids_limit", "sample_interval", "series_interval", "idle_gpu",
-                 "retention", "cost", "mode", "socket_group", "admin_group", "queues", "backfill", "preemption"):
+                 "retention", "cost", "mode", "socket_group", "admin_group", "queues", "backfill", "preemption",
+                 "engine"):
         if name in top:
             values[name] = _OVERRIDE_PARSERS[name](top[name][1], name)
     if "fair_share" in top:

@@ -35,7 +35,7 @@ TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.PENDING: frozenset({JobState.RUNNING, JobState.CANCELLED, JobState.FAILED}),
-    # Running -> Pending: requeued (idle-GPU reclaim, later preemption), same id.
+    # Running -> Pending: requeued (preemption, idle-GPU reclaim, a retry), same id.
     JobState.RUNNING: frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.PENDING}),
     JobState.SUCCEEDED: frozenset(),
     JobState.FAILED: frozenset(),
@@ -185,6 +185,15 @@ class Allocation:
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Allocation is immutable")
 
+    def __reduce__(self):
+        return (_from_pieces, (self.pieces,))
+
+    def __copy__(self) -> "Allocation":
+        return self
+
+    def __deepcopy__(self, memo: dict) -> "Allocation":
+        return self
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Allocation) and self.pieces == other.pieces
 
@@ -254,6 +263,10 @@ class Allocation:
         return cls(p.node, p.requests, p.gpus, p.cores)
 
 
+def _from_pieces(pieces: tuple[Piece, ...]) -> Allocation:
+    return Allocation(pieces=pieces)
+
+
 @dataclass
 class Job:
     """A job record as the store keeps it."""
@@ -288,6 +301,8 @@ class Job:
     held: bool = False
     #: Not started before this time (retry backoff).
     not_before: float | None = None
+    #: How many of its retries it has used (failed and went back to the queue).
+    retried: int = 0
 
     @property
     def terminal(self) -> bool:

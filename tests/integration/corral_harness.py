@@ -278,8 +278,8 @@ def teardown(c: Corral) -> None:
 
 def remove_cgroups(home: str) -> None:
     """Remove the cgroups a daemon of ``home`` made (its jobs are dead by now)."""
-    from corral.enforce.cgroups import detect, remove_parent
-    from corral.enforce.mode import group_name
+    from corral.executors.local.cgroups import detect, remove_parent
+    from corral.executors.local.enforcement import group_name
 
     if os.geteuid() != 0:
         return

@@ -61,7 +61,9 @@ def test_cancel_running_job_releases_gpus_to_pending_jobs(corral_grace, tmp_path
     vp = c.show(p)
     assert (vp["state"], vp["reason"]) == ("Cancelled", "CancelledByUser"), vp
     assert vp["started_at"] is None and vp["gpus"] == [] and vp["exit_code"] is None
-    assert [e["to"] for e in vp["events"]] == ["Pending", "Cancelled"]
+    # Its history: submitted, the reason it waited (recorded by the scheduling cycle), cancelled.
+    assert [(e["to"], e["reason"]) for e in vp["events"]] == [
+        ("Pending", "Queued"), ("Pending", "InsufficientResources"), ("Cancelled", "CancelledByUser")]
     # Cancelling again says so; it stays Cancelled.
     again = c.run("cancel", str(p))
     assert again.returncode == 0 and again.stdout == f"job {p}: already cancelled\n"

@@ -50,8 +50,8 @@ def test_memory_limit_is_hard_and_oom_kill_is_reported(hard):
     hints = view["efficiency"]["hints"]
     assert any(h.startswith("ran out of memory at its 64Mi limit") for h in hints), hints
     # The job's cgroup is gone once it ended.
-    from corral.enforce.cgroups import JobCgroup, detect
-    from corral.enforce.mode import group_name
+    from corral.executors.local.cgroups import JobCgroup, detect
+    from corral.executors.local.enforcement import group_name
 
     support, _ = detect(group_name(c.home))
     assert support is not None and not JobCgroup(support, f"job-{job}").exists()

@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from corral.enforce.cgroups import (
+from corral.executors.local.cgroups import (
     CgroupSupport,
     JobCgroup,
     Limits,

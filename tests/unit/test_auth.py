@@ -12,7 +12,7 @@ from corral.config import Config
 from corral.daemon import auth
 from corral.daemon.auth import Access, Caller
 from corral.errors import CorralError, PermissionDenied, ValidationError
-from corral.executors.environment import RunAs, run_as, user_environment
+from corral.executors.local.users import RunAs, run_as, user_environment
 from corral.job import Job
 
 ALICE = Caller(1001, 1001, "alice")

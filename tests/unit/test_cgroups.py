@@ -13,8 +13,8 @@ import os
 
 import pytest
 
-from corral.enforce import cgroups
-from corral.enforce.cgroups import (
+from corral.executors.local import cgroups
+from corral.executors.local.cgroups import (
     CgroupError,
     CgroupStats,
     CgroupSupport,

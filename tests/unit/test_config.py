@@ -96,7 +96,7 @@ def test_policies(policy):
     ("data", "message"),
     [
         ({"reserv": {}},
-         "c.yaml: unknown field reserv (accepted: admin_group, backfill, cost, defaults, enforcement, fair_share, idle_gpu, kill_grace, mode, node_name, pids_limit, policy, preemption, queues, reserve, retention, sample_interval, series_interval, simulate_gpus, socket_group)"),
+         "c.yaml: unknown field reserv (accepted: admin_group, backfill, cost, defaults, enforcement, engine, fair_share, idle_gpu, kill_grace, mode, node_name, pids_limit, policy, preemption, queues, reserve, retention, sample_interval, series_interval, simulate_gpus, socket_group)"),
         ({"reserve": {"gpu": 1}}, "c.yaml: unknown field reserve.gpu (accepted: cpu, memory)"),
         ({"reserve": []}, "c.yaml: invalid value for reserve: [] (expected a mapping with fields cpu, memory)"),
         ({"reserve": {"memory": "1GG"}},
@@ -110,7 +110,7 @@ def test_policies(policy):
         ({"defaults": {"cpu": "x"}}, 'c.yaml: invalid quantity for defaults.cpu: "x" (expected e.g. 2, 500m, 0.5)'),
         ({"defaults": "cpu=1"}, 'c.yaml: invalid value for defaults: "cpu=1" (expected a mapping of resource name '
                                 'to quantity, e.g. {cpu: "2", memory: 8Gi, nvidia.com/gpu: 1})'),
-        ({"policy": "lifo"}, 'c.yaml: invalid value for policy: "lifo" (expected one of: best-effort-fifo, strict-fifo, sjf, fair-share)'),
+        ({"policy": "lifo"}, 'c.yaml: invalid value for policy: "lifo" (expected one of: best-effort-fifo, strict-fifo, priority, sjf, fair-share)'),
         ({"simulate_gpus": 65}, "c.yaml: invalid value for simulate_gpus: 65 (expected a whole number from 0 to 64)"),
         ({"simulate_gpus": -1}, "c.yaml: invalid value for simulate_gpus: -1 (expected a whole number from 0 to 64)"),
         ({"simulate_gpus": "2"}, 'c.yaml: invalid value for simulate_gpus: "2" (expected a whole number from 0 to 64)'),
@@ -124,7 +124,7 @@ def test_policies(policy):
                                '253 letters, digits, -, _ and ., starting and ending with a letter or digit, '
                                'e.g. gpu-box-1)'),
         ([1], "c.yaml: invalid config: [1] (expected a mapping with fields admin_group, backfill, cost, defaults, "
-              "enforcement, fair_share, idle_gpu, kill_grace, mode, node_name, pids_limit, policy, preemption, "
+              "enforcement, engine, fair_share, idle_gpu, kill_grace, mode, node_name, pids_limit, policy, preemption, "
               "queues, reserve, retention, sample_interval, series_interval, simulate_gpus, socket_group)"),
     ],
 )
@@ -152,7 +152,7 @@ def test_file_errors_name_the_file(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text("policy: lifo\n")
     err = fails(load_config, path)
-    assert str(err) == f'{path}: invalid value for policy: "lifo" (expected one of: best-effort-fifo, strict-fifo, sjf, fair-share)'
+    assert str(err) == f'{path}: invalid value for policy: "lifo" (expected one of: best-effort-fifo, strict-fifo, priority, sjf, fair-share)'
 
 
 def test_yaml_syntax_error(tmp_path):
@@ -332,10 +332,16 @@ def test_queues_parse_with_zeros_and_round_trip():
     assert dict(research.borrowing_limit) == {"nvidia.com/gpu": 0}           # zero kept: never borrow
     assert dict(research.lending_limit) == {"nvidia.com/gpu": 2} and research.policy == "fair-share"
     assert (research.max_user_gpus, research.max_user_jobs) == (2, 8)
-    assert default.nominal is None and default.policy == "priority"
-    assert config.half_life == 2 * 86400 and config.backfill and config.preemption and config.tenancy
+    assert default.nominal is None and default.policy == "best-effort-fifo"
+    assert config.half_life == 2 * 86400 and config.backfill and config.preemption
     assert Config.from_dict(config.to_dict()) == config
-    assert not Config().tenancy and parse_config({"policy": "fair-share"}, "c.yaml").tenancy
+    scheduling = config.scheduling
+    assert [q.name for q in scheduling.queues] == ["research", "default"] and scheduling.fair_share
+    assert scheduling.backfill and scheduling.preemption and scheduling.half_life == 2 * 86400
+    # Without queues: one default queue, the whole machine, ordered by ``policy``.
+    alone = parse_config({"policy": "sjf"}, "c.yaml").scheduling
+    assert [(q.name, q.policy, q.nominal) for q in alone.queues] == [("default", "sjf", None)]
+    assert alone.uses_estimates and not Config().scheduling.fair_share
 
 
 @pytest.mark.parametrize(("data", "message"), [
@@ -343,7 +349,7 @@ def test_queues_parse_with_zeros_and_round_trip():
     ({"queues": [{"nominal": {"gpu": 1}}]}, "c.yaml: missing field queues[0].name (expected a queue name, e.g. research)"),
     ({"queues": [{"name": "Research"}]}, 'c.yaml: invalid value for queues[0].name: "Research"'),
     ({"queues": [{"name": "a"}, {"name": "a"}]}, 'c.yaml: invalid value for queues[1].name: "a" (expected each queue name once)'),
-    ({"queues": [{"name": "a", "policy": "lottery"}]}, 'c.yaml: invalid value for queues[0].policy: "lottery" (expected one of: strict-fifo, priority, fair-share)'),
+    ({"queues": [{"name": "a", "policy": "lottery"}]}, 'c.yaml: invalid value for queues[0].policy: "lottery" (expected one of: best-effort-fifo, strict-fifo, priority, sjf, fair-share)'),
     ({"queues": [{"name": "a", "nominal": {"gpu": "x"}}]}, 'c.yaml: invalid quantity for queues[0].nominal.gpu: "x"'),
     ({"queues": [{"name": "a", "nominal": {"gpu": 1}, "lending_limit": {"gpu": 2}}]},
      "c.yaml: invalid value for queues[0].lending_limit.nvidia.com/gpu: 2 (expected at most the nominal quota (1))"),

@@ -4,55 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from corral.capacity.node import make_node
+from manager_helpers import Clock, FakeExecutor, manager
+
 from corral.errors import Infeasible
-from corral.executors.base import Executor, ExitStatus, LaunchRequest, Running, StopReason
+from corral.executors.base import ExitStatus, Running, StopReason
 from corral.job import JobState, Reason
-from corral.daemon.manager import Manager
 from corral.spec import build_spec
 from corral.store import MemoryStore
 
 GiB = 2**30
-
-
-class FakeExecutor(Executor):
-    """Records launches; the test decides when and how jobs end."""
-
-    def __init__(self, adopt_results=None):
-        self.launched: dict[int, LaunchRequest] = {}
-        self.stopped: list[int] = []
-        self.why: dict[int, StopReason] = {}
-        self.adopt_results = adopt_results or {}
-
-    def launch(self, request: LaunchRequest) -> Running:
-        self.launched[request.job_id] = request
-        return Running(request.job_id, 1000 + request.job_id)
-
-    def stop(self, job_id: int, why: StopReason) -> bool:
-        self.stopped.append(job_id)
-        self.why[job_id] = why
-        return job_id in self.launched
-
-    def adopt(self, job_id: int):
-        return self.adopt_results.get(job_id)
-
-    def close(self) -> None:
-        pass
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        self.now += 1
-        return self.now
-
-
-def manager(store=None, executor=None, gpus=4, cores=4):
-    m = Manager(store or MemoryStore(), [make_node("n1", cores=cores, memory=8 * GiB, gpus=gpus)], clock=Clock())
-    m.attach(executor or FakeExecutor(), loop=None)  # no loop: cycles run at once
-    return m
 
 
 def spec(gpus=0, cpus="1", **kw):
@@ -100,7 +60,7 @@ def test_every_end_is_classified_and_releases_once(status, state, reason):
     job = m.store.get_job(1)
     assert (job.state, job.reason) == (state, reason)
     assert m.store.active_allocations() == {}
-    assert m.snapshot.nodes["n1"].free_gpus == {0, 1, 2, 3}
+    assert m.driver.state.snapshot.nodes["n1"].free_gpus == {0, 1, 2, 3}
     m.on_exit(1, status)                      # a duplicate report changes nothing
     assert m.store.get_job(1).state is state
 
@@ -139,7 +99,7 @@ def test_recovery_adopts_finishes_and_relaunches():
     assert sorted(first.running) == [1, 2, 3, 5]  # job 4 (4 GPUs) waits, job 5 behind it fits
     # The daemon dies here. Jobs 1 and 5 still run, job 2 ended with exit 3 meanwhile,
     # job 3 was admitted but never launched.
-    ex = FakeExecutor(adopt_results={1: Running(1, 1001), 5: Running(5, 1005), 2: ExitStatus(50.0, exit_code=3)})
+    ex = FakeExecutor(adopt_results={1: Running(1, "1001"), 5: Running(5, "1005"), 2: ExitStatus(50.0, exit_code=3)})
     second = manager(store=store, executor=ex, gpus=4)
     counts = second.recover()
     assert counts == {"pending": 1, "adopted": 2, "ended": 1, "relaunched": 1}
@@ -158,56 +118,20 @@ def test_time_limit_stops_the_job_and_it_ends_timed_out():
     m = manager()
     m.submit([spec(time_limit="90s"), spec()])
     clock: Clock = m.clock  # type: ignore[assignment]
-    assert m.enforce_time_limits() == []             # not yet
+    assert m.lifecycle.enforce_time_limits() == []             # not yet
     clock.now += 200
-    assert m.enforce_time_limits() == [1]
+    assert m.lifecycle.enforce_time_limits() == [1]
     assert m.executor.why == {1: StopReason.TIME_LIMIT}  # type: ignore[attr-defined]
     m.on_exit(1, ExitStatus(clock.now, signal=15, stopped_for=StopReason.TIME_LIMIT))
     job = m.store.get_job(1)
     assert (job.state, job.reason, job.message) == (JobState.FAILED, Reason.TIMED_OUT,
                                                     "time limit reached (signal SIGTERM)")
-    assert m.deadlines == {}
-    assert m.enforce_time_limits() == []             # job 2 has no limit
-
-
-def test_cgroup_limits_for_a_launch_deny_other_jobs_gpus():
-    from corral.enforce.cgroups import CgroupSupport, Limits
-    from corral.enforce.mode import Enforcement
-
-    support = CgroupSupport(version="v1", parents={"memory": "/sys/fs/cgroup/memory/x", "devices": "/d/x"},
-                            controllers=("devices", "memory"))
-    m = Manager(MemoryStore(), [make_node("n1", cores=4, memory=8 * GiB, gpus=4)], clock=Clock(),
-                enforcement=Enforcement("cgroup", support), pids_limit=512,
-                gpu_minors={0: 0, 1: 1, 2: 4, 3: 5})
-    m.attach(FakeExecutor(), loop=None)
-    m.submit([build_spec(["train"], requests={"cpu": "1", "nvidia.com/gpu": 2},
-                         limits={"cpu": "2", "memory": "1Gi", "nvidia.com/gpu": 2}),
-              build_spec(["prep"], requests={"cpu": "500m"})])
-    ex: FakeExecutor = m.executor  # type: ignore[assignment]
-    first, second = ex.launched[1].cgroup, ex.launched[2].cgroup
-    assert first["key"] == "job-1" and CgroupSupport.from_dict(first["support"]) == support
-    assert Limits.from_dict(first["limits"]) == Limits(memory=GiB, cpu=2000, pids=512,
-                                                        deny_devices=("c 195:4", "c 195:5"))
-    # A job without GPUs may open none of them.
-    assert Limits.from_dict(second["limits"]).deny_devices == ("c 195:0", "c 195:1", "c 195:4", "c 195:5")
-    assert Limits.from_dict(second["limits"]).memory is None
-
-
-def test_no_cgroup_in_watchdog_mode():
-    from corral.enforce.mode import Enforcement
-
-    m = Manager(MemoryStore(), [make_node("n1", cores=4, memory=8 * GiB, gpus=0)], clock=Clock(),
-                enforcement=Enforcement("watchdog", why="test"))
-    m.attach(FakeExecutor(), loop=None)
-    m.submit([build_spec(["train"], requests={"memory": "1Gi"})])
-    assert m.executor.launched[1].cgroup is None  # type: ignore[attr-defined]
+    assert all(live.deadline is None for live in m.driver.jobs.values())
+    assert m.lifecycle.enforce_time_limits() == []             # job 2 has no limit
 
 
 def sjf_manager(store=None, executor=None):
-    m = Manager(store or MemoryStore(), [make_node("n1", cores=4, memory=8 * GiB, gpus=1)], clock=Clock(),
-                policy="sjf")
-    m.attach(executor or FakeExecutor(), loop=None)
-    return m
+    return manager(store, executor, gpus=1, policy="sjf")
 
 
 def test_sjf_orders_jobs_without_a_time_limit_by_their_users_history():

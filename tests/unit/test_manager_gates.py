@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from corral.capacity.node import make_node
-from corral.daemon.gates import backoff
+from manager_helpers import FakeExecutor
+from manager_helpers import manager as make_manager
+
+from corral.daemon.lifecycle import backoff
 from corral.daemon.manager import Manager
 from corral.errors import Infeasible, InvalidTransition
-from corral.executors.base import Executor, ExitStatus, LaunchRequest, Running, StopReason
+from corral.executors.base import ExitStatus, StopReason
 from corral.job import JobState, Reason
 from corral.spec import build_spec
 from corral.store import MemoryStore
@@ -17,38 +19,8 @@ from corral.store import MemoryStore
 GiB = 2**30
 
 
-class FakeExecutor(Executor):
-    def __init__(self) -> None:
-        self.launched: dict[int, LaunchRequest] = {}
-        self.order: list[int] = []
-
-    def launch(self, request: LaunchRequest) -> Running:
-        self.launched[request.job_id] = request
-        self.order.append(request.job_id)
-        return Running(request.job_id, 1000 + request.job_id)
-
-    def stop(self, job_id: int, why: StopReason, message: str = "") -> bool:
-        return True
-
-    def adopt(self, job_id: int):
-        return None
-
-    def close(self) -> None:
-        pass
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def manager(cores: int = 8, gpus: int = 0) -> Manager:
-    m = Manager(MemoryStore(), [make_node("n1", cores=cores, memory=64 * GiB, gpus=gpus)], clock=Clock())
-    m.attach(FakeExecutor(), loop=None)
-    return m
+def manager(cores: int = 8, gpus: int = 0, store=None) -> Manager:
+    return make_manager(store, cores=cores, gpus=gpus, memory=64 * GiB, tick=0.0)
 
 
 def spec(**kw):
@@ -169,12 +141,12 @@ def test_retries_with_backoff_then_gives_up():
     assert j.message == "exit code 3; retry 1 of 2 in 10s" and j.not_before == m.clock() + backoff(1)
     assert ex.order == [job.id]                       # waits out the backoff
     m.clock.now = j.not_before                        # type: ignore[attr-defined]
-    m._backoff_over(job.id)
+    m.admission.backoff_over(job.id)
     assert ex.order == [job.id, job.id] and m.store.get_job(job.id).attempts == 2
     end(m, job.id, code=3)
     assert m.store.get_job(job.id).message == "exit code 3; retry 2 of 2 in 20s"
     m.clock.now += 20                                 # type: ignore[attr-defined]
-    m._backoff_over(job.id)
+    m.admission.backoff_over(job.id)
     end(m, job.id, code=3)
     assert state(m, job.id) == (JobState.FAILED, Reason.ERROR)
     assert m.store.get_job(job.id).attempts == 3
@@ -219,15 +191,13 @@ def test_recovery_keeps_gates(tmp_path):
     from corral.store import SqliteStore
 
     store = SqliteStore(tmp_path / "c.db")
-    m = Manager(store, [make_node("n1", cores=8, memory=64 * GiB, gpus=0)], clock=Clock())
-    m.attach(FakeExecutor(), loop=None)
+    m = manager(store=store)
     m.submit([spec(array="0-3%1")])
     [held] = m.submit([spec(hold=True)])
     [dep] = m.submit([spec(dependencies="1")])
     # A new daemon on the same store: the running task keeps its slot, the rest wait.
-    again = Manager(store, [make_node("n1", cores=8, memory=64 * GiB, gpus=0)], clock=Clock())
     ex = FakeExecutor()
-    again.attach(ex, loop=None)
+    again = make_manager(store, ex, cores=8, gpus=0, memory=64 * GiB, tick=0.0)
     again.recover()
     assert ex.order == [1]                            # relaunched on its recorded allocation
     assert state(again, 2)[1] is Reason.ARRAY_LIMIT and state(again, held.id)[1] is Reason.HELD
@@ -277,4 +247,4 @@ def test_update_time_limit_of_a_running_job():
     with pytest.raises(PermissionDenied):
         m.update([job.id], time_limit=7200, admin=False)
     assert m.update([job.id], time_limit=60, admin=False) == [(job.id, "time limit 3600 -> 60s")]
-    assert m.deadlines[job.id] == m.store.get_job(job.id).started_at + 60
+    assert m.driver.jobs[job.id].deadline == m.store.get_job(job.id).started_at + 60

@@ -1,4 +1,5 @@
-"""The daemon's monitor on fakes: a settable clock, a fake /proc, a fake GPU probe.
+"""The daemon's monitor on fakes: a settable clock, an executor whose usage readings and
+GPU samples the test sets.
 
 Checks the arithmetic against known inputs (energy = power x time, GPU-seconds held and
 idle, CPU time from cumulative counters), the watchdog, the idle-GPU chain and requeue.
@@ -8,54 +9,40 @@ from __future__ import annotations
 
 import os
 
+from manager_helpers import Clock, FakeExecutor, manager
+
 from corral.capacity.gpu import GpuSample
 from corral.capacity.node import make_node
-from corral.daemon.manager import Manager
 from corral.daemon.monitor import Monitor
-from corral.enforce.mode import Enforcement
-from corral.executors.base import Executor, ExitStatus, LaunchRequest, Running, StopReason
+from corral.executors.base import Capabilities, ExitStatus, Reading, StopReason
 from corral.job import JobState, Reason
 from corral.monitor.idle import IdlePolicy
 from corral.spec import build_spec
-from corral.store import MemoryStore
 
 GiB = 2**30
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TCK = os.sysconf("SC_CLK_TCK")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 10_000.0
+class SamplingExecutor(FakeExecutor):
+    """A fake executor that reports usage readings (and GPU samples) the test sets."""
 
-    def __call__(self) -> float:
-        return self.now
-
-
-class FakeExecutor(Executor):
-    def __init__(self) -> None:
+    def __init__(self, nodes, *, hard: bool) -> None:
+        super().__init__(nodes)
+        self.capabilities = Capabilities(usage=True, cgroups=hard, stop_signals=True, device_pinning=True)
+        self.readings: dict[int, Reading] = {}
+        self.probe = FakeProbe()
         self.stops: list[tuple[int, StopReason, str]] = []
-        self.signals: list[tuple[int, int]] = []
-
-    def launch(self, request: LaunchRequest) -> Running:
-        return Running(request.job_id, 100 + request.job_id)
 
     def stop(self, job_id: int, why: StopReason, message: str = "") -> bool:
         self.stops.append((job_id, why, message))
         return True
 
-    def signal(self, job_id: int, sig: int) -> bool:
-        self.signals.append((job_id, sig))
-        return True
+    def sample(self, job_ids):
+        return {j: self.readings[j] for j in job_ids if j in self.readings}
 
-    def pids(self, job_id: int) -> dict[str, int]:
-        return {"supervisor": 50 + job_id, "job": 5000 + job_id}
-
-    def adopt(self, job_id: int):
-        return None
-
-    def close(self) -> None:
-        pass
+    def sample_gpus(self, node, indices):
+        return self.probe.sample(list(indices))
 
 
 class FakeProbe:
@@ -67,39 +54,27 @@ class FakeProbe:
     def sample(self, indices=None):
         return {i: s for i, s in self.values.items() if indices is None or i in indices}
 
-    def devices(self):
-        return ()
-
-    def minor_numbers(self):
-        return {}
-
-    def close(self) -> None:
-        pass
-
 
 class FakeProc:
-    """A /proc with one process per job (pid 5000+id, its own session)."""
+    """What the executor reads for each job: one process (pid 5000+id) with this memory and
+    CPU time (in clock ticks)."""
 
-    def __init__(self, root) -> None:
-        self.root = root
+    def __init__(self, executor: SamplingExecutor) -> None:
+        self.executor = executor
 
     def set(self, pid: int, *, rss: int, ticks: int) -> None:
-        d = self.root / str(pid)
-        d.mkdir(exist_ok=True)
-        fields = ["S", "1", str(pid), str(pid)] + ["0"] * 7 + [str(ticks), "0"] + ["0"] * 8 + [str(rss // PAGE)]
-        (d / "stat").write_text(f"{pid} (job) " + " ".join(fields) + " 0 0 0\n")
+        job_id = pid - 5000
+        self.executor.readings[job_id] = Reading(job_id, cpu_seconds=ticks / TCK, memory=rss, memory_peak=rss,
+                                                 processes=1, pids=(pid,), source="test")
 
 
 def setup(tmp_path, *, mode="watchdog", idle=None):
-    clock = Clock()
-    m = Manager(MemoryStore(), [make_node("n1", cores=4, memory=16 * GiB, gpus=2)], clock=clock,
-                enforcement=Enforcement(mode, why="test"))
-    executor = FakeExecutor()
-    m.attach(executor, loop=None)
-    probe = FakeProbe()
-    proc = FakeProc(tmp_path)
-    m.monitor = Monitor(m, probe=probe, sample_interval=1.0, series_interval=10.0,
-                        idle_policy=idle or IdlePolicy(), clock=clock, proc=str(tmp_path))
+    clock = Clock(now=10_000.0, tick=0.0)
+    executor = SamplingExecutor([make_node("n1", cores=4, memory=16 * GiB, gpus=2)], hard=mode == "cgroup")
+    m = manager(executor=executor, clock=clock)
+    probe = executor.probe
+    proc = FakeProc(executor)
+    m.monitor = Monitor(m, sample_interval=1.0, series_interval=10.0, idle_policy=idle or IdlePolicy(), clock=clock)
     return m, clock, executor, probe, proc
 
 
@@ -168,7 +143,6 @@ def test_watchdog_kills_over_the_memory_limit_once_with_the_numbers(tmp_path):
 def test_no_watchdog_kill_under_cgroups(tmp_path):
     m, clock, executor, _, proc = setup(tmp_path, mode="cgroup")
     [job] = m.submit([build_spec(["train"], requests={"memory": "1Gi"})])
-    m.monitor.watches[job.id].group = None             # no real cgroup in a unit test: read /proc
     proc.set(5000 + job.id, rss=2 * GiB, ticks=0)
     clock.now += 1
     m.monitor.tick()

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from corral.monitor.procfs import (
+from corral.executors.local.procfs import (
     CLK_TCK, PAGE, ProcInfo, TreeUsage, job_trees, parse_stat, read_proc, scan,
 )
 

@@ -16,8 +16,7 @@ from corral.errors import ValidationError
 from corral.resources import Resources
 from corral.sim.cluster import parse_cluster
 from corral.sim.engine import SimJob, simulate
-from corral.sim.policies import TenantPolicy
-from corral.sim.policies.configured import from_config, load
+from corral.sim.policies import SimPolicy, from_config, load_config_policy as load
 from corral.sim.trace import Trace, TraceJob, sample
 
 QUOTAS = {"queues": [{"name": "a", "nominal": {"nvidia.com/gpu": 2}},
@@ -46,7 +45,7 @@ TRACE = [job(0, 0, 100, 2, "a"), job(1, 1, 100, 2, "a"), job(2, 10, 50, 2, "b")]
 
 def test_queues_without_preemption_wait_for_the_borrower():
     policy = from_config(parse_config(QUOTAS))
-    assert isinstance(policy, TenantPolicy) and not policy.preempt
+    assert isinstance(policy, SimPolicy) and not policy.scheduling.preemption
     r = simulate(parse_cluster("1x4gpu"), TRACE, policy, check=True)
     assert spans(r) == {0: (0, 100), 1: (1, 101), 2: (100, 150)}
     assert r.preemptions == 0
@@ -72,14 +71,14 @@ def test_jobs_of_users_without_a_queue_go_to_default():
     policy = from_config(parse_config(QUOTAS))
     assert policy.queue_for(TRACE[0]) == "a"
     assert policy.queue_for(job(9, 0, 1, 1, "someone")) == "default"
-    assert set(policy.queue_specs()) == {"a", "b", "default"}
+    assert set(policy.scheduling.queue_map) == {"a", "b", "default"}
 
 
-def test_a_config_without_tenancy_is_the_fast_path_and_decides_alike():
+def test_a_config_with_one_user_under_fair_share_decides_like_fifo():
     trace = [job(i, i * 3.0, 10.0 + (i * 7) % 13, 1 + i % 4, "u") for i in range(30)]
     nodes = parse_cluster("2x4gpu")
     policy = from_config(parse_config({"policy": "strict-fifo"}))
-    assert not isinstance(policy, TenantPolicy) and policy.name == "strict-fifo"
+    assert policy.scheduling.default_policy == "strict-fifo" and len(policy.scheduling.queues) == 1
     fair = simulate(nodes, trace, from_config(parse_config({"policy": "fair-share"})), check=True)
     fifo = simulate(nodes, trace, from_config(parse_config({"policy": "best-effort-fifo"})), check=True)
     # One user: fair share among users is plain submit order, best effort.

@@ -8,12 +8,12 @@ from hypothesis import strategies as st
 
 from corral.errors import ValidationError
 from corral.resources import Resources
-from corral.scheduler import get_policy
 from corral.sim.cluster import parse_cluster
 from corral.sim.engine import SimJob, simulate
+from corral.sim.policies import resolve
 
-BEST = get_policy("best-effort-fifo")
-STRICT = get_policy("strict-fifo")
+BEST = resolve("best-effort-fifo")
+STRICT = resolve("strict-fifo")
 
 
 def job(i, submit, duration, gpus, user="u"):
@@ -84,4 +84,4 @@ def test_sjf_runs_the_shortest_waiting_job_first():
     trace = [job(0, 0, 10, 1), job(1, 1, 5, 1), job(2, 1, 1, 1)]
     nodes = parse_cluster("1x1gpu")
     assert jct(simulate(nodes, trace, BEST, check=True)) == {0: 10, 1: 14, 2: 15}
-    assert jct(simulate(nodes, trace, get_policy("sjf"), check=True)) == {0: 10, 1: 15, 2: 10}
+    assert jct(simulate(nodes, trace, resolve("sjf"), check=True)) == {0: 10, 1: 15, 2: 10}

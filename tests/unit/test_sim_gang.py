@@ -10,14 +10,14 @@ from hypothesis import strategies as st
 
 from corral.job import Allocation
 from corral.resources import GPU, Resources
-from corral.scheduler import Snapshot, get_policy
+from corral.scheduler import Snapshot
+from corral.scheduler.placement import place_gang
 from corral.sim.cluster import parse_cluster
 from corral.sim.engine import SimJob, simulate
-from corral.sim.gang import place_gang
 from corral.sim.policies import policy_names, resolve
 
-BEST = get_policy("best-effort-fifo")
-STRICT = get_policy("strict-fifo")
+BEST = resolve("best-effort-fifo")
+STRICT = resolve("strict-fifo")
 
 
 def job(i, submit, duration, gpus, user="u", cpu="2"):
@@ -28,8 +28,8 @@ def starts(result):
     return {o.id: o.start for o in result.outcomes}
 
 
-def pieces(allocs):
-    return [(a.node, len(a.gpus), a.requests.get("cpu", 0)) for a in allocs]
+def pieces(alloc):
+    return [(p.node, len(p.gpus), p.requests.get("cpu", 0)) for p in alloc.pieces]
 
 
 def test_an_8_gpu_job_waits_for_both_nodes_then_runs_across_both():
@@ -52,7 +52,7 @@ def test_a_6_gpu_job_takes_one_full_node_and_2_gpus_of_another():
     snap = Snapshot(nodes, [Allocation("n0000", Resources.parse({"cpu": "1", "gpu": 2}), gpus=(0, 1))])
     allocs = place_gang(snap, Resources.parse({"cpu": "4", "gpu": 6}))
     assert sorted(pieces(allocs), key=lambda p: -p[1]) == [("n0001", 4, 2000), ("n0000", 2, 2000)]
-    assert set(allocs[[a.node for a in allocs].index("n0000")].gpus) == {2, 3}
+    assert set(allocs.piece_on("n0000").gpus) == {2, 3}
     # In the engine: job 0 holds 2 GPUs of n0000 for 10 s; the 6-GPU job starts at once.
     result = simulate(nodes, [job(0, 0, 10, 2), job(1, 1, 5, 6)], BEST, check=True)
     assert starts(result) == {0: 0, 1: 1} and result.gang_placed == 1

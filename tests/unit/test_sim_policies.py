@@ -1,5 +1,5 @@
-"""EASY backfill and DRF fair share in the simulator, through the daemon's multi-tenant
-cycle (``schedule_tenants``). Every expected answer is worked out by hand below."""
+"""EASY backfill and DRF fair share in the simulator, through the daemon's driver and its
+one scheduling cycle. Every expected answer is worked out by hand below."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from corral.errors import ValidationError
 from corral.resources import Resources
 from corral.sim.cluster import parse_cluster
 from corral.sim.engine import SimJob, simulate
-from corral.sim.policies import PreemptivePolicy, TenantPolicy, is_oracle, policy_names, resolve
+from corral.sim.policies import PreemptivePolicy, is_oracle, policy_names, resolve
 
 HOUR = 3600.0
 
@@ -161,30 +161,27 @@ def test_conservation_and_determinism_for_every_policy(rows, name, k):
 
 @settings(max_examples=40, deadline=None)
 @given(rows=traces)
-def test_the_fast_path_and_the_tenancy_path_agree(rows):
-    # The multi-tenant cycle with a best-effort (``priority``) queue and no backfill is
-    # best-effort FIFO; with a ``strict-fifo`` queue it is strict FIFO. Both paths rank
-    # nodes with the same placement code, so they must start every job at the same time.
+def test_priority_is_best_effort_fifo_under_another_name(rows):
+    # ``priority`` (what queue configs use) orders like ``best-effort-fifo``: the same
+    # pipeline starts every job at the same time.
     trace = [job(i, s, d, g, u) for i, (s, d, g, u, _) in enumerate(rows)]
     nodes = parse_cluster("2x4gpu")
-    for core, queue_policy in (("best-effort-fifo", "priority"), ("strict-fifo", "strict-fifo")):
-        fast = simulate(nodes, trace, resolve(core))
-        slow = simulate(nodes, trace, TenantPolicy(core, queue_policy=queue_policy), check=True)
-        assert starts(fast) == starts(slow)
+    assert starts(simulate(nodes, trace, resolve("best-effort-fifo"))) == \
+        starts(simulate(nodes, trace, resolve("priority"), check=True))
 
 
 def test_running_jobs_carry_the_estimate_not_the_real_end(monkeypatch):
     # The scheduler is shown RunningJobs whose expected_end is start + estimate.
-    from corral.sim import engine
+    from corral.daemon import driver
 
     seen = []
-    real = engine.schedule_tenants
+    real = driver.schedule
 
-    def spy(snapshot, pending, ctx):
-        seen.extend((ctx.now, r.id, r.started_at, r.expected_end) for r in ctx.running)
-        return real(snapshot, pending, ctx)
+    def spy(state, pending, ctx):
+        seen.extend((ctx.now, r.id, r.started_at, r.expected_end) for r in state.running.values())
+        return real(state, pending, ctx)
 
-    monkeypatch.setattr(engine, "schedule_tenants", spy)
+    monkeypatch.setattr(driver, "schedule", spy)
     run(TRACE, "easy-backfill", estimate_factor=3.0)
     # At t=1 the scheduler sees A (started 0, real end 10) expected to end at 0 + 30.
     assert (1.0, 0, 0.0, 30.0) in seen
@@ -193,5 +190,5 @@ def test_running_jobs_carry_the_estimate_not_the_real_end(monkeypatch):
 
 
 def test_unknown_policy_lists_them_all():
-    with pytest.raises(ValidationError, match="easy-backfill, fair-share"):
+    with pytest.raises(ValidationError, match="fair-share, sjf-history, easy-backfill, srtf, tiresias"):
         resolve("magic")

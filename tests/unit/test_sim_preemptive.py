@@ -14,22 +14,22 @@ from corral.cli.main import main
 from corral.errors import ValidationError
 from corral.resources import GPU, Resources
 from corral.scheduler import Snapshot
-from corral.scheduler.backfill import copy_state
-from corral.scheduler.placement import node_score, place_on
+from corral.scheduler.placement import needs_gang as is_gang
+from corral.scheduler.placement import node_score, place_gang, place_on
+from corral.sim.checks import feasible
 from corral.sim.cluster import parse_cluster
-from corral.sim.engine import SimJob, SimResult, _feasible, simulate
-from corral.sim.gang import is_gang, largest_node_gpus, place_gang
+from corral.sim.engine import SimJob, SimResult, simulate
 from corral.sim.metrics import JobOutcome, Sample
 from corral.sim.policies import (
     DEFAULT_THRESHOLDS,
-    PREEMPTIVE_POLICIES,
+    RESEARCH_POLICIES as PREEMPTIVE_POLICIES,
     is_oracle,
     parse_thresholds,
     policy_names,
     resolve,
 )
-from corral.sim.policies.preemptive import JobState
-from corral.sim.policies.tiresias import Tiresias, parse_promote_knob
+from corral.sim.research.base import JobState
+from corral.sim.research.tiresias import Tiresias, parse_promote_knob
 
 
 def job(i, submit, duration, gpus, user="u"):
@@ -240,9 +240,9 @@ def reference(nodes, jobs, policy) -> SimResult:
     jobs sorted): at every event every active job is sorted by the policy's key and
     visited in that order; best fit over all nodes; victims searched on every node."""
     result = SimResult(policy=policy.name)
-    by_id = _feasible(nodes, jobs, result)
+    by_id = feasible(nodes, jobs, result.infeasible)
     snapshot = Snapshot(nodes, {})
-    largest = largest_node_gpus(nodes)
+    largest = snapshot.largest_gpus
     gangs = {i for i, j in by_id.items() if is_gang(j.requests, largest)}
     total = sum(n.allocatable.get(GPU, 0) for n in nodes)
     events = [(float(j.submit), 2, i, 0) for i, j in by_id.items()]
@@ -252,9 +252,6 @@ def reference(nodes, jobs, policy) -> SimResult:
     gen: dict[int, int] = {}
     allocated = 0
 
-    def pieces(alloc):
-        return alloc if isinstance(alloc, tuple) else (alloc,)
-
     def schedule_promotion(state, now):
         due = policy.next_promotion(state, now)
         if due is not None:
@@ -262,17 +259,16 @@ def reference(nodes, jobs, policy) -> SimResult:
 
     def stop(state, now):
         nonlocal allocated
-        for a in pieces(running.pop(state.id)):
-            snapshot.forget(a)
-            allocated -= len(a.gpus)
+        alloc = running.pop(state.id)
+        snapshot.forget(alloc)
+        allocated -= alloc.gpu_count
         state.pause(now)
         gen[state.id] += 1
 
     def start(state, alloc, now):
         nonlocal allocated
-        for a in pieces(alloc):
-            snapshot.assume(a)
-            allocated += len(a.gpus)
+        snapshot.assume(alloc)
+        allocated += alloc.gpu_count
         running[state.id] = alloc
         state.resume(now)
         gen[state.id] += 1
@@ -292,16 +288,16 @@ def reference(nodes, jobs, policy) -> SimResult:
     def victims_for(requests, my_rank, rank):
         on_node: dict = {}
         for i, alloc in running.items():
-            if not isinstance(alloc, tuple) and rank[i] > my_rank:
+            if alloc.single and rank[i] > my_rank:
                 on_node.setdefault(alloc.node, []).append((rank[i], i, alloc))
         best = None
         for name in sorted(on_node):
             state = snapshot.nodes[name]
             if not requests.fits_in(state.allocatable):
                 continue
-            s, chosen = copy_state(state), []
+            s, chosen = state.copy(), []
             for _, i, alloc in sorted(on_node[name], reverse=True):
-                s.forget(alloc)
+                s.forget(alloc.pieces[0])
                 chosen.append(i)
                 if place_on(s, requests) is not None:
                     if best is None or len(chosen) < len(best):
@@ -314,11 +310,11 @@ def reference(nodes, jobs, policy) -> SimResult:
         for state in sorted((s for s in active.values() if s.id in gangs and not s.running),
                             key=lambda s: (s.submit, s.id)):
             requests = by_id[state.id].requests
-            allocs = None if requests in failed else place_gang(snapshot, requests)
-            if allocs is None:
+            alloc = None if requests in failed else place_gang(snapshot, requests)
+            if alloc is None:
                 failed.add(requests)
             else:
-                start(state, tuple(allocs), now)
+                start(state, alloc, now)
                 result.placements += 1
                 result.gang_placed += 1
         order = sorted(active.values(), key=lambda s: policy.key(s, now))

@@ -71,9 +71,9 @@ def cmd_sim(args) -> int:
                               tiresias_promote_knob=knob)
                 for name in names if name != "config"}
     if config_path:
-        from ..sim.policies.configured import load as load_configured
+        from ..sim.policies import load_config_policy
 
-        policies["config"] = load_configured(config_path)
+        policies["config"] = load_config_policy(config_path)
     seed = 0 if getattr(args, "seed", None) is None else args.seed
     window = _seconds(getattr(args, "window", None), "--window", allow_zero=False)
     min_duration = _seconds(getattr(args, "min_duration", None), "--min-duration", allow_zero=True) or 0.0
@@ -186,20 +186,22 @@ def cmd_sim(args) -> int:
 
 
 def _config_line(path: str, policy, jobs) -> str:
-    from ..sim.policies import TenantPolicy
-
-    if not isinstance(policy, TenantPolicy):
-        return f"config: {path}: policy {policy.name} on one queue (the daemon's fast path)"
+    scheduling = policy.scheduling
+    specs = scheduling.queue_map
+    if len(specs) == 1:
+        return f"config: {path}: policy {scheduling.default_policy} on one queue" + _flags(scheduling)
     counts: dict[str, int] = {}
     for job in jobs:
         queue = policy.queue_for(job)
         counts[queue] = counts.get(queue, 0) + 1
-    specs = policy.queue_specs()
     per = ", ".join(f"{name} {counts.get(name, 0)}" for name in specs)
-    flags = [f for f, on in (("fair share", any(q.policy == "fair-share" for q in specs.values())),
-                             ("backfill", policy.backfill), ("preemption", policy.preempt)) if on]
-    return (f"config: {path}: {len(specs)} queues, jobs per queue (by trace user): {per}"
-            + (f"; {', '.join(flags)}" if flags else ""))
+    return f"config: {path}: {len(specs)} queues, jobs per queue (by trace user): {per}" + _flags(scheduling)
+
+
+def _flags(scheduling) -> str:
+    flags = [f for f, on in (("fair share", scheduling.fair_share), ("backfill", scheduling.backfill),
+                             ("preemption", scheduling.preemption)) if on]
+    return f"; {', '.join(flags)}" if flags else ""
 
 
 def _sample_line(info) -> str:

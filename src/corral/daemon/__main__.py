@@ -1,9 +1,9 @@
 """``python -m corral.daemon``: start the job launcher first, while this process is still
-small (see :mod:`corral.executors.launcher`), then the daemon."""
+small (see :mod:`corral.executors.local.launcher`), then the daemon."""
 
 import sys
 
-from ..executors.launcher import Launcher
+from ..executors.local.launcher import Launcher
 
 launcher = Launcher.start()
 

@@ -40,7 +40,7 @@ def create_app(manager: Manager, info: dict[str, Any], shutdown: Callable[[], No
     @app.get("/v1/health")
     async def health() -> dict:
         return {"ok": True, "pid": os.getpid(), "version": __version__, "home": info.get("home"),
-                "pending": len(manager.pending), "running": len(manager.running),
+                "pending": manager.pending_count, "running": len(manager.running),
                 "mode": app.state.access.mode, "access": app.state.access.to_dict()}
 
     @app.post("/v1/jobs", status_code=201)
@@ -154,8 +154,7 @@ def create_app(manager: Manager, info: dict[str, Any], shutdown: Callable[[], No
         if stream not in ("stdout", "stderr"):
             raise ValidationError("stream", stream, "expected stdout or stderr")
         auth.require_owner(request, manager.store.get_job(job_id), "shown")  # 404 for unknown jobs, 403
-        path = manager.executor.log_path(job_id, stream)  # type: ignore[union-attr]
-        return StreamingResponse(_tail(manager, job_id, str(path), follow, offset), media_type="text/plain")
+        return StreamingResponse(_tail(manager, job_id, stream, follow, offset), media_type="text/plain")
 
     @app.get("/v1/nodes")
     async def nodes() -> dict:
@@ -166,8 +165,9 @@ def create_app(manager: Manager, info: dict[str, Any], shutdown: Callable[[], No
 
     @app.get("/v1/queues")
     async def queues() -> dict:
-        return {"queues": queues_view(manager), "fair_share": manager.fair.shares(),
-                "backfill": manager.backfill, "preemption": manager.preemption, "tenancy": manager.tenancy}
+        fair = manager.driver.fair
+        return {"queues": queues_view(manager), "fair_share": fair.shares() if fair is not None else {},
+                "backfill": manager.scheduling.backfill, "preemption": manager.scheduling.preemption}
 
     @app.get("/v1/top")
     async def top() -> dict:
@@ -287,15 +287,11 @@ def _parse_state(text: str) -> JobState:
     raise ValidationError("state", text, "expected one of: " + ", ".join(s.value for s in JobState))
 
 
-async def _tail(manager: Manager, job_id: int, path: str, follow: bool, offset: int) -> AsyncIterator[bytes]:
+async def _tail(manager: Manager, job_id: int, stream: str, follow: bool, offset: int) -> AsyncIterator[bytes]:
+    read = manager.executor.read_log
     pos = max(offset, 0)
     while True:
-        try:
-            with open(path, "rb") as f:
-                f.seek(pos)
-                chunk = f.read(1 << 20)
-        except FileNotFoundError:
-            chunk = b""
+        chunk = read(job_id, stream, pos) or b""
         if chunk:
             pos += len(chunk)
             yield chunk
@@ -305,13 +301,10 @@ async def _tail(manager: Manager, job_id: int, path: str, follow: bool, offset: 
         job = manager.store.get_job(job_id)
         if job.terminal:
             # One last read: the job may have written just before it ended.
-            try:
-                with open(path, "rb") as f:
-                    f.seek(pos)
-                    rest = f.read()
-            except FileNotFoundError:
-                rest = b""
-            if rest:
+            while True:
+                rest = read(job_id, stream, pos) or b""
+                if not rest:
+                    return
+                pos += len(rest)
                 yield rest
-            return
         await asyncio.sleep(0.1)

@@ -5,20 +5,16 @@ hold (the largest fraction of any one resource of the machine), decayed exponent
 with a half-life: ``u(t + dt) = u(t) * 2^(-dt / h) + share * dt``. Divided by
 ``h / ln 2`` (the integral of the decay) it becomes an average share between 0 and 1
 (more when the user held more than the machine, which cannot happen): what
-:class:`~corral.scheduler.tenancy.TenantContext` takes as ``shares``. Yesterday's heavy
-user counts half after one half-life, a quarter after two.
+:class:`~corral.scheduler.CycleContext` takes as ``shares``. Yesterday's heavy user
+counts half after one half-life, a quarter after two. What each user holds now -- the
+sum of their running jobs' dominant shares -- is kept by the scheduler's
+:class:`~corral.scheduler.ClusterState` (``held_share``).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping
-
-from ..resources import Resources
-
-
-def dominant_share(requests: Mapping[str, int], capacity: Mapping[str, int]) -> float:
-    return max((amount / capacity[name] for name, amount in requests.items() if capacity.get(name)), default=0.0)
+from typing import Mapping
 
 
 class FairUsage:
@@ -27,8 +23,9 @@ class FairUsage:
         self.usage: dict[str, float] = dict(usage or {})
         self.at = at
 
-    def advance(self, now: float, running: Iterable[tuple[str, Resources]], capacity: Mapping[str, int]) -> None:
-        """Account ``[self.at, now]`` with ``running`` (user, requests) held all along."""
+    def advance(self, now: float, held: Mapping[str, float]) -> None:
+        """Account ``[self.at, now]`` with each user holding ``held[user]`` (the sum of the
+        dominant shares of their running jobs) all along."""
         dt = now - self.at
         if dt <= 0:
             if self.at == 0.0:
@@ -37,9 +34,6 @@ class FairUsage:
         decay = 2.0 ** (-dt / self.half_life)
         # What was held during dt, integrated with the decay: share * h/ln2 * (1 - decay).
         weight = self.half_life / math.log(2) * (1.0 - decay)
-        held: dict[str, float] = {}
-        for user, requests in running:
-            held[user] = held.get(user, 0.0) + dominant_share(requests, capacity)
         for user in set(self.usage) | set(held):
             value = self.usage.get(user, 0.0) * decay + held.get(user, 0.0) * weight
             if value < 1e-9:

@@ -12,8 +12,9 @@ A pending job is offered to the scheduler only when nothing else holds it back:
   scheduler's hands (queued or running) at once; the others wait their turn by index.
 
 The gates keep their own indexes (who depends on whom, each array's active tasks), so
-an end or a release re-checks only the jobs it concerns. Pure bookkeeping: the manager
-does the store writes and the timers.
+an end or a release re-checks only the jobs it concerns. Pure bookkeeping: the daemon's
+admission (:mod:`.admission`) does the store writes and the timers. Why a job is held
+back is one of the typed waits of :mod:`corral.reasons`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..job import Job, JobState, Reason
+from ..reasons import ArrayThrottle, DependencyWait
 
 #: Ends that may be retried (a job's own failure, not corral stopping it).
 RETRYABLE = frozenset({Reason.ERROR, Reason.SIGNALED, Reason.OOM_KILLED, Reason.MEMORY_LIMIT_EXCEEDED,
@@ -35,35 +37,31 @@ def backoff(retry: int) -> float:
 
 
 @dataclass(frozen=True)
-class Gate:
-    """Why a job is held back (stored as its reason), or that it can never run."""
+class DependencyFailed:
+    """A dependency can never be met: the job ends ``Cancelled`` / ``DependencyFailed``."""
 
-    reason: Reason
     message: str
-    failed: bool = False          # a dependency can never be met: end the job
+    reason = Reason.DEPENDENCY_FAILED
 
 
-def dependency_gate(job: Job, others: dict[int, Job]) -> Gate | None:
+def dependency_gate(job: Job, others: dict[int, Job]) -> DependencyWait | DependencyFailed | None:
     """Whether ``job``'s dependencies are met (None), pending, or can never be met."""
-    waiting: list[str] = []
+    waiting: list[tuple[str, int, str]] = []
     for kind, dep_id in job.spec.dependencies:
         dep = others.get(dep_id)
         if dep is None:
-            return Gate(Reason.DEPENDENCY_FAILED, f"dependency {kind}:{dep_id} can never be met: no such job",
-                        failed=True)
+            return DependencyFailed(f"dependency {kind}:{dep_id} can never be met: no such job")
         if not dep.state.terminal:
-            waiting.append(f"job {dep_id} ({kind}; it is {dep.state.value})")
+            waiting.append((kind, dep_id, dep.state.value))
             continue
         ok = dep.state is JobState.SUCCEEDED
         if kind == "afterok" and not ok:
-            return Gate(Reason.DEPENDENCY_FAILED,
-                        f"dependency afterok:{dep_id} not met: job {dep_id} ended {dep.state.value} "
-                        f"({dep.reason.value})", failed=True)
+            return DependencyFailed(f"dependency afterok:{dep_id} not met: job {dep_id} ended {dep.state.value} "
+                                    f"({dep.reason.value})")
         if kind == "afternotok" and ok:
-            return Gate(Reason.DEPENDENCY_FAILED,
-                        f"dependency afternotok:{dep_id} not met: job {dep_id} succeeded", failed=True)
+            return DependencyFailed(f"dependency afternotok:{dep_id} not met: job {dep_id} succeeded")
     if waiting:
-        return Gate(Reason.DEPENDENCY, "waiting for " + ", ".join(waiting))
+        return DependencyWait(waiting_on=tuple(waiting))
     return None
 
 
@@ -82,10 +80,6 @@ class Gates:
     array_active: dict[int, set[int]] = field(default_factory=dict)
     #: array id -> throttled tasks, by (index, id)
     array_waiting: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
-
-    def blocked(self, job_id: int) -> bool:
-        return (job_id in self.held or job_id in self.waiting_deps or job_id in self.backoff
-                or any(job_id == j for waiting in self.array_waiting.values() for _, j in waiting))
 
     # dependencies ----------------------------------------------------------------------
     def wait_for(self, job: Job) -> None:
@@ -107,7 +101,7 @@ class Gates:
                     del self.dependents[dep_id]
 
     # arrays ------------------------------------------------------------------------------
-    def array_slot(self, job: Job) -> Gate | None:
+    def array_slot(self, job: Job) -> ArrayThrottle | None:
         """Take a slot for an array task (None), or say it must wait for one."""
         array_id, limit = job.array_id, job.spec.array_limit
         if array_id is None or not limit:
@@ -122,8 +116,7 @@ class Gates:
         if entry not in waiting:
             waiting.append(entry)
             waiting.sort()
-        return Gate(Reason.ARRAY_LIMIT, f"array {array_id} has {len(active)} tasks queued or running "
-                                        f"(limit %{limit})")
+        return ArrayThrottle(array_id=array_id, active=len(active), limit=limit)
 
     def array_done(self, job: Job) -> int | None:
         """A task left the scheduler's hands (ended, or blocked again): the next throttled

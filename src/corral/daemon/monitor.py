@@ -2,12 +2,13 @@
 
 One timer on the daemon's event loop (no thread, no per-job process). Each tick:
 
-* reads each job's cgroup counters when it has a cgroup (CPU time, working set, peak:
-  a handful of small files per job), or else scans ``/proc`` once for everyone and sums
-  each job's process tree (``monitor.procfs``);
-* samples the GPUs that running jobs hold (NVML, or the simulated probe) and attributes
-  them: a GPU belongs to exactly one job, so its utilization and power are that job's;
-  GPU memory is the sum over the job's own processes when the driver lists them;
+* asks the executor for each job's usage (:meth:`~corral.executors.base.Executor.sample`:
+  the local executor reads the job's cgroup counters, or its process tree from one scan
+  of ``/proc``);
+* samples the GPUs that running jobs hold (:meth:`~corral.executors.base.Executor.sample_gpus`:
+  NVML, or the simulated probe) and attributes them: a GPU belongs to exactly one job, so
+  its utilization and power are that job's; GPU memory is the sum over the job's own
+  processes when the driver lists them;
 * **watchdog** (no cgroups): a job over its memory limit is killed at once and ends
   ``MemoryLimitExceeded`` with the reading that triggered it;
 * **idle GPUs**: feeds each GPU job's highest utilization to its
@@ -29,16 +30,14 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..durations import format_duration
-from ..executors.base import ExitStatus, StopReason
+from ..executors.base import ExitStatus, Reading, StopReason
 from ..job import Allocation, Reason
-from ..monitor import procfs
 from ..monitor.idle import IdlePolicy, IdleTracker
 from ..resources import MEMORY, format_quantity
 from ..store.base import UsageRow
 
 if TYPE_CHECKING:
-    from ..capacity.gpu import GpuProbe, GpuSample
-    from ..enforce.cgroups import JobCgroup
+    from ..capacity.gpu import GpuSample
     from ..spec import JobSpec
     from .manager import Manager
 
@@ -90,12 +89,11 @@ class _Bucket:
 @dataclass
 class _Watch:
     job_id: int
-    gpus: tuple[int, ...]
+    #: The GPUs it holds, as (node, index).
+    gpus: tuple[tuple[str, int], ...]
     memory_limit: int | None
-    group: "JobCgroup | None"
     tracker: IdleTracker | None
     bucket: _Bucket
-    root: int | None = None             # the job's main pid, once known
     cpu_total: float | None = None      # last cumulative CPU seconds read
     last: float = 0.0                   # time of the last sample
     peak: int = 0
@@ -104,22 +102,25 @@ class _Watch:
 
 
 class Monitor:
-    def __init__(self, manager: "Manager", *, probe: "GpuProbe | None" = None, sample_interval: float = 2.0,
-                 series_interval: float = 30.0, idle_policy: IdlePolicy | None = None,
-                 clock: Callable[[], float] = time.time, proc: str = "/proc"):
+    """``watchdog``: kill jobs over their memory limit when nothing else holds it (the
+    executor's limits are not hard); by default, when the executor samples usage but has
+    no cgroups."""
+
+    def __init__(self, manager: "Manager", *, sample_interval: float = 2.0, series_interval: float = 30.0,
+                 idle_policy: IdlePolicy | None = None, clock: Callable[[], float] = time.time,
+                 watchdog: bool | None = None):
         self.manager = manager
-        self.probe = probe
+        self.executor = manager.executor
         self.sample_interval = sample_interval
         self.series_interval = series_interval
         self.idle_policy = idle_policy or IdlePolicy()
         self.clock = clock
-        self.proc = proc
-        enforcement = manager.enforcement
-        self.support = enforcement.support if enforcement is not None else None
-        self.watchdog = enforcement is not None and not enforcement.hard
+        caps = self.executor.capabilities
+        self.watchdog = (caps.usage and not caps.cgroups) if watchdog is None else watchdog
         self.watches: dict[int, _Watch] = {}
         self.live: dict[int, Live] = {}
-        self.gpus: dict[int, "GpuSample"] = {}
+        #: The latest reading of each GPU, by (node, index).
+        self.gpus: dict[tuple[str, int], "GpuSample"] = {}
         self.ticks = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -152,25 +153,18 @@ class Monitor:
                 self.manager.store.record_usage(rows)
             except Exception:  # noqa: BLE001 - shutting down; the next daemon goes on
                 log.exception("saving usage at shutdown failed")
-        if self.probe is not None:
-            self.probe.close()
 
     # jobs come and go ------------------------------------------------------------------
     def job_started(self, job_id: int, alloc: Allocation, spec: "JobSpec") -> None:
         now = self.clock()
-        group = None
-        if self.support is not None:
-            from ..enforce.cgroups import JobCgroup
-            from .manager import cgroup_key
-
-            group = JobCgroup(self.support, cgroup_key(job_id))
+        gpus = tuple((p.node, g) for p in alloc.pieces for g in p.gpus)
         tracker = None
-        if alloc.gpus:
+        if gpus:
             policy = self.idle_policy.merged(spec.idle_gpu)
             if policy.enabled:
                 tracker = IdleTracker(policy)
-        self.watches[job_id] = _Watch(job_id, tuple(alloc.gpus), spec.limits.get(MEMORY) or None, group, tracker,
-                                      _Bucket(now, now), last=now)
+        self.watches[job_id] = _Watch(job_id, gpus, spec.limits.get(MEMORY) or None, tracker, _Bucket(now, now),
+                                      last=now)
         self._schedule()
 
     def job_ended(self, job_id: int, status: ExitStatus) -> UsageRow | None:
@@ -183,8 +177,6 @@ class Monitor:
             self._timer = None
         if watch is None:
             return None
-        if status.lost and watch.group is not None:
-            watch.group.remove()      # its supervisor died: nobody else will remove the cgroup
         bucket = watch.bucket
         end = max(status.ended_at or self.clock(), bucket.t1)
         self._hold(watch, bucket, end, idle=False)
@@ -205,60 +197,38 @@ class Monitor:
             return
         self.ticks += 1
         now = self.clock()
-        trees = self._trees()
-        held = sorted({g for w in self.watches.values() for g in w.gpus})
-        samples: dict[int, GpuSample] = {}
-        if held and self.probe is not None:
+        readings = self.executor.sample(list(self.watches)) if self.executor.capabilities.usage else {}
+        held: dict[str, list[int]] = {}
+        for w in self.watches.values():
+            for node, g in w.gpus:
+                held.setdefault(node, []).append(g)
+        samples: dict[tuple[str, int], GpuSample] = {}
+        for node, indices in sorted(held.items()):
             try:
-                samples = self.probe.sample(held)
+                for g, sample in self.executor.sample_gpus(node, sorted(set(indices))).items():
+                    samples[(node, g)] = sample
             except Exception:  # noqa: BLE001 - an unreadable GPU is unknown, not fatal
-                log.exception("sampling GPUs failed")
-            self.gpus.update(samples)
+                log.exception("sampling the GPUs of %s failed", node)
+        self.gpus.update(samples)
         rows: list[UsageRow] = []
         for job_id, watch in list(self.watches.items()):
-            self._sample(watch, now, trees.get(job_id), samples)
+            self._sample(watch, now, readings.get(job_id), samples)
             if now - watch.bucket.t0 >= self.series_interval:
                 rows.append(watch.bucket.row(job_id))
                 watch.bucket = _Bucket(now, now)
         if rows:
             self.manager.store.record_usage(rows)
 
-    def _trees(self) -> dict[int, procfs.TreeUsage]:
-        """Process trees of the jobs that need one: all of them without cgroups, GPU jobs
-        (to attribute GPU memory by pid) with them."""
-        need = [w for w in self.watches.values() if w.group is None or w.gpus]
-        if not need:
-            return {}
-        roots: dict[int, int] = {}
-        reader = getattr(self.manager.executor, "pids", None)
-        for watch in need:
-            if watch.root is None and reader is not None:
-                pids = reader(watch.job_id)
-                watch.root = pids["job"] if pids else None
-            if watch.root is not None:
-                roots[watch.job_id] = watch.root
-        if not roots:
-            return {}
-        return procfs.job_trees(roots, procfs.scan(self.proc))
-
-    def _sample(self, watch: _Watch, now: float, tree: procfs.TreeUsage | None,
-                samples: dict[int, "GpuSample"]) -> None:
+    def _sample(self, watch: _Watch, now: float, reading: Reading | None,
+                samples: dict[tuple[str, int], "GpuSample"]) -> None:
         live = Live(t=now)
         cpu_total: float | None = None
-        if watch.group is not None:
-            stats = watch.group.stats()
-            live.source = "cgroup"
-            if stats.cpu_usage_ns is not None:
-                cpu_total = stats.cpu_usage_ns / 1e9
-            live.memory = stats.memory
-            live.pids = stats.pids
-            watch.peak = max(watch.peak, stats.memory_peak or 0, stats.memory or 0)
-        elif tree is not None:
-            live.source = "procfs"
-            cpu_total = tree.cpu_seconds
-            live.memory = tree.rss
-            live.pids = len(tree.pids)
-            watch.peak = max(watch.peak, tree.rss)
+        if reading is not None:
+            live.source = reading.source
+            cpu_total = reading.cpu_seconds
+            live.memory = reading.memory
+            live.pids = reading.processes
+            watch.peak = max(watch.peak, reading.memory_peak or 0, reading.memory or 0)
         live.memory_peak = watch.peak or None
         dt = max(now - watch.last, 0.0)
         used = 0.0
@@ -275,7 +245,7 @@ class Monitor:
             live.gpu_util_max = max(utils)
         if powers:
             live.gpu_power = sum(powers)
-        live.gpu_memory = self._gpu_memory(watch, tree, samples)
+        live.gpu_memory = self._gpu_memory(watch, reading, samples)
         # A sample's utilization covers the period since the previous one: that period
         # counts as wasted when every GPU of the job stayed under the threshold.
         known = bool(utils) and len(utils) == len(watch.gpus)
@@ -322,12 +292,12 @@ class Monitor:
                 bucket.idle_gpu_seconds += len(watch.gpus) * dt
         bucket.t1 = max(bucket.t1, now)
 
-    def _gpu_memory(self, watch: _Watch, tree: procfs.TreeUsage | None,
-                    samples: dict[int, "GpuSample"]) -> int | None:
+    def _gpu_memory(self, watch: _Watch, reading: Reading | None,
+                    samples: dict[tuple[str, int], "GpuSample"]) -> int | None:
         mine = [samples[g] for g in watch.gpus if g in samples]
         if not mine:
             return None
-        pids = set(tree.pids) if tree is not None else set()
+        pids = set(reading.pids) if reading is not None else set()
         by_process = [mem for s in mine for pid, mem in s.processes.items() if pid in pids and mem is not None]
         if by_process:
             return sum(by_process)
@@ -349,8 +319,7 @@ class Monitor:
         elif action == "signal":
             import signal as _signal
 
-            sent = self.manager.executor is not None and self.manager.executor.signal(
-                watch.job_id, int(getattr(_signal, policy.signal)))
+            sent = self.executor.signal(watch.job_id, int(getattr(_signal, policy.signal)))
             what = f"sent {policy.signal}" if sent else f"could not send {policy.signal}"
             self.manager.note(watch.job_id, Reason.GPU_IDLE, f"{head}: {what}{nxt}")
         elif action in ("cancel", "requeue") and not watch.stopping:
@@ -373,5 +342,8 @@ class Monitor:
         return out
 
 
-def _ids(gpus: tuple[int, ...]) -> str:
-    return ",".join(str(g) for g in gpus)
+def _ids(gpus: tuple[tuple[str, int], ...]) -> str:
+    nodes = {n for n, _ in gpus}
+    if len(nodes) <= 1:
+        return ",".join(str(g) for _, g in gpus)
+    return ",".join(f"{n}:{g}" for n, g in gpus)

@@ -21,28 +21,25 @@ import json
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING, Any
 
-from ..capacity.detect import detect_node
-from ..capacity.gpu import open_probe
-from ..config import load_config
-from ..enforce.cgroups import remove_parent
-from ..enforce.mode import choose
+from ..config import Config, load_config
 from ..errors import CorralError
-from ..executors.launcher import Launcher
-from ..executors.local import LocalExecutor
 from ..paths import MAX_SOCKET_PATH, Paths
-from ..store.sqlite import SqliteStore
+from ..store import open_store
 from .api import create_app
 from .auth import Access, access_from_config
 from .manager import Manager
 from .monitor import Monitor
 
+if TYPE_CHECKING:
+    from ..executors.local.launcher import Launcher
+    from ..store.base import Store
+
 log = logging.getLogger("corral.daemon")
 
 #: `corral up` options that later automatic starts must keep (e.g. simulated GPUs).
 UP_OPTIONS = "up_options"
-#: In the home: utilization/memory/power the simulated GPUs report (tests and demos set it).
-SIMULATED_GPU_VALUES = "simulated-gpus.json"
 #: Store meta key: the decayed per-user usage fair share reads (kept across restarts).
 FAIR_USAGE = "fair_usage"
 
@@ -59,7 +56,7 @@ def _take_lock(paths: Paths) -> int | None:
     return fd
 
 
-def run(home: str | None = None, *, simulate_gpus: int | None = None, launcher: Launcher | None = None) -> int:
+def run(home: str | None = None, *, simulate_gpus: int | None = None, launcher: "Launcher | None" = None) -> int:
     paths = Paths(home)
     paths.ensure()
     if len(str(paths.socket)) > MAX_SOCKET_PATH:
@@ -73,6 +70,8 @@ def run(home: str | None = None, *, simulate_gpus: int | None = None, launcher: 
             launcher.close()
         return 0
     if launcher is None:
+        from ..executors.local.launcher import Launcher
+
         launcher = Launcher.start()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
@@ -97,80 +96,87 @@ def _raise_fd_limit() -> None:
             pass
 
 
-def _serve(paths: Paths, simulate_gpus: int | None, launcher: Launcher) -> int:
-    import uvicorn
-
+def _serve(paths: Paths, simulate_gpus: int | None, launcher: "Launcher") -> int:
     _raise_fd_limit()
     _private_files(paths)
-    store = SqliteStore(paths.db)
-    saved = json.loads(store.get_meta(UP_OPTIONS) or "{}")
-    if simulate_gpus is not None:
-        saved["simulate_gpus"] = simulate_gpus
-        store.set_meta(UP_OPTIONS, json.dumps(saved))
-    config = load_config(paths.config).merged(**saved)
-    access = access_from_config(config, source=paths.config)   # unknown groups: a one-line error
-    node, info = detect_node(name=config.node_name, simulate_gpus=config.simulate_gpus,
-                             reserve_cpu=config.reserve_cpu, reserve_memory=config.reserve_memory)
+    store = open_store(paths)
+    try:
+        saved = json.loads(store.get_meta(UP_OPTIONS) or "{}")
+        if simulate_gpus is not None:
+            saved["simulate_gpus"] = simulate_gpus
+            store.set_meta(UP_OPTIONS, json.dumps(saved))
+        config = load_config(paths.config).merged(**saved)
+        access = access_from_config(config, source=paths.config)   # unknown groups: a one-line error
+        return asyncio.run(_main(paths, config, store, access, launcher))
+    finally:
+        store.close()
+
+
+async def _main(paths: Paths, config: Config, store: "Store", access: Access, launcher: "Launcher") -> int:
+    import uvicorn
+
+    from .. import executors
+
+    loop = asyncio.get_running_loop()
+    manager: Manager | None = None
+
+    def on_exit(job_id: int, status: Any) -> None:
+        assert manager is not None
+        manager.on_exit(job_id, status)
+
+    executor, info = executors.create(config, paths, on_exit, loop, launcher=launcher)
+    nodes = executor.nodes()
     info["home"] = str(paths.home)
     info["access"] = access.to_dict()
-    store.set_meta("node", json.dumps(node.to_dict()))
-    enforcement = choose(config.enforcement, str(paths.home))
-    info["enforcement"] = enforcement.to_dict()
-    probe = open_probe(config.simulate_gpus, os.path.join(str(paths.home), SIMULATED_GPU_VALUES))
-    minors = probe.minor_numbers() if probe is not None else {}
-    manager = Manager(store, [node], policy=config.policy, default_requests=config.default_requests,
-                      kill_grace=float(config.kill_grace), enforcement=enforcement,
-                      pids_limit=config.pids_limit, gpu_minors=minors, queues=config.queues,
-                      tenancy=config.tenancy, backfill=config.backfill, preemption=config.preemption,
-                      half_life=config.half_life)
-    saved_usage = json.loads(store.get_meta(FAIR_USAGE) or "{}")
-    manager.fair.usage, manager.fair.at = dict(saved_usage.get("usage", {})), float(saved_usage.get("at", 0.0))
-    manager.monitor = Monitor(manager, probe=probe, sample_interval=config.sample_interval,
+    info["engine"] = executor.describe()
+    store.set_meta("node", json.dumps(nodes[0].to_dict()) if len(nodes) == 1 else
+                   json.dumps([n.to_dict() for n in nodes]))
+    manager = Manager(store, executor, config.scheduling, default_requests=config.default_requests,
+                      kill_grace=float(config.kill_grace), loop=loop)
+    fair = manager.driver.fair
+    if fair is not None:
+        saved_usage = json.loads(store.get_meta(FAIR_USAGE) or "{}")
+        fair.usage, fair.at = dict(saved_usage.get("usage", {})), float(saved_usage.get("at", 0.0))
+    manager.monitor = Monitor(manager, sample_interval=config.sample_interval,
                               series_interval=config.series_interval, idle_policy=config.idle_gpu)
     manager.cost = dict(config.cost)
     manager.retention = config.retention
     info["sample_interval"] = config.sample_interval
     info["idle_gpu"] = config.idle_gpu.describe()
+    counts = manager.recover()
+    manager.monitor.start(loop)
+    retention = _Retention(manager, config.retention, loop)
+    enforcement = info.get("enforcement") or {}
+    log.info("started pid %d on %s (%s engine): %s; limits %s; %s; recovered %s", os.getpid(),
+             ", ".join(n.name for n in nodes), executor.name, info.get("gpu_source"),
+             enforcement.get("description", "-"), access.describe(), counts)
     server: uvicorn.Server | None = None
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app):
-        loop = asyncio.get_running_loop()
-        executor = LocalExecutor(paths.jobs, manager.on_exit, loop, launcher=launcher)
-        manager.attach(executor, loop)
-        counts = manager.recover()
-        assert manager.monitor is not None
-        manager.monitor.start(loop)
-        retention = _Retention(manager, config.retention, loop)
-        log.info("started pid %d on %s: %s; limits %s; %s; recovered %s", os.getpid(), node.name,
-                 info.get("gpu_source"), enforcement.describe(), access.describe(), counts)
-        yield
-        retention.stop()
-        store.set_meta(FAIR_USAGE, json.dumps(manager.fair.to_dict()))
-        manager.close()
 
     def shutdown() -> None:
         if server is not None:
             server.should_exit = True
         manager.release_waiters()   # long polls return now, not after the grace period
 
-    app = create_app(manager, info, shutdown, lifespan=lifespan, access=access)
+    app = create_app(manager, info, shutdown, access=access)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(paths.socket)  # we hold the lock, so any socket file is stale
     sock = bind_socket(paths.socket, access)
     if access.system and access.socket_gid is not None:
         os.chmod(paths.home, 0o711)   # members reach the socket; the rest of the home stays closed
-    uconfig = uvicorn.Config(app, log_level="warning", access_log=False,
-                             lifespan="on", loop="asyncio", http=peer_protocol(), timeout_graceful_shutdown=2)
+    # The caller's identity comes from the socket (SO_PEERCRED), never from a header:
+    # uvicorn's proxy-header handling (X-Forwarded-For and FORWARDED_ALLOW_IPS) is off.
+    uconfig = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", http=peer_protocol(),
+                             timeout_graceful_shutdown=2, proxy_headers=False, forwarded_allow_ips="")
     server = uvicorn.Server(uconfig)
     try:
-        server.run(sockets=[sock])
+        await server.serve(sockets=[sock])
     finally:
+        retention.stop()
+        if fair is not None:
+            store.set_meta(FAIR_USAGE, json.dumps(fair.to_dict()))
+        manager.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(paths.socket)
-        store.close()
-        if enforcement.support is not None:
-            remove_parent(enforcement.support)   # leaves the groups of jobs still running
     return 0
 
 
@@ -188,12 +194,14 @@ class _Retention:
         self.saver: asyncio.TimerHandle | None = None
         if retention > 0:
             self.timer = loop.call_later(1.0, self.run)
-        if manager.tenancy:
+        if manager.driver.fair is not None:
             self.saver = loop.call_later(self.SAVE_EVERY, self.save)
 
     def save(self) -> None:
+        fair = self.manager.driver.fair
+        assert fair is not None
         try:
-            self.manager.store.set_meta(FAIR_USAGE, json.dumps(self.manager.fair.to_dict()))
+            self.manager.store.set_meta(FAIR_USAGE, json.dumps(fair.to_dict()))
         except Exception:  # noqa: BLE001 - next minute
             log.exception("saving fair-share usage failed")
         self.saver = self.loop.call_later(self.SAVE_EVERY, self.save)
@@ -275,7 +283,7 @@ def peer_protocol():
     return PeerCredProtocol
 
 
-def main(argv: list[str] | None = None, *, launcher: Launcher | None = None) -> int:
+def main(argv: list[str] | None = None, *, launcher: "Launcher | None" = None) -> int:
     parser = argparse.ArgumentParser(prog="corral-daemon", description="Run the corral daemon in the foreground.")
     parser.add_argument("--home", default=None, help="state directory (default $CORRAL_HOME)")
     parser.add_argument("--simulate-gpus", type=int, default=None)

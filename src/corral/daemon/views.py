@@ -17,10 +17,12 @@ def job_view(job: Job, manager: Manager, positions: dict[int, int] | None = None
     spec = job.spec
     alloc = job.allocation
     reason, message = job.reason.value, job.message
+    numbers = None
     if job.state is JobState.PENDING:
         waiting = manager.waiting_for(job.id)
         if waiting is not None:
-            reason, message = waiting.name, waiting.message
+            reason, message, numbers = waiting.name, waiting.message, waiting.fields()
+    first = alloc.pieces[0] if alloc is not None else None
     view: dict[str, Any] = {
         "id": job.id,
         "name": spec.name,
@@ -32,26 +34,33 @@ def job_view(job: Job, manager: Manager, positions: dict[int, int] | None = None
         "priority": spec.priority,
         "requests": spec.requests.formatted(),
         "limits": spec.limits.formatted(),
-        "node": alloc.node if alloc else None,
-        "gpus": list(alloc.gpus) if alloc else [],
-        "cpus": list(alloc.cores) if alloc else [],
+        "node": first.node if first else None,
+        "gpus": list(first.gpus) if first else [],
+        "cpus": list(first.cores) if first else [],
         "submitted_at": job.submitted_at,
         "started_at": job.started_at,
         "ended_at": job.ended_at,
         "command": list(spec.command),
     }
-    if alloc is not None and alloc.gpus:
+    if numbers is not None:
+        view["reason_detail"] = numbers
+    if alloc is not None and not alloc.single:
+        view["pieces"] = [p.to_dict() for p in alloc.pieces]
+    if first is not None and alloc.gpu_count:
         try:
-            view["gpus_simulated"] = manager.node(alloc.node).simulated_gpus
+            view["gpus_simulated"] = any(manager.node(p.node).simulated_gpus for p in alloc.pieces if p.gpus)
         except Exception:  # noqa: BLE001 - a node that is gone
             view["gpus_simulated"] = False
-    if job.state is JobState.RUNNING and alloc is not None and not alloc.cores:
-        view["cpus_shared"] = list(manager.shared_cores(alloc.node))
+    if job.state is JobState.RUNNING and first is not None and not first.cores:
+        try:
+            view["cpus_shared"] = list(manager.shared_cores(first.node))
+        except Exception:  # noqa: BLE001 - a node that is gone
+            view["cpus_shared"] = []
     if job.state is JobState.PENDING:
         if positions is None:
             positions = manager.queue_positions()
         view["queue_position"] = positions.get(job.id)
-        if job.id in manager.pending.jobs:
+        if job.id in manager.driver.pending:
             if estimates is None:
                 estimates = manager.estimated_starts()
             view["estimated_start"] = estimates.get(job.id)
@@ -81,16 +90,22 @@ def job_view(job: Job, manager: Manager, positions: dict[int, int] | None = None
         view["enforcement"] = _enforcement(manager, job)
         view["stop_signal"] = spec.stop_signal or "SIGTERM"
         view["kill_grace"] = spec.kill_grace if spec.kill_grace is not None else manager.kill_grace
-        if alloc is not None and alloc.gpus and manager.monitor is not None:
+        if alloc is not None and alloc.gpu_count and manager.monitor is not None:
             view["idle_policy"] = manager.monitor.idle_policy.merged(spec.idle_gpu).describe()
-        paths = getattr(manager.executor, "log_path", None)
+        executor = manager.executor
+        logs = {}
+        if executor.capabilities.logs:
+            for stream in ("stdout", "stderr"):
+                where = executor.log_location(job.id, stream)
+                if where is not None:
+                    logs[stream] = where
         view.update({
             "workdir": spec.workdir,
             "env": dict(spec.env),
             "labels": dict(spec.labels),
             "time_limit": spec.time_limit,
             "pids": _pids(manager, job),
-            "logs": {"stdout": str(paths(job.id, "stdout")), "stderr": str(paths(job.id, "stderr"))} if paths else {},
+            "logs": logs,
             "events": [
                 {"ts": e.ts, "from": e.from_state.value if e.from_state else None, "to": e.to_state.value,
                  "reason": e.reason.value, "message": e.message}
@@ -106,20 +121,21 @@ def _enforcement(manager: Manager, job: Job) -> dict[str, Any]:
     """How this job's limits are held, in words (never silently unenforced)."""
     from ..resources import CPU, MEMORY
 
-    e = manager.enforcement
+    described = manager.executor.describe()
+    e = described.get("enforcement") or {"mode": "none", "hard": False, "description": "limits not enforced"}
     limits = job.spec.limits
-    out: dict[str, Any] = {"mode": e.mode if e else "none", "hard": bool(e and e.hard),
-                           "description": e.describe() if e else "limits not enforced"}
+    out: dict[str, Any] = {"mode": e["mode"], "hard": bool(e["hard"]), "description": e["description"]}
     items = []
     mem, cpu = limits.get(MEMORY), limits.get(CPU)
-    if e is not None and e.hard:
+    pids_limit = described.get("pids_limit") or 0
+    if e["hard"]:
         if mem:
             items.append(f"memory {format_quantity(MEMORY, mem)} hard (cgroup, OOM kill)")
         if cpu:
             items.append(f"cpu {format_quantity(CPU, cpu)} hard (CFS quota)")
-        if manager.pids_limit:
-            items.append(f"pids {manager.pids_limit} hard")
-    elif e is not None:
+        if pids_limit:
+            items.append(f"pids {pids_limit} hard")
+    elif e["mode"] == "watchdog":
         if mem:
             items.append(f"memory {format_quantity(MEMORY, mem)} watched (killed when over, "
                          f"checked every {_secs(manager)})")
@@ -142,12 +158,13 @@ def top_view(manager: Manager, info: dict[str, Any]) -> dict[str, Any]:
     monitor = manager.monitor
     jobs = []
     for job in running:
-        alloc = job.allocation
+        first = job.allocation.pieces[0] if job.allocation else None
         jobs.append({
             "id": job.id, "name": job.spec.name, "user": job.user, "reason": job.reason.value,
             "message": job.message, "started_at": job.started_at,
             "requests": job.spec.requests.formatted(), "limits": job.spec.limits.formatted(),
-            "gpus": list(alloc.gpus) if alloc else [], "cpus": list(alloc.cores) if alloc else [],
+            "node": first.node if first else None,
+            "gpus": list(first.gpus) if first else [], "cpus": list(first.cores) if first else [],
             "live": monitor.live_view(job.id) if monitor is not None else None,
         })
     holders = manager.holders()
@@ -155,11 +172,11 @@ def top_view(manager: Manager, info: dict[str, Any]) -> dict[str, Any]:
     for node in manager.nodes:
         held = holders.get(node.name, {"gpus": {}})["gpus"]
         for g in node.gpus:
-            sample = monitor.gpus.get(g.index) if monitor is not None else None
+            sample = monitor.gpus.get((node.name, g.index)) if monitor is not None else None
             gpus.append({"node": node.name, "index": g.index, "model": g.model, "memory": g.memory,
                          "simulated": g.simulated, "job": held.get(g.index),
                          "sample": sample.to_dict() if sample is not None else None})
-    return {"jobs": jobs, "gpus": gpus, "pending": len(manager.pending),
+    return {"jobs": jobs, "gpus": gpus, "pending": manager.pending_count,
             "sample_interval": monitor.sample_interval if monitor is not None else None,
             "enforcement": info.get("enforcement"), "now": manager.clock()}
 
@@ -187,14 +204,15 @@ def queues_view(manager: Manager) -> list[dict[str, Any]]:
     """Each queue: its quota, what its running jobs use, what it borrows, what waits."""
     usage: dict[str, Resources] = {}
     running: dict[str, int] = {}
-    for job in manager.running_jobs():
+    for job in manager.driver.state.running.values():
         usage[job.queue] = usage.get(job.queue, Resources()).add(job.requests)
         running[job.queue] = running.get(job.queue, 0) + 1
     pending: dict[str, int] = {}
-    for job in manager.pending.jobs.values():
-        pending[job.queue] = pending.get(job.queue, 0) + 1
+    for live in manager.driver.jobs.values():
+        if live.run is None:
+            pending[live.job.spec.queue] = pending.get(live.job.spec.queue, 0) + 1
     out = []
-    for name, q in sorted(manager.queues.items()):
+    for name, q in sorted(manager.driver.queues.items()):
         used = usage.get(name, Resources())
         nominal = dict(q.nominal) if q.nominal is not None else None
         borrowed = {r: used.get(r, 0) - n for r, n in (nominal or {}).items() if used.get(r, 0) > n}
@@ -211,10 +229,10 @@ def queues_view(manager: Manager) -> list[dict[str, Any]]:
 
 
 def _pids(manager: Manager, job: Job) -> dict[str, int] | None:
-    reader = getattr(manager.executor, "pids", None)
-    if reader is None or job.state is not JobState.RUNNING:
+    """The job's main processes by role, where the executor can tell."""
+    if job.state is not JobState.RUNNING:
         return None
-    return reader(job.id)
+    return manager.executor.processes(job.id) or None
 
 
 def node_view(manager: Manager, info: dict[str, Any]) -> list[dict[str, Any]]:
@@ -251,7 +269,8 @@ def node_view(manager: Manager, info: dict[str, Any]) -> list[dict[str, Any]]:
             "cores": [{"id": c, "job": held["cores"].get(c)} for c in node.cores],
             "gpu_source": info.get("gpu_source", ""),
             "simulated_gpus": node.simulated_gpus,
-            "policy": manager.policy.name,
+            "policy": manager.scheduling.default_policy,
+            "engine": manager.executor.name,
             "enforcement": info.get("enforcement"),
             "idle_gpu": info.get("idle_gpu"),
         })

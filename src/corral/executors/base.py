@@ -1,8 +1,23 @@
-"""The executor interface: start a job on its allocation, stop it, tell when it ended.
+"""The executor interface: the one seam a backend plugs into.
 
-An executor owns *how* a job runs (a local process session, a Ray task, a Slurm step);
-the daemon owns *whether* and *when*. Executors report every end through the
-``on_exit`` callback exactly once per launch, with an :class:`ExitStatus`.
+An executor owns *how* a job runs (local process sessions, an engine's tasks); the
+daemon owns *whether*, *when* and *where*. The daemon hands it a job and the allocation
+the scheduler chose (one :class:`~corral.job.Piece` per node: node, GPUs, cores) and the
+executor runs exactly that. Everything particular to one backend stays in its own folder
+(the local executor's run-as-user, cgroups, device rules, shared cores and job
+directories are in :mod:`corral.executors.local`).
+
+Rules every executor follows (one contract suite, ``tests/contract/test_executor.py``,
+runs against each):
+
+* ``launch`` never raises for a job that cannot start: the failure is an end reported
+  through ``on_exit`` (``launch_error``), like any other end;
+* every launch ends exactly once through ``on_exit`` with an :class:`ExitStatus` (exit
+  code or signal, and ``stopped_for`` when corral stopped it), also across a daemon
+  restart: a new executor ``adopt`` s what the old one launched;
+* ``stop`` sends the job its stop signal, then SIGKILL after its grace period;
+* what an executor cannot do, it says in :attr:`Executor.capabilities`, and the daemon
+  does not ask (no logs, no usage sampling, ...).
 """
 
 from __future__ import annotations
@@ -10,10 +25,15 @@ from __future__ import annotations
 import enum
 import signal as _signal
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, ClassVar, Iterable
 
 from ..job import JobState, Reason
+
+if TYPE_CHECKING:
+    from ..capacity.gpu import GpuSample
+    from ..capacity.node import Node
+    from ..job import Allocation, Job
 
 
 class StopReason(str, enum.Enum):
@@ -29,38 +49,16 @@ class StopReason(str, enum.Enum):
 
 
 @dataclass(frozen=True)
-class LaunchRequest:
-    job_id: int
-    argv: tuple[str, ...]
-    env: dict[str, str]
-    workdir: str
-    #: CPU ids the job may run on (None: leave affinity alone).
-    cores: tuple[int, ...] | None
-    kill_grace: float = 10.0
-    name: str = ""
-    #: Sent to the job's process group when corral stops it (then SIGKILL after the grace).
-    stop_signal: int = _signal.SIGTERM
-    #: The job's cgroup: ``{"support": CgroupSupport.to_dict(), "key": "job-42",
-    #: "limits": Limits.to_dict()}``; None: no cgroup (the watchdog measures the job).
-    cgroup: dict | None = None
-    #: Run the job as this user (a root daemon in system mode: the job's submitter);
-    #: None: as the daemon's own user. ``user`` names it (for supplementary groups).
-    uid: int | None = None
-    gid: int | None = None
-    user: str = ""
-
-
-@dataclass(frozen=True)
 class ExitStatus:
-    """How a job's process ended, as its supervisor saw it."""
+    """How a job ended, as its executor saw it."""
 
     ended_at: float
     exit_code: int | None = None
     signal: int | None = None
     launch_error: str | None = None
-    #: Set when corral asked the job to stop (cancel, later time limit, preemption).
+    #: Set when corral asked the job to stop (cancel, time limit, preemption ...).
     stopped_for: StopReason | None = None
-    #: The supervisor vanished without recording a status.
+    #: The executor lost the job without an exit status (a supervisor vanished).
     lost: bool = False
     #: Why corral stopped it, in words with the numbers (e.g. the watchdog's reading).
     stop_message: str = ""
@@ -71,15 +69,14 @@ class ExitStatus:
     cpu_seconds: float | None = None
 
     def classify(self) -> tuple[JobState, Reason, str]:
-        """Terminal state, typed reason and message for this exit."""
+        """Terminal state (Pending: requeued), typed reason and message for this exit."""
         if self.lost:
             return JobState.FAILED, Reason.SUPERVISOR_LOST, "job supervisor ended without recording an exit status"
         if self.launch_error is not None:
             return JobState.FAILED, Reason.LAUNCH_FAILED, self.launch_error
-        if self.stopped_for is StopReason.CANCEL:
-            how = describe_exit(self.exit_code, self.signal)
-            return JobState.CANCELLED, Reason.CANCELLED, f"cancelled by request ({how})"
         how = describe_exit(self.exit_code, self.signal)
+        if self.stopped_for is StopReason.CANCEL:
+            return JobState.CANCELLED, Reason.CANCELLED, f"cancelled by request ({how})"
         if self.stopped_for is StopReason.TIME_LIMIT:
             return JobState.FAILED, Reason.TIMED_OUT, f"time limit reached ({how})"
         if self.stopped_for is StopReason.MEMORY_LIMIT:
@@ -94,9 +91,9 @@ class ExitStatus:
             return (JobState.CANCELLED, Reason.PREEMPTED_NOT_REQUEUED,
                     f"{self.stop_message or 'preempted'}; not requeued ({how})")
         if self.oom_kills and not (self.exit_code == 0 and self.signal is None):
-            limit = _human(self.memory_limit) if self.memory_limit else "?"
+            limit = f" {_human(self.memory_limit)}" if self.memory_limit else ""
             peak = f" (peak {_human(self.memory_peak)})" if self.memory_peak else ""
-            return JobState.FAILED, Reason.OOM_KILLED, f"exceeded memory limit {limit}{peak}; {how}"
+            return JobState.FAILED, Reason.OOM_KILLED, f"exceeded memory limit{limit}{peak}; {how}"
         if self.signal is not None:
             return JobState.FAILED, Reason.SIGNALED, f"killed by signal {signal_name(self.signal)}"
         if self.exit_code == 0:
@@ -123,14 +120,54 @@ def describe_exit(exit_code: int | None, sig: int | None) -> str:
     return f"exit code {exit_code}"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Running:
-    """A job the executor is watching."""
+    """A job the executor is watching; ``handle`` is how it knows it (a pid, an engine id)."""
 
     job_id: int
-    supervisor_pid: int
-    supervisor_start: int | None = None
-    extra: dict = field(default_factory=dict)
+    handle: str = ""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an executor can do. The daemon asks only for what is declared."""
+
+    #: The job's stdout/stderr can be read (:meth:`Executor.read_log`).
+    logs: bool = False
+    #: CPU time, memory and processes can be sampled (:meth:`Executor.sample`).
+    usage: bool = False
+    #: Memory and CPU limits are hard (the kernel's cgroups), not only watched.
+    cgroups: bool = False
+    #: A job's own stop signal and grace period are honoured.
+    stop_signals: bool = False
+    #: The job gets exactly its allocation's GPUs and cores, no others.
+    device_pinning: bool = False
+    #: Allocations that span several nodes can be launched.
+    gangs: bool = False
+    #: The nodes come from the executor (:meth:`Executor.nodes`), not the config.
+    inventory: bool = False
+
+    def to_dict(self) -> dict[str, bool]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One sample of a running job's usage (:meth:`Executor.sample`)."""
+
+    job_id: int
+    #: CPU seconds used since it started (all its processes, exited ones included where
+    #: the source counts them); None: unknown.
+    cpu_seconds: float | None = None
+    #: Working set (cgroup) or resident memory of its processes, bytes.
+    memory: int | None = None
+    memory_peak: int | None = None
+    #: How many processes (tasks) it has.
+    processes: int | None = None
+    #: Its process ids (to attribute GPU memory by process).
+    pids: tuple[int, ...] = ()
+    #: Where the numbers come from ("cgroup", "procfs", an engine's name).
+    source: str = ""
 
 
 ExitCallback = Callable[[int, ExitStatus], None]
@@ -139,28 +176,74 @@ ExitCallback = Callable[[int, ExitStatus], None]
 class Executor(ABC):
     """What the daemon needs from a place that runs jobs."""
 
-    @abstractmethod
-    def launch(self, request: LaunchRequest) -> Running:
-        """Start the job; launch failures are reported through ``on_exit``, not raised."""
+    #: The name the config's ``engine: {type: ...}`` uses.
+    name: ClassVar[str] = ""
+    capabilities: ClassVar[Capabilities] = Capabilities()
 
     @abstractmethod
-    def stop(self, job_id: int, why: StopReason) -> bool:
-        """Ask a running job to stop (SIGTERM, then SIGKILL after the grace period).
-        Returns False when the job is not running here."""
+    def nodes(self) -> list["Node"]:
+        """The nodes jobs can run on, as the executor sees them now."""
+
+    @abstractmethod
+    def launch(self, job: "Job", allocation: "Allocation") -> None:
+        """Start ``job`` on exactly ``allocation``. Its end -- a launch failure included --
+        comes through ``on_exit``."""
+
+    @abstractmethod
+    def stop(self, job_id: int, why: StopReason, message: str = "") -> bool:
+        """Ask a running job to stop: its stop signal, then SIGKILL after its grace
+        period. ``why`` and ``message`` come back in the job's :class:`ExitStatus`.
+        False when the job is not running here."""
 
     def signal(self, job_id: int, sig: int) -> bool:
         """Send ``sig`` to the job's processes without stopping it (e.g. a checkpoint
-        signal). Returns False when the job is not running here."""
+        signal). False when the job is not running here or signals cannot be sent."""
         return False
 
     @abstractmethod
-    def adopt(self, job_id: int) -> Running | ExitStatus | None:
+    def adopt(self, job: "Job") -> Running | ExitStatus | None:
         """After a daemon restart: re-attach to a job recorded as running.
 
-        Returns :class:`Running` when it still runs (its end will come through
-        ``on_exit``), an :class:`ExitStatus` when it ended meanwhile, or ``None`` when
-        it was never launched (the daemon died between admitting and launching it)."""
+        :class:`Running` when it still runs (its end will come through ``on_exit``), an
+        :class:`ExitStatus` when it ended meanwhile, or ``None`` when it was never
+        launched (the daemon died between recording the start and launching it)."""
+
+    def sample(self, job_ids: Iterable[int]) -> dict[int, Reading]:
+        """The latest usage of these running jobs (capability ``usage``); jobs it cannot
+        read are left out."""
+        return {}
+
+    def sample_gpus(self, node: str, indices: Iterable[int]) -> dict[int, "GpuSample"]:
+        """Utilization, memory and power of these GPUs of ``node`` (their index there);
+        GPUs it cannot read are left out."""
+        return {}
+
+    def processes(self, job_id: int) -> dict[str, int]:
+        """The running job's main processes by role (e.g. ``{"supervisor": pid, "job": pid}``),
+        where the executor knows them; empty otherwise."""
+        return {}
+
+    def read_log(self, job_id: int, stream: str, offset: int = 0, size: int = 1 << 20) -> bytes | None:
+        """Up to ``size`` bytes of the job's ``stream`` ("stdout" or "stderr") from
+        ``offset`` (capability ``logs``); None when there is no such log (yet)."""
+        return None
+
+    def log_location(self, job_id: int, stream: str) -> str | None:
+        """Where the job's log lives, for people (a path); None when not a file."""
+        return None
+
+    def remove(self, job_id: int) -> None:
+        """A finished job is deleted (retention): drop what the executor keeps of it
+        (its directory, logs). Nothing to do by default."""
+
+    def describe(self) -> dict:
+        """How this executor runs jobs, for ``corral nodes`` (e.g. how limits are held)."""
+        return {"engine": self.name, "capabilities": self.capabilities.to_dict()}
 
     @abstractmethod
     def close(self) -> None:
         """Stop watching; running jobs keep running."""
+
+
+__all__ = ["StopReason", "ExitStatus", "Running", "Capabilities", "Reading", "ExitCallback", "Executor",
+           "describe_exit", "signal_name"]

@@ -193,18 +193,20 @@ class _Order:
     share. A shape can leave the walk (:meth:`drop_shape`): its groups' rest is recorded
     and their heap entries are skipped."""
 
-    def __init__(self, queue: PendingQueue, share: Callable[[Hashable], float] | None):
+    def __init__(self, queue: PendingQueue, share: Callable[[Hashable], float] | None,
+                 dead: set[Resources] | None = None):
         self.queue = queue
         self.keys = queue.keys
         self.share = share if queue.policy.by_user else None
         self.cursor: dict[GroupKey, int] = {}
         self.lanes: dict[Hashable, list[tuple[tuple, GroupKey]]] = {}
+        self.dead: set[Resources] = dead if dead is not None else set()
         keys = self.keys
         for gkey, group in queue.groups.items():
-            self.lanes.setdefault(gkey[0], []).append((keys[group[0].id], gkey))
+            if gkey[1] not in self.dead:
+                self.lanes.setdefault(gkey[0], []).append((keys[group[0].id], gkey))
         for heap in self.lanes.values():
             heapq.heapify(heap)
-        self.dead: set[Resources] = set()
 
     def _top(self, heap: list) -> tuple | None:
         while heap:
@@ -244,11 +246,18 @@ class _Order:
         if i < len(group):
             heapq.heappush(heap, (self.keys[group[i].id], gkey))
 
-    def drop_shape(self, shape: Resources) -> list[PendingJob]:
-        """The jobs of ``shape`` not taken yet, which leave the walk."""
+    def drop_shape(self, shape: Resources, collect: bool = True) -> list[PendingJob]:
+        """The jobs of ``shape`` not taken yet (when ``collect``), which leave the walk."""
         self.dead.add(shape)
+        if not collect:
+            return []
+        groups = self.queue.groups
+        if self.share is None:                  # one lane: one group per shape
+            gkey = (None, shape)
+            group = groups.get(gkey)
+            return group[self.cursor.get(gkey, 0):] if group else []
         rest: list[PendingJob] = []
-        for gkey, group in self.queue.groups.items():
+        for gkey, group in groups.items():
             if gkey[1] == shape:
                 rest.extend(group[self.cursor.get(gkey, 0):])
         return rest
@@ -281,14 +290,19 @@ class _Cycle:
         self.reservation: ActiveReservation | None = None
         # Memos valid for one cycle (capacity and quota only shrink while it runs).
         self.phys_fail: set[tuple[Resources, bool]] = set()
+        #: One-node shapes that fitted no node, unrestricted by the reservation (what the
+        #: snapshot remembers for the next cycle).
+        self.nowhere: set[Resources] = set()
         self.quota_fail: dict[tuple[str, Resources], QuotaExceeded] = {}
         self.no_preempt: set[tuple] = set()
         self.no_reservation: set[Resources] = set()
-        self.never: dict[tuple[Resources, bool], bool] = {}
         self.preempt_tries = 0
         self.picks: list[tuple[str, str, float, tuple[str, ...]]] = []   # fair share: queue, user, share, nodes
         self.initial_free: dict[str, tuple[dict[str, int], int]] = {}
         self.explain_later: dict[int, tuple[Resources, bool]] = {}
+        self._gained: list | None = None
+        self._fit: set[Resources] = set()
+        self._nofit: set[Resources] = set()
         self.shares_changed = False
         self.reasons = ctx.reasons
 
@@ -304,7 +318,7 @@ class _Cycle:
             if name not in self.queues:
                 unknown.extend(queue.ordered())
                 continue
-            orders[name] = _Order(queue, share)
+            orders[name] = _Order(queue, share, self._predrop(name, queue))
             res._queues[name] = (queue, [])
         fair = [name for name in orders if orders[name].share is not None]
         if self.reasons and fair:
@@ -317,6 +331,49 @@ class _Cycle:
                 res._reasons[job.id] = UnknownQueue(queue=job.queue, known=tuple(sorted(self.queues)))
         self._finish()                                                             # phase 5
         return res
+
+    def _plain(self, name: str) -> bool:
+        """A queue where a job that does not fit changes nothing for later jobs (see
+        :meth:`_predrop`)."""
+        spec = self.queues[name]
+        return not (self.ctx.backfill or self.ctx.preempt or self.planned or spec.order.strict
+                    or spec.order.by_user or spec.has_user_limits or spec.nominal is not None)
+
+    def _fits_gained(self, shape: Resources) -> bool:
+        """Whether a node that gained capacity since the last cycle holds ``shape`` now.
+        "No" stays true for the rest of the cycle (capacity only shrinks); "yes" until the
+        next placement."""
+        if shape in self._fit:
+            return True
+        if shape in self._nofit:
+            return False
+        if self._gained is None:
+            self._gained = [self.snapshot.ordered[i] for i in self.snapshot.gained]
+        for state in self._gained:
+            if state.fits(shape):
+                self._fit.add(shape)
+                return True
+        self._nofit.add(shape)
+        return False
+
+    def _predrop(self, name: str, queue: PendingQueue) -> set[Resources] | None:
+        """The shapes to leave out of the walk before it starts: those that fitted nowhere at
+        the end of the last cycle and that no node that gained capacity since could hold --
+        where trying them could change nothing else (see the module docstring, 4d): a plain
+        best-effort queue without quota or per-user limits, no backfill, no preemption, no
+        holds. In a busy cluster that is most shapes, so a cycle costs what it places."""
+        failed = self.snapshot.failed
+        if not failed or not self._plain(name):
+            return None
+        dead: set[Resources] = set()
+        for gkey, group in queue.groups.items():
+            shape = gkey[1]
+            if shape in failed and not self._fits_gained(shape):
+                dead.add(shape)
+                self.nowhere.add(shape)
+                if self.reasons:
+                    self.result._groups.append((list(group), None))
+        return dead
 
     def _walk(self, orders: dict[str, _Order], fair: list[str]) -> None:
         res = self.result
@@ -334,6 +391,8 @@ class _Cycle:
         single = len(orders) == 1
         keys = {name: head_key(name) for name in orders} if not single else {}
         only = next(iter(orders)) if single else None
+        plain = {name for name in orders if self._plain(name)}
+        failed = self.snapshot.failed
         while True:
             if single:
                 job = orders[only].head()
@@ -346,6 +405,16 @@ class _Cycle:
                     return
                 job, name = best[1], best[0][-1]
             order = orders[name]
+            if name in plain and job.requests in failed and not self._fits_gained(job.requests):
+                # Fitted nowhere at the last cycle's end, and no node that gained capacity
+                # holds it now (free capacity only shrinks in a cycle): its shape is done.
+                self.nowhere.add(job.requests)
+                rest = order.drop_shape(job.requests, self.reasons)
+                if rest:
+                    res._groups.append((rest, None))
+                if not single:
+                    keys[name] = head_key(name)
+                continue
             order.pop(job)
             res.visited.append(job.id)
             res._queues[name][1].append(job.id)
@@ -388,6 +457,8 @@ class _Cycle:
                         continue
                 groups.append((jobs, wait))
             res._groups = groups
+        self.snapshot.failed = self.nowhere
+        self.snapshot.gained = set()
         for planned in self.planned.values():      # every one left is held: let go
             self._unhold(planned)
         if self.reservation is not None:
@@ -454,8 +525,8 @@ class _Cycle:
         if (outcome is _Outcome.NODES and not restricted) or outcome is _Outcome.QUOTA:
             if (not spec.order.strict and not self.ctx.preempt and not self.planned and not behind
                     and not spec.has_user_limits):
-                rest = order.drop_shape(job.requests)
-                if rest and self.reasons:
+                rest = order.drop_shape(job.requests, self.reasons)
+                if rest:
                     self.result._groups.append((rest, detail if outcome is _Outcome.QUOTA else None))
         return False
 
@@ -538,6 +609,8 @@ class _Cycle:
                 return _Outcome.RESERVED, None, True
         if memo:
             self.phys_fail.add(pkey)
+        if not restricted and not job.gang:
+            self.nowhere.add(req)
         return _Outcome.NODES, None, restricted
 
     def _place(self, job: PendingJob, restricted: bool) -> tuple[Allocation | None, bool]:
@@ -556,6 +629,7 @@ class _Cycle:
 
     def _take(self, job: PendingJob, alloc: Allocation) -> None:
         self.shares_changed = True
+        self._fit.clear()
         limit = job.time_limit
         self.state.start(RunningJob(job.id, alloc, priority=job.priority, queue=job.queue, user=job.user,
                                     started_at=self.now, expected_end=None if limit is None else self.now + limit,
@@ -564,16 +638,9 @@ class _Cycle:
 
     def _never(self, job: PendingJob) -> bool:
         """True when no node could ever hold the job (Unschedulable)."""
-        key = (job.requests, job.gang)
-        v = self.never.get(key)
-        if v is None:
-            if job.gang:
-                total = self.snapshot.capacity
-                v = not job.requests.fits_in(total)
-            else:
-                v = not any(job.requests.fits_in(s.allocatable) for s in self.snapshot.ordered)
-            self.never[key] = v
-        return v
+        if job.gang:
+            return not job.requests.fits_in(self.snapshot.capacity)
+        return self.snapshot.never_fits(job.requests)
 
     # -- preemption ----------------------------------------------------------------------------
     def _book(self, job: PendingJob, sign: int) -> None:

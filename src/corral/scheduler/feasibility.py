@@ -44,23 +44,57 @@ def explain(snapshot: Snapshot, requests: Resources, *, gang: bool = False) -> W
     states = snapshot.ordered
     if gang:
         return _explain_gang(states, requests)
-    if states and all(not requests.fits_in(s.allocatable) for s in states):
+    if states and snapshot.never_fits(requests):
         lines = infeasible([s.node for s in states], requests)
         return Unschedulable(lines=tuple(lines), nodes=len(states))
-    best: tuple[Shortfall, ...] | None = None
-    for state in states:
-        short = tuple(
-            Shortfall(name, amount, max(state.free(name), 0), state.allocatable.get(name, 0))
-            for name, amount in requests.sorted_items()
-            if amount > state.free(name)
-        )
-        if not short:
-            # Enough in aggregate but not as devices/cores (should not happen when the
-            # accounting is consistent); report the device view.
-            short = _device_shortfalls(state, requests)
-        if best is None or len(short) < len(best):
-            best = short
-    return InsufficientResources(shortfalls=best or (), nodes=len(states))
+    # The closest node: the first (in name order) with the fewest resources short. With
+    # consistent accounting a node that fits in aggregate fits as devices too, so no node
+    # can beat one short in a single resource: stop there. The choice is cached per shape
+    # and brought up to date from the nodes changed since (Snapshot.changed_since).
+    items = requests.sorted_items()
+    cached = snapshot.explained.get(requests)
+    best: tuple[int, int] | None = None
+    if cached is not None:
+        epoch, (count, pos) = cached
+        changed = snapshot.changed_since(epoch)
+        if changed is not None:
+            if pos in changed:
+                now = _short_count(states[pos], items)
+                best = (now, pos) if now <= count else None     # worse: look at every node
+            else:
+                best = (count, pos)
+            if best is not None:
+                for i in changed:
+                    entry = (_short_count(states[i], items), i)
+                    if entry < best:
+                        best = entry
+    if best is None:
+        for i, state in enumerate(states):
+            entry = (_short_count(state, items), i)
+            if best is None or entry < best:
+                best = entry
+                if entry[0] <= 1:
+                    break
+    if best is None:
+        return InsufficientResources(shortfalls=(), nodes=0)
+    snapshot.explained[requests] = (snapshot.epoch, best)
+    state = states[best[1]]
+    short = tuple(Shortfall(name, amount, max(state.free(name), 0), state.allocatable.get(name, 0))
+                  for name, amount in items if amount > state.free(name))
+    if not short:
+        # Enough in aggregate but not as devices/cores (should not happen when the
+        # accounting is consistent); report the device view.
+        short = _device_shortfalls(state, requests)
+    return InsufficientResources(shortfalls=short, nodes=len(states))
+
+
+def _short_count(state: NodeState, items) -> int:
+    alloc, used = state.allocatable, state.used
+    count = 0
+    for name, amount in items:
+        if amount > alloc.get(name, 0) - used.get(name, 0):
+            count += 1
+    return count
 
 
 def _explain_gang(states: list[NodeState], requests: Resources) -> Wait:

@@ -167,9 +167,13 @@ def best_fit(snapshot: Snapshot, requests: Resources,
     """The best-fit one-node allocation for ``requests`` now, or None.
 
     ``swap`` = (node name, view): judge that node by ``view`` instead of its state (the
-    part of the backfill reservation's node a job may use), in its place in the order."""
+    part of the backfill reservation's node a job may use), in its place in the order.
+    A shape that fitted nowhere at the end of the last cycle is looked for only on the
+    nodes that gained capacity since (:attr:`Snapshot.failed <.snapshot.Snapshot.failed>`)."""
     if swap is None:
-        for state in snapshot.best_fit_order(requests):
+        order = snapshot.best_fit_gained(requests) if requests in snapshot.failed \
+            else snapshot.best_fit_order(requests)
+        for state in order:
             alloc = place_on(state, requests)
             if alloc is not None:
                 return alloc

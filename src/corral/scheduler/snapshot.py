@@ -4,6 +4,12 @@ The cycle *assumes* placements into the snapshot as it decides (so later decisio
 the same cycle see them) and can *forget* them again; the snapshot never touches the
 store. Kueue's cache snapshot plays the same role.
 
+Between cycles the snapshot remembers the shapes that fitted no node at the end of the
+last cycle (:attr:`Snapshot.failed`) and the nodes that gained capacity since
+(:attr:`Snapshot.gained`): free capacity only shrinks while a cycle runs, so such a shape
+can only fit on one of those nodes now, and the next cycle looks only there. In a busy
+cluster where a few jobs end between cycles that is a few nodes instead of all.
+
 Best fit is answered from an index instead of scoring every node: nodes are bucketed by
 their free GPUs, and each bucket is kept sorted by (free CPU, node name). Best fit
 prefers the node left with the fewest free GPUs, then the least free CPU, then the
@@ -38,6 +44,9 @@ class NodeState:
 
     def fits(self, requests: Resources) -> bool:
         alloc, used = self.allocatable, self.used
+        gpus = requests.get(GPU, 0)             # the scarcest resource first: most misses end here
+        if gpus and gpus > alloc.get(GPU, 0) - used.get(GPU, 0):
+            return False
         for name, amount in requests.items():
             if amount > alloc.get(name, 0) - used.get(name, 0):
                 return False
@@ -109,6 +118,16 @@ class Snapshot:
         self.capacity = Resources({r: v for r, v in total.items() if v > 0})
         #: The most GPUs any one node has (a job asking for more must spread).
         self.largest_gpus = max((len(s.node.gpus) for s in self.ordered), default=0)
+        #: Shapes that fitted no node at the end of the last cycle, and the positions of
+        #: the nodes that gained capacity since (see the module docstring).
+        self.failed: set[Resources] = set()
+        self.gained: set[int] = set()
+        self._never: dict[Resources, bool] = {}
+        #: A change log for cached explanations: every change of a node bumps the epoch
+        #: and appends (epoch, position); see :mod:`.feasibility`.
+        self.epoch = 0
+        self.changes: list[tuple[int, int]] = []
+        self.explained: dict = {}
 
     # -- changes ---------------------------------------------------------------------------
     def assume(self, allocation: Allocation) -> None:
@@ -123,9 +142,14 @@ class Snapshot:
             if state is not None:  # pieces on a node that is gone were never counted
                 state.forget(piece)
                 self._reindex(piece.node, state)
+                self.gained.add(self._pos[piece.node])
 
     def _reindex(self, name: str, state: NodeState) -> None:
         i = self._pos[name]
+        self.epoch += 1
+        self.changes.append((self.epoch, i))
+        if len(self.changes) > 4 * len(self.ordered) + 64:      # old entries: recompute instead
+            del self.changes[:len(self.changes) // 2]
         old = self._indexed[i]
         new = (state.free(GPU), state.free(CPU))
         if new == old:
@@ -155,6 +179,37 @@ class Snapshot:
                 state = ordered[bucket[j][2]]
                 if state.fits(requests):
                     yield state
+
+    def best_fit_gained(self, requests: Resources) -> list[NodeState]:
+        """Like :meth:`best_fit_order`, among the nodes that gained capacity since the last
+        cycle only (for a shape in :attr:`failed`)."""
+        gpus, cpu = requests.get(GPU, 0), requests.get(CPU, 0)
+        scored = []
+        for i in self.gained:
+            state = self.ordered[i]
+            if state.fits(requests):
+                scored.append((state.free(GPU) - gpus, state.free(CPU) - cpu, state.node.name, i))
+        scored.sort()
+        return [self.ordered[entry[3]] for entry in scored]
+
+    def changed_since(self, epoch: int) -> set[int] | None:
+        """Positions of the nodes changed after ``epoch``; None when the log no longer
+        reaches back that far."""
+        log = self.changes
+        if epoch >= self.epoch:
+            return set()
+        if not log or log[0][0] > epoch + 1:
+            return None
+        from bisect import bisect_right
+
+        return {pos for _, pos in log[bisect_right(log, (epoch, len(self.ordered))):]}
+
+    def never_fits(self, requests: Resources) -> bool:
+        """True when no node could ever hold ``requests`` (its allocatable is too small)."""
+        v = self._never.get(requests)
+        if v is None:
+            v = self._never[requests] = not any(requests.fits_in(s.allocatable) for s in self.ordered)
+        return v
 
     def most_free(self, resource: str) -> int:
         """The most of ``resource`` free on any one node."""

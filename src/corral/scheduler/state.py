@@ -22,8 +22,10 @@ from .types import QueueSpec, RunningJob
 
 class ClusterState:
     def __init__(self, nodes: Iterable[Node], queues: Mapping[str, QueueSpec],
-                 running: Iterable[RunningJob] = ()):
+                 running: Iterable[RunningJob] = (), *, track_usage: bool = False):
         self.nodes = list(nodes)
+        #: Keep :attr:`held_share` (for fair share's decayed usage).
+        self.track_usage = track_usage
         self.queues: dict[str, QueueSpec] = dict(queues)
         self.snapshot = Snapshot(self.nodes)
         self.capacity = self.snapshot.capacity
@@ -68,6 +70,8 @@ class ClusterState:
             self.users.add(run.queue, run.user, requests, sign)
         if self._fair:
             self.shares.add(run.user, requests, sign)
+        if not self.track_usage:
+            return
         user = run.user
         count = self._user_jobs.get(user, 0) + sign
         if count:
@@ -127,4 +131,4 @@ class ClusterState:
 
     def copy(self) -> "ClusterState":
         """An independent copy (for projections)."""
-        return ClusterState(self.nodes, self.queues, self.running.values())
+        return ClusterState(self.nodes, self.queues, self.running.values(), track_usage=self.track_usage)

@@ -65,6 +65,20 @@ class Finish:
 
 
 @dataclass(frozen=True)
+class Requeue:
+    """A running job going back to the queue, for :meth:`Store.apply_ends`: same id, same
+    ``seq``; ``not_before`` delays its next start; ``retry``: it failed and uses one of its
+    retries (``Job.retried`` counts them)."""
+
+    job_id: int
+    reason: Reason
+    message: str
+    at: float
+    not_before: float | None = None
+    retry: bool = False
+
+
+@dataclass(frozen=True)
 class UsageRow:
     """What one running job used over one interval ``[t0, t1]``: a row of the usage series.
 
@@ -173,7 +187,6 @@ class Store(ABC):
         last, oldest end first (what run-time estimates learn from)."""
 
     # Lifecycle -------------------------------------------------------------------------
-    @abstractmethod
     def start_jobs(self, starts: list[tuple[int, Allocation]], now: float) -> None:
         """Move each job Pending -> Running (reason Launched) holding its allocation.
 
@@ -181,6 +194,7 @@ class Store(ABC):
         (:class:`InvalidTransition`) rolls back the whole batch. Sets ``started_at=now``,
         clears the pending message and counts the attempt (``attempts += 1``).
         """
+        self.commit_cycle(starts, [], now)
 
     def finish_job(self, job_id: int, state: JobState, reason: Reason, *, message: str = "",
                    exit_code: int | None = None, signal: int | None = None, ended_at: float) -> bool:
@@ -193,9 +207,22 @@ class Store(ABC):
         self.finish_jobs([Finish(job_id, state, reason, message, exit_code, signal, ended_at)])
         return True
 
-    @abstractmethod
     def finish_jobs(self, finishes: list["Finish"]) -> None:
         """:meth:`finish_job` for several jobs in one transaction: all or none."""
+        self.apply_ends(finishes, [])
+
+    @abstractmethod
+    def commit_cycle(self, starts: list[tuple[int, Allocation]], reasons: list[tuple[int, Reason, str]],
+                     now: float) -> None:
+        """What one scheduling cycle decided, in one transaction: :meth:`start_jobs` for
+        ``starts`` and :meth:`set_reasons` for ``reasons`` (jobs that stay pending), all
+        or none -- so a second reader sees the same reasons as the daemon."""
+
+    @abstractmethod
+    def apply_ends(self, finishes: list[Finish], requeues: list[Requeue], usage: list[UsageRow] = ()) -> None:
+        """A batch of ends in one transaction: jobs finished (:meth:`finish_jobs`), jobs
+        requeued (:meth:`requeue_job`; a ``retry`` counts in ``Job.retried``) and their last
+        usage rows (:meth:`record_usage`), all or none."""
 
     @abstractmethod
     def set_reason(self, job_id: int, reason: Reason, message: str = "", *,
@@ -210,23 +237,25 @@ class Store(ABC):
         raises :class:`CorralError`.
         """
 
-    @abstractmethod
     def set_reasons(self, updates: Iterable[tuple[int, Reason, str]], *,
                     now: float | None = None) -> None:
         """:meth:`set_reason` for many ``(job_id, reason, message)`` at once, all or none
-        (one transaction, so a scheduling cycle can update every pending job cheaply)."""
+        (one transaction)."""
+        import time
+
+        self.commit_cycle([], list(updates), time.time() if now is None else now)
 
     @abstractmethod
     def active_allocations(self) -> dict[int, Allocation]:
         """Job id -> allocation for every allocation not yet released."""
 
-    @abstractmethod
     def requeue_job(self, job_id: int, reason: Reason, message: str, now: float,
                     not_before: float | None = None) -> None:
         """Move a Running job back to Pending (same id, same ``seq``, attempts kept) and
         release its allocation; ``not_before`` delays its next start (retry backoff).
         ``reason`` must be a Pending reason. A job that is not Running raises
         :class:`InvalidTransition`."""
+        self.apply_ends([], [Requeue(job_id, reason, message, now, not_before)])
 
     @abstractmethod
     def update_spec(self, job_id: int, spec: "JobSpec", message: str, now: float) -> None:
@@ -240,10 +269,10 @@ class Store(ABC):
         and changes nothing."""
 
     # Usage -----------------------------------------------------------------------------
-    @abstractmethod
     def record_usage(self, rows: list[UsageRow]) -> None:
         """Append rows to the usage series and add them to each job's totals (one
         transaction). An unknown job raises :class:`NotFound` and records nothing."""
+        self.apply_ends([], [], rows)
 
     @abstractmethod
     def job_usage(self, ids: Iterable[int]) -> dict[int, JobUsage]:

@@ -15,8 +15,8 @@ import time
 from typing import Iterable
 
 from ..job import Allocation, Job, JobState, Reason, check_transition
-from .base import (Event, Finish, JobUsage, Store, UsageRow, array_ids, check_finish, check_holdable, check_live,
-                   check_reason, first_message, first_reason, not_found)
+from .base import (Event, Finish, JobUsage, Requeue, Store, UsageRow, array_ids, check_finish, check_holdable,
+                   check_live, check_reason, first_message, first_reason, not_found)
 
 
 class MemoryStore(Store):
@@ -90,25 +90,37 @@ class MemoryStore(Store):
             return [(j.user, j.ended_at - j.started_at) for j in done[max(len(done) - max(limit, 0), 0):]]
 
     # Lifecycle -----------------------------------------------------------------------
-    def start_jobs(self, starts: list[tuple[int, Allocation]], now: float) -> None:
+    def commit_cycle(self, starts: list[tuple[int, Allocation]], reasons: list[tuple[int, Reason, str]],
+                     now: float) -> None:
+        reasons = [(job_id, Reason(reason), message) for job_id, reason, message in reasons]
         with self._lock:
             seen: set[int] = set()
-            for job_id, _ in starts:
+            for job_id, _ in starts:   # check everything first: all or none
                 job = self._get(job_id)
                 old = JobState.RUNNING if job_id in seen else job.state
                 check_transition(job_id, old, JobState.RUNNING)
                 seen.add(job_id)
+            for job_id, reason, _ in reasons:
+                job = self._get(job_id)
+                state = JobState.RUNNING if job_id in seen else job.state
+                check_live(job_id, state)
+                check_reason(job_id, state, reason)
             for job_id, allocation in starts:
                 job = self._jobs[job_id]
                 old = job.state
                 job.state, job.reason, job.message = JobState.RUNNING, Reason.LAUNCHED, ""
                 job.started_at = now
                 job.attempts += 1
-                job.allocation = allocation  # frozen, holds immutable Resources
+                job.allocation = allocation  # immutable, holds immutable Resources
                 self._allocations[job_id] = [allocation, None]
                 self._event(job_id, now, old, JobState.RUNNING, Reason.LAUNCHED, "")
+            for job_id, reason, message in reasons:
+                job = self._jobs[job_id]
+                if job.reason is not reason:
+                    self._event(job_id, now, job.state, job.state, reason, message)
+                job.reason, job.message = reason, message
 
-    def finish_jobs(self, finishes: list[Finish]) -> None:
+    def apply_ends(self, finishes: list[Finish], requeues: list[Requeue], usage: list[UsageRow] = ()) -> None:
         with self._lock:
             seen: set[int] = set()
             for f in finishes:       # check everything first: all or none
@@ -116,6 +128,17 @@ class MemoryStore(Store):
                 old = JobState.SUCCEEDED if f.job_id in seen else job.state
                 check_finish(f.job_id, old, f.state, f.reason)
                 seen.add(f.job_id)
+            for r in requeues:
+                job = self._get(r.job_id)
+                old = JobState.PENDING if r.job_id in seen else job.state
+                check_transition(r.job_id, old, JobState.PENDING)
+                check_reason(r.job_id, JobState.PENDING, r.reason)
+                seen.add(r.job_id)
+            for row in usage:
+                self._get(row.job_id)
+            for row in usage:
+                self._usage_rows.append(row)
+                self._usage[row.job_id] = self._usage.get(row.job_id, JobUsage(row.job_id)).plus(row)
             for f in finishes:
                 job = self._jobs[f.job_id]
                 old = job.state
@@ -125,6 +148,15 @@ class MemoryStore(Store):
                 if held is not None and held[1] is None:
                     held[1] = f.ended_at
                 self._event(f.job_id, f.ended_at, old, f.state, f.reason, f.message)
+            for r in requeues:
+                job = self._jobs[r.job_id]
+                old = job.state
+                job.state, job.reason, job.message = JobState.PENDING, r.reason, r.message
+                job.started_at, job.allocation, job.not_before = None, None, r.not_before
+                if r.retry:
+                    job.retried += 1
+                self._allocations.pop(r.job_id, None)
+                self._event(r.job_id, r.at, old, JobState.PENDING, r.reason, r.message)
 
     def set_reason(self, job_id: int, reason: Reason, message: str = "", *,
                    now: float | None = None, event: bool = False) -> None:
@@ -138,21 +170,6 @@ class MemoryStore(Store):
             check_reason(job_id, job.state, reason)
             job.reason, job.message = reason, message
             self._event(job_id, time.time() if now is None else now, job.state, job.state, reason, message)
-
-    def set_reasons(self, updates: Iterable[tuple[int, Reason, str]], *,
-                    now: float | None = None) -> None:
-        updates = [(job_id, Reason(reason), message) for job_id, reason, message in updates]
-        with self._lock:
-            for job_id, reason, _ in updates:
-                job = self._get(job_id)
-                check_live(job_id, job.state)
-                check_reason(job_id, job.state, reason)
-            ts = time.time() if now is None else now
-            for job_id, reason, message in updates:
-                job = self._jobs[job_id]
-                if job.reason is not reason:
-                    self._event(job_id, ts, job.state, job.state, reason, message)
-                job.reason, job.message = reason, message
 
     def update_spec(self, job_id: int, spec, message: str, now: float) -> None:
         with self._lock:
@@ -177,27 +194,7 @@ class MemoryStore(Store):
                 changed.append(job_id)
             return changed
 
-    def requeue_job(self, job_id: int, reason: Reason, message: str, now: float,
-                    not_before: float | None = None) -> None:
-        with self._lock:
-            job = self._get(job_id)
-            check_transition(job_id, job.state, JobState.PENDING)
-            check_reason(job_id, JobState.PENDING, reason)
-            old = job.state
-            job.state, job.reason, job.message = JobState.PENDING, reason, message
-            job.started_at, job.allocation, job.not_before = None, None, not_before
-            self._allocations.pop(job_id, None)
-            self._event(job_id, now, old, JobState.PENDING, reason, message)
-
     # Usage ---------------------------------------------------------------------------
-    def record_usage(self, rows: list[UsageRow]) -> None:
-        with self._lock:
-            for row in rows:
-                self._get(row.job_id)
-            for row in rows:
-                self._usage_rows.append(row)
-                self._usage[row.job_id] = self._usage.get(row.job_id, JobUsage(row.job_id)).plus(row)
-
     def job_usage(self, ids: Iterable[int]) -> dict[int, JobUsage]:
         with self._lock:
             return {i: self._usage[i] for i in sorted(set(ids)) if i in self._usage}
@@ -247,4 +244,4 @@ class MemoryStore(Store):
             self._meta[key] = value
 
     def close(self) -> None:
-        pass
+        """Nothing to release: the data lives as long as the object."""

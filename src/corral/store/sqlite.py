@@ -33,7 +33,7 @@ from ..errors import CorralError
 from ..job import Allocation, Job, JobState, Reason, check_transition
 from ..resources import Resources
 from ..spec import JobSpec
-from .base import (Event, Finish, JobUsage, Store, UsageRow, array_ids, check_finish, check_holdable,
+from .base import (Event, Finish, JobUsage, Requeue, Store, UsageRow, array_ids, check_finish, check_holdable,
                    check_live, check_reason, first_message, first_reason, not_found)
 
 #: Seconds a connection waits for another process's write lock before giving up.
@@ -57,7 +57,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             ended_at         REAL,
             exit_code        INTEGER,
             signal           INTEGER,
-            supervisor_pid   INTEGER,   -- unused since schema 1 shipped; kept for old files
+            supervisor_pid   INTEGER,   -- never used; dropped by schema 4
             supervisor_start INTEGER
         )""",
         "CREATE INDEX jobs_state ON jobs(state)",
@@ -126,14 +126,21 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         "ALTER TABLE jobs ADD COLUMN not_before REAL",
         "CREATE INDEX jobs_array ON jobs(array_id) WHERE array_id IS NOT NULL",
     ]),
+    (4, [
+        "ALTER TABLE jobs ADD COLUMN retried INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs DROP COLUMN supervisor_pid",
+        "ALTER TABLE jobs DROP COLUMN supervisor_start",
+        # NULL: one piece, in node/requests_json/gpus_json/cores_json; else every piece.
+        "ALTER TABLE allocations ADD COLUMN pieces_json TEXT",
+    ]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 _JOB_COLUMNS = (
     "j.id, j.state, j.reason, j.message, j.seq, j.spec_json, j.base_env_json, j.submitted_at, "
     "j.started_at, j.ended_at, j.exit_code, j.signal, j.user, j.attempts, j.uid, j.gid, j.array_id, "
-    "j.array_index, j.held, j.not_before, "
-    "a.node, a.requests_json, a.gpus_json, a.cores_json"
+    "j.array_index, j.held, j.not_before, j.retried, "
+    "a.node, a.requests_json, a.gpus_json, a.cores_json, a.pieces_json"
 )
 _SELECT_JOBS = f"SELECT {_JOB_COLUMNS} FROM jobs j LEFT JOIN allocations a ON a.job_id = j.id"
 _SELECT_EVENTS = "SELECT id, job_id, ts, from_state, to_state, reason, message FROM events"
@@ -163,21 +170,34 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+def _allocation(node: str, requests_json: str, gpus_json: str, cores_json: str, pieces_json: str | None) -> Allocation:
+    if pieces_json is not None:
+        return Allocation.from_dict({"pieces": json.loads(pieces_json)})
+    return Allocation(node=node, requests=Resources(json.loads(requests_json)),
+                      gpus=tuple(json.loads(gpus_json)), cores=tuple(json.loads(cores_json)))
+
+
+def _allocation_row(job_id: int, a: Allocation, now: float) -> tuple:
+    first = a.pieces[0]
+    pieces = None if a.single else _dumps([p.to_dict() for p in a.pieces])
+    return (job_id, first.node, _dumps(a.requests.as_dict()), _dumps(list(first.gpus)), _dumps(list(first.cores)),
+            pieces, now)
+
+
 def _row_to_job(row: tuple) -> Job:
     (job_id, state, reason, message, seq, spec_json, base_env_json, submitted_at, started_at,
-     ended_at, exit_code, signal, user, attempts, uid, gid, array_id, array_index, held, not_before,
-     node, requests_json, gpus_json, cores_json) = row
+     ended_at, exit_code, signal, user, attempts, uid, gid, array_id, array_index, held, not_before, retried,
+     node, requests_json, gpus_json, cores_json, pieces_json) = row
     allocation = None
     if node is not None:
-        allocation = Allocation(node=node, requests=Resources(json.loads(requests_json)),
-                                gpus=tuple(json.loads(gpus_json)), cores=tuple(json.loads(cores_json)))
+        allocation = _allocation(node, requests_json, gpus_json, cores_json, pieces_json)
     return Job(
         id=job_id, spec=JobSpec.from_dict(json.loads(spec_json)), state=JobState(state),
         reason=Reason(reason), message=message, submitted_at=submitted_at,
         started_at=started_at, ended_at=ended_at, exit_code=exit_code, signal=signal,
         allocation=allocation, base_env=json.loads(base_env_json),
         seq=seq, user=user, attempts=attempts, uid=uid, gid=gid, array_id=array_id, array_index=array_index,
-        held=bool(held), not_before=not_before,
+        held=bool(held), not_before=not_before, retried=retried,
     )
 
 
@@ -317,38 +337,57 @@ class SqliteStore(Store):
         return [(user, float(seconds)) for user, seconds in reversed(rows)]
 
     # Lifecycle -----------------------------------------------------------------------
-    def start_jobs(self, starts: list[tuple[int, Allocation]], now: float) -> None:
-        rows = [(job_id, a.node, _dumps(a.requests.as_dict()), _dumps(list(a.gpus)),
-                 _dumps(list(a.cores)), now) for job_id, a in starts]
-        with self._tx() as c:
-            started: set[int] = set()
-            for job_id, _ in starts:
-                found = c.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
-                if found is None:
-                    raise not_found(job_id)
-                old = JobState.RUNNING if job_id in started else JobState(found[0])
-                check_transition(job_id, old, JobState.RUNNING)
-                started.add(job_id)
-            c.executemany(
-                "UPDATE jobs SET state = ?, reason = ?, message = '', started_at = ?, attempts = attempts + 1 "
-                "WHERE id = ?",
-                [(JobState.RUNNING.value, Reason.LAUNCHED.value, now, job_id) for job_id, _ in starts],
-            )
-            c.executemany(
-                "INSERT INTO allocations (job_id, node, requests_json, gpus_json, cores_json, "
-                "allocated_at) VALUES (?, ?, ?, ?, ?, ?)", rows,
-            )
-            c.executemany(_INSERT_EVENT, [(job_id, now, JobState.PENDING.value, JobState.RUNNING.value,
-                                           Reason.LAUNCHED.value, "") for job_id, _ in starts])
+    def commit_cycle(self, starts: list[tuple[int, Allocation]], reasons: list[tuple[int, Reason, str]],
+                     now: float) -> None:
+        reasons = [(job_id, Reason(reason), message) for job_id, reason, message in reasons]
+        with self._lock:
+            if not starts:
+                # Look first without the write lock: most cycles change no reason.
+                if not reasons or not self._changed_reasons(self._conn, reasons):
+                    return
+            with self._tx() as c:
+                started: set[int] = set()
+                for job_id, _ in starts:
+                    found = c.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                    if found is None:
+                        raise not_found(job_id)
+                    old = JobState.RUNNING if job_id in started else JobState(found[0])
+                    check_transition(job_id, old, JobState.RUNNING)
+                    started.add(job_id)
+                changes = self._changed_reasons(c, reasons) if reasons else []
+                if starts:
+                    c.executemany(
+                        "UPDATE jobs SET state = ?, reason = ?, message = '', started_at = ?, "
+                        "attempts = attempts + 1 WHERE id = ?",
+                        [(JobState.RUNNING.value, Reason.LAUNCHED.value, now, job_id) for job_id, _ in starts])
+                    c.executemany(
+                        "INSERT INTO allocations (job_id, node, requests_json, gpus_json, cores_json, pieces_json, "
+                        "allocated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [_allocation_row(job_id, a, now) for job_id, a in starts])
+                    c.executemany(_INSERT_EVENT, [(job_id, now, JobState.PENDING.value, JobState.RUNNING.value,
+                                                   Reason.LAUNCHED.value, "") for job_id, _ in starts])
+                if changes:
+                    c.executemany("UPDATE jobs SET reason = ?, message = ? WHERE id = ?",
+                                  [(new.value, message, job_id) for job_id, _, _, new, message in changes])
+                    c.executemany(_INSERT_EVENT, [
+                        (job_id, now, state.value, state.value, new.value, message)
+                        for job_id, state, old, new, message in changes if new is not old
+                    ])
 
-    def finish_jobs(self, finishes: list[Finish]) -> None:
+    def apply_ends(self, finishes: list[Finish], requeues: list[Requeue], usage: list[UsageRow] = ()) -> None:
+        if not finishes and not requeues and not usage:
+            return
         with self._tx() as c:
+            if usage:
+                self._record_usage(c, list(usage))
+            ended: set[int] = set()
             for f in finishes:
                 found = c.execute("SELECT state FROM jobs WHERE id = ?", (f.job_id,)).fetchone()
                 if found is None:
                     raise not_found(f.job_id)
-                old = JobState(found[0])
+                old = JobState.SUCCEEDED if f.job_id in ended else JobState(found[0])
                 check_finish(f.job_id, old, f.state, f.reason)
+                ended.add(f.job_id)
                 c.execute(
                     "UPDATE jobs SET state = ?, reason = ?, message = ?, exit_code = ?, signal = ?, "
                     "ended_at = ? WHERE id = ?",
@@ -358,6 +397,20 @@ class SqliteStore(Store):
                           (f.ended_at, f.job_id))
                 c.execute(_INSERT_EVENT, (f.job_id, f.ended_at, old.value, f.state.value, f.reason.value,
                                           f.message))
+            for r in requeues:
+                found = c.execute("SELECT state FROM jobs WHERE id = ?", (r.job_id,)).fetchone()
+                if found is None:
+                    raise not_found(r.job_id)
+                old = JobState.PENDING if r.job_id in ended else JobState(found[0])
+                check_transition(r.job_id, old, JobState.PENDING)
+                check_reason(r.job_id, JobState.PENDING, r.reason)
+                ended.add(r.job_id)
+                c.execute("UPDATE jobs SET state = ?, reason = ?, message = ?, started_at = NULL, not_before = ?, "
+                          "retried = retried + ? WHERE id = ?",
+                          (JobState.PENDING.value, r.reason.value, r.message, r.not_before, int(r.retry), r.job_id))
+                c.execute("DELETE FROM allocations WHERE job_id = ?", (r.job_id,))
+                c.execute(_INSERT_EVENT, (r.job_id, r.at, old.value, JobState.PENDING.value, r.reason.value,
+                                          r.message))
 
     def set_reason(self, job_id: int, reason: Reason, message: str = "", *,
                    now: float | None = None, event: bool = False) -> None:
@@ -401,33 +454,13 @@ class SqliteStore(Store):
                 current[job_id] = (state, reason, message)
         return changes
 
-    def set_reasons(self, updates: Iterable[tuple[int, Reason, str]], *,
-                    now: float | None = None) -> None:
-        updates = [(job_id, Reason(reason), message) for job_id, reason, message in updates]
-        with self._lock:
-            # Look first without the write lock: a scheduling cycle usually changes nothing.
-            if not self._changed_reasons(self._conn, updates):
-                return
-            ts = time.time() if now is None else now
-            with self._tx() as c:
-                changes = self._changed_reasons(c, updates)
-                c.executemany("UPDATE jobs SET reason = ?, message = ? WHERE id = ?",
-                              [(new.value, message, job_id) for job_id, _, _, new, message in changes])
-                c.executemany(_INSERT_EVENT, [
-                    (job_id, ts, state.value, state.value, new.value, message)
-                    for job_id, state, old, new, message in changes if new is not old
-                ])
-
     def active_allocations(self) -> dict[int, Allocation]:
         rows = self._query(
-            "SELECT job_id, node, requests_json, gpus_json, cores_json FROM allocations "
+            "SELECT job_id, node, requests_json, gpus_json, cores_json, pieces_json FROM allocations "
             "WHERE released_at IS NULL ORDER BY job_id"
         )
-        return {
-            job_id: Allocation(node=node, requests=Resources(json.loads(requests_json)),
-                               gpus=tuple(json.loads(gpus_json)), cores=tuple(json.loads(cores_json)))
-            for job_id, node, requests_json, gpus_json, cores_json in rows
-        }
+        return {job_id: _allocation(node, requests_json, gpus_json, cores_json, pieces_json)
+                for job_id, node, requests_json, gpus_json, cores_json, pieces_json in rows}
 
     def update_spec(self, job_id: int, spec: JobSpec, message: str, now: float) -> None:
         data = spec.to_dict()
@@ -459,37 +492,21 @@ class SqliteStore(Store):
                 changed.append(job_id)
         return changed
 
-    def requeue_job(self, job_id: int, reason: Reason, message: str, now: float,
-                    not_before: float | None = None) -> None:
-        with self._tx() as c:
-            found = c.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if found is None:
-                raise not_found(job_id)
-            old = JobState(found[0])
-            check_transition(job_id, old, JobState.PENDING)
-            check_reason(job_id, JobState.PENDING, reason)
-            c.execute("UPDATE jobs SET state = ?, reason = ?, message = ?, started_at = NULL, not_before = ? "
-                      "WHERE id = ?", (JobState.PENDING.value, reason.value, message, not_before, job_id))
-            c.execute("DELETE FROM allocations WHERE job_id = ?", (job_id,))
-            c.execute(_INSERT_EVENT, (job_id, now, old.value, JobState.PENDING.value, reason.value, message))
-
     # Usage ---------------------------------------------------------------------------
-    def record_usage(self, rows: list[UsageRow]) -> None:
-        if not rows:
-            return
-        with self._tx() as c:
-            totals: dict[int, JobUsage] = {}
-            for job_id in sorted({r.job_id for r in rows}):
-                if c.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None:
-                    raise not_found(job_id)
-                found = c.execute(f"SELECT {_USAGE_COLUMNS} FROM job_usage WHERE job_id = ?", (job_id,)).fetchone()
-                totals[job_id] = JobUsage(*found) if found else JobUsage(job_id)
-            for r in rows:
-                totals[r.job_id] = totals[r.job_id].plus(r)
-            c.executemany(f"INSERT INTO usage_series ({_SERIES_COLUMNS}) VALUES ({','.join('?' * 11)})",
-                          [_series_tuple(r) for r in rows])
-            c.executemany(f"INSERT OR REPLACE INTO job_usage ({_USAGE_COLUMNS}) VALUES ({','.join('?' * 12)})",
-                          [_usage_tuple(u) for u in totals.values()])
+    @staticmethod
+    def _record_usage(c: sqlite3.Connection, rows: list[UsageRow]) -> None:
+        totals: dict[int, JobUsage] = {}
+        for job_id in sorted({r.job_id for r in rows}):
+            if c.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None:
+                raise not_found(job_id)
+            found = c.execute(f"SELECT {_USAGE_COLUMNS} FROM job_usage WHERE job_id = ?", (job_id,)).fetchone()
+            totals[job_id] = JobUsage(*found) if found else JobUsage(job_id)
+        for r in rows:
+            totals[r.job_id] = totals[r.job_id].plus(r)
+        c.executemany(f"INSERT INTO usage_series ({_SERIES_COLUMNS}) VALUES ({','.join('?' * 11)})",
+                      [_series_tuple(r) for r in rows])
+        c.executemany(f"INSERT OR REPLACE INTO job_usage ({_USAGE_COLUMNS}) VALUES ({','.join('?' * 12)})",
+                      [_usage_tuple(u) for u in totals.values()])
 
     def job_usage(self, ids: Iterable[int]) -> dict[int, JobUsage]:
         wanted = sorted(set(ids))

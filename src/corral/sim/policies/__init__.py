@@ -1,76 +1,144 @@
 """The policies ``corral sim`` compares.
 
-Two kinds, side by side:
+Every one but the research references is a :class:`SimPolicy`: settings for the daemon's
+own scheduling pipeline and driver (queues, ordering policy, backfill, preemption, fair
+share), plus what the replay tells the scheduler about run times:
 
-* the scheduler core's single-queue policies (:data:`corral.scheduler.POLICIES`:
-  ``best-effort-fifo``, ``strict-fifo``, ``sjf``), run on the fast path
-  (:func:`corral.scheduler.schedule_on`, the daemon's cycle without queues); ``sjf``
-  there orders by the real durations (oracle), ``sjf-history`` (:mod:`.sjf_history`) by
-  run times learned from the jobs completed so far, as the daemon's ``sjf`` does;
-* :class:`~.base.TenantPolicy` s, run through the daemon's multi-tenant cycle
-  (:func:`corral.scheduler.tenancy.schedule_tenants`): ``easy-backfill``
-  (:mod:`.easy_backfill`) and ``fair-share`` (:mod:`.fair_share`);
-* preemptive :class:`~.preemptive.PreemptivePolicy` s, run by the engine's preemptive
-  loop (:mod:`corral.sim.preemptive`): ``srtf`` (:mod:`.srtf`, oracle) and ``tiresias``
-  (:mod:`.tiresias`, discretized 2D least-attained-service).
+* ``best-effort-fifo`` (the default), ``strict-fifo``, ``priority``, ``fair-share``
+  (DRF between the trace's users -- Philly's virtual clusters, Alibaba's qos classes,
+  SWF's user ids -- with decayed past usage, ``--half-life``): as the daemon runs them;
+* ``sjf`` (oracle): shortest job first on the trace's real durations, a yardstick;
+  ``sjf-history``: the same ordering on run times learned as the replay goes (a job's
+  time limit, else the median of its user's last 20 completed jobs) -- what the daemon's
+  ``policy: sjf`` does;
+* ``easy-backfill``: backfill reservations from time limits: a job's requested time when
+  the trace records one (SWF), else its real duration x ``--estimate-factor`` (an
+  oracle);
+* ``config``: a daemon config file (``--config``), as the daemon would run it
+  (:func:`from_config`).
 
-:func:`resolve` turns a name into either; :func:`is_oracle` says whether a policy reads
-the trace's real run times (a yardstick, not deployable).
+``srtf`` and ``tiresias`` are research references with their own preemptive loop
+(:mod:`corral.sim.research`). :func:`resolve` turns a name into a policy;
+:func:`is_oracle` says whether a policy reads the trace's real run times.
 """
 
 from __future__ import annotations
 
+import math
+import os
+from dataclasses import dataclass
 from typing import Iterable
 
 from ...errors import ValidationError
-from .base import DEFAULT_QUEUE, TenantPolicy
-from .easy_backfill import easy_backfill
-from .fair_share import DEFAULT_HALF_LIFE, fair_share
-from .preemptive import PreemptivePolicy
-from .sjf_history import sjf_history
-from .srtf import srtf
-from .tiresias import DEFAULT_THRESHOLDS, parse_promote_knob, parse_thresholds, tiresias
+from ...scheduler.policies import POLICIES
+from ...scheduler.settings import DEFAULT_QUEUE, Scheduling
+from ..research import (DEFAULT_THRESHOLDS, RESEARCH_POLICIES, PreemptivePolicy, parse_promote_knob,
+                        parse_thresholds)
 
-#: Name -> factory(estimate_factor=, half_life=) of the multi-tenant policies.
-TENANT_POLICIES = {"easy-backfill": easy_backfill, "fair-share": fair_share}
-#: Name -> factory(thresholds=) of the preemptive policies.
-PREEMPTIVE_POLICIES = {"srtf": srtf, "tiresias": tiresias}
-#: Name -> factory of the core policies run on estimates learned from history (fast path).
-HISTORY_POLICIES = {"sjf-history": sjf_history}
+DEFAULT_HALF_LIFE = 7 * 86400.0
+
+#: How the replay tells ``sjf`` a job's run time.
+REQUESTED, HISTORY, ORACLE = "requested", "history", "oracle"
+
+
+@dataclass(frozen=True)
+class SimPolicy:
+    """A policy replayed through the daemon's driver and scheduling cycle."""
+
+    name: str
+    scheduling: Scheduling
+    #: What ``sjf`` orders by: the requested time only, run times learned from the jobs
+    #: completed so far (as the daemon), or the real durations (an oracle).
+    order_by: str = REQUESTED
+    #: Jobs without a requested time are told ``duration x estimate_factor`` as their time
+    #: limit (backfill's estimate; an oracle). None: only requested times.
+    estimate_factor: float | None = None
+
+    def __post_init__(self) -> None:
+        k = self.estimate_factor
+        if k is not None and (isinstance(k, bool) or not isinstance(k, (int, float)) or not math.isfinite(k)
+                              or k <= 0):
+            raise ValidationError("estimate factor", k, "expected a number above 0, e.g. 1.0 or 2")
+
+    def queue_for(self, job) -> str:
+        """The queue a trace job goes to: the one named after its user, else ``default``."""
+        user = getattr(job, "user", "")
+        if user and user != DEFAULT_QUEUE and user in self.scheduling.queue_map:
+            return user
+        return DEFAULT_QUEUE
+
+    def limit(self, job) -> float | None:
+        """The time limit the scheduler is told (what backfill relies on)."""
+        requested = getattr(job, "time_limit", None)
+        if requested is not None and requested > 0:
+            return float(requested)
+        if self.estimate_factor is not None:
+            return float(job.duration) * self.estimate_factor
+        return None
+
+    def oracle_for(self, jobs: Iterable) -> bool:
+        """True when some job's run time as the scheduler sees it is its real duration."""
+        if self.order_by == ORACLE and self.scheduling.uses_estimates:
+            return True
+        if self.estimate_factor is None:
+            return False
+        return any(not (getattr(j, "time_limit", None) or 0) > 0 for j in jobs)
+
+    @property
+    def oracle(self) -> bool:
+        return self.order_by == ORACLE or self.estimate_factor is not None
+
+
+def from_config(config, name: str = "config") -> SimPolicy:
+    """The policy a :class:`corral.config.Config` describes, as the daemon runs it: its
+    queues (a trace job goes to the queue named after its user field when there is one),
+    ``policy``, ``fair_share``, ``backfill`` (on requested times only) and ``preemption``
+    (a victim stops at once and is requeued with its work lost). No oracle knowledge."""
+    return SimPolicy(name, config.scheduling, order_by=HISTORY)
+
+
+def load_config_policy(path: str, name: str = "config") -> SimPolicy:
+    """Read and validate the daemon config file at ``path`` (one-line errors naming the
+    file and field) and return its policy; a missing file is an error here."""
+    from ...config import load_config
+
+    if not os.path.isfile(path):
+        raise ValidationError("--config", path, "expected an existing daemon config file (YAML)",
+                              detail="no such file")
+    return from_config(load_config(path), name)
 
 
 def policy_names() -> list[str]:
-    from ...scheduler import POLICIES
-
-    return [*POLICIES, *HISTORY_POLICIES, *TENANT_POLICIES, *PREEMPTIVE_POLICIES]
+    return [*POLICIES, "sjf-history", "easy-backfill", *RESEARCH_POLICIES]
 
 
 def resolve(name: str, *, estimate_factor: float = 1.0, half_life: float = DEFAULT_HALF_LIFE,
             tiresias_thresholds=DEFAULT_THRESHOLDS, tiresias_promote_knob: float | None = None):
-    """A core :class:`~corral.scheduler.policies.Policy`, a :class:`TenantPolicy` or a
-    :class:`PreemptivePolicy`."""
-    from ...scheduler import POLICIES, get_policy
-
-    if name in PREEMPTIVE_POLICIES:
-        return PREEMPTIVE_POLICIES[name](thresholds=tiresias_thresholds, promote_knob=tiresias_promote_knob)
-    if name in HISTORY_POLICIES:
-        return HISTORY_POLICIES[name]()
-
-    factory = TENANT_POLICIES.get(name)
-    if factory is not None:
-        return factory(estimate_factor=estimate_factor, half_life=half_life)
+    """A :class:`SimPolicy`, or a research reference (:class:`PreemptivePolicy`)."""
+    if name in RESEARCH_POLICIES:
+        return RESEARCH_POLICIES[name](thresholds=tiresias_thresholds, promote_knob=tiresias_promote_knob)
+    h = half_life
+    if isinstance(h, bool) or not isinstance(h, (int, float)) or not math.isfinite(h) or h <= 0:
+        raise ValidationError("half-life", h, "expected a positive number of seconds, e.g. 7d")
+    if name == "sjf-history":
+        return SimPolicy(name, Scheduling.make(policy="sjf"), order_by=HISTORY)
+    if name == "sjf":
+        return SimPolicy(name, Scheduling.make(policy="sjf"), order_by=ORACLE)
+    if name == "easy-backfill":
+        return SimPolicy(name, Scheduling.make(policy="best-effort-fifo", backfill=True),
+                         estimate_factor=estimate_factor)
     if name in POLICIES:
-        return get_policy(name)
-    raise ValidationError("policy", name, "expected one of: " + ", ".join(sorted(policy_names())))
+        return SimPolicy(name, Scheduling.make(policy=name, half_life=float(half_life)))
+    raise ValidationError("policy", name, "expected one of: " + ", ".join(policy_names()))
 
 
 def is_oracle(policy, jobs: Iterable = ()) -> bool:
     """True when ``policy`` uses the real run times of (some of) ``jobs``."""
-    if isinstance(policy, TenantPolicy):
+    if isinstance(policy, SimPolicy):
         return policy.oracle_for(jobs)
     return bool(getattr(policy, "oracle", False))
 
 
-__all__ = ["TenantPolicy", "TENANT_POLICIES", "HISTORY_POLICIES", "sjf_history", "PreemptivePolicy", "PREEMPTIVE_POLICIES", "DEFAULT_THRESHOLDS",
-           "parse_thresholds", "parse_promote_knob", "srtf", "tiresias", "DEFAULT_QUEUE", "DEFAULT_HALF_LIFE", "resolve", "is_oracle",
-           "policy_names", "easy_backfill", "fair_share"]
+__all__ = ["SimPolicy", "from_config", "load_config_policy", "policy_names", "resolve", "is_oracle",
+           "PreemptivePolicy", "RESEARCH_POLICIES", "DEFAULT_THRESHOLDS", "DEFAULT_HALF_LIFE", "parse_thresholds",
+           "parse_promote_knob", "REQUESTED", "HISTORY", "ORACLE"]

@@ -23,8 +23,8 @@ import os
 import signal
 import socket
 
-from .. import fastjson as json
-from ..errors import CorralError
+from ... import fastjson as json
+from ...errors import CorralError
 from . import supervisor as sup
 
 _MAX_MESSAGE = 4 << 20
@@ -98,7 +98,7 @@ def _serve(sock: socket.socket) -> None:  # pragma: no cover - runs in the launc
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         # Imported once here, not in every supervisor: loading the cgroup module (and
         # dataclasses with it) costs ~20 ms, which each job's start would otherwise pay.
-        from ..enforce import cgroups  # noqa: F401
+        from . import cgroups  # noqa: F401
         parent = os.getppid()
         while True:
             data = sock.recv(_MAX_MESSAGE)

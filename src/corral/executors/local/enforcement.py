@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from ..errors import CorralError
+from ...errors import CorralError
 from .cgroups import CgroupSupport, detect
 
 

@@ -1,6 +1,6 @@
 """Shortest remaining time first with oracle run times (a reference, not deployable).
 
-Preemptive (:mod:`.preemptive`): at every arrival and end the active jobs are ordered by
+Preemptive (:mod:`.base`, run by :mod:`.loop`): at every arrival and end the active jobs are ordered by
 remaining run time (the trace's real duration minus the time run so far -- oracle
 knowledge), a running job before a waiting one on equal remaining time (no preemption
 for a tie), then submit time and id. A waiting job that fits nowhere preempts running
@@ -11,7 +11,7 @@ changes (their remaining times all fall at the same rate), so no other event is 
 
 from __future__ import annotations
 
-from .preemptive import JobState, PreemptivePolicy
+from .base import JobState, PreemptivePolicy
 
 NAME = "srtf"
 

@@ -1,14 +1,15 @@
-"""Preemptive simulator policies: the common interface the engine drives.
+"""Research reference policies (SRTF, Tiresias): the interface their loop drives.
 
-A :class:`PreemptivePolicy` does not go through the daemon's cycle (the daemon does not
-preempt by remaining time or attained service); the engine's preemptive loop
-(:mod:`corral.sim.preemptive`) recomputes the running set at every event instead:
+These are *references from the literature*, kept to compare corral's policies against --
+not policies the daemon runs. A :class:`PreemptivePolicy` does not go through the
+daemon's cycle (the daemon does not preempt by remaining time or attained service); its
+own loop (:mod:`.loop`) recomputes the running set at every event instead, with the
+scheduler's own placement (:func:`corral.scheduler.placement.best_fit`, and
+:func:`~corral.scheduler.placement.place_gang` for jobs larger than a node):
 
 * every active job -- running or waiting -- is ordered by :meth:`PreemptivePolicy.key`
   (lowest first = highest priority);
-* in that order, a waiting job starts where it fits (best fit, the scheduler core's
-  :func:`~corral.scheduler.placement.node_score` and
-  :func:`~corral.scheduler.placement.place_on`); if it fits nowhere, the running jobs
+* in that order, a waiting job starts where it fits (best fit); if it fits nowhere, the running jobs
   ranked *below* it are preempted on the node that needs the fewest of them (lowest-ranked
   first, node name on ties) when that makes it fit; otherwise it keeps waiting and
   later-ranked jobs may use the room it cannot;

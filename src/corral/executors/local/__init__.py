@@ -1,9 +1,17 @@
-"""Run jobs as local process sessions, each under its own supervisor.
+"""The local executor: jobs as process sessions on this machine, each under its own supervisor.
 
-See :mod:`corral.executors.supervisor` for why a supervisor and what it records. This
-module starts supervisors, watches them with pidfds on the daemon's event loop (no
-polling where the kernel has ``pidfd_open``), stops jobs on request and re-adopts
-supervisors after a daemon restart.
+Everything that is particular to running on the local machine lives in this folder: the
+per-job supervisor (:mod:`.supervisor`, why one and what it records), the small process
+that forks supervisors (:mod:`.launcher`), running a job as its submitter (:mod:`.users`),
+cgroups and the choice between them and the watchdog (:mod:`.cgroups`,
+:mod:`.enforcement`), reading usage from cgroups or ``/proc`` (:mod:`.procfs`), the job
+directories with their logs, which cores fractional jobs share, and which GPU device
+files a job may open.
+
+This module turns a job and its allocation into a supervisor's launch request, starts
+supervisors, watches them with pidfds on the daemon's event loop (no polling where the
+kernel has ``pidfd_open``), stops jobs on request and re-adopts supervisors after a
+daemon restart.
 """
 
 from __future__ import annotations
@@ -11,20 +19,58 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import json
+import logging
 import os
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
-from ..errors import CorralError
+from ...errors import CorralError
+from ...resources import CPU, MEMORY
+from ..base import Capabilities, ExitCallback, Executor, ExitStatus, Reading, Running, StopReason
+from ..environment import job_environment
 from . import supervisor as sup
-from .base import ExitCallback, Executor, ExitStatus, LaunchRequest, Running, StopReason
+from .users import run_as, user_environment
 
 if TYPE_CHECKING:
+    from ...capacity.gpu import GpuProbe, GpuSample
+    from ...capacity.node import Node
+    from ...job import Allocation, Job, Piece
+    from .enforcement import Enforcement
     from .launcher import Launcher
 
+log = logging.getLogger("corral.executor")
+
 _POLL_SECONDS = 0.25
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """What a supervisor needs to start one job (built by :meth:`LocalExecutor.launch`)."""
+
+    job_id: int
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    workdir: str
+    #: CPU ids the job may run on (None: leave affinity alone).
+    cores: tuple[int, ...] | None
+    kill_grace: float = 10.0
+    #: Sent to the job's process group when corral stops it (then SIGKILL after the grace).
+    stop_signal: int = signal.SIGTERM
+    #: The job's cgroup: ``{"support": CgroupSupport.to_dict(), "key": "job-42",
+    #: "limits": Limits.to_dict()}``; None: no cgroup (the watchdog measures the job).
+    cgroup: dict | None = None
+    #: Run the job as this user (a root daemon in system mode: the job's submitter);
+    #: None: as the daemon's own user. ``user`` names it (for supplementary groups).
+    uid: int | None = None
+    gid: int | None = None
+    user: str = ""
+
+
+def cgroup_key(job_id: int) -> str:
+    return f"job-{job_id}"
 
 
 @dataclass
@@ -36,13 +82,37 @@ class _Watch:
 
 
 class LocalExecutor(Executor):
+    """Runs jobs on ``node`` (this machine). ``enforcement``: cgroups or the watchdog (None:
+    neither, for tests); ``pids_limit``: tasks per job under a cgroup; ``gpu_minors``: GPU
+    index -> ``/dev/nvidiaN`` minor, to deny a job the other GPUs' device files;
+    ``kill_grace``: stop signal -> SIGKILL, for jobs that do not set their own; ``probe``:
+    reads the node's GPUs (NVML or simulated)."""
+
+    name = "local"
+
     def __init__(self, jobs_dir: Path | str, on_exit: ExitCallback, loop: asyncio.AbstractEventLoop,
-                 launcher: "Launcher | None" = None):
+                 launcher: "Launcher | None" = None, *, node: "Node", enforcement: "Enforcement | None" = None,
+                 pids_limit: int = 0, gpu_minors: dict[int, int] | None = None, kill_grace: float = 10.0,
+                 probe: "GpuProbe | None" = None, proc: str = "/proc"):
         self.jobs_dir = Path(jobs_dir)
         self.jobs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._root = str(self.jobs_dir)
         self._on_exit = on_exit
         self._loop = loop
+        self.node = node
+        self.enforcement = enforcement
+        self.pids_limit = pids_limit
+        self.gpu_minors = dict(gpu_minors or {})
+        self.kill_grace = kill_grace
+        self.probe = probe
+        self.proc = proc
+        support = enforcement.support if enforcement is not None else None
+        self.capabilities = Capabilities(logs=True, usage=True, cgroups=support is not None, stop_signals=True,
+                                         device_pinning=True, gangs=False, inventory=True)
+        #: What each job launched or adopted here holds (for the cores fractional jobs share).
+        self._allocs: dict[int, "Allocation"] = {}
+        #: Jobs' main pids once known (for usage from /proc and GPU memory by process).
+        self._roots: dict[int, int] = {}
         self._watches: dict[int, _Watch] = {}
         #: Forks supervisors from a small process (cheaper); None: fork them here.
         self._launcher = launcher
@@ -59,7 +129,68 @@ class LocalExecutor(Executor):
         return self.jobdir(job_id) / (sup.STDOUT if stream == "stdout" else sup.STDERR)
 
     # launch ----------------------------------------------------------------------
-    def launch(self, request: LaunchRequest) -> Running:
+    def nodes(self) -> list["Node"]:
+        return [self.node]
+
+    def launch(self, job: "Job", allocation: "Allocation") -> None:
+        """Start ``job`` on its allocation here; a launch that fails is reported through
+        ``on_exit`` on the next turn of the loop."""
+        try:
+            if not allocation.single or allocation.node != self.node.name:
+                raise CorralError(f"the local executor runs jobs on {self.node.name} only, not on "
+                                  f"{', '.join(allocation.nodes)}")
+            self._allocs[job.id] = allocation
+            self._start(self.request_for(job, allocation.pieces[0]))
+        except Exception as exc:  # noqa: BLE001 - whatever failed, the job ends LaunchFailed
+            self._allocs.pop(job.id, None)
+            if not isinstance(exc, (OSError, CorralError)):
+                log.exception("launching job %d failed", job.id)
+            status = ExitStatus(ended_at=time.time(), launch_error=f"launch failed: {exc}")
+            self._loop.call_soon(self._report, job.id, status)
+
+    def request_for(self, job: "Job", piece: "Piece") -> LaunchRequest:
+        """The supervisor's request for ``job`` on ``piece``: its user, environment, cores,
+        working directory, stop signal and grace, and cgroup."""
+        spec = job.spec
+        # A root daemon runs each job as its submitter, in a clean environment (system mode).
+        who = run_as(job.uid, job.gid, job.user)
+        base_env = user_environment(who, job.base_env) if who is not None else job.base_env
+        cores = piece.cores or self.shared_cores(job.id)
+        return LaunchRequest(
+            job_id=job.id,
+            argv=spec.command,
+            env=job_environment(job, piece, cores, base_env),
+            workdir=spec.workdir or (who.home if who else os.path.expanduser("~")),
+            cores=cores or None,
+            kill_grace=float(spec.kill_grace if spec.kill_grace is not None else self.kill_grace),
+            stop_signal=int(getattr(signal, spec.stop_signal)) if spec.stop_signal else signal.SIGTERM,
+            cgroup=self.cgroup_for(job, piece),
+            uid=who.uid if who else None, gid=who.gid if who else None, user=who.user if who else "",
+        )
+
+    def cgroup_for(self, job: "Job", piece: "Piece") -> dict | None:
+        """The cgroup a job runs in (hard limits), or None in watchdog mode."""
+        if self.enforcement is None or self.enforcement.support is None:
+            return None
+        from .cgroups import Limits
+
+        limits = Limits(
+            memory=job.spec.limits.get(MEMORY) or None,
+            cpu=job.spec.limits.get(CPU) or None,
+            pids=self.pids_limit or None,
+            # Other jobs' GPUs (and free ones) cannot be opened by this job.
+            deny_devices=tuple(f"c 195:{minor}" for index, minor in sorted(self.gpu_minors.items())
+                               if index not in piece.gpus),
+        )
+        return {"support": self.enforcement.support.to_dict(), "key": cgroup_key(job.id),
+                "limits": limits.to_dict()}
+
+    def shared_cores(self, job_id: int | None = None) -> tuple[int, ...]:
+        """Cores not held exclusively by any (other) job here: where fractional jobs run."""
+        taken = {c for j, a in self._allocs.items() if j != job_id for p in a.pieces for c in p.cores}
+        return tuple(c for c in self.node.cores if c not in taken)
+
+    def _start(self, request: LaunchRequest) -> None:
         d = os.path.join(self._root, str(request.job_id))
         if self._launcher is not None:
             try:
@@ -67,7 +198,7 @@ class LocalExecutor(Executor):
                                        request.cores, request.kill_grace, request.stop_signal, request.cgroup,
                                        uid=request.uid, gid=request.gid, user=request.user)
                 self._starting[request.job_id] = None
-                return Running(request.job_id, 0)
+                return
             except CorralError:
                 self._launcher_gone()
         sup.prepare_jobdir(d)
@@ -89,7 +220,6 @@ class LocalExecutor(Executor):
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         os.close(lock_fd)  # the supervisor's inherited copy keeps the lock held
         self._watch(request.job_id, pid, child=True)
-        return Running(request.job_id, pid)
 
     def _on_launcher(self) -> None:
         assert self._launcher is not None
@@ -102,9 +232,7 @@ class LocalExecutor(Executor):
             job_id = int(reply["job"])
             stop = self._starting.pop(job_id, None)
             if "error" in reply:
-                import time
-
-                self._on_exit(job_id, ExitStatus(ended_at=time.time(), launch_error=f"launch failed: {reply['error']}"))
+                self._report(job_id, ExitStatus(ended_at=time.time(), launch_error=f"launch failed: {reply['error']}"))
                 continue
             self._watch(job_id, int(reply["pid"]), child=False)
             if stop is not None:
@@ -145,7 +273,15 @@ class LocalExecutor(Executor):
         return True
 
     # adopt -----------------------------------------------------------------------
-    def adopt(self, job_id: int) -> Running | ExitStatus | None:
+    def adopt(self, job: "Job") -> Running | ExitStatus | None:
+        if job.allocation is not None:
+            self._allocs[job.id] = job.allocation
+        result = self._adopt(job.id)
+        if not isinstance(result, Running):
+            self._allocs.pop(job.id, None)
+        return result
+
+    def _adopt(self, job_id: int) -> Running | ExitStatus | None:
         d = self.jobdir(job_id)
         if not d.exists():
             return None
@@ -165,11 +301,11 @@ class LocalExecutor(Executor):
                 if stop is not None:
                     # A stop was requested before the restart: make sure it was delivered.
                     self.stop(job_id, *stop)
-                return Running(job_id, pid, sup.proc_start_time(pid))
+                return Running(job_id, str(pid))
             # Locked but no pid yet: the supervisor is a few microseconds old. Watch by
             # polling the lock until the pid file appears.
             self._loop.call_later(0.05, self._retry_adopt, job_id)
-            return Running(job_id, 0)
+            return Running(job_id)
         status = self.read_status(job_id)
         if status is not None:
             return status
@@ -179,11 +315,11 @@ class LocalExecutor(Executor):
         return None
 
     def _retry_adopt(self, job_id: int) -> None:
-        result = self.adopt(job_id)
+        result = self._adopt(job_id)
         if isinstance(result, ExitStatus):
-            self._on_exit(job_id, result)
+            self._report(job_id, result)
         elif result is None:
-            self._on_exit(job_id, self._lost(job_id))
+            self._report(job_id, self._lost(job_id))
 
     # status ----------------------------------------------------------------------
     def read_status(self, job_id: int) -> ExitStatus | None:
@@ -220,7 +356,7 @@ class LocalExecutor(Executor):
         except (FileNotFoundError, ValueError):
             return None
 
-    def remove_jobdir(self, job_id: int) -> None:
+    def remove(self, job_id: int) -> None:
         """Delete a finished job's directory (logs, status) for retention."""
         import shutil
 
@@ -248,9 +384,21 @@ class LocalExecutor(Executor):
         return True
 
     def _lost(self, job_id: int) -> ExitStatus:
-        import time
+        # Its supervisor died without a status: nobody else will remove its cgroup.
+        if self.enforcement is not None and self.enforcement.support is not None:
+            from .cgroups import JobCgroup
 
+            try:
+                JobCgroup(self.enforcement.support, cgroup_key(job_id)).remove()
+            except Exception:  # noqa: BLE001 - best effort; a stale group is swept later
+                log.warning("could not remove the cgroup of job %d", job_id)
         return ExitStatus(ended_at=time.time(), lost=True)
+
+    def _report(self, job_id: int, status: ExitStatus) -> None:
+        """The one way an end leaves the executor."""
+        self._allocs.pop(job_id, None)
+        self._roots.pop(job_id, None)
+        self._on_exit(job_id, status)
 
     def _kill_orphan(self, job_id: int) -> None:
         """The supervisor is gone without a status: kill what is left of the job."""
@@ -265,6 +413,79 @@ class LocalExecutor(Executor):
                 os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+
+    # usage, logs, GPUs -------------------------------------------------------------------
+    def sample(self, job_ids: Iterable[int]) -> dict[int, Reading]:
+        """Each job's usage: from its cgroup when it has one (a handful of small files), else
+        from one scan of ``/proc`` for everyone (its process tree). GPU jobs' process ids
+        come from ``/proc`` either way (GPU memory is attributed by process)."""
+        from . import procfs
+
+        ids = [j for j in job_ids if j in self._watches or j in self._allocs]
+        support = self.enforcement.support if self.enforcement is not None else None
+        trees: dict[int, procfs.TreeUsage] = {}
+        need = [j for j in ids if support is None or self._holds_gpus(j)]
+        if need:
+            roots = {}
+            for j in need:
+                root = self._roots.get(j)
+                if root is None:
+                    pids = self.pids(j)
+                    if pids is not None:
+                        root = self._roots[j] = pids["job"]
+                if root is not None:
+                    roots[j] = root
+            if roots:
+                trees = procfs.job_trees(roots, procfs.scan(self.proc))
+        out: dict[int, Reading] = {}
+        for j in ids:
+            tree = trees.get(j)
+            pids = tree.pids if tree is not None else ()
+            if support is not None:
+                from .cgroups import JobCgroup
+
+                stats = JobCgroup(support, cgroup_key(j)).stats()
+                out[j] = Reading(j, cpu_seconds=None if stats.cpu_usage_ns is None else stats.cpu_usage_ns / 1e9,
+                                 memory=stats.memory, memory_peak=stats.memory_peak, processes=stats.pids,
+                                 pids=pids, source="cgroup")
+            elif tree is not None:
+                out[j] = Reading(j, cpu_seconds=tree.cpu_seconds, memory=tree.rss, memory_peak=tree.rss,
+                                 processes=len(tree.pids), pids=pids, source="procfs")
+        return out
+
+    def _holds_gpus(self, job_id: int) -> bool:
+        alloc = self._allocs.get(job_id)
+        return alloc is not None and alloc.gpu_count > 0
+
+    def sample_gpus(self, node: str, indices: Iterable[int]) -> dict[int, "GpuSample"]:
+        """This node's GPUs' utilization, memory and power (NVML, or the simulated probe)."""
+        if self.probe is None or node != self.node.name:
+            return {}
+        return self.probe.sample(list(indices))
+
+    def read_log(self, job_id: int, stream: str, offset: int = 0, size: int = 1 << 20) -> bytes | None:
+        try:
+            with open(self.log_path(job_id, stream), "rb") as f:
+                f.seek(max(offset, 0))
+                return f.read(size)
+        except FileNotFoundError:
+            return None
+
+    def log_location(self, job_id: int, stream: str) -> str | None:
+        return str(self.log_path(job_id, stream))
+
+    def describe(self) -> dict:
+        out = super().describe()
+        e = self.enforcement
+        out["enforcement"] = e.to_dict() if e is not None else {"mode": "none", "hard": False,
+                                                                 "description": "limits not enforced"}
+        out["pids_limit"] = self.pids_limit
+        return out
+
+    def processes(self, job_id: int) -> dict[str, int]:
+        if job_id not in self._watches:
+            return {}
+        return self.pids(job_id) or {}
 
     def pids(self, job_id: int) -> dict[str, int] | None:
         """The supervisor's and the job's pid while it runs (from the ``pids`` file)."""
@@ -331,12 +552,19 @@ class LocalExecutor(Executor):
         if status is None:
             self._kill_orphan(job_id)
             status = self._lost(job_id)
-        self._on_exit(job_id, status)
+        self._report(job_id, status)
 
     def watching(self) -> set[int]:
         return set(self._watches) | set(self._starting)
 
     def close(self) -> None:
+        if self.probe is not None:
+            self.probe.close()
+            self.probe = None
+        if self.enforcement is not None and self.enforcement.support is not None:
+            from .cgroups import remove_parent
+
+            remove_parent(self.enforcement.support)   # leaves the groups of jobs still running
         if self._launcher is not None:
             try:
                 self._loop.remove_reader(self._launcher.fileno())

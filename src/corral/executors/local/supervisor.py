@@ -47,7 +47,7 @@ import os
 import signal
 import time
 
-from .. import fastjson as json
+from ... import fastjson as json
 
 LOCK = "lock"
 STATUS = "status.json"
@@ -145,7 +145,7 @@ def supervise(jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
 
 
 def _make_cgroup(spec: dict, status: dict):
-    from ..enforce.cgroups import CgroupError, CgroupSupport, JobCgroup, Limits
+    from .cgroups import CgroupError, CgroupSupport, JobCgroup, Limits
 
     group = JobCgroup(CgroupSupport.from_dict(spec["support"]), spec["key"])
     try:

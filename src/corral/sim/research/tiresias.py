@@ -1,6 +1,6 @@
 """Tiresias' discretized two-dimensional least-attained-service (Gu et al., NSDI'19).
 
-Preemptive (:mod:`.preemptive`), no oracle knowledge: a job's *attained service* is its
+Preemptive (:mod:`.base`, run by :mod:`.loop`), no oracle knowledge: a job's *attained service* is its
 GPUs x the time it has run so far (kept across preemptions). Thresholds ``T1 < T2 < ...``
 on attained service (``--tiresias-thresholds``, GPU-seconds; default one threshold at
 3200, i.e. two queues) split jobs into queues: queue ``k`` holds the jobs with
@@ -33,7 +33,7 @@ import math
 from bisect import bisect_right
 
 from ...errors import ValidationError
-from .preemptive import JobState, PreemptivePolicy
+from .base import JobState, PreemptivePolicy
 
 NAME = "tiresias"
 DEFAULT_THRESHOLDS: tuple[float, ...] = (3200.0,)

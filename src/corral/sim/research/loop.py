@@ -1,4 +1,4 @@
-"""The simulator's preemptive loop, for :class:`~corral.sim.policies.preemptive.PreemptivePolicy` s.
+"""The research references' preemptive loop, for :class:`~.base.PreemptivePolicy` s (SRTF, Tiresias).
 
 Events: arrivals, ends and the policy's own priority changes (Tiresias' demotions of
 running jobs and starvation promotions of waiting ones), in virtual time. At equal times
@@ -8,8 +8,10 @@ job the engine tracks the work left and the attained service (GPU-seconds); a jo
 event is scheduled when it (re)starts, at ``start + remaining``, and is void if it is
 preempted before then (a per-job generation number, bumped at every start and stop, marks
 stale events). A preempted job releases its allocation and waits again, its work kept.
-Capacity accounting uses the scheduler core's :class:`~corral.scheduler.Snapshot`,
-exactly as the non-preemptive loop does.
+Capacity accounting uses the scheduler core's :class:`~corral.scheduler.Snapshot`, and
+placement its best fit and gang placement (:mod:`corral.scheduler.placement`), as the
+daemon's cycle does; what differs -- and why this is a research reference, not a daemon
+policy -- is the order and the victim search by rank.
 
 The recomputation visits the jobs in rank order without sorting them all at every event
 (a heavily loaded trace keeps tens of thousands waiting): a waiting job's key does not
@@ -37,32 +39,21 @@ from bisect import bisect_left, insort
 from collections.abc import Sequence
 from itertools import pairwise
 
-from ..capacity.node import Node
-from ..errors import CorralError
-from ..job import Allocation
-from ..resources import GPU
-from ..scheduler import Snapshot
-from ..scheduler.backfill import copy_state
-from ..scheduler.placement import node_score, place_on
-from .gang import is_gang, largest_node_gpus, place_gang
-from .metrics import JobOutcome, Sample
-from .policies.preemptive import JobState, PreemptivePolicy
+from ...capacity.node import Node
+from ...errors import CorralError
+from ...job import Allocation
+from ...resources import GPU
+from ...scheduler import Snapshot
+from ...scheduler.placement import best_fit, needs_gang, place_gang, place_on
+from ..checks import check_allocations
+from ..metrics import JobOutcome, Sample
+from .base import JobState, PreemptivePolicy
 
 _END, _CHANGE, _ARRIVAL = 0, 1, 2
 
 #: A job's place in the rank order: ``(policy key, submit, id)`` -- the order a stable sort
 #: of the jobs (in arrival order) by the policy key gives.
 Entry = tuple
-
-
-def _best_fit(snapshot: Snapshot, requests) -> Allocation | None:
-    states = [s for s in snapshot.with_free_gpus(requests.get(GPU, 0)) if s.fits(requests)]
-    states.sort(key=lambda s: node_score(s, requests))     # unique: ends with the node name
-    for state in states:
-        alloc = place_on(state, requests)
-        if alloc is not None:
-            return alloc
-    return None
 
 
 class _Waiting:
@@ -98,14 +89,14 @@ class _Loop:
         self.result = result
         self.check = check
         self.snapshot = Snapshot(nodes, {})
-        largest = largest_node_gpus(nodes)
-        self.gangs = {job_id for job_id, job in by_id.items() if is_gang(job.requests, largest)}
+        largest = self.snapshot.largest_gpus
+        self.gangs = {job_id for job_id, job in by_id.items() if needs_gang(job.requests, largest)}
         self.gpus_total = sum(n.allocatable.get(GPU, 0) for n in nodes)
         self.events: list[tuple[float, int, int, int]] = []
         self.states: dict[int, JobState] = {}
         self.gen: dict[int, int] = {}
         self.active: dict[int, JobState] = {}
-        self.running: dict[int, tuple[None, Allocation | tuple]] = {}
+        self.running: dict[int, Allocation] = {}
         #: Waiting jobs that fit on one node, and gang jobs (keyed ``(submit, id)``).
         self.waiting = _Waiting()
         self.waiting_gangs = _Waiting()
@@ -128,20 +119,18 @@ class _Loop:
             heapq.heappush(self.events, (max(due, now), _CHANGE, state.id, self.gen[state.id]))
 
     def stop(self, state: JobState, now: float) -> None:
-        _, allocs = self.running.pop(state.id)
-        for alloc in _many(allocs):
-            self.snapshot.forget(alloc)
-            self.allocated_gpus -= len(alloc.gpus)
+        alloc = self.running.pop(state.id)
+        self.snapshot.forget(alloc)
+        self.allocated_gpus -= alloc.gpu_count
         if self.check:
             self.segments.setdefault(state.id, []).append((state.since, now))
         state.pause(now)
         self.gen[state.id] += 1                # voids its end and change events
 
-    def start(self, state: JobState, alloc, now: float) -> None:
-        for piece in _many(alloc):
-            self.snapshot.assume(piece)
-            self.allocated_gpus += len(piece.gpus)
-        self.running[state.id] = (None, alloc)
+    def start(self, state: JobState, alloc: Allocation, now: float) -> None:
+        self.snapshot.assume(alloc)
+        self.allocated_gpus += alloc.gpu_count
+        self.running[state.id] = alloc
         state.resume(now)
         self.gen[state.id] += 1                # voids its promotion event
         g = self.gen[state.id]
@@ -153,8 +142,6 @@ class _Loop:
     # -- the loop --------------------------------------------------------------------------
 
     def run(self):
-        from .engine import _check
-
         by_id, policy, result, events, active = self.by_id, self.policy, self.result, self.events, self.active
         for job_id, job in by_id.items():
             heapq.heappush(events, (float(job.submit), _ARRIVAL, job_id, 0))
@@ -200,7 +187,7 @@ class _Loop:
                 self.cycle(now)
                 result.cycles += 1
                 if self.check:
-                    _check(self.snapshot, self.running)
+                    check_allocations(self.snapshot, self.running)
                     self.check_waiting(now)
             result.samples.append(Sample(t=now, gpus_allocated=self.allocated_gpus, gpus_total=self.gpus_total,
                                          queue_length=len(active) - len(self.running), running=len(self.running)))
@@ -235,12 +222,12 @@ class _Loop:
                 entry, pos, n = heapq.heappop(heap)
             state = active[entry[-1]]
             requests = by_id[state.id].requests
-            alloc = _best_fit(snapshot, requests)
+            alloc = best_fit(snapshot, requests)
             if alloc is None:
                 if by_node is None:
                     by_node = {}
-                    for job_id, (_, a) in running.items():
-                        if not isinstance(a, tuple) and job_id not in started:
+                    for job_id, a in running.items():
+                        if a.single and job_id not in started:
                             rank = ranks[job_id] = self.entry(active[job_id], now)
                             by_node.setdefault(a.node, []).append((rank, job_id, a))
                     for ranked in by_node.values():
@@ -254,7 +241,7 @@ class _Loop:
                     result.preemptions += 1
                     heapq.heappush(victims_heap, ranks[v])
                     preempted.append(active[v])
-                alloc = _best_fit(snapshot, requests)
+                alloc = best_fit(snapshot, requests)
                 if alloc is None:
                     raise CorralError(f"job {state.id} does not fit after preempting {victims}")
             self.start(state, alloc, now)
@@ -281,10 +268,10 @@ class _Loop:
         while heap:
             (_, job_id), pos, n = heapq.heappop(heap)
             requests, entries = shapes[n]
-            allocs = place_gang(self.snapshot, requests)
-            if allocs is None:
+            alloc = place_gang(self.snapshot, requests)
+            if alloc is None:
                 continue
-            self.start(self.active[job_id], tuple(allocs), now)
+            self.start(self.active[job_id], alloc, now)
             self.result.placements += 1
             self.result.gang_placed += 1
             started.append(job_id)
@@ -331,10 +318,10 @@ def _victims(snapshot: Snapshot, requests, entry: Entry, by_node: dict[str, list
                 gpus += alloc.requests.get(GPU, 0)
         if gpus < need:
             continue                           # too few GPUs even with all of them gone
-        s = copy_state(state)
+        s = state.copy()
         chosen: list[int] = []
         for job_id, alloc in below:
-            s.forget(alloc)
+            s.forget(alloc.pieces[0])
             chosen.append(job_id)
             if place_on(s, requests) is not None:
                 best = chosen
@@ -342,10 +329,6 @@ def _victims(snapshot: Snapshot, requests, entry: Entry, by_node: dict[str, list
         if best is not None and len(best) == 1:
             break                              # the fewest possible (0 would have fitted without)
     return best
-
-
-def _many(x) -> tuple:
-    return x if isinstance(x, tuple) else (x,)
 
 
 def _check_work(states: dict[int, JobState], segments: dict, result) -> None:

@@ -1,0 +1,85 @@
+"""Admission: offer a pending job to the scheduler, unless a gate holds it back.
+
+A job whose dependencies are not met, that is held, that waits out a retry backoff or
+whose array already has its %N tasks in play stays out of the scheduler's queue; its
+stored reason says which gate, with the numbers (:mod:`.gates`). A dependency that can
+never be met ends the job at once. Called when a job is submitted, released, requeued,
+when its backoff is over, and when a job it waited for (or its array's task) ended.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..job import Job, JobState
+from ..reasons import Held, Wait
+from .gates import DependencyFailed, dependency_gate
+
+if TYPE_CHECKING:
+    from .manager import Manager
+
+
+class Admission:
+    def __init__(self, manager: "Manager"):
+        self.m = manager
+
+    def offer(self, job: Job) -> None:
+        """Queue ``job`` for the scheduler, or record which gate holds it back."""
+        m = self.m
+        gates = m.gates
+        m.driver.track(job)
+        waiting = None
+        if job.spec.dependencies:          # checked even while held: a failed one ends it
+            others = {j.id: j for j in m.store.get_jobs(d for _, d in job.spec.dependencies)}
+            waiting = dependency_gate(job, others)
+            if isinstance(waiting, DependencyFailed):
+                m.lifecycle.end_pending(job, waiting.reason, waiting.message)
+                return
+            if waiting is not None:
+                gates.wait_for(job)
+            else:
+                gates.deps_settled(job)
+        if job.held:
+            gates.held.add(job.id)
+            self._gated(job, Held(note=job.message or "held"))
+            return
+        if waiting is not None:
+            self._gated(job, waiting)
+            return
+        now = m.clock()
+        if job.not_before is not None and job.not_before > now:
+            gates.backoff[job.id] = job.not_before
+            m.driver.dequeue(job.id)
+            m.call_later(job.not_before - now, self.backoff_over, job.id)
+            return
+        gates.backoff.pop(job.id, None)
+        throttle = gates.array_slot(job)
+        if throttle is not None:
+            self._gated(job, throttle)
+            return
+        m.driver.enqueue(job)
+
+    def _gated(self, job: Job, wait: Wait) -> None:
+        self.m.driver.dequeue(job.id)
+        if (job.reason, job.message) != (wait.reason, wait.message):
+            self.m.store.set_reason(job.id, wait.reason, wait.message, now=self.m.clock())
+
+    def backoff_over(self, job_id: int) -> None:
+        if job_id not in self.m.gates.backoff:
+            return
+        job = self.m.store.get_job(job_id)
+        if job.state is JobState.PENDING:
+            self.offer(job)
+            self.m.kick()
+
+    def after_end(self, job: Job) -> None:
+        """A job ended: the next throttled task of its array, and the jobs that waited for
+        it, are offered again."""
+        m = self.m
+        nxt = m.gates.array_done(job)
+        if nxt is not None:
+            self.offer(m.store.get_job(nxt))
+        for dependent in sorted(m.gates.dependents_of(job.id)):
+            waiting = m.store.get_job(dependent)
+            if waiting.state is JobState.PENDING:
+                self.offer(waiting)

@@ -1,0 +1,164 @@
+"""Lifecycle: how jobs end -- or go back to the queue -- and their time limits.
+
+Every end comes from the executor (``on_exit``, exactly once per launch). Ends that arrive
+in the same turn of the event loop are recorded together, in one store transaction:
+finished jobs with their exit codes, jobs requeued (preempted, idle-GPU reclaim) and jobs
+going back for a retry after a failure (backoff 10 s, 20 s, 40 s ... 10 min; the count of
+retries used is kept with the job), with their last usage rows. Then the allocations are
+released in the driver, requeued jobs are offered again (same id, same place in line),
+and whatever waited for an ended job is re-checked. Then one scheduling cycle runs.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from typing import TYPE_CHECKING
+
+from ..executors.base import ExitStatus, StopReason
+from ..job import Job, JobState, Reason
+from ..reasons import Backoff
+from ..store.base import Finish, Requeue
+
+if TYPE_CHECKING:
+    from .driver import LiveJob
+    from .manager import Manager
+
+log = logging.getLogger("corral.lifecycle")
+
+#: Ends that may be retried (a job's own failure, not corral stopping it).
+RETRYABLE = frozenset({Reason.ERROR, Reason.SIGNALED, Reason.OOM_KILLED, Reason.MEMORY_LIMIT_EXCEEDED,
+                       Reason.SUPERVISOR_LOST})
+BACKOFF_BASE = 10.0          # seconds before the first retry; doubles each time
+BACKOFF_MAX = 600.0
+
+
+def backoff(retry: int) -> float:
+    """Seconds to wait before retry number ``retry`` (1-based): 10 s, 20 s, 40 s ... 10 min."""
+    return min(BACKOFF_BASE * 2 ** (retry - 1), BACKOFF_MAX)
+
+
+class Lifecycle:
+    def __init__(self, manager: "Manager"):
+        self.m = manager
+        self._exits: list[tuple[int, ExitStatus]] = []
+        #: (deadline, job id) of running jobs with a time limit; stale entries are skipped.
+        self._deadlines: list[tuple[float, int]] = []
+
+    # -- ends -------------------------------------------------------------------------------------
+    def on_exit(self, job_id: int, status: ExitStatus) -> None:
+        """Executor callback: a running job ended (however it ended)."""
+        live = self.m.driver.jobs.get(job_id)
+        if live is None or live.run is None:
+            log.warning("exit of job %d that is not running here; ignored", job_id)
+            return
+        self._exits.append((job_id, status))
+        if len(self._exits) == 1:
+            self.m.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Record the ends buffered so far (the next cycle does this first, too)."""
+        if not self._exits:
+            return
+        exits, self._exits = self._exits, []
+        self.finish(exits)
+        self.m.kick()
+
+    def finish(self, exits: list[tuple[int, ExitStatus]]) -> None:
+        m = self.m
+        now = m.clock()
+        m.driver.account(now)                 # what ran until now, before it changes
+        finishes: list[Finish] = []
+        requeues: list[Requeue] = []
+        usage = []
+        for job_id, status in exits:
+            if m.monitor is not None:
+                row = m.monitor.job_ended(job_id, status)
+                if row is not None:
+                    usage.append(row)
+            state, reason, message = status.classify()
+            at = status.ended_at or now
+            if state is JobState.PENDING:
+                requeues.append(Requeue(job_id, reason, message, at))
+                continue
+            retry = self._retry(job_id, state, reason, message, at)
+            if retry is not None:
+                requeues.append(retry)
+                continue
+            finishes.append(Finish(job_id, state, reason, message, status.exit_code, status.signal, at))
+        m.store.apply_ends(finishes, requeues, usage)
+        requeued = {r.job_id for r in requeues}
+        ended = []
+        for job_id, _ in exits:
+            m.driver.release(job_id)
+            if job_id in requeued:
+                m.admission.offer(m.store.get_job(job_id))      # same id, same place in line
+            else:
+                ended.append(job_id)
+        for job in m.store.get_jobs(ended):
+            self.ended(job)
+
+    def _retry(self, job_id: int, state: JobState, reason: Reason, message: str, at: float) -> Requeue | None:
+        """A failed job with retries left goes back to the queue after a backoff."""
+        live = self.m.driver.jobs.get(job_id)
+        if live is None or state is not JobState.FAILED or reason not in RETRYABLE:
+            return None
+        job = live.job
+        if not job.spec.retries or job.retried >= job.spec.retries:
+            return None
+        retry = job.retried + 1
+        wait = Backoff(retry=retry, retries=job.spec.retries, seconds=backoff(retry), failure=message)
+        return Requeue(job_id, wait.reason, wait.message, at, not_before=at + wait.seconds, retry=True)
+
+    def end_pending(self, job: Job, reason: Reason, message: str) -> None:
+        """End a job that never ran (cancelled, or a dependency that cannot be met)."""
+        m = self.m
+        m.driver.dequeue(job.id)
+        m.store.finish_job(job.id, JobState.CANCELLED, reason, message=message, ended_at=m.clock())
+        self.ended(m.store.get_job(job.id))
+
+    def ended(self, job: Job) -> None:
+        """After any end: learn its run time, free its array slot, re-check the jobs that
+        depend on it, answer whoever waits for it."""
+        m = self.m
+        if job.state is JobState.SUCCEEDED and job.started_at is not None and job.ended_at is not None:
+            m.history.observe(job.user, job.ended_at - job.started_at)
+        m.gates.forget(job)
+        m.driver.forget(job.id)
+        m.notify(job.id)
+        m.admission.after_end(job)
+        m.kick()
+
+    # -- starts and time limits -------------------------------------------------------------------
+    def started(self, live: "LiveJob") -> None:
+        """Driver hook after a launch: arm its time limit, watch it."""
+        self.arm_time_limit(live)
+        if self.m.monitor is not None and live.run is not None:
+            self.m.monitor.job_started(live.id, live.run.allocation, live.job.spec)
+
+    def arm_time_limit(self, live: "LiveJob") -> None:
+        run = live.run
+        limit = live.job.spec.time_limit
+        if run is None or not limit:
+            live.deadline = None
+            return
+        live.deadline = run.started_at + limit
+        heapq.heappush(self._deadlines, (live.deadline, live.id))
+        self.m.call_later(max(live.deadline - self.m.clock(), 0.0), self.enforce_time_limits)
+
+    def enforce_time_limits(self) -> list[int]:
+        """Stop running jobs past their time limit (stop signal, SIGKILL after the grace
+        period); they end Failed with reason TimedOut. Returns the jobs stopped."""
+        m = self.m
+        now = m.clock()
+        stopped = []
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            deadline, job_id = heapq.heappop(heap)
+            live = m.driver.jobs.get(job_id)
+            if live is None or live.run is None or live.deadline != deadline:
+                continue                      # ended, or its limit changed since
+            live.deadline = None
+            m.executor.stop(job_id, StopReason.TIME_LIMIT, f"time limit {live.job.spec.time_limit}s reached")
+            stopped.append(job_id)
+        return stopped

@@ -1,0 +1,65 @@
+"""What a simulation checks: which trace jobs could ever run, and (``check=True``) that
+the capacity accounting holds after every cycle."""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Sequence
+
+from ..capacity.node import Node
+from ..errors import CorralError
+from ..job import Allocation
+from ..resources import GPU
+from ..scheduler import Snapshot, infeasible
+from ..scheduler.placement import gang_infeasible, needs_gang
+
+
+def feasible(nodes: Sequence[Node], jobs: Iterable, infeasible_out: dict[int, str]) -> dict[int, object]:
+    """The jobs that could ever run on ``nodes`` (one node, or spread over several when
+    larger than any), by id; the others go to ``infeasible_out`` with why."""
+    by_id: dict[int, object] = {}
+    largest = max((len(n.gpus) for n in nodes), default=0)
+    gang_why: dict = {}
+    for job in jobs:
+        if job.id in by_id or job.id in infeasible_out:
+            raise CorralError(f"duplicate job id {job.id} in trace")
+        if needs_gang(job.requests, largest):
+            if job.requests not in gang_why:
+                gang_why[job.requests] = gang_infeasible(nodes, job.requests)
+            why = gang_why[job.requests]
+        else:
+            lines = infeasible(list(nodes), job.requests)
+            why = "; ".join(lines) if lines else None
+        if why:
+            infeasible_out[job.id] = why
+        else:
+            by_id[job.id] = job
+    return by_id
+
+
+def check_allocations(snapshot: Snapshot, running: Mapping[int, Allocation]) -> None:
+    """No resource of any node over-committed, no GPU held twice, and the snapshot holds
+    exactly the running jobs' allocations."""
+    held: dict[str, dict[str, int]] = {}
+    gpus: dict[str, set[int]] = {}
+    for alloc in running.values():
+        for piece in alloc.pieces:
+            mine = held.setdefault(piece.node, {})
+            for name, amount in piece.requests.items():
+                mine[name] = mine.get(name, 0) + amount
+            taken = gpus.setdefault(piece.node, set())
+            if taken & set(piece.gpus):
+                raise CorralError(f"GPU held twice on {piece.node}: {sorted(taken & set(piece.gpus))}")
+            taken.update(piece.gpus)
+    for state in snapshot.nodes.values():
+        node = state.node.name
+        mine = held.get(node, {})
+        for name in sorted(set(state.used) | set(mine)):
+            used = state.used.get(name, 0)
+            if used > state.allocatable.get(name, 0) or used < 0:
+                raise CorralError(f"over-commit of {name} on {node}: {used} of {state.allocatable.get(name, 0)}")
+            if used != mine.get(name, 0):
+                raise CorralError(f"{name} on {node}: the snapshot holds {used}, the running jobs {mine.get(name, 0)}")
+        if len(state.free_gpus) + state.used.get(GPU, 0) != len(state.node.gpus):
+            raise CorralError(f"GPU accounting broken on {node}")
+        if state.free_gpus & gpus.get(node, set()):
+            raise CorralError(f"a running job's GPU is free on {node}")
