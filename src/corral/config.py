@@ -303,7 +303,7 @@ def _queue_dict(q: Any) -> dict[str, Any]:
 
 
 def _queue_from_dict(data: Mapping[str, Any]) -> Any:
-    from .scheduler.types import QueueSpec
+    from .scheduler.queues import QueueSpec
 
     return QueueSpec(name=data["name"], nominal=data.get("nominal"), borrowing_limit=data.get("borrowing_limit"),
                      lending_limit=data.get("lending_limit"), policy=data.get("policy", "best-effort-fifo"),
@@ -337,7 +337,7 @@ _QUEUE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?\Z", re.ASCII)
 
 
 def _parse_queues(value: object, path: str) -> tuple[Any, ...]:
-    from .scheduler.types import QueueSpec
+    from .scheduler.queues import QueueSpec
 
     if isinstance(value, tuple) and all(isinstance(q, QueueSpec) for q in value):
         return value

@@ -125,7 +125,7 @@ REASON_STATES: dict[Reason, JobState] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Piece:
     """The part of an allocation on one node: its requests there, with specific devices.
 
@@ -169,9 +169,10 @@ class Allocation:
             parts = tuple(pieces)
             if not parts:
                 raise ValueError("an allocation has at least one piece")
-            nodes = [p.node for p in parts]
-            if len(set(nodes)) != len(nodes):
-                raise ValueError(f"an allocation has one piece per node, got nodes {nodes}")
+            if len(parts) > 1:
+                nodes = [p.node for p in parts]
+                if len(set(nodes)) != len(nodes):
+                    raise ValueError(f"an allocation has one piece per node, got nodes {nodes}")
         else:
             if node is None or requests is None:
                 raise TypeError("Allocation needs a node and requests (or pieces)")

@@ -74,7 +74,8 @@ def setup(tmp_path, *, mode="watchdog", idle=None):
     m = manager(executor=executor, clock=clock)
     probe = executor.probe
     proc = FakeProc(executor)
-    m.monitor = Monitor(m, sample_interval=1.0, series_interval=10.0, idle_policy=idle or IdlePolicy(), clock=clock)
+    m.monitor = Monitor(m.store, executor, stop_job=m.stop_job, note=m.note, sample_interval=1.0,
+                        series_interval=10.0, idle_policy=idle or IdlePolicy(), clock=clock)
     return m, clock, executor, probe, proc
 
 

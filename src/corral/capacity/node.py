@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass, field
 
 from ..resources import CPU, GPU, Resources
@@ -116,7 +117,13 @@ def make_node(name: str, *, cores: int | tuple[int, ...], memory: int, gpus: int
 
 def simulated_gpus(count: int, *, group: int = 2, memory: int = 80 * 2**30,
                    model: str = "Simulated GPU") -> tuple[GpuDevice, ...]:
-    """``count`` simulated GPUs; each run of ``group`` consecutive GPUs shares an NVLink."""
+    """``count`` simulated GPUs; each run of ``group`` consecutive GPUs shares an NVLink.
+    Immutable, so nodes alike share one tuple (a 1,000-node simulated cluster builds one)."""
+    return _simulated_gpus(count, group, memory, model)
+
+
+@functools.lru_cache(maxsize=256)
+def _simulated_gpus(count: int, group: int, memory: int, model: str) -> tuple[GpuDevice, ...]:
     devices = []
     for i in range(count):
         links = []

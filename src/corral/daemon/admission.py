@@ -1,27 +1,29 @@
-"""Admission: offer a pending job to the scheduler, unless a gate holds it back.
+"""Admission: offer a pending job to the scheduler, unless a gate holds it back; and what
+every end sets in motion.
 
 A job whose dependencies are not met, that is held, that waits out a retry backoff or
 whose array already has its %N tasks in play stays out of the scheduler's queue; its
 stored reason says which gate, with the numbers (:mod:`.gates`). A dependency that can
 never be met ends the job at once. Called when a job is submitted, released, requeued,
-when its backoff is over, and when a job it waited for (or its array's task) ended.
+when its backoff is over, and when a job it waited for (or its array's task) ended --
+which :meth:`Admission.ended` sees to after every end.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..job import Job, JobState
+from ..job import Job, JobState, Reason
 from ..reasons import Held, Wait
 from .gates import DependencyFailed, dependency_gate
 
 if TYPE_CHECKING:
-    from .manager import Manager
+    from .context import Daemon
 
 
 class Admission:
-    def __init__(self, manager: "Manager"):
-        self.m = manager
+    def __init__(self, daemon: "Daemon"):
+        self.m = daemon
 
     def offer(self, job: Job) -> None:
         """Queue ``job`` for the scheduler, or record which gate holds it back."""
@@ -33,7 +35,7 @@ class Admission:
             others = {j.id: j for j in m.store.get_jobs(d for _, d in job.spec.dependencies)}
             waiting = dependency_gate(job, others)
             if isinstance(waiting, DependencyFailed):
-                m.lifecycle.end_pending(job, waiting.reason, waiting.message)
+                self.end_pending(job, waiting.reason, waiting.message)
                 return
             if waiting is not None:
                 gates.wait_for(job)
@@ -72,14 +74,27 @@ class Admission:
             self.offer(job)
             self.m.kick()
 
-    def after_end(self, job: Job) -> None:
-        """A job ended: the next throttled task of its array, and the jobs that waited for
-        it, are offered again."""
+    def end_pending(self, job: Job, reason: Reason, message: str) -> None:
+        """End a job that never ran (cancelled, or a dependency that cannot be met)."""
         m = self.m
+        m.driver.dequeue(job.id)
+        m.store.finish_job(job.id, JobState.CANCELLED, reason, message=message, ended_at=m.clock())
+        self.ended(m.store.get_job(job.id))
+
+    def ended(self, job: Job) -> None:
+        """After any end: learn its run time, free its array slot (the next throttled task
+        goes), re-check the jobs that depend on it, answer whoever waits for it."""
+        m = self.m
+        if job.state is JobState.SUCCEEDED and job.started_at is not None and job.ended_at is not None:
+            m.history.observe(job.user, job.ended_at - job.started_at)
         nxt = m.gates.array_done(job)
+        m.gates.forget(job)
+        m.driver.forget(job.id)
+        m.notify(job.id)
         if nxt is not None:
             self.offer(m.store.get_job(nxt))
         for dependent in sorted(m.gates.dependents_of(job.id)):
             waiting = m.store.get_job(dependent)
             if waiting.state is JobState.PENDING:
                 self.offer(waiting)
+        m.kick()

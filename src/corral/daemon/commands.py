@@ -20,12 +20,16 @@ from ..scheduler.quota import QuotaState
 from ..spec import JobSpec, with_defaults
 
 if TYPE_CHECKING:
-    from .manager import Manager
+    from .admission import Admission
+    from .context import Daemon
+    from .lifecycle import Lifecycle
 
 
 class Commands:
-    def __init__(self, manager: "Manager"):
-        self.m = manager
+    def __init__(self, daemon: "Daemon", admission: "Admission", lifecycle: "Lifecycle"):
+        self.m = daemon
+        self.admission = admission
+        self.lifecycle = lifecycle
 
     # -- submit -----------------------------------------------------------------------------------
     def submit(self, specs: list[JobSpec], base_env: dict[str, str] | None = None, user: str = "",
@@ -70,7 +74,7 @@ class Commands:
             raise Infeasible(errors)
         stored = m.store.add_jobs(ready, m.clock())
         for job in stored:
-            m.admission.offer(job)
+            self.admission.offer(job)
         m.kick()
         return stored
 
@@ -108,7 +112,7 @@ class Commands:
             if live is not None:
                 m.driver.changed(updated)
                 if live.run is not None:
-                    m.lifecycle.arm_time_limit(live)
+                    self.lifecycle.arm_time_limit(live)
             out.append((job.id, ", ".join(changes)))
         m.kick()
         return out
@@ -156,7 +160,7 @@ class Commands:
             m.gates.held.add(job_id)
             nxt = m.gates.array_done(job) if job.array_id is not None else None
             if nxt is not None:
-                m.admission.offer(m.store.get_job(nxt))
+                self.admission.offer(m.store.get_job(nxt))
         m.kick()
         return changed
 
@@ -166,7 +170,7 @@ class Commands:
         changed = m.store.set_held(ids, False, f"released by {who}" if who else "released", m.clock())
         for job_id in changed:
             m.gates.held.discard(job_id)
-            m.admission.offer(m.store.get_job(job_id))
+            self.admission.offer(m.store.get_job(job_id))
         m.kick()
         return changed
 
@@ -176,7 +180,7 @@ class Commands:
         m = self.m
         job = m.store.get_job(job_id)
         if job.state is JobState.PENDING:
-            m.lifecycle.end_pending(job, Reason.CANCELLED, "cancelled while pending")
+            self.admission.end_pending(job, Reason.CANCELLED, "cancelled while pending")
             return "cancelled"
         if job.state is JobState.RUNNING:
             if m.executor.stop(job_id, StopReason.CANCEL):

@@ -16,13 +16,14 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..executors.base import ExitStatus, StopReason
-from ..job import Job, JobState, Reason
+from ..job import JobState, Reason
 from ..reasons import Backoff
 from ..store.base import Finish, Requeue
 
 if TYPE_CHECKING:
+    from .admission import Admission
+    from .context import Daemon
     from .driver import LiveJob
-    from .manager import Manager
 
 log = logging.getLogger("corral.lifecycle")
 
@@ -39,8 +40,9 @@ def backoff(retry: int) -> float:
 
 
 class Lifecycle:
-    def __init__(self, manager: "Manager"):
-        self.m = manager
+    def __init__(self, daemon: "Daemon", admission: "Admission"):
+        self.m = daemon
+        self.admission = admission
         self._exits: list[tuple[int, ExitStatus]] = []
         #: (deadline, job id) of running jobs with a time limit; stale entries are skipped.
         self._deadlines: list[tuple[float, int]] = []
@@ -92,11 +94,11 @@ class Lifecycle:
         for job_id, _ in exits:
             m.driver.release(job_id)
             if job_id in requeued:
-                m.admission.offer(m.store.get_job(job_id))      # same id, same place in line
+                self.admission.offer(m.store.get_job(job_id))      # same id, same place in line
             else:
                 ended.append(job_id)
         for job in m.store.get_jobs(ended):
-            self.ended(job)
+            self.admission.ended(job)
 
     def _retry(self, job_id: int, state: JobState, reason: Reason, message: str, at: float) -> Requeue | None:
         """A failed job with retries left goes back to the queue after a backoff."""
@@ -109,25 +111,6 @@ class Lifecycle:
         retry = job.retried + 1
         wait = Backoff(retry=retry, retries=job.spec.retries, seconds=backoff(retry), failure=message)
         return Requeue(job_id, wait.reason, wait.message, at, not_before=at + wait.seconds, retry=True)
-
-    def end_pending(self, job: Job, reason: Reason, message: str) -> None:
-        """End a job that never ran (cancelled, or a dependency that cannot be met)."""
-        m = self.m
-        m.driver.dequeue(job.id)
-        m.store.finish_job(job.id, JobState.CANCELLED, reason, message=message, ended_at=m.clock())
-        self.ended(m.store.get_job(job.id))
-
-    def ended(self, job: Job) -> None:
-        """After any end: learn its run time, free its array slot, re-check the jobs that
-        depend on it, answer whoever waits for it."""
-        m = self.m
-        if job.state is JobState.SUCCEEDED and job.started_at is not None and job.ended_at is not None:
-            m.history.observe(job.user, job.ended_at - job.started_at)
-        m.gates.forget(job)
-        m.driver.forget(job.id)
-        m.notify(job.id)
-        m.admission.after_end(job)
-        m.kick()
 
     # -- starts and time limits -------------------------------------------------------------------
     def started(self, live: "LiveJob") -> None:

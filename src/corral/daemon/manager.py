@@ -30,6 +30,7 @@ from ..scheduler.history import RunTimeHistory
 from ..store.base import Store
 from .admission import Admission
 from .commands import Commands
+from .context import Daemon
 from .driver import Driver, LiveJob
 from .gates import Gates
 from .lifecycle import Lifecycle
@@ -63,14 +64,16 @@ class Manager:
         #: Run-time estimates from the users' recent successful jobs (``sjf``).
         self.history = RunTimeHistory()
         self.gates = Gates()
-        self.admission = Admission(self)
-        self.lifecycle = Lifecycle(self)
-        self.commands = Commands(self)
         self.driver = Driver(executor.nodes(), scheduling, executor, clock=clock, journal=store,
                              estimate=lambda job: self.history.estimate(job.user, job.spec.time_limit),
-                             gangs=gangs, report=self.on_exit, started=self.lifecycle.started)
-        #: Watches running jobs (usage, watchdog, idle GPUs); set by the daemon.
-        self.monitor: "Monitor | None" = None
+                             gangs=gangs, report=self.on_exit, started=lambda live: self.lifecycle.started(live))
+        self.context = Daemon(store=store, executor=executor, driver=self.driver, gates=self.gates,
+                              history=self.history, clock=clock, call_soon=self.call_soon,
+                              call_later=self.call_later, kick=self.kick, notify=self.notify,
+                              default_requests=self.default_requests)
+        self.admission = Admission(self.context)
+        self.lifecycle = Lifecycle(self.context, self.admission)
+        self.commands = Commands(self.context, self.admission, self.lifecycle)
         self._waiters: dict[int, list[asyncio.Future]] = {}
         self._kicked = False
         #: Set on shutdown: long polls are answered at once with 503 (ask again later).
@@ -80,6 +83,15 @@ class Manager:
         self.retention: int = 0
 
     # -- wiring ---------------------------------------------------------------------------------
+    @property
+    def monitor(self) -> "Monitor | None":
+        """Watches running jobs (usage, watchdog, idle GPUs); set by the daemon."""
+        return self.context.monitor
+
+    @monitor.setter
+    def monitor(self, monitor: "Monitor | None") -> None:
+        self.context.monitor = monitor
+
     def on_exit(self, job_id: int, status: ExitStatus) -> None:
         """The executor's callback for every end."""
         self.lifecycle.on_exit(job_id, status)

@@ -38,8 +38,9 @@ from ..store.base import UsageRow
 
 if TYPE_CHECKING:
     from ..capacity.gpu import GpuSample
+    from ..executors.base import Executor
     from ..spec import JobSpec
-    from .manager import Manager
+    from ..store.base import Store
 
 log = logging.getLogger("corral.monitor")
 
@@ -102,15 +103,21 @@ class _Watch:
 
 
 class Monitor:
-    """``watchdog``: kill jobs over their memory limit when nothing else holds it (the
+    """Watches the jobs ``executor`` runs and records their usage in ``store``.
+    ``stop_job(job_id, why, message, kill_now=)`` stops one (the watchdog, idle-GPU
+    reclaim); ``note(job_id, reason, message)`` records an event on one.
+    ``watchdog``: kill jobs over their memory limit when nothing else holds it (the
     executor's limits are not hard); by default, when the executor samples usage but has
     no cgroups."""
 
-    def __init__(self, manager: "Manager", *, sample_interval: float = 2.0, series_interval: float = 30.0,
-                 idle_policy: IdlePolicy | None = None, clock: Callable[[], float] = time.time,
-                 watchdog: bool | None = None):
-        self.manager = manager
-        self.executor = manager.executor
+    def __init__(self, store: "Store", executor: "Executor", *, stop_job: Callable[..., bool],
+                 note: Callable[[int, Reason, str], None], sample_interval: float = 2.0,
+                 series_interval: float = 30.0, idle_policy: IdlePolicy | None = None,
+                 clock: Callable[[], float] = time.time, watchdog: bool | None = None):
+        self.store = store
+        self.executor = executor
+        self.stop_job = stop_job
+        self.note = note
         self.sample_interval = sample_interval
         self.series_interval = series_interval
         self.idle_policy = idle_policy or IdlePolicy()
@@ -150,7 +157,7 @@ class Monitor:
         rows = [w.bucket.row(job_id) for job_id, w in self.watches.items() if w.bucket.t1 > w.bucket.t0]
         if rows:
             try:
-                self.manager.store.record_usage(rows)
+                self.store.record_usage(rows)
             except Exception:  # noqa: BLE001 - shutting down; the next daemon goes on
                 log.exception("saving usage at shutdown failed")
 
@@ -217,7 +224,7 @@ class Monitor:
                 rows.append(watch.bucket.row(job_id))
                 watch.bucket = _Bucket(now, now)
         if rows:
-            self.manager.store.record_usage(rows)
+            self.store.record_usage(rows)
 
     def _sample(self, watch: _Watch, now: float, reading: Reading | None,
                 samples: dict[tuple[str, int], "GpuSample"]) -> None:
@@ -255,7 +262,7 @@ class Monitor:
             verdict = watch.tracker.observe(now, live.gpu_util_max if known else None)
             live.idle_for = verdict.idle_for
             if verdict.resumed:
-                self.manager.note(watch.job_id, Reason.LAUNCHED,
+                self.note(watch.job_id, Reason.LAUNCHED,
                                   f"GPUs {_ids(watch.gpus)} in use again (utilization {live.gpu_util_max:.0f}%)")
             for action in verdict.actions:
                 self._idle_action(watch, action, live)
@@ -281,7 +288,7 @@ class Monitor:
             message = (f"exceeded memory limit {format_quantity(MEMORY, watch.memory_limit)} "
                        f"(rss {format_quantity(MEMORY, live.memory)}, watchdog)")
             log.warning("job %d %s: killing it", watch.job_id, message)
-            self.manager.stop_job(watch.job_id, StopReason.MEMORY_LIMIT, message, kill_now=True)
+            self.stop_job(watch.job_id, StopReason.MEMORY_LIMIT, message, kill_now=True)
 
     def _hold(self, watch: _Watch, bucket: _Bucket, now: float, *, idle: bool) -> None:
         """Count GPU-seconds held (and idle) from the bucket's last point up to ``now``."""
@@ -315,19 +322,19 @@ class Monitor:
         nxt = f"; next: {following[0]} in {format_duration(policy.step)}" if following else ""
         watch.actions.append(action)
         if action == "warn":
-            self.manager.note(watch.job_id, Reason.GPU_IDLE, f"{head}: warning{nxt}")
+            self.note(watch.job_id, Reason.GPU_IDLE, f"{head}: warning{nxt}")
         elif action == "signal":
             import signal as _signal
 
             sent = self.executor.signal(watch.job_id, int(getattr(_signal, policy.signal)))
             what = f"sent {policy.signal}" if sent else f"could not send {policy.signal}"
-            self.manager.note(watch.job_id, Reason.GPU_IDLE, f"{head}: {what}{nxt}")
+            self.note(watch.job_id, Reason.GPU_IDLE, f"{head}: {what}{nxt}")
         elif action in ("cancel", "requeue") and not watch.stopping:
             watch.stopping = True
             why = StopReason.IDLE_CANCEL if action == "cancel" else StopReason.REQUEUE
             verb = "cancelled" if action == "cancel" else "requeued"
-            self.manager.note(watch.job_id, Reason.GPU_IDLE, f"{head}: {action}")
-            self.manager.stop_job(watch.job_id, why, f"{verb}: {head}")
+            self.note(watch.job_id, Reason.GPU_IDLE, f"{head}: {action}")
+            self.stop_job(watch.job_id, why, f"{verb}: {head}")
 
     # views -----------------------------------------------------------------------------
     def live_view(self, job_id: int) -> dict[str, Any] | None:

@@ -137,8 +137,9 @@ async def _main(paths: Paths, config: Config, store: "Store", access: Access, la
     if fair is not None:
         saved_usage = json.loads(store.get_meta(FAIR_USAGE) or "{}")
         fair.usage, fair.at = dict(saved_usage.get("usage", {})), float(saved_usage.get("at", 0.0))
-    manager.monitor = Monitor(manager, sample_interval=config.sample_interval,
-                              series_interval=config.series_interval, idle_policy=config.idle_gpu)
+    manager.monitor = Monitor(store, executor, stop_job=manager.stop_job, note=manager.note,
+                              sample_interval=config.sample_interval, series_interval=config.series_interval,
+                              idle_policy=config.idle_gpu)
     manager.cost = dict(config.cost)
     manager.retention = config.retention
     info["sample_interval"] = config.sample_interval

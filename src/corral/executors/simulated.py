@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import heapq
 import signal as _signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from .base import Capabilities, ExitCallback, Executor, ExitStatus, Running, StopReason
@@ -56,19 +56,21 @@ class _Timer:
         self.cancelled = True
 
 
-@dataclass
 class _Proc:
-    job_id: int
-    program: Program
-    started: float
-    stop_signal: int
-    grace: float
-    end_timer: _Timer | None = None
-    kill_timer: _Timer | None = None
-    stopped_for: StopReason | None = None
-    stop_message: str = ""
-    signals: list[int] = field(default_factory=list)
-    watcher: "SimulatedExecutor | None" = None
+    """A job "running" in the world."""
+
+    __slots__ = ("job_id", "program", "started", "stop_signal", "grace", "end_timer", "kill_timer", "stopped_for",
+                 "stop_message", "signals", "watcher")
+
+    def __init__(self, job_id: int, program: Program, started: float, stop_signal: int, grace: float,
+                 watcher: "SimulatedExecutor | None"):
+        self.job_id, self.program, self.started = job_id, program, started
+        self.stop_signal, self.grace, self.watcher = stop_signal, grace, watcher
+        self.end_timer: _Timer | None = None
+        self.kill_timer: _Timer | None = None
+        self.stopped_for: StopReason | None = None
+        self.stop_message = ""
+        self.signals: list[int] = []
 
 
 class SimWorld:
@@ -80,6 +82,7 @@ class SimWorld:
     def __init__(self, nodes: Iterable["Node"] = (), program_for: Callable[["Job"], Program] | None = None,
                  *, start: float = 0.0):
         self.nodes: list["Node"] = list(nodes)
+        self.node_names = {n.name for n in self.nodes}
         self.program_for = program_for or (lambda job: Program(0.0))
         self.now = float(start)
         self._heap: list[tuple[float, int, int, _Timer, Callable, tuple]] = []
@@ -177,8 +180,7 @@ class SimulatedExecutor(Executor):
 
     def launch(self, job: "Job", allocation: "Allocation") -> None:
         world = self.world
-        known = {n.name for n in world.nodes}
-        missing = [n for n in allocation.nodes if n not in known]
+        missing = [n for n in allocation.nodes if n not in world.node_names]
         if missing or job.id in world.procs:
             why = (f"no such node: {', '.join(missing)}" if missing else f"job {job.id} is already running")
             world.call_soon(self._ended, job.id, ExitStatus(ended_at=world.now, launch_error=f"launch failed: {why}"))
@@ -187,9 +189,10 @@ class SimulatedExecutor(Executor):
         spec = job.spec
         stop_signal = int(getattr(_signal, spec.stop_signal)) if spec.stop_signal else int(_signal.SIGTERM)
         grace = float(spec.kill_grace if spec.kill_grace is not None else self.kill_grace)
-        proc = _Proc(job.id, program, world.now, stop_signal, grace, watcher=self)
+        proc = _Proc(job.id, program, world.now, stop_signal, grace, self)
         world.procs[job.id] = proc
-        world.logs[job.id] = program.output
+        if program.output:
+            world.logs[job.id] = program.output
         proc.end_timer = world.call_at(world.now + program.seconds, world._end, proc, program.exit_code, None,
                                        priority=0)
         self.launched += 1
@@ -232,7 +235,7 @@ class SimulatedExecutor(Executor):
     def read_log(self, job_id: int, stream: str, offset: int = 0, size: int = 1 << 20) -> bytes | None:
         data = self.world.logs.get(job_id)
         if data is None:
-            return None
+            return b"" if job_id in self.world.procs else None
         data = data if stream == "stdout" else b""
         return data[max(offset, 0):max(offset, 0) + size]
 

@@ -11,7 +11,8 @@ from .policies import DEFAULT_POLICY, POLICIES, QueuePolicy, get_policy
 from .queue import PendingQueue, PendingSet
 from .snapshot import Snapshot
 from .state import ClusterState
-from .types import Amounts, PendingJob, Placement, Preemption, QueueSpec, Reservation, RunningJob
+from .queues import Amounts, QueueSpec
+from .types import PendingJob, Placement, Preemption, Reservation, RunningJob
 
 __all__ = ["schedule", "CycleContext", "Decisions", "estimate_starts", "explain", "infeasible", "DEFAULT_POLICY",
            "POLICIES", "QueuePolicy", "get_policy", "PendingQueue", "PendingSet", "Snapshot", "ClusterState",

@@ -69,7 +69,8 @@ from .placement import best_fit, place_gang, place_on
 from .preemption import hold_for, plan_on_node
 from .queue import GroupKey, PendingQueue, PendingSet
 from .state import ClusterState
-from .types import PendingJob, Placement, Preemption, QueueSpec, Reservation, RunningJob, seconds_until
+from .queues import QueueSpec
+from .types import PendingJob, Placement, Preemption, Reservation, RunningJob, seconds_until
 
 #: Preemption plans tried per cycle (jobs that fail alike are remembered); a cap so a
 #: long queue of blocked jobs cannot make one cycle slow.
@@ -293,6 +294,7 @@ class _Cycle:
         #: One-node shapes that fitted no node, unrestricted by the reservation (what the
         #: snapshot remembers for the next cycle).
         self.nowhere: set[Resources] = set()
+        self.nowhere_gangs: set[Resources] = set()
         self.quota_fail: dict[tuple[str, Resources], QuotaExceeded] = {}
         self.no_preempt: set[tuple] = set()
         self.no_reservation: set[Resources] = set()
@@ -303,6 +305,8 @@ class _Cycle:
         self._gained: list | None = None
         self._fit: set[Resources] = set()
         self._nofit: set[Resources] = set()
+        self._plain_queues: dict[str, bool] = {}
+        self._users_on = state.tracks_users
         self.shares_changed = False
         self.reasons = ctx.reasons
 
@@ -335,9 +339,15 @@ class _Cycle:
     def _plain(self, name: str) -> bool:
         """A queue where a job that does not fit changes nothing for later jobs (see
         :meth:`_predrop`)."""
-        spec = self.queues[name]
-        return not (self.ctx.backfill or self.ctx.preempt or self.planned or spec.order.strict
-                    or spec.order.by_user or spec.has_user_limits or spec.nominal is not None)
+        if self.planned:
+            return False
+        plain = self._plain_queues.get(name)
+        if plain is None:
+            spec = self.queues[name]
+            plain = self._plain_queues[name] = not (
+                self.ctx.backfill or self.ctx.preempt or spec.order.strict or spec.order.by_user
+                or spec.has_user_limits or spec.nominal is not None)
+        return plain
 
     def _fits_gained(self, shape: Resources) -> bool:
         """Whether a node that gained capacity since the last cycle holds ``shape`` now.
@@ -362,17 +372,24 @@ class _Cycle:
         where trying them could change nothing else (see the module docstring, 4d): a plain
         best-effort queue without quota or per-user limits, no backfill, no preemption, no
         holds. In a busy cluster that is most shapes, so a cycle costs what it places."""
-        failed = self.snapshot.failed
-        if not failed or not self._plain(name):
+        snapshot = self.snapshot
+        failed = snapshot.failed
+        gangs = snapshot.failed_gangs if not snapshot.gained else ()
+        if not (failed or gangs) or not self._plain(name):
             return None
         dead: set[Resources] = set()
+        check = bool(snapshot.gained)         # nothing gained: what fitted nowhere still does
         for gkey, group in queue.groups.items():
             shape = gkey[1]
-            if shape in failed and not self._fits_gained(shape):
-                dead.add(shape)
+            if shape in gangs:
+                self.nowhere_gangs.add(shape)
+            elif shape in failed and not (check and self._fits_gained(shape)):
                 self.nowhere.add(shape)
-                if self.reasons:
-                    self.result._groups.append((list(group), None))
+            else:
+                continue
+            dead.add(shape)
+            if self.reasons:
+                self.result._groups.append((list(group), None))
         return dead
 
     def _walk(self, orders: dict[str, _Order], fair: list[str]) -> None:
@@ -391,7 +408,6 @@ class _Cycle:
         single = len(orders) == 1
         keys = {name: head_key(name) for name in orders} if not single else {}
         only = next(iter(orders)) if single else None
-        plain = {name for name in orders if self._plain(name)}
         failed = self.snapshot.failed
         while True:
             if single:
@@ -405,7 +421,7 @@ class _Cycle:
                     return
                 job, name = best[1], best[0][-1]
             order = orders[name]
-            if name in plain and job.requests in failed and not self._fits_gained(job.requests):
+            if job.requests in failed and self._plain(name) and not self._fits_gained(job.requests):
                 # Fitted nowhere at the last cycle's end, and no node that gained capacity
                 # holds it now (free capacity only shrinks in a cycle): its shape is done.
                 self.nowhere.add(job.requests)
@@ -458,6 +474,7 @@ class _Cycle:
                 groups.append((jobs, wait))
             res._groups = groups
         self.snapshot.failed = self.nowhere
+        self.snapshot.failed_gangs = self.nowhere_gangs
         self.snapshot.gained = set()
         for planned in self.planned.values():      # every one left is held: let go
             self._unhold(planned)
@@ -483,19 +500,22 @@ class _Cycle:
         """Try to start ``job``; record why not. True when it was placed."""
         if not self.reasons and self._known_to_fail(job):
             return False
-        node = self.inflight.pop(job.id, None)          # visited now: no longer "behind"
-        own = self.planned[node] if node is not None else None
-        if own is not None:
-            self._unhold(own)
-        # Holds of preemptors further back in this queue, of no higher priority than
-        # this job, do not apply to it (it is ahead of them in any case). A job of lower
-        # priority ahead in a fair-share queue does not get what was preempted for a
-        # higher one: it could be preempted for it again, and again.
-        behind = [self.planned[n] for pid, n in self.inflight.items()
-                  if pid != job.id and self.planned[n].job.queue == job.queue
-                  and self.planned[n].job.priority <= job.priority]
-        for pl in behind:
-            self._unhold(pl)
+        own = node = None
+        behind: list[_Planned] = []
+        if self.inflight:
+            node = self.inflight.pop(job.id, None)      # visited now: no longer "behind"
+            own = self.planned[node] if node is not None else None
+            if own is not None:
+                self._unhold(own)
+            # Holds of preemptors further back in this queue, of no higher priority than
+            # this job, do not apply to it (it is ahead of them in any case). A job of
+            # lower priority ahead in a fair-share queue does not get what was preempted
+            # for a higher one: it could be preempted for it again, and again.
+            behind = [self.planned[n] for pid, n in self.inflight.items()
+                      if pid != job.id and self.planned[n].job.queue == job.queue
+                      and self.planned[n].job.priority <= job.priority]
+            for pl in behind:
+                self._unhold(pl)
         before = len(self.result.placements)
         outcome, detail, restricted = self._admit(job, spec, memo=own is None and not behind)
         took = self.result.placements[-1].allocation if len(self.result.placements) > before else None
@@ -571,7 +591,7 @@ class _Cycle:
     def _admit(self, job: PendingJob, spec: QueueSpec, memo: bool = True) -> tuple[_Outcome, Wait | None, bool]:
         """Placed, or why not; and whether the reservation restricted where it may go."""
         req = job.requests
-        if self.state.tracks_users:
+        if self._users_on:
             limit = self.users.violation(spec, job.queue, job.user, req)
             if limit is not None:
                 return _Outcome.USER, limit, False
@@ -587,6 +607,11 @@ class _Cycle:
                 return _Outcome.QUOTA, wait, False
         pkey = (req, job.gang)
         if memo and pkey in self.phys_fail:
+            return _Outcome.NODES, None, False
+        if job.gang and req in self.snapshot.failed_gangs and not self.snapshot.gained:
+            self.nowhere_gangs.add(req)          # fitted nowhere last cycle; nothing freed since
+            if memo:
+                self.phys_fail.add(pkey)
             return _Outcome.NODES, None, False
         r = self.reservation
         restricted = r is not None and not r.allows(job, self.now)
@@ -609,8 +634,8 @@ class _Cycle:
                 return _Outcome.RESERVED, None, True
         if memo:
             self.phys_fail.add(pkey)
-        if not restricted and not job.gang:
-            self.nowhere.add(req)
+        if not restricted:
+            (self.nowhere_gangs if job.gang else self.nowhere).add(req)
         return _Outcome.NODES, None, restricted
 
     def _place(self, job: PendingJob, restricted: bool) -> tuple[Allocation | None, bool]:

@@ -229,8 +229,11 @@ def place_gang(snapshot: Snapshot, requests: Resources, exclude: frozenset[str] 
     """A gang placement of ``requests`` across nodes now (see the module docstring), or
     None. ``exclude``: nodes not to use. Does not change the snapshot."""
     need = requests.get(GPU, 0)
-    states = [s for s in snapshot.ordered if s.node.name not in exclude]
-    largest = max((len(s.node.gpus) for s in states), default=0)
+    if exclude:
+        states = [s for s in snapshot.ordered if s.node.name not in exclude]
+        largest = max((len(s.node.gpus) for s in states), default=0)
+    else:
+        states, largest = snapshot.ordered, snapshot.largest_gpus
     if need <= 0 or largest <= 0:
         return None
     free = [len(s.free_gpus) for s in states]

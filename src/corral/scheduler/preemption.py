@@ -40,7 +40,8 @@ from ..resources import CPU, GPU, Resources
 from .placement import place_on
 from .quota import QuotaState, UserUsage
 from .snapshot import NodeState, Snapshot
-from .types import PendingJob, Preemption, QueueSpec, RunningJob
+from .queues import QueueSpec
+from .types import PendingJob, Preemption, RunningJob
 
 #: Subsets of victims tried exhaustively per node (fewest first); greedy beyond.
 EXHAUSTIVE_BUDGET = 2000

@@ -15,7 +15,8 @@ from typing import Hashable, Iterable, Iterator, Mapping
 
 from ..resources import Resources
 from .policies import BestEffortFifo, QueuePolicy
-from .types import PendingJob, QueueSpec
+from .queues import QueueSpec
+from .types import PendingJob
 
 #: A group: (lane, shape). The lane is the user in a fair-share queue, else None.
 GroupKey = tuple[Hashable, Resources]

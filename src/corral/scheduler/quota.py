@@ -35,7 +35,7 @@ from typing import Iterable, Mapping
 
 from ..reasons import QuotaShortfall, UserLimit, UserLimitKind
 from ..resources import GPU
-from .types import QueueSpec
+from .queues import QueueSpec
 
 
 class QuotaState:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .policies import DEFAULT_POLICY
-from .types import QueueSpec
+from .queues import QueueSpec
 
 DEFAULT_QUEUE = "default"
 

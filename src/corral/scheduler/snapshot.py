@@ -121,6 +121,9 @@ class Snapshot:
         #: Shapes that fitted no node at the end of the last cycle, and the positions of
         #: the nodes that gained capacity since (see the module docstring).
         self.failed: set[Resources] = set()
+        #: The same for shapes spread over several nodes (gangs): such a shape can only
+        #: fit now if some node gained capacity.
+        self.failed_gangs: set[Resources] = set()
         self.gained: set[int] = set()
         self._never: dict[Resources, bool] = {}
         #: A change log for cached explanations: every change of a node bumps the epoch

@@ -17,7 +17,8 @@ from ..errors import CorralError
 from .fairshare import UserShares, dominant_share
 from .quota import QuotaState, UserUsage
 from .snapshot import Snapshot
-from .types import QueueSpec, RunningJob
+from .queues import QueueSpec
+from .types import RunningJob
 
 
 class ClusterState:

@@ -17,18 +17,20 @@ def feasible(nodes: Sequence[Node], jobs: Iterable, infeasible_out: dict[int, st
     """The jobs that could ever run on ``nodes`` (one node, or spread over several when
     larger than any), by id; the others go to ``infeasible_out`` with why."""
     by_id: dict[int, object] = {}
+    nodes = list(nodes)
     largest = max((len(n.gpus) for n in nodes), default=0)
-    gang_why: dict = {}
+    why_of: dict = {}                      # per shape: why it can never run (None: it can)
     for job in jobs:
         if job.id in by_id or job.id in infeasible_out:
             raise CorralError(f"duplicate job id {job.id} in trace")
-        if needs_gang(job.requests, largest):
-            if job.requests not in gang_why:
-                gang_why[job.requests] = gang_infeasible(nodes, job.requests)
-            why = gang_why[job.requests]
+        requests = job.requests
+        if requests in why_of:
+            why = why_of[requests]
+        elif needs_gang(requests, largest):
+            why = why_of[requests] = gang_infeasible(nodes, requests)
         else:
-            lines = infeasible(list(nodes), job.requests)
-            why = "; ".join(lines) if lines else None
+            lines = infeasible(nodes, requests)
+            why = why_of[requests] = "; ".join(lines) if lines else None
         if why:
             infeasible_out[job.id] = why
         else:

@@ -38,9 +38,9 @@ from typing import Iterable, Sequence
 from ..capacity.node import Node
 from ..daemon.driver import Driver, LiveJob
 from ..errors import CorralError
-from ..executors.base import ExitStatus
+from ..executors.base import ExitStatus, StopReason
 from ..executors.simulated import Program, SimulatedExecutor, SimWorld
-from ..job import Job, JobState
+from ..job import Job
 from ..resources import GPU
 from ..scheduler.history import RunTimeHistory
 from ..spec import JobSpec
@@ -80,6 +80,8 @@ class SimResult:
 
 #: Timer priorities at equal times: ends are applied before arrivals.
 _END, _ARRIVAL = 0, 1
+#: Stops after which a job waits again (what ExitStatus.classify calls Pending).
+_REQUEUED = frozenset({StopReason.PREEMPT, StopReason.REQUEUE})
 
 
 def simulate(nodes: Sequence[Node], jobs: Iterable, policy, *, check: bool = False) -> SimResult:
@@ -119,6 +121,8 @@ class _Replay:
                              started=self._started)
         self.gpus_total = sum(n.allocatable.get(GPU, 0) for n in nodes)
         self.allocated_gpus = 0
+        #: Specs are immutable: trace jobs alike share one.
+        self._specs: dict[tuple, JobSpec] = {}
 
     # -- what the scheduler is told ----------------------------------------------------------------
     def _program(self, job: Job) -> Program:
@@ -135,7 +139,10 @@ class _Replay:
     def _arrive(self, job_id: int) -> None:
         trace = self.by_id[job_id]
         queue = self.policy.queue_for(trace)
-        spec = JobSpec(command=(), requests=trace.requests, priority=getattr(trace, "priority", 0), queue=queue)
+        key = (trace.requests, getattr(trace, "priority", 0), queue)
+        spec = self._specs.get(key)
+        if spec is None:
+            spec = self._specs[key] = JobSpec(command=(), requests=key[0], priority=key[1], queue=queue)
         job = Job(id=job_id, spec=spec, submitted_at=float(trace.submit), seq=job_id, user=getattr(trace, "user", ""))
         self.limits[job_id] = self.policy.limit(trace)
         self.driver.enqueue(job)
@@ -154,8 +161,7 @@ class _Replay:
         assert run is not None
         driver.release(job_id)
         self.allocated_gpus -= run.allocation.gpu_count
-        state, _, _ = status.classify()
-        if state is JobState.PENDING:             # preempted: waits again, its work lost
+        if status.stopped_for in _REQUEUED:       # preempted: waits again, its work lost
             self.result.preemptions += 1
             driver.enqueue(live.job)
             return
