@@ -18,7 +18,8 @@ from corral.errors import CorralError, InvalidTransition, NotFound
 from corral.job import TRANSITIONS, Allocation, Job, JobState, Reason
 from corral.resources import Resources
 from corral.spec import JobSpec
-from corral.store import SCHEMA_VERSION, Event, Finish, JobUsage, MemoryStore, SqliteStore, Store, UsageRow
+from corral.job import Piece
+from corral.store import SCHEMA_VERSION, Event, Finish, JobUsage, MemoryStore, Requeue, SqliteStore, Store, UsageRow
 
 T0 = 1_700_000_000.0
 
@@ -441,6 +442,79 @@ class TestStoreContract:
         assert store.active_allocations().keys() == {3}
         assert [j.id for j in store.add_jobs([make_job()], T0)] == [5]   # ids never reused
 
+    # One transaction per cycle, one per batch of ends ----------------------------------
+    def test_commit_cycle_starts_and_reasons_together(self, store):
+        store.add_jobs([make_job() for _ in range(3)], T0)
+        store.commit_cycle([(1, alloc(gpus=(0,)))],
+                           [(2, Reason.INSUFFICIENT_RESOURCES, "insufficient cpu: requests 1, free 0 of 2"),
+                            (3, Reason.PRIORITY, "waiting behind job 2 (strict order)")], T0 + 1)
+        assert store.get_job(1).state is JobState.RUNNING and store.get_job(1).allocation == alloc(gpus=(0,))
+        two = store.get_job(2)
+        assert (two.reason, two.message) == (Reason.INSUFFICIENT_RESOURCES, "insufficient cpu: requests 1, free 0 of 2")
+        assert [(e.to_state, e.reason) for e in store.events(2)] == [
+            (JobState.PENDING, Reason.QUEUED), (JobState.PENDING, Reason.INSUFFICIENT_RESOURCES)]
+        # The same reason with new numbers: the message follows, no new event.
+        store.commit_cycle([], [(2, Reason.INSUFFICIENT_RESOURCES, "insufficient cpu: requests 1, free 1 of 2")], T0 + 2)
+        assert store.get_job(2).message.endswith("free 1 of 2") and len(store.events(2)) == 2
+        # Unchanged: nothing written.
+        before = store.events()
+        store.commit_cycle([], [(3, Reason.PRIORITY, "waiting behind job 2 (strict order)")], T0 + 3)
+        assert store.events() == before
+
+    def test_commit_cycle_is_all_or_none(self, store):
+        store.add_jobs([make_job() for _ in range(2)], T0)
+        store.start_jobs([(1, alloc())], T0 + 1)
+        before = (store.list_jobs(), store.events(), store.active_allocations())
+        with pytest.raises(InvalidTransition):          # job 1 is not pending any more
+            store.commit_cycle([(2, alloc(cores=(1,))), (1, alloc(cores=(2,)))],
+                               [(2, Reason.QUOTA, "queue q: quota ...")], T0 + 2)
+        with pytest.raises(CorralError):                # a running reason for a pending job
+            store.commit_cycle([], [(2, Reason.LAUNCHED, "")], T0 + 2)
+        with pytest.raises(NotFound):
+            store.commit_cycle([], [(2, Reason.QUOTA, "x"), (99, Reason.QUOTA, "y")], T0 + 2)
+        assert (store.list_jobs(), store.events(), store.active_allocations()) == before
+
+    def test_apply_ends_finishes_requeues_and_retries_in_one_batch(self, store):
+        store.add_jobs([make_job() for _ in range(3)], T0)
+        store.start_jobs([(1, alloc(cores=(1,))), (2, alloc(cores=(2,))), (3, alloc(cores=(3,)))], T0 + 1)
+        store.apply_ends([Finish(1, JobState.SUCCEEDED, Reason.COMPLETED, "exit code 0", 0, None, T0 + 5)],
+                         [Requeue(2, Reason.PREEMPTED, "preempted for job 9", T0 + 5),
+                          Requeue(3, Reason.RETRY_BACKOFF, "exit code 3; retry 1 of 2 in 10s", T0 + 5,
+                                  not_before=T0 + 15, retry=True)],
+                         [UsageRow(1, T0 + 1, T0 + 5, cpu_seconds=2.0)])
+        one, two, three = store.get_jobs([1, 2, 3])
+        assert (one.state, one.exit_code) == (JobState.SUCCEEDED, 0)
+        assert (two.state, two.reason, two.retried, two.not_before) == (JobState.PENDING, Reason.PREEMPTED, 0, None)
+        assert (three.state, three.retried, three.not_before) == (JobState.PENDING, 1, T0 + 15)
+        assert two.allocation is None and two.started_at is None and two.attempts == 1
+        assert store.active_allocations() == {}
+        assert store.job_usage([1])[1].cpu_seconds == 2.0
+        # Retried again: the count goes on with the job.
+        store.start_jobs([(3, alloc())], T0 + 20)
+        store.apply_ends([], [Requeue(3, Reason.RETRY_BACKOFF, "again", T0 + 25, not_before=T0 + 45, retry=True)])
+        assert store.get_job(3).retried == 2 and store.get_job(3).attempts == 2
+
+    def test_apply_ends_is_all_or_none(self, store):
+        store.add_jobs([make_job() for _ in range(2)], T0)
+        store.start_jobs([(1, alloc())], T0 + 1)
+        before = (store.list_jobs(), store.events(), store.active_allocations(), store.usage_rows())
+        with pytest.raises(InvalidTransition):          # job 2 never ran: it cannot be requeued
+            store.apply_ends([Finish(1, JobState.FAILED, Reason.ERROR, "exit code 1", 1, None, T0 + 2)],
+                             [Requeue(2, Reason.PREEMPTED, "x", T0 + 2)], [UsageRow(1, T0 + 1, T0 + 2)])
+        with pytest.raises(NotFound):
+            store.apply_ends([], [], [UsageRow(7, T0, T0 + 1)])
+        assert (store.list_jobs(), store.events(), store.active_allocations(), store.usage_rows()) == before
+
+    def test_an_allocation_over_several_nodes_round_trips(self, store):
+        [job] = store.add_jobs([make_job(requests=Resources({"cpu": 4000, "nvidia.com/gpu": 12}))], T0)
+        spread = Allocation(pieces=[Piece("n0", Resources({"cpu": 2000, "nvidia.com/gpu": 8}), tuple(range(8)), (0, 1)),
+                                    Piece("n1", Resources({"cpu": 2000, "nvidia.com/gpu": 4}), (0, 1, 2, 3))])
+        store.start_jobs([(job.id, spread)], T0 + 1)
+        got = store.get_job(job.id).allocation
+        assert got == spread and got.nodes == ("n0", "n1") and got.requests == Resources({"cpu": 4000,
+                                                                                           "nvidia.com/gpu": 12})
+        assert store.active_allocations() == {job.id: spread}
+
 
 # SQLite only ------------------------------------------------------------------------------
 
@@ -481,6 +555,33 @@ class TestSqliteStore:
             assert s.get_meta("schema_version") == str(SCHEMA_VERSION)
             s.record_usage([UsageRow(1, T0, T0 + 30, cpu_seconds=3.0)])
             assert s.job_usage([1])[1].cpu_seconds == 3.0
+
+    def test_migrates_a_schema_3_file_dropping_the_unused_columns(self, tmp_path):
+        from corral.store.sqlite import MIGRATIONS
+
+        path = tmp_path / "v3.db"
+        raw = sqlite3.connect(path)
+        raw.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        for version, statements in MIGRATIONS:
+            if version <= 3:
+                for statement in statements:
+                    raw.execute(statement)
+        spec = json.dumps(make_job("old").spec.to_dict())
+        raw.execute("INSERT INTO jobs (id, name, state, reason, seq, spec_json, submitted_at, supervisor_pid) "
+                    "VALUES (1, 'old', 'Running', 'Launched', 1, ?, ?, 4242)", (spec, T0))
+        raw.execute("INSERT INTO allocations (job_id, node, requests_json, allocated_at) "
+                    "VALUES (1, 'n0', '{\"cpu\": 1000}', ?)", (T0,))
+        raw.execute("INSERT INTO meta VALUES ('schema_version', '3')")
+        raw.commit()
+        raw.close()
+        with SqliteStore(path) as s:
+            job = s.get_job(1)
+            assert job.retried == 0 and job.allocation == Allocation("n0", Resources({"cpu": 1000}))
+            assert s.get_meta("schema_version") == str(SCHEMA_VERSION) == "4"
+        raw = sqlite3.connect(path)
+        columns = {row[1] for row in raw.execute("PRAGMA table_info(jobs)")}
+        raw.close()
+        assert "supervisor_pid" not in columns and "supervisor_start" not in columns and "retried" in columns
 
     def test_ids_not_reused_after_reopen_and_delete(self, tmp_path):
         path = tmp_path / "corral.db"

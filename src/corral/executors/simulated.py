@@ -42,6 +42,8 @@ class Program:
     output: bytes = b""
     #: Seconds it takes to exit after its stop signal (0: at once).
     stop_delay: float = 0.0
+    #: It catches its stop signal and exits with this code (None: the signal kills it).
+    stop_exit_code: int | None = None
     #: It ignores its stop signal: only SIGKILL, after the grace period, ends it.
     ignores_stop: bool = False
 
@@ -208,13 +210,15 @@ class SimulatedExecutor(Executor):
         if proc.kill_timer is None:
             proc.kill_timer = world.call_at(world.now + proc.grace, world._end, proc, None, int(_signal.SIGKILL),
                                             priority=0)
-        if not proc.program.ignores_stop:
+        program = proc.program
+        if not program.ignores_stop and program.stop_delay < proc.grace:
             if proc.end_timer is not None:
                 proc.end_timer.cancel()
-            # A job that takes its stop signal ends of it (killed by it, as a process that
-            # does not catch SIGTERM is), after its stop delay or at the grace at the latest.
-            delay = min(proc.program.stop_delay, proc.grace)
-            proc.end_timer = world.call_at(world.now + delay, world._end, proc, None, proc.stop_signal, priority=0)
+            # It ends of its stop signal after its stop delay: killed by it (as a process
+            # that does not catch it is), or exiting with its own code (one that catches it).
+            code = program.stop_exit_code
+            proc.end_timer = world.call_at(world.now + program.stop_delay, world._end, proc, code,
+                                           None if code is not None else proc.stop_signal, priority=0)
         return True
 
     def signal(self, job_id: int, sig: int) -> bool:

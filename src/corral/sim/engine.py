@@ -123,6 +123,7 @@ class _Replay:
         self.allocated_gpus = 0
         #: Specs are immutable: trace jobs alike share one.
         self._specs: dict[tuple, JobSpec] = {}
+        self.arrived = 0
 
     # -- what the scheduler is told ----------------------------------------------------------------
     def _program(self, job: Job) -> Program:
@@ -143,7 +144,10 @@ class _Replay:
         spec = self._specs.get(key)
         if spec is None:
             spec = self._specs[key] = JobSpec(command=(), requests=key[0], priority=key[1], queue=queue)
-        job = Job(id=job_id, spec=spec, submitted_at=float(trace.submit), seq=job_id, user=getattr(trace, "user", ""))
+        # Submission order, as the daemon's store numbers jobs (arrivals come in (submit, id) order).
+        self.arrived += 1
+        job = Job(id=job_id, spec=spec, submitted_at=float(trace.submit), seq=self.arrived,
+                  user=getattr(trace, "user", ""))
         self.limits[job_id] = self.policy.limit(trace)
         self.driver.enqueue(job)
 
