@@ -67,10 +67,6 @@ class NotFound(CorralError):
     status = 404
 
 
-class Conflict(CorralError):
-    status = 409
-
-
 class InvalidTransition(CorralError):
     """A job state change that the transition table does not allow."""
 

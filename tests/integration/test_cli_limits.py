@@ -64,8 +64,10 @@ def test_cpu_limit_holds_two_spinning_processes_to_half_a_cpu(hard):
     [view] = c.wait_done(job)
     assert view["state"] == "Succeeded", view
     eff = view["efficiency"]
-    # CPU time from the job's cgroup over its wall time: two busy processes, quota 0.5.
-    assert 0.3 <= eff["cpu_used"] <= 0.7, eff
+    # CPU time from the job's cgroup over its wall time: two busy processes, quota 0.5. The
+    # kernel guarantees the upper bound; how much less they get depends on the machine's
+    # load, so only that bound is checked (and that they ran).
+    assert 0 < eff["cpu_used"] <= 0.6, eff
     assert "cpu 0.5 hard (CFS quota)" in " ".join(view["enforcement"]["limits"])
 
 

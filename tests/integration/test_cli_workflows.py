@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from corral_harness import wait_until
+from corral_harness import gate_cmd, wait_until
 
 
 def test_array_runs_every_index_at_most_n_at_once(shared_corral):
@@ -37,9 +37,11 @@ def test_array_runs_every_index_at_most_n_at_once(shared_corral):
     assert f"sweep[{array_id}:5]" in table
 
 
-def test_dependencies_order_jobs_and_a_failure_ends_the_chain(shared_corral):
+def test_dependencies_order_jobs_and_a_failure_ends_the_chain(shared_corral, tmp_path):
     c = shared_corral
-    first = c.submit("--cpus", "100m", "--", "sh", "-c", "sleep 0.5; exit 3")
+    gate = tmp_path / "gate"
+    # The first job fails when the test says so, not after a time the CLI may need more of.
+    first = c.submit("--cpus", "100m", "--", gate_cmd(gate, after="exit 3"))
     ok_dep = c.submit("--cpus", "100m", "--after", str(first), "--", "true")
     any_dep = c.submit("--cpus", "100m", "--after", f"afterany:{first}", "--", "true")
     notok_dep = c.submit("--cpus", "100m", "--after", f"afternotok:{first}", "--", "true")
@@ -47,6 +49,8 @@ def test_dependencies_order_jobs_and_a_failure_ends_the_chain(shared_corral):
     view = c.show(ok_dep)
     assert (view["state"], view["reason"]) == ("Pending", "Dependency"), view
     assert view["message"].startswith(f"waiting for job {first} (afterok; it is ")
+    assert c.show(chained)["message"] == f"waiting for job {ok_dep} (afterok; it is Pending)"
+    gate.touch()
     views = c.wait_done(first, ok_dep, any_dep, notok_dep, chained)
     assert [(v["state"], v["reason"]) for v in views] == [
         ("Failed", "Error"), ("Cancelled", "DependencyFailed"), ("Succeeded", "Completed"),

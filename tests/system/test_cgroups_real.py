@@ -162,7 +162,11 @@ def test_cpu_limit_throttles_two_busy_processes(job):
     time.sleep(3)
     after, t1 = job.stats(), time.monotonic_ns()
     ratio = (after.cpu_usage_ns - before) / (t1 - t0)
-    assert 0.3 <= ratio <= 0.7, f"used {ratio:.2f} CPUs with a limit of 0.5"
+    # The kernel holds the group to 50 ms of CPU per 100 ms period: over 3 s at most 1.5 s,
+    # plus the period the window starts or ends in. How much less it gets depends on what
+    # else the machine runs, so only the bound the limit guarantees is checked -- and that
+    # the limit bit (the group was throttled).
+    assert 0 < ratio <= 0.55, f"used {ratio:.2f} CPUs with a limit of 0.5"
     assert after.nr_throttled > 0
     job.kill()
     assert job.procs() == []
