@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import grp
 import os
-from types import SimpleNamespace
 
 import pytest
 
 from corral.config import Config
 from corral.daemon import auth
-from corral.daemon.auth import Access, Caller
+from corral.daemon.auth import Access, Principal
 from corral.errors import CorralError, PermissionDenied, ValidationError
 from corral.executors.local.users import RunAs, run_as, user_environment
 from corral.job import Job
 
-ALICE = Caller(1001, 1001, "alice")
-BOB = Caller(1002, 1001, "bob")
-CAROL = Caller(1003, 1001, "carol")         # in the admin group (supplementary)
-ROOT = Caller(0, 0, "root")
+ALICE = Principal(1001, 1001, "alice")
+BOB = Principal(1002, 1001, "bob")
+CAROL = Principal(1003, 1001, "carol")         # in the admin group (supplementary)
+ROOT = Principal(0, 0, "root")
 SYSTEM = Access(mode=auth.SYSTEM, daemon_uid=0, socket_group="corral", socket_gid=1001,
                 admin_group="corral-admin", admin_gid=2000)
 
@@ -36,7 +35,7 @@ def test_owner_and_admins_may_act():
     assert not auth.may_act(BOB, job(), SYSTEM, groups)
     assert auth.may_act(ROOT, job(), SYSTEM, groups)
     assert auth.may_act(CAROL, job(), SYSTEM, groups)                       # supplementary admin group
-    assert auth.may_act(Caller(1005, 2000, "dave"), job(), SYSTEM, groups)  # primary admin group
+    assert auth.may_act(Principal(1005, 2000, "dave"), job(), SYSTEM, groups)  # primary admin group
     assert not auth.may_act(CAROL, job(), Access(mode=auth.SYSTEM, daemon_uid=0), groups)  # no admin_group
 
 
@@ -44,8 +43,8 @@ def test_daemon_user_is_admin_and_unknown_callers():
     mine = Access(mode=auth.USER, daemon_uid=1002)
     assert auth.is_admin(BOB, mine, groups) and not auth.is_admin(ALICE, mine, groups)
     # No peer credentials: the daemon's own user in user mode, nobody in system mode.
-    assert auth.is_admin(Caller(None), mine, groups)
-    assert not auth.may_act(Caller(None), job(), SYSTEM, groups)
+    assert auth.is_admin(Principal(None), mine, groups)
+    assert not auth.may_act(Principal(None), job(), SYSTEM, groups)
 
 
 def test_ownership_by_uid_then_by_name():
@@ -56,7 +55,7 @@ def test_ownership_by_uid_then_by_name():
 
 def test_refusal_message_names_owner_and_caller():
     assert auth.refusal(job(), BOB) == "permission denied: job 12 belongs to alice (you are bob)"
-    assert auth.refusal(job(uid=7, user=""), Caller(9)) == "permission denied: job 12 belongs to uid 7 (you are uid 9)"
+    assert auth.refusal(job(uid=7, user=""), Principal(9)) == "permission denied: job 12 belongs to uid 7 (you are uid 9)"
 
 
 def test_check_jobs_is_all_or_nothing():
@@ -104,22 +103,17 @@ def test_access_from_config_and_unknown_groups():
                                "(no such group on this machine)")
 
 
-def _request(host: str, access: Access | None = None):
-    return SimpleNamespace(client=SimpleNamespace(host=host, port=4242),
-                           app=SimpleNamespace(state=SimpleNamespace(access=access)))
-
-
-def test_caller_of_and_require_owner():
-    req = _request(f"uid:{os.geteuid()}:{os.getegid()}", SYSTEM)
-    who = auth.caller_of(req)
-    assert (who.uid, who.gid, who.pid) == (os.geteuid(), os.getegid(), 4242) and who.name
-    assert auth.caller_of(_request("testclient")) == Caller(None)
-    auth.require_owner(_request("uid:1001:1001", SYSTEM), job())
+def test_require_owner_and_admin():
+    auth.require_owner(ALICE, SYSTEM, job(), groups=groups)
+    auth.require_owner(CAROL, SYSTEM, job(), groups=groups)                # an admin
     with pytest.raises(PermissionDenied, match="job 12 belongs to alice"):
-        auth.require_owner(_request("uid:1002:1001", SYSTEM), job())
-    with pytest.raises(PermissionDenied, match="only admins may stop the daemon"):
-        auth.require_admin(_request("uid:1002:1001", SYSTEM), "stop the daemon")
-    auth.require_admin(_request("testclient", None), "stop the daemon")   # user mode default
+        auth.require_owner(BOB, SYSTEM, job(), groups=groups)
+    with pytest.raises(PermissionDenied, match=r"only admins may stop the daemon \(you are bob\)"):
+        auth.require_admin(BOB, SYSTEM, "stop the daemon", groups=groups)
+    auth.require_admin(ROOT, SYSTEM, "stop the daemon", groups=groups)
+    auth.require_admin(Principal(None), Access(mode=auth.USER), "stop the daemon")   # user mode: the daemon's user
+    with pytest.raises(PermissionDenied, match="you are an unknown caller"):
+        auth.require_admin(Principal(None), SYSTEM, "stop the daemon", groups=groups)
 
 
 def test_run_as_and_user_environment():
@@ -138,6 +132,6 @@ def test_run_as_and_user_environment():
 
 def test_unknown_submitter_refused_in_system_mode():
     auth.check_submitter(ALICE, SYSTEM)
-    auth.check_submitter(Caller(None), Access(mode=auth.USER))
+    auth.check_submitter(Principal(None), Access(mode=auth.USER))
     with pytest.raises(PermissionDenied, match="cannot tell who you are"):
-        auth.check_submitter(Caller(None), SYSTEM)
+        auth.check_submitter(Principal(None), SYSTEM)

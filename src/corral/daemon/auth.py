@@ -1,7 +1,9 @@
 """Who may do what through the daemon's socket.
 
-Callers are identified by the kernel, not by passwords: the API's protocol reads
-``SO_PEERCRED`` on the Unix socket (see :func:`corral.daemon.server.peer_protocol`).
+Callers are identified by the kernel, not by passwords: the daemon's protocol reads
+``SO_PEERCRED`` on the Unix socket (see :func:`corral.daemon.server.peer_protocol`) and
+the API turns it into a :class:`Principal` (:mod:`corral.daemon.api.principal`); no
+header or address a client sends can change it.
 
 Two modes (config ``mode``; ``auto`` = ``system`` when the daemon runs as root):
 
@@ -28,8 +30,6 @@ from ..errors import CorralError, PermissionDenied, ValidationError
 from ..executors.environment import KEPT_FROM_SUBMITTER
 
 if TYPE_CHECKING:
-    from fastapi import Request
-
     from ..config import Config
     from ..job import Job
 
@@ -43,9 +43,10 @@ GroupLookup = Callable[[str, int], Iterable[int]]
 
 
 @dataclass(frozen=True)
-class Caller:
-    """Whoever is on the other end of the socket. ``uid`` None: unknown (the request did
-    not come through the Unix socket, e.g. an in-process test client)."""
+class Principal:
+    """Whoever is on the other end of the socket, as the kernel says (SO_PEERCRED):
+    uid, primary gid, user name and pid. ``uid`` None: unknown (the request did not
+    come through the daemon's socket, e.g. an in-process test client)."""
 
     uid: int | None
     gid: int | None = None
@@ -83,7 +84,7 @@ class Access:
     def describe(self) -> str:
         """One line for ``corral nodes`` and the daemon's log."""
         if not self.system:
-            return f"user mode: one user ({_user_name(self.daemon_uid)}); socket 0600"
+            return f"user mode: one user ({user_name(self.daemon_uid)}); socket 0600"
         admins = "root" + (f" and group {self.admin_group}" if self.admin_group else "")
         if self.socket_group:
             who = f"socket root:{self.socket_group} 0660 (members of {self.socket_group} may submit)"
@@ -104,7 +105,7 @@ def resolve_mode(mode: str, euid: int) -> str:
     if mode == "auto":
         return SYSTEM if euid == 0 else USER
     if mode == SYSTEM and euid != 0:
-        raise CorralError(f"mode: system needs the daemon to run as root (it runs as {_user_name(euid)}); "
+        raise CorralError(f"mode: system needs the daemon to run as root (it runs as {user_name(euid)}); "
                           "use mode: user or start it as root")
     return mode
 
@@ -143,7 +144,7 @@ def groups_of(name: str, gid: int) -> list[int]:
         return [gid]
 
 
-def is_admin(caller: Caller, access: Access, groups: GroupLookup = groups_of) -> bool:
+def is_admin(caller: Principal, access: Access, groups: GroupLookup = groups_of) -> bool:
     """Root, the daemon's own user, or a member of ``admin_group``. An unknown caller is
     the daemon's user in user mode (nobody else can reach its socket), nobody otherwise."""
     if caller.uid is None:
@@ -154,31 +155,31 @@ def is_admin(caller: Caller, access: Access, groups: GroupLookup = groups_of) ->
         return False
     if caller.gid == access.admin_gid:
         return True
-    name = caller.name or _user_name(caller.uid)
+    name = caller.name or user_name(caller.uid)
     return access.admin_gid in set(groups(name, caller.gid if caller.gid is not None else -1))
 
 
-def owns(caller: Caller, job: "Job") -> bool:
+def owns(caller: Principal, job: "Job") -> bool:
     """Same uid (jobs recorded before uids were: same user name)."""
     if caller.uid is None:
         return False
     if job.uid is not None:
         return job.uid == caller.uid
-    return bool(job.user) and job.user == (caller.name or _user_name(caller.uid))
+    return bool(job.user) and job.user == (caller.name or user_name(caller.uid))
 
 
-def may_act(caller: Caller, job: "Job", access: Access, groups: GroupLookup = groups_of) -> bool:
+def may_act(caller: Principal, job: "Job", access: Access, groups: GroupLookup = groups_of) -> bool:
     """May ``caller`` cancel, change or read the logs of ``job``?"""
     return owns(caller, job) or is_admin(caller, access, groups)
 
 
-def refusal(job: "Job", caller: Caller) -> str:
+def refusal(job: "Job", caller: Principal) -> str:
     """``permission denied: job 12 belongs to alice (you are bob)``."""
     owner = job.user or (f"uid {job.uid}" if job.uid is not None else "another user")
     return f"permission denied: job {job.id} belongs to {owner} (you are {caller.label})"
 
 
-def check_jobs(caller: Caller, jobs: list["Job"], access: Access, done: str = "cancelled",
+def check_jobs(caller: Principal, jobs: list["Job"], access: Access, done: str = "cancelled",
                groups: GroupLookup = groups_of) -> None:
     """All or nothing: raise :class:`PermissionDenied` (one line per job refused) if the
     caller may not act on any of ``jobs``; ``done`` says what did not happen to the rest."""
@@ -190,14 +191,14 @@ def check_jobs(caller: Caller, jobs: list["Job"], access: Access, done: str = "c
     raise PermissionDenied(refused)
 
 
-def check_submitter(caller: Caller, access: Access) -> None:
+def check_submitter(caller: Principal, access: Access) -> None:
     """In system mode a job runs as its submitter: one whose uid is unknown (no peer
     credentials) may not submit, rather than have its jobs run as root."""
     if access.system and caller.uid is None:
         raise PermissionDenied("permission denied: cannot tell who you are (no peer credentials on the socket)")
 
 
-def submitter_env(caller: Caller, access: Access, base_env: Mapping[str, str]) -> dict[str, str]:
+def submitter_env(caller: Principal, access: Access, base_env: Mapping[str, str]) -> dict[str, str]:
     """What the daemon keeps of a submitter's environment: all of it from root or the
     daemon's own user; in system mode only :data:`KEPT_FROM_SUBMITTER` from anyone else
     (their jobs get a clean environment of their own)."""
@@ -206,45 +207,21 @@ def submitter_env(caller: Caller, access: Access, base_env: Mapping[str, str]) -
     return {k: base_env[k] for k in KEPT_FROM_SUBMITTER if k in base_env}
 
 
-# -- requests --------------------------------------------------------------------------------
-
-def caller_of(request: "Request") -> Caller:
-    """The caller of an API request, from the ASGI ``client`` that the daemon's protocol
-    sets to ``("uid:UID:GID", PID)``."""
-    client = request.client
-    host = client.host if client is not None else ""
-    if not host.startswith("uid:"):
-        return Caller(None)
-    parts = host.split(":")
-    try:
-        uid = int(parts[1])
-        gid = int(parts[2]) if len(parts) > 2 else None
-    except (IndexError, ValueError):
-        return Caller(None)
-    pid = client.port if client is not None and isinstance(client.port, int) else None
-    return Caller(uid, gid, _user_name(uid), pid)
+def require_owner(who: Principal, access: Access, job: "Job", done: str = "changed",
+                  groups: GroupLookup = groups_of) -> None:
+    """Raise :class:`PermissionDenied` (403) unless ``who`` owns ``job`` or is an admin.
+    For endpoints that cancel, change or read a job's private data."""
+    check_jobs(who, [job], access, done, groups)
 
 
-def access_of(request: "Request") -> Access:
-    """The daemon's rules (``app.state.access``; user mode when none were set)."""
-    access = getattr(request.app.state, "access", None)
-    return access if isinstance(access, Access) else _DEFAULT
+def require_admin(who: Principal, access: Access, what: str, groups: GroupLookup = groups_of) -> None:
+    """Raise :class:`PermissionDenied` unless ``who`` is an admin."""
+    if not is_admin(who, access, groups):
+        raise PermissionDenied(f"permission denied: only admins may {what} (you are {who.label})")
 
 
-def require_owner(request: "Request", job: "Job", done: str = "changed") -> None:
-    """Raise :class:`PermissionDenied` (403) unless the caller owns ``job`` or is an
-    admin. For endpoints that cancel, change or read a job's private data."""
-    check_jobs(caller_of(request), [job], access_of(request), done)
-
-
-def require_admin(request: "Request", what: str) -> None:
-    """Raise :class:`PermissionDenied` unless the caller is an admin."""
-    caller = caller_of(request)
-    if not is_admin(caller, access_of(request)):
-        raise PermissionDenied(f"permission denied: only admins may {what} (you are {caller.label})")
-
-
-def _user_name(uid: int) -> str:
+def user_name(uid: int) -> str:
+    """The user name of ``uid`` (the number itself when passwd does not know it)."""
     import pwd
 
     try:
@@ -253,8 +230,6 @@ def _user_name(uid: int) -> str:
         return str(uid)
 
 
-_DEFAULT = Access()
-
-__all__ = ["Access", "Caller", "SYSTEM", "USER", "access_from_config", "access_of", "caller_of", "check_jobs",
-           "check_submitter", "group_id", "groups_of", "is_admin", "may_act", "owns", "refusal", "require_admin", "require_owner",
-           "resolve_mode", "submitter_env"]
+__all__ = ["Access", "Principal", "SYSTEM", "USER", "access_from_config", "check_jobs", "check_submitter",
+           "group_id", "groups_of", "is_admin", "may_act", "owns", "refusal", "require_admin", "require_owner",
+           "resolve_mode", "submitter_env", "user_name"]

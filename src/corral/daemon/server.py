@@ -262,13 +262,16 @@ def _private_files(paths: Paths) -> None:
 
 def peer_protocol():
     """uvicorn's h11 protocol, plus the caller's credentials (SO_PEERCRED) on the Unix
-    socket: the kernel says which uid/gid/pid is on the other end, no password needed.
-    They travel as the ASGI ``client`` address, ``("uid:UID:GID", PID)``, which is what
-    :func:`corral.daemon.api.caller` reads."""
+    socket: the kernel says which pid/uid/gid is on the other end, no password needed.
+    Each connection serves the app wrapped by :func:`corral.daemon.api.principal.with_peer`,
+    so every request on it carries those credentials in its ASGI scope, where no header
+    can reach; the ASGI ``client`` stays what uvicorn says (none on a Unix socket)."""
     import socket
     import struct
 
     from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    from .api.principal import with_peer
 
     class PeerCredProtocol(H11Protocol):
         def connection_made(self, transport) -> None:  # type: ignore[override]
@@ -278,8 +281,10 @@ def peer_protocol():
                 raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
                 pid, uid, gid = struct.unpack("3i", raw)
             except (OSError, AttributeError):
-                return
-            self.client = (f"uid:{uid}:{gid}", pid)
+                return   # no credentials: the caller stays unknown
+            if uid < 0:
+                return   # not a Unix socket peer (the kernel answers uid -1)
+            self.app = with_peer(self.app, pid, uid, gid)
 
     return PeerCredProtocol
 

@@ -1,0 +1,136 @@
+"""``/v1/jobs``: submit, list, show, cancel, update, hold, release, wait.
+
+Jobs are readable by everyone who can connect (like ``squeue``); acting on a job is for
+its owner and admins (:mod:`corral.daemon.auth`), checked for the whole batch before
+anything changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from ...api.models import (JOB_ID, MAX_JOB_ID, CancelResult, CancelResults, Changed, IdsRequest, JobList, JobsQuery,
+                           JobView, SubmitRequest, UpdateRequest, UpdateResult, UpdateResults, WaitQuery,
+                           expect)
+from ...errors import DaemonUnavailable, NotFound, ValidationError
+from ...job import JobState
+from .. import auth
+from ..manager import Manager
+from ..views import job_view
+from .deps import AccessDep, ManagerDep
+from .principal import PrincipalDep
+from .specs import specs_from
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+#: A job id in a path: an integer the store can hold.
+JobIdPath = Annotated[int, Path(gt=0, le=MAX_JOB_ID, description=JOB_ID), expect(JOB_ID)]
+
+
+@router.post("", status_code=201, response_model=JobList, response_model_exclude_unset=True)
+async def submit(body: SubmitRequest, manager: ManagerDep, access: AccessDep, who: PrincipalDep) -> JobList:
+    """Submit a batch, all or nothing (see :class:`~corral.api.models.SubmitRequest`)."""
+    specs = specs_from(body)
+    auth.check_submitter(who, access)
+    # System mode: a user's job gets a clean environment, not the submitter's.
+    base_env = auth.submitter_env(who, access, body.base_env)
+    jobs = manager.submit(specs, base_env, user=who.name, uid=who.uid, gid=who.gid)
+    positions = manager.queue_positions()
+    # No start estimates: they would make every submit pay for a forward simulation.
+    return JobList.model_validate({"jobs": [job_view(j, manager, positions, {}) for j in jobs]})
+
+
+@router.get("", response_model=JobList, response_model_exclude_unset=True)
+async def list_jobs(query: Annotated[JobsQuery, Query()], manager: ManagerDep) -> JobList:
+    states = {parse_state(part) for raw in query.state for part in raw.split(",")} if query.state else None
+    jobs = manager.store.list_jobs(states, limit=query.limit)
+    positions = manager.queue_positions()
+    estimates = manager.estimated_starts() if any(j.state is JobState.PENDING for j in jobs) else {}
+    return JobList.model_validate({"jobs": [job_view(j, manager, positions, estimates) for j in jobs]})
+
+
+@router.get("/{job_id}", response_model=JobView, response_model_exclude_unset=True)
+async def show(job_id: JobIdPath, manager: ManagerDep, access: AccessDep, who: PrincipalDep) -> JobView:
+    """Everything about one job; its environment only for its owner and admins."""
+    job = manager.store.get_job(job_id)
+    private = auth.may_act(who, job, access)
+    return JobView.model_validate(job_view(job, manager, detail=True, private=private))
+
+
+@router.post("/cancel", response_model=CancelResults)
+async def cancel(body: IdsRequest, manager: ManagerDep, access: AccessDep, who: PrincipalDep) -> CancelResults:
+    """All or nothing on permissions: another user's job in the batch and none is
+    cancelled. Unknown ids are reported one by one (``ok`` false)."""
+    auth.check_jobs(who, manager.store.get_jobs(body.ids), access, "cancelled")
+    results = []
+    for job_id in body.ids:
+        try:
+            results.append(CancelResult(id=job_id, result=manager.cancel(job_id), ok=True))
+        except NotFound as exc:
+            results.append(CancelResult(id=job_id, result=str(exc), ok=False))
+    return CancelResults(results=results)
+
+
+@router.post("/update", response_model=UpdateResults)
+async def update(body: UpdateRequest, manager: ManagerDep, access: AccessDep, who: PrincipalDep) -> UpdateResults:
+    """Change pending jobs' priority, time limit or queue (running: time limit). All jobs
+    are checked first; non-admins may only lower priorities and time limits."""
+    from ...spec import _parse_priority, _parse_queue, _parse_time_limit
+
+    priority = _parse_priority(body.priority, "priority") if body.priority is not None else None
+    limit = _parse_time_limit(body.time, "time") if body.time is not None else None
+    queue = _parse_queue(body.queue, "queue") if body.queue is not None else None
+    require_owners(manager, who, access, body.ids)
+    done = manager.update(body.ids, priority=priority, time_limit=limit, queue=queue,
+                          admin=auth.is_admin(who, access))
+    return UpdateResults(results=[UpdateResult(id=job_id, result=text) for job_id, text in done])
+
+
+@router.post("/hold", response_model=Changed)
+async def hold(body: IdsRequest, manager: ManagerDep, access: AccessDep, who: PrincipalDep) -> Changed:
+    """Hold pending jobs: all or none (each must be the caller's, or the caller an admin)."""
+    require_owners(manager, who, access, body.ids)
+    return Changed(changed=manager.hold(body.ids, who=who.name))
+
+
+@router.post("/release", response_model=Changed)
+async def release(body: IdsRequest, manager: ManagerDep, access: AccessDep, who: PrincipalDep) -> Changed:
+    require_owners(manager, who, access, body.ids)
+    return Changed(changed=manager.release(body.ids, who=who.name))
+
+
+@router.get("/{job_id}/wait", response_model=JobView, response_model_exclude_unset=True)
+async def wait(job_id: JobIdPath, query: Annotated[WaitQuery, Query()], manager: ManagerDep) -> JobView:
+    """A long poll: the job's view once it ends, or after ``timeout`` seconds (at most
+    300) if it has not. 503 while the daemon shuts down: ask the next one."""
+    job = manager.store.get_job(job_id)
+    if not job.terminal and manager.closing:
+        raise DaemonUnavailable("corral daemon is shutting down; ask again")
+    if not job.terminal:
+        fut = manager.future_for(job_id)
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout=max(0.0, min(query.timeout, 300.0)))
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            manager.drop_future(job_id, fut)
+        job = manager.store.get_job(job_id)
+        if not job.terminal and manager.closing:
+            raise DaemonUnavailable("corral daemon is shutting down; ask again")
+    return JobView.model_validate(job_view(job, manager))
+
+
+def require_owners(manager: Manager, who: auth.Principal, access: auth.Access, ids: list[int]) -> None:
+    """Every job must exist and be the caller's (or the caller an admin), before anything changes."""
+    for job_id in ids:
+        auth.require_owner(who, access, manager.store.get_job(job_id))
+
+
+def parse_state(text: str) -> JobState:
+    for s in JobState:
+        if s.value.lower() == text.strip().lower():
+            return s
+    raise ValidationError("state", text, "expected one of: " + ", ".join(s.value for s in JobState))

@@ -1,0 +1,364 @@
+"""The daemon's HTTP API in-process (corral.daemon.api): typed requests and answers, the
+caller taken from the peer credentials only, one error shape."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from starlette.requests import Request
+
+from asgi_client import call
+from corral.api import models
+from corral.capacity.node import make_node
+from corral.daemon import auth
+from corral.daemon.api import create_app
+from corral.daemon.api.principal import PEER, principal
+from corral.daemon.views import job_view, node_view, queues_view, top_view, usage_view
+from corral.executors.base import Capabilities, ExitStatus
+from manager_helpers import GiB, FakeExecutor, manager
+
+SYSTEM = auth.Access(mode=auth.SYSTEM, daemon_uid=0)
+#: Peer credentials (pid, uid, gid) of two users passwd does not know: their names are their uids.
+ALICE, BOB = (4001, 61001, 61001), (4002, 61002, 61001)
+SPOOFED = {"X-Forwarded-For": "uid:0:0", "Forwarded": 'for="uid:0:0"', "X-Real-IP": "uid:0:0",
+           "X-Forwarded-User": "root"}
+
+
+def doc(*command: str, **requests: object) -> dict:
+    return {"spec": {"command": list(command) or ["true"], "resources": {"requests": requests}}}
+
+
+class LogExecutor(FakeExecutor):
+    """A fake executor whose jobs' logs are byte strings the test sets."""
+
+    capabilities = Capabilities(stop_signals=True, device_pinning=True, logs=True)
+
+    def __init__(self, nodes):
+        super().__init__(nodes)
+        self.logs: dict[tuple[int, str], bytes] = {}
+
+    def read_log(self, job_id, stream, offset=0, size=1 << 20):
+        data = self.logs.get((job_id, stream))
+        return None if data is None else data[offset:offset + size]
+
+    def log_location(self, job_id, stream):
+        return f"/logs/{job_id}.{stream}"
+
+
+@pytest.fixture
+def m():
+    return manager(executor=LogExecutor([make_node("n1", cores=4, memory=8 * GiB, gpus=2)]))
+
+
+@pytest.fixture
+def stops():
+    return []
+
+
+@pytest.fixture
+def app(m, stops):
+    return create_app(m, {"home": "/srv/corral"}, lambda: stops.append(True), access=SYSTEM)
+
+
+def submit(app, *docs: dict, peer=ALICE, **extra) -> list[dict]:
+    answer = call(app, "POST", "/v1/jobs", {"jobs": list(docs), **extra}, peer=peer)
+    assert answer.status == 201, answer.body
+    return answer.json()["jobs"]
+
+
+def lines(answer) -> list[str]:
+    body = answer.json()
+    assert set(body) == {"error", "lines"} and body["error"] == "; ".join(body["lines"]), body
+    return body["lines"]
+
+
+# -- the principal ---------------------------------------------------------------------------
+
+def test_principal_is_the_peer_whatever_the_headers_say(app, m, stops):
+    answer = call(app, "POST", "/v1/jobs", {"jobs": [doc()]}, headers=SPOOFED, peer=ALICE)
+    [job] = answer.json()["jobs"]
+    stored = m.store.get_job(job["id"])
+    assert (job["user"], stored.uid, stored.gid) == ("61001", 61001, 61001)
+    answer = call(app, "POST", "/v1/shutdown", headers=SPOOFED, peer=ALICE)
+    assert answer.status == 403
+    assert lines(answer) == ["permission denied: only admins may stop the daemon (you are 61001)"]
+    answer = call(app, "POST", "/v1/prune", headers=SPOOFED, peer=BOB)
+    assert lines(answer) == ["permission denied: only admins may prune finished jobs (you are 61002)"]
+    assert stops == []
+
+
+def test_a_client_address_is_not_a_principal(app, m):
+    """What the daemon's protocol once wrote into the ASGI client now means nothing."""
+    answer = call(app, "POST", "/v1/jobs", {"jobs": [doc()]}, client=("uid:0:0", 1), headers=SPOOFED)
+    assert answer.status == 403
+    assert lines(answer) == ["permission denied: cannot tell who you are (no peer credentials on the socket)"]
+    assert m.store.list_jobs() == []
+
+
+def test_principal_reads_the_scope_key_only():
+    scope = {"type": "http", "headers": [(b"x-forwarded-for", b"uid:0:0")], "client": ("uid:0:0", 9)}
+    assert principal(Request(scope)) == auth.Principal(None)
+    scope[PEER] = (4242, 0, 0)
+    assert principal(Request(scope)) == auth.Principal(0, 0, "root", 4242)
+
+
+def test_root_peer_is_admin(app, stops):
+    answer = call(app, "POST", "/v1/shutdown", peer=(1, 0, 0))
+    assert answer.status == 200 and answer.json() == {"ok": True, "running_jobs_keep_running": 0}
+
+
+# -- requests the models reject --------------------------------------------------------------
+
+@pytest.mark.parametrize("ids, line", [
+    ([True], "invalid value for ids[0]: true (expected a job id, a positive integer)"),
+    ([1, 2**63], "invalid value for ids[1]: 9223372036854775808 (expected a job id, a positive integer)"),
+    ([0], "invalid value for ids[0]: 0 (expected a job id, a positive integer)"),
+    (["1"], 'invalid value for ids[0]: "1" (expected a job id, a positive integer)'),
+    ([1.0], "invalid value for ids[0]: 1.0 (expected a job id, a positive integer)"),
+    ([], "invalid value for ids: [] (expected a non-empty list of job ids)"),
+    ("1", 'invalid value for ids: "1" (expected a non-empty list of job ids)'),
+])
+def test_job_ids_are_strict(app, m, ids, line):
+    [job] = submit(app, doc())
+    for action in ("cancel", "hold", "release"):
+        answer = call(app, "POST", f"/v1/jobs/{action}", {"ids": ids}, peer=ALICE)
+        assert answer.status == 422 and lines(answer) == [line], (action, answer.body)
+    answer = call(app, "POST", "/v1/jobs/update", {"ids": ids, "priority": -1}, peer=ALICE)
+    assert lines(answer) == [line]
+    assert m.store.get_job(job["id"]).state.value == "Running"      # job 1 was not touched
+
+
+@pytest.mark.parametrize("path", ["/v1/jobs/9223372036854775808", "/v1/jobs/0/wait", "/v1/jobs/-3/logs",
+                                  "/v1/jobs/abc"])
+def test_job_ids_in_paths(app, path):
+    answer = call(app, "GET", path, peer=ALICE)
+    value = path.split("/")[3]
+    assert answer.status == 422
+    assert lines(answer) == [f'invalid value for job_id: "{value}" (expected a job id, a positive integer)']
+
+
+@pytest.mark.parametrize("body, line", [
+    (None, "missing request body (expected a JSON object)"),
+    ([1], "invalid value for request body: [1] (expected a JSON object)"),
+    ({"ids": [1], "all": True}, "unknown field all (accepted: ids)"),
+    ({}, "missing ids (expected a non-empty list of job ids)"),
+])
+def test_malformed_bodies(app, body, line):
+    answer = call(app, "POST", "/v1/jobs/cancel", body, peer=ALICE)
+    assert answer.status == 422 and lines(answer) == [line]
+
+
+def test_invalid_json_and_update_without_a_change(app):
+    answer = call(app, "POST", "/v1/jobs/cancel", raw=b'{"ids": [1,', peer=ALICE)
+    [line] = lines(answer)
+    assert answer.status == 422 and line.startswith("invalid JSON in the request body at position 11 (")
+    answer = call(app, "POST", "/v1/jobs/update", {"ids": [1]}, peer=ALICE)
+    assert lines(answer) == ['invalid value for request body: {"ids":[1]} '
+                             "(expected at least one of priority, time, queue)"]
+
+
+def test_query_parameters(app):
+    assert lines(call(app, "GET", "/v1/jobs?limit=18446744073709551616")) == [
+        'invalid value for limit: "18446744073709551616" (expected a number of at most 9223372036854775807)']
+    assert lines(call(app, "GET", "/v1/jobs?state=Pending,Bogus")) == [
+        'invalid value for state: "Bogus" (expected one of: Pending, Running, Succeeded, Failed, Cancelled)']
+    [job] = submit(app, doc())
+    assert lines(call(app, "GET", f"/v1/jobs/{job['id']}/logs?stream=stdin", peer=ALICE)) == [
+        "invalid value for stream: \"stdin\" (expected 'stdout' or 'stderr')"]
+    assert lines(call(app, "GET", f"/v1/jobs/{job['id']}/wait?timeout=inf")) == [
+        'invalid value for timeout: "inf" (expected a finite number)']
+
+
+def test_errors_have_one_shape(app):
+    assert lines(call(app, "GET", "/v1/jobs/99")) == ["no such job: 99"]
+    assert lines(call(app, "GET", "/v1/nope")) == ["not found: GET /v1/nope"]
+    answer = call(app, "DELETE", "/v1/jobs")
+    assert answer.status == 405 and lines(answer) == ["method not allowed: DELETE /v1/jobs"]
+
+
+# -- submit ----------------------------------------------------------------------------------
+
+def test_submit_documents_and_flags_in_one_batch(app, m, tmp_path):
+    jobs = submit(app, doc("echo", "a", gpu=1),
+                  {"flags": {"command": ["echo", "b"], "requests": {"cpu": "500m"}, "name": "b", "hold": True}},
+                  default_workdir=str(tmp_path))
+    assert [j["command"] for j in jobs] == [["echo", "a"], ["echo", "b"]]
+    assert jobs[1]["held"] is True and jobs[1]["name"] == "b" and jobs[0]["requests"]["nvidia.com/gpu"] == "1"
+    assert [m.store.get_job(j["id"]).spec.workdir for j in jobs] == [str(tmp_path)] * 2
+
+
+def test_submit_yaml(app, m, tmp_path):
+    text = "spec: {command: [sleep, '1']}\n---\nspec: {command: [sleep, '2'], workingDir: /}\n"
+    answer = call(app, "POST", "/v1/jobs", {"yaml": text, "source": "jobs.yaml", "default_workdir": str(tmp_path)},
+                  peer=ALICE)
+    assert answer.status == 201 and [j["command"][1] for j in answer.json()["jobs"]] == ["1", "2"]
+    assert [j.spec.workdir for j in m.store.list_jobs()] == [str(tmp_path), "/"]
+    answer = call(app, "POST", "/v1/jobs", {"yaml": "", "source": "empty.yaml"}, peer=ALICE)
+    assert lines(answer) == ["empty.yaml: no job documents (expected at least one YAML document with kind: Job)"]
+
+
+@pytest.mark.parametrize("body, line", [
+    ({"jobs": [{"flags": {"command": ["x"], "gpus": 1}}]},
+     "unknown field jobs[0].flags.gpus (accepted: command, requests, limits, name, env, workdir, labels, priority, "
+     "time, signal, grace, idle_gpu, queue, array, after, retries, hold, preemptible, requeue)"),
+    ({"jobs": [{"flags": {"command": ["x"], "hold": "yes"}}]},
+     'invalid value for jobs[0].flags.hold: "yes" (expected true or false)'),
+    ({"jobs": ["echo hi"]},
+     'invalid value for jobs[0]: "echo hi" (expected a job document (a mapping, the job.yaml form) or '
+     '{"flags": {...}})'),
+    ({"jobs": [doc()], "base_env": {"PATH": 1}}, "invalid value for base_env.PATH: 1 (expected a string)"),
+    ({"jobs": [doc()], "yaml": "spec: {}"},
+     "invalid value for request body: " + json.dumps({"jobs": [doc()], "yaml": "spec: {}"}, separators=(",", ":"))[:80]
+     + "... (expected either jobs (a list of job documents) or yaml (YAML text))"),
+    # the job's own fields are checked by corral.spec, with its messages
+    ({"jobs": [doc(cpu="abc")]}, 'invalid quantity for spec.resources.requests.cpu: "abc" '
+                                 "(expected e.g. 2, 500m, 0.5)"),
+    ({"jobs": [{"flags": {"command": ["x"], "signal": "KILL"}}]}, None),
+])
+def test_submit_rejections(app, m, body, line):
+    answer = call(app, "POST", "/v1/jobs", body, peer=ALICE)
+    assert answer.status == 422
+    if line is None:
+        assert lines(answer)[0].startswith('invalid value for signal: "KILL"')
+    else:
+        assert lines(answer) == [line]
+    assert m.store.list_jobs() == []
+
+
+# -- acting on jobs --------------------------------------------------------------------------
+
+def test_permissions_are_all_or_nothing(app, m):
+    [a] = submit(app, doc(gpu=2), peer=ALICE)
+    [b, c] = submit(app, doc(gpu=2), doc(gpu=2), peer=BOB)       # pending behind a
+    answer = call(app, "POST", "/v1/jobs/cancel", {"ids": [a["id"], b["id"]]}, peer=BOB)
+    assert answer.status == 403 and lines(answer) == [
+        f"permission denied: job {a['id']} belongs to 61001 (you are 61002)",
+        "no job was cancelled (1 of 2 are not yours)"]
+    answer = call(app, "POST", "/v1/jobs/hold", {"ids": [c["id"], a["id"]]}, peer=BOB)
+    assert answer.status == 403
+    assert [j.state.value for j in m.store.list_jobs()] == ["Running", "Pending", "Pending"]
+    assert not m.store.get_job(c["id"]).held
+    assert call(app, "POST", "/v1/jobs/hold", {"ids": [b["id"], c["id"]]}, peer=BOB).json() == {
+        "changed": [b["id"], c["id"]]}
+    assert call(app, "POST", "/v1/jobs/release", {"ids": [c["id"]]}, peer=BOB).json() == {"changed": [c["id"]]}
+    answer = call(app, "POST", "/v1/jobs/update", {"ids": [c["id"]], "priority": "-5"}, peer=BOB)
+    assert answer.status == 200 and answer.json()["results"][0]["id"] == c["id"]
+    answer = call(app, "POST", "/v1/jobs/cancel", {"ids": [b["id"], 999]}, peer=BOB)
+    assert answer.status == 200 and answer.json()["results"] == [
+        {"id": b["id"], "result": answer.json()["results"][0]["result"], "ok": True},
+        {"id": 999, "result": "no such job: 999", "ok": False}]
+
+
+def test_show_leaves_the_environment_to_owner_and_admins(app):
+    [job] = submit(app, {"spec": {"command": ["true"], "env": {"TOKEN": "x"}}}, peer=ALICE)
+    path = f"/v1/jobs/{job['id']}"
+    assert call(app, "GET", path, peer=ALICE).json()["env"] == {"TOKEN": "x"}
+    assert call(app, "GET", path, peer=(1, 0, 0)).json()["env"] == {"TOKEN": "x"}
+    other = call(app, "GET", path, peer=BOB).json()
+    assert "env" not in other and other["user"] == "61001" and other["events"]
+
+
+def test_logs_stream_from_an_offset_for_the_owner_only(app, m):
+    [job] = submit(app, doc(), peer=ALICE)
+    m.executor.logs[(job["id"], "stdout")] = b"hello\nworld\n"
+    m.executor.logs[(job["id"], "stderr")] = b"oops\n"
+    m.on_exit(job["id"], ExitStatus(ended_at=1005.0, exit_code=0))
+    base = f"/v1/jobs/{job['id']}/logs"
+    answer = call(app, "GET", base, peer=ALICE)
+    assert (answer.status, answer.body) == (200, b"hello\nworld\n")
+    assert answer.headers["content-type"].startswith("text/plain")
+    assert call(app, "GET", base + "?offset=6&follow=true", peer=ALICE).body == b"world\n"
+    assert call(app, "GET", base + "?stream=stderr", peer=ALICE).body == b"oops\n"
+    answer = call(app, "GET", base, peer=BOB)
+    assert answer.status == 403 and lines(answer) == [
+        f"permission denied: job {job['id']} belongs to 61001 (you are 61002)"]
+
+
+def test_wait_answers_ended_jobs_and_refuses_while_closing(app, m):
+    [done, pending] = submit(app, doc(gpu=2), doc(gpu=2))
+    m.on_exit(done["id"], ExitStatus(ended_at=1005.0, exit_code=3))
+    view = call(app, "GET", f"/v1/jobs/{done['id']}/wait").json()
+    assert (view["state"], view["exit_code"]) == ("Failed", 3)
+    m.closing = True
+    answer = call(app, "GET", f"/v1/jobs/{pending['id']}/wait?timeout=1")
+    assert answer.status == 503 and lines(answer) == ["corral daemon is shutting down; ask again"]
+
+
+# -- answers are the models, exactly ---------------------------------------------------------
+
+def _no_extras(value) -> None:
+    """Every field of every (nested) model is declared: the views hold nothing the models miss."""
+    if isinstance(value, models.ResponseModel):
+        assert not value.model_extra, (type(value).__name__, value.model_extra)
+        for name in type(value).model_fields:
+            _no_extras(getattr(value, name))
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _no_extras(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _no_extras(item)
+
+
+def _same(model, view) -> None:
+    parsed = model.model_validate(view)
+    _no_extras(parsed)
+    assert parsed.model_dump(mode="json", by_alias=True, exclude_unset=True) == json.loads(json.dumps(view))
+
+
+def test_views_validate_into_the_models_and_back(app, m):
+    [running, waiting, ended] = submit(app, doc(gpu=2), doc(gpu=1), doc(), peer=ALICE)
+    submit(app, {"flags": {"command": "true", "hold": True, "array": "0-1%1", "after": "1", "retries": 2}})
+    m.on_exit(ended["id"], ExitStatus(ended_at=1005.0, exit_code=0))
+    for job in m.store.list_jobs():
+        for detail in (False, True):
+            for private in (False, True):
+                _same(models.JobView, job_view(job, m, detail=detail, private=private))
+    assert "reason_detail" in job_view(m.store.get_job(waiting["id"]), m)
+    info = {"home": "/srv/corral", "gpu_source": "simulated", "idle_gpu": "warn after 30m"}
+    for node in node_view(m, info):
+        _same(models.NodeView, {**node, "access": SYSTEM.to_dict()})
+    _same(models.Top, top_view(m, info))
+    for queue in queues_view(m):
+        _same(models.QueueView, queue)
+    for by in ("user", "job", "queue"):
+        _same(models.UsageReport, usage_view(m, "7d", by))
+
+
+def test_every_route_answers_its_model(app):
+    spec = app.openapi()
+    routes = {(path, method): op for path, ops in spec["paths"].items() for method, op in ops.items()}
+    assert {p for p, _ in routes} == {"/v1/health", "/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/cancel",
+                                      "/v1/jobs/update", "/v1/jobs/hold", "/v1/jobs/release",
+                                      "/v1/jobs/{job_id}/wait", "/v1/jobs/{job_id}/logs", "/v1/nodes",
+                                      "/v1/queues", "/v1/top", "/v1/usage", "/v1/prune", "/v1/shutdown"}
+    for (path, method), op in routes.items():
+        answer = op["responses"].get("200") or op["responses"]["201"]
+        content = answer["content"]
+        if path.endswith("/logs"):
+            assert "text/plain" in content
+        else:
+            assert content["application/json"]["schema"]["$ref"].startswith("#/components/schemas/"), path
+    health = call(app, "GET", "/v1/health").json()
+    assert models.Health.model_validate(health).access.mode == "system"
+
+
+def test_records_validate_into_their_models():
+    """The dataclasses the views embed, as their own ``to_dict`` gives them."""
+    from corral.capacity.gpu import GpuSample
+    from corral.daemon.monitor import Live
+    from corral.executors.local.cgroups import CgroupSupport
+    from corral.executors.local.enforcement import Enforcement
+    from corral.job import Piece
+    from corral.resources import Resources
+    from corral.store.base import JobUsage
+
+    _same(models.LiveView, Live(t=5.0, cpu=1.5, memory=2 * GiB, gpu_util=40.0, source="cgroup").to_dict())
+    _same(models.LiveView, {**Live(t=5.0).to_dict(), "idle_policy": "warn after 30m", "idle_actions": ["warn"]})
+    _same(models.UsageTotals, JobUsage(7, rows=3, cpu_seconds=12.5, gpu_util_sum=90.0, gpu_util_dt=3.0).to_dict())
+    _same(models.PieceView, Piece("n2", Resources({"cpu": 2000}), (0, 1), (4, 5)).to_dict())
+    _same(models.GpuSampleView, GpuSample(0, 55.0, GiB, 120.0, {4242: GiB}).to_dict())
+    support = CgroupSupport("v2", {"unified": "/sys/fs/cgroup/corral"}, ("cpu", "memory", "pids"))
+    _same(models.Enforcement, Enforcement("cgroup", support).to_dict())
+    _same(models.Enforcement, Enforcement("watchdog", why="no cgroup rights").to_dict())
