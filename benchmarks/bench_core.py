@@ -250,7 +250,7 @@ class Corral:
         self.client.wait([last_id])
         while True:
             h = self.client.health()
-            if not h.get("pending") and not h.get("running"):
+            if not h.pending and not h.running:
                 return
             time.sleep(0.002)
 
@@ -258,9 +258,9 @@ class Corral:
         wanted = set(ids)
         counts: dict[str, int] = {}
         for view in self.client.jobs():
-            if view["id"] in wanted:
-                counts[view["state"]] = counts.get(view["state"], 0) + 1
-                wanted.discard(view["id"])
+            if view.id in wanted:
+                counts[view.state.value] = counts.get(view.state.value, 0) + 1
+                wanted.discard(view.id)
         if wanted:
             counts["missing"] = len(wanted)
         return counts
@@ -338,15 +338,15 @@ def bench_latency(c: Corral, t: Tsp | None, runs: int, workdir: Path) -> dict:
         t0 = time.time_ns()
         [job] = c.client.submit([doc])
         t1 = time.time_ns()
-        view = c.client.wait([job["id"]])[0]
+        view = c.client.wait([job.id])[0]
         ts = read_stamp(f)
-        if view["state"] != "Succeeded":
-            raise RuntimeError(f"latency job {job['id']} ended {view['state']}: {view.get('message')}")
+        if view.state != "Succeeded":
+            raise RuntimeError(f"latency job {job.id} ended {view.state.value}: {view.message}")
         if record:
             res["corral_sdk"].append((ts - t0) / 1e6)
             res["corral_sdk_call"].append((t1 - t0) / 1e6)
-            if view.get("started_at"):
-                res["corral_sdk_recorded"].append(view["started_at"] * 1000.0 - t0 / 1e6)
+            if view.started_at:
+                res["corral_sdk_recorded"].append(view.started_at * 1000.0 - t0 / 1e6)
 
     def one_cli(i: int, record: bool) -> None:
         f = workdir / f"cli-{i}"
@@ -355,8 +355,8 @@ def bench_latency(c: Corral, t: Tsp | None, runs: int, workdir: Path) -> dict:
         t1 = time.time_ns()
         view = c.client.wait([job_id])[0]
         ts = read_stamp(f)
-        if view["state"] != "Succeeded":
-            raise RuntimeError(f"latency job {job_id} ended {view['state']}: {view.get('message')}")
+        if view.state != "Succeeded":
+            raise RuntimeError(f"latency job {job_id} ended {view.state.value}: {view.message}")
         if record:
             res["corral_cli"].append((ts - t0) / 1e6)
             res["corral_cli_call"].append((t1 - t0) / 1e6)
@@ -407,7 +407,7 @@ def bench_throughput(c: Corral, t: Tsp | None, n: int) -> dict:
     t0_wall = time.time()
     jobs = c.client.submit(docs, base_env=env)
     t_sub = time.perf_counter()
-    ids = [j["id"] for j in jobs]
+    ids = [j.id for j in jobs]
     c.drain(ids[-1])
     t1 = time.perf_counter()
     out["corral_batch"] = {"wall_s": t1 - t0, "submit_s": t_sub - t0, "states": c.states(ids),
@@ -442,7 +442,7 @@ def shell_loop(cmd: str, argv: list[str], n: int, out_file: Path, env: dict) -> 
 def _recorded_span(c: Corral, ids: list[int], t0_wall: float) -> float | None:
     """Seconds from the first submit to the last ``ended_at`` the daemon recorded."""
     wanted = set(ids)
-    ends = [v["ended_at"] for v in c.client.jobs() if v["id"] in wanted and v.get("ended_at")]
+    ends = [v.ended_at for v in c.client.jobs() if v.id in wanted and v.ended_at]
     return (max(ends) - t0_wall) if ends else None
 
 

@@ -188,13 +188,13 @@ class CorralRun:
         self.daemon = psutil.Process(pid)
         self.seen.add(pid)
         info = self.c.client.top()
-        self.interval = float(info.get("sample_interval") or 2.0)
+        self.interval = float(info.sample_interval or 2.0)
         if abs(self.interval - self.asked_interval) > 1e-9:
             raise RuntimeError(f"config.yaml asks for sample_interval {self.asked_interval:g}, "
                                f"the daemon reports {self.interval:g}")
-        mode = (info.get("enforcement") or {}).get("mode")
+        mode = info.enforcement.mode if info.enforcement is not None else None
         if mode != self.enforcement:
-            raise RuntimeError(f"asked for enforcement {self.enforcement}, the daemon says {info.get('enforcement')}")
+            raise RuntimeError(f"asked for enforcement {self.enforcement}, the daemon says {info.enforcement}")
 
     def find(self) -> dict[str, list[psutil.Process]]:
         """daemon / launcher / supervisors: the daemon's forked copies, two levels down."""
@@ -220,25 +220,25 @@ class CorralRun:
 
     def submit(self, n: int) -> None:
         docs = [self.c.doc(["sleep", "100000"], "10m") for _ in range(n)]
-        self.ids = [j["id"] for j in self.c.client.submit(docs)]
-        wait_for(lambda: self.c.client.health().get("running") == n, 60, f"{n} corral jobs Running")
+        self.ids = [j.id for j in self.c.client.submit(docs)]
+        wait_for(lambda: self.c.client.health().running == n, 60, f"{n} corral jobs Running")
 
     def check_sampling(self) -> list[str]:
         """Problems: jobs not Running, or without a recent reading."""
         top = self.c.client.top()
-        now = top.get("now") or time.time()
-        jobs = {j["id"]: j for j in top["jobs"]}
+        now = top.now or time.time()
+        jobs = {j.id: j for j in top.jobs}
         out = []
         missing = [i for i in self.ids if i not in jobs]
         if missing:
             out.append(f"{len(missing)} of {len(self.ids)} jobs no longer Running (e.g. {missing[:5]})")
         want = "cgroup" if self.enforcement == "cgroup" else "procfs"
-        stale = [i for i, j in jobs.items() if not j.get("live") or now - j["live"]["t"] > 2 * self.interval + 1]
-        wrong = [i for i, j in jobs.items() if j.get("live") and j["live"].get("source") != want]
+        stale = [i for i, j in jobs.items() if j.live is None or now - j.live.t > 2 * self.interval + 1]
+        wrong = [i for i, j in jobs.items() if j.live is not None and j.live.source != want]
         if stale:
             out.append(f"{len(stale)} running jobs without a reading from the last {2 * self.interval:g} s")
         if wrong:
-            out.append(f"{len(wrong)} jobs read from {jobs[wrong[0]]['live'].get('source')!r}, expected {want!r}")
+            out.append(f"{len(wrong)} jobs read from {jobs[wrong[0]].live.source!r}, expected {want!r}")
         return out
 
     def log_problems(self) -> list[str]:

@@ -1,14 +1,19 @@
-"""The Python SDK: talk to the local daemon over HTTP on its Unix socket.
+"""Talk to the local daemon over HTTP on its Unix socket: the transport and the SDK.
 
-Deliberately small and stdlib-only (``socket`` + ``json``): the CLI imports it on every
-call, and a command's start-up time is what people feel. Any call starts the daemon if
-it is not running (like ``tsp``), unless ``autostart=False``.
+:class:`Connection` is the transport, deliberately small and stdlib-only (``socket`` +
+``json``): the CLI imports it on every call, and a command's start-up time is what
+people feel. It sends and returns plain dicts. Any call starts the daemon if it is not
+running (like ``tsp``), unless ``autostart=False``.
+
+:class:`Client` is the Python SDK on top of it: its requests are built from, and its
+answers are, the API's models (:mod:`corral.api.models`, pydantic), imported on the
+first call that needs them, so ``import corral.client`` stays cheap.
 
     from corral.client import Client
     c = Client()
     [job] = c.submit([{"spec": {"command": ["python", "train.py"],
                                 "resources": {"requests": {"nvidia.com/gpu": 1}}}}])
-    c.wait([job["id"]])
+    c.wait([job.id])
 """
 
 from __future__ import annotations
@@ -24,7 +29,12 @@ from .paths import Paths
 
 TYPE_CHECKING = False  # `typing` costs the CLI start-up time; type checkers still see this
 if TYPE_CHECKING:
-    from typing import Any, Iterator
+    from typing import Any, Iterator, Mapping, Sequence
+
+    from .api import models
+
+#: The states a job ends in (a wait is over).
+TERMINAL = ("Succeeded", "Failed", "Cancelled")
 
 
 def urlencode(pairs) -> str:
@@ -47,7 +57,9 @@ class ApiError(CorralError):
         super().__init__("; ".join(lines))
 
 
-class Client:
+class Connection:
+    """The daemon of one home, spoken to with plain dicts (the CLI's transport)."""
+
     def __init__(self, home: str | None = None, *, autostart: bool = True,
                  start_options: list[str] | None = None, timeout: float = 330.0):
         self.paths = Paths(home)
@@ -98,8 +110,6 @@ class Client:
         if status >= 400:
             if isinstance(parsed, dict) and "lines" in parsed:
                 raise ApiError(status, list(parsed["lines"]))
-            if isinstance(parsed, dict) and "detail" in parsed:
-                raise ApiError(status, [_detail(parsed["detail"])])
             raise ApiError(status, [f"daemon answered HTTP {status}: {data[:200].decode(errors='replace')}"])
         return parsed
 
@@ -232,79 +242,169 @@ class Client:
             return "no daemon log"
         return lines[-1] if lines else "daemon log is empty"
 
-    # API -------------------------------------------------------------------------------
-    def health(self) -> dict:
-        return self.request("GET", "/v1/health")
+    # long polls --------------------------------------------------------------------------
+    def wait_for(self, job_id: int, poll: float = 30.0) -> dict:
+        """Block until the job is in a terminal state; its view. Long polls of ``poll``
+        seconds; a daemon that restarts meanwhile (503, or gone for a moment) is asked
+        again when ``autostart`` is on."""
+        while True:
+            try:
+                view = self.request("GET", f"/v1/jobs/{int(job_id)}/wait?timeout={poll}")
+            except (DaemonUnavailable, ConnectionError, ApiError) as exc:
+                if not self.autostart or (isinstance(exc, ApiError) and exc.status != 503):
+                    raise
+                time.sleep(0.2)    # the daemon restarted under us: ask the next one
+                continue
+            if view["state"] in TERMINAL:
+                return view
 
-    def submit(self, documents: list[dict], base_env: dict[str, str] | None = None) -> list[dict]:
-        """Submit job documents (the ``job.yaml`` form) as one all-or-nothing batch."""
-        env = dict(os.environ) if base_env is None else base_env
-        return self.request("POST", "/v1/jobs", {"jobs": documents, "base_env": env})["jobs"]
 
-    def submit_payload(self, payload: dict, base_env: dict[str, str] | None = None) -> list[dict]:
-        """Submit a raw request body (``jobs`` with documents or ``flags``, or ``yaml``)."""
-        body = dict(payload)
-        body["base_env"] = dict(os.environ) if base_env is None else base_env
-        return self.request("POST", "/v1/jobs", body)["jobs"]
+class Client(Connection):
+    """The Python SDK: the daemon's API with typed requests and answers
+    (:mod:`corral.api.models`). A request the models reject raises
+    :class:`~corral.errors.ValidationError` before anything is sent; an error answer
+    raises :class:`ApiError` with the daemon's lines."""
 
-    def jobs(self, states: list[str] | None = None, limit: int | None = None) -> list[dict]:
-        query = [("state", s) for s in states or []]
-        if limit is not None:
-            query.append(("limit", str(limit)))
-        suffix = "?" + urlencode(query) if query else ""
-        return self.request("GET", "/v1/jobs" + suffix)["jobs"]
+    def _call(self, method: str, path: str, request: Any = None) -> Any:
+        body = None if request is None else request.model_dump(mode="json", exclude_unset=True)
+        return self.request(method, path, body)
 
-    def job(self, job_id: int) -> dict:
-        return self.request("GET", f"/v1/jobs/{int(job_id)}")
+    def health(self) -> models.Health:
+        m = _models()
+        return m.Health.model_validate(self.request("GET", "/v1/health"))
 
-    def cancel(self, ids: list[int]) -> list[dict]:
-        return self.request("POST", "/v1/jobs/cancel", {"ids": [int(i) for i in ids]})["results"]
+    def submit(self, jobs: Sequence[Mapping[str, Any] | models.FlagsItem], base_env: Mapping[str, str] | None = None,
+               *, workdir: str | None = None) -> list[models.JobView]:
+        """Submit job documents (the ``job.yaml`` form, or :class:`~corral.api.models.FlagsItem`)
+        as one all-or-nothing batch. Jobs start from ``base_env`` (default: this process's
+        environment) and run in ``workdir`` unless they name one (default: the current
+        directory, as for ``corral submit``)."""
+        m = _models()
+        request = _build(m.SubmitRequest, jobs=list(jobs), base_env=_env(base_env),
+                         default_workdir=os.getcwd() if workdir is None else workdir)
+        return m.JobList.model_validate(self._call("POST", "/v1/jobs", request)).jobs
 
-    def wait(self, ids: list[int], poll: float = 30.0) -> list[dict]:
+    def submit_yaml(self, text: str, *, source: str = "<input>", base_env: Mapping[str, str] | None = None,
+                    workdir: str | None = None) -> list[models.JobView]:
+        """Submit YAML text with one or more job documents (``corral submit -f``)."""
+        m = _models()
+        request = _build(m.SubmitRequest, yaml=text, source=source, base_env=_env(base_env),
+                         default_workdir=os.getcwd() if workdir is None else workdir)
+        return m.JobList.model_validate(self._call("POST", "/v1/jobs", request)).jobs
+
+    def jobs(self, states: Sequence[str] | None = None, limit: int | None = None) -> list[models.JobView]:
+        """Jobs in ``states`` (default all), at most ``limit``, by id."""
+        m = _models()
+        query = _build(m.JobsQuery, state=list(states or []), limit=limit)
+        pairs = [("state", s) for s in query.state] + ([("limit", query.limit)] if query.limit is not None else [])
+        suffix = "?" + urlencode(pairs) if pairs else ""
+        return m.JobList.model_validate(self.request("GET", "/v1/jobs" + suffix)).jobs
+
+    def job(self, job_id: int) -> models.JobView:
+        """Everything about one job (the detail view: usage, events, logs' paths ...)."""
+        m = _models()
+        return m.JobView.model_validate(self.request("GET", f"/v1/jobs/{_job_id(job_id)}"))
+
+    def cancel(self, ids: Sequence[int]) -> list[models.CancelResult]:
+        m = _models()
+        request = _build(m.IdsRequest, ids=list(ids))
+        return m.CancelResults.model_validate(self._call("POST", "/v1/jobs/cancel", request)).results
+
+    def update(self, ids: Sequence[int], *, priority: int | str | None = None, time: int | float | str | None = None,
+               queue: str | None = None) -> list[models.UpdateResult]:
+        """New priority, time limit or queue for pending jobs (running ones: time limit)."""
+        m = _models()
+        fields = {k: v for k, v in (("priority", priority), ("time", time), ("queue", queue)) if v is not None}
+        request = _build(m.UpdateRequest, ids=list(ids), **fields)
+        return m.UpdateResults.model_validate(self._call("POST", "/v1/jobs/update", request)).results
+
+    def hold(self, ids: Sequence[int]) -> list[int]:
+        """Hold pending jobs (all or none); the ids that were not held before."""
+        m = _models()
+        request = _build(m.IdsRequest, ids=list(ids))
+        return m.Changed.model_validate(self._call("POST", "/v1/jobs/hold", request)).changed
+
+    def release(self, ids: Sequence[int]) -> list[int]:
+        """Release held jobs (all or none); the ids that were held."""
+        m = _models()
+        request = _build(m.IdsRequest, ids=list(ids))
+        return m.Changed.model_validate(self._call("POST", "/v1/jobs/release", request)).changed
+
+    def wait(self, ids: Sequence[int], poll: float = 30.0) -> list[models.JobView]:
         """Block until every job is in a terminal state; returns their views."""
-        out = []
-        for job_id in ids:
-            while True:
-                try:
-                    view = self.request("GET", f"/v1/jobs/{int(job_id)}/wait?timeout={poll}")
-                except (DaemonUnavailable, ConnectionError, ApiError) as exc:
-                    if not self.autostart or (isinstance(exc, ApiError) and exc.status != 503):
-                        raise
-                    time.sleep(0.2)    # the daemon restarted under us: ask the next one
-                    continue
-                if view["state"] in ("Succeeded", "Failed", "Cancelled"):
-                    out.append(view)
-                    break
-        return out
+        m = _models()
+        return [m.JobView.model_validate(self.wait_for(_job_id(i), poll)) for i in ids]
 
-    def logs(self, job_id: int, *, stream: str = "stdout", follow: bool = False) -> Iterator[bytes]:
-        query = urlencode({"stream": stream, "follow": "true" if follow else "false"})
-        return self.stream(f"/v1/jobs/{int(job_id)}/logs?{query}")
+    def logs(self, job_id: int, *, stream: str = "stdout", follow: bool = False, offset: int = 0) -> Iterator[bytes]:
+        """A job's stdout or stderr as it is read; ``follow``: until the job ends."""
+        m = _models()
+        query = _build(m.LogsQuery, stream=stream, follow=follow, offset=offset)
+        text = urlencode({"stream": query.stream, "follow": "true" if query.follow else "false",
+                          "offset": query.offset})
+        return self.stream(f"/v1/jobs/{_job_id(job_id)}/logs?{text}")
 
-    def nodes(self) -> list[dict]:
-        return self.request("GET", "/v1/nodes")["nodes"]
+    def nodes(self) -> list[models.NodeView]:
+        m = _models()
+        return m.NodeList.model_validate(self.request("GET", "/v1/nodes")).nodes
 
-    def top(self) -> dict:
-        return self.request("GET", "/v1/top")
+    def queues(self) -> models.Queues:
+        m = _models()
+        return m.Queues.model_validate(self.request("GET", "/v1/queues"))
 
-    def usage(self, since: str = "7d", by: str = "user") -> dict:
-        from urllib.parse import quote
+    def top(self) -> models.Top:
+        m = _models()
+        return m.Top.model_validate(self.request("GET", "/v1/top"))
 
-        return self.request("GET", f"/v1/usage?since={quote(since)}&by={quote(by)}")
+    def usage(self, since: str = "7d", by: str = "user") -> models.UsageReport:
+        m = _models()
+        query = _build(m.UsageQuery, since=since, by=by)
+        text = urlencode({"since": query.since, "by": query.by})
+        return m.UsageReport.model_validate(self.request("GET", f"/v1/usage?{text}"))
 
-    def prune(self, older_than: str | None = None) -> dict:
-        return self.request("POST", "/v1/prune", {} if older_than is None else {"older_than": older_than})
+    def prune(self, older_than: str | int | None = None) -> models.Pruned:
+        """Delete finished jobs older than ``older_than`` (default: the daemon's retention)."""
+        m = _models()
+        request = _build(m.PruneRequest, **({} if older_than is None else {"older_than": older_than}))
+        return m.Pruned.model_validate(self._call("POST", "/v1/prune", request))
 
-    def shutdown(self) -> dict:
-        return self.request("POST", "/v1/shutdown")
+    def shutdown(self) -> models.ShutdownAnswer:
+        m = _models()
+        return m.ShutdownAnswer.model_validate(self.request("POST", "/v1/shutdown"))
 
 
-def _detail(detail: Any) -> str:
-    if isinstance(detail, list) and detail and isinstance(detail[0], dict):
-        d = detail[0]
-        loc = ".".join(str(p) for p in d.get("loc", []))
-        return f"invalid request at {loc}: {d.get('msg', '')}"
-    return str(detail)
+def _models():
+    """:mod:`corral.api.models`, imported when the SDK first needs it (pydantic is heavy)."""
+    from .api import models
+
+    return models
+
+
+def _build(model: Any, **fields: Any) -> Any:
+    """``model(**fields)``, or the first problem as a one-line ValidationError."""
+    from pydantic import ValidationError as Invalid
+
+    from .api.problems import as_validation_error
+
+    try:
+        return model.model_validate(fields)
+    except Invalid as exc:
+        raise as_validation_error(exc.errors()) from None
+
+
+def _job_id(job_id: Any) -> int:
+    """A job id for a path, checked like a request's ``ids`` (the error names ``job_id``)."""
+    from pydantic import TypeAdapter, ValidationError as Invalid
+
+    from .api.problems import as_validation_error
+
+    try:
+        return TypeAdapter(_models().JobId).validate_python(job_id)
+    except Invalid as exc:
+        raise as_validation_error([{**e, "loc": ("job_id", *e["loc"])} for e in exc.errors()]) from None
+
+
+def _env(base_env: Mapping[str, str] | None) -> dict[str, str]:
+    return dict(os.environ if base_env is None else base_env)
 
 
 def _read_head(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
@@ -373,4 +473,4 @@ def _read_chunked(sock: socket.socket, buf: bytes) -> Iterator[bytes]:
         buf = buf[size + 2:]
 
 
-__all__ = ["Client", "ApiError", "urlencode"]
+__all__ = ["ApiError", "Client", "Connection", "TERMINAL", "urlencode"]

@@ -1,10 +1,11 @@
-"""Daemon commands: up, down, nodes."""
+"""Daemon commands: up, down, nodes. Plain dicts over :class:`~corral.client.Connection`,
+as in :mod:`.job_cmds`."""
 
 from __future__ import annotations
 
 import sys
 
-from ..client import Client
+from ..client import Connection
 from ..errors import CorralError
 from . import format as fmt
 
@@ -26,18 +27,18 @@ def cmd_up(args) -> int:
 
         return run(args.home, simulate_gpus=args.simulate_gpus, launcher=launcher)
     options = [] if args.simulate_gpus is None else ["--simulate-gpus", str(args.simulate_gpus)]
-    client = Client(args.home, start_options=options)
-    already = client.is_running()
+    conn = Connection(args.home, start_options=options)
+    already = conn.is_running()
     if already and args.simulate_gpus is not None:
-        nodes = client.nodes()
+        nodes = conn.request("GET", "/v1/nodes")["nodes"]
         have = sum(len(n["gpus"]) for n in nodes if n["simulated_gpus"])
         if have != args.simulate_gpus:
             raise CorralError(f"the daemon is already running with {have} simulated GPUs; "
                               f"run `corral down` first to change --simulate-gpus to {args.simulate_gpus}")
     if not already:
-        client.start_daemon()
-    health = client.health()
-    nodes = client.nodes()
+        conn.start_daemon()
+    health = conn.request("GET", "/v1/health")
+    nodes = conn.request("GET", "/v1/nodes")["nodes"]
     if args.json:
         print(_json_dumps({"already_running": already, "health": health, "nodes": nodes}))
         return 0
@@ -52,15 +53,15 @@ def cmd_up(args) -> int:
 
 
 def cmd_down(args) -> int:
-    client = Client(args.home, autostart=False)
-    if not client.is_running():
+    conn = Connection(args.home, autostart=False)
+    if not conn.is_running():
         print("corral daemon is not running")
         return 0
-    answer = client.shutdown()
+    answer = conn.request("POST", "/v1/shutdown")
     import time
 
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and client.lock_held():   # until the process is gone
+    while time.monotonic() < deadline and conn.lock_held():   # until the process is gone
         time.sleep(0.01)
     if args.json:
         print(_json_dumps(answer))
@@ -72,7 +73,7 @@ def cmd_down(args) -> int:
 
 
 def cmd_nodes(args) -> int:
-    nodes = Client(args.home).nodes()
+    nodes = Connection(args.home).request("GET", "/v1/nodes")["nodes"]
     if args.json:
         print(_json_dumps({"nodes": nodes}))
         return 0

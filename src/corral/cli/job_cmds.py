@@ -1,4 +1,8 @@
-"""Job commands: submit, ps, show, logs, cancel, wait."""
+"""Job commands: submit, ps, show, logs, cancel, update, hold, release, wait.
+
+They speak the API with plain dicts over :class:`~corral.client.Connection`: the SDK's
+typed models would cost every call pydantic's import.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import os
 import sys
 import time
 
-from ..client import Client
+from ..client import Connection, urlencode
 from ..errors import CorralError, ValidationError
 from . import format as fmt
 
@@ -19,8 +23,8 @@ def _json_dumps(data, indent=2) -> str:
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
 
 
-def _client(args) -> Client:
-    return Client(args.home)
+def _conn(args) -> Connection:
+    return Connection(args.home)
 
 
 def _print_json(data) -> None:
@@ -120,7 +124,9 @@ def _payload(args) -> dict:
 
 
 def cmd_submit(args) -> int:
-    jobs = _client(args).submit_payload(_payload(args))
+    body = _payload(args)
+    body["base_env"] = dict(os.environ)
+    jobs = _conn(args).request("POST", "/v1/jobs", body)["jobs"]
     if args.json:
         _print_json({"id": jobs[0]["id"], "ids": [j["id"] for j in jobs], "jobs": jobs} if len(jobs) > 1
                     else dict(jobs[0]))
@@ -143,7 +149,8 @@ def cmd_submit(args) -> int:
 # ps ---------------------------------------------------------------------------------------
 def cmd_ps(args) -> int:
     states = args.state or ([] if args.all else ["Pending", "Running"])
-    jobs = _client(args).jobs(states, limit=args.limit)
+    query = [("state", s) for s in states] + ([("limit", args.limit)] if args.limit is not None else [])
+    jobs = _conn(args).request("GET", "/v1/jobs" + ("?" + urlencode(query) if query else ""))["jobs"]
     if args.json:
         _print_json({"jobs": jobs})
         return 0
@@ -168,7 +175,7 @@ def cmd_ps(args) -> int:
 
 # show -------------------------------------------------------------------------------------
 def cmd_show(args) -> int:
-    job = _client(args).job(args.id)
+    job = _conn(args).request("GET", f"/v1/jobs/{args.id}")
     if args.json:
         _print_json(job)
         return 0
@@ -247,7 +254,8 @@ def _ts(ts: float | None) -> str:
 # logs -------------------------------------------------------------------------------------
 def cmd_logs(args) -> int:
     stream = "stderr" if args.stderr else "stdout"
-    chunks = _client(args).logs(args.id, stream=stream, follow=args.follow)
+    query = urlencode({"stream": stream, "follow": "true" if args.follow else "false"})
+    chunks = _conn(args).stream(f"/v1/jobs/{args.id}/logs?{query}")
     if args.json:
         text = b"".join(chunks).decode(errors="replace")
         _print_json({"id": args.id, "stream": stream, "text": text})
@@ -261,7 +269,7 @@ def cmd_logs(args) -> int:
 
 # cancel / wait ----------------------------------------------------------------------------
 def cmd_cancel(args) -> int:
-    results = _client(args).cancel(args.ids)
+    results = _conn(args).request("POST", "/v1/jobs/cancel", {"ids": list(args.ids)})["results"]
     if args.json:
         _print_json({"results": results})
     else:
@@ -278,7 +286,7 @@ def cmd_update(args) -> int:
     for key in ("priority", "time", "queue"):
         if getattr(args, key) is not None:
             body[key] = getattr(args, key)
-    results = _client(args).request("POST", "/v1/jobs/update", body)["results"]
+    results = _conn(args).request("POST", "/v1/jobs/update", body)["results"]
     if args.json:
         _print_json({"results": results})
         return 0
@@ -296,7 +304,7 @@ def cmd_release(args) -> int:
 
 
 def _hold(args, action: str) -> int:
-    changed = _client(args).request("POST", f"/v1/jobs/{action}", {"ids": list(args.ids)})["changed"]
+    changed = _conn(args).request("POST", f"/v1/jobs/{action}", {"ids": list(args.ids)})["changed"]
     if args.json:
         _print_json({"changed": changed})
         return 0
@@ -307,7 +315,8 @@ def _hold(args, action: str) -> int:
 
 
 def cmd_wait(args) -> int:
-    jobs = _client(args).wait(args.ids)
+    conn = _conn(args)
+    jobs = [conn.wait_for(job_id) for job_id in args.ids]
     if args.json:
         _print_json({"jobs": jobs})
     else:

@@ -1,7 +1,7 @@
 """``corral``: the command line.
 
 Every call pays Python's start-up plus what it imports, so this module imports almost
-nothing: its own small parser (:mod:`.args`), the SDK client (``_socket`` + ``json``)
+nothing: its own small parser (:mod:`.args`), the API's transport (``_socket`` + ``json``)
 and, lazily, the one command module it runs.
 """
 

@@ -1,11 +1,12 @@
-"""Monitoring commands: top (live view), usage (accounting), prune (retention)."""
+"""Monitoring commands: top (live view), usage (accounting), queues, prune (retention).
+Plain dicts over :class:`~corral.client.Connection`, as in :mod:`.job_cmds`."""
 
 from __future__ import annotations
 
 import sys
 import time
 
-from ..client import Client
+from ..client import Connection, urlencode
 from . import format as fmt
 
 
@@ -56,17 +57,17 @@ def frame(data: dict, now: float | None = None) -> str:
 
 
 def cmd_top(args) -> int:
-    client = Client(args.home)
+    conn = Connection(args.home)
     if args.json:
-        _json(client.top())
+        _json(conn.request("GET", "/v1/top"))
         return 0
     interval = args.interval if args.interval and args.interval > 0 else 2.0
     if args.once or not sys.stdout.isatty():
-        print(frame(client.top()))
+        print(frame(conn.request("GET", "/v1/top")))
         return 0
     try:
         while True:
-            text = frame(client.top())
+            text = frame(conn.request("GET", "/v1/top"))
             sys.stdout.write("\x1b[H\x1b[2J" + text + "\n\n(q or Ctrl-C to quit)\n")
             sys.stdout.flush()
             time.sleep(interval)
@@ -76,7 +77,8 @@ def cmd_top(args) -> int:
 
 # usage -----------------------------------------------------------------------------------
 def cmd_usage(args) -> int:
-    data = Client(args.home).usage(args.since or "7d", args.by or "user")
+    query = urlencode({"since": args.since or "7d", "by": args.by or "user"})
+    data = Connection(args.home).request("GET", f"/v1/usage?{query}")
     if args.json:
         _json(data)
         return 0
@@ -112,7 +114,7 @@ def _num(value: float, digits: int = 2) -> str:
 
 # queues ----------------------------------------------------------------------------------
 def cmd_queues(args) -> int:
-    data = Client(args.home).request("GET", "/v1/queues")
+    data = Connection(args.home).request("GET", "/v1/queues")
     if args.json:
         _json(data)
         return 0
@@ -142,7 +144,8 @@ def cmd_queues(args) -> int:
 
 # prune -----------------------------------------------------------------------------------
 def cmd_prune(args) -> int:
-    data = Client(args.home).prune(args.older_than)
+    body = {} if args.older_than is None else {"older_than": args.older_than}
+    data = Connection(args.home).request("POST", "/v1/prune", body)
     if args.json:
         _json(data)
         return 0
