@@ -207,17 +207,17 @@ def submitter_env(caller: Principal, access: Access, base_env: Mapping[str, str]
     return {k: base_env[k] for k in KEPT_FROM_SUBMITTER if k in base_env}
 
 
-def require_owner(who: Principal, access: Access, job: "Job", done: str = "changed",
+def require_owner(caller: Principal, access: Access, job: "Job", done: str = "changed",
                   groups: GroupLookup = groups_of) -> None:
-    """Raise :class:`PermissionDenied` (403) unless ``who`` owns ``job`` or is an admin.
+    """Raise :class:`PermissionDenied` (403) unless ``caller`` owns ``job`` or is an admin.
     For endpoints that cancel, change or read a job's private data."""
-    check_jobs(who, [job], access, done, groups)
+    check_jobs(caller, [job], access, done, groups)
 
 
-def require_admin(who: Principal, access: Access, what: str, groups: GroupLookup = groups_of) -> None:
-    """Raise :class:`PermissionDenied` unless ``who`` is an admin."""
-    if not is_admin(who, access, groups):
-        raise PermissionDenied(f"permission denied: only admins may {what} (you are {who.label})")
+def require_admin(caller: Principal, access: Access, what: str, groups: GroupLookup = groups_of) -> None:
+    """Raise :class:`PermissionDenied` unless ``caller`` is an admin."""
+    if not is_admin(caller, access, groups):
+        raise PermissionDenied(f"permission denied: only admins may {what} (you are {caller.label})")
 
 
 def user_name(uid: int) -> str:
