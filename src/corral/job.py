@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InvalidTransition
+from .frozen import fast_init
 
 
 class JobState(str, enum.Enum):
@@ -125,6 +126,7 @@ REASON_STATES: dict[Reason, JobState] = {
 }
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Piece:
     """The part of an allocation on one node: its requests there, with specific devices.
@@ -159,29 +161,32 @@ class Allocation:
     Immutable and hashable.
     """
 
-    __slots__ = ("pieces", "requests")
+    __slots__ = ("pieces", "requests", "nodes")
 
     def __init__(self, node: str | None = None, requests: "Any" = None, gpus: tuple[int, ...] = (),
                  cores: tuple[int, ...] = (), *, pieces: "Any" = None):
         if pieces is not None:
             if node is not None or requests is not None or gpus or cores:
                 raise TypeError("Allocation takes either node/requests/gpus/cores or pieces, not both")
-            parts = tuple(pieces)
+            parts = pieces if type(pieces) is tuple else tuple(pieces)
             if not parts:
                 raise ValueError("an allocation has at least one piece")
-            if len(parts) > 1:
-                nodes = [p.node for p in parts]
-                if len(set(nodes)) != len(nodes):
-                    raise ValueError(f"an allocation has one piece per node, got nodes {nodes}")
         else:
             if node is None or requests is None:
                 raise TypeError("Allocation needs a node and requests (or pieces)")
             parts = (Piece(node, requests, tuple(gpus), tuple(cores)),)
         total = parts[0].requests
-        for p in parts[1:]:
-            total = total.add(p.requests)
-        object.__setattr__(self, "pieces", parts)
-        object.__setattr__(self, "requests", total)
+        if len(parts) == 1:
+            nodes: tuple[str, ...] = (parts[0].node,)
+        else:
+            nodes = tuple(p.node for p in parts)
+            if len(set(nodes)) != len(nodes):
+                raise ValueError(f"an allocation has one piece per node, got nodes {list(nodes)}")
+            for p in parts[1:]:
+                total = total.add(p.requests)
+        _set_pieces(self, parts)
+        _set_requests(self, total)
+        _set_nodes(self, nodes)          # the nodes of the pieces, in order
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Allocation is immutable")
@@ -211,10 +216,6 @@ class Allocation:
     def single(self) -> bool:
         """True when the allocation is on one node."""
         return len(self.pieces) == 1
-
-    @property
-    def nodes(self) -> tuple[str, ...]:
-        return tuple(p.node for p in self.pieces)
 
     def _only(self) -> Piece:
         if len(self.pieces) != 1:
@@ -262,6 +263,12 @@ class Allocation:
             return cls(pieces=[Piece.from_dict(p) for p in data["pieces"]])
         p = Piece.from_dict(data)
         return cls(p.node, p.requests, p.gpus, p.cores)
+
+
+# Set the slots through their descriptors: Allocation's own __setattr__ refuses.
+_set_pieces = Allocation.pieces.__set__          # type: ignore[attr-defined]
+_set_requests = Allocation.requests.__set__      # type: ignore[attr-defined]
+_set_nodes = Allocation.nodes.__set__            # type: ignore[attr-defined]
 
 
 def _from_pieces(pieces: tuple[Piece, ...]) -> Allocation:

@@ -160,10 +160,13 @@ class Resources(Mapping[str, int]):
     """An immutable vector of resource amounts in canonical units.
 
     Missing names are zero. Arithmetic goes through methods that check the int64 bound,
-    so sums of many jobs' requests never wrap or grow without limit.
+    so sums of many jobs' requests never wrap or grow without limit. For the scheduler's
+    hot loops: :attr:`amounts` is the plain dict of the non-zero amounts (never change
+    it), :attr:`vec` the (GPU, CPU, memory) amounts and :attr:`only_vec` whether those
+    are all there is.
     """
 
-    __slots__ = ("_amounts", "_hash")
+    __slots__ = ("amounts", "_hash", "vec", "only_vec")
 
     def __init__(self, amounts: Mapping[str, int] | Iterable[tuple[str, int]] = ()):
         items = amounts.items() if isinstance(amounts, Mapping) else amounts
@@ -173,8 +176,11 @@ class Resources(Mapping[str, int]):
                 raise CorralError(f"resource amount for {name} must be an integer, got {value!r}")
             if value:
                 clean[name] = _check(name, value)
-        self._amounts = clean
+        self.amounts = clean
         self._hash: int | None = None
+        g, c, m = clean.get(GPU, 0), clean.get(CPU, 0), clean.get(MEMORY, 0)
+        self.vec = (g, c, m)
+        self.only_vec = len(clean) == (g != 0) + (c != 0) + (m != 0)
 
     @classmethod
     def parse(cls, values: Mapping[str, object], *, field: str = "") -> "Resources":
@@ -190,41 +196,41 @@ class Resources(Mapping[str, int]):
 
     # Mapping protocol -------------------------------------------------------------
     def __getitem__(self, name: str) -> int:
-        return self._amounts.get(name, 0)
+        return self.amounts.get(name, 0)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._amounts)
+        return iter(self.amounts)
 
     def __len__(self) -> int:
-        return len(self._amounts)
+        return len(self.amounts)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._amounts
+        return name in self.amounts
 
     def get(self, name: str, default: int = 0) -> int:  # type: ignore[override]
-        return self._amounts.get(name, default)
+        return self.amounts.get(name, default)
 
     # The Mapping mixins go through __iter__/__getitem__; the dict's own views are what
     # the scheduler's hot loops want.
     def items(self):  # type: ignore[override]
-        return self._amounts.items()
+        return self.amounts.items()
 
     def keys(self):  # type: ignore[override]
-        return self._amounts.keys()
+        return self.amounts.keys()
 
     def values(self):  # type: ignore[override]
-        return self._amounts.values()
+        return self.amounts.values()
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Resources):
-            return self._amounts == other._amounts
+            return self.amounts == other.amounts
         if isinstance(other, Mapping):
-            return self._amounts == {k: v for k, v in other.items() if v}
+            return self.amounts == {k: v for k, v in other.items() if v}
         return NotImplemented
 
     def __hash__(self) -> int:
         if self._hash is None:
-            self._hash = hash(frozenset(self._amounts.items()))
+            self._hash = hash(frozenset(self.amounts.items()))
         return self._hash
 
     def __repr__(self) -> str:
@@ -232,13 +238,13 @@ class Resources(Mapping[str, int]):
 
     # Arithmetic --------------------------------------------------------------------
     def add(self, other: Mapping[str, int]) -> "Resources":
-        out = dict(self._amounts)
+        out = dict(self.amounts)
         for name, value in other.items():
             out[name] = _check(name, out.get(name, 0) + value)
         return Resources(out)
 
     def sub(self, other: Mapping[str, int]) -> "Resources":
-        out = dict(self._amounts)
+        out = dict(self.amounts)
         for name, value in other.items():
             out[name] = _check(name, out.get(name, 0) - value)
         return Resources(out)
@@ -247,18 +253,18 @@ class Resources(Mapping[str, int]):
     __sub__ = sub
 
     def clamp_zero(self) -> "Resources":
-        return Resources({k: max(v, 0) for k, v in self._amounts.items()})
+        return Resources({k: max(v, 0) for k, v in self.amounts.items()})
 
     def fits_in(self, available: Mapping[str, int]) -> bool:
         """True when every amount here is at most the same amount in ``available``."""
-        return all(value <= available.get(name, 0) for name, value in self._amounts.items())
+        return all(value <= available.get(name, 0) for name, value in self.amounts.items())
 
     def shortfalls(self, available: Mapping[str, int]) -> list[str]:
         """Names of resources where this vector exceeds ``available``, in a stable order."""
-        return sorted((n for n, v in self._amounts.items() if v > available.get(n, 0)), key=sort_key)
+        return sorted((n for n, v in self.amounts.items() if v > available.get(n, 0)), key=sort_key)
 
     def as_dict(self) -> dict[str, int]:
-        return dict(self._amounts)
+        return dict(self.amounts)
 
     def format(self) -> str:
         return ", ".join(f"{n}={format_quantity(n, v)}" for n, v in self.sorted_items())
@@ -267,7 +273,7 @@ class Resources(Mapping[str, int]):
         return {n: format_quantity(n, v) for n, v in self.sorted_items()}
 
     def sorted_items(self) -> list[tuple[str, int]]:
-        return sorted(self._amounts.items(), key=lambda kv: sort_key(kv[0]))
+        return sorted(self.amounts.items(), key=lambda kv: sort_key(kv[0]))
 
 
 def sort_key(name: str) -> tuple[int, str]:

@@ -183,10 +183,11 @@ def test_running_jobs_carry_the_estimate_not_the_real_end(monkeypatch):
 
     monkeypatch.setattr(driver, "schedule", spy)
     run(TRACE, "easy-backfill", estimate_factor=3.0)
-    # At t=1 the scheduler sees A (started 0, real end 10) expected to end at 0 + 30.
-    assert (1.0, 0, 0.0, 30.0) in seen
+    # At t=1 the scheduler sees A (started 0, real end 10) expected to end at 0 + 30. The
+    # driver numbers jobs in submission order from 1, as the daemon's store does: A is 1.
+    assert (1.0, 1, 0.0, 30.0) in seen
     run([job(0, 0, 10, 2, time_limit=50), job(1, 1, 10, 4)], "fair-share")
-    assert (1.0, 0, 0.0, 50.0) in seen                       # fair share: the requested time only
+    assert (1.0, 1, 0.0, 50.0) in seen                       # fair share: the requested time only
 
 
 def test_unknown_policy_lists_them_all():

@@ -119,14 +119,20 @@ class SimWorld:
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 
-    def run_due(self) -> int:
-        """Run every timer due at the current time (including those they schedule for now)."""
+    def run_due(self, below: int | None = None) -> int:
+        """Run every timer due at the current time (including those they schedule for now);
+        with ``below``, only those of a lower priority (the rest stay due)."""
         ran = 0
         heap = self._heap
-        while heap and heap[0][0] <= self.now:
-            _, _, _, timer, fn, args = heapq.heappop(heap)
-            if not timer.cancelled:
-                fn(*args)
+        now = self.now
+        pop = heapq.heappop
+        while heap:
+            top = heap[0]
+            if top[0] > now or (below is not None and top[1] >= below):
+                break
+            pop(heap)
+            if not top[3].cancelled:
+                top[4](*top[5])
                 ran += 1
         return ran
 

@@ -70,6 +70,7 @@ from .preemption import hold_for, plan_on_node
 from .queue import GroupKey, PendingQueue, PendingSet
 from .state import ClusterState
 from .queues import QueueSpec
+from .snapshot import NodeState
 from .types import PendingJob, Placement, Preemption, Reservation, RunningJob, seconds_until
 
 #: Preemption plans tried per cycle (jobs that fail alike are remembered); a cap so a
@@ -303,8 +304,11 @@ class _Cycle:
         self.initial_free: dict[str, tuple[dict[str, int], int]] = {}
         self.explain_later: dict[int, tuple[Resources, bool]] = {}
         self._gained: list | None = None
-        self._fit: set[Resources] = set()
+        self._fit: dict[Resources, NodeState] = {}
         self._nofit: set[Resources] = set()
+        #: Per plain queue, the shapes the predrop kept only because a node that gained
+        #: capacity holds them (see :meth:`_recheck`).
+        self._survivors: dict[str, list[Resources]] = {}
         self._plain_queues: dict[str, bool] = {}
         self._users_on = state.tracks_users
         self.shares_changed = False
@@ -351,17 +355,22 @@ class _Cycle:
 
     def _fits_gained(self, shape: Resources) -> bool:
         """Whether a node that gained capacity since the last cycle holds ``shape`` now.
-        "No" stays true for the rest of the cycle (capacity only shrinks); "yes" until the
-        next placement."""
-        if shape in self._fit:
-            return True
-        if shape in self._nofit:
+        "No" stays true for the rest of the cycle (capacity only shrinks); "yes" is
+        remembered with the node that said it, asked again first next time."""
+        witness = self._fit.get(shape)
+        if witness is not None:
+            if witness.fits(shape):
+                return True
+            del self._fit[shape]
+        elif shape in self._nofit:
             return False
-        if self._gained is None:
-            self._gained = [self.snapshot.ordered[i] for i in self.snapshot.gained]
-        for state in self._gained:
+        gained = self._gained
+        if gained is None:
+            ordered = self.snapshot.ordered
+            gained = self._gained = [ordered[i] for i in self.snapshot.gained]
+        for state in gained:
             if state.fits(shape):
-                self._fit.add(shape)
+                self._fit[shape] = state
                 return True
         self._nofit.add(shape)
         return False
@@ -378,19 +387,62 @@ class _Cycle:
         if not (failed or gangs) or not self._plain(name):
             return None
         dead: set[Resources] = set()
+        survivors: list[Resources] = []
         check = bool(snapshot.gained)         # nothing gained: what fitted nowhere still does
         for gkey, group in queue.groups.items():
             shape = gkey[1]
             if shape in gangs:
                 self.nowhere_gangs.add(shape)
-            elif shape in failed and not (check and self._fits_gained(shape)):
+            elif shape in failed:
+                if check and self._fits_gained(shape):
+                    survivors.append(shape)
+                    continue
                 self.nowhere.add(shape)
             else:
                 continue
             dead.add(shape)
             if self.reasons:
                 self.result._groups.append((list(group), None))
+        if survivors:
+            self._survivors[name] = survivors
         return dead
+
+    def _recheck(self, order: _Order, survivors: list[Resources]) -> list[Resources]:
+        """After a placement in a plain queue: the survivors of :meth:`_predrop` (shapes
+        that can only go to a node that gained capacity) that no such node holds any more
+        leave the walk now, in one pass over the few gained nodes, instead of one walk
+        step each; the others are returned."""
+        gained = self._gained
+        if gained is None:
+            ordered = self.snapshot.ordered
+            gained = self._gained = [ordered[i] for i in self.snapshot.gained]
+        keep: list[Resources] = []
+        dead = order.dead
+        for shape in survivors:
+            if shape in dead:
+                continue
+            if shape.only_vec:
+                a, b, c = shape.vec
+                for state in gained:
+                    g, cpu, m = state.vec
+                    if a <= g and b <= cpu and c <= m:
+                        keep.append(shape)
+                        break
+                else:
+                    self._nofit.add(shape)
+                    self._drop_nowhere(order, shape)
+            elif self._fits_gained(shape):
+                keep.append(shape)
+            else:
+                self._drop_nowhere(order, shape)
+        return keep
+
+    def _drop_nowhere(self, order: _Order, shape: Resources) -> None:
+        """``shape`` fits no node now: the rest of its jobs leave the walk."""
+        self.nowhere.add(shape)
+        rest = order.drop_shape(shape, self.reasons)
+        if rest:
+            self.result._groups.append((rest, None))
 
     def _walk(self, orders: dict[str, _Order], fair: list[str]) -> None:
         res = self.result
@@ -424,10 +476,7 @@ class _Cycle:
             if job.requests in failed and self._plain(name) and not self._fits_gained(job.requests):
                 # Fitted nowhere at the last cycle's end, and no node that gained capacity
                 # holds it now (free capacity only shrinks in a cycle): its shape is done.
-                self.nowhere.add(job.requests)
-                rest = order.drop_shape(job.requests, self.reasons)
-                if rest:
-                    res._groups.append((rest, None))
+                self._drop_nowhere(order, job.requests)
                 if not single:
                     keys[name] = head_key(name)
                 continue
@@ -436,7 +485,11 @@ class _Cycle:
             res._queues[name][1].append(job.id)
             self.shares_changed = False
             spec = self.queues[name]
-            if not self._visit(job, spec, order) and spec.order.strict:
+            if self._visit(job, spec, order):
+                survivors = self._survivors.get(name)
+                if survivors:
+                    self._survivors[name] = self._recheck(order, survivors)
+            elif spec.order.strict:
                 blocker = job.id
                 rest = order.drop_all()
                 if rest and self.reasons:
@@ -654,7 +707,6 @@ class _Cycle:
 
     def _take(self, job: PendingJob, alloc: Allocation) -> None:
         self.shares_changed = True
-        self._fit.clear()
         limit = job.time_limit
         self.state.start(RunningJob(job.id, alloc, priority=job.priority, queue=job.queue, user=job.user,
                                     started_at=self.now, expected_end=None if limit is None else self.now + limit,

@@ -28,7 +28,7 @@ from typing import Iterable, Mapping
 from ..capacity.node import Node
 from ..errors import CorralError
 from ..job import Allocation, Piece
-from ..resources import CPU, GPU, Resources
+from ..resources import CPU, GPU, MEMORY, Resources
 
 
 @dataclass
@@ -38,16 +38,32 @@ class NodeState:
     used: dict[str, int] = field(default_factory=dict)
     free_gpus: set[int] = field(default_factory=set)
     free_cores: set[int] = field(default_factory=set)   # not held exclusively by any job
+    #: Free (GPU, CPU, memory), never below zero, kept up to date by :meth:`assume` and
+    #: :meth:`forget`: what :meth:`fits` compares a request's ``vec`` with.
+    vec: tuple[int, int, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._revec()
+
+    def _revec(self) -> None:
+        alloc, used = self.allocatable, self.used
+        self.vec = (max(0, alloc.get(GPU, 0) - used.get(GPU, 0)), max(0, alloc.get(CPU, 0) - used.get(CPU, 0)),
+                    max(0, alloc.get(MEMORY, 0) - used.get(MEMORY, 0)))
 
     def free(self, resource: str) -> int:
         return self.allocatable.get(resource, 0) - self.used.get(resource, 0)
 
     def fits(self, requests: Resources) -> bool:
-        alloc, used = self.allocatable, self.used
-        gpus = requests.get(GPU, 0)             # the scarcest resource first: most misses end here
-        if gpus and gpus > alloc.get(GPU, 0) - used.get(GPU, 0):
+        # The hottest check there is: GPU, CPU and memory from tuples (a zero request
+        # passes, as free is never below zero), any other resource from the dicts.
+        g, c, m = requests.vec
+        fg, fc, fm = self.vec
+        if g > fg or c > fc or m > fm:
             return False
-        for name, amount in requests.items():
+        if requests.only_vec:
+            return True
+        alloc, used = self.allocatable, self.used
+        for name, amount in requests.amounts.items():
             if amount > alloc.get(name, 0) - used.get(name, 0):
                 return False
         return True
@@ -56,6 +72,7 @@ class NodeState:
         """Take a piece's resources and devices out of the free pool."""
         for name, amount in piece.requests.items():
             self.used[name] = self.used.get(name, 0) + amount
+        self._revec()
         for g in piece.gpus:
             if g not in self.free_gpus:
                 raise CorralError(f"GPU {g} on node {self.node.name} is already allocated")
@@ -69,6 +86,7 @@ class NodeState:
         """Undo :meth:`assume`."""
         for name, amount in piece.requests.items():
             self.used[name] = self.used.get(name, 0) - amount
+        self._revec()
         self.free_gpus.update(piece.gpus)
         self.free_cores.update(piece.cores)
 
@@ -98,15 +116,17 @@ class Snapshot:
                     # A piece on a node that is gone counts nowhere; the daemon reports
                     # such jobs separately.
                     state.assume(piece)
-        #: The best-fit index: free GPUs -> [(free CPU, node name, position)], sorted;
-        #: and the bucket keys, sorted.
+        #: The best-fit index: free GPUs -> sorted [free CPU x n + position] (one int
+        #: per node orders as (free CPU, position), and positions are in name order; ints
+        #: compare fastest); and the bucket keys, sorted.
+        n = self._n = max(1, len(self.ordered))
         self._indexed: list[tuple[int, int]] = []
-        self._buckets: dict[int, list[tuple[int, str, int]]] = {}
+        self._buckets: dict[int, list[int]] = {}
         self._bucket_keys: list[int] = []
         for i, state in enumerate(self.ordered):
             key = (state.free(GPU), state.free(CPU))
             self._indexed.append(key)
-            self._buckets.setdefault(key[0], []).append((key[1], state.node.name, i))
+            self._buckets.setdefault(key[0], []).append(key[1] * n + i)
         for bucket in self._buckets.values():
             bucket.sort()
         self._bucket_keys = sorted(self._buckets)
@@ -158,7 +178,7 @@ class Snapshot:
         if new == old:
             return
         bucket = self._buckets[old[0]]
-        del bucket[bisect_left(bucket, (old[1], name, i))]
+        del bucket[bisect_left(bucket, old[1] * self._n + i)]
         if not bucket:
             del self._buckets[old[0]]
             del self._bucket_keys[bisect_left(self._bucket_keys, old[0])]
@@ -166,7 +186,7 @@ class Snapshot:
         if target is None:
             target = self._buckets[new[0]] = []
             insort(self._bucket_keys, new[0])
-        insort(target, (new[1], name, i))
+        insort(target, new[1] * self._n + i)
         self._indexed[i] = new
 
     # -- questions -------------------------------------------------------------------------
@@ -176,10 +196,11 @@ class Snapshot:
         gpus, cpu = requests.get(GPU, 0), requests.get(CPU, 0)
         keys = self._bucket_keys
         ordered = self.ordered
+        n = self._n
         for k in range(bisect_left(keys, gpus), len(keys)):
             bucket = self._buckets[keys[k]]
-            for j in range(bisect_left(bucket, (cpu,)), len(bucket)):
-                state = ordered[bucket[j][2]]
+            for j in range(bisect_left(bucket, cpu * n), len(bucket)):
+                state = ordered[bucket[j] % n]
                 if state.fits(requests):
                     yield state
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ..frozen import fast_init
 from ..job import Allocation
 from ..reasons import PreemptionKind
 from ..resources import GPU, Resources
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class PendingJob:
     """What the scheduler needs to know about a waiting job."""
@@ -44,6 +46,7 @@ class PendingJob:
         return self.requests
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RunningJob:
     """What the scheduler needs to know about a running job."""
@@ -70,6 +73,7 @@ class RunningJob:
         return self.requests.get(GPU, 0)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Placement:
     job_id: int

@@ -124,14 +124,18 @@ class _Replay:
         #: Specs are immutable: trace jobs alike share one.
         self._specs: dict[tuple, JobSpec] = {}
         self.arrived = 0
+        #: The driver's job id -> the trace job. Jobs are numbered in submission order,
+        #: as the daemon's store numbers them, so that every tie the scheduler breaks by
+        #: id (victims, equal keys) breaks alike here and in the daemon.
+        self.trace_of: dict[int, SimJob] = {}
 
     # -- what the scheduler is told ----------------------------------------------------------------
     def _program(self, job: Job) -> Program:
-        return Program(float(self.by_id[job.id].duration))
+        return Program(float(self.trace_of[job.id].duration))
 
     def _estimate(self, job: Job) -> float | None:
         if self.policy.order_by == ORACLE:
-            return float(self.by_id[job.id].duration)
+            return float(self.trace_of[job.id].duration)
         if self.history is not None:
             return self.history.estimate(job.user, self.limits[job.id])
         return self.limits[job.id]
@@ -146,9 +150,10 @@ class _Replay:
             spec = self._specs[key] = JobSpec(command=(), requests=key[0], priority=key[1], queue=queue)
         # Submission order, as the daemon's store numbers jobs (arrivals come in (submit, id) order).
         self.arrived += 1
-        job = Job(id=job_id, spec=spec, submitted_at=float(trace.submit), seq=self.arrived,
-                  user=getattr(trace, "user", ""))
-        self.limits[job_id] = self.policy.limit(trace)
+        number = self.arrived
+        self.trace_of[number] = trace
+        job = Job(id=number, spec=spec, submitted_at=float(trace.submit), seq=number, user=getattr(trace, "user", ""))
+        self.limits[number] = self.policy.limit(trace)
         self.driver.enqueue(job)
 
     def _started(self, live: LiveJob) -> None:
@@ -170,24 +175,39 @@ class _Replay:
             driver.enqueue(live.job)
             return
         now = self.world.now
-        trace = self.by_id[job_id]
+        trace = self.trace_of[job_id]
         if self.history is not None:
-            self.history.observe(live.job.user, now - run.started_at)
+            # Learnt after the arrivals of this instant, as in the daemon, which records a
+            # batch of ends once the instant's other events (submissions) have run: a job
+            # submitted as another ends gets its estimate without that end.
+            self.world.call_soon(self.history.observe, live.job.user, now - run.started_at)
         driver.forget(job_id)
         self.result.outcomes.append(JobOutcome(
-            id=job_id, user=live.job.user, submit=float(trace.submit), start=run.started_at, end=now,
+            id=trace.id, user=live.job.user, submit=float(trace.submit), start=run.started_at, end=now,
             duration=float(trace.duration), gpus=trace.requests.get(GPU, 0)))
 
     # -- the loop ------------------------------------------------------------------------------------
     def run(self) -> SimResult:
         world, driver, result = self.world, self.driver, self.result
-        for job_id in sorted(self.by_id, key=lambda j: (float(self.by_id[j].submit), j)):
-            world.call_at(float(self.by_id[job_id].submit), self._arrive, job_id, priority=_ARRIVAL)
+        # Arrivals come from the trace in (submit, id) order, beside the world's timers, as
+        # if each were a timer of priority _ARRIVAL scheduled first: at each instant the
+        # timers of a lower priority (ends) run first, then the arrivals, then the rest.
+        arrivals = sorted(self.by_id, key=lambda j: (float(self.by_id[j].submit), j))
+        by_id, nxt, n = self.by_id, 0, len(arrivals)
         while True:
             t = world.next_time()
+            if nxt < n:
+                at = float(by_id[arrivals[nxt]].submit)
+                if t is None or at < t:
+                    t = at
             if t is None:
                 break
             world.now = t
+            world.run_due(below=_ARRIVAL)
+            while nxt < n and float(by_id[arrivals[nxt]].submit) <= t:
+                self._arrive(arrivals[nxt])
+                nxt += 1
+                world.run_due(below=_ARRIVAL)     # what an arrival schedules before the rest
             world.run_due()                       # every event at this instant
             rounds = 0
             while driver.pending:
