@@ -1,5 +1,5 @@
 """Queues with quotas, per-user limits, EASY backfill, preemption and estimated starts,
-through the real CLI and daemon (multi-tenant scheduler)."""
+through the real CLI and daemon."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ def test_quota_user_limit_and_queues_view(corral):
     assert queues["prod"]["running"] == 1 and queues["prod"]["pending"] == 1
     text = c.ok("queues")
     assert "research" in text and "BORROWED" in text
+    assert text.rstrip().endswith("3 queues"), text        # default, prod, research; nothing else on
     res = c.run("submit", "--queue", "nope", "--", "true")
     assert res.returncode == 1
     assert res.stderr == 'error: invalid value for queue: "nope" (expected one of: default, prod, research)\n'

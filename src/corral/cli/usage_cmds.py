@@ -133,8 +133,8 @@ def cmd_queues(args) -> int:
     print(fmt.table(["QUEUE", "POLICY", "NOMINAL", "BORROW-LIMIT", "LEND-LIMIT", "IN USE", "BORROWED", "RUNNING",
                      "PENDING", "PER USER"], rows))
     extras = [name for name, on in (("backfill", data.get("backfill")), ("preemption", data.get("preemption"))) if on]
-    print(f"\n{'multi-tenant scheduling' if data.get('tenancy') else 'single queue'}"
-          + (f"; {', '.join(extras)} on" if extras else ""))
+    n = len(data["queues"])
+    print(f"\n{n} queue{'s' if n != 1 else ''}" + (f"; {', '.join(extras)} on" if extras else ""))
     shares = data.get("fair_share") or {}
     if shares:
         print("fair share (decayed past usage): "

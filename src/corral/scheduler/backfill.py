@@ -10,8 +10,7 @@ node will have free at the shadow time beyond what the reserved job takes there.
 After that, a later job may start on the reservation node only if it has a time limit
 and ends by the shadow time (``now + limit <= shadow``), or if it fits in the extra
 (which then shrinks by what it takes). Jobs on other nodes are unaffected. So backfill
-never delays the reserved job: at the shadow time everything it needs is free (jobs
-that started since either ended or hold extra capacity only). Fit is checked with the
+never delays the reserved job (docs/design.md, "Backfill"). Fit is checked with the
 real placement code, GPUs and cores as devices. When no start time can be computed
 (jobs without a time limit hold what it needs), there is no reservation. A gang (a job
 spread over nodes) gets no reservation: it waits for its nodes like any job.

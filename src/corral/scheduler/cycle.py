@@ -39,7 +39,10 @@ The phases:
       does not start: the rest of that queue waits behind it. When what held the job back
       holds back every later job of its shape in its queue (the nodes or the quota, no
       holds in play, no per-user limits, no preemption), that shape leaves the walk: a
-      long queue costs its distinct shapes plus what the cycle places.
+      long queue costs its distinct shapes plus what the cycle places. Why that changes
+      no decision, and how shapes that fitted nowhere in the last cycle are only tried
+      on the nodes that gained capacity since: docs/design.md ("Why a shape may leave
+      the walk", "Across cycles").
 
 5. **Decisions** -- the placements (already started in the state), the preemptions to
    carry out, the reservation, the order the jobs were taken in, and for every job left
@@ -378,7 +381,7 @@ class _Cycle:
     def _predrop(self, name: str, queue: PendingQueue) -> set[Resources] | None:
         """The shapes to leave out of the walk before it starts: those that fitted nowhere at
         the end of the last cycle and that no node that gained capacity since could hold --
-        where trying them could change nothing else (see the module docstring, 4d): a plain
+        where trying them could change nothing else (docs/design.md, "Across cycles"): a plain
         best-effort queue without quota or per-user limits, no backfill, no preemption, no
         holds. In a busy cluster that is most shapes, so a cycle costs what it places."""
         snapshot = self.snapshot

@@ -22,11 +22,8 @@ is preempted. Among the sets that do, the fewest victims win, then the lowest hi
 priority, then the lowest total priority, then the least work lost (the most recently
 started), then the lowest job ids; then the node name. Deterministic.
 
-No loops: in (a) the victims have strictly lower priority, so they cannot take the
-preemptor back by priority; in (b), and whenever (a) crosses queues, the preemptor's
-queue is within its nominal quota, so it is not borrowing and its jobs are not
-reclaim victims; and a reclaim leaves the victim's queue at or above its nominal in
-what it borrowed, so the victim's queue has nothing to reclaim back.
+These rules cannot make preemptions loop; the argument is in docs/design.md
+("Preemption: rules, and why it cannot loop").
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ Between cycles the snapshot remembers the shapes that fitted no node at the end 
 last cycle (:attr:`Snapshot.failed`) and the nodes that gained capacity since
 (:attr:`Snapshot.gained`): free capacity only shrinks while a cycle runs, so such a shape
 can only fit on one of those nodes now, and the next cycle looks only there. In a busy
-cluster where a few jobs end between cycles that is a few nodes instead of all.
+cluster where a few jobs end between cycles that is a few nodes instead of all (how the
+cycle uses this, and why it changes no decision: docs/design.md, "Across cycles").
 
 Best fit is answered from an index instead of scoring every node: nodes are bucketed by
 their free GPUs, and each bucket is kept sorted by (free CPU, node name). Best fit

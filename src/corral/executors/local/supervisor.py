@@ -17,7 +17,7 @@ Slurm's slurmstepd, each job gets a small supervisor that:
 4. writes ``status.json`` atomically (write + rename) with the exit code or signal and
    the end time, then exits.
 
-With a cgroup (``cgroup`` argument: what :mod:`corral.enforce.cgroups` needs), the
+With a cgroup (``cgroup`` argument: what :mod:`corral.executors.local.cgroups` needs), the
 supervisor creates the job's cgroup with its limits before starting it, starts the job
 *inside* it (fork, join the cgroup, exec: the job never runs a moment outside it), and
 after the job ends reads the cgroup's OOM-kill count, peak memory and CPU time into the

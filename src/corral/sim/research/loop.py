@@ -3,28 +3,24 @@
 Events: arrivals, ends and the policy's own priority changes (Tiresias' demotions of
 running jobs and starvation promotions of waiting ones), in virtual time. At equal times
 ends come first, then priority changes, then arrivals; at every instant with a valid event
-the running set is recomputed as described in :mod:`corral.sim.policies.preemptive`. Per
-job the engine tracks the work left and the attained service (GPU-seconds); a job's end
-event is scheduled when it (re)starts, at ``start + remaining``, and is void if it is
-preempted before then (a per-job generation number, bumped at every start and stop, marks
-stale events). A preempted job releases its allocation and waits again, its work kept.
-Capacity accounting uses the scheduler core's :class:`~corral.scheduler.Snapshot`, and
-placement its best fit and gang placement (:mod:`corral.scheduler.placement`), as the
-daemon's cycle does; what differs -- and why this is a research reference, not a daemon
-policy -- is the order and the victim search by rank.
+the running set is recomputed as described in :mod:`.base`. Per job the engine tracks the
+work left and the attained service (GPU-seconds); a job's end event is scheduled when it
+(re)starts, at ``start + remaining``, and is void if it is preempted before then (a
+per-job generation number, bumped at every start and stop, marks stale events). A
+preempted job releases its allocation and waits again, its work kept. Capacity
+accounting uses the scheduler's :class:`~corral.scheduler.Snapshot`, and placement its
+best fit and gang placement (:mod:`corral.scheduler.placement`), as the daemon's cycle
+does; what differs -- and why this is a research reference, not a daemon policy -- is
+the order and the victim search by rank.
 
 The recomputation visits the jobs in rank order without sorting them all at every event
 (a heavily loaded trace keeps tens of thousands waiting): a waiting job's key does not
 change while it waits (the policy contract), so the waiting jobs are kept sorted, one list
 per request shape; only the running jobs' keys are computed at each event. Within one
-recomputation, once a job of some shape neither fits nor can preempt its way in, every
-later-ranked job of the same shape would fail too, so the rest of that shape is skipped:
-since that failure, a node has only lost room to starts and gained room by preempting
-jobs ranked below the failed job (a later job's victims rank below it), which the failed
-job could already count on; the running jobs ranked below a later job are a subset of
-those ranked below the failed one; and placement is monotone in free capacity. The
-decisions are exactly those of sorting every active job at every event (the unit tests
-compare the two on random traces).
+recomputation, once a job of some shape neither fits nor can preempt its way in, the rest
+of that shape is skipped. The decisions are exactly those of sorting every active job at
+every event (why: docs/design.md, "The research references"; the unit tests compare the
+two on random traces).
 
 With ``check=True``: after every cycle no node is over-committed (the engine's usual
 check) and the kept waiting order matches the policy's current keys; at the end every job
@@ -257,7 +253,8 @@ class _Loop:
                 self.wait(state, now)
 
     def start_gangs(self, now: float) -> None:
-        # Simple rule for gang jobs (more GPUs than any node, :mod:`corral.sim.gang`): they
+        # Simple rule for gang jobs (more GPUs than any node, placed by the shared
+        # :func:`~corral.scheduler.placement.place_gang`): they
         # are tried first, in arrival order, and then hold their nodes until they end --
         # never preempted, never preempting. Only starts happen here, so a shape that
         # failed once fails for the rest of the pass.
