@@ -47,6 +47,11 @@ class Wait(ABC):
         return _plain(asdict(self))  # type: ignore[call-overload]
 
 
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return value.value
@@ -67,10 +72,13 @@ class Shortfall:
     requested: int
     free: int
     total: int
+    #: What kind, when the job asks for one (the GPU models it accepts: ``A100``).
+    kind: str = ""
 
     def describe(self) -> str:
         q = lambda v: _q(self.resource, v)  # noqa: E731
-        return f"insufficient {self.resource}: requests {q(self.requested)}, free {q(self.free)} of {q(self.total)}"
+        what = f"{self.resource} ({self.kind})" if self.kind else self.resource
+        return f"insufficient {what}: requests {q(self.requested)}, free {q(self.free)} of {q(self.total)}"
 
 
 @dataclass(frozen=True)
@@ -82,12 +90,18 @@ class InsufficientResources(Wait):
     nodes: int = 1
     #: True for a job spread over several nodes (a gang): free counts are cluster-wide.
     across_nodes: bool = False
+    #: A job of replicas on this many nodes: the shortfalls are those of the node that
+    #: would be the last one it needs (the ``replicas``-th best), per replica.
+    replicas: int = 1
 
     @property
     def message(self) -> str:
         text = "; ".join(s.describe() for s in self.shortfalls)
         if self.across_nodes:
             return f"{text} (across {self.nodes} nodes)"
+        if self.replicas > 1:
+            return (f"{text} per replica on the {_ordinal(self.replicas)} best of {self.nodes} nodes "
+                    f"(it needs {self.replicas} nodes)")
         return text if self.nodes == 1 else f"{text} (best of {self.nodes} nodes)"
 
 

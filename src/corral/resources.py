@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Iterable, Iterator, Mapping
 
@@ -156,6 +157,57 @@ def _check(name: str, value: int) -> int:
     return value
 
 
+@dataclass(frozen=True)
+class Constraints:
+    """Where a request may go, beside how much it asks for (Slurm's typed GRES and
+    ``--nodes``, Kubernetes' ``nodeSelector``).
+
+    * ``gpu_models``: its GPUs must be of one of these models (any of; empty: any GPU);
+    * ``selector``: the node's labels must include every (key, value) pair;
+    * ``nodes``: the request is ``nodes`` replicas, one per node on that many distinct
+      nodes; the amounts of the :class:`Resources` carrying these constraints are the
+      total, split evenly (:meth:`Resources.per_node`).
+
+    Pure data, normalised (sorted, no duplicates) so equal constraints compare equal.
+    Which nodes and GPUs satisfy them is the scheduler's (:mod:`corral.scheduler.eligibility`).
+    """
+
+    gpu_models: tuple[str, ...] = ()
+    selector: tuple[tuple[str, str], ...] = ()
+    nodes: int = 1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.nodes, bool) or not isinstance(self.nodes, int) or self.nodes < 1:
+            raise CorralError(f"Constraints.nodes must be a positive integer, got {self.nodes!r}")
+        object.__setattr__(self, "gpu_models", tuple(sorted(set(self.gpu_models))))
+        object.__setattr__(self, "selector", tuple(sorted(set(self.selector))))
+
+    @classmethod
+    def make(cls, gpu_models: Iterable[str] = (), selector: Mapping[str, str] | None = None,
+             nodes: int = 1) -> "Constraints | None":
+        """The constraints, or None when there are none (any GPU, any node, one node)."""
+        made = cls(tuple(gpu_models), tuple((selector or {}).items()), nodes)
+        return None if made.trivial else made
+
+    @property
+    def trivial(self) -> bool:
+        return not self.gpu_models and not self.selector and self.nodes == 1
+
+    def on_one_node(self) -> "Constraints | None":
+        """The same constraints for one replica (``nodes`` 1), None when nothing is left."""
+        return Constraints.make(self.gpu_models, dict(self.selector), 1)
+
+    def describe(self) -> str:
+        parts = []
+        if self.gpu_models:
+            parts.append("GPU model " + " or ".join(self.gpu_models))
+        if self.selector:
+            parts.append("nodes labelled " + ", ".join(f"{k}={v}" for k, v in self.selector))
+        if self.nodes > 1:
+            parts.append(f"{self.nodes} nodes")
+        return "; ".join(parts)
+
+
 class Resources(Mapping[str, int]):
     """An immutable vector of resource amounts in canonical units.
 
@@ -164,11 +216,17 @@ class Resources(Mapping[str, int]):
     hot loops: :attr:`amounts` is the plain dict of the non-zero amounts (never change
     it), :attr:`vec` the (GPU, CPU, memory) amounts and :attr:`only_vec` whether those
     are all there is.
+
+    A request may carry :class:`Constraints` (:attr:`constraints`: GPU models, a node
+    selector, replicas over several nodes): they are part of what the request *is* --
+    equal amounts with other constraints are another shape -- but not of its amounts:
+    arithmetic, :meth:`as_dict` and the mapping view leave them out.
     """
 
-    __slots__ = ("amounts", "_hash", "vec", "only_vec")
+    __slots__ = ("amounts", "_hash", "vec", "only_vec", "constraints")
 
-    def __init__(self, amounts: Mapping[str, int] | Iterable[tuple[str, int]] = ()):
+    def __init__(self, amounts: Mapping[str, int] | Iterable[tuple[str, int]] = (), *,
+                 constraints: Constraints | None = None):
         items = amounts.items() if isinstance(amounts, Mapping) else amounts
         clean: dict[str, int] = {}
         for name, value in items:
@@ -181,6 +239,7 @@ class Resources(Mapping[str, int]):
         g, c, m = clean.get(GPU, 0), clean.get(CPU, 0), clean.get(MEMORY, 0)
         self.vec = (g, c, m)
         self.only_vec = len(clean) == (g != 0) + (c != 0) + (m != 0)
+        self.constraints = None if constraints is None or constraints.trivial else constraints
 
     @classmethod
     def parse(cls, values: Mapping[str, object], *, field: str = "") -> "Resources":
@@ -223,18 +282,56 @@ class Resources(Mapping[str, int]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Resources):
-            return self.amounts == other.amounts
+            return self.amounts == other.amounts and self.constraints == other.constraints
         if isinstance(other, Mapping):
-            return self.amounts == {k: v for k, v in other.items() if v}
+            return self.constraints is None and self.amounts == {k: v for k, v in other.items() if v}
         return NotImplemented
 
     def __hash__(self) -> int:
         if self._hash is None:
-            self._hash = hash(frozenset(self.amounts.items()))
+            h = hash(frozenset(self.amounts.items()))
+            self._hash = h if self.constraints is None else hash((h, self.constraints))
         return self._hash
 
     def __repr__(self) -> str:
+        if self.constraints is not None:
+            return f"Resources({self.format()}; {self.constraints.describe()})"
         return f"Resources({self.format()})"
+
+    def __reduce__(self):
+        # Not the slots: the cached hash is only valid in the process that computed it.
+        return (_resources, (self.amounts, self.constraints))
+
+    def __copy__(self) -> "Resources":
+        return self
+
+    def __deepcopy__(self, memo: dict) -> "Resources":
+        return self
+
+    # Constraints ---------------------------------------------------------------------
+    def with_constraints(self, constraints: Constraints | None) -> "Resources":
+        """The same amounts with ``constraints`` (None: without any)."""
+        return Resources(self.amounts, constraints=constraints)
+
+    @property
+    def replicas(self) -> int:
+        """How many nodes the request spreads over, one replica each (1: one node)."""
+        c = self.constraints
+        return 1 if c is None else c.nodes
+
+    def per_node(self) -> "Resources":
+        """One replica's part of a request over several nodes (the amounts divided by
+        :attr:`replicas`, which divides them exactly), with the constraints that hold
+        on each node."""
+        c = self.constraints
+        if c is None or c.nodes == 1:
+            return self
+        n = c.nodes
+        return Resources({k: v // n for k, v in self.amounts.items()}, constraints=c.on_one_node())
+
+    def scaled(self, factor: int) -> "Resources":
+        """The amounts times ``factor`` (without constraints)."""
+        return Resources({k: _check(k, v * factor) for k, v in self.amounts.items()})
 
     # Arithmetic --------------------------------------------------------------------
     def add(self, other: Mapping[str, int]) -> "Resources":
@@ -274,6 +371,10 @@ class Resources(Mapping[str, int]):
 
     def sorted_items(self) -> list[tuple[str, int]]:
         return sorted(self.amounts.items(), key=lambda kv: sort_key(kv[0]))
+
+
+def _resources(amounts: dict[str, int], constraints: Constraints | None) -> Resources:
+    return Resources(amounts, constraints=constraints)
 
 
 def sort_key(name: str) -> tuple[int, str]:

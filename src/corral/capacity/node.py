@@ -63,6 +63,8 @@ class Node:
     ``capacity`` is what the machine has, ``reserve`` what the system keeps, and
     ``allocatable = capacity - reserve`` is what the scheduler hands out. ``cores`` are
     the CPU ids this node's jobs may run on; ``gpus`` the GPU devices by index.
+    ``labels`` are the node's (key, value) labels, sorted (what a job's node selector
+    matches); ``address`` where other nodes reach it (a gang's rank 0: ``MASTER_ADDR``).
     """
 
     name: str
@@ -70,6 +72,12 @@ class Node:
     reserve: Resources = field(default_factory=Resources)
     cores: tuple[int, ...] = ()
     gpus: tuple[GpuDevice, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    address: str = ""
+
+    def __post_init__(self) -> None:
+        if self.labels and list(self.labels) != sorted(set(self.labels)):
+            object.__setattr__(self, "labels", tuple(sorted(set(self.labels))))
 
     @property
     def allocatable(self) -> Resources:
@@ -79,6 +87,17 @@ class Node:
     def simulated_gpus(self) -> bool:
         return any(g.simulated for g in self.gpus)
 
+    @property
+    def gpu_models(self) -> tuple[str, ...]:
+        """The distinct models of its GPUs, in index order."""
+        return tuple(dict.fromkeys(g.model for g in sorted(self.gpus, key=lambda g: g.index)))
+
+    def label(self, key: str) -> str | None:
+        for k, v in self.labels:
+            if k == key:
+                return v
+        return None
+
     def gpu(self, index: int) -> GpuDevice:
         for g in self.gpus:
             if g.index == index:
@@ -87,18 +106,22 @@ class Node:
 
     def to_dict(self) -> dict:
         return {"name": self.name, "capacity": self.capacity.as_dict(), "reserve": self.reserve.as_dict(),
-                "cores": list(self.cores), "gpus": [g.to_dict() for g in self.gpus]}
+                "cores": list(self.cores), "gpus": [g.to_dict() for g in self.gpus],
+                "labels": dict(self.labels), "address": self.address}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Node":
         return cls(name=data["name"], capacity=Resources(data["capacity"]),
                    reserve=Resources(data.get("reserve", {})), cores=tuple(data.get("cores", ())),
-                   gpus=tuple(GpuDevice.from_dict(g) for g in data.get("gpus", ())))
+                   gpus=tuple(GpuDevice.from_dict(g) for g in data.get("gpus", ())),
+                   labels=tuple(sorted((str(k), str(v)) for k, v in data.get("labels", {}).items())),
+                   address=str(data.get("address", "")))
 
 
 def make_node(name: str, *, cores: int | tuple[int, ...], memory: int, gpus: int | tuple[GpuDevice, ...] = 0,
               reserve: Resources | None = None, extended: dict[str, int] | None = None,
-              gpu_group: int = 2) -> Node:
+              gpu_group: int = 2, gpu_model: str = "Simulated GPU", labels: dict[str, str] | None = None,
+              address: str = "") -> Node:
     """Build a node by hand (tests, the simulator, simulated GPUs).
 
     ``gpus=N`` makes N simulated GPUs where each consecutive ``gpu_group`` share an NVLink
@@ -106,13 +129,13 @@ def make_node(name: str, *, cores: int | tuple[int, ...], memory: int, gpus: int
     """
     core_ids = tuple(range(cores)) if isinstance(cores, int) else tuple(cores)
     if isinstance(gpus, int):
-        devices = simulated_gpus(gpus, group=gpu_group)
+        devices = simulated_gpus(gpus, group=gpu_group, model=gpu_model)
     else:
         devices = tuple(gpus)
     amounts = {CPU: 1000 * len(core_ids), "memory": memory, GPU: len(devices)}
     amounts.update(extended or {})
     return Node(name=name, capacity=Resources(amounts), reserve=reserve or Resources(),
-                cores=core_ids, gpus=devices)
+                cores=core_ids, gpus=devices, labels=tuple(sorted((labels or {}).items())), address=address)
 
 
 def simulated_gpus(count: int, *, group: int = 2, memory: int = 80 * 2**30,

@@ -129,9 +129,11 @@ class Driver:
         spec = job.spec
         limit = self.limit(job)
         estimate = self.estimate(job) if self.estimate is not None else limit
-        return PendingJob(job.id, spec.requests, priority=spec.priority, seq=job.seq, queue=spec.queue,
+        requests = spec.requests
+        return PendingJob(job.id, requests, priority=spec.priority, seq=job.seq, queue=spec.queue,
                           user=job.user, time_limit=limit, estimate=estimate, preemptible=spec.preemptible,
-                          gang=self.gangs and needs_gang(spec.requests, self.state.snapshot.largest_gpus))
+                          gang=requests.replicas > 1
+                          or (self.gangs and needs_gang(requests, self.state.snapshot.largest_gpus)))
 
     def dequeue(self, job_id: int) -> bool:
         """Take a job out of the scheduler's queue (held, gated, cancelled): True if it was."""

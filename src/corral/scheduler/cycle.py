@@ -68,7 +68,7 @@ from ..reasons import (Behind, FairShare, Preempting, PreemptionKind, QuotaExcee
 from ..resources import GPU, Resources
 from .backfill import ActiveReservation, earliest_on_node, releases_on
 from .feasibility import explain
-from .placement import best_fit, place_gang, place_on
+from .placement import best_fit, place_multi, place_on
 from .preemption import hold_for, plan_on_node
 from .queue import GroupKey, PendingQueue, PendingSet
 from .state import ClusterState
@@ -701,7 +701,7 @@ class _Cycle:
         r = self.reservation
         if job.gang:
             exclude = frozenset((r.node,)) if restricted and r is not None else frozenset()
-            return place_gang(self.snapshot, req, exclude), False
+            return place_multi(self.snapshot, req, exclude), False
         if not restricted:
             return best_fit(self.snapshot, req), False
         assert r is not None
@@ -718,7 +718,7 @@ class _Cycle:
 
     def _never(self, job: PendingJob) -> bool:
         """True when no node could ever hold the job (Unschedulable)."""
-        if job.gang:
+        if job.gang and job.requests.replicas == 1:
             return not job.requests.fits_in(self.snapshot.capacity)
         return self.snapshot.never_fits(job.requests)
 

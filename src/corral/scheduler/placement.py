@@ -14,6 +14,10 @@ snapshot's index hands nodes out in that order (:meth:`Snapshot.best_fit_order
 <corral.scheduler.snapshot.Snapshot.best_fit_order>`); devices are chosen only on the
 winner (and, should its devices not line up, on the next).
 
+**Several nodes: replicas.** A request of ``N`` replicas (``--nodes N``: its
+:class:`~corral.resources.Constraints` ``nodes``) is placed all or nothing, one replica
+per node, each with an equal part of the amounts, on the ``N`` best-fit nodes.
+
 **Several nodes: gangs.** A job larger than any one node (:attr:`PendingJob.gang
 <corral.scheduler.types.PendingJob.gang>`) is placed all or nothing across nodes:
 
@@ -140,7 +144,8 @@ def place_piece(state: NodeState, requests: Resources) -> Piece | None:
     """A piece for ``requests`` on this node, or None when it does not fit now."""
     if not state.fits(requests):
         return None
-    gpus = choose_gpus(state.node, state.free_gpus, gpu_count(requests))
+    free = state.free_gpus if requests.constraints is None else state.gpus_for(requests)
+    gpus = choose_gpus(state.node, free, gpu_count(requests))
     if gpus is None:
         return None
     cores = choose_cores(state, requests)
@@ -223,6 +228,33 @@ def _fits_share(state: NodeState, requests: Resources, k: int) -> bool:
         if name != GPU and -(-amount // k) > state.free(name):
             return False
     return True
+
+
+def place_multi(snapshot: Snapshot, requests: Resources, exclude: frozenset[str] = frozenset()) -> Allocation | None:
+    """A job on several nodes: its replicas (``--nodes N``: :func:`place_replicas`), or a
+    job larger than any node split across them (:func:`place_gang`)."""
+    if requests.replicas > 1:
+        return place_replicas(snapshot, requests, exclude)
+    return place_gang(snapshot, requests, exclude)
+
+
+def place_replicas(snapshot: Snapshot, requests: Resources,
+                   exclude: frozenset[str] = frozenset()) -> Allocation | None:
+    """``requests.replicas`` replicas of :meth:`~corral.resources.Resources.per_node`, one
+    per node, all or none: the best-fit nodes in the snapshot's order (rank 0 on the
+    best), devices chosen on each. None when fewer nodes can take one now."""
+    per = requests.per_node()
+    n = requests.replicas
+    pieces: list[Piece] = []
+    for state in snapshot.best_fit_order(per):
+        if state.node.name in exclude:
+            continue
+        piece = place_piece(state, per)
+        if piece is not None:
+            pieces.append(piece)
+            if len(pieces) == n:
+                return Allocation(pieces=tuple(pieces))
+    return None
 
 
 def place_gang(snapshot: Snapshot, requests: Resources, exclude: frozenset[str] = frozenset()) -> Allocation | None:

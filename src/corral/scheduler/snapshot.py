@@ -30,6 +30,7 @@ from ..capacity.node import Node
 from ..errors import CorralError
 from ..job import Allocation, Piece
 from ..resources import CPU, GPU, MEMORY, Resources
+from .eligibility import holders, node_allows, wanted_gpus
 
 
 @dataclass
@@ -61,6 +62,8 @@ class NodeState:
         fg, fc, fm = self.vec
         if g > fg or c > fc or m > fm:
             return False
+        if requests.constraints is not None and not self.allows(requests):
+            return False
         if requests.only_vec:
             return True
         alloc, used = self.allocatable, self.used
@@ -68,6 +71,22 @@ class NodeState:
             if amount > alloc.get(name, 0) - used.get(name, 0):
                 return False
         return True
+
+    def allows(self, requests: Resources) -> bool:
+        """The request's constraints allow this node now: one node's worth (a request over
+        several nodes never fits one), labels, and enough free GPUs of a wanted model."""
+        c = requests.constraints
+        if c is None:
+            return True
+        if c.nodes > 1 or not node_allows(self.node, c, requests.vec[0]):
+            return False
+        wanted = wanted_gpus(self.node, c)
+        return wanted is None or requests.vec[0] <= len(self.free_gpus & wanted)
+
+    def gpus_for(self, requests: Resources) -> set[int] | frozenset[int]:
+        """The free GPUs ``requests`` may take here."""
+        wanted = wanted_gpus(self.node, requests.constraints)
+        return self.free_gpus if wanted is None else self.free_gpus & wanted
 
     def assume(self, piece: Piece) -> None:
         """Take a piece's resources and devices out of the free pool."""
@@ -230,10 +249,15 @@ class Snapshot:
         return {pos for _, pos in log[bisect_right(log, (epoch, len(self.ordered))):]}
 
     def never_fits(self, requests: Resources) -> bool:
-        """True when no node could ever hold ``requests`` (its allocatable is too small)."""
+        """True when no node could ever hold ``requests`` (its allocatable is too small, or
+        its constraints rule it out) -- for replicas over N nodes, fewer than N could."""
         v = self._never.get(requests)
         if v is None:
-            v = self._never[requests] = not any(requests.fits_in(s.allocatable) for s in self.ordered)
+            if requests.constraints is None:
+                v = not any(requests.fits_in(s.allocatable) for s in self.ordered)
+            else:
+                v = holders((s.node for s in self.ordered), requests) < requests.replicas
+            self._never[requests] = v
         return v
 
     def most_free(self, resource: str) -> int:

@@ -35,7 +35,8 @@ class PendingJob:
     #: estimate from history; in a simulation possibly the real duration (an oracle).
     #: None: unknown.
     estimate: float | None = None
-    #: May span several nodes (all pieces or none): a job larger than any one node.
+    #: Placed over several nodes, all pieces or none: replicas (``requests.replicas`` >
+    #: 1, ``--nodes N``), or a job larger than any one node split across nodes.
     gang: bool = False
     #: Once running, it may be preempted (``--no-preempt``: False).
     preemptible: bool = True
