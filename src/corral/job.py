@@ -58,6 +58,7 @@ class Reason(str, enum.Enum):
     INSUFFICIENT_RESOURCES = "InsufficientResources"
     PRIORITY = "Priority"                          # waiting behind an earlier job (strict order)
     UNSCHEDULABLE = "Unschedulable"                # no node could hold it now (capacity shrank)
+    NODES_DRAINING = "NodesDraining"               # only drained nodes could hold it
     REQUEUED = "Requeued"                          # stopped by corral and put back in the queue
     HELD = "Held"                                  # held by its owner or an admin
     DEPENDENCY = "Dependency"                      # waiting for other jobs to end
@@ -69,6 +70,8 @@ class Reason(str, enum.Enum):
     FAIR_SHARE = "FairShare"                       # another user's turn (fair share)
     PREEMPTING = "Preempting"                      # lower-priority jobs are being stopped for it
     PREEMPTED = "Preempted"                        # stopped for a higher-priority job or a quota reclaim
+    NODE_LOST = "NodeLost"                         # its node was lost; queued again
+    START_TIMEOUT = "StartTimeout"                 # its engine did not start it in time; queued again
     # Running
     LAUNCHED = "Launched"
     ADOPTED = "Adopted"                            # re-adopted by a restarted daemon
@@ -86,6 +89,7 @@ class Reason(str, enum.Enum):
     IDLE_GPU_RECLAIMED = "IdleGpuReclaimed"        # cancelled because its GPUs stayed idle
     DEPENDENCY_FAILED = "DependencyFailed"         # a job it depends on ended the wrong way
     PREEMPTED_NOT_REQUEUED = "PreemptedNotRequeued"  # preempted, and it asked not to be requeued
+    NODE_FAIL = "NodeFail"                         # its node was lost, and it asked not to be requeued
 
     def __str__(self) -> str:
         return self.value
@@ -97,6 +101,7 @@ REASON_STATES: dict[Reason, JobState] = {
     Reason.INSUFFICIENT_RESOURCES: JobState.PENDING,
     Reason.PRIORITY: JobState.PENDING,
     Reason.UNSCHEDULABLE: JobState.PENDING,
+    Reason.NODES_DRAINING: JobState.PENDING,
     Reason.REQUEUED: JobState.PENDING,
     Reason.HELD: JobState.PENDING,
     Reason.DEPENDENCY: JobState.PENDING,
@@ -107,6 +112,8 @@ REASON_STATES: dict[Reason, JobState] = {
     Reason.RESERVED: JobState.PENDING,
     Reason.FAIR_SHARE: JobState.PENDING,
     Reason.PREEMPTING: JobState.PENDING,
+    Reason.NODE_LOST: JobState.PENDING,
+    Reason.START_TIMEOUT: JobState.PENDING,
     Reason.PREEMPTED: JobState.PENDING,
     Reason.LAUNCHED: JobState.RUNNING,
     Reason.ADOPTED: JobState.RUNNING,
@@ -122,6 +129,7 @@ REASON_STATES: dict[Reason, JobState] = {
     Reason.MEMORY_LIMIT_EXCEEDED: JobState.FAILED,
     Reason.IDLE_GPU_RECLAIMED: JobState.CANCELLED,
     Reason.DEPENDENCY_FAILED: JobState.CANCELLED,
+    Reason.NODE_FAIL: JobState.FAILED,
     Reason.PREEMPTED_NOT_REQUEUED: JobState.CANCELLED,
 }
 

@@ -118,6 +118,18 @@ class Unschedulable(Wait):
         return "can never fit the node as it is now: " + "; ".join(self.lines)
 
 
+@dataclass(frozen=True)
+class NodesDraining(Wait):
+    """It would fit, but only on nodes being drained (nothing new starts there)."""
+
+    reason: ClassVar[Reason] = Reason.NODES_DRAINING
+    nodes: tuple[str, ...] = ()
+
+    @property
+    def message(self) -> str:
+        return f"the nodes that could hold it are draining: {', '.join(self.nodes)}"
+
+
 # -- order -------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -315,6 +327,6 @@ class Backoff(Wait):
         return f"{self.failure}; retry {self.retry} of {self.retries} in {self.seconds:g}s"
 
 
-__all__ = ["Wait", "Shortfall", "InsufficientResources", "Unschedulable", "Behind", "Queued", "QuotaShortfall",
+__all__ = ["Wait", "Shortfall", "InsufficientResources", "Unschedulable", "NodesDraining", "Behind", "Queued", "QuotaShortfall",
            "QuotaExceeded", "UnknownQueue", "UserLimitKind", "UserLimit", "Reserved", "FairShare",
            "PreemptionKind", "Preempting", "Held", "DependencyWait", "ArrayThrottle", "Backoff"]

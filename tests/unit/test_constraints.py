@@ -160,3 +160,31 @@ def test_why_a_constrained_job_waits_or_can_never_run():
     assert placed(res) == []
     assert res.reason(3).message == ("insufficient nvidia.com/gpu: requests 2, free 1 of 2 per replica on the 2nd "
                                      "best of 3 nodes (it needs 2 nodes)"), res.reason(3).message
+
+
+def test_a_drained_node_keeps_its_jobs_but_takes_no_new_ones():
+    from corral.job import Allocation
+    from corral.scheduler import ClusterState, CycleContext, QueueSpec, RunningJob, schedule
+
+    nodes = [make_node("a", cores=4, memory=32 * GiB, gpus=2), make_node("b", cores=4, memory=32 * GiB, gpus=4)]
+    running = [RunningJob(1, Allocation("a", Resources({CPU: 1000, GPU: 1}), gpus=(0,)))]
+    state = ClusterState(nodes, {"default": QueueSpec("default")}, running, cordoned={"b"})
+    res = schedule(state, [PendingJob(2, req(gpu=1)), PendingJob(3, req(gpu=4)), PendingJob(4, req(gpu=1))],
+                   CycleContext(0.0))
+    assert [(p.job_id, p.allocation.node) for p in res.placements] == [(2, "a")]
+    assert res.reason(3).message == "the nodes that could hold it are draining: b"
+    assert res.reason(4).message.startswith("insufficient nvidia.com/gpu: requests 1, free 0 of 2")
+    # No estimated start while the only node that could hold it drains.
+    from corral.scheduler.estimate import estimate_starts
+
+    pending = [PendingJob(3, req(gpu=4))]
+    assert estimate_starts(ClusterState(nodes, {"default": QueueSpec("default")}, cordoned={"b"}), pending,
+                           CycleContext(0.0)) == {3: None}
+    # Undrained: the job goes there; the running job stayed counted throughout.
+    state.set_nodes(nodes, cordoned=())
+    assert set(state.running) == {1, 2}
+    res = schedule(state, [PendingJob(3, req(gpu=4))], CycleContext(0.0))
+    assert [(p.job_id, p.allocation.node) for p in res.placements] == [(3, "b")]
+    # A node that leaves: its job's piece counts nowhere, the rest is as it was.
+    state.set_nodes(nodes[:1])
+    assert state.snapshot.nodes["a"].free(GPU) == 0 and "b" not in state.snapshot.nodes

@@ -437,9 +437,9 @@ def test_estimate_is_unknown_behind_a_job_without_a_limit():
 
 
 def test_after_the_victims_are_gone_their_capacity_waits_for_the_preemptor():
-    # q0 is idle (share 0), so its head goes first; without the hold the requeued victim
-    # would take its GPUs back and be preempted again.
-    queues = {"q0": QueueSpec("q0", nominal={GPU: 4}), "q1": QueueSpec("q1", nominal={GPU: 8})}
+    # q0 (no quota: the whole machine) is idle (share 0), so its head goes first; without
+    # the hold the requeued victim would take its GPUs back and be preempted again.
+    queues = {"q0": QueueSpec("q0"), "q1": QueueSpec("q1", nominal={GPU: 8})}
     w = World(node(gpus=8))
     w.run(1, 4, queue="q0", priority=0)
     w.run(2, 2, queue="q1", priority=9)
@@ -452,6 +452,26 @@ def test_after_the_victims_are_gone_their_capacity_waits_for_the_preemptor():
     assert msg(res, 1) == "insufficient nvidia.com/gpu: requests 4, free 2 of 8"
     res = w.cycle(pending, queues)                       # without the record: job 1 first, again
     assert placed(res) == [1]                           # ... and next cycle job 9 would preempt it again
+
+
+def test_a_queue_within_its_quota_is_no_priority_victim_of_another_queue():
+    # As in Kueue: q0 keeps what is within its nominal quota, whatever the priorities (else
+    # the GPUs its job frees are lent to q1, and q0 reclaims them: round and round). From
+    # a queue that borrows, a job of lower priority may be taken.
+    queues = {"q0": QueueSpec("q0", nominal={GPU: 4}), "q1": QueueSpec("q1", nominal={GPU: 8})}
+    w = World(node(gpus=8))
+    w.run(1, 4, queue="q0", priority=0)
+    w.run(2, 4, queue="q1", priority=9)
+    res = w.cycle([job(9, 2, queue="q1", priority=5)], queues)
+    assert res.preemptions == [] and msg(res, 9) == "insufficient nvidia.com/gpu: requests 2, free 0 of 8"
+    queues = {"q0": QueueSpec("q0", nominal={GPU: 4}), "q1": QueueSpec("q1", nominal={GPU: 4})}
+    w = World(node(gpus=8))
+    w.run(1, 4, queue="q0", priority=0)
+    w.run(3, 1, queue="q0", priority=0)                 # q0 borrows 1 GPU
+    w.run(2, 3, queue="q1", priority=9)
+    res = w.cycle([job(9, 1, queue="q1", priority=5)], queues)
+    # Job 1 would do too (fewest victims, lowest id) but would take q0 below its nominal.
+    assert [(p.preemptor, p.victims) for p in res.preemptions] == [(9, (3,))]
 
 
 def test_a_hold_does_not_stop_jobs_ahead_in_the_preemptors_queue():

@@ -307,6 +307,8 @@ class _Cycle:
         self.initial_free: dict[str, tuple[dict[str, int], int]] = {}
         self.explain_later: dict[int, tuple[Resources, bool]] = {}
         self._gained: list | None = None
+        #: Positions of the nodes where a hold was let go in this cycle.
+        self._released: set[int] = set()
         self._fit: dict[Resources, NodeState] = {}
         self._nofit: set[Resources] = set()
         #: Per plain queue, the shapes the predrop kept only because a node that gained
@@ -531,7 +533,7 @@ class _Cycle:
             res._groups = groups
         self.snapshot.failed = self.nowhere
         self.snapshot.failed_gangs = self.nowhere_gangs
-        self.snapshot.gained = set()
+        self.snapshot.gained = self._released
         for planned in self.planned.values():      # every one left is held: let go
             self._unhold(planned)
         if self.reservation is not None:
@@ -740,6 +742,10 @@ class _Cycle:
     def _unhold(self, planned: _Planned) -> None:
         if planned.hold is not None:
             self.snapshot.forget(planned.hold)
+            # A shape that failed while this was held may fit there once it is let go:
+            # the node counts as gained for the next cycle too.
+            self._released.update(self.snapshot.position(p.node) for p in planned.hold.pieces
+                                  if p.node in self.snapshot.nodes)
         self._book(planned.job, -1)
 
     def _rehold(self, planned: _Planned, took: Allocation | None) -> None:

@@ -37,7 +37,7 @@ def estimate_starts(state: ClusterState, pending: Iterable[PendingJob], ctx: Cyc
     now = ctx.now
     # Jobs being stopped for a preemption end now.
     running = [r if r.stopping_for is None else replace(r, expected_end=now) for r in state.running.values()]
-    projection = ClusterState(state.nodes, state.queues, running)
+    projection = ClusterState(state.nodes, state.queues, running, cordoned=state.cordoned)
     waiting = PendingSet(state.queues, pending)
     starts: dict[int, float | None] = {job.id: None for job in waiting}
     events = 0

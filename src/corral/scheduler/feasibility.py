@@ -12,7 +12,7 @@ from typing import Sequence
 from collections import Counter
 
 from ..capacity.node import Node
-from ..reasons import InsufficientResources, Shortfall, Unschedulable, Wait
+from ..reasons import InsufficientResources, NodesDraining, Shortfall, Unschedulable, Wait
 from ..resources import CPU, GPU, Resources, format_quantity, sort_key
 from .eligibility import holders, node_allows, wanted_gpus
 from .snapshot import NodeState, Snapshot, needs_whole_cores
@@ -92,6 +92,12 @@ def explain(snapshot: Snapshot, requests: Resources, *, gang: bool = False) -> W
     if states and snapshot.never_fits(requests):
         lines = infeasible([s.node for s in states], requests)
         return Unschedulable(lines=tuple(lines), nodes=len(states))
+    if snapshot.cordoned:
+        open_ = [s for s in states if not s.cordoned]
+        if holders((s.node for s in open_), requests) < requests.replicas:
+            return NodesDraining(nodes=tuple(sorted(snapshot.cordoned)))
+        states = open_
+        snapshot = _Open(snapshot, states)
     if requests.constraints is not None:
         return _explain_constrained(states, requests)
     # The closest node: the first (in name order) with the fewest resources short. With
@@ -133,6 +139,18 @@ def explain(snapshot: Snapshot, requests: Resources, *, gang: bool = False) -> W
         # accounting is consistent); report the device view.
         short = _device_shortfalls(state, requests)
     return InsufficientResources(shortfalls=short, nodes=len(states))
+
+
+class _Open:
+    """The snapshot without its draining nodes, for :func:`explain` (no cache)."""
+
+    def __init__(self, snapshot: Snapshot, states: list[NodeState]):
+        self.ordered = states
+        self.explained: dict = {}
+        self.epoch = snapshot.epoch
+
+    def changed_since(self, epoch: int) -> None:
+        return None
 
 
 def _explain_constrained(states: list[NodeState], requests: Resources) -> Wait:

@@ -5,9 +5,13 @@ A pending job ``J`` (queue ``q``) may preempt running jobs on *one* node:
 (a) *priority* -- jobs of strictly lower priority. In its own queue always (in a
     fair-share queue, only the same user's jobs: there priority orders a user's own
     jobs, and a victim of a user with a lower share would queue ahead of ``J`` again);
-    in other queues only when ``q`` stays within its nominal quota once ``J`` is
-    admitted (a queue that would have to borrow does not take from others by priority);
-(b) *reclaim* -- when ``q`` stays within its nominal quota once ``J`` is admitted, jobs
+    in other queues only when ``q`` stays within its nominal quota in every resource
+    once ``J`` is admitted (a queue that borrows -- anything, not only what ``J`` asks
+    for -- does not take from others by priority), and only from a queue that borrows
+    or has no quota (a queue within its quota keeps it, as in Kueue: what its jobs
+    free would be lent out and then reclaimed, round and round), and only what it
+    borrows (as in (b), it stays at or above its nominal);
+(b) *reclaim* -- when ``q`` stays so within its nominal quota, jobs
     of other queues that are borrowing, whatever their priority: the victim's queue
     must be over its nominal quota in a resource ``J`` requests and the victim holds,
     and must stay at or above its nominal in every resource it borrows after all the
@@ -76,7 +80,7 @@ def plan_on_node(state: NodeState, job: PendingJob, running: list[RunningJob], q
     queue = job.queue
     req = job.requests
     node = state.node.name
-    cross = quota.within_nominal(queue, req)
+    cross = quota.borrows_nothing_with(queue, req)    # in every resource, not only req's
     borrowed: dict[str, dict[str, int]] = {}
     lower: set[int] = set()
     candidates: list[RunningJob] = []
@@ -85,17 +89,21 @@ def plan_on_node(state: NodeState, job: PendingJob, running: list[RunningJob], q
     for r in running:
         if not r.preemptible or r.stopping_for is not None or r.id == job.id:
             continue
-        if r.queue == queue and own_only and r.user != job.user:
+        if r.queue == queue:
+            if r.priority < job.priority and not (own_only and r.user != job.user):
+                lower.add(r.id)
+                candidates.append(r)
             continue
-        if r.priority < job.priority and (r.queue == queue or cross):
+        if not cross:
+            continue
+        b = borrowed.get(r.queue)
+        if b is None:
+            b = borrowed[r.queue] = quota.borrowed(r.queue)
+        if r.priority < job.priority and (b or r.queue in quota.whole):
             lower.add(r.id)
             candidates.append(r)
-        elif cross and r.queue != queue:
-            b = borrowed.get(r.queue)
-            if b is None:
-                b = borrowed[r.queue] = quota.borrowed(r.queue)
-            if any(req.get(res, 0) > 0 and r.requests.get(res, 0) > 0 for res in b):
-                candidates.append(r)
+        elif any(req.get(res, 0) > 0 and r.requests.get(res, 0) > 0 for res in b):
+            candidates.append(r)
     if not candidates:
         return None
     candidates.sort(key=lambda r: (r.priority, -r.started_at, -r.id))
@@ -108,7 +116,7 @@ def plan_on_node(state: NodeState, job: PendingJob, running: list[RunningJob], q
             t = taken.setdefault(v.queue, {})
             for res, x in v.requests.items():
                 t[res] = t.get(res, 0) + x
-            if v.id not in lower:
+            if v.queue != queue:
                 reclaimed.add(v.queue)
         for q in reclaimed:
             for res, over in borrowed[q].items():

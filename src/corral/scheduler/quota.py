@@ -162,6 +162,16 @@ class QuotaState:
         usage = self.usage[queue]
         return all(usage.get(r, 0) + x <= nominal[r] for r, x in requests.items() if r in nominal)
 
+    def borrows_nothing_with(self, queue: str, requests: Mapping[str, int]) -> bool:
+        """True when, with ``requests`` admitted, the queue is within its nominal quota in
+        *every* resource -- not only those ``requests`` names: a queue that borrows GPUs
+        borrows, whatever a CPU-only job of it asks for."""
+        nominal = self.nominal.get(queue)
+        if nominal is None:
+            return True
+        usage = self.usage[queue]
+        return all(usage.get(r, 0) + requests.get(r, 0) <= n for r, n in nominal.items())
+
     def borrowed(self, queue: str) -> dict[str, int]:
         """Per resource, how much the queue uses beyond its nominal quota (only > 0)."""
         nominal = self.nominal.get(queue)

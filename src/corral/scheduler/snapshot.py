@@ -43,6 +43,8 @@ class NodeState:
     #: Free (GPU, CPU, memory), never below zero, kept up to date by :meth:`assume` and
     #: :meth:`forget`: what :meth:`fits` compares a request's ``vec`` with.
     vec: tuple[int, int, int] = field(init=False, repr=False, compare=False)
+    #: Draining: its jobs run on, nothing new starts here (nothing :meth:`fits`).
+    cordoned: bool = False
 
     def __post_init__(self) -> None:
         self._revec()
@@ -60,7 +62,7 @@ class NodeState:
         # passes, as free is never below zero), any other resource from the dicts.
         g, c, m = requests.vec
         fg, fc, fm = self.vec
-        if g > fg or c > fc or m > fm:
+        if g > fg or c > fc or m > fm or self.cordoned:
             return False
         if requests.constraints is not None and not self.allows(requests):
             return False
@@ -112,18 +114,22 @@ class NodeState:
 
     def copy(self) -> "NodeState":
         return NodeState(node=self.node, allocatable=dict(self.allocatable), used=dict(self.used),
-                         free_gpus=set(self.free_gpus), free_cores=set(self.free_cores))
+                         free_gpus=set(self.free_gpus), free_cores=set(self.free_cores), cordoned=self.cordoned)
 
 
 class Snapshot:
-    def __init__(self, nodes: Iterable[Node], allocations: Mapping[int, Allocation] | Iterable[Allocation] = ()):
+    def __init__(self, nodes: Iterable[Node], allocations: Mapping[int, Allocation] | Iterable[Allocation] = (),
+                 cordoned: Iterable[str] = ()):
         self.nodes: dict[str, NodeState] = {}
+        #: Draining nodes: counted (their jobs hold what they hold), but nothing new fits.
+        self.cordoned = frozenset(cordoned)
         for node in nodes:
             self.nodes[node.name] = NodeState(
                 node=node,
                 allocatable=node.allocatable.as_dict(),
                 free_gpus={g.index for g in node.gpus},
                 free_cores=set(node.cores),
+                cordoned=node.name in self.cordoned,
             )
         #: Node states in name order: the order cycles visit them in (deterministic).
         self.ordered: list[NodeState] = sorted(self.nodes.values(), key=lambda s: s.node.name)
@@ -175,7 +181,9 @@ class Snapshot:
     # -- changes ---------------------------------------------------------------------------
     def assume(self, allocation: Allocation) -> None:
         for piece in allocation.pieces:
-            state = self.nodes[piece.node]
+            state = self.nodes.get(piece.node)
+            if state is None:       # a node that is gone (lost, left): counted nowhere
+                continue
             state.assume(piece)
             self._reindex(piece.node, state)
 
@@ -210,6 +218,10 @@ class Snapshot:
         self._indexed[i] = new
 
     # -- questions -------------------------------------------------------------------------
+    def position(self, name: str) -> int:
+        """The node's place in :attr:`ordered` (what :attr:`gained` holds)."""
+        return self._pos[name]
+
     def best_fit_order(self, requests: Resources) -> Iterable[NodeState]:
         """The nodes where ``requests`` fits now (aggregate amounts), best fit first (see
         the module docstring). A generator: stop reading once a node takes the job."""

@@ -23,12 +23,14 @@ from .types import RunningJob
 
 class ClusterState:
     def __init__(self, nodes: Iterable[Node], queues: Mapping[str, QueueSpec],
-                 running: Iterable[RunningJob] = (), *, track_usage: bool = False):
+                 running: Iterable[RunningJob] = (), *, track_usage: bool = False, cordoned: Iterable[str] = ()):
         self.nodes = list(nodes)
         #: Keep :attr:`held_share` (for fair share's decayed usage).
         self.track_usage = track_usage
         self.queues: dict[str, QueueSpec] = dict(queues)
-        self.snapshot = Snapshot(self.nodes)
+        #: Nodes being drained: what runs there stays counted, nothing new starts there.
+        self.cordoned = frozenset(cordoned)
+        self.snapshot = Snapshot(self.nodes, cordoned=self.cordoned)
         self.capacity = self.snapshot.capacity
         self.running: dict[int, RunningJob] = {}
         #: node -> {job id: the running job}, for the jobs with a piece there.
@@ -132,4 +134,13 @@ class ClusterState:
 
     def copy(self) -> "ClusterState":
         """An independent copy (for projections)."""
-        return ClusterState(self.nodes, self.queues, self.running.values(), track_usage=self.track_usage)
+        return ClusterState(self.nodes, self.queues, self.running.values(), track_usage=self.track_usage,
+                            cordoned=self.cordoned)
+
+    def set_nodes(self, nodes: Iterable[Node], cordoned: Iterable[str] = ()) -> None:
+        """The nodes changed (one joined, left or was lost; one is drained or no longer):
+        everything is recomputed from the running jobs -- rare, so simplest. A running
+        job's pieces on a node that is gone count nowhere."""
+        fresh = ClusterState(nodes, self.queues, self.running.values(), track_usage=self.track_usage,
+                             cordoned=cordoned)
+        self.__dict__.update(fresh.__dict__)
