@@ -4,10 +4,14 @@ Stdlib only; PyYAML is imported lazily when a file is actually read. Every field
 optional; the file form is::
 
     simulate_gpus: 0            # pretend this many GPUs exist (0..64); `corral up --simulate-gpus N`
+                                # or {count: 4, model: A100} (default model: "Simulated GPU")
+    node_labels: {zone: lab1}   # this node's labels, matched by jobs' --node-selector / nodeSelector
     reserve: {cpu: 500m, memory: 1Gi}   # kept back for the system; memory omitted = daemon decides
     defaults: {cpu: "1"}        # requests for resources a job does not mention at all
     policy: best-effort-fifo    # the default queue's order: strict-fifo, priority, sjf, fair-share
-    engine: {type: local}       # where jobs run: local (this machine's processes)
+    engine: {type: local}       # where jobs run: local (this machine's processes), or
+                                # {type: ray, address: HOST:PORT, start_timeout: 60s}:
+                                # the nodes of a running Ray cluster (corral places, Ray runs)
     kill_grace: 10s             # SIGTERM -> SIGKILL grace; a bare number (or number string) is seconds
     node_name: gpu-box-1        # default: the machine's hostname (resolved by the daemon)
     enforcement: auto           # auto | cgroup | watchdog (see below)
@@ -59,7 +63,7 @@ cgroups when it can and the watchdog otherwise. Either way ``corral nodes`` says
 default requests, ``defaults: {memory: 2Gi}`` means a memory default and no cpu default.
 Unknown fields and bad values raise a one-line :class:`~corral.errors.ValidationError`
 prefixed with the file's path and naming the field, e.g.
-``config.yaml: unknown field reserv (accepted: admin_group, backfill, cost, defaults, enforcement, engine, fair_share, idle_gpu, kill_grace, mode, node_name, pids_limit, policy, preemption, queues, reserve, retention, sample_interval, series_interval, simulate_gpus, socket_group)``.
+``config.yaml: unknown field reserv (accepted: admin_group, backfill, cost, defaults, enforcement, engine, fair_share, idle_gpu, kill_grace, mode, node_labels, node_name, pids_limit, policy, preemption, queues, reserve, retention, sample_interval, series_interval, simulate_gpus, socket_group)``.
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable
 
+from .constraints import parse_gpu_model, parse_selector
 from .durations import parse_duration
 from .errors import QuantityError, ValidationError
 from .resources import CPU, MEMORY, Resources, parse_quantity
@@ -82,15 +87,21 @@ from .scheduler.policies import POLICIES as _REGISTERED  # noqa: E402
 #: time limits, else by run times learned from history).
 POLICIES = tuple(_REGISTERED)
 #: Engines a daemon can run jobs on (``engine: {type: ...}``).
-ENGINES = ("local",)
+ENGINES = ("local", "ray")
+#: What an ``engine:`` block may hold, by engine.
+ENGINE_FIELDS = {"local": ("type",), "ray": ("type", "address", "start_timeout")}
+#: How long a job placed on Ray may take to start (its placement group and process).
+DEFAULT_START_TIMEOUT = 60
 MAX_SIMULATED_GPUS = 64
+#: The model simulated GPUs report unless the config names one.
+SIMULATED_GPU_MODEL = "Simulated GPU"
 MAX_NODE_NAME = 253
 
 _NODE_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?\Z", re.ASCII)
 _FILE_FIELDS = {k: k for k in ("simulate_gpus", "reserve", "defaults", "policy", "kill_grace", "node_name",
                                 "enforcement", "pids_limit", "sample_interval", "series_interval", "idle_gpu",
                                 "retention", "cost", "mode", "socket_group", "admin_group", "queues",
-                                "fair_share", "backfill", "preemption", "engine")}
+                                "fair_share", "backfill", "preemption", "engine", "node_labels")}
 QUEUE_FIELDS = ("name", "nominal", "borrowing_limit", "lending_limit", "policy", "max_user_gpus", "max_user_jobs")
 MAX_QUEUES = 64
 ENFORCEMENT = ("auto", "cgroup", "watchdog")
@@ -136,6 +147,11 @@ class Config:
     backfill: bool = False                   # EASY backfill reservations (uses time limits)
     preemption: bool = False                 # higher priority / quota reclaim may preempt
     engine: str = "local"                    # where jobs run (ENGINES)
+    engine_address: str = ""                 # ray: the cluster's GCS address, HOST:PORT
+    engine_start_timeout: int = DEFAULT_START_TIMEOUT   # seconds until a placed job must run
+    #: This machine's node labels (what jobs' node selectors match).
+    node_labels: dict[str, str] = field(default_factory=dict)
+    simulate_gpu_model: str = SIMULATED_GPU_MODEL    # the model simulated GPUs report
 
     @property
     def scheduling(self) -> Any:
@@ -155,6 +171,7 @@ class Config:
         """JSON form (canonical units)."""
         return {
             "simulate_gpus": self.simulate_gpus,
+            "simulate_gpu_model": self.simulate_gpu_model,
             "reserve_cpu": self.reserve_cpu,
             "reserve_memory": self.reserve_memory,
             "default_requests": self.default_requests.as_dict(),
@@ -176,6 +193,9 @@ class Config:
             "backfill": self.backfill,
             "preemption": self.preemption,
             "engine": self.engine,
+            "engine_address": self.engine_address,
+            "engine_start_timeout": self.engine_start_timeout,
+            "node_labels": dict(self.node_labels),
         }
 
     @classmethod
@@ -184,6 +204,7 @@ class Config:
         base = cls()
         return cls(
             simulate_gpus=int(data.get("simulate_gpus", base.simulate_gpus)),
+            simulate_gpu_model=str(data.get("simulate_gpu_model", base.simulate_gpu_model)),
             reserve_cpu=int(data.get("reserve_cpu", base.reserve_cpu)),
             reserve_memory=data.get("reserve_memory", base.reserve_memory),
             default_requests=Resources(data["default_requests"]) if "default_requests" in data
@@ -206,6 +227,9 @@ class Config:
             backfill=bool(data.get("backfill", base.backfill)),
             preemption=bool(data.get("preemption", base.preemption)),
             engine=str(data.get("engine", base.engine)),
+            engine_address=str(data.get("engine_address", base.engine_address)),
+            engine_start_timeout=int(data.get("engine_start_timeout", base.engine_start_timeout)),
+            node_labels=dict(data.get("node_labels", base.node_labels)),
         )
 
     def merged(self, **overrides: Any) -> "Config":
@@ -228,13 +252,32 @@ class Config:
 
 # -- field parsers (value, path) -> canonical value ---------------------------------------
 
-def _parse_simulate_gpus(value: object, path: str) -> int:
-    expected = f"expected a whole number from 0 to {MAX_SIMULATED_GPUS}"
+def _parse_simulate_gpus(value: object, path: str, *, also: str = "") -> int:
+    expected = f"expected a whole number from 0 to {MAX_SIMULATED_GPUS}{also}"
     if isinstance(value, bool) or not isinstance(value, int):
         raise _fail(path, value, expected)
     if not 0 <= value <= MAX_SIMULATED_GPUS:
         raise _fail(path, value, expected)
     return value
+
+
+_SIMULATED_FIELDS = {"count": "count", "model": "model"}
+
+
+def _parse_simulated(value: object, path: str) -> dict[str, Any]:
+    """The file's ``simulate_gpus``: a count, or ``{count: 4, model: A100}`` -> Config fields."""
+    if not isinstance(value, Mapping):
+        return {"simulate_gpus": _parse_simulate_gpus(value, path, also=", or {count: N, model: NAME}, "
+                                                                        "e.g. {count: 4, model: A100}")}
+    fields_ = _fields(value, path, _SIMULATED_FIELDS)
+    if "count" not in fields_:
+        raise _fail(f"{path}.count", None, f"expected a whole number from 0 to {MAX_SIMULATED_GPUS}",
+                    message=f"missing field {path}.count (expected a whole number from 0 to {MAX_SIMULATED_GPUS}, "
+                            "e.g. {count: 4, model: A100})")
+    out: dict[str, Any] = {"simulate_gpus": _parse_simulate_gpus(fields_["count"][1], f"{path}.count")}
+    if "model" in fields_:
+        out["simulate_gpu_model"] = parse_gpu_model(fields_["model"][1], f"{path}.model")
+    return out
 
 
 def _parse_quantity_at(resource: str, value: object, path: str) -> int:
@@ -283,14 +326,40 @@ def _parse_policy(value: object, path: str) -> str:
 
 
 def _parse_engine(value: object, path: str) -> str:
-    """``engine: {type: local}`` (a bare name is taken too) -> the engine's name."""
+    """An engine's name (``engine: {type: ...}`` or a bare name)."""
+    return _parse_engine_block(value, path)["engine"]
+
+
+_HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?):(\d{1,5})\Z", re.ASCII)
+
+
+def _parse_engine_block(value: object, path: str) -> dict[str, Any]:
+    """``engine: {type: local}`` (a bare name is taken too) or ``engine: {type: ray,
+    address: HOST:PORT, start_timeout: 60s}`` -> Config fields."""
     if isinstance(value, str):
         value = {"type": value}
-    fields_ = _fields(value, path, {"type": "type"})
-    kind = fields_.get("type", ("type", "local"))[1]
+    if not isinstance(value, Mapping):
+        raise _fail(path, value, "expected {type: local} or {type: ray, address: HOST:PORT}")
+    kind = value.get("type", "local")
     if kind not in ENGINES:
         raise _fail(f"{path}.type", kind, f"expected one of: {', '.join(ENGINES)}")
-    return kind
+    fields_ = _fields(value, path, {k: k for k in ENGINE_FIELDS[kind]})
+    out: dict[str, Any] = {"engine": kind}
+    if kind == "ray":
+        if "address" not in fields_:
+            raise _fail(f"{path}.address", None, "expected the Ray cluster's address, HOST:PORT",
+                        message=f"missing field {path}.address (expected the Ray cluster's GCS address, "
+                                "HOST:PORT, e.g. 10.0.0.5:6379)")
+        address = fields_["address"][1]
+        match = _HOST_PORT.match(address) if isinstance(address, str) else None
+        if match is None or not 0 < int(match.group(3)) < 65536:
+            raise _fail(f"{path}.address", address, "expected HOST:PORT, e.g. 10.0.0.5:6379")
+        out["engine_address"] = address
+        if "start_timeout" in fields_:
+            out["engine_start_timeout"] = parse_duration(
+                fields_["start_timeout"][1], f"{path}.start_timeout", bare_unit=1, what="start timeout",
+                examples="expected seconds or a duration, e.g. 60, 60s, 5m")
+    return out
 
 
 def _queue_dict(q: Any) -> dict[str, Any]:
@@ -499,6 +568,8 @@ def _parse_group(value: object, path: str) -> str | None:
 
 _OVERRIDE_PARSERS: dict[str, Callable[[object, str], Any]] = {
     "simulate_gpus": _parse_simulate_gpus,
+    "simulate_gpu_model": parse_gpu_model,
+    "node_labels": parse_selector,
     "reserve_cpu": _parse_reserve_cpu,
     "reserve_memory": _parse_reserve_memory,
     "default_requests": _parse_defaults,
@@ -530,7 +601,7 @@ def _parse(data: object) -> Config:
     top = _fields(data, "", _FILE_FIELDS)
     values: dict[str, Any] = {}
     if "simulate_gpus" in top:
-        values["simulate_gpus"] = _parse_simulate_gpus(top["simulate_gpus"][1], "simulate_gpus")
+        values.update(_parse_simulated(top["simulate_gpus"][1], "simulate_gpus"))
     if "reserve" in top:
         reserve = _fields(top["reserve"][1], "reserve", _RESERVE_FIELDS)
         if CPU in reserve:
@@ -545,9 +616,11 @@ def _parse(data: object) -> Config:
         values["kill_grace"] = _parse_kill_grace(top["kill_grace"][1], "kill_grace")
     for name in ("node_name", "enforcement", "pids_limit", "sample_interval", "series_interval", "idle_gpu",
                  "retention", "cost", "mode", "socket_group", "admin_group", "queues", "backfill", "preemption",
-                 "engine"):
+                 "node_labels"):
         if name in top:
             values[name] = _OVERRIDE_PARSERS[name](top[name][1], name)
+    if "engine" in top:
+        values.update(_parse_engine_block(top["engine"][1], "engine"))
     if "fair_share" in top:
         values["half_life"] = _parse_fair_share(top["fair_share"][1], "fair_share")
     return Config(**values)

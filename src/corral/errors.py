@@ -41,6 +41,17 @@ class ValidationError(CorralError):
         return f"{head}: {shown} ({self.expected})"
 
 
+def invalid(field: str, value: object, expected: str, *, detail: str | None = None,
+            message: str | None = None) -> ValidationError:
+    """A :class:`ValidationError` whose message is one line (the value escaped and
+    shortened by :func:`show_value`): ``invalid value for FIELD: VALUE (EXPECTED)``, or
+    ``DETAIL: VALUE (EXPECTED)``, or ``message`` as it is."""
+    err = ValidationError(field, value, expected, detail=detail)
+    head = detail or f"invalid value for {field}"
+    err.args = (message or f"{head}: {show_value(value)} ({expected})",)
+    return err
+
+
 class QuantityError(ValidationError):
     """A resource quantity that does not parse or is out of range."""
 

@@ -11,9 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .constraints import (LABEL_KEY_EXPECTED, label_key_ok, parse_gpu_models, parse_gpus, parse_nodes,
+                          parse_selector)
 from .durations import format_duration, parse_duration
-from .errors import QuantityError, ValidationError, show_value
-from .resources import CPU, MEMORY, Resources, canonical_name, format_quantity, parse_quantity, sort_key
+from .errors import QuantityError, ValidationError, invalid, show_value
+from .resources import (CPU, GPU, MEMORY, Constraints, Resources, canonical_name, format_quantity, parse_quantity,
+                        sort_key)
 
 
 @dataclass(frozen=True)
@@ -22,7 +25,9 @@ class JobSpec:
 
     ``requests`` is what the scheduler reserves, ``limits`` what enforcement holds the job
     to; both are canonical :class:`Resources` and already follow Kubernetes defaulting
-    (a missing limit is the request, a missing request is the limit).
+    (a missing limit is the request, a missing request is the limit). With ``nodes`` > 1
+    both are per node: each of the ``nodes`` replicas gets them, and :attr:`demand` is
+    what the scheduler places and quotas count.
     """
 
     command: tuple[str, ...]
@@ -56,6 +61,28 @@ class JobSpec:
     #: ``requeue``: a preempted job is queued again (else it ends Cancelled/Preempted).
     preemptible: bool = True
     requeue: bool = True
+    #: Its GPUs must be of one of these models (``--gpus A100:2``); empty: any GPU.
+    gpu_models: tuple[str, ...] = ()
+    #: The node's labels must include every pair (Kubernetes' nodeSelector).
+    node_selector: dict[str, str] = field(default_factory=dict)
+    #: Replicas, one per node, each with ``requests`` (Slurm's ``--nodes``).
+    nodes: int = 1
+
+    @property
+    def constraints(self) -> Constraints | None:
+        """Where it may run, for the scheduler (None: any GPU, any node, one node)."""
+        if not self.gpu_models and not self.node_selector and self.nodes == 1:
+            return None
+        return Constraints.make(self.gpu_models, self.node_selector, self.nodes)
+
+    @property
+    def demand(self) -> Resources:
+        """What the scheduler places: the requests of all ``nodes`` replicas (the total)
+        with the job's constraints; plain ``requests`` when there are none."""
+        c = self.constraints
+        if c is None:
+            return self.requests
+        return self.requests.scaled(self.nodes).with_constraints(c)
 
     def to_dict(self) -> dict[str, Any]:
         """Canonical JSON form (integers in canonical units), as the store keeps it."""
@@ -80,6 +107,9 @@ class JobSpec:
             "hold": self.hold,
             "preemptible": self.preemptible,
             "requeue": self.requeue,
+            "gpu_models": list(self.gpu_models),
+            "node_selector": dict(self.node_selector),
+            "nodes": self.nodes,
         }
 
     @classmethod
@@ -106,6 +136,9 @@ class JobSpec:
             hold=bool(data.get("hold", False)),
             preemptible=bool(data.get("preemptible", True)),
             requeue=bool(data.get("requeue", True)),
+            gpu_models=tuple(data.get("gpu_models") or ()),
+            node_selector=dict(data.get("node_selector") or {}),
+            nodes=int(data.get("nodes") or 1),
         )
 
 
@@ -122,8 +155,6 @@ MAX_NAME = 253
 MAX_LABEL_VALUE = 253
 
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z", re.ASCII)
-_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?\Z", re.ASCII)
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z", re.ASCII)
 _LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 _INT = re.compile(r"^\s*[+-]?\d+\s*\Z", re.ASCII)
 
@@ -134,20 +165,14 @@ _RESOURCES_EXPECTED = ('expected a mapping of resource name to quantity, '
 _ENV_KEY_EXPECTED = ("expected a variable name of letters, digits and _, not starting with a digit, "
                      "e.g. CUDA_LAUNCH_BLOCKING")
 _STRING_VALUE = 'expected a string; quote numbers and booleans, e.g. "1", "true"'
-_LABEL_KEY_EXPECTED = ("expected [prefix/]name: name at most 63 characters of letters, digits, -, _ and ., "
-                       "starting and ending with a letter or digit, e.g. team or example.com/team")
+_LABEL_KEY_EXPECTED = LABEL_KEY_EXPECTED
 _PRIORITY_EXPECTED = f"expected an integer from {-MAX_PRIORITY} to {MAX_PRIORITY}"
 
 
 # -- error helpers ----------------------------------------------------------------------
 
-def _fail(field: str, value: object, expected: str, *, detail: str | None = None,
-          message: str | None = None) -> ValidationError:
-    """A :class:`ValidationError` whose message is one line (values are escaped/shortened)."""
-    err = ValidationError(field, value, expected, detail=detail)
-    head = detail or f"invalid value for {field}"
-    err.args = (message or f"{head}: {show_value(value)} ({expected})",)
-    return err
+#: A one-line :class:`ValidationError` (see :func:`corral.errors.invalid`).
+_fail = invalid
 
 
 def _quantity_error(field: str, value: object, expected: str, why: str | None) -> QuantityError:
@@ -376,13 +401,6 @@ def _parse_env(value: object, path: str, *, list_form: bool) -> dict[str, str]:
     raise _fail(path, value, expected)
 
 
-def _label_key_ok(key: str) -> bool:
-    prefix, slash, name = key.rpartition("/")
-    if slash and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
-        return False
-    return 0 < len(name) <= 63 and bool(_LABEL_NAME.match(name))
-
-
 def _parse_labels(value: object, path: str) -> dict[str, str]:
     if value is None:
         return {}
@@ -390,7 +408,7 @@ def _parse_labels(value: object, path: str) -> dict[str, str]:
         raise _fail(path, value, "expected a mapping key: value, e.g. {team: vision}")
     out: dict[str, str] = {}
     for key, text in value.items():
-        if not isinstance(key, str) or not _label_key_ok(key):
+        if not isinstance(key, str) or not label_key_ok(key):
             raise _fail(path, key, _LABEL_KEY_EXPECTED, detail=f"invalid label key in {path}")
         if not isinstance(text, str):
             raise _fail(f"{path}.{key}", text, _STRING_VALUE)
@@ -530,7 +548,8 @@ def _build(command: object, *, requests: object, limits: object, name: object, e
            paths: Mapping[str, str], env_list_form: bool, stop_signal: object = None,
            kill_grace: object = None, idle_gpu: object = None, queue: object = None, array: object = None,
            dependencies: object = None, retries: object = None, hold: object = None,
-           preemptible: object = None, requeue: object = None) -> JobSpec:
+           preemptible: object = None, requeue: object = None, gpus: object = None, gpu_models: object = None,
+           node_selector: object = None, nodes: object = None) -> JobSpec:
     argv = _parse_command(command, paths["command"])
     name_ = _parse_name(name, paths["name"])
     labels_ = _parse_labels(labels, paths["labels"])
@@ -539,8 +558,24 @@ def _build(command: object, *, requests: object, limits: object, name: object, e
     priority_ = _parse_priority(priority, paths["priority"])
     time_limit_ = _parse_time_limit(time_limit, paths["time_limit"])
     req = _parse_resources(requests, paths["requests"])
+    gpu_count, models = parse_gpus(gpus, paths.get("gpus", "gpus"))
+    if gpu_count is not None:
+        gpus_path = paths.get("gpus", "gpus")
+        if GPU in req:
+            raise _fail(gpus_path, gpus, f"give the GPU count once: in {gpus_path} or as requests {GPU}",
+                        detail="GPUs requested twice")
+        req = req.add({GPU: _parse_amount(GPU, gpu_count, gpus_path)})
     lim = _parse_resources(limits, paths["limits"])
     req, lim = resolve_resources(req, lim, field_prefix=paths["resources"])
+    models_path = paths.get("gpu_models", "gpu_models")
+    listed = parse_gpu_models(gpu_models, models_path)
+    if listed and models:
+        raise _fail(models_path, gpu_models, f"give the GPU models once: in {paths.get('gpus', 'gpus')} "
+                                             f"(MODEL:COUNT) or in {models_path}")
+    models = models or listed
+    if models and not req.get(GPU):
+        raise _fail(models_path, list(models), f"GPU models choose GPUs, and the job requests none: "
+                                               f"request {GPU} too, e.g. --gpus {models[0]}:1")
     array_ = parse_array(array, paths.get("array", "array"))
     return JobSpec(command=argv, name=name_, env=env_, workdir=workdir_, labels=labels_,
                    priority=priority_, time_limit=time_limit_, requests=req, limits=lim,
@@ -553,7 +588,10 @@ def _build(command: object, *, requests: object, limits: object, name: object, e
                    retries=_parse_retries(retries, paths.get("retries", "retries")),
                    hold=_parse_bool(hold, paths.get("hold", "hold"), False),
                    preemptible=_parse_bool(preemptible, paths.get("preemptible", "preemptible"), True),
-                   requeue=_parse_bool(requeue, paths.get("requeue", "requeue"), True))
+                   requeue=_parse_bool(requeue, paths.get("requeue", "requeue"), True),
+                   gpu_models=models,
+                   node_selector=parse_selector(node_selector, paths.get("node_selector", "node_selector")),
+                   nodes=parse_nodes(nodes, paths.get("nodes", "nodes")))
 
 
 _CLI_PATHS = {"command": "command", "requests": "", "limits": "limits", "resources": "",
@@ -561,7 +599,8 @@ _CLI_PATHS = {"command": "command", "requests": "", "limits": "limits", "resourc
               "priority": "priority", "time_limit": "time_limit", "stop_signal": "signal",
               "kill_grace": "grace", "idle_gpu": "idle_gpu", "queue": "queue", "array": "array",
               "dependencies": "after", "retries": "retries", "hold": "hold", "preemptible": "preemptible",
-              "requeue": "requeue"}
+              "requeue": "requeue", "gpus": "gpus", "gpu_models": "gpu_models", "node_selector": "node_selector",
+              "nodes": "nodes"}
 
 
 def build_spec(command: str | list[str] | tuple[str, ...], *,
@@ -582,7 +621,11 @@ def build_spec(command: str | list[str] | tuple[str, ...], *,
                retries: object = None,
                hold: object = None,
                preemptible: object = None,
-               requeue: object = None) -> JobSpec:
+               requeue: object = None,
+               gpus: object = None,
+               gpu_models: object = None,
+               node_selector: Mapping[str, str] | None = None,
+               nodes: object = None) -> JobSpec:
     """Build a validated :class:`JobSpec` from CLI/SDK-style values.
 
     ``command`` is an argv list, or one string run as ``/bin/sh -c STRING``.
@@ -595,6 +638,11 @@ def build_spec(command: str | list[str] | tuple[str, ...], *,
     stops the job; ``kill_grace`` (seconds or a duration) is how long before SIGKILL;
     ``idle_gpu`` overrides the daemon's idle-GPU reclaim fields (threshold, window, step,
     actions, signal).
+    ``gpus`` is a count or Slurm's ``MODEL:COUNT`` (``"A100:2"``: two GPUs of model
+    A100), ``gpu_models`` the models any of which will do (``["A100", "H100"]``; with a
+    GPU count from ``requests`` or ``gpus``), ``node_selector`` labels the node must
+    have (``{"zone": "lab1"}``), ``nodes`` how many nodes get one replica each with the
+    per-node ``requests`` and ``limits``.
     Errors are one-line :class:`ValidationError` naming the field (``requests.memory``,
     ``env``, ``priority`` ...), the value and what is accepted.
     """
@@ -602,7 +650,8 @@ def build_spec(command: str | list[str] | tuple[str, ...], *,
                   labels=labels, priority=priority, time_limit=time_limit,
                   paths=_CLI_PATHS, env_list_form=False, stop_signal=stop_signal, kill_grace=kill_grace,
                   idle_gpu=idle_gpu, queue=queue, array=array, dependencies=dependencies, retries=retries,
-                  hold=hold, preemptible=preemptible, requeue=requeue)
+                  hold=hold, preemptible=preemptible, requeue=requeue, gpus=gpus, gpu_models=gpu_models,
+                  node_selector=node_selector, nodes=nodes)
 
 
 # -- the YAML document form -------------------------------------------------------------
@@ -615,7 +664,8 @@ _SPEC_FIELDS = {"command": "command", "env": "env", "workingDir": "workingDir", 
                 "priority": "priority", "timeLimit": "timeLimit", "time_limit": "timeLimit",
                 "resources": "resources", "stopSignal": "stopSignal", "gracePeriod": "gracePeriod",
                 "idleGpu": "idleGpu", "queue": "queue", "array": "array", "dependencies": "dependencies",
-                "retries": "retries", "hold": "hold", "preemptible": "preemptible", "requeue": "requeue"}
+                "retries": "retries", "hold": "hold", "preemptible": "preemptible", "requeue": "requeue",
+                "gpuModels": "gpuModels", "nodeSelector": "nodeSelector", "nodes": "nodes"}
 _RESOURCES_FIELDS = {"requests": "requests", "limits": "limits"}
 _ENV_ITEM_FIELDS = {"name": "name", "value": "value"}
 
@@ -712,6 +762,9 @@ def _parse_document(doc: object) -> JobSpec:
         "hold": path("spec", spec, "hold"),
         "preemptible": path("spec", spec, "preemptible"),
         "requeue": path("spec", spec, "requeue"),
+        "gpu_models": path("spec", spec, "gpuModels"),
+        "node_selector": path("spec", spec, "nodeSelector"),
+        "nodes": path("spec", spec, "nodes"),
     }
     return _build(get(spec, "command"), requests=get(res, "requests"), limits=get(res, "limits"),
                   name=get(meta, "name"), env=get(spec, "env"), workdir=get(spec, "workingDir"),
@@ -720,7 +773,9 @@ def _parse_document(doc: object) -> JobSpec:
                   stop_signal=get(spec, "stopSignal"), kill_grace=get(spec, "gracePeriod"),
                   idle_gpu=get(spec, "idleGpu"), queue=get(spec, "queue"), array=get(spec, "array"),
                   dependencies=get(spec, "dependencies"), retries=get(spec, "retries"), hold=get(spec, "hold"),
-                  preemptible=get(spec, "preemptible"), requeue=get(spec, "requeue"))
+                  preemptible=get(spec, "preemptible"), requeue=get(spec, "requeue"),
+                  gpu_models=get(spec, "gpuModels"), node_selector=get(spec, "nodeSelector"),
+                  nodes=get(spec, "nodes"))
 
 
 def _yaml_loader():  # imported lazily: PyYAML costs start-up time the CLI does not want
@@ -833,6 +888,12 @@ def spec_to_document(spec: JobSpec) -> dict[str, Any]:
         body["preemptible"] = False
     if not spec.requeue:
         body["requeue"] = False
+    if spec.gpu_models:
+        body["gpuModels"] = list(spec.gpu_models)
+    if spec.node_selector:
+        body["nodeSelector"] = dict(spec.node_selector)
+    if spec.nodes != 1:
+        body["nodes"] = spec.nodes
     resources: dict[str, Any] = {}
     if spec.requests:
         resources["requests"] = _exact_formatted(spec.requests)

@@ -199,9 +199,10 @@ def test_submit_yaml(app, m, tmp_path):
 
 
 @pytest.mark.parametrize("body, line", [
-    ({"jobs": [{"flags": {"command": ["x"], "gpus": 1}}]},
-     "unknown field jobs[0].flags.gpus (accepted: command, requests, limits, name, env, workdir, labels, priority, "
-     "time, signal, grace, idle_gpu, queue, array, after, retries, hold, preemptible, requeue)"),
+    ({"jobs": [{"flags": {"command": ["x"], "gpu": 1}}]},
+     "unknown field jobs[0].flags.gpu (accepted: command, requests, limits, name, env, workdir, labels, priority, "
+     "time, signal, grace, idle_gpu, queue, array, after, retries, hold, preemptible, requeue, gpus, gpu_models, "
+     "node_selector, nodes)"),
     ({"jobs": [{"flags": {"command": ["x"], "hold": "yes"}}]},
      'invalid value for jobs[0].flags.hold: "yes" (expected true or false)'),
     ({"jobs": ["echo hi"]},
@@ -332,6 +333,7 @@ def test_every_route_answers_its_model(app):
     assert {p for p, _ in routes} == {"/v1/health", "/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/cancel",
                                       "/v1/jobs/update", "/v1/jobs/hold", "/v1/jobs/release",
                                       "/v1/jobs/{job_id}/wait", "/v1/jobs/{job_id}/logs", "/v1/nodes",
+                                      "/v1/nodes/{name}/drain", "/v1/nodes/{name}/undrain",
                                       "/v1/queues", "/v1/top", "/v1/usage", "/v1/prune", "/v1/shutdown"}
     for (path, method), op in routes.items():
         answer = op["responses"].get("200") or op["responses"]["201"]
@@ -362,3 +364,20 @@ def test_records_validate_into_their_models():
     support = CgroupSupport("v2", {"unified": "/sys/fs/cgroup/corral"}, ("cpu", "memory", "pids"))
     _same(models.Enforcement, Enforcement("cgroup", support).to_dict())
     _same(models.Enforcement, Enforcement("watchdog", why="no cgroup rights").to_dict())
+
+
+def test_drain_and_undrain_are_for_admins_and_name_a_known_node(app, m):
+    answer = call(app, "POST", "/v1/nodes/n1/drain", peer=ALICE)
+    assert answer.status == 403
+    assert lines(answer) == ["permission denied: only admins may drain nodes (you are 61001)"]
+    root = (4242, 0, 0)
+    answer = call(app, "POST", "/v1/nodes/n9/drain", peer=root)
+    assert answer.status == 404 and lines(answer) == ["no such node: n9 (nodes: n1)"]
+    answer = call(app, "POST", "/v1/nodes/n1/drain", peer=root)
+    assert answer.status == 200 and answer.json() == {"node": "n1", "state": "Draining", "changed": True,
+                                                      "running": []}
+    assert m.store.get_meta("drained_nodes") == '["n1"]'          # kept across restarts
+    [node] = call(app, "GET", "/v1/nodes", peer=ALICE).json()["nodes"]
+    assert node["state"] == "Draining"
+    answer = call(app, "POST", "/v1/nodes/n1/undrain", peer=root)
+    assert answer.json()["state"] == "Ready" and answer.json()["changed"] is True

@@ -14,7 +14,7 @@ from corral.capacity.detect import (
     cgroup_memory_limit, detect_node, total_memory, usable_cores,
 )
 from corral.capacity.gpu import (
-    GpuProbe, NvmlProbe, SimulatedProbe, describe_source, detect_gpus, probe_gpus,
+    GpuProbe, NvmlProbe, SimulatedProbe, describe_source, detect_gpus, open_probe, probe_gpus,
 )
 from corral.capacity.node import GpuDevice, Node, TopologyLevel
 from corral.errors import ValidationError
@@ -240,6 +240,8 @@ def test_simulated_probe_group():
     assert set(levels(probe.devices()).values()) == {L.NVLINK}
     with pytest.raises(ValueError):
         SimulatedProbe(-1)
+    assert [g.model for g in SimulatedProbe(2, model="H100").devices()] == ["H100", "H100"]
+    assert [g.model for g in open_probe(1, None, model="H100").devices()] == ["H100"]
 
 
 def test_describe_source_mixed_models():
@@ -405,6 +407,16 @@ def test_detect_node_simulated_gpus(machine):
     assert node.capacity[GPU] == 4 and node.simulated_gpus
     assert node.gpu(2).level_to(3) == L.NVLINK and node.gpu(1).level_to(2) == L.SYSTEM
     assert info["gpu_source"].startswith("simulated")
+
+
+def test_detect_node_simulated_model_and_labels(machine):
+    node, info = detect_node(simulate_gpus=2, gpu_model="A100", labels={"zone": "lab1", "rack": "r3"},
+                             cgroup_root=machine)
+    assert [g.model for g in node.gpus] == ["A100", "A100"] and node.gpu_models == ("A100",)
+    assert node.labels == (("rack", "r3"), ("zone", "lab1")) and node.label("zone") == "lab1"
+    assert info["gpu_source"] == "simulated: 2 x A100"
+    plain, _ = detect_node(simulate_gpus=1, cgroup_root=machine)
+    assert plain.gpu_models == ("Simulated GPU",) and plain.labels == ()
 
 
 def test_detect_node_on_this_machine():

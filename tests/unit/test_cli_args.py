@@ -36,7 +36,7 @@ def test_flags_short_aliases_and_typed_positionals():
 
 @pytest.mark.parametrize("command, argv, message", [
     ("submit", ["--bogus", "1"], "unknown option --bogus for `corral submit` (see `corral submit --help`)"),
-    ("submit", ["--gpus"], "option --gpus needs a value (N)"),
+    ("submit", ["--gpus"], "option --gpus needs a value ([MODEL:]N)"),
     ("ps", ["-n", "many"], 'invalid value for -n: "many" (expected an integer)'),
     ("ps", ["--all=yes"], "option --all takes no value"),
     ("cancel", [], "`corral cancel` needs at least one IDS"),
@@ -82,7 +82,8 @@ def test_payload_from_options():
                   "--requests", "example.com/fpga=1", "--time", "90m", "--priority", "5", "--env", "A=1",
                   "--label", "team=vision", "--", "python", "train.py")
     flags = _payload(args)["jobs"][0]["flags"]
-    assert flags["requests"] == {"example.com/fpga": "1", "cpu": "2", "memory": "8Gi", "nvidia.com/gpu": "1"}
+    assert flags["requests"] == {"example.com/fpga": "1", "cpu": "2", "memory": "8Gi"}
+    assert flags["gpus"] == "1"                  # a count or MODEL:COUNT, checked by the daemon
     assert flags["limits"] == {"memory": "12Gi"}
     assert (flags["time"], flags["priority"], flags["env"], flags["labels"]) == ("90m", "5", {"A": "1"},
                                                                                {"team": "vision"})

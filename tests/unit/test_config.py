@@ -96,7 +96,7 @@ def test_policies(policy):
     ("data", "message"),
     [
         ({"reserv": {}},
-         "c.yaml: unknown field reserv (accepted: admin_group, backfill, cost, defaults, enforcement, engine, fair_share, idle_gpu, kill_grace, mode, node_name, pids_limit, policy, preemption, queues, reserve, retention, sample_interval, series_interval, simulate_gpus, socket_group)"),
+         "c.yaml: unknown field reserv (accepted: admin_group, backfill, cost, defaults, enforcement, engine, fair_share, idle_gpu, kill_grace, mode, node_labels, node_name, pids_limit, policy, preemption, queues, reserve, retention, sample_interval, series_interval, simulate_gpus, socket_group)"),
         ({"reserve": {"gpu": 1}}, "c.yaml: unknown field reserve.gpu (accepted: cpu, memory)"),
         ({"reserve": []}, "c.yaml: invalid value for reserve: [] (expected a mapping with fields cpu, memory)"),
         ({"reserve": {"memory": "1GG"}},
@@ -111,10 +111,14 @@ def test_policies(policy):
         ({"defaults": "cpu=1"}, 'c.yaml: invalid value for defaults: "cpu=1" (expected a mapping of resource name '
                                 'to quantity, e.g. {cpu: "2", memory: 8Gi, nvidia.com/gpu: 1})'),
         ({"policy": "lifo"}, 'c.yaml: invalid value for policy: "lifo" (expected one of: best-effort-fifo, strict-fifo, priority, sjf, fair-share)'),
-        ({"simulate_gpus": 65}, "c.yaml: invalid value for simulate_gpus: 65 (expected a whole number from 0 to 64)"),
-        ({"simulate_gpus": -1}, "c.yaml: invalid value for simulate_gpus: -1 (expected a whole number from 0 to 64)"),
-        ({"simulate_gpus": "2"}, 'c.yaml: invalid value for simulate_gpus: "2" (expected a whole number from 0 to 64)'),
-        ({"simulate_gpus": True}, "c.yaml: invalid value for simulate_gpus: True (expected a whole number from 0 to 64)"),
+        ({"simulate_gpus": 65}, "c.yaml: invalid value for simulate_gpus: 65 (expected a whole number from 0 to 64, "
+                                "or {count: N, model: NAME}, e.g. {count: 4, model: A100})"),
+        ({"simulate_gpus": -1}, "c.yaml: invalid value for simulate_gpus: -1 (expected a whole number from 0 to 64, "
+                                "or {count: N, model: NAME}, e.g. {count: 4, model: A100})"),
+        ({"simulate_gpus": "2"}, 'c.yaml: invalid value for simulate_gpus: "2" (expected a whole number from 0 to 64, '
+                                 'or {count: N, model: NAME}, e.g. {count: 4, model: A100})'),
+        ({"simulate_gpus": True}, "c.yaml: invalid value for simulate_gpus: True (expected a whole number from 0 to 64, "
+                                  "or {count: N, model: NAME}, e.g. {count: 4, model: A100})"),
         ({"kill_grace": "soon"},
          'c.yaml: invalid grace period for kill_grace: "soon" (expected seconds or a duration, e.g. 10, 10s, 1m)'),
         ({"kill_grace": -1},
@@ -124,8 +128,8 @@ def test_policies(policy):
                                '253 letters, digits, -, _ and ., starting and ending with a letter or digit, '
                                'e.g. gpu-box-1)'),
         ([1], "c.yaml: invalid config: [1] (expected a mapping with fields admin_group, backfill, cost, defaults, "
-              "enforcement, engine, fair_share, idle_gpu, kill_grace, mode, node_name, pids_limit, policy, preemption, "
-              "queues, reserve, retention, sample_interval, series_interval, simulate_gpus, socket_group)"),
+              "enforcement, engine, fair_share, idle_gpu, kill_grace, mode, node_labels, node_name, pids_limit, policy, "
+              "preemption, queues, reserve, retention, sample_interval, series_interval, simulate_gpus, socket_group)"),
     ],
 )
 def test_errors(data, message):
@@ -360,3 +364,26 @@ def test_queues_parse_with_zeros_and_round_trip():
 def test_queue_errors(data, message):
     text = str(fails(parse_config, data, "c.yaml"))
     assert text.startswith(message) and "\n" not in text, text
+
+
+def test_engine_block():
+    from corral.config import parse_config
+
+    c = parse_config({"engine": {"type": "ray", "address": "10.0.0.5:6379", "start_timeout": "2m"}})
+    assert (c.engine, c.engine_address, c.engine_start_timeout) == ("ray", "10.0.0.5:6379", 120)
+    assert parse_config({"engine": "local"}).engine == "local"
+    assert parse_config({"engine": {"type": "ray", "address": "[::1]:6379"}}).engine_start_timeout == 60
+    bad = {
+        "missing field engine.address (expected the Ray cluster's GCS address, HOST:PORT, e.g. 10.0.0.5:6379)":
+            {"type": "ray"},
+        'invalid value for engine.address: "head" (expected HOST:PORT, e.g. 10.0.0.5:6379)':
+            {"type": "ray", "address": "head"},
+        'invalid value for engine.address: "h:70000" (expected HOST:PORT, e.g. 10.0.0.5:6379)':
+            {"type": "ray", "address": "h:70000"},
+        "unknown field engine.address (accepted: type)": {"type": "local", "address": "h:1"},
+        'invalid value for engine.type: "k8s" (expected one of: local, ray)': {"type": "k8s"},
+    }
+    for message, value in bad.items():
+        with pytest.raises(ValidationError) as err:
+            parse_config({"engine": value}, "c.yaml")
+        assert str(err.value) == f"c.yaml: {message}"

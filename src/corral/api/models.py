@@ -61,6 +61,8 @@ _FLAG = "true or false"
 _IDLE = "a mapping of idle-GPU fields: threshold, window, step, actions, signal"
 _ARRAY = "indices such as 0-99%8"
 _AFTER = "job ids such as 12 or afterany:12,13, or a list of them"
+_GPUS = "a GPU count, or MODEL:COUNT such as A100:2"
+_GPU_MODELS = "a list of GPU model names, e.g. [\"A100\", \"H100\"]"
 
 JobId = Annotated[StrictInt, Field(gt=0, le=MAX_JOB_ID, description=JOB_ID), expect(JOB_ID)]
 JobIds = Annotated[list[JobId], Field(min_length=1, description=_JOB_IDS), expect(_JOB_IDS, nested=True)]
@@ -126,6 +128,15 @@ class JobFlags(RequestModel):
     hold: Flag | None = None
     preemptible: Flag | None = None
     requeue: Flag | None = None
+    #: ``2`` or ``"A100:2"`` (Slurm's ``--gpus``); sets the GPU request.
+    gpus: Annotated[Union[StrictInt, StrictStr], Field(description=_GPUS), expect(_GPUS)] | None = None
+    #: Any of these GPU models (with a GPU count from ``gpus`` or ``requests``).
+    gpu_models: Annotated[Union[list[StrictStr], StrictStr], Field(description=_GPU_MODELS),
+                          expect(_GPU_MODELS)] | None = None
+    #: Labels the node must have (Kubernetes' nodeSelector).
+    node_selector: Strings | None = None
+    #: Replicas, one per node, each with the per-node requests (Slurm's ``--nodes``).
+    nodes: Integer | None = None
 
 
 class FlagsItem(RequestModel):
@@ -394,6 +405,11 @@ class JobView(ResponseModel):
     dependencies: list[str] | None = None
     retries: int | None = None
     not_before: float | None = None
+    #: Where it may run, when it says: GPU models (any of), node labels, nodes (replicas;
+    #: ``requests`` and ``limits`` are then per node).
+    gpu_models: list[str] | None = None
+    node_selector: dict[str, str] | None = None
+    nodes: int | None = None
     live: LiveView | None = None
     # detail view
     usage: UsageTotals | None = None
@@ -495,6 +511,14 @@ class NodeView(ResponseModel):
     """``GET /v1/nodes``: one node's capacity and who holds what."""
 
     name: str
+    #: Ready, NotReady, Lost (the engine's word) or Draining (``corral drain``).
+    state: str = "Ready"
+    #: Where other nodes reach it (a gang's MASTER_ADDR); None on one machine.
+    address: str | None = None
+    #: Its GPUs' model(s), comma-separated; None without GPUs.
+    gpu_model: str | None = None
+    #: The node's labels (what a job's node selector matches).
+    labels: dict[str, str] = Field(default_factory=dict)
     resources: dict[str, ResourceAmounts]
     gpus: list[NodeGpu]
     cores: list[NodeCore]
@@ -509,6 +533,17 @@ class NodeView(ResponseModel):
 
 class NodeList(ResponseModel):
     nodes: list[NodeView]
+
+
+class DrainAnswer(ResponseModel):
+    """``POST /v1/nodes/{name}/drain`` and ``.../undrain``."""
+
+    node: str
+    state: str
+    #: False when the node already was (not) draining.
+    changed: bool
+    #: Jobs still running on it (they run on; nothing new starts there while draining).
+    running: list[int]
 
 
 class GpuSampleView(ResponseModel):

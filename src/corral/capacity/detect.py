@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from ..errors import ValidationError
@@ -107,12 +108,15 @@ def default_reserve_memory(total: int) -> int:
 
 def detect_node(*, name: str | None = None, simulate_gpus: int = 0, reserve_cpu: int = 0,
                 reserve_memory: int | None = None, probe: GpuProbe | None = None,
-                cgroup_root: str | os.PathLike[str] = "/") -> tuple[Node, dict]:
+                cgroup_root: str | os.PathLike[str] = "/", gpu_model: str = "Simulated GPU",
+                labels: Mapping[str, str] | None = None) -> tuple[Node, dict]:
     """This machine as a :class:`Node`, plus display info.
 
     Capacity is 1000 millicores per usable core, cgroup-capped memory and the detected
-    GPUs (``probe`` when given, which the caller closes; else simulated GPUs when
-    ``simulate_gpus > 0``; else NVML). ``reserve_cpu`` is in millicores,
+    GPUs (``probe`` when given, which the caller closes; else ``simulate_gpus``
+    simulated GPUs of ``gpu_model`` when it is > 0; else NVML, whose GPUs say their own
+    model). ``labels``: the node's labels (the config's ``node_labels``, what jobs'
+    node selectors match). ``reserve_cpu`` is in millicores,
     ``reserve_memory`` in bytes (default ``min(1 GiB, 10%)``). A reserve at or above
     capacity raises :class:`ValidationError`. The info dict holds ``gpu_source``
     (one line) and ``cgroup_memory_limit`` (bytes or None).
@@ -124,7 +128,7 @@ def detect_node(*, name: str | None = None, simulate_gpus: int = 0, reserve_cpu:
     if probe is not None:
         gpus, source = probe_gpus(probe)
     else:
-        gpus, source = detect_gpus(simulate_gpus)
+        gpus, source = detect_gpus(simulate_gpus, model=gpu_model)
     capacity = Resources({CPU: 1000 * len(cores), MEMORY: memory, GPU: len(gpus)})
     if reserve_memory is None:
         reserve_memory = default_reserve_memory(memory)
@@ -132,7 +136,7 @@ def detect_node(*, name: str | None = None, simulate_gpus: int = 0, reserve_cpu:
     _check_reserve(MEMORY, reserve_memory, capacity[MEMORY])
     node = Node(name=name or socket.gethostname() or "localhost", capacity=capacity,
                 reserve=Resources({CPU: reserve_cpu, MEMORY: reserve_memory}),
-                cores=cores, gpus=gpus)
+                cores=cores, gpus=gpus, labels=tuple(sorted((labels or {}).items())))
     return node, {"gpu_source": source, "cgroup_memory_limit": limit}
 
 

@@ -93,18 +93,20 @@ class SimulatedProbe:
 
     name = "simulated"
 
-    def __init__(self, count: int, group: int = 2, values_path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, count: int, group: int = 2, values_path: str | os.PathLike[str] | None = None,
+                 model: str = "Simulated GPU") -> None:
         if count < 0:
             raise ValueError(f"simulated GPU count must not be negative, got {count}")
         self.count = count
         self.group = group
+        self.model = model
         self.values_path = os.fspath(values_path) if values_path is not None else None
         self._key: tuple[int, int] | None = None      # (mtime_ns, size) of what _values holds
         self._values: dict[int, GpuSample] = {}
         self._warned: set[str] = set()
 
     def devices(self) -> tuple[GpuDevice, ...]:
-        return simulated_gpus(self.count, group=self.group)
+        return simulated_gpus(self.count, group=self.group, model=self.model)
 
     def sample(self, indices: Iterable[int] | None = None) -> dict[int, GpuSample]:
         values = self._load()
@@ -392,14 +394,14 @@ class NvmlProbe:
             return None
 
 
-def detect_gpus(simulate: int = 0) -> tuple[tuple[GpuDevice, ...], str]:
+def detect_gpus(simulate: int = 0, *, model: str = "Simulated GPU") -> tuple[tuple[GpuDevice, ...], str]:
     """This machine's GPUs and a one-line source, e.g. ``"nvml: 8 x NVIDIA H200, driver 560.35"``.
 
-    ``simulate > 0`` makes that many simulated GPUs instead. Without a usable NVML
+    ``simulate > 0`` makes that many simulated GPUs of ``model`` instead. Without a usable NVML
     (no library, no driver, no GPUs) the answer is ``((), "none: <reason>")``; never raises.
     """
     if simulate > 0:
-        return probe_gpus(SimulatedProbe(simulate))
+        return probe_gpus(SimulatedProbe(simulate, model=model))
     try:
         probe = NvmlProbe()
     except ImportError:
@@ -412,11 +414,13 @@ def detect_gpus(simulate: int = 0) -> tuple[tuple[GpuDevice, ...], str]:
         probe.close()
 
 
-def open_probe(simulate: int, values_path: str | os.PathLike[str] | None = None) -> GpuProbe | None:
-    """A probe for the daemon to keep open and sample: simulated GPUs when ``simulate > 0``
-    (their values from ``values_path``), else NVML; None when NVML is not usable."""
+def open_probe(simulate: int, values_path: str | os.PathLike[str] | None = None, *,
+               model: str = "Simulated GPU") -> GpuProbe | None:
+    """A probe for the daemon to keep open and sample: simulated GPUs of ``model`` when
+    ``simulate > 0`` (their values from ``values_path``), else NVML; None when NVML is
+    not usable."""
     if simulate > 0:
-        return SimulatedProbe(simulate, values_path=values_path)
+        return SimulatedProbe(simulate, values_path=values_path, model=model)
     try:
         probe = NvmlProbe()
     except ImportError:

@@ -77,15 +77,32 @@ def cmd_nodes(args) -> int:
     if args.json:
         print(_json_dumps({"nodes": nodes}))
         return 0
+    if len(nodes) > 1:
+        rows = []
+        for n in nodes:
+            gpus = n["gpus"]
+            res = n["resources"]
+            rows.append([n["name"], n.get("state") or "Ready", n.get("gpu_model") or "-",
+                         f"{sum(1 for g in gpus if not g['job'])}/{len(gpus)}",
+                         f"{res.get('cpu', {}).get('free', '0')}/{res.get('cpu', {}).get('allocatable', '0')}",
+                         f"{res.get('memory', {}).get('free', '0')}/{res.get('memory', {}).get('allocatable', '0')}",
+                         ",".join(sorted({f'job {g["job"]}' for g in gpus if g["job"]}, key=lambda s: int(s[4:])))
+                         or "-"])
+        print(f"{len(nodes)} nodes ({nodes[0]['engine']} engine)")
+        print(fmt.table(["NODE", "STATE", "GPU MODEL", "GPUS FREE", "CPU FREE", "MEMORY FREE", "GPUS HELD BY"], rows))
+        print()
     for n in nodes:
         sim = " (simulated GPUs)" if n["simulated_gpus"] else ""
-        print(f"Node {n['name']}{sim}  policy {n['policy']}  GPUs from {n['gpu_source']}")
+        state = n.get("state") or "Ready"
+        print(f"Node {n['name']}{sim}  {state}  policy {n['policy']}  GPUs from {n['gpu_source']}")
         enforcement = n.get("enforcement") or {}
         print(f"Limits: {enforcement.get('description') or 'not enforced'}")
         if (n.get("access") or {}).get("description"):
             print(f"Access: {n['access']['description']}")
         if n.get("idle_gpu"):
             print(f"Idle GPUs: {n['idle_gpu']}")
+        if n.get("labels"):
+            print(f"Labels: {', '.join(f'{k}={v}' for k, v in sorted(n['labels'].items()))}")
         rows = [[name, v["capacity"], v["reserved"], v["allocatable"], v["allocated"], v["free"]]
                 for name, v in n["resources"].items()]
         print(fmt.table(["RESOURCE", "CAPACITY", "RESERVED", "ALLOCATABLE", "ALLOCATED", "FREE"], rows))
@@ -100,9 +117,35 @@ def cmd_nodes(args) -> int:
     return 0
 
 
+def cmd_drain(args) -> int:
+    return _drain(args, "drain")
+
+
+def cmd_undrain(args) -> int:
+    return _drain(args, "undrain")
+
+
+def _drain(args, action: str) -> int:
+    from urllib.parse import quote
+
+    answer = Connection(args.home).request("POST", f"/v1/nodes/{quote(args.node, safe='')}/{action}")
+    if args.json:
+        print(_json_dumps(answer))
+        return 0
+    running = answer.get("running") or []
+    if action == "drain":
+        head = f"node {answer['node']}: draining" if answer["changed"] else f"node {answer['node']}: already draining"
+        tail = (f"; {len(running)} running job(s) run on: {', '.join(map(str, running))}" if running
+                else "; nothing runs there")
+        print(head + tail)
+    else:
+        print(f"node {answer['node']}: {'undrained' if answer['changed'] else 'was not draining'} ({answer['state']})")
+    return 0
+
+
 def _links(gpu: dict) -> str:
     peers = [i for i, lvl in gpu.get("links", {}).items() if lvl == "NVLINK"]
     return ",".join(sorted(peers, key=int)) or "-"
 
 
-__all__ = ["cmd_up", "cmd_down", "cmd_nodes", "sys"]
+__all__ = ["cmd_up", "cmd_down", "cmd_nodes", "cmd_drain", "cmd_undrain", "sys"]

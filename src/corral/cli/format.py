@@ -77,12 +77,17 @@ def why(job: dict) -> str:
 
 
 def requests(job: dict) -> str:
+    """``cpu=1,mem=8Gi,gpu=A100:2``; with ``nodes=2`` last for a job on several nodes (the
+    amounts are then per node)."""
     req = job.get("requests", {})
+    models = "|".join(job.get("gpu_models") or ())
     parts = []
     for key, label in (("cpu", "cpu"), ("memory", "mem"), ("nvidia.com/gpu", "gpu")):
         if key in req:
-            parts.append(f"{label}={req[key]}")
+            parts.append(f"{label}={models + ':' if key == 'nvidia.com/gpu' and models else ''}{req[key]}")
     parts += [f"{k}={v}" for k, v in req.items() if k not in ("cpu", "memory", "nvidia.com/gpu")]
+    if (job.get("nodes") or 1) > 1:
+        parts.append(f"nodes={job['nodes']}")
     return ",".join(parts)
 
 

@@ -51,6 +51,24 @@ def _kv(text: str, option: str) -> dict[str, str]:
     return out
 
 
+def _selector(items: list[str]) -> dict[str, str]:
+    """``--node-selector zone=lab1 --node-selector rack=r3`` (or ``zone=lab1,rack=r3``) ->
+    the pairs; their syntax is the daemon's to check."""
+    out: dict[str, str] = {}
+    for text in items:
+        for item in text.split(","):
+            key, eq, value = item.strip().partition("=")
+            if not eq or not key.strip():
+                raise ValidationError("--node-selector", item.strip(),
+                                      "expected KEY=VALUE, e.g. zone=lab1, or several: zone=lab1,rack=r3")
+            key, value = key.strip(), value.strip()
+            if out.get(key, value) != value:
+                raise ValidationError("--node-selector", key, f"each key once (it is {out[key]} and {value})",
+                                      detail="conflicting values in --node-selector")
+            out[key] = value
+    return out
+
+
 def _assign(text: str, option: str) -> tuple[str, str]:
     key, eq, value = text.partition("=")
     if not eq or not key:
@@ -65,8 +83,9 @@ def _payload(args) -> dict:
     if args.file:
         given = [o for o in ("cpus", "mem", "gpus", "limit_cpus", "limit_mem", "requests", "limits", "time",
                              "priority", "name", "workdir", "signal", "grace", "idle_threshold", "idle_window",
-                             "idle_actions", "queue", "array", "after", "retries") if getattr(args, o) is not None]
-        given += [o for o in ("hold", "no_requeue", "no_preempt") if getattr(args, o)]
+                             "idle_actions", "queue", "array", "after", "retries", "nodes")
+                 if getattr(args, o) is not None]
+        given += [o for o in ("hold", "no_requeue", "no_preempt", "node_selector") if getattr(args, o)]
         if argv or given or args.env or args.label:
             what = "a command" if argv else "--" + (given[0] if given else ("env" if args.env else "label")).replace("_", "-")
             raise ValidationError("submit", what, "use either -f job.yaml or options with a command, not both",
@@ -85,7 +104,7 @@ def _payload(args) -> dict:
         raise CorralError("missing command: give it after the options, e.g. corral submit --gpus 1 -- python train.py")
     requests: dict[str, str] = _kv(args.requests, "--requests") if args.requests else {}
     limits: dict[str, str] = _kv(args.limits, "--limits") if args.limits else {}
-    for opt, key, target in (("cpus", "cpu", requests), ("mem", "memory", requests), ("gpus", "nvidia.com/gpu", requests),
+    for opt, key, target in (("cpus", "cpu", requests), ("mem", "memory", requests),
                              ("limit_cpus", "cpu", limits), ("limit_mem", "memory", limits)):
         value = getattr(args, opt)
         if value is not None:
@@ -111,9 +130,11 @@ def _payload(args) -> dict:
         idle["actions"] = []
     if idle:
         flags["idle_gpu"] = idle
-    for option in ("queue", "array", "after", "retries"):
+    for option in ("gpus", "nodes", "queue", "array", "after", "retries"):
         if getattr(args, option) is not None:
             flags[option] = getattr(args, option)
+    if args.node_selector:
+        flags["node_selector"] = _selector(args.node_selector)
     if args.hold:
         flags["hold"] = True
     if args.no_requeue:
@@ -189,8 +210,15 @@ def cmd_show(args) -> int:
                                       "jobs use their whole time limits" if start else
                                       "unknown: it waits for jobs without a time limit"))
     out.append(f"  Command:   {' '.join(job['command'])}")
-    out.append(f"  Requests:  {', '.join(f'{k}={v}' for k, v in job['requests'].items()) or '-'}")
-    out.append(f"  Limits:    {', '.join(f'{k}={v}' for k, v in job['limits'].items()) or '-'}")
+    per = " per node" if (job.get("nodes") or 1) > 1 else ""
+    out.append(f"  Requests:  {', '.join(f'{k}={v}' for k, v in job['requests'].items()) or '-'}{per}")
+    out.append(f"  Limits:    {', '.join(f'{k}={v}' for k, v in job['limits'].items()) or '-'}{per}")
+    if per:
+        out.append(f"  Nodes:     {job['nodes']} (one replica on each)")
+    if job.get("gpu_models"):
+        out.append(f"  GPU model: {' or '.join(job['gpu_models'])}")
+    if job.get("node_selector"):
+        out.append(f"  Selector:  {', '.join(f'{k}={v}' for k, v in job['node_selector'].items())}")
     enforcement = job.get("enforcement") or {}
     for i, line in enumerate(enforcement.get("limits") or []):
         out.append(f"  {'Enforced:' if i == 0 else '':<10} {line}")

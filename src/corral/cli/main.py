@@ -22,7 +22,11 @@ COMMANDS = {c.name: c for c in (  # noqa: E501
             Opt("-f|--file", "job document(s), YAML; several documents make one batch; - reads stdin", metavar="FILE"),
             Opt("--cpus", "CPU request, e.g. 2, 500m, 0.5 (default 1)", metavar="CPU"),
             Opt("--mem", "memory request, e.g. 512Mi, 16Gi", metavar="MEM"),
-            Opt("--gpus", "number of GPUs (nvidia.com/gpu)", metavar="N"),
+            Opt("--gpus", "GPUs (nvidia.com/gpu): a count, or MODEL:COUNT for a model, e.g. 2 or A100:2",
+                metavar="[MODEL:]N"),
+            Opt("--node-selector", "run only on nodes with this label, e.g. zone=lab1 (all must match)",
+                repeat=True, metavar="K=V"),
+            Opt("-N|--nodes", "N replicas, one per node, each with the requests above (default 1)", metavar="N"),
             Opt("--limit-cpus", "CPU limit (default: the request)", metavar="CPU"),
             Opt("--limit-mem", "memory limit (default: the request)", metavar="MEM"),
             Opt("--requests", "Kubernetes spelling: cpu=2,memory=8Gi,nvidia.com/gpu=1", metavar="K=V,..."),
@@ -74,7 +78,12 @@ COMMANDS = {c.name: c for c in (  # noqa: E501
             Pos("ids", "job ids", type=int, many=True)),
     Command("release", "Release held jobs.",
             Pos("ids", "job ids", type=int, many=True)),
-    Command("nodes", "Capacity, allocatable, allocated and free per resource; who holds each GPU and core."),
+    Command("nodes", "Each node's state, capacity, allocatable, allocated and free per resource; who holds "
+                     "each GPU and core."),
+    Command("drain", "Start nothing new on a node (admins); its running jobs run on. Kept across restarts.",
+            Pos("node", "node name (see corral nodes)")),
+    Command("undrain", "Let jobs start on a drained node again (admins).",
+            Pos("node", "node name (see corral nodes)")),
     Command("queues", "Queues: quota (nominal, borrowing, lending), usage, borrowed, running and pending jobs."),
     Command("top", "Live view of running jobs and GPUs: CPU, memory, GPU utilization/memory/power per job.",
             Opt("--once", "print one frame and exit", flag=True),
@@ -158,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..errors import CorralError
 
     try:
-        if command.name in ("up", "down", "nodes"):
+        if command.name in ("up", "down", "nodes", "drain", "undrain"):
             from . import daemon_cmds as mod
         elif command.name in ("top", "usage", "prune", "queues"):
             from . import usage_cmds as mod  # type: ignore[no-redef]

@@ -49,7 +49,7 @@ class Commands:
             prefix = f"job {i + 1}: " if len(specs) > 1 else ""
             if spec.workdir and not os.path.isdir(spec.workdir):
                 errors.append(f"{prefix}invalid value for workdir: \"{spec.workdir}\" (expected an existing directory)")
-            for line in infeasible(m.driver.nodes, spec.requests):
+            for line in infeasible(m.driver.nodes, spec.demand):
                 errors.append(prefix + line)
             if spec.queue not in queues:
                 errors.append(f"{prefix}invalid value for queue: \"{spec.queue}\" (expected one of: "
@@ -79,11 +79,12 @@ class Commands:
         return stored
 
     def quota_never_fits(self, spec: JobSpec) -> str:
-        """Why a job can never be admitted by its queue's quota ('' when it can)."""
+        """Why a job can never be admitted by its queue's quota ('' when it can): quotas
+        count what it takes on all its nodes (:attr:`JobSpec.demand`)."""
         m = self.m
         quota = QuotaState(m.driver.queues, m.driver.state.capacity)
         limits = []
-        for name, amount in spec.requests.sorted_items():
+        for name, amount in spec.demand.sorted_items():
             most = quota.most(spec.queue, name)
             if most is not None and amount > most:
                 limits.append(f"{name}: job requests {format_quantity(name, amount)}, queue {spec.queue} can "

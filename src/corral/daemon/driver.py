@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Callable, Iterable, Protocol
 
 from ..executors.base import ExitStatus, StopReason
-from ..job import Job, Reason
+from ..job import Job, JobState, Reason
 from ..reasons import PreemptionKind, Wait
 from ..scheduler import ClusterState, CycleContext, Decisions, PendingJob, PendingSet, RunningJob, schedule
 from ..scheduler.estimate import estimate_starts
@@ -81,7 +81,7 @@ class Driver:
                  estimate: Callable[[Job], float | None] | None = None,
                  limit: Callable[[Job], float | None] | None = None, gangs: bool = False,
                  report: Callable[[int, ExitStatus], None] | None = None,
-                 started: Callable[[LiveJob], None] | None = None):
+                 started: Callable[[LiveJob], None] | None = None, cordoned: Iterable[str] = ()):
         self.scheduling = scheduling
         self.queues = scheduling.queue_map
         self.executor = executor
@@ -94,7 +94,7 @@ class Driver:
         self.report = report
         self.started = started
         self.fair = FairUsage(scheduling.half_life) if scheduling.fair_share else None
-        self.state = ClusterState(nodes, self.queues, track_usage=self.fair is not None)
+        self.state = ClusterState(nodes, self.queues, track_usage=self.fair is not None, cordoned=cordoned)
         self.pending = PendingSet(self.queues)
         self.jobs: dict[int, LiveJob] = {}
         #: Preemptions under way: preemptor -> node, until the preemptor starts or leaves.
@@ -105,6 +105,11 @@ class Driver:
     @property
     def nodes(self) -> list["Node"]:
         return self.state.nodes
+
+    def set_nodes(self, nodes: Iterable["Node"], cordoned: Iterable[str] = ()) -> None:
+        """The engine's nodes changed, or which of them are drained."""
+        self.state.set_nodes(nodes, cordoned)
+        self.last = None
 
     # -- jobs come and go ------------------------------------------------------------------------
     def track(self, job: Job) -> LiveJob:
@@ -129,7 +134,7 @@ class Driver:
         spec = job.spec
         limit = self.limit(job)
         estimate = self.estimate(job) if self.estimate is not None else limit
-        requests = spec.requests
+        requests = spec.demand           # all replicas, with the job's constraints
         return PendingJob(job.id, requests, priority=spec.priority, seq=job.seq, queue=spec.queue,
                           user=job.user, time_limit=limit, estimate=estimate, preemptible=spec.preemptible,
                           gang=requests.replicas > 1
@@ -236,6 +241,11 @@ class Driver:
             self.preempting.pop(p.job_id, None)
             live.queued, live.wait = None, None
             live.run = self.state.running[p.job_id]
+            if self.journal is not None:
+                # As recorded: running on this allocation, this attempt counted -- what
+                # the executor tags the launch with (and finds again after a restart).
+                live.job = replace(live.job, state=JobState.RUNNING, started_at=now, allocation=p.allocation,
+                                   attempts=live.job.attempts + 1)
             launched.append((live, p.allocation))
         for live, allocation in launched:
             self._launch(live, allocation)
@@ -256,6 +266,10 @@ class Driver:
 
     def _preempt(self, preemptor: int, victims: tuple[int, ...], node: str, kind: PreemptionKind) -> None:
         """Stop ``victims`` (stop signal, grace, SIGKILL) so ``preemptor`` can start on ``node``."""
+        # One claim per node: a new preemption there means the cycle found no claim in
+        # force on it, so an older one would only come back to fight this one.
+        for other in [p for p, n in self.preempting.items() if n == node and p != preemptor]:
+            del self.preempting[other]
         self.preempting[preemptor] = node
         mine = self.jobs.get(preemptor)
         for victim in victims:

@@ -81,8 +81,12 @@ class Lifecycle:
             state, reason, message = status.classify()
             at = status.ended_at or now
             if state is JobState.PENDING:
-                requeues.append(Requeue(job_id, reason, message, at))
-                continue
+                requeue = self._requeue(job_id, reason, message, at)
+                if requeue is not None:
+                    requeues.append(requeue)
+                    continue
+                state, reason = JobState.FAILED, Reason.NODE_FAIL
+                message = f"{message}; not requeued (--no-requeue)"
             retry = self._retry(job_id, state, reason, message, at)
             if retry is not None:
                 requeues.append(retry)
@@ -99,6 +103,20 @@ class Lifecycle:
                 ended.append(job_id)
         for job in m.store.get_jobs(ended):
             self.admission.ended(job)
+
+    def _requeue(self, job_id: int, reason: Reason, message: str, at: float) -> Requeue | None:
+        """A job corral (or its engine) stopped to run again: queued again, same id. After
+        a lost node only if the job allows requeueing (else None: it ends NodeFail); after
+        a start timeout after a backoff (10 s, doubling with each attempt that timed out),
+        so a gang that cannot start does not retry in a loop."""
+        live = self.m.driver.jobs.get(job_id)
+        if reason is Reason.NODE_LOST and live is not None and not live.job.spec.requeue:
+            return None
+        if reason is Reason.START_TIMEOUT:
+            attempts = live.job.attempts if live is not None else 1
+            return Requeue(job_id, reason, f"{message}; queued again in {backoff(max(1, attempts)):g}s", at,
+                           not_before=at + backoff(max(1, attempts)))
+        return Requeue(job_id, reason, message, at)
 
     def _retry(self, job_id: int, state: JobState, reason: Reason, message: str, at: float) -> Requeue | None:
         """A failed job with retries left goes back to the queue after a backoff."""

@@ -16,6 +16,7 @@ record, the driver the live view, rebuilt from the store at start.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import time
@@ -45,6 +46,8 @@ log = logging.getLogger("corral.manager")
 
 #: Successful run times read back from the store at start (the latest ones), for estimates.
 HISTORY_ROWS = 5000
+#: Store meta key: the drained nodes (JSON list), kept across restarts.
+DRAINED_KEY = "drained_nodes"
 
 
 class Manager:
@@ -64,9 +67,13 @@ class Manager:
         #: Run-time estimates from the users' recent successful jobs (``sjf``).
         self.history = RunTimeHistory()
         self.gates = Gates()
+        #: Nodes an admin drains (``corral drain``): their jobs run on, nothing new starts.
+        self.drained: set[str] = set(json.loads(store.get_meta(DRAINED_KEY) or "[]"))
         self.driver = Driver(executor.nodes(), scheduling, executor, clock=clock, journal=store,
                              estimate=lambda job: self.history.estimate(job.user, job.spec.time_limit),
-                             gangs=gangs, report=self.on_exit, started=lambda live: self.lifecycle.started(live))
+                             gangs=gangs, report=self.on_exit, started=lambda live: self.lifecycle.started(live),
+                             cordoned=self.drained)
+        executor.watch_nodes(self.nodes_changed)
         self.context = Daemon(store=store, executor=executor, driver=self.driver, gates=self.gates,
                               history=self.history, clock=clock, call_soon=self.call_soon,
                               call_later=self.call_later, kick=self.kick, notify=self.notify,
@@ -179,11 +186,39 @@ class Manager:
                 counts["relaunched"] += 1
         if ended:
             self.lifecycle.finish(ended)
+        self.executor.recovered()
         for job in self.store.list_jobs({JobState.PENDING}):
             self.admission.offer(job)
             counts["pending"] += 1
         self.kick()
         return counts
+
+    # -- nodes ----------------------------------------------------------------------------------
+    def nodes_changed(self) -> None:
+        """The engine's nodes changed (joined, left, lost): schedule on what is there now.
+        Jobs on a lost node end through the executor (NodeLost)."""
+        self.driver.set_nodes(self.executor.nodes(), self.drained)
+        self.kick()
+
+    def node_states(self) -> dict[str, str]:
+        """Ready, NotReady, Lost (the engine's word) or Draining, by node."""
+        states = self.executor.node_states()
+        return {name: ("Draining" if name in self.drained and state == "Ready" else state)
+                for name, state in states.items()}
+
+    def drain(self, name: str, drain: bool = True) -> bool:
+        """Stop (or resume) starting jobs on node ``name``; its running jobs run on. False
+        when it already was (not) draining."""
+        known = self.node_states()
+        if name not in known and name not in self.drained:
+            raise NotFound(f"no such node: {name} (nodes: {', '.join(sorted(known)) or 'none'})")
+        if (name in self.drained) == drain:
+            return False
+        (self.drained.add if drain else self.drained.discard)(name)
+        self.store.set_meta(DRAINED_KEY, json.dumps(sorted(self.drained)))
+        self.driver.set_nodes(self.executor.nodes(), self.drained)
+        self.kick()
+        return True
 
     # -- scheduling -----------------------------------------------------------------------------
     def kick(self) -> None:
@@ -253,7 +288,11 @@ class Manager:
         return self.driver.estimated_starts(limit)
 
     def node(self, name: str) -> "Node":
+        """A node by name: one corral schedules on, or one the engine still knows (lost)."""
         for n in self.driver.nodes:
+            if n.name == name:
+                return n
+        for n in self.executor.known_nodes():
             if n.name == name:
                 return n
         raise NotFound(f"no such node: {name}")

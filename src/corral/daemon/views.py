@@ -76,6 +76,13 @@ def job_view(job: Job, manager: Manager, positions: dict[int, int] | None = None
         view["dependencies"] = [f"{kind}:{dep}" for kind, dep in spec.dependencies]
     if spec.retries:
         view["retries"] = spec.retries
+    # Where it may run (``requests`` and ``limits`` above are per node).
+    if spec.gpu_models:
+        view["gpu_models"] = list(spec.gpu_models)
+    if spec.node_selector:
+        view["node_selector"] = dict(spec.node_selector)
+    if spec.nodes != 1:
+        view["nodes"] = spec.nodes
     if job.not_before is not None and job.state is JobState.PENDING:
         view["not_before"] = job.not_before
     live = manager.monitor.live_view(job.id) if manager.monitor is not None and job.state is JobState.RUNNING else None
@@ -238,7 +245,8 @@ def _pids(manager: Manager, job: Job) -> dict[str, int] | None:
 def node_view(manager: Manager, info: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     holders = manager.holders()
-    for node in manager.nodes:
+    states = manager.node_states()
+    for node in manager.executor.known_nodes():
         allocated = manager.allocated(node.name)
         allocatable = node.allocatable
         names = sorted(set(node.capacity) | set(allocated), key=_key)
@@ -258,6 +266,10 @@ def node_view(manager: Manager, info: dict[str, Any]) -> list[dict[str, Any]]:
         held = holders.get(node.name, {"gpus": {}, "cores": {}})
         out.append({
             "name": node.name,
+            "state": states.get(node.name, "Ready"),
+            "address": node.address or None,
+            "gpu_model": ", ".join(node.gpu_models) or None,
+            "labels": dict(node.labels),
             "resources": resources,
             "gpus": [
                 {"index": g.index, "uuid": g.uuid, "model": g.model, "memory": g.memory,

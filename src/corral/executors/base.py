@@ -67,11 +67,21 @@ class ExitStatus:
     memory_peak: int | None = None
     memory_limit: int | None = None
     cpu_seconds: float | None = None
+    #: The node (one of its nodes) was lost: the job ended with it (an engine's nodes).
+    node_lost: str = ""
+    #: The engine did not start it within its start timeout (a gang's placement group
+    #: never became ready): nothing of it ran, it is released.
+    start_timeout: bool = False
 
     def classify(self) -> tuple[JobState, Reason, str]:
         """Terminal state (Pending: requeued), typed reason and message for this exit."""
+        if self.node_lost:
+            return JobState.PENDING, Reason.NODE_LOST, self.stop_message or f"node {self.node_lost} was lost"
+        if self.start_timeout:
+            return JobState.PENDING, Reason.START_TIMEOUT, self.stop_message or "not started in time"
         if self.lost:
-            return JobState.FAILED, Reason.SUPERVISOR_LOST, "job supervisor ended without recording an exit status"
+            return (JobState.FAILED, Reason.SUPERVISOR_LOST,
+                    self.stop_message or "job supervisor ended without recording an exit status")
         if self.launch_error is not None:
             return JobState.FAILED, Reason.LAUNCH_FAILED, self.launch_error
         how = describe_exit(self.exit_code, self.signal)
@@ -235,6 +245,25 @@ class Executor(ABC):
     def remove(self, job_id: int) -> None:
         """A finished job is deleted (retention): drop what the executor keeps of it
         (its directory, logs). Nothing to do by default."""
+
+    def known_nodes(self) -> list["Node"]:
+        """Every node the engine knows, lost ones too (for ``corral nodes``); the
+        schedulable ones are :meth:`nodes`."""
+        return self.nodes()
+
+    def node_states(self) -> dict[str, str]:
+        """Each node's state as the engine sees it: ``Ready``, ``NotReady`` or ``Lost``
+        (capability ``inventory``; corral adds ``Draining``). Every node Ready by default."""
+        return {n.name: "Ready" for n in self.nodes()}
+
+    def watch_nodes(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the daemon's event loop) whenever :meth:`nodes` or
+        :meth:`node_states` change (capability ``inventory``). Nothing by default: the
+        nodes are fixed."""
+
+    def recovered(self) -> None:
+        """After a restart, once every job recorded as running was adopted: what runs on
+        the nodes that corral no longer counts (a lost node's jobs) may be killed now."""
 
     def describe(self) -> dict:
         """How this executor runs jobs, for ``corral nodes`` (e.g. how limits are held)."""

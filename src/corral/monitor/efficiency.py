@@ -40,7 +40,7 @@ def suggest_cpu(used_cores: float) -> int:
 def summarize(job: Job, usage: JobUsage | None, now: float) -> dict[str, Any]:
     """The efficiency report of one job (running or finished)."""
     alloc = job.allocation
-    requests = alloc.requests if alloc is not None else job.spec.requests
+    requests = alloc.requests if alloc is not None else job.spec.demand
     out: dict[str, Any] = {"hints": []}
     if job.started_at is None:
         return out

@@ -15,7 +15,9 @@ from ..scheduler.placement import gang_infeasible, needs_gang
 
 def feasible(nodes: Sequence[Node], jobs: Iterable, infeasible_out: dict[int, str]) -> dict[int, object]:
     """The jobs that could ever run on ``nodes`` (one node, or spread over several when
-    larger than any), by id; the others go to ``infeasible_out`` with why."""
+    larger than any), by id; the others go to ``infeasible_out`` with why. A request
+    with constraints (GPU models, a node selector, replicas on N nodes) is never split
+    across nodes: it fits as it asks or not at all."""
     by_id: dict[int, object] = {}
     nodes = list(nodes)
     largest = max((len(n.gpus) for n in nodes), default=0)
@@ -26,7 +28,7 @@ def feasible(nodes: Sequence[Node], jobs: Iterable, infeasible_out: dict[int, st
         requests = job.requests
         if requests in why_of:
             why = why_of[requests]
-        elif needs_gang(requests, largest):
+        elif requests.constraints is None and needs_gang(requests, largest):
             why = why_of[requests] = gang_infeasible(nodes, requests)
         else:
             lines = infeasible(nodes, requests)

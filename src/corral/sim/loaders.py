@@ -503,8 +503,10 @@ def load_corral(db_path: str | os.PathLike[str], *, on_error: str = "raise") -> 
     """corral's own job history, from its SQLite store.
 
     Jobs that ran to the end (``started_at`` and ``ended_at`` set): submit =
-    ``submitted_at``, duration = ``ended_at - started_at``, requests = the spec's
-    requests, user = the spec's ``user`` label or ``local``, name = the spec's name,
+    ``submitted_at``, duration = ``ended_at - started_at``, requests = what the
+    scheduler placed (:attr:`~corral.spec.JobSpec.demand`: the requests of all its nodes,
+    with its GPU models, node selector and node count, which the simulated cluster must
+    then meet), user = the spec's ``user`` label or ``local``, name = the spec's name,
     time_limit = the spec's time limit. Jobs that never started (still pending, or
     cancelled while pending) are skipped as "never started", running ones as "still
     running". The database is opened, read and closed; a missing file is an error (it
@@ -536,7 +538,7 @@ def load_corral(db_path: str | os.PathLike[str], *, on_error: str = "raise") -> 
             continue
         spec = job.spec
         col.rows.append((float(job.submitted_at), job.id, (
-            float(job.ended_at - job.started_at), spec.requests, spec.labels.get("user") or "local",
+            float(job.ended_at - job.started_at), spec.demand, spec.labels.get("user") or "local",
             spec.name, float(spec.time_limit) if spec.time_limit is not None else None)))
     return col.trace("corral")
 

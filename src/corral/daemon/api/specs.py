@@ -36,4 +36,5 @@ def from_flags(flags: JobFlags) -> JobSpec:
                       time_limit=flags.time, stop_signal=flags.signal, kill_grace=flags.grace,
                       idle_gpu=flags.idle_gpu, queue=flags.queue, array=flags.array, dependencies=flags.after,
                       retries=flags.retries, hold=flags.hold, preemptible=flags.preemptible,
-                      requeue=flags.requeue)
+                      requeue=flags.requeue, gpus=flags.gpus, gpu_models=flags.gpu_models,
+                      node_selector=flags.node_selector, nodes=flags.nodes)

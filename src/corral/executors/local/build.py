@@ -26,10 +26,12 @@ SIMULATED_GPU_VALUES = "simulated-gpus.json"
 def build_local(config: "Config", paths: "Paths", on_exit: "ExitCallback", loop: "asyncio.AbstractEventLoop",
                 *, launcher: "Launcher | None" = None) -> tuple[LocalExecutor, dict[str, Any]]:
     node, info = detect_node(name=config.node_name, simulate_gpus=config.simulate_gpus,
-                             reserve_cpu=config.reserve_cpu, reserve_memory=config.reserve_memory)
+                             reserve_cpu=config.reserve_cpu, reserve_memory=config.reserve_memory,
+                             gpu_model=config.simulate_gpu_model, labels=config.node_labels)
     enforcement = choose(config.enforcement, str(paths.home))
     info["enforcement"] = enforcement.to_dict()
-    probe = open_probe(config.simulate_gpus, os.path.join(str(paths.home), SIMULATED_GPU_VALUES))
+    probe = open_probe(config.simulate_gpus, os.path.join(str(paths.home), SIMULATED_GPU_VALUES),
+                       model=config.simulate_gpu_model)
     minors = probe.minor_numbers() if probe is not None else {}
     executor = LocalExecutor(paths.jobs, on_exit, loop, launcher=launcher, node=node, enforcement=enforcement,
                              pids_limit=config.pids_limit, gpu_minors=minors, kill_grace=float(config.kill_grace),
