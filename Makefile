@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv clean bench
+.PHONY: demo demo-ray test venv clean bench
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "corral needs python3 >= 3.11, found " + sys.version.split()[0])'
@@ -16,7 +16,7 @@ $(VENV)/bin/python:
 
 $(STAMP): $(VENV)/bin/python pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,ray]'
 	@# Byte-compile now: with PYTHONDONTWRITEBYTECODE set, every CLI call would recompile.
 	$(PY) -m compileall -q src
 	@touch $(STAMP)
@@ -25,6 +25,9 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh
+
+demo-ray: $(STAMP)
+	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) scripts/demo_ray.py
 
 test: $(STAMP)
 	$(PY) -m pytest -q
