@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 
+from corral.executors.ray import launch_root
 from corral.executors.ray.cluster import LocalRayCluster, NodeSpec
 
 GiB = 2**30
@@ -70,6 +71,7 @@ def main() -> int:
     finally:
         subprocess.run(["corral", "down"], env=env, capture_output=True, timeout=60)
         cluster.stop()
+        shutil.rmtree(launch_root(home), ignore_errors=True)
         shutil.rmtree(home, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
 

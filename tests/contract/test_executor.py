@@ -177,6 +177,14 @@ class RayHarness(LocalHarness):
 
     failure = "launch failed: cannot start /nonexistent/program on n1: No such file or directory"
 
+    def close(self):
+        import shutil
+
+        from corral.executors.ray import launch_root
+
+        super().close()
+        shutil.rmtree(launch_root(str(self.tmp / "home")), ignore_errors=True)
+
 
 @pytest.fixture(scope="module")
 def ray_cluster():

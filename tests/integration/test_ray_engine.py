@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -66,7 +67,11 @@ def rc(cluster, tmp_path_factory):
         c.up()
         yield c
     finally:
+        from corral.executors.ray import launch_root
+
+        root = launch_root(c.home)
         teardown(c)
+        shutil.rmtree(root, ignore_errors=True)          # the jobs' files on the (local) nodes
 
 
 @pytest.fixture
@@ -209,25 +214,32 @@ def test_a_killed_daemon_readopts_its_ray_jobs(ray_corral):
     assert c.logs(job).strip() == "finished"
 
 
-def test_a_lost_node_requeues_its_job_elsewhere(ray_corral, cluster):
-    """Runs last: n2 dies (its raylet and every process of it, SIGKILL); its job is
-    NodeLost, queued again and runs on another node; n2 shows Lost until it returns."""
+def test_a_lost_node_requeues_its_job_elsewhere(ray_corral, cluster, tmp_path):
+    """Runs last: n2's Ray dies (raylet, workers, launcher: SIGKILL) while its job's own
+    process lives on, as when a machine drops off the network; the job is NodeLost,
+    queued again and runs on another node; n2 shows Lost until it returns, and then
+    corral kills the process the old attempt left there."""
     c = ray_corral
     c.ok("drain", "n0")
     c.ok("drain", "n1")
-    job = c.submit("--gpus", "1", "--", "sh", "-c", "echo on $CORRAL_NODE; exec sleep 600")
+    pids = tmp_path / "pids"
+    job = c.submit("--gpus", "1", "--", "sh", "-c", f"echo $$ >> {pids}; echo on $CORRAL_NODE; exec sleep 600")
     assert c.wait_state(job, "Running", timeout=60)["node"] == "n2"
+    first = int(wait_until(lambda: pids.exists() and pids.read_text().split(), what="the job's pid")[0])
     c.ok("undrain", "n0")
     c.ok("undrain", "n1")
     killed = time.monotonic()
-    cluster.kill_node("n2")
+    cluster.kill_node("n2", leave_jobs=True)
     lost = c.show_when(job, lambda v: v["node"] not in (None, "n2") or v["reason"] == "NodeLost",
                        "the job to be requeued", timeout=60)
     detected = time.monotonic() - killed
     assert wait_until(lambda: nodes(c)["n2"]["state"] == "Lost", TIMEOUT, what="n2 to show Lost")
     again = c.wait_state(job, "Running", timeout=60)
-    assert again["node"] in ("n0", "n1"), again
+    assert again["node"] in ("n0", "n1") and again["attempts"] == 2, again
     print(f"node loss noticed and the job requeued in {detected:.1f} s ({lost['reason']})")
+    assert Path(f"/proc/{first}").exists()                 # the old attempt's process, orphaned on n2
     spec = next(s for s in cluster.specs if s.name == "n2")
     cluster.start_node(spec)
     assert wait_until(lambda: nodes(c)["n2"]["state"] == "Ready", 60, what="n2 to come back")
+    wait_until(lambda: not Path(f"/proc/{first}").exists() or Path(f"/proc/{first}/stat").read_text()
+               .split(")")[-1].split()[0] == "Z", 30, what="corral to kill what the lost attempt left on n2")

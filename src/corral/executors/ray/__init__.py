@@ -67,6 +67,15 @@ def namespace_for(home: str) -> str:
     return "corral-" + hashlib.sha256(os.path.realpath(home).encode()).hexdigest()[:12]
 
 
+#: Where each node's launcher keeps its jobs' logs and exits, by namespace (a path on the nodes).
+ROOT_BASE = "/tmp/corral-ray"
+
+
+def launch_root(home: str) -> str:
+    """The launchers' root on every node for one corral home."""
+    return f"{ROOT_BASE}/{namespace_for(home)}"
+
+
 def tag_of(job_id: int, attempt: int, rank: int) -> str:
     return f"{job_id}-{attempt}-{rank}"
 
@@ -123,7 +132,7 @@ class RayExecutor(Executor):
         self.start_timeout = start_timeout
         self.node_poll = node_poll
         # Where each node's launcher keeps its jobs' logs and exits (a path on the nodes).
-        self.root = root or f"/tmp/corral-ray/{self.namespace}"
+        self.root = root or launch_root(home)
         self._runtime_env = None
         if ship_code:
             import corral

@@ -92,6 +92,8 @@ class LocalRayCluster:
         self.address = ""
         self.dashboard_url = ""
         self.nodes: dict[str, _Started] = {}
+        #: Job processes a node killed with ``leave_jobs`` left behind (stopped by :meth:`stop`).
+        self.orphans: list = []
         self._gcs_port = 0
 
     @property
@@ -180,11 +182,23 @@ class LocalRayCluster:
                 continue
         return list(found.values())
 
-    def kill_node(self, name: str) -> None:
-        """SIGKILL every process of one node (a node dying), leaving its jobs' processes
-        that left its session (as a real machine's would be lost with it)."""
+    def kill_node(self, name: str, *, leave_jobs: bool = False) -> None:
+        """SIGKILL every process of one node: a machine dying. With ``leave_jobs`` only
+        Ray's own processes die (its raylet, workers and launcher) and the jobs' processes
+        -- sessions of their own -- live on, as on a machine whose Ray crashed: what
+        corral must kill when the node comes back."""
         started = self.nodes.pop(name)
-        for proc in self._processes(started):
+        procs = self._processes(started)
+        if leave_jobs:
+            def ray_own(proc) -> bool:
+                try:
+                    return os.getsid(proc.pid) == started.proc.pid or proc.pid == started.proc.pid
+                except OSError:
+                    return False
+
+            self.orphans += [p for p in procs if not ray_own(p)]
+            procs = [p for p in procs if ray_own(p)]
+        for proc in procs:
             try:
                 proc.send_signal(signal.SIGKILL)
             except Exception:  # noqa: BLE001 - gone already
@@ -199,7 +213,8 @@ class LocalRayCluster:
         import psutil
 
         order = list(self.nodes)[1:] + list(self.nodes)[:1]
-        procs = []
+        procs = [p for p in self.orphans if p.is_running()]
+        self.orphans = []
         for name in order:
             procs.extend(self._processes(self.nodes[name]))
         for proc in procs:
