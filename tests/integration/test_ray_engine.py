@@ -173,6 +173,19 @@ def test_a_gang_runs_one_replica_per_node_with_rank_variables(ray_corral, tmp_pa
     assert c.logs(job).strip() == "rank=0"                 # the job's log is rank 0's
 
 
+def test_a_gang_fails_with_its_first_failing_replica_and_the_others_are_stopped(ray_corral, tmp_path):
+    c = ray_corral
+    pids = tmp_path / "pids"
+    script = f'echo "$RANK $$" >> {pids}; if [ "$RANK" = 1 ]; then sleep 1; exit 3; fi; exec sleep 600'
+    job = c.submit("--nodes", "2", "--gpus", "1", "--", "sh", "-c", script)
+    [done] = c.wait_done(job)
+    assert done["state"] == "Failed" and done["exit_code"] == 3, done
+    assert "replica 1" in done["message"], done
+    rank0 = int(next(line.split()[1] for line in pids.read_text().splitlines() if line.startswith("0 ")))
+    assert not Path(f"/proc/{rank0}").exists()            # the replica that still ran was stopped
+    assert all(g["job"] is None for n in nodes(c).values() for g in n["gpus"])
+
+
 def test_a_placement_ray_cannot_satisfy_times_out_and_is_requeued(ray_corral, cluster):
     """Someone else's placement group holds n2's GPUs behind corral's back: corral's launch
     cannot get them, times out (8 s here) and queues the job again with a backoff; once the

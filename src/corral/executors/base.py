@@ -104,11 +104,12 @@ class ExitStatus:
             limit = f" {_human(self.memory_limit)}" if self.memory_limit else ""
             peak = f" (peak {_human(self.memory_peak)})" if self.memory_peak else ""
             return JobState.FAILED, Reason.OOM_KILLED, f"exceeded memory limit{limit}{peak}; {how}"
+        where = f" ({self.stop_message})" if self.stop_message else ""   # e.g. a gang's failing replica
         if self.signal is not None:
-            return JobState.FAILED, Reason.SIGNALED, f"killed by signal {signal_name(self.signal)}"
+            return JobState.FAILED, Reason.SIGNALED, f"killed by signal {signal_name(self.signal)}{where}"
         if self.exit_code == 0:
             return JobState.SUCCEEDED, Reason.COMPLETED, "exit code 0"
-        return JobState.FAILED, Reason.ERROR, f"exit code {self.exit_code}"
+        return JobState.FAILED, Reason.ERROR, f"exit code {self.exit_code}{where}"
 
 
 def _human(amount: int | None) -> str:

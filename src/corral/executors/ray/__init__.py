@@ -60,6 +60,9 @@ log = logging.getLogger("corral.ray")
 
 #: How long the launcher's ``events`` call waits for an exit before returning.
 EVENTS_WAIT = 5.0
+#: How long the watcher waits on Ray before it looks for new calls to watch: what a
+#: launch waits, at most, before its placement group's readiness is noticed.
+WAIT_SLICE = 0.02
 
 
 def namespace_for(home: str) -> str:
@@ -414,7 +417,12 @@ class RayExecutor(Executor):
                 time.sleep(0.05)
                 continue
             try:
-                ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0.05, fetch_local=True)
+                # Back as soon as one is ready (waiting for all would sit out the timeout
+                # behind the long-polled event streams), then whatever else is ready now.
+                ready, rest = self._ray.wait(refs, num_returns=1, timeout=WAIT_SLICE, fetch_local=True)
+                if ready and rest:
+                    more, _ = self._ray.wait(rest, num_returns=len(rest), timeout=0, fetch_local=True)
+                    ready += more
             except Exception:  # noqa: BLE001
                 log.exception("ray.wait failed")
                 time.sleep(0.1)

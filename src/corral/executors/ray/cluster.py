@@ -46,6 +46,36 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
+#: Worker port ranges come from below the kernel's ephemeral range (32768-60999 by
+#: default), where the other ports -- asked of the kernel -- never land.
+_WORKER_PORTS = (10000, 32000)
+_WORKER_RANGE = 100
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _worker_range(taken: list[tuple[int, int]]) -> int:
+    """The first port of a range of worker ports no other node of this cluster has and
+    nothing on the host listens on now."""
+    import random
+
+    rng = random.Random()
+    for _ in range(500):
+        base = rng.randrange(_WORKER_PORTS[0], _WORKER_PORTS[1] - _WORKER_RANGE)
+        if any(base <= hi and lo <= base + _WORKER_RANGE for lo, hi in taken):
+            continue
+        if all(_port_free(p) for p in range(base, base + _WORKER_RANGE + 1)):
+            return base
+    raise RuntimeError("no free range of worker ports for a Ray node")
+
+
 def ray_env(tmp: str) -> dict[str, str]:
     """The environment for this cluster's processes and its drivers: no token auth, no
     usage stats, Ray's cluster-address file in the cluster's own temp dir."""
@@ -95,6 +125,7 @@ class LocalRayCluster:
         #: Job processes a node killed with ``leave_jobs`` left behind (stopped by :meth:`stop`).
         self.orphans: list = []
         self._gcs_port = 0
+        self._worker_ranges: list[tuple[int, int]] = []
 
     @property
     def env(self) -> dict[str, str]:
@@ -106,12 +137,14 @@ class LocalRayCluster:
 
     def _args(self, spec: NodeSpec, head: bool) -> list[str]:
         p = _free_ports(9)
+        base = _worker_range(self._worker_ranges)
+        self._worker_ranges.append((base, base + _WORKER_RANGE))
         labels = {NODE_LABEL: spec.name, **({GPU_MODEL_LABEL: spec.gpu_model} if spec.gpu_model else {}), **spec.labels}
         args = [self._ray(), "start", "--block", "--node-ip-address", "127.0.0.1",
                 "--num-cpus", str(spec.cpus), "--num-gpus", str(spec.gpus),
                 "--object-store-memory", str(self.object_store),
                 "--node-manager-port", str(p[0]), "--object-manager-port", str(p[1]),
-                "--min-worker-port", str(p[2]), "--max-worker-port", str(p[2] + 100),
+                "--min-worker-port", str(base), "--max-worker-port", str(base + _WORKER_RANGE),
                 "--dashboard-agent-listen-port", str(p[3]), "--dashboard-agent-grpc-port", str(p[4]),
                 "--runtime-env-agent-port", str(p[5]), "--metrics-export-port", str(p[6]),
                 "--labels", ",".join(f"{k}={v}" for k, v in labels.items()),
