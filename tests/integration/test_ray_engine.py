@@ -186,6 +186,33 @@ def test_a_gang_fails_with_its_first_failing_replica_and_the_others_are_stopped(
     assert all(g["job"] is None for n in nodes(c).values() for g in n["gpus"])
 
 
+def test_logs_follow_time_limits_and_cancel_go_through_the_engine(ray_corral, tmp_path):
+    c = ray_corral
+    # logs -f streams from the node while the job runs, and ends with it.
+    talker = c.submit("--cpus", "100m", "--", "sh", "-c", "for i in 1 2 3; do echo line $i; sleep 0.5; done")
+    assert c.ok("logs", "-f", str(talker), timeout=60) == "line 1\nline 2\nline 3\n"
+    # A time limit stops the job with its stop signal.
+    slow = c.submit("--cpus", "100m", "--time", "2s", "--", "sleep", "600")
+    [timed] = c.wait_done(slow)
+    assert (timed["state"], timed["reason"]) == ("Failed", "TimedOut"), timed
+    # Cancelling a gang stops every replica; a job that traps the stop signal exits its way.
+    pids = tmp_path / "pids"
+    gang = c.submit("--nodes", "2", "--gpus", "1", "--", "sh", "-c", f"echo $$ >> {pids}; exec sleep 600")
+    c.wait_state(gang, "Running", timeout=60)
+    wait_until(lambda: pids.exists() and len(pids.read_text().split()) == 2, what="both replicas to start")
+    c.ok("cancel", str(gang))
+    [cancelled] = c.wait_done(gang)
+    assert cancelled["state"] == "Cancelled", cancelled
+    for pid in map(int, pids.read_text().split()):
+        assert not Path(f"/proc/{pid}").exists(), pid
+    trap = c.submit("--cpus", "100m", "--signal", "SIGUSR1", "--", "sh", "-c",
+                    "trap 'echo got it; exit 7' USR1; echo ready; while :; do sleep 0.1; done")
+    c.show_when(trap, lambda v: "ready" in c.logs(trap), "the job to trap its signal")
+    c.ok("cancel", str(trap))
+    [done] = c.wait_done(trap)
+    assert done["state"] == "Cancelled" and done["exit_code"] == 7 and "got it" in c.logs(trap), done
+
+
 def test_a_placement_ray_cannot_satisfy_times_out_and_is_requeued(ray_corral, cluster):
     """Someone else's placement group holds n2's GPUs behind corral's back: corral's launch
     cannot get them, times out (8 s here) and queues the job again with a backoff; once the
