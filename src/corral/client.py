@@ -93,7 +93,12 @@ class Connection:
         head = (f"{method} {path} HTTP/1.1\r\nHost: corral\r\nConnection: close\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n").encode()
         sock = self._connect()
-        sock.sendall(head + payload)
+        try:
+            sock.sendall(head + payload)
+        except (BrokenPipeError, ConnectionResetError):
+            # The daemon may have answered before reading it all (413: too large); the
+            # answer is read next. If there is none, reading says so in one line.
+            pass
         return sock
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
@@ -101,6 +106,9 @@ class Connection:
         try:
             status, headers, rest = _read_head(sock)
             data = b"".join(_read_body(sock, headers, rest))
+        except ConnectionResetError:
+            raise DaemonUnavailable("corral daemon closed the connection mid-request (it may have been "
+                                    "stopped or crashed); check `corral ps` before retrying a submit") from None
         finally:
             sock.close()
         try:
@@ -436,7 +444,8 @@ def _read_body(sock: socket.socket, headers: dict[str, str], rest: bytes) -> Ite
         while need > 0:
             chunk = sock.recv(min(need, 1 << 20))
             if not chunk:
-                break
+                raise DaemonUnavailable(f"corral daemon's answer was cut short: {int(length) - need} of "
+                                        f"{int(length)} bytes")
             need -= len(chunk)
             yield chunk
         return

@@ -6,6 +6,7 @@ optional; the file form is::
     simulate_gpus: 0            # pretend this many GPUs exist (0..64); `corral up --simulate-gpus N`
                                 # or {count: 4, model: A100} (default model: "Simulated GPU")
     node_labels: {zone: lab1}   # this node's labels, matched by jobs' --node-selector / nodeSelector
+    max_request: 4Mi            # the largest API request body (64Ki..1Gi); larger: HTTP 413
     reserve: {cpu: 500m, memory: 1Gi}   # kept back for the system; memory omitted = daemon decides
     defaults: {cpu: "1"}        # requests for resources a job does not mention at all
     policy: best-effort-fifo    # the default queue's order: strict-fifo, priority, sjf, fair-share
@@ -63,7 +64,7 @@ cgroups when it can and the watchdog otherwise. Either way ``corral nodes`` says
 default requests, ``defaults: {memory: 2Gi}`` means a memory default and no cpu default.
 Unknown fields and bad values raise a one-line :class:`~corral.errors.ValidationError`
 prefixed with the file's path and naming the field, e.g.
-``config.yaml: unknown field reserv (accepted: admin_group, backfill, cost, defaults, enforcement, engine, fair_share, idle_gpu, kill_grace, mode, node_labels, node_name, pids_limit, policy, preemption, queues, reserve, retention, sample_interval, series_interval, simulate_gpus, socket_group)``.
+``config.yaml: unknown field reserv (accepted: admin_group, backfill, cost, defaults, enforcement, engine, fair_share, idle_gpu, kill_grace, max_request, mode, node_labels, node_name, pids_limit, policy, preemption, queues, reserve, retention, sample_interval, series_interval, simulate_gpus, socket_group)``.
 """
 
 from __future__ import annotations
@@ -90,6 +91,9 @@ POLICIES = tuple(_REGISTERED)
 ENGINES = ("local", "ray")
 #: What an ``engine:`` block may hold, by engine.
 ENGINE_FIELDS = {"local": ("type",), "ray": ("type", "address", "start_timeout")}
+#: The largest API request body by default: 4 MiB.
+DEFAULT_MAX_REQUEST = 4 * 2**20
+MAX_MAX_REQUEST = 1 << 30
 #: How long a job placed on Ray may take to start (its placement group and process).
 DEFAULT_START_TIMEOUT = 60
 MAX_SIMULATED_GPUS = 64
@@ -101,7 +105,8 @@ _NODE_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?\Z", re.ASCII
 _FILE_FIELDS = {k: k for k in ("simulate_gpus", "reserve", "defaults", "policy", "kill_grace", "node_name",
                                 "enforcement", "pids_limit", "sample_interval", "series_interval", "idle_gpu",
                                 "retention", "cost", "mode", "socket_group", "admin_group", "queues",
-                                "fair_share", "backfill", "preemption", "engine", "node_labels")}
+                                "fair_share", "backfill", "preemption", "engine", "node_labels",
+                                "max_request")}
 QUEUE_FIELDS = ("name", "nominal", "borrowing_limit", "lending_limit", "policy", "max_user_gpus", "max_user_jobs")
 MAX_QUEUES = 64
 ENFORCEMENT = ("auto", "cgroup", "watchdog")
@@ -151,6 +156,8 @@ class Config:
     engine_start_timeout: int = DEFAULT_START_TIMEOUT   # seconds until a placed job must run
     #: This machine's node labels (what jobs' node selectors match).
     node_labels: dict[str, str] = field(default_factory=dict)
+    #: The largest API request body the daemon reads (bytes).
+    max_request: int = DEFAULT_MAX_REQUEST
     simulate_gpu_model: str = SIMULATED_GPU_MODEL    # the model simulated GPUs report
 
     @property
@@ -196,6 +203,7 @@ class Config:
             "engine_address": self.engine_address,
             "engine_start_timeout": self.engine_start_timeout,
             "node_labels": dict(self.node_labels),
+            "max_request": self.max_request,
         }
 
     @classmethod
@@ -230,6 +238,7 @@ class Config:
             engine_address=str(data.get("engine_address", base.engine_address)),
             engine_start_timeout=int(data.get("engine_start_timeout", base.engine_start_timeout)),
             node_labels=dict(data.get("node_labels", base.node_labels)),
+            max_request=int(data.get("max_request", base.max_request)),
         )
 
     def merged(self, **overrides: Any) -> "Config":
@@ -323,6 +332,17 @@ def _parse_policy(value: object, path: str) -> str:
     if value not in POLICIES:
         raise _fail(path, value, f"expected one of: {', '.join(POLICIES)}")
     return value  # type: ignore[return-value]
+
+
+def _parse_max_request(value: object, path: str) -> int:
+    expected = "expected a size from 64Ki to 1Gi, e.g. 4Mi"
+    try:
+        amount = parse_quantity(MEMORY, value)
+    except QuantityError:
+        raise _fail(path, value, expected) from None
+    if not 64 * 1024 <= amount <= MAX_MAX_REQUEST:
+        raise _fail(path, value, expected)
+    return amount
 
 
 def _parse_engine(value: object, path: str) -> str:
@@ -589,6 +609,7 @@ _OVERRIDE_PARSERS: dict[str, Callable[[object, str], Any]] = {
     "backfill": _parse_flag,
     "preemption": _parse_flag,
     "engine": _parse_engine,
+    "max_request": _parse_max_request,
     "socket_group": _parse_group,
     "admin_group": _parse_group,
 }
@@ -616,7 +637,7 @@ def _parse(data: object) -> Config:
         values["kill_grace"] = _parse_kill_grace(top["kill_grace"][1], "kill_grace")
     for name in ("node_name", "enforcement", "pids_limit", "sample_interval", "series_interval", "idle_gpu",
                  "retention", "cost", "mode", "socket_group", "admin_group", "queues", "backfill", "preemption",
-                 "node_labels"):
+                 "node_labels", "max_request"):
         if name in top:
             values[name] = _OVERRIDE_PARSERS[name](top[name][1], name)
     if "engine" in top:

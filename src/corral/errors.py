@@ -8,12 +8,47 @@ from __future__ import annotations
 
 
 def show_value(value: object) -> str:
-    """A value as an error message shows it: one line, at most ~80 characters, strings quoted."""
+    """A value as an error message shows it: one line, at most ~80 characters, strings
+    quoted. Costs what it shows, not the value's size: containers are walked only until
+    80 characters are written (a value from a YAML alias bomb is huge, and shared)."""
     if isinstance(value, str):
-        text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in value)
-        return f'"{text[:80]}..."' if len(text) > 80 else f'"{text}"'
-    text = repr(value)
+        text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in value[:81])
+        return f'"{text[:80]}..."' if len(value) > 80 or len(text) > 80 else f'"{text}"'
+    parts: list[str] = []
+    _short_repr(value, parts, [84])
+    text = "".join(parts)
     return text[:80] + "..." if len(text) > 80 else text
+
+
+def _short_repr(value: object, out: list[str], budget: list[int]) -> None:
+    """repr(value) into ``out`` until ``budget[0]`` characters are spent."""
+    if budget[0] <= 0:
+        return
+    if isinstance(value, (list, tuple, dict, set, frozenset)):
+        opening, closing = {list: "[]", tuple: "()", dict: "{}"}.get(type(value), "{}")
+        out.append(opening)
+        budget[0] -= 1
+        items = value.items() if isinstance(value, dict) else value
+        for i, item in enumerate(items):
+            if budget[0] <= 0:
+                return
+            if i:
+                out.append(", ")
+                budget[0] -= 2
+            if isinstance(value, dict):
+                _short_repr(item[0], out, budget)
+                out.append(": ")
+                budget[0] -= 2
+                _short_repr(item[1], out, budget)
+            else:
+                _short_repr(item, out, budget)
+        out.append(closing)
+        budget[0] -= 1
+        return
+    text = repr(value[:budget[0] + 2]) if isinstance(value, (str, bytes)) else repr(value)
+    text = text[:budget[0] + 1]
+    out.append(text)
+    budget[0] -= len(text)
 
 
 class CorralError(Exception):

@@ -401,6 +401,18 @@ def _parse_env(value: object, path: str, *, list_form: bool) -> dict[str, str]:
     raise _fail(path, value, expected)
 
 
+def check_base_env(env: Mapping[str, str], path: str = "base_env") -> None:
+    """What ``execve`` can pass: names non-empty, without ``=`` or NUL; values without
+    NUL. (A caller's own environment may hold names a job spec may not, e.g. exported
+    shell functions, so only what can never be passed is refused.)"""
+    for key, value in env.items():
+        if not key or "=" in key or "\x00" in key:
+            raise _fail(path, key, "expected a variable name, not empty, without = or NUL",
+                        detail=f"invalid variable name in {path}")
+        if "\x00" in value:
+            raise _fail(f"{path}.{key}", value, "expected text without NUL characters")
+
+
 def _parse_labels(value: object, path: str) -> dict[str, str]:
     if value is None:
         return {}
@@ -784,14 +796,66 @@ def _yaml_loader():  # imported lazily: PyYAML costs start-up time the CLI does 
     return yaml, getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+#: Limits on YAML input: its size, how deep it nests, and how many values it holds once
+#: its aliases are expanded (a few hundred bytes of aliases can stand for billions).
+MAX_YAML_BYTES = 4 * 2**20
+MAX_YAML_DEPTH = 64
+MAX_YAML_VALUES = 100_000
+
+
+def _check_yaml_size(root: Any, source: str) -> None:
+    """Refuse a composed YAML document that nests deeper than :data:`MAX_YAML_DEPTH` or
+    stands for more than :data:`MAX_YAML_VALUES` values with its aliases expanded --
+    counted on the node graph, where an alias is one shared node, in linear time."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[Any, int, bool]] = [(root, 1, False)]
+    while stack:
+        node, depth, done = stack.pop()
+        if depth > MAX_YAML_DEPTH:
+            raise _fail(source, depth, f"expected at most {MAX_YAML_DEPTH} levels",
+                        message=f"{source}: YAML nested more than {MAX_YAML_DEPTH} levels deep")
+        key = id(node)
+        if key in sizes and not done:
+            continue
+        value = node.value
+        if isinstance(value, str):
+            sizes[key] = 1
+            continue
+        children = [c for pair in value for c in pair] if value and isinstance(value[0], tuple) else list(value)
+        if not done:
+            sizes[key] = 0                       # in progress (YAML graphs from aliases are acyclic)
+            stack.append((node, depth, True))
+            stack.extend((c, depth + 1, False) for c in children if id(c) not in sizes)
+            continue
+        total = 1 + sum(sizes.get(id(c), 1) for c in children)
+        sizes[key] = total
+        if total > MAX_YAML_VALUES:
+            raise _fail(source, total, f"expected at most {MAX_YAML_VALUES:,} values",
+                        message=f"{source}: YAML stands for more than {MAX_YAML_VALUES:,} values "
+                                "once its aliases are expanded")
+
+
 def load_yaml_all(text: str, *, source: str = "<input>") -> list[object]:
     """Every document in ``text`` (PyYAML safe loading, the C loader when available).
 
     Syntax errors become a one-line :class:`ValidationError` naming ``source`` and the line.
     """
-    yaml, loader = _yaml_loader()
+    if len(text) > MAX_YAML_BYTES:
+        raise _fail(source, len(text), f"expected at most {MAX_YAML_BYTES // 2**20} MiB of YAML",
+                    message=f"{source}: {len(text):,} characters of YAML (expected at most "
+                            f"{MAX_YAML_BYTES // 2**20} MiB)")
+    yaml, loader_class = _yaml_loader()
     try:
-        return list(yaml.load_all(text, Loader=loader))
+        loader = loader_class(text)
+        try:
+            docs = []
+            while loader.check_node():
+                node = loader.get_node()
+                _check_yaml_size(node, source)     # before building: aliases expand then
+                docs.append(loader.construct_document(node))
+            return docs
+        finally:
+            loader.dispose()
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
         problem = getattr(err, "problem", None) or str(err)

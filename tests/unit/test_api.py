@@ -381,3 +381,72 @@ def test_drain_and_undrain_are_for_admins_and_name_a_known_node(app, m):
     assert node["state"] == "Draining"
     answer = call(app, "POST", "/v1/nodes/n1/undrain", peer=root)
     assert answer.json()["state"] == "Ready" and answer.json()["changed"] is True
+
+
+def test_a_body_over_the_limit_is_refused_before_anything_is_stored(m, stops):
+    small = create_app(m, {"home": "/srv/corral"}, lambda: stops.append(True), access=SYSTEM, max_body=64 * 1024)
+    big = {"jobs": [doc("echo", "x" * 70_000)]}
+    answer = call(small, "POST", "/v1/jobs", big, peer=ALICE)
+    assert answer.status == 413
+    [line] = lines(answer)
+    assert line.startswith("request body too large: ") and "expected at most 65,536" in line, line
+    assert m.store.list_jobs() == []
+    # Without a Content-Length (a chunked body) it is cut as soon as it grows past the limit.
+    from corral.daemon.api.limits import BodyLimit
+
+    seen = []
+
+    async def app(scope, receive, send):
+        while True:
+            message = await receive()
+            seen.append(len(message["body"]))
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    chunks = [{"type": "http.request", "body": b"x" * 40_000, "more_body": True}] * 3
+
+    async def run():
+        out = []
+        feed = iter(chunks)
+
+        async def receive():
+            return next(feed)
+
+        async def send(message):
+            out.append(message)
+
+        await BodyLimit(app, 64 * 1024)({"type": "http", "headers": []}, receive, send)
+        return out
+
+    import asyncio
+
+    out = asyncio.run(run())
+    assert out[0]["status"] == 413 and seen == [40_000]                # the second chunk never reached it
+    assert json.loads(out[1]["body"])["error"].startswith("request body too large: at least 80,000 bytes")
+    assert call(small, "POST", "/v1/jobs", {"jobs": [doc()]}, peer=ALICE).status == 201   # a normal one passes
+
+
+def test_base_env_that_no_process_could_get_is_refused_at_submit(app, m):
+    for env, line in (({"A=B": "x"}, 'invalid variable name in base_env: "A=B" (expected a variable name, not '
+                                     'empty, without = or NUL)'),
+                      ({"": "x"}, 'invalid variable name in base_env: "" (expected a variable name, not empty, '
+                                  'without = or NUL)'),
+                      ({"A": "x\x00y"}, 'invalid value for base_env.A: "x\\x00y" (expected text without NUL '
+                                        'characters)')):
+        answer = call(app, "POST", "/v1/jobs", {"jobs": [doc()], "base_env": env}, peer=ALICE)
+        assert (answer.status, lines(answer)) == (422, [line])
+    assert m.store.list_jobs() == []
+    ok = call(app, "POST", "/v1/jobs", {"jobs": [doc()], "base_env": {"BASH_FUNC_f%%": "() { :; }"}}, peer=ALICE)
+    assert ok.status == 201                          # exported shell functions are a caller's own business
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once():
+    levels = ['a: &a ["x","x","x","x","x","x","x","x","x"]'] + [
+        f'{chr(98 + i)}: &{chr(98 + i)} [{",".join(["*" + chr(97 + i)] * 9)}]' for i in range(8)]
+    app_ = create_app(manager(executor=LogExecutor([make_node("n1", cores=4, memory=8 * GiB, gpus=2)])),
+                      {"home": "/h"}, lambda: None, access=SYSTEM)
+    answer = call(app_, "POST", "/v1/jobs", {"yaml": "\n".join(levels) + "\n", "source": "bomb.yaml"}, peer=ALICE)
+    assert answer.status == 422
+    assert lines(answer) == ["bomb.yaml: YAML stands for more than 100,000 values once its aliases are expanded"]

@@ -67,3 +67,64 @@ def test_problem_formatting():
                                 "ctx": {"accepted": "a job id, a positive integer"}}])
     assert (err.field, err.value, err.expected) == ("ids[0]", False, "expected a job id, a positive integer")
     assert str(err) == "invalid value for ids[0]: false (expected a job id, a positive integer)"
+
+
+def _serve_once(path, answer: bytes, *, reset: bool = False, read: int = 1 << 16):
+    """A one-shot Unix-socket server that reads ``read`` bytes and sends ``answer``
+    (then closes, or resets the connection)."""
+    import socket
+    import struct
+    import threading
+
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(str(path))
+    srv.listen(1)
+
+    def run():
+        conn, _ = srv.accept()
+        conn.recv(read)
+        if answer:
+            conn.sendall(answer)
+        if reset:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+        srv.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _home(tmp_path):
+    home = tmp_path / "h"
+    home.mkdir()
+    return home
+
+
+def test_a_cut_answer_or_a_reset_is_one_line_not_a_traceback(tmp_path):
+    home = _home(tmp_path)
+    conn = Connection(str(home), autostart=False)
+    t = _serve_once(home / "corral.sock", b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"jobs\":")
+    with pytest.raises(DaemonUnavailable, match=r"answer was cut short: 8 of 100 bytes"):
+        conn.request("GET", "/v1/jobs")
+    t.join()
+    (home / "corral.sock").unlink()
+    t = _serve_once(home / "corral.sock", b"", reset=True)
+    with pytest.raises(DaemonUnavailable, match="closed the connection"):
+        conn.request("POST", "/v1/jobs", {"jobs": []})
+    t.join()
+
+
+def test_an_early_answer_to_a_large_body_is_read(tmp_path):
+    """The daemon refuses a body over its limit before reading it: the client, still
+    sending, gets the 413 and its line, not a broken pipe."""
+    from corral.client import ApiError
+
+    home = _home(tmp_path)
+    body = b'{"error":"request body too large","lines":["request body too large"]}'
+    t = _serve_once(home / "corral.sock", b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: %d\r\n"
+                    b"Connection: close\r\n\r\n%s" % (len(body), body), read=1024)
+    with pytest.raises(ApiError) as info:
+        Connection(str(home), autostart=False).request("POST", "/v1/jobs", {"x": "y" * (32 * 2**20)})
+    assert info.value.status == 413 and info.value.lines == ["request body too large"]
+    t.join()

@@ -96,7 +96,7 @@ def test_policies(policy):
     ("data", "message"),
     [
         ({"reserv": {}},
-         "c.yaml: unknown field reserv (accepted: admin_group, backfill, cost, defaults, enforcement, engine, fair_share, idle_gpu, kill_grace, mode, node_labels, node_name, pids_limit, policy, preemption, queues, reserve, retention, sample_interval, series_interval, simulate_gpus, socket_group)"),
+         "c.yaml: unknown field reserv (accepted: admin_group, backfill, cost, defaults, enforcement, engine, fair_share, idle_gpu, kill_grace, max_request, mode, node_labels, node_name, pids_limit, policy, preemption, queues, reserve, retention, sample_interval, series_interval, simulate_gpus, socket_group)"),
         ({"reserve": {"gpu": 1}}, "c.yaml: unknown field reserve.gpu (accepted: cpu, memory)"),
         ({"reserve": []}, "c.yaml: invalid value for reserve: [] (expected a mapping with fields cpu, memory)"),
         ({"reserve": {"memory": "1GG"}},
@@ -128,7 +128,7 @@ def test_policies(policy):
                                '253 letters, digits, -, _ and ., starting and ending with a letter or digit, '
                                'e.g. gpu-box-1)'),
         ([1], "c.yaml: invalid config: [1] (expected a mapping with fields admin_group, backfill, cost, defaults, "
-              "enforcement, engine, fair_share, idle_gpu, kill_grace, mode, node_labels, node_name, pids_limit, policy, "
+              "enforcement, engine, fair_share, idle_gpu, kill_grace, max_request, mode, node_labels, node_name, pids_limit, policy, "
               "preemption, queues, reserve, retention, sample_interval, series_interval, simulate_gpus, socket_group)"),
     ],
 )
@@ -387,3 +387,15 @@ def test_engine_block():
         with pytest.raises(ValidationError) as err:
             parse_config({"engine": value}, "c.yaml")
         assert str(err.value) == f"c.yaml: {message}"
+
+
+def test_max_request():
+    from corral.config import parse_config
+
+    assert parse_config({}).max_request == 4 * 2**20
+    assert parse_config({"max_request": "16Mi"}).max_request == 16 * 2**20
+    for bad in ("1Ki", "2Gi", "lots", True):
+        with pytest.raises(ValidationError) as err:
+            parse_config({"max_request": bad}, "c.yaml")
+        assert str(err.value).startswith("c.yaml: invalid value for max_request: ")
+        assert str(err.value).endswith("(expected a size from 64Ki to 1Gi, e.g. 4Mi)")

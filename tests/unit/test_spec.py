@@ -800,3 +800,27 @@ def test_sharing_fields_round_trip_and_defaults():
         build_spec(["x"], retries=101)
     with pytest.raises(ValidationError, match="invalid value for spec.hold: \"yes\" \\(expected true or false\\)"):
         parse_document({"apiVersion": "corral/v1", "kind": "Job", "spec": {"command": "x", "hold": "yes"}})
+
+
+def test_error_messages_cost_what_they_show():
+    from corral.errors import show_value
+
+    shared = ["x"] * 1000
+    huge = [[shared] * 1000] * 1000                   # a billion items, shared (what aliases build)
+    assert show_value(huge) == "[[[" + "'x', " * 15 + "'x..."    # 80 characters of it, then ...
+    assert show_value({"a": "b" * 1000}).startswith("{'a': 'bbb") and show_value({"a": "b" * 1000}).endswith("...")
+    assert show_value("x" * 10**7) == '"' + "x" * 80 + '..."'
+    assert (show_value("a\nb"), show_value(3), show_value(None), show_value([1, 2])) == ('"a\\nb"', "3", "None",
+                                                                                       "[1, 2]")
+
+
+def test_yaml_limits():
+    from corral.spec import load_yaml_all
+
+    assert load_yaml_all("a: &x [1, 2]\nb: *x\n") == [{"a": [1, 2], "b": [1, 2]}]
+    with pytest.raises(ValidationError) as err:
+        load_yaml_all("[" * 80 + "]" * 80, source="deep.yaml")
+    assert str(err.value) == "deep.yaml: YAML nested more than 64 levels deep"
+    with pytest.raises(ValidationError) as err:
+        load_yaml_all("#" * (4 * 2**20 + 1), source="big.yaml")
+    assert str(err.value) == "big.yaml: 4,194,305 characters of YAML (expected at most 4 MiB)"

@@ -158,7 +158,7 @@ async def _main(paths: Paths, config: Config, store: "Store", access: Access, la
             server.should_exit = True
         manager.release_waiters()   # long polls return now, not after the grace period
 
-    app = create_app(manager, info, shutdown, access=access)
+    app = create_app(manager, info, shutdown, access=access, max_body=config.max_request)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(paths.socket)  # we hold the lock, so any socket file is stale
     sock = bind_socket(paths.socket, access)

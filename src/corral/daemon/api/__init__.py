@@ -20,13 +20,15 @@ from ... import __version__
 from ..auth import Access
 from ..manager import Manager
 from . import admin, errors, jobs, logs, nodes, queues, usage
+from .limits import DEFAULT_MAX_BODY, BodyLimit
 
 
 def create_app(manager: Manager, info: dict[str, Any], shutdown: Callable[[], None], *,
-               access: Access | None = None) -> FastAPI:
+               access: Access | None = None, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
     """The API of one daemon: ``manager`` runs the jobs, ``info`` is what the daemon found
     at start (home, GPU source, enforcement), ``shutdown`` stops serving, ``access`` says
-    who may do what (user mode when not given)."""
+    who may do what (user mode when not given), ``max_body`` the largest request body
+    (bytes; larger is refused with 413 before it is read)."""
     app = FastAPI(title="corral", version=__version__)
     app.state.manager = manager
     app.state.info = info
@@ -35,6 +37,7 @@ def create_app(manager: Manager, info: dict[str, Any], shutdown: Callable[[], No
     errors.install(app)
     for module in (admin, jobs, logs, nodes, queues, usage):
         app.include_router(module.router)
+    app.add_middleware(BodyLimit, limit=max_body)
     return app
 
 

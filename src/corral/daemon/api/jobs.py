@@ -33,6 +33,9 @@ JobIdPath = Annotated[int, Path(gt=0, le=MAX_JOB_ID, description=JOB_ID), expect
 @router.post("", status_code=201, response_model=JobList, response_model_exclude_unset=True)
 async def submit(body: SubmitRequest, manager: ManagerDep, access: AccessDep, who: PrincipalDep) -> JobList:
     """Submit a batch, all or nothing (see :class:`~corral.api.models.SubmitRequest`)."""
+    from ...spec import check_base_env
+
+    check_base_env(body.base_env)
     specs = specs_from(body)
     auth.check_submitter(who, access)
     # System mode: a user's job gets a clean environment, not the submitter's.
