@@ -175,7 +175,8 @@ def test_system_mode_socket_and_nodes(system):
     st = os.stat(os.path.join(c.home, "corral.sock"))
     assert stat.S_IMODE(st.st_mode) == 0o660 and st.st_uid == 0 and st.st_gid == grp.getgrnam(GROUP).gr_gid
     assert stat.S_IMODE(os.stat(c.home).st_mode) == 0o711
-    assert stat.S_IMODE(os.stat(os.path.join(c.home, "corral.db")).st_mode) == 0o600
+    for name in ("corral.db", "config.yaml", "daemon.log"):
+        assert stat.S_IMODE(os.stat(os.path.join(c.home, name)).st_mode) == 0o600, name
     assert "Access: system mode" in system.ok(BOB, "nodes")
 
 
@@ -243,12 +244,16 @@ def _owned_by(pid: int, uid: int) -> bool:
         return False
 
 
-def test_workdir_the_user_cannot_enter_fails_the_launch(system):
-    job = system.submit(BOB, "--workdir", system.private, "--", "true")
-    view = system.c.wait_state(job, ("Failed", "Succeeded", "Cancelled"))
-    assert view["state"] == "Failed" and view["reason"] == "LaunchFailed", view
-    assert view["message"] == (f"working directory {system.private} is not accessible to user {BOB}: "
-                               "Permission denied"), view
+def test_a_workdir_is_checked_with_the_users_rights_and_says_nothing_of_what_root_sees(system):
+    os.makedirs(os.path.join(system.private, "exists"), exist_ok=True)
+    lines = set()
+    for workdir in (system.private, os.path.join(system.private, "exists"), os.path.join(system.private, "nope")):
+        line = _one_error_line(system.run(BOB, "submit", "--workdir", workdir, "--", "true"))
+        lines.add(line.replace(workdir, "DIR"))
+    assert lines == {'error: invalid value for workdir: "DIR" (expected an existing directory you can enter)'}
+    assert system.c.ps() == []
+    job = system.submit(BOB, "--workdir", system.workdir, "--", "true")       # one Bob may enter
+    assert system.c.wait_state(job, ("Failed", "Succeeded", "Cancelled"))["state"] == "Succeeded"
 
 
 def test_update_and_hold_are_the_owners_and_only_admins_raise(system):

@@ -233,3 +233,34 @@ def user_name(uid: int) -> str:
 __all__ = ["Access", "Principal", "SYSTEM", "USER", "access_from_config", "check_jobs", "check_submitter",
            "group_id", "groups_of", "is_admin", "may_act", "owns", "refusal", "require_admin", "require_owner",
            "resolve_mode", "submitter_env", "user_name"]
+
+
+def dir_usable_as(path: str, uid: int | None, gid: int | None, name: str = "") -> bool:
+    """Whether ``path`` is a directory user ``uid`` can enter -- checked with that user's
+    rights (a child process that becomes the user), so that a daemon running as root does
+    not tell anyone which directories exist where only root may look. The daemon's own
+    user (or an unknown one) is checked directly."""
+    import os
+
+    if uid is None or uid == os.geteuid():
+        return os.path.isdir(path)
+    groups = [gid] if gid is not None else []
+    if name and not name.isdigit() and gid is not None:
+        try:
+            groups = os.getgrouplist(name, gid)
+        except (KeyError, OSError):
+            pass
+    pid = os.fork()
+    if pid == 0:        # the child: become the user, look, exit with the answer
+        code = 1
+        try:
+            os.setgroups(groups)
+            if gid is not None:
+                os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+            code = 0 if os.path.isdir(path) and os.access(path, os.X_OK) else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+

@@ -7,7 +7,6 @@ API's (:mod:`corral.daemon.auth`); these check the jobs and their specs.
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -17,6 +16,7 @@ from ..job import Job, JobState, Reason
 from ..resources import format_quantity
 from ..scheduler import infeasible
 from ..scheduler.quota import QuotaState
+from .auth import dir_usable_as
 from ..spec import JobSpec, with_defaults
 
 if TYPE_CHECKING:
@@ -43,12 +43,18 @@ class Commands:
             raise ValidationError("jobs", [], "expected at least one job")
         ready: list[Job] = []
         errors: list[str] = []
+        checked: dict[str, bool] = {}           # workdir -> usable by the submitter
         queues = m.driver.queues
         for i, spec in enumerate(specs):
             spec = with_defaults(spec, m.default_requests)
             prefix = f"job {i + 1}: " if len(specs) > 1 else ""
-            if spec.workdir and not os.path.isdir(spec.workdir):
-                errors.append(f"{prefix}invalid value for workdir: \"{spec.workdir}\" (expected an existing directory)")
+            if spec.workdir:
+                usable = checked.get(spec.workdir)
+                if usable is None:
+                    usable = checked[spec.workdir] = dir_usable_as(spec.workdir, uid, gid, user)
+                if not usable:
+                    errors.append(f"{prefix}invalid value for workdir: \"{spec.workdir}\" (expected an existing "
+                                  "directory you can enter)")
             for line in infeasible(m.driver.nodes, spec.demand):
                 errors.append(prefix + line)
             if spec.queue not in queues:

@@ -243,11 +243,11 @@ def bind_socket(path: str, access: Access):
 
 
 #: Files in the home that hold other people's data (jobs' environments, the log).
-_PRIVATE = ("corral.db", "corral.db-wal", "corral.db-shm", "daemon.log")
+_PRIVATE = ("corral.db", "corral.db-wal", "corral.db-shm", "daemon.log", "config.yaml")
 
 
 def _private_files(paths: Paths) -> None:
-    """The store and the log are the daemon's alone (0600), also where the home is made
+    """The store, the log and the config are the daemon's alone (0600), also where the home is made
     traversable for the socket (system mode). SQLite gives its -wal and -shm files the
     database's mode, so the database is created 0600 before the store opens it."""
     os.close(os.open(paths.db, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
