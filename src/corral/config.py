@@ -7,6 +7,7 @@ optional; the file form is::
                                 # or {count: 4, model: A100} (default model: "Simulated GPU")
     node_labels: {zone: lab1}   # this node's labels, matched by jobs' --node-selector / nodeSelector
     max_request: 4Mi            # the largest API request body (64Ki..1Gi); larger: HTTP 413
+    priority_classes: [{name: urgent, value: 100, preempt: true, users: [alice], groups: [leads]}]
     reserve: {cpu: 500m, memory: 1Gi}   # kept back for the system; memory omitted = daemon decides
     defaults: {cpu: "1"}        # requests for resources a job does not mention at all
     policy: best-effort-fifo    # the default queue's order: strict-fifo, priority, sjf, fair-share
@@ -64,7 +65,7 @@ cgroups when it can and the watchdog otherwise. Either way ``corral nodes`` says
 default requests, ``defaults: {memory: 2Gi}`` means a memory default and no cpu default.
 Unknown fields and bad values raise a one-line :class:`~corral.errors.ValidationError`
 prefixed with the file's path and naming the field, e.g.
-``config.yaml: unknown field reserv (accepted: admin_group, backfill, cost, defaults, enforcement, engine, fair_share, idle_gpu, kill_grace, max_request, mode, node_labels, node_name, pids_limit, policy, preemption, queues, reserve, retention, sample_interval, series_interval, simulate_gpus, socket_group)``.
+``config.yaml: unknown field reserv (accepted: admin_group, backfill, cost, defaults, enforcement, engine, fair_share, idle_gpu, kill_grace, max_request, mode, node_labels, node_name, pids_limit, policy, preemption, priority_classes, queues, reserve, retention, sample_interval, series_interval, simulate_gpus, socket_group)``.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable
 
 from .constraints import parse_gpu_model, parse_selector
+from .priorities import PriorityClass
 from .durations import parse_duration
 from .errors import QuantityError, ValidationError
 from .resources import CPU, MEMORY, Resources, parse_quantity
@@ -106,7 +108,7 @@ _FILE_FIELDS = {k: k for k in ("simulate_gpus", "reserve", "defaults", "policy",
                                 "enforcement", "pids_limit", "sample_interval", "series_interval", "idle_gpu",
                                 "retention", "cost", "mode", "socket_group", "admin_group", "queues",
                                 "fair_share", "backfill", "preemption", "engine", "node_labels",
-                                "max_request")}
+                                "max_request", "priority_classes")}
 QUEUE_FIELDS = ("name", "nominal", "borrowing_limit", "lending_limit", "policy", "max_user_gpus", "max_user_jobs")
 MAX_QUEUES = 64
 ENFORCEMENT = ("auto", "cgroup", "watchdog")
@@ -158,6 +160,8 @@ class Config:
     node_labels: dict[str, str] = field(default_factory=dict)
     #: The largest API request body the daemon reads (bytes).
     max_request: int = DEFAULT_MAX_REQUEST
+    #: Named priority levels and who may use them (:mod:`corral.priorities`).
+    priority_classes: tuple[Any, ...] = ()
     simulate_gpu_model: str = SIMULATED_GPU_MODEL    # the model simulated GPUs report
 
     @property
@@ -204,6 +208,7 @@ class Config:
             "engine_start_timeout": self.engine_start_timeout,
             "node_labels": dict(self.node_labels),
             "max_request": self.max_request,
+            "priority_classes": [c.to_dict() for c in self.priority_classes],
         }
 
     @classmethod
@@ -239,6 +244,7 @@ class Config:
             engine_start_timeout=int(data.get("engine_start_timeout", base.engine_start_timeout)),
             node_labels=dict(data.get("node_labels", base.node_labels)),
             max_request=int(data.get("max_request", base.max_request)),
+            priority_classes=tuple(PriorityClass.from_dict(c) for c in data.get("priority_classes") or ()),
         )
 
     def merged(self, **overrides: Any) -> "Config":
@@ -343,6 +349,42 @@ def _parse_max_request(value: object, path: str) -> int:
     if not 64 * 1024 <= amount <= MAX_MAX_REQUEST:
         raise _fail(path, value, expected)
     return amount
+
+
+def _parse_classes(value: object, path: str) -> tuple[PriorityClass, ...]:
+    from .priorities import MAX_CLASSES, NAME_EXPECTED, is_class_name
+    from .spec import _parse_priority
+
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > MAX_CLASSES:
+        raise _fail(path, value, f"expected a list of at most {MAX_CLASSES} classes, each with name and value, "
+                                 "e.g. [{name: urgent, value: 100}]")
+    out: list[PriorityClass] = []
+    for i, item in enumerate(value):
+        where = f"{path}[{i}]"
+        f = _fields(item, where, {k: k for k in ("name", "value", "preempt", "users", "groups")})
+        for key in ("name", "value"):
+            if key not in f:
+                raise _fail(f"{where}.{key}", None, "expected it",
+                            message=f"missing field {where}.{key} (every class has a name and a value)")
+        name = f["name"][1]
+        if not is_class_name(name):
+            raise _fail(f"{where}.name", name, f"expected {NAME_EXPECTED}")
+        if any(c.name == name for c in out):
+            raise _fail(f"{where}.name", name, "expected each class name once")
+        number = _parse_priority(f["value"][1], f"{where}.value")
+        preempt = f.get("preempt", ("", True))[1]
+        if not isinstance(preempt, bool):
+            raise _fail(f"{where}.preempt", preempt, "expected true or false")
+        lists = {}
+        for key in ("users", "groups"):
+            items = f.get(key, ("", []))[1]
+            if not isinstance(items, list) or not all(isinstance(x, str) and x for x in items):
+                raise _fail(f"{where}.{key}", items, f"expected a list of {key[:-1]} names")
+            lists[key] = tuple(items)
+        out.append(PriorityClass(name, number, preempt, lists["users"], lists["groups"]))
+    return tuple(out)
 
 
 def _parse_engine(value: object, path: str) -> str:
@@ -610,6 +652,7 @@ _OVERRIDE_PARSERS: dict[str, Callable[[object, str], Any]] = {
     "preemption": _parse_flag,
     "engine": _parse_engine,
     "max_request": _parse_max_request,
+    "priority_classes": _parse_classes,
     "socket_group": _parse_group,
     "admin_group": _parse_group,
 }
@@ -637,7 +680,7 @@ def _parse(data: object) -> Config:
         values["kill_grace"] = _parse_kill_grace(top["kill_grace"][1], "kill_grace")
     for name in ("node_name", "enforcement", "pids_limit", "sample_interval", "series_interval", "idle_gpu",
                  "retention", "cost", "mode", "socket_group", "admin_group", "queues", "backfill", "preemption",
-                 "node_labels", "max_request"):
+                 "node_labels", "max_request", "priority_classes"):
         if name in top:
             values[name] = _OVERRIDE_PARSERS[name](top[name][1], name)
     if "engine" in top:

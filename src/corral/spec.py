@@ -61,6 +61,11 @@ class JobSpec:
     #: ``requeue``: a preempted job is queued again (else it ends Cancelled/Preempted).
     preemptible: bool = True
     requeue: bool = True
+    #: The priority class it asked for (``--priority urgent``); the daemon sets
+    #: ``priority`` and ``preempts`` from the class (:mod:`corral.priorities`).
+    priority_class: str = ""
+    #: It may preempt others (a class with ``preempt: false`` says no).
+    preempts: bool = True
     #: Its GPUs must be of one of these models (``--gpus A100:2``); empty: any GPU.
     gpu_models: tuple[str, ...] = ()
     #: The node's labels must include every pair (Kubernetes' nodeSelector).
@@ -107,6 +112,8 @@ class JobSpec:
             "hold": self.hold,
             "preemptible": self.preemptible,
             "requeue": self.requeue,
+            "priority_class": self.priority_class,
+            "preempts": self.preempts,
             "gpu_models": list(self.gpu_models),
             "node_selector": dict(self.node_selector),
             "nodes": self.nodes,
@@ -136,6 +143,8 @@ class JobSpec:
             hold=bool(data.get("hold", False)),
             preemptible=bool(data.get("preemptible", True)),
             requeue=bool(data.get("requeue", True)),
+            priority_class=str(data.get("priority_class") or ""),
+            preempts=bool(data.get("preempts", True)),
             gpu_models=tuple(data.get("gpu_models") or ()),
             node_selector=dict(data.get("node_selector") or {}),
             nodes=int(data.get("nodes") or 1),
@@ -166,7 +175,7 @@ _ENV_KEY_EXPECTED = ("expected a variable name of letters, digits and _, not sta
                      "e.g. CUDA_LAUNCH_BLOCKING")
 _STRING_VALUE = 'expected a string; quote numbers and booleans, e.g. "1", "true"'
 _LABEL_KEY_EXPECTED = LABEL_KEY_EXPECTED
-_PRIORITY_EXPECTED = f"expected an integer from {-MAX_PRIORITY} to {MAX_PRIORITY}"
+_PRIORITY_EXPECTED = f"expected an integer from {-MAX_PRIORITY} to {MAX_PRIORITY} or a priority class name"
 
 
 # -- error helpers ----------------------------------------------------------------------
@@ -567,7 +576,10 @@ def _build(command: object, *, requests: object, limits: object, name: object, e
     labels_ = _parse_labels(labels, paths["labels"])
     env_ = _parse_env(env, paths["env"], list_form=env_list_form)
     workdir_ = _parse_workdir(workdir, paths["workdir"])
-    priority_ = _parse_priority(priority, paths["priority"])
+    from .priorities import is_class_name
+
+    priority_class = priority if is_class_name(priority) else ""
+    priority_ = 0 if priority_class else _parse_priority(priority, paths["priority"])
     time_limit_ = _parse_time_limit(time_limit, paths["time_limit"])
     req = _parse_resources(requests, paths["requests"])
     gpu_count, models = parse_gpus(gpus, paths.get("gpus", "gpus"))
@@ -590,7 +602,8 @@ def _build(command: object, *, requests: object, limits: object, name: object, e
                                                f"request {GPU} too, e.g. --gpus {models[0]}:1")
     array_ = parse_array(array, paths.get("array", "array"))
     return JobSpec(command=argv, name=name_, env=env_, workdir=workdir_, labels=labels_,
-                   priority=priority_, time_limit=time_limit_, requests=req, limits=lim,
+                   priority=priority_, priority_class=priority_class, time_limit=time_limit_, requests=req,
+                   limits=lim,
                    stop_signal=_parse_stop_signal(stop_signal, paths["stop_signal"]),
                    kill_grace=_parse_kill_grace(kill_grace, paths["kill_grace"]),
                    idle_gpu=_parse_idle_gpu(idle_gpu, paths["idle_gpu"]),

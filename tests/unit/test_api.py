@@ -4,6 +4,7 @@ caller taken from the peer credentials only, one error shape."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from starlette.requests import Request
@@ -49,6 +50,18 @@ class LogExecutor(FakeExecutor):
 @pytest.fixture
 def m():
     return manager(executor=LogExecutor([make_node("n1", cores=4, memory=8 * GiB, gpus=2)]))
+
+
+@pytest.fixture
+def shared_dir(tmp_path_factory):
+    """A directory every user may enter (the daemon checks a workdir with the submitter's
+    rights, and pytest's own temporary directories are root's alone)."""
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix="crlapi", dir="/tmp")
+    os.chmod(d, 0o755)
+    yield d
+    os.rmdir(d)
 
 
 @pytest.fixture
@@ -179,21 +192,21 @@ def test_errors_have_one_shape(app):
 
 # -- submit ----------------------------------------------------------------------------------
 
-def test_submit_documents_and_flags_in_one_batch(app, m, tmp_path):
+def test_submit_documents_and_flags_in_one_batch(app, m, tmp_path, shared_dir):
     jobs = submit(app, doc("echo", "a", gpu=1),
                   {"flags": {"command": ["echo", "b"], "requests": {"cpu": "500m"}, "name": "b", "hold": True}},
-                  default_workdir=str(tmp_path))
+                  default_workdir=str(shared_dir))
     assert [j["command"] for j in jobs] == [["echo", "a"], ["echo", "b"]]
     assert jobs[1]["held"] is True and jobs[1]["name"] == "b" and jobs[0]["requests"]["nvidia.com/gpu"] == "1"
-    assert [m.store.get_job(j["id"]).spec.workdir for j in jobs] == [str(tmp_path)] * 2
+    assert [m.store.get_job(j["id"]).spec.workdir for j in jobs] == [str(shared_dir)] * 2
 
 
-def test_submit_yaml(app, m, tmp_path):
+def test_submit_yaml(app, m, tmp_path, shared_dir):
     text = "spec: {command: [sleep, '1']}\n---\nspec: {command: [sleep, '2'], workingDir: /}\n"
-    answer = call(app, "POST", "/v1/jobs", {"yaml": text, "source": "jobs.yaml", "default_workdir": str(tmp_path)},
+    answer = call(app, "POST", "/v1/jobs", {"yaml": text, "source": "jobs.yaml", "default_workdir": str(shared_dir)},
                   peer=ALICE)
     assert answer.status == 201 and [j["command"][1] for j in answer.json()["jobs"]] == ["1", "2"]
-    assert [j.spec.workdir for j in m.store.list_jobs()] == [str(tmp_path), "/"]
+    assert [j.spec.workdir for j in m.store.list_jobs()] == [str(shared_dir), "/"]
     answer = call(app, "POST", "/v1/jobs", {"yaml": "", "source": "empty.yaml"}, peer=ALICE)
     assert lines(answer) == ["empty.yaml: no job documents (expected at least one YAML document with kind: Job)"]
 
@@ -450,3 +463,32 @@ def test_a_yaml_alias_bomb_is_refused_at_once():
     answer = call(app_, "POST", "/v1/jobs", {"yaml": "\n".join(levels) + "\n", "source": "bomb.yaml"}, peer=ALICE)
     assert answer.status == 422
     assert lines(answer) == ["bomb.yaml: YAML stands for more than 100,000 values once its aliases are expanded"]
+
+
+def test_priorities_are_policy_in_system_mode(app, m):
+    from corral.priorities import Priorities, PriorityClass
+
+    def submit_at(priority, peer=ALICE):
+        return call(app, "POST", "/v1/jobs", {"jobs": [{"spec": {"command": ["true"], "priority": priority}}]},
+                    peer=peer)
+
+    # No classes: nobody but an admin outranks the default.
+    answer = submit_at(1_000_000)
+    assert (answer.status, lines(answer)) == (403, ["permission denied: priority 1000000 is above what 61001 may "
+                                                    "use (at most 0; classes you may use: none)"])
+    assert submit_at(-5).status == 201 and submit_at(1_000_000, peer=(4242, 0, 0)).status == 201
+    m.priorities = Priorities([PriorityClass("low", -10), PriorityClass("normal", 0),
+                               PriorityClass("batch-high", 50, preempt=False),
+                               PriorityClass("urgent", 100, users=("someone-else",))])
+    answer = submit_at("urgent")
+    assert lines(answer) == ["permission denied: priority class urgent is not open to 61001 (classes you may use: "
+                             "low=-10, normal=0, batch-high=50)"]
+    assert lines(submit_at(51)) == ["permission denied: priority 51 is above what 61001 may use (at most 50; "
+                                    "classes you may use: low=-10, normal=0, batch-high=50)"]
+    assert lines(submit_at("nosuch")) == ['unknown priority class: "nosuch" (expected an integer or a priority '
+                                          'class (low=-10, normal=0, batch-high=50, urgent=100))']
+    [job] = submit_at("batch-high").json()["jobs"]
+    stored = m.store.get_job(job["id"]).spec
+    assert (stored.priority, stored.priority_class, stored.preempts) == (50, "batch-high", False)
+    assert m.driver.pending_job(m.store.get_job(job["id"])).preempts is False   # it never preempts
+    assert submit_at("urgent", peer=(4242, 0, 0)).status == 201                 # admins: any class

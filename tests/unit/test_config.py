@@ -96,7 +96,7 @@ def test_policies(policy):
     ("data", "message"),
     [
         ({"reserv": {}},
-         "c.yaml: unknown field reserv (accepted: admin_group, backfill, cost, defaults, enforcement, engine, fair_share, idle_gpu, kill_grace, max_request, mode, node_labels, node_name, pids_limit, policy, preemption, queues, reserve, retention, sample_interval, series_interval, simulate_gpus, socket_group)"),
+         "c.yaml: unknown field reserv (accepted: admin_group, backfill, cost, defaults, enforcement, engine, fair_share, idle_gpu, kill_grace, max_request, mode, node_labels, node_name, pids_limit, policy, preemption, priority_classes, queues, reserve, retention, sample_interval, series_interval, simulate_gpus, socket_group)"),
         ({"reserve": {"gpu": 1}}, "c.yaml: unknown field reserve.gpu (accepted: cpu, memory)"),
         ({"reserve": []}, "c.yaml: invalid value for reserve: [] (expected a mapping with fields cpu, memory)"),
         ({"reserve": {"memory": "1GG"}},
@@ -129,7 +129,8 @@ def test_policies(policy):
                                'e.g. gpu-box-1)'),
         ([1], "c.yaml: invalid config: [1] (expected a mapping with fields admin_group, backfill, cost, defaults, "
               "enforcement, engine, fair_share, idle_gpu, kill_grace, max_request, mode, node_labels, node_name, pids_limit, policy, "
-              "preemption, queues, reserve, retention, sample_interval, series_interval, simulate_gpus, socket_group)"),
+              "preemption, priority_classes, queues, reserve, retention, sample_interval, series_interval, simulate_gpus, "
+              "socket_group)"),
     ],
 )
 def test_errors(data, message):
@@ -399,3 +400,31 @@ def test_max_request():
             parse_config({"max_request": bad}, "c.yaml")
         assert str(err.value).startswith("c.yaml: invalid value for max_request: ")
         assert str(err.value).endswith("(expected a size from 64Ki to 1Gi, e.g. 4Mi)")
+
+
+def test_priority_classes():
+    from corral.config import parse_config
+    from corral.priorities import PriorityClass
+
+    c = parse_config({"priority_classes": [{"name": "low", "value": -10},
+                                           {"name": "urgent", "value": "100", "preempt": False,
+                                            "users": ["alice"], "groups": ["leads"]}]})
+    assert c.priority_classes == (PriorityClass("low", -10), PriorityClass("urgent", 100, False, ("alice",), ("leads",)))
+    assert type(c).from_dict(c.to_dict()).priority_classes == c.priority_classes
+    bad = {
+        "missing field priority_classes[0].value (every class has a name and a value)": [{"name": "low"}],
+        'invalid value for priority_classes[0].name: "Low" (expected lower-case letters, digits and -, starting '
+        'with a letter, e.g. urgent)': [{"name": "Low", "value": 1}],
+        'invalid value for priority_classes[1].name: "a" (expected each class name once)':
+            [{"name": "a", "value": 1}, {"name": "a", "value": 2}],
+        "invalid value for priority_classes[0].value: 2000000 (expected an integer from -1000000 to 1000000 or a "
+        "priority class name)": [{"name": "a", "value": 2000000}],
+        'invalid value for priority_classes[0].preempt: "no" (expected true or false)':
+            [{"name": "a", "value": 1, "preempt": "no"}],
+        'invalid value for priority_classes[0].users: "alice" (expected a list of user names)':
+            [{"name": "a", "value": 1, "users": "alice"}],
+    }
+    for message, value in bad.items():
+        with pytest.raises(ValidationError) as err:
+            parse_config({"priority_classes": value}, "c.yaml")
+        assert str(err.value) == f"c.yaml: {message}"

@@ -288,16 +288,19 @@ def test_build_priority_ok(value, expected):
     assert build_spec(["x"], priority=value).priority == expected
 
 
-@pytest.mark.parametrize("value", ["x", "1.5", 1.5, True, 1_000_001, -1_000_001, "2000000", [], ""])
+@pytest.mark.parametrize("value", ["X", "1.5", 1.5, True, 1_000_001, -1_000_001, "2000000", [], "", "-a"])
 def test_build_priority_bad(value):
     err = fails(build_spec, ["x"], priority=value)
     assert err.field == "priority"
-    assert str(err).endswith("(expected an integer from -1000000 to 1000000)")
+    assert str(err).endswith("(expected an integer from -1000000 to 1000000 or a priority class name)")
 
 
-def test_build_priority_message():
-    assert str(fails(build_spec, ["x"], priority="high")) == (
-        'invalid value for priority: "high" (expected an integer from -1000000 to 1000000)')
+def test_build_priority_message_and_class_names():
+    assert str(fails(build_spec, ["x"], priority="High!")) == (
+        'invalid value for priority: "High!" (expected an integer from -1000000 to 1000000 or a priority class name)')
+    spec = build_spec(["x"], priority="urgent")            # resolved by the daemon, from its config
+    assert (spec.priority, spec.priority_class) == (0, "urgent")
+    assert type(spec).from_dict(spec.to_dict()).priority_class == "urgent"
 
 
 def test_build_name():
@@ -440,7 +443,7 @@ def test_api_version_and_kind():
         ({"metadata": {"labels": ["a"]}, "spec": {"command": ["x"]}}, "metadata.labels",
          "invalid value for metadata.labels: ['a']"),
         ({"metadata": {"name": 5}, "spec": {"command": ["x"]}}, "metadata.name", "invalid value for metadata.name: 5"),
-        (doc(priority="high"), "spec.priority", 'invalid value for spec.priority: "high"'),
+        (doc(priority="High"), "spec.priority", 'invalid value for spec.priority: "High"'),
         (doc(timeLimit="2x"), "spec.timeLimit", 'invalid time limit for spec.timeLimit: "2x"'),
         (doc(workingDir=3), "spec.workingDir", "invalid value for spec.workingDir: 3"),
         (doc(command=["python", 0.1]), "spec.command[1]", "invalid value for spec.command[1]: 0.1"),

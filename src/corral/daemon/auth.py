@@ -264,3 +264,32 @@ def dir_usable_as(path: str, uid: int | None, gid: int | None, name: str = "") -
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status) == 0
 
+
+def with_priorities(specs: list, priorities: Any, caller: Principal, access: Access,
+                    groups: GroupLookup = groups_of) -> list:
+    """Each spec with its priority class resolved (value, may it preempt), after checking
+    that the caller may use it: admins anything, other users in system mode only the
+    classes open to them and raw priorities up to their highest (0 without classes)."""
+    from dataclasses import replace
+
+    out = []
+    check = access.system and not is_admin(caller, access, groups)
+    names: list[str] = []
+    if check:
+        import grp
+
+        name = caller.name or user_name(caller.uid)
+        for gid in groups(name, caller.gid if caller.gid is not None else -1):
+            try:
+                names.append(grp.getgrgid(gid).gr_name)
+            except KeyError:
+                continue
+    for spec in specs:
+        if spec.priority_class:
+            pc = priorities.resolve(spec.priority_class)
+            spec = replace(spec, priority=pc.value, preempts=pc.preempt)
+        if check:
+            priorities.check(caller.label, names, value=spec.priority, name=spec.priority_class)
+        out.append(spec)
+    return out
+

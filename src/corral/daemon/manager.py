@@ -23,6 +23,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import NotFound
+from ..priorities import Priorities
 from ..executors.base import ExitStatus, Running, StopReason
 from ..job import Allocation, JobState, Reason
 from ..reasons import Wait
@@ -87,6 +88,8 @@ class Manager:
         self.closing = False
         #: Rates for accounting (config ``cost``) and how long finished jobs are kept.
         self.cost: dict = {}
+        #: Priority classes and who may use them (the config's priority_classes).
+        self.priorities = Priorities()
         self.retention: int = 0
 
     # -- wiring ---------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Config, load_config
 from ..errors import CorralError
+from ..priorities import Priorities
 from ..paths import MAX_SOCKET_PATH, Paths
 from ..store import open_store
 from .api import create_app
@@ -141,6 +142,7 @@ async def _main(paths: Paths, config: Config, store: "Store", access: Access, la
                               sample_interval=config.sample_interval, series_interval=config.series_interval,
                               idle_policy=config.idle_gpu)
     manager.cost = dict(config.cost)
+    manager.priorities = Priorities(config.priority_classes)
     manager.retention = config.retention
     info["sample_interval"] = config.sample_interval
     info["idle_gpu"] = config.idle_gpu.describe()

@@ -590,7 +590,8 @@ class _Cycle:
             else:       # its victims are gone; what holds it back now is ordinary
                 self._record(job, spec, outcome, detail)
             return False
-        if (outcome is not _Outcome.USER and self.ctx.preempt and not job.gang and not self._never(job)
+        if (outcome is not _Outcome.USER and self.ctx.preempt and job.preempts and not job.gang
+                and not self._never(job)
                 and not (outcome is _Outcome.QUOTA and self.quota.never_fits(job.queue, job.requests))):
             planned = self._plan(job)
             if planned is not None:

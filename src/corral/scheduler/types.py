@@ -40,6 +40,8 @@ class PendingJob:
     gang: bool = False
     #: Once running, it may be preempted (``--no-preempt``: False).
     preemptible: bool = True
+    #: It may preempt others to start (a priority class with ``preempt: false``: False).
+    preempts: bool = True
 
     @property
     def shape(self) -> Resources:

@@ -38,6 +38,7 @@ async def submit(body: SubmitRequest, manager: ManagerDep, access: AccessDep, wh
     check_base_env(body.base_env)
     specs = specs_from(body)
     auth.check_submitter(who, access)
+    specs = auth.with_priorities(specs, manager.priorities, who, access)
     # System mode: a user's job gets a clean environment, not the submitter's.
     base_env = auth.submitter_env(who, access, body.base_env)
     jobs = manager.submit(specs, base_env, user=who.name, uid=who.uid, gid=who.gid)

@@ -1,0 +1,93 @@
+"""Priority classes (Kubernetes' PriorityClass is the model): named levels with a value,
+whether jobs of the class may preempt others, and who may use them.
+
+In the config::
+
+    priority_classes:
+      - {name: low, value: -10}
+      - {name: normal, value: 0}
+      - {name: urgent, value: 100, preempt: true, users: [alice], groups: [ml-leads]}
+      - {name: batch-high, value: 50, preempt: false}      # ahead in the queue, preempts no one
+
+A job asks for a class by name (``--priority urgent``, YAML ``spec.priority: urgent``) or
+for a raw integer. Admins may use anything. Any other user may use a class whose
+``users`` and ``groups`` are both empty (everyone) or name them, and a raw integer up to
+the highest value among those classes -- 0 when none is configured, so on a shared
+machine nobody outranks everyone else by typing a big number. What is refused names the
+classes the user may use.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from .errors import PermissionDenied, ValidationError
+
+MAX_CLASSES = 64
+_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?\Z", re.ASCII)
+NAME_EXPECTED = "lower-case letters, digits and -, starting with a letter, e.g. urgent"
+
+
+@dataclass(frozen=True)
+class PriorityClass:
+    name: str
+    value: int
+    preempt: bool = True
+    users: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+
+    def open_to(self, user: str, groups: Iterable[str]) -> bool:
+        if not self.users and not self.groups:
+            return True
+        return user in self.users or bool(set(self.groups) & set(groups))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "value": self.value, "preempt": self.preempt, "users": list(self.users),
+                "groups": list(self.groups)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "PriorityClass":
+        return cls(str(data["name"]), int(data["value"]), bool(data.get("preempt", True)),
+                   tuple(data.get("users") or ()), tuple(data.get("groups") or ()))
+
+    def describe(self) -> str:
+        return f"{self.name}={self.value}"
+
+
+def is_class_name(value: object) -> bool:
+    return isinstance(value, str) and bool(_NAME.match(value))
+
+
+class Priorities:
+    """The configured classes, and what one user may ask for."""
+
+    def __init__(self, classes: Iterable[PriorityClass] = ()):
+        self.classes = {c.name: c for c in classes}
+
+    def resolve(self, name: str, path: str = "priority") -> PriorityClass:
+        found = self.classes.get(name)
+        if found is None:
+            known = ", ".join(c.describe() for c in self.classes.values()) or "none are configured"
+            raise ValidationError(path, name, f"expected an integer or a priority class ({known})",
+                                  detail=f"unknown priority class")
+        return found
+
+    def allowed(self, user: str, groups: Iterable[str]) -> list[PriorityClass]:
+        groups = list(groups)
+        return sorted((c for c in self.classes.values() if c.open_to(user, groups)), key=lambda c: c.value)
+
+    def check(self, user: str, groups: Iterable[str], *, value: int, name: str = "") -> None:
+        """Raise PermissionDenied unless a non-admin ``user`` may submit at this priority."""
+        allowed = self.allowed(user, groups)
+        listed = ", ".join(c.describe() for c in allowed) or "none"
+        if name:
+            if all(c.name != name for c in allowed):
+                raise PermissionDenied(f"permission denied: priority class {name} is not open to {user} "
+                                       f"(classes you may use: {listed})")
+            return
+        ceiling = max((c.value for c in allowed), default=0)
+        if value > ceiling:
+            raise PermissionDenied(f"permission denied: priority {value} is above what {user} may use "
+                                   f"(at most {ceiling}; classes you may use: {listed})")
