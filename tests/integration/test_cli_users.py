@@ -270,3 +270,41 @@ def test_update_and_hold_are_the_owners_and_only_admins_raise(system):
     assert view["priority"] == 5 and view["time_limit"] == 1800 and view["state"] == "Pending"
     assert system.ok(ALICE, "release", str(job)).strip() == f"job {job}: released"
     assert c.wait_state(job, ("Succeeded", "Failed"))["state"] == "Succeeded"
+
+
+HOLD_CONNECTIONS = """
+import socket, sys, time
+path, n = sys.argv[1], int(sys.argv[2])
+socks = []
+for _ in range(n):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    socks.append(s)
+time.sleep(1.0)
+closed = 0
+for s in socks:
+    s.setblocking(False)
+    try:
+        closed += s.recv(1) == b""
+    except BlockingIOError:
+        pass
+print(closed, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_one_user_cannot_hold_every_connection(system):
+    from corral.daemon.server import MAX_CONNECTIONS_PER_USER
+
+    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else shutil.which("python3")
+    n = MAX_CONNECTIONS_PER_USER + 40
+    hog = subprocess.Popen(["runuser", "-u", BOB, "--", python, "-c", HOLD_CONNECTIONS,
+                            os.path.join(system.c.home, "corral.sock"), str(n)],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert hog.stdout is not None
+        assert int(hog.stdout.readline()) == n - MAX_CONNECTIONS_PER_USER      # the rest are refused
+        assert system.json(ALICE, "ps")["jobs"] is not None                   # the others are served
+    finally:
+        hog.stdin.close()
+        hog.wait(timeout=30)

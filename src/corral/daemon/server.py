@@ -20,6 +20,7 @@ import fcntl
 import json
 import logging
 import os
+import time
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -169,7 +170,9 @@ async def _main(paths: Paths, config: Config, store: "Store", access: Access, la
     # The caller's identity comes from the socket (SO_PEERCRED), never from a header:
     # uvicorn's proxy-header handling (X-Forwarded-For and FORWARDED_ALLOW_IPS) is off.
     uconfig = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", http=peer_protocol(),
-                             timeout_graceful_shutdown=2, proxy_headers=False, forwarded_allow_ips="")
+                             timeout_graceful_shutdown=2, proxy_headers=False, forwarded_allow_ips="",
+                             timeout_keep_alive=5, limit_concurrency=MAX_CONNECTIONS,
+                             h11_max_incomplete_event_size=64 * 1024)
     server = uvicorn.Server(uconfig)
     try:
         await server.serve(sockets=[sock])
@@ -262,6 +265,14 @@ def _private_files(paths: Paths) -> None:
             pass
 
 
+#: Connections the daemon serves at once (more get 503 at once, not a hang).
+MAX_CONNECTIONS = 4096
+#: Connections one user (other than root and the daemon's own) may hold open at once.
+MAX_CONNECTIONS_PER_USER = 256
+#: Seconds a new connection may wait before sending its request.
+REQUEST_TIMEOUT = 30.0
+
+
 def peer_protocol():
     """uvicorn's h11 protocol, plus the caller's credentials (SO_PEERCRED) on the Unix
     socket: the kernel says which pid/uid/gid is on the other end, no password needed.
@@ -275,7 +286,13 @@ def peer_protocol():
 
     from .api.principal import with_peer
 
+    open_by_uid: dict[int, int] = {}
+    refused = {"count": 0, "logged": 0.0}
+
     class PeerCredProtocol(H11Protocol):
+        _uid: int | None = None
+        _idle = None
+
         def connection_made(self, transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             sock = transport.get_extra_info("socket")
@@ -286,7 +303,45 @@ def peer_protocol():
                 return   # no credentials: the caller stays unknown
             if uid < 0:
                 return   # not a Unix socket peer (the kernel answers uid -1)
+            if uid != 0 and uid != os.geteuid() and open_by_uid.get(uid, 0) >= MAX_CONNECTIONS_PER_USER:
+                # One user cannot hold every descriptor: the others keep being served.
+                refused["count"] += 1
+                now = time.monotonic()
+                if now - refused["logged"] > 60:
+                    refused["logged"] = now
+                    log.warning("uid %d holds %d connections: refusing more (%d refused so far)", uid,
+                                MAX_CONNECTIONS_PER_USER, refused["count"])
+                transport.close()
+                return
+            self._uid = uid
+            open_by_uid[uid] = open_by_uid.get(uid, 0) + 1
             self.app = with_peer(self.app, pid, uid, gid)
+            # A connection that sends no request is closed after a while (keep-alive
+            # covers the time between requests once one came).
+            self._idle = self.loop.call_later(REQUEST_TIMEOUT, self._close_if_silent)
+
+        def data_received(self, data: bytes) -> None:
+            if self._idle is not None:
+                self._idle.cancel()
+                self._idle = None
+            super().data_received(data)
+
+        def _close_if_silent(self) -> None:
+            self._idle = None
+            if self.cycle is None and self.transport is not None and not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_lost(self, exc) -> None:  # type: ignore[override]
+            if self._idle is not None:
+                self._idle.cancel()
+            if self._uid is not None:
+                left = open_by_uid.get(self._uid, 1) - 1
+                if left > 0:
+                    open_by_uid[self._uid] = left
+                else:
+                    open_by_uid.pop(self._uid, None)
+                self._uid = None
+            super().connection_lost(exc)
 
     return PeerCredProtocol
 
