@@ -248,7 +248,8 @@ class Connection:
                 lines = f.read().strip().splitlines()
         except OSError:
             return "no daemon log"
-        return lines[-1] if lines else "daemon log is empty"
+        last = lines[-1] if lines else "daemon log is empty"
+        return last[len("error: "):] if last.startswith("error: ") else last
 
     # long polls --------------------------------------------------------------------------
     def wait_for(self, job_id: int, poll: float = 30.0) -> dict:

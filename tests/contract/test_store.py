@@ -78,6 +78,12 @@ class TestStoreContract:
         assert [j.id for j in a + b] == [1, 2, 3, 4, 5]
         assert [j.seq for j in a + b] == [1, 2, 3, 4, 5]
 
+    def test_ids_can_be_reserved(self, store):
+        store.reserve_ids_above(40)                  # an empty store starting above old job dirs
+        assert [j.id for j in store.add_jobs([make_job(), make_job()], T0)] == [41, 42]
+        store.reserve_ids_above(10)                  # never backwards
+        assert store.add_jobs([make_job()], T0)[0].id == 43
+
     def test_returned_jobs_are_copies(self, store):
         job = make_job(env={"X": "1"})
         [stored] = store.add_jobs([job], T0)

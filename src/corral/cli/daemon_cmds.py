@@ -25,10 +25,15 @@ def cmd_up(args) -> int:
         launcher = Launcher.start()  # before the daemon's heavy imports: cheaper forks
         from ..daemon.server import run
 
-        return run(args.home, simulate_gpus=args.simulate_gpus, launcher=launcher)
+        return run(args.home, simulate_gpus=args.simulate_gpus, launcher=launcher, new_store=args.new_store)
     options = [] if args.simulate_gpus is None else ["--simulate-gpus", str(args.simulate_gpus)]
+    if args.new_store:
+        options.append("--new-store")
     conn = Connection(args.home, start_options=options)
     already = conn.is_running()
+    if already and args.new_store:
+        raise CorralError("the daemon is running on its store; --new-store is for a home whose store was lost "
+                          "(the daemon refused to start, saying so)")
     if already and args.simulate_gpus is not None:
         nodes = conn.request("GET", "/v1/nodes")["nodes"]
         have = sum(len(n["gpus"]) for n in nodes if n["simulated_gpus"])

@@ -16,7 +16,9 @@ PROG = "corral"
 COMMANDS = {c.name: c for c in (  # noqa: E501
     Command("up", "Start the daemon (any other command starts it too).",
             Opt("--simulate-gpus", "pretend the machine has N GPUs (kept across restarts)", type=int, metavar="N"),
-            Opt("--foreground", "run in the foreground, logging to stderr", flag=True)),
+            Opt("--foreground", "run in the foreground, logging to stderr", flag=True),
+            Opt("--new-store", "the home's store was lost: kill what its jobs left running, keep their files "
+                               "in jobs.lost-TIME and start on an empty store", flag=True)),
     Command("down", "Stop the daemon; running jobs keep running and are re-adopted later."),
     Command("submit", "Submit a job: a command with the resources it needs.",
             Opt("-f|--file", "job document(s), YAML; several documents make one batch; - reads stdin", metavar="FILE"),

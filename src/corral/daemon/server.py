@@ -58,7 +58,8 @@ def _take_lock(paths: Paths) -> int | None:
     return fd
 
 
-def run(home: str | None = None, *, simulate_gpus: int | None = None, launcher: "Launcher | None" = None) -> int:
+def run(home: str | None = None, *, simulate_gpus: int | None = None, launcher: "Launcher | None" = None,
+        new_store: bool = False) -> int:
     paths = Paths(home)
     paths.ensure()
     if len(str(paths.socket)) > MAX_SOCKET_PATH:
@@ -77,7 +78,7 @@ def run(home: str | None = None, *, simulate_gpus: int | None = None, launcher: 
         launcher = Launcher.start()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        return _serve(paths, simulate_gpus, launcher)
+        return _serve(paths, simulate_gpus, launcher, new_store)
     except CorralError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -98,11 +99,14 @@ def _raise_fd_limit() -> None:
             pass
 
 
-def _serve(paths: Paths, simulate_gpus: int | None, launcher: "Launcher") -> int:
+def _serve(paths: Paths, simulate_gpus: int | None, launcher: "Launcher", new_store: bool = False) -> int:
+    from .identity import check as check_identity
+
     _raise_fd_limit()
     _private_files(paths)
     store = open_store(paths)
     try:
+        check_identity(paths, store, new_store=new_store)     # never silently on a store not this home's
         saved = json.loads(store.get_meta(UP_OPTIONS) or "{}")
         if simulate_gpus is not None:
             saved["simulate_gpus"] = simulate_gpus
@@ -248,7 +252,7 @@ def bind_socket(path: str, access: Access):
 
 
 #: Files in the home that hold other people's data (jobs' environments, the log).
-_PRIVATE = ("corral.db", "corral.db-wal", "corral.db-shm", "daemon.log", "config.yaml")
+_PRIVATE = ("corral.db", "corral.db-wal", "corral.db-shm", "daemon.log", "config.yaml", "store.id")
 
 
 def _private_files(paths: Paths) -> None:
@@ -350,5 +354,7 @@ def main(argv: list[str] | None = None, *, launcher: "Launcher | None" = None) -
     parser = argparse.ArgumentParser(prog="corral-daemon", description="Run the corral daemon in the foreground.")
     parser.add_argument("--home", default=None, help="state directory (default $CORRAL_HOME)")
     parser.add_argument("--simulate-gpus", type=int, default=None)
+    parser.add_argument("--new-store", action="store_true",
+                        help="start on an empty store when the home's was lost (see corral.daemon.identity)")
     args = parser.parse_args(argv)
-    return run(args.home, simulate_gpus=args.simulate_gpus, launcher=launcher)
+    return run(args.home, simulate_gpus=args.simulate_gpus, launcher=launcher, new_store=args.new_store)

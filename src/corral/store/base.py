@@ -306,6 +306,10 @@ class Store(ABC):
         """Store a setting (replacing any previous value)."""
 
     @abstractmethod
+    def reserve_ids_above(self, job_id: int) -> None:
+        """New jobs get ids above ``job_id`` (and above every id already given)."""
+
+    @abstractmethod
     def close(self) -> None:
         """Release the store's resources; calling it again does nothing."""
 

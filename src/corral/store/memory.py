@@ -237,6 +237,10 @@ class MemoryStore(Store):
         with self._lock:
             return self._meta.get(key)
 
+    def reserve_ids_above(self, job_id: int) -> None:
+        with self._lock:
+            self._last_job_id = max(self._last_job_id, int(job_id))
+
     def set_meta(self, key: str, value: str) -> None:
         if not isinstance(value, str):
             raise TypeError(f"meta value for {key} must be a string, got {type(value).__name__}")

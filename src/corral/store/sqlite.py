@@ -559,6 +559,14 @@ class SqliteStore(Store):
         return [_row_to_event(r) for r in rows]
 
     # Settings ------------------------------------------------------------------------
+    def reserve_ids_above(self, job_id: int) -> None:
+        with self._tx() as c:
+            current = c.execute("SELECT seq FROM sqlite_sequence WHERE name = 'jobs'").fetchone()
+            if current is None:
+                c.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('jobs', ?)", (int(job_id),))
+            elif current[0] < job_id:
+                c.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'jobs'", (int(job_id),))
+
     def get_meta(self, key: str) -> str | None:
         rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
         return rows[0][0] if rows else None
