@@ -67,3 +67,18 @@ def test_a_replaced_store_is_named_and_a_lost_id_file_is_written_again(corral, c
         "SELECT value FROM meta WHERE key = 'store_id'").fetchone()[0]
     line = _refusal(c)
     assert f"was replaced by another one (id {theirs}, this home's is {ours})" in line, line
+
+
+def test_a_store_deleted_while_the_daemon_runs_refuses_submits_loudly(corral):
+    c = corral
+    c.up()
+    first = c.submit("--", "true")
+    os.unlink(os.path.join(c.home, "corral.db"))
+    res = c.run("submit", "--", "true")
+    assert res.returncode == 1
+    assert res.stderr == (f"error: the store {c.home}/corral.db was deleted while the daemon ran: nothing can be "
+                          "kept now; stop the daemon (corral down) and restore corral.db, or start again with "
+                          "corral up --new-store\n")
+    assert c.show(first)["id"] == first                    # reads are still served
+    wait_until(lambda: "was deleted while the daemon ran" in Path(c.home, "daemon.log").read_text(),
+               what="the daemon to log the fault")

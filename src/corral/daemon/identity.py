@@ -139,3 +139,40 @@ def kill_holders(directory: str) -> int:
         except (ProcessLookupError, PermissionError):
             pass
     return len(hit)
+
+
+class StoreGone(CorralError):
+    """The store's file was deleted or replaced while the daemon ran."""
+
+    status = 503
+
+
+class Watch:
+    """While the daemon runs: is ``corral.db`` still the file it opened? (SQLite writes on
+    happily into a deleted file, and whatever it acknowledges then is gone at the next
+    start.)"""
+
+    def __init__(self, db: str):
+        self.db = db
+        self.inode = self._inode()
+        self.reported = False
+
+    def _inode(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.db)
+        except FileNotFoundError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def fault(self) -> str | None:
+        now = self._inode()
+        if now == self.inode:
+            return None
+        return "was deleted" if now is None else "was replaced"
+
+    def require(self) -> None:
+        """Raise :class:`StoreGone` (503) when the store's file is not the one opened."""
+        why = self.fault()
+        if why is not None:
+            raise StoreGone(f"the store {self.db} {why} while the daemon ran: nothing can be kept now; stop the "
+                            "daemon (corral down) and restore corral.db, or start again with corral up --new-store")

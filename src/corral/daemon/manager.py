@@ -90,6 +90,8 @@ class Manager:
         self.cost: dict = {}
         #: Priority classes and who may use them (the config's priority_classes).
         self.priorities = Priorities()
+        #: Watches that the store's file is the one opened (server: identity.Watch).
+        self.store_watch: Any = None
         self.retention: int = 0
 
     # -- wiring ---------------------------------------------------------------------------------

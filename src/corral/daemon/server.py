@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ..config import Config, load_config
 from ..errors import CorralError
 from ..priorities import Priorities
+from .identity import Watch
 from ..paths import MAX_SOCKET_PATH, Paths
 from ..store import open_store
 from .api import create_app
@@ -148,6 +149,17 @@ async def _main(paths: Paths, config: Config, store: "Store", access: Access, la
                               idle_policy=config.idle_gpu)
     manager.cost = dict(config.cost)
     manager.priorities = Priorities(config.priority_classes)
+    manager.store_watch = watch = Watch(paths.db)
+
+    def watch_store() -> None:
+        why = watch.fault()
+        if why is not None and not watch.reported:
+            watch.reported = True
+            log.error("the store %s %s while the daemon ran: submits are refused (503) until it is restarted",
+                      paths.db, why)
+        loop.call_later(STORE_CHECK, watch_store)
+
+    loop.call_later(STORE_CHECK, watch_store)
     manager.retention = config.retention
     info["sample_interval"] = config.sample_interval
     info["idle_gpu"] = config.idle_gpu.describe()
@@ -269,6 +281,8 @@ def _private_files(paths: Paths) -> None:
             pass
 
 
+#: Seconds between checks that the store's file is still the one opened.
+STORE_CHECK = 2.0
 #: Connections the daemon serves at once (more get 503 at once, not a hang).
 MAX_CONNECTIONS = 4096
 #: Connections one user (other than root and the daemon's own) may hold open at once.

@@ -35,6 +35,8 @@ async def submit(body: SubmitRequest, manager: ManagerDep, access: AccessDep, wh
     """Submit a batch, all or nothing (see :class:`~corral.api.models.SubmitRequest`)."""
     from ...spec import check_base_env
 
+    if manager.store_watch is not None:
+        manager.store_watch.require()          # nothing acknowledged into a deleted store
     check_base_env(body.base_env)
     specs = specs_from(body)
     auth.check_submitter(who, access)
