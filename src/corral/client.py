@@ -24,7 +24,7 @@ import sys
 import time
 
 from . import fastjson as json
-from .errors import CorralError, DaemonUnavailable
+from .errors import ConnectionLost, CorralError, DaemonUnavailable
 from .paths import Paths
 
 TYPE_CHECKING = False  # `typing` costs the CLI start-up time; type checkers still see this
@@ -107,7 +107,7 @@ class Connection:
             status, headers, rest = _read_head(sock)
             data = b"".join(_read_body(sock, headers, rest))
         except ConnectionResetError:
-            raise DaemonUnavailable("corral daemon closed the connection mid-request (it may have been "
+            raise ConnectionLost("corral daemon closed the connection mid-request (it may have been "
                                     "stopped or crashed); check `corral ps` before retrying a submit") from None
         finally:
             sock.close()
@@ -120,6 +120,22 @@ class Connection:
                 raise ApiError(status, list(parsed["lines"]))
             raise ApiError(status, [f"daemon answered HTTP {status}: {data[:200].decode(errors='replace')}"])
         return parsed
+
+    def submit_request(self, body: dict) -> Any:
+        """``POST /v1/jobs`` with an idempotency key (made here unless the body has one):
+        when the daemon goes away mid-request (a crash, a restart), the request is sent
+        once more -- to the daemon autostart brings up -- and the key makes sure the
+        batch is stored once."""
+        import uuid
+
+        body = {**body, "idempotency_key": body.get("idempotency_key") or uuid.uuid4().hex}
+        try:
+            return self.request("POST", "/v1/jobs", body)
+        except ConnectionLost:
+            if not self.autostart:
+                raise
+            time.sleep(0.2)
+            return self.request("POST", "/v1/jobs", body)
 
     def stream(self, path: str) -> Iterator[bytes]:
         sock = self._send("GET", path)
@@ -291,7 +307,7 @@ class Client(Connection):
         m = _models()
         request = _build(m.SubmitRequest, jobs=list(jobs), base_env=_env(base_env),
                          default_workdir=os.getcwd() if workdir is None else workdir)
-        return m.JobList.model_validate(self._call("POST", "/v1/jobs", request)).jobs
+        return m.JobList.model_validate(self.submit_request(request.model_dump(mode="json", exclude_unset=True))).jobs
 
     def submit_yaml(self, text: str, *, source: str = "<input>", base_env: Mapping[str, str] | None = None,
                     workdir: str | None = None) -> list[models.JobView]:
@@ -299,7 +315,7 @@ class Client(Connection):
         m = _models()
         request = _build(m.SubmitRequest, yaml=text, source=source, base_env=_env(base_env),
                          default_workdir=os.getcwd() if workdir is None else workdir)
-        return m.JobList.model_validate(self._call("POST", "/v1/jobs", request)).jobs
+        return m.JobList.model_validate(self.submit_request(request.model_dump(mode="json", exclude_unset=True))).jobs
 
     def jobs(self, states: Sequence[str] | None = None, limit: int | None = None) -> list[models.JobView]:
         """Jobs in ``states`` (default all), at most ``limit``, by id."""
@@ -421,7 +437,7 @@ def _read_head(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     while b"\r\n\r\n" not in buf:
         chunk = sock.recv(65536)
         if not chunk:
-            raise DaemonUnavailable("corral daemon closed the connection without answering")
+            raise ConnectionLost("corral daemon closed the connection without answering")
         buf += chunk
     head, rest = buf.split(b"\r\n\r\n", 1)
     lines = head.decode("latin-1").split("\r\n")
@@ -445,7 +461,7 @@ def _read_body(sock: socket.socket, headers: dict[str, str], rest: bytes) -> Ite
         while need > 0:
             chunk = sock.recv(min(need, 1 << 20))
             if not chunk:
-                raise DaemonUnavailable(f"corral daemon's answer was cut short: {int(length) - need} of "
+                raise ConnectionLost(f"corral daemon's answer was cut short: {int(length) - need} of "
                                         f"{int(length)} bytes")
             need -= len(chunk)
             yield chunk
@@ -465,7 +481,7 @@ def _read_chunked(sock: socket.socket, buf: bytes) -> Iterator[bytes]:
         while len(buf) < n:
             chunk = sock.recv(1 << 20)
             if not chunk:
-                raise DaemonUnavailable("corral daemon closed the connection mid-answer")
+                raise ConnectionLost("corral daemon closed the connection mid-answer")
             buf += chunk
 
     while True:

@@ -123,6 +123,10 @@ class DaemonUnavailable(CorralError):
     status = 503
 
 
+class ConnectionLost(DaemonUnavailable):
+    """The daemon went away while a request was under way (sent, not fully answered)."""
+
+
 class PermissionDenied(CorralError):
     """The caller may not do this (e.g. act on another user's job); nothing was changed.
     ``lines``: one line per refusal."""

@@ -78,6 +78,17 @@ class TestStoreContract:
         assert [j.id for j in a + b] == [1, 2, 3, 4, 5]
         assert [j.seq for j in a + b] == [1, 2, 3, 4, 5]
 
+    def test_idempotency_keys(self, store):
+        assert store.jobs_for_key("k1") is None
+        first = store.add_jobs([make_job(), make_job()], T0, key="k1")
+        assert [j.id for j in store.jobs_for_key("k1")] == [j.id for j in first]
+        with pytest.raises(Exception):
+            store.add_jobs([make_job()], T0, key="k1")      # a key is stored once
+        assert len(store.list_jobs()) == 2                   # ... and a refused batch stores nothing
+        store.add_jobs([make_job()], T0 + 100, key="k2")
+        assert store.forget_keys(T0 + 50) == 1
+        assert store.jobs_for_key("k1") is None and store.jobs_for_key("k2") is not None
+
     def test_ids_can_be_reserved(self, store):
         store.reserve_ids_above(40)                  # an empty store starting above old job dirs
         assert [j.id for j in store.add_jobs([make_job(), make_job()], T0)] == [41, 42]
@@ -583,7 +594,7 @@ class TestSqliteStore:
         with SqliteStore(path) as s:
             job = s.get_job(1)
             assert job.retried == 0 and job.allocation == Allocation("n0", Resources({"cpu": 1000}))
-            assert s.get_meta("schema_version") == str(SCHEMA_VERSION) == "4"
+            assert s.get_meta("schema_version") == str(SCHEMA_VERSION) == "5"
         raw = sqlite3.connect(path)
         columns = {row[1] for row in raw.execute("PRAGMA table_info(jobs)")}
         raw.close()

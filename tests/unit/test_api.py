@@ -492,3 +492,14 @@ def test_priorities_are_policy_in_system_mode(app, m):
     assert (stored.priority, stored.priority_class, stored.preempts) == (50, "batch-high", False)
     assert m.driver.pending_job(m.store.get_job(job["id"])).preempts is False   # it never preempts
     assert submit_at("urgent", peer=(4242, 0, 0)).status == 201                 # admins: any class
+
+
+def test_a_submit_with_a_key_seen_before_returns_the_first_batch(app, m):
+    body = {"jobs": [doc(), doc()], "idempotency_key": "3f2a-retry.1"}
+    first = call(app, "POST", "/v1/jobs", body, peer=ALICE).json()["jobs"]
+    again = call(app, "POST", "/v1/jobs", body, peer=ALICE).json()["jobs"]
+    assert [j["id"] for j in again] == [j["id"] for j in first] and len(m.store.list_jobs()) == 2
+    other = call(app, "POST", "/v1/jobs", body, peer=BOB).json()["jobs"]     # keys are per user
+    assert len(other) == 2 and {j["id"] for j in other}.isdisjoint({j["id"] for j in first})
+    answer = call(app, "POST", "/v1/jobs", {"jobs": [doc()], "idempotency_key": "no spaces"}, peer=ALICE)
+    assert answer.status == 422 and lines(answer)[0].startswith("invalid value for idempotency_key: \"no spaces\"")

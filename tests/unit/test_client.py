@@ -128,3 +128,36 @@ def test_an_early_answer_to_a_large_body_is_read(tmp_path):
         Connection(str(home), autostart=False).request("POST", "/v1/jobs", {"x": "y" * (32 * 2**20)})
     assert info.value.status == 413 and info.value.lines == ["request body too large"]
     t.join()
+
+
+def test_a_submit_cut_off_is_sent_again_with_the_same_key(tmp_path):
+    import json
+    import socket
+    import threading
+
+    home = _home(tmp_path)
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(str(home / "corral.sock"))
+    srv.listen(2)
+    bodies = []
+
+    def run():
+        for answer in (None, b'{"jobs": [{"id": 7}]}'):
+            conn, _ = srv.accept()
+            data = b""
+            while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < int(
+                    data.split(b"Content-Length: ")[1].split(b"\r\n")[0]):
+                data += conn.recv(65536)
+            bodies.append(json.loads(data.split(b"\r\n\r\n", 1)[1]))
+            if answer is not None:                     # the first time the daemon "dies" before answering
+                conn.sendall(b"HTTP/1.1 201 Created\r\nContent-Length: %d\r\n\r\n%s" % (len(answer), answer))
+            conn.close()
+        srv.close()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    answer = Connection(str(home), autostart=True).submit_request({"jobs": [{"spec": {"command": ["true"]}}]})
+    t.join()
+    assert answer == {"jobs": [{"id": 7}]}
+    assert len(bodies) == 2 and bodies[0]["idempotency_key"] == bodies[1]["idempotency_key"]
+    assert len(bodies[0]["idempotency_key"]) == 32

@@ -162,6 +162,9 @@ JobItem = Annotated[Union[Annotated[FlagsItem, Tag(FLAGS_TAG)], Annotated[JobDoc
                     Discriminator(_item_kind)]
 
 
+_KEY = "1 to 128 letters, digits and . _ : -, e.g. a UUID"
+
+
 class SubmitRequest(RequestModel):
     """``POST /v1/jobs``: one batch, admitted all or nothing. Either ``jobs`` (job
     documents or flags items) or ``yaml`` (text with one or more documents, read as
@@ -174,6 +177,10 @@ class SubmitRequest(RequestModel):
     source: Text | None = None
     default_workdir: Text | None = None
     base_env: Strings = Field(default_factory=dict)
+    #: A client's key for this batch: a retried submit with the same key gets the jobs the
+    #: first one stored, and stores nothing new (kept a day).
+    idempotency_key: Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$",
+                                                description=_KEY), expect(_KEY)] | None = None
 
     @model_validator(mode="after")
     def _jobs_or_yaml(self) -> "SubmitRequest":

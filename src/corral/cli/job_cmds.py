@@ -147,7 +147,7 @@ def _payload(args) -> dict:
 def cmd_submit(args) -> int:
     body = _payload(args)
     body["base_env"] = dict(os.environ)
-    jobs = _conn(args).request("POST", "/v1/jobs", body)["jobs"]
+    jobs = _conn(args).submit_request(body)["jobs"]
     if args.json:
         _print_json({"id": jobs[0]["id"], "ids": [j["id"] for j in jobs], "jobs": jobs} if len(jobs) > 1
                     else dict(jobs[0]))

@@ -33,7 +33,7 @@ class Commands:
 
     # -- submit -----------------------------------------------------------------------------------
     def submit(self, specs: list[JobSpec], base_env: dict[str, str] | None = None, user: str = "",
-               uid: int | None = None, gid: int | None = None) -> list[Job]:
+               uid: int | None = None, gid: int | None = None, key: str | None = None) -> list[Job]:
         """Admit a batch: all jobs are stored, or none (with every reason why not).
 
         An array spec becomes one job per index (same spec, ``array_id`` = the first
@@ -41,6 +41,11 @@ class Commands:
         m = self.m
         if not specs:
             raise ValidationError("jobs", [], "expected at least one job")
+        if key is not None:
+            key = f"{uid}:{key}"                  # a user's keys are theirs alone
+            before = m.store.jobs_for_key(key)
+            if before is not None:
+                return before                     # a retried submit: what the first one stored
         ready: list[Job] = []
         errors: list[str] = []
         checked: dict[str, bool] = {}           # workdir -> usable by the submitter
@@ -78,7 +83,7 @@ class Commands:
                                  held=spec.hold))
         if errors:
             raise Infeasible(errors)
-        stored = m.store.add_jobs(ready, m.clock())
+        stored = m.store.add_jobs(ready, m.clock(), key=key)
         for job in stored:
             self.admission.offer(job)
         m.kick()

@@ -203,8 +203,8 @@ async def _main(paths: Paths, config: Config, store: "Store", access: Access, la
 
 
 class _Retention:
-    """Housekeeping: deletes finished jobs older than the retention period (at start,
-    then hourly) and saves fair share's decayed usage every minute (a crash loses at
+    """Housekeeping: deletes finished jobs older than the retention period and submit
+    idempotency keys older than a day (at start, then hourly), and saves fair share's decayed usage every minute (a crash loses at
     most a minute of it)."""
 
     EVERY = 3600.0
@@ -214,8 +214,7 @@ class _Retention:
         self.manager, self.retention, self.loop = manager, retention, loop
         self.timer: asyncio.TimerHandle | None = None
         self.saver: asyncio.TimerHandle | None = None
-        if retention > 0:
-            self.timer = loop.call_later(1.0, self.run)
+        self.timer = loop.call_later(1.0, self.run)
         if manager.driver.fair is not None:
             self.saver = loop.call_later(self.SAVE_EVERY, self.save)
 
@@ -230,9 +229,11 @@ class _Retention:
 
     def run(self) -> None:
         try:
-            ids = self.manager.prune(self.retention)
-            if ids:
-                log.info("retention: deleted %d finished jobs older than %ds", len(ids), self.retention)
+            if self.retention > 0:
+                ids = self.manager.prune(self.retention)
+                if ids:
+                    log.info("retention: deleted %d finished jobs older than %ds", len(ids), self.retention)
+            self.manager.store.forget_keys(time.time() - KEY_TTL)
         except Exception:  # noqa: BLE001 - retry at the next round
             log.exception("retention pass failed")
         self.timer = self.loop.call_later(self.EVERY, self.run)
@@ -281,6 +282,8 @@ def _private_files(paths: Paths) -> None:
             pass
 
 
+#: Seconds a submit's idempotency key is kept (a retry comes within seconds).
+KEY_TTL = 86400.0
 #: Seconds between checks that the store's file is still the one opened.
 STORE_CHECK = 2.0
 #: Connections the daemon serves at once (more get 503 at once, not a hang).

@@ -158,8 +158,10 @@ class Store(ABC):
 
     # Jobs ------------------------------------------------------------------------------
     @abstractmethod
-    def add_jobs(self, jobs: list[Job], now: float) -> list[Job]:
-        """Store new jobs, all or none, and return them as stored.
+    def add_jobs(self, jobs: list[Job], now: float, key: str | None = None) -> list[Job]:
+        """Store new jobs, all or none, and return them as stored. With ``key`` (a
+        client's idempotency key) the key is kept with the jobs' ids in the same
+        transaction (:meth:`jobs_for_key`).
 
         Only ``spec``, ``base_env``, ``user``, ``uid``, ``gid``, ``array_index``, ``held``
         and ``array_id`` are taken from the given jobs; the store assigns ``id`` and
@@ -168,6 +170,15 @@ class Store(ABC):
         Array tasks: a *negative* ``array_id`` names a group within the batch; the store
         replaces it with the id of that group's first job (the array's id).
         """
+
+    @abstractmethod
+    def jobs_for_key(self, key: str) -> list[Job] | None:
+        """The jobs a batch stored with idempotency ``key`` (as they are now; those deleted
+        since are left out), or None when no batch had that key."""
+
+    @abstractmethod
+    def forget_keys(self, before: float) -> int:
+        """Drop the idempotency keys of batches stored before ``before``; how many."""
 
     @abstractmethod
     def get_job(self, job_id: int) -> Job:

@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Iterable
 
+from ..errors import CorralError
 from ..job import Allocation, Job, JobState, Reason, check_transition
 from .base import (Event, Finish, JobUsage, Requeue, Store, UsageRow, array_ids, check_finish, check_holdable,
                    check_live, check_reason, first_message, first_reason, not_found)
@@ -29,6 +30,7 @@ class MemoryStore(Store):
         self._usage_rows: list[UsageRow] = []
         self._usage: dict[int, JobUsage] = {}
         self._last_job_id = 0
+        self._keys: dict[str, tuple[list[int], float]] = {}
         self._last_event_id = 0
         self._lock = threading.RLock()
 
@@ -45,8 +47,10 @@ class MemoryStore(Store):
             raise not_found(job_id) from None
 
     # Jobs ----------------------------------------------------------------------------
-    def add_jobs(self, jobs: list[Job], now: float) -> list[Job]:
+    def add_jobs(self, jobs: list[Job], now: float, key: str | None = None) -> list[Job]:
         with self._lock:
+            if key is not None and key in self._keys:
+                raise CorralError(f"idempotency key {key} already stored")
             new = []
             ids = range(self._last_job_id + 1, self._last_job_id + 1 + len(jobs))
             for job_id, job, array_id in zip(ids, jobs, array_ids(jobs, ids)):
@@ -60,7 +64,23 @@ class MemoryStore(Store):
                 self._jobs[job.id] = job
                 self._event(job.id, now, None, JobState.PENDING, job.reason, job.message)
             self._last_job_id += len(new)
+            if key is not None:
+                self._keys[key] = ([j.id for j in new], now)
             return copy.deepcopy(new)
+
+    def jobs_for_key(self, key: str) -> list[Job] | None:
+        with self._lock:
+            found = self._keys.get(key)
+            if found is None:
+                return None
+            return copy.deepcopy([self._jobs[i] for i in found[0] if i in self._jobs])
+
+    def forget_keys(self, before: float) -> int:
+        with self._lock:
+            old = [k for k, (_, at) in self._keys.items() if at < before]
+            for k in old:
+                del self._keys[k]
+            return len(old)
 
     def get_job(self, job_id: int) -> Job:
         with self._lock:

@@ -133,6 +133,10 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         # NULL: one piece, in node/requests_json/gpus_json/cores_json; else every piece.
         "ALTER TABLE allocations ADD COLUMN pieces_json TEXT",
     ]),
+    (5, [
+        # A client's idempotency key -> the ids its batch got: a retried submit finds them.
+        "CREATE TABLE submit_keys (key TEXT PRIMARY KEY, ids_json TEXT NOT NULL, at REAL NOT NULL)",
+    ]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -273,7 +277,7 @@ class SqliteStore(Store):
             return self._conn.execute(sql, tuple(params)).fetchall()
 
     # Jobs ----------------------------------------------------------------------------
-    def add_jobs(self, jobs: list[Job], now: float) -> list[Job]:
+    def add_jobs(self, jobs: list[Job], now: float, key: str | None = None) -> list[Job]:
         specs = [job.spec.to_dict() for job in jobs]
         payload = [(spec.get("name", ""), spec.get("priority", 0), _dumps(spec), _dumps(dict(job.base_env)),
                     job.user, job.uid, job.gid, job.spec.queue, job.array_index, int(job.held))
@@ -297,10 +301,23 @@ class SqliteStore(Store):
             c.executemany(_INSERT_EVENT, [(job_id, now, None, JobState.PENDING.value,
                                            first_reason(job).value, first_message(job))
                                           for job_id, job in zip(ids, jobs)])
+            if key is not None:
+                c.execute("INSERT INTO submit_keys (key, ids_json, at) VALUES (?, ?, ?)",
+                          (key, _dumps(list(ids)), now))
         return [Job(id=job_id, spec=JobSpec.from_dict(spec), submitted_at=now, reason=first_reason(job),
                     message=first_message(job), base_env=dict(job.base_env), seq=job_id, user=job.user,
                     uid=job.uid, gid=job.gid, array_id=array_id, array_index=job.array_index, held=job.held)
                 for job_id, spec, job, array_id in zip(ids, specs, jobs, arrays)]
+
+    def jobs_for_key(self, key: str) -> list[Job] | None:
+        rows = self._query("SELECT ids_json FROM submit_keys WHERE key = ?", (key,))
+        if not rows:
+            return None
+        return self.get_jobs(json.loads(rows[0][0]))
+
+    def forget_keys(self, before: float) -> int:
+        with self._tx() as c:
+            return c.execute("DELETE FROM submit_keys WHERE at < ?", (before,)).rowcount
 
     def get_job(self, job_id: int) -> Job:
         rows = self._query(f"{_SELECT_JOBS} WHERE j.id = ?", (job_id,))

@@ -43,7 +43,7 @@ async def submit(body: SubmitRequest, manager: ManagerDep, access: AccessDep, wh
     specs = auth.with_priorities(specs, manager.priorities, who, access)
     # System mode: a user's job gets a clean environment, not the submitter's.
     base_env = auth.submitter_env(who, access, body.base_env)
-    jobs = manager.submit(specs, base_env, user=who.name, uid=who.uid, gid=who.gid)
+    jobs = manager.submit(specs, base_env, user=who.name, uid=who.uid, gid=who.gid, key=body.idempotency_key)
     positions = manager.queue_positions()
     # No start estimates: they would make every submit pay for a forward simulation.
     return JobList.model_validate({"jobs": [job_view(j, manager, positions, {}) for j in jobs]})
