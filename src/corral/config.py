@@ -7,6 +7,7 @@ optional; the file form is::
                                 # or {count: 4, model: A100} (default model: "Simulated GPU")
     node_labels: {zone: lab1}   # this node's labels, matched by jobs' --node-selector / nodeSelector
     max_request: 4Mi            # the largest API request body (64Ki..1Gi); larger: HTTP 413
+    log_limit: 1Gi              # what a job may write to each log stream; the rest is dropped (0: no limit)
     priority_classes: [{name: urgent, value: 100, preempt: true, users: [alice], groups: [leads]}]
     reserve: {cpu: 500m, memory: 1Gi}   # kept back for the system; memory omitted = daemon decides
     defaults: {cpu: "1"}        # requests for resources a job does not mention at all
@@ -65,7 +66,7 @@ cgroups when it can and the watchdog otherwise. Either way ``corral nodes`` says
 default requests, ``defaults: {memory: 2Gi}`` means a memory default and no cpu default.
 Unknown fields and bad values raise a one-line :class:`~corral.errors.ValidationError`
 prefixed with the file's path and naming the field, e.g.
-``config.yaml: unknown field reserv (accepted: admin_group, backfill, cost, defaults, enforcement, engine, fair_share, idle_gpu, kill_grace, max_request, mode, node_labels, node_name, pids_limit, policy, preemption, priority_classes, queues, reserve, retention, sample_interval, series_interval, simulate_gpus, socket_group)``.
+``config.yaml: unknown field reserv (accepted: admin_group, backfill, cost, defaults, enforcement, engine, fair_share, idle_gpu, kill_grace, log_limit, max_request, mode, node_labels, node_name, pids_limit, policy, preemption, priority_classes, queues, reserve, retention, sample_interval, series_interval, simulate_gpus, socket_group)``.
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ POLICIES = tuple(_REGISTERED)
 ENGINES = ("local", "ray")
 #: What an ``engine:`` block may hold, by engine.
 ENGINE_FIELDS = {"local": ("type",), "ray": ("type", "address", "start_timeout")}
+#: What a job may write to each of its logs by default: 1 GiB.
+DEFAULT_LOG_LIMIT = 2**30
 #: The largest API request body by default: 4 MiB.
 DEFAULT_MAX_REQUEST = 4 * 2**20
 MAX_MAX_REQUEST = 1 << 30
@@ -108,7 +111,7 @@ _FILE_FIELDS = {k: k for k in ("simulate_gpus", "reserve", "defaults", "policy",
                                 "enforcement", "pids_limit", "sample_interval", "series_interval", "idle_gpu",
                                 "retention", "cost", "mode", "socket_group", "admin_group", "queues",
                                 "fair_share", "backfill", "preemption", "engine", "node_labels",
-                                "max_request", "priority_classes")}
+                                "max_request", "priority_classes", "log_limit")}
 QUEUE_FIELDS = ("name", "nominal", "borrowing_limit", "lending_limit", "policy", "max_user_gpus", "max_user_jobs")
 MAX_QUEUES = 64
 ENFORCEMENT = ("auto", "cgroup", "watchdog")
@@ -160,6 +163,8 @@ class Config:
     node_labels: dict[str, str] = field(default_factory=dict)
     #: The largest API request body the daemon reads (bytes).
     max_request: int = DEFAULT_MAX_REQUEST
+    #: Bytes a job may write to each log stream; beyond it output is dropped (0: no limit).
+    log_limit: int = DEFAULT_LOG_LIMIT
     #: Named priority levels and who may use them (:mod:`corral.priorities`).
     priority_classes: tuple[Any, ...] = ()
     simulate_gpu_model: str = SIMULATED_GPU_MODEL    # the model simulated GPUs report
@@ -208,6 +213,7 @@ class Config:
             "engine_start_timeout": self.engine_start_timeout,
             "node_labels": dict(self.node_labels),
             "max_request": self.max_request,
+            "log_limit": self.log_limit,
             "priority_classes": [c.to_dict() for c in self.priority_classes],
         }
 
@@ -244,6 +250,7 @@ class Config:
             engine_start_timeout=int(data.get("engine_start_timeout", base.engine_start_timeout)),
             node_labels=dict(data.get("node_labels", base.node_labels)),
             max_request=int(data.get("max_request", base.max_request)),
+            log_limit=int(data.get("log_limit", base.log_limit)),
             priority_classes=tuple(PriorityClass.from_dict(c) for c in data.get("priority_classes") or ()),
         )
 
@@ -338,6 +345,19 @@ def _parse_policy(value: object, path: str) -> str:
     if value not in POLICIES:
         raise _fail(path, value, f"expected one of: {', '.join(POLICIES)}")
     return value  # type: ignore[return-value]
+
+
+def _parse_log_limit(value: object, path: str) -> int:
+    expected = "expected a size of at least 1Mi, e.g. 1Gi, or 0 for no limit"
+    if value == 0 or value == "0":
+        return 0
+    try:
+        amount = parse_quantity(MEMORY, value)
+    except QuantityError:
+        raise _fail(path, value, expected) from None
+    if amount < 2**20:
+        raise _fail(path, value, expected)
+    return amount
 
 
 def _parse_max_request(value: object, path: str) -> int:
@@ -652,6 +672,7 @@ _OVERRIDE_PARSERS: dict[str, Callable[[object, str], Any]] = {
     "preemption": _parse_flag,
     "engine": _parse_engine,
     "max_request": _parse_max_request,
+    "log_limit": _parse_log_limit,
     "priority_classes": _parse_classes,
     "socket_group": _parse_group,
     "admin_group": _parse_group,
@@ -680,7 +701,7 @@ def _parse(data: object) -> Config:
         values["kill_grace"] = _parse_kill_grace(top["kill_grace"][1], "kill_grace")
     for name in ("node_name", "enforcement", "pids_limit", "sample_interval", "series_interval", "idle_gpu",
                  "retention", "cost", "mode", "socket_group", "admin_group", "queues", "backfill", "preemption",
-                 "node_labels", "max_request", "priority_classes"):
+                 "node_labels", "max_request", "priority_classes", "log_limit"):
         if name in top:
             values[name] = _OVERRIDE_PARSERS[name](top[name][1], name)
     if "engine" in top:

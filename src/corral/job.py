@@ -76,6 +76,7 @@ class Reason(str, enum.Enum):
     LAUNCHED = "Launched"
     ADOPTED = "Adopted"                            # re-adopted by a restarted daemon
     GPU_IDLE = "GpuIdle"                           # holds GPUs that stay idle (a reclaim warning)
+    LOG_TRUNCATED = "LogTruncated"                 # wrote more than the log limit; the rest is dropped
     # Terminal
     COMPLETED = "Completed"                        # exit code 0
     ERROR = "Error"                                # non-zero exit code
@@ -118,6 +119,7 @@ REASON_STATES: dict[Reason, JobState] = {
     Reason.LAUNCHED: JobState.RUNNING,
     Reason.ADOPTED: JobState.RUNNING,
     Reason.GPU_IDLE: JobState.RUNNING,
+    Reason.LOG_TRUNCATED: JobState.RUNNING,
     Reason.COMPLETED: JobState.SUCCEEDED,
     Reason.ERROR: JobState.FAILED,
     Reason.SIGNALED: JobState.FAILED,

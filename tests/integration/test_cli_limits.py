@@ -125,3 +125,24 @@ def test_live_usage_and_efficiency_in_show_and_top(hard):
     eff = view["efficiency"]
     assert eff["memory_peak"] >= 40 << 20 and eff["memory_request"] == 256 << 20
     assert view["usage"]["rows"] >= 1
+
+
+def test_a_job_that_writes_without_bound_is_held_to_its_log_limit(corral):
+    c = corral
+    c.write_config("log_limit: 1Mi\nsample_interval: 0.2s\n")
+    c.up()
+    marker = b"[corral: log cut at 1,048,576 bytes; what the job writes beyond that is dropped]\n"
+    job = c.submit("--cpus", "100m", "--", "sh", "-c",
+                   "echo first; for i in $(seq 40); do head -c 100000 /dev/zero | tr '\\0' x; sleep 0.05; done; "
+                   "echo done >&2")
+    [done] = c.wait_done(job)
+    assert done["state"] == "Succeeded", done
+    out = open(f"{c.home}/jobs/{job}/stdout.log", "rb").read()
+    assert out.startswith(b"first\nxxx") and out.endswith(marker) and len(out) == 2**20 + len(marker) + 1
+    reasons = [e for e in c.show(job)["events"] if e["reason"] == "LogTruncated"]
+    assert len(reasons) == 1 and reasons[0]["message"].startswith("stdout cut at 1Mi ("), reasons
+    assert c.logs(job, "--stderr").strip() == "done"          # the other stream is its own
+    # A job that writes it all between two looks is cut when it ends.
+    fast = c.submit("--cpus", "100m", "--", "sh", "-c", "head -c 5000000 /dev/zero")
+    c.wait_done(fast)
+    assert open(f"{c.home}/jobs/{fast}/stdout.log", "rb").read().endswith(marker)

@@ -96,7 +96,7 @@ def test_policies(policy):
     ("data", "message"),
     [
         ({"reserv": {}},
-         "c.yaml: unknown field reserv (accepted: admin_group, backfill, cost, defaults, enforcement, engine, fair_share, idle_gpu, kill_grace, max_request, mode, node_labels, node_name, pids_limit, policy, preemption, priority_classes, queues, reserve, retention, sample_interval, series_interval, simulate_gpus, socket_group)"),
+         "c.yaml: unknown field reserv (accepted: admin_group, backfill, cost, defaults, enforcement, engine, fair_share, idle_gpu, kill_grace, log_limit, max_request, mode, node_labels, node_name, pids_limit, policy, preemption, priority_classes, queues, reserve, retention, sample_interval, series_interval, simulate_gpus, socket_group)"),
         ({"reserve": {"gpu": 1}}, "c.yaml: unknown field reserve.gpu (accepted: cpu, memory)"),
         ({"reserve": []}, "c.yaml: invalid value for reserve: [] (expected a mapping with fields cpu, memory)"),
         ({"reserve": {"memory": "1GG"}},
@@ -128,7 +128,7 @@ def test_policies(policy):
                                '253 letters, digits, -, _ and ., starting and ending with a letter or digit, '
                                'e.g. gpu-box-1)'),
         ([1], "c.yaml: invalid config: [1] (expected a mapping with fields admin_group, backfill, cost, defaults, "
-              "enforcement, engine, fair_share, idle_gpu, kill_grace, max_request, mode, node_labels, node_name, pids_limit, policy, "
+              "enforcement, engine, fair_share, idle_gpu, kill_grace, log_limit, max_request, mode, node_labels, node_name, pids_limit, policy, "
               "preemption, priority_classes, queues, reserve, retention, sample_interval, series_interval, simulate_gpus, "
               "socket_group)"),
     ],

@@ -113,8 +113,11 @@ class Monitor:
     def __init__(self, store: "Store", executor: "Executor", *, stop_job: Callable[..., bool],
                  note: Callable[[int, Reason, str], None], sample_interval: float = 2.0,
                  series_interval: float = 30.0, idle_policy: IdlePolicy | None = None,
-                 clock: Callable[[], float] = time.time, watchdog: bool | None = None):
+                 clock: Callable[[], float] = time.time, watchdog: bool | None = None,
+                 log_limit: int = 0):
         self.store = store
+        #: Bytes a job may write per log stream (0: no limit).
+        self.log_limit = log_limit
         self.executor = executor
         self.stop_job = stop_job
         self.note = note
@@ -175,6 +178,11 @@ class Monitor:
         self._schedule()
 
     def job_ended(self, job_id: int, status: ExitStatus) -> UsageRow | None:
+        if self.log_limit:      # what it wrote since the last look, held to the limit too
+            self.executor.cap_logs([job_id], self.log_limit)
+        return self._ended(job_id, status)
+
+    def _ended(self, job_id: int, status: ExitStatus) -> UsageRow | None:
         """The job's last usage row (the caller records the rows of a batch of ends in
         one transaction), or None when there is nothing to record."""
         watch = self.watches.pop(job_id, None)
@@ -225,6 +233,10 @@ class Monitor:
                 watch.bucket = _Bucket(now, now)
         if rows:
             self.store.record_usage(rows)
+        if self.log_limit:
+            for job_id, stream, size in self.executor.cap_logs(list(self.watches), self.log_limit):
+                self.note(job_id, Reason.LOG_TRUNCATED, f"{stream} cut at {format_quantity('memory', self.log_limit)} "
+                                                         f"({size:,} bytes written): the rest is dropped")
 
     def _sample(self, watch: _Watch, now: float, reading: Reading | None,
                 samples: dict[tuple[str, int], "GpuSample"]) -> None:

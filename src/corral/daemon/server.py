@@ -146,7 +146,7 @@ async def _main(paths: Paths, config: Config, store: "Store", access: Access, la
         fair.usage, fair.at = dict(saved_usage.get("usage", {})), float(saved_usage.get("at", 0.0))
     manager.monitor = Monitor(store, executor, stop_job=manager.stop_job, note=manager.note,
                               sample_interval=config.sample_interval, series_interval=config.series_interval,
-                              idle_policy=config.idle_gpu)
+                              idle_policy=config.idle_gpu, log_limit=config.log_limit)
     manager.cost = dict(config.cost)
     manager.priorities = Priorities(config.priority_classes)
     manager.store_watch = watch = Watch(paths.db)

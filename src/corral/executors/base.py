@@ -247,6 +247,12 @@ class Executor(ABC):
         """A finished job is deleted (retention): drop what the executor keeps of it
         (its directory, logs). Nothing to do by default."""
 
+    def cap_logs(self, job_ids: list[int], limit: int) -> list[tuple[int, str, int]]:
+        """Hold running jobs' logs to ``limit`` bytes per stream: what a job writes
+        beyond it is dropped, after a marker line. The (job, stream, size) cut for the
+        first time. Nothing by default (an executor whose logs are not files here)."""
+        return []
+
     def known_nodes(self) -> list["Node"]:
         """Every node the engine knows, lost ones too (for ``corral nodes``); the
         schedulable ones are :meth:`nodes`."""

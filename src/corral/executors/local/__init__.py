@@ -96,6 +96,7 @@ class LocalExecutor(Executor):
                  probe: "GpuProbe | None" = None, proc: str = "/proc"):
         self.jobs_dir = Path(jobs_dir)
         self.jobs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._cut_logs: set[tuple[int, str]] = set()
         self._root = str(self.jobs_dir)
         self._on_exit = on_exit
         self._loop = loop
@@ -473,6 +474,32 @@ class LocalExecutor(Executor):
 
     def log_location(self, job_id: int, stream: str) -> str | None:
         return str(self.log_path(job_id, stream))
+
+    def cap_logs(self, job_ids: list[int], limit: int) -> list[tuple[int, str, int]]:
+        """The job writes its logs with O_APPEND, so after a truncation its next writes
+        land at the new end: each check cuts what came beyond the limit and the marker.
+        The disk holds at most the limit plus what a job writes between two checks."""
+        cut = []
+        marker = (f"\n[corral: log cut at {limit:,} bytes; what the job writes beyond that is "
+                  f"dropped]\n").encode()
+        for job_id in job_ids:
+            for stream in ("stdout", "stderr"):
+                path = self.log_path(job_id, stream)
+                try:
+                    size = os.stat(path).st_size
+                    if size <= limit + len(marker):
+                        continue
+                    with open(path, "r+b") as f:
+                        f.truncate(limit)
+                        f.seek(limit)
+                        f.write(marker)
+                except OSError:
+                    continue
+                key = (job_id, stream)
+                if key not in self._cut_logs:
+                    self._cut_logs.add(key)
+                    cut.append((job_id, stream, size))
+        return cut
 
     def describe(self) -> dict:
         out = super().describe()
