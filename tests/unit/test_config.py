@@ -428,3 +428,14 @@ def test_priority_classes():
         with pytest.raises(ValidationError) as err:
             parse_config({"priority_classes": value}, "c.yaml")
         assert str(err.value) == f"c.yaml: {message}"
+
+
+def test_log_limit():
+    from corral.config import parse_config
+
+    assert parse_config({}).log_limit == 2**30
+    assert parse_config({"log_limit": "10Gi"}).log_limit == 10 * 2**30 and parse_config({"log_limit": 0}).log_limit == 0
+    for bad in ("100Ki", "big", -1):
+        with pytest.raises(ValidationError) as err:
+            parse_config({"log_limit": bad}, "c.yaml")
+        assert str(err.value).endswith("(expected a size of at least 1Mi, e.g. 1Gi, or 0 for no limit)")
