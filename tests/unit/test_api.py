@@ -503,3 +503,46 @@ def test_a_submit_with_a_key_seen_before_returns_the_first_batch(app, m):
     assert len(other) == 2 and {j["id"] for j in other}.isdisjoint({j["id"] for j in first})
     answer = call(app, "POST", "/v1/jobs", {"jobs": [doc()], "idempotency_key": "no spaces"}, peer=ALICE)
     assert answer.status == 422 and lines(answer)[0].startswith("invalid value for idempotency_key: \"no spaces\"")
+
+
+def test_a_big_cancel_lets_other_requests_in(app, m):
+    """The event loop runs other work between slices of a big cancel (no request waits
+    for thousands of cancels): a task that watches the count sees it part way."""
+    import asyncio
+
+    from asgi_client import _run
+    from corral.daemon.api.principal import with_peer
+
+    ids = [j["id"] for j in submit(app, *[doc() for _ in range(400)])]
+    seen: list[int] = []
+    done = []
+    real = m.cancel
+    count = [0]
+
+    def counting(job_id):
+        count[0] += 1
+        return real(job_id)
+
+    m.cancel = counting
+    payload = json.dumps({"ids": ids}).encode()
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/v1/jobs/cancel", "raw_path": b"/v1/jobs/cancel", "query_string": b"",
+             "root_path": "", "headers": [(b"host", b"corral"), (b"content-type", b"application/json"),
+                                          (b"content-length", str(len(payload)).encode())],
+             "client": None, "server": None, "state": {}}
+
+    async def watch():
+        while not done:
+            seen.append(count[0])
+            await asyncio.sleep(0)
+
+    async def both():
+        watcher = asyncio.create_task(watch())
+        answer = await _run(with_peer(app, *ALICE), scope, payload)
+        done.append(True)
+        await watcher
+        return answer
+
+    answer = asyncio.run(both())
+    assert answer.status == 200 and all(r["result"] in ("cancelled", "stopping") for r in answer.json()["results"])
+    assert any(0 < n < 400 for n in seen), sorted(set(seen))
