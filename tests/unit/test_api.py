@@ -546,3 +546,23 @@ def test_a_big_cancel_lets_other_requests_in(app, m):
     answer = asyncio.run(both())
     assert answer.status == 200 and all(r["result"] in ("cancelled", "stopping") for r in answer.json()["results"])
     assert any(0 < n < 400 for n in seen), sorted(set(seen))
+
+
+def test_a_store_that_cannot_be_written_is_a_one_line_507_or_503(app, m):
+    import sqlite3
+
+    def full(*args, **kw):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    def readonly(*args, **kw):
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    m.store.add_jobs = full                           # type: ignore[method-assign]
+    answer = call(app, "POST", "/v1/jobs", {"jobs": [doc()]}, peer=ALICE)
+    assert (answer.status, lines(answer)) == (507, ["the store cannot take this now (database or disk is full); "
+                                                    "nothing was changed; free disk space"])
+    m.store.add_jobs = readonly                       # type: ignore[method-assign]
+    answer = call(app, "POST", "/v1/jobs", {"jobs": [doc()]}, peer=ALICE)
+    assert (answer.status, lines(answer)) == (503, ["the store cannot take this now (attempt to write a readonly "
+                                                    "database); nothing was changed; try again"])
+    assert call(app, "GET", "/v1/jobs", peer=ALICE).status == 200    # reads are still served

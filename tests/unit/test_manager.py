@@ -172,3 +172,25 @@ def test_failed_and_cancelled_jobs_teach_nothing():
     m.submit([spec(gpus=1)], user="alice")
     m.cancel(2)
     assert m.history.predict("alice") is None
+
+
+def test_ends_the_store_refuses_are_kept_and_recorded_when_it_takes_them_again():
+    import sqlite3
+
+    m = manager()
+    m.submit([spec(gpus=4), spec(gpus=4)])
+    real = m.store.apply_ends
+    faults = [sqlite3.OperationalError("database or disk is full")]
+
+    def apply(*args, **kw):
+        if faults:
+            raise faults.pop()
+        return real(*args, **kw)
+
+    m.store.apply_ends = apply                       # type: ignore[method-assign]
+    m.on_exit(1, ExitStatus(ended_at=5.0, exit_code=3))   # must not raise
+    assert m.store.get_job(1).state is JobState.RUNNING and list(m.running) == [1]   # nothing recorded ...
+    m.lifecycle.flush()                              # ... until the store takes it (a timer does this)
+    job = m.store.get_job(1)
+    assert (job.state, job.exit_code) == (JobState.FAILED, 3)   # the real exit code, not lost
+    assert m.store.get_job(2).state is JobState.RUNNING          # and its GPUs went to the next job

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import heapq
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..executors.base import ExitStatus, StopReason
 from ..job import JobState, Reason
@@ -39,11 +39,22 @@ def backoff(retry: int) -> float:
     return min(BACKOFF_BASE * 2 ** (retry - 1), BACKOFF_MAX)
 
 
+#: Seconds between tries to record job ends the store refused (a store fault).
+END_RETRY = 2.0
+
+
+class EndsNotRecorded(Exception):
+    """The store refused a batch of job ends (nothing of it was recorded)."""
+
+
 class Lifecycle:
     def __init__(self, daemon: "Daemon", admission: "Admission"):
         self.m = daemon
         self.admission = admission
         self._exits: list[tuple[int, ExitStatus]] = []
+        #: Last usage rows of ended jobs not yet recorded (a store fault), by job id.
+        self._rows: dict[int, Any] = {}
+        self._failing = False
         #: (deadline, job id) of running jobs with a time limit; stale entries are skipped.
         self._deadlines: list[tuple[float, int]] = []
 
@@ -59,11 +70,25 @@ class Lifecycle:
             self.m.call_soon(self.flush)
 
     def flush(self) -> None:
-        """Record the ends buffered so far (the next cycle does this first, too)."""
+        """Record the ends buffered so far (the next cycle does this first, too). When the
+        store cannot take them (disk full, read-only), they stay buffered and are tried
+        again every few seconds: the exit codes are not lost, and the jobs' resources are
+        released as soon as the store takes the ends."""
         if not self._exits:
             return
         exits, self._exits = self._exits, []
-        self.finish(exits)
+        try:
+            self.finish(exits)
+        except EndsNotRecorded as exc:        # a store fault: keep them, try again
+            self._exits[:0] = exits
+            if not self._failing:
+                log.error("recording %d job end(s) failed (%s); retrying every %gs", len(exits), exc, END_RETRY)
+            self._failing = True
+            self.m.call_later(END_RETRY, self.flush)
+            return
+        if self._failing:
+            log.warning("job ends recorded again after a store fault")
+        self._failing = False
         self.m.kick()
 
     def finish(self, exits: list[tuple[int, ExitStatus]]) -> None:
@@ -74,10 +99,13 @@ class Lifecycle:
         requeues: list[Requeue] = []
         usage = []
         for job_id, status in exits:
-            if m.monitor is not None:
+            row = self._rows.get(job_id)
+            if row is None and m.monitor is not None:
                 row = m.monitor.job_ended(job_id, status)
                 if row is not None:
-                    usage.append(row)
+                    self._rows[job_id] = row
+            if row is not None:
+                usage.append(row)
             state, reason, message = status.classify()
             at = status.ended_at or now
             if state is JobState.PENDING:
@@ -92,7 +120,12 @@ class Lifecycle:
                 requeues.append(retry)
                 continue
             finishes.append(Finish(job_id, state, reason, message, status.exit_code, status.signal, at))
-        m.store.apply_ends(finishes, requeues, usage)
+        try:
+            m.store.apply_ends(finishes, requeues, usage)
+        except Exception as exc:  # noqa: BLE001 - nothing of it was recorded (one transaction)
+            raise EndsNotRecorded(str(exc)) from exc
+        for job_id, _ in exits:
+            self._rows.pop(job_id, None)
         requeued = {r.job_id for r in requeues}
         ended = []
         for job_id, _ in exits:

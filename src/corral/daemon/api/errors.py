@@ -34,7 +34,20 @@ async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
     return answer(exc.status_code, [f"{detail.lower()}: {request.method} {request.url.path}"], exc.headers)
 
 
+async def store_error(request: Request, exc: Exception) -> JSONResponse:
+    """The store cannot be written (disk full, read-only file system or database, a
+    lock held too long): one line, 507 or 503, never a bare 500."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    full = "full" in text
+    return answer(507 if full else 503, [f"the store cannot take this now ({text}); nothing was changed"
+                                        + ("; free disk space" if full else "; try again")])
+
+
 def install(app: FastAPI) -> None:
+    import sqlite3
+
+    app.add_exception_handler(sqlite3.OperationalError, store_error)  # type: ignore[arg-type]
+    app.add_exception_handler(sqlite3.DatabaseError, store_error)  # type: ignore[arg-type]
     app.add_exception_handler(CorralError, corral_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, invalid_request)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]
