@@ -102,6 +102,15 @@ class Connection:
         return sock
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
+        try:
+            return self._request(method, path, body)
+        except ConnectionLost:
+            if method != "GET" or not self.autostart:
+                raise
+            time.sleep(0.2)                    # a read is safe to ask again, of the daemon autostart brings up
+            return self._request(method, path, body)
+
+    def _request(self, method: str, path: str, body: Any = None) -> Any:
         sock = self._send(method, path, body)
         try:
             status, headers, rest = _read_head(sock)

@@ -161,3 +161,32 @@ def test_a_submit_cut_off_is_sent_again_with_the_same_key(tmp_path):
     assert answer == {"jobs": [{"id": 7}]}
     assert len(bodies) == 2 and bodies[0]["idempotency_key"] == bodies[1]["idempotency_key"]
     assert len(bodies[0]["idempotency_key"]) == 32
+
+
+def test_a_read_cut_off_is_asked_again_and_a_write_is_not(tmp_path):
+    import socket
+    import threading
+
+    home = _home(tmp_path)
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(str(home / "corral.sock"))
+    srv.listen(4)
+    seen = []
+
+    def run():
+        for answer in (None, b'{"ok": true}', None):
+            conn, _ = srv.accept()
+            seen.append(conn.recv(65536).split(b" ")[0])
+            if answer is not None:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(answer), answer))
+            conn.close()
+        srv.close()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    conn = Connection(str(home), autostart=True)
+    assert conn.request("GET", "/v1/health") == {"ok": True}
+    with pytest.raises(DaemonUnavailable, match="without answering"):
+        conn.request("POST", "/v1/jobs/cancel", {"ids": [1]})        # not repeated: it may have happened
+    t.join()
+    assert seen == [b"GET", b"GET", b"POST"]
