@@ -181,8 +181,13 @@ class Connection:
         """
         if self._someone_elses():
             return
-        self.paths.ensure()
-        proc = self._spawn()
+        try:
+            self.paths.ensure()
+            proc = self._spawn()
+        except OSError as exc:        # a read-only or full file system, a home that is a file ...
+            where = exc.filename or self.paths.home
+            raise DaemonUnavailable(f"cannot start the corral daemon: cannot write {where}: "
+                                    f"{exc.strerror or exc}") from None
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if self.is_running():

@@ -190,3 +190,11 @@ def test_a_read_cut_off_is_asked_again_and_a_write_is_not(tmp_path):
         conn.request("POST", "/v1/jobs/cancel", {"ids": [1]})        # not repeated: it may have happened
     t.join()
     assert seen == [b"GET", b"GET", b"POST"]
+
+
+def test_a_home_that_cannot_be_written_is_one_line(tmp_path):
+    home = _home(tmp_path)
+    (home / "daemon.log").mkdir()                     # opening the log fails, as on a read-only file system
+    with pytest.raises(DaemonUnavailable) as info:
+        Connection(str(home), autostart=True).request("GET", "/v1/health")
+    assert str(info.value) == f"cannot start the corral daemon: cannot write {home}/daemon.log: Is a directory"
