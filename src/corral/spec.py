@@ -935,7 +935,9 @@ def spec_to_document(spec: JobSpec) -> dict[str, Any]:
         body["env"] = dict(spec.env)
     if spec.workdir is not None:
         body["workingDir"] = spec.workdir
-    if spec.priority:
+    if spec.priority_class:
+        body["priority"] = spec.priority_class        # the daemon resolves the name again
+    elif spec.priority:
         body["priority"] = spec.priority
     if spec.time_limit is not None:
         body["timeLimit"] = format_duration(spec.time_limit)

@@ -301,6 +301,7 @@ def test_build_priority_message_and_class_names():
     spec = build_spec(["x"], priority="urgent")            # resolved by the daemon, from its config
     assert (spec.priority, spec.priority_class) == (0, "urgent")
     assert type(spec).from_dict(spec.to_dict()).priority_class == "urgent"
+    assert parse_document(spec_to_document(spec)).priority_class == "urgent"
 
 
 def test_build_name():

@@ -334,7 +334,7 @@ class RayExecutor(Executor):
             except LookupError:
                 continue
             with self._lock:
-                self._cursors[name] = -1       # placeholder until the first answer
+                self._cursors[name] = -1       # a stream is starting: its first answer sets the cursor
             self._start_stream(name, handle)
 
     def _start_stream(self, name: str, handle: Any) -> None:
