@@ -13,7 +13,10 @@ Slurm's slurmstepd, each job gets a small supervisor that:
    group can be signalled as a whole), stdout/stderr to the job's log files;
 3. records its own and the job's pid in ``pids``, then waits. SIGTERM from the daemon is forwarded to the job's
    process group, followed by SIGKILL after the grace period; when the job's main
-   process ends, what is left of its process group is killed;
+   process ends, what is left of its process group is killed -- and, without a cgroup
+   (which holds everything the job started), what left the group: the supervisor is
+   the job's subreaper (``PR_SET_CHILD_SUBREAPER``), so a child in a session of its own
+   or a daemon the job started is reparented to it, not to init, and killed with it;
 4. writes ``status.json`` atomically (write + rename) with the exit code or signal and
    the end time, then exits.
 
@@ -27,8 +30,9 @@ created fails the launch: a job never runs with its limits silently dropped.
 With a user (``uid``/``gid``/``user``: a root daemon in system mode), the supervisor
 stays root (its job directory is root's, 0700) but gives the log files to the user
 (0600: readable by them only), and the job's process becomes the user between fork and
-exec (supplementary groups, gid, uid), then enters the working directory with the
-user's own rights: one the user cannot enter fails the launch, saying so.
+exec (supplementary groups, gid, uid), then enters the working directory and looks
+up the command with the user's own rights (never root's, which would tell what exists
+where only root may look): one the user cannot enter fails the launch, saying so.
 
 A stop (SIGTERM from the daemon) sends the job's own stop signal (``stop_signal``,
 SIGTERM unless the job asked for e.g. SIGUSR1 to checkpoint) to its process group, then
@@ -79,10 +83,33 @@ def write_atomic(path: str, data: bytes) -> None:
     tmp = f"{path}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
     finally:
         os.close(fd)
     os.rename(tmp, path)
+
+
+#: Errors of a file system that may get better (full, over quota, read-only for now):
+#: the exit status is kept and written again until it is on disk.
+_PASSING = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EAGAIN, errno.ENOMEM})
+STATUS_RETRY = 1.0
+
+
+def write_status(path: str, data: bytes, retry: float = STATUS_RETRY) -> bool:
+    """Write the exit status, trying again every ``retry`` seconds while the disk is
+    full or read-only: a job's exit code is never lost to a passing store fault (the
+    supervisor lives on until it is written, so the daemon still sees the job as
+    ending). Gives up only when the job's directory is gone (False)."""
+    while True:
+        try:
+            write_atomic(path, data)
+            return True
+        except OSError as exc:
+            if exc.errno not in _PASSING:
+                return False
+        time.sleep(retry)
 
 
 def prepare_jobdir(jobdir: str) -> None:
@@ -127,11 +154,15 @@ def supervise(jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
 
         if cgroup is not None:
             group = _make_cgroup(cgroup, status)
+        # Without a cgroup, what the job leaves behind outside its process group (a child
+        # in a session of its own, a daemon it started) is reparented here, not to init,
+        # so it is found and killed when the job ends.
+        reaper = cgroup is None and _become_subreaper()
         if cgroup is None or group is not None:
             pid = _spawn(jobdir, argv, env, workdir, cores, status, group, _switch_to(uid, gid, user))
             if pid is not None:
                 write_atomic(os.path.join(jobdir, PIDS), f"{os.getpid()} {pid} {proc_start_time(pid)}\n".encode())
-                _wait(pid, grace, status, stop_signal)
+                _wait(pid, grace, status, stop_signal, reaper)
     except BaseException as exc:  # noqa: BLE001 - the supervisor must always write a status
         status.setdefault("launch_error", f"supervisor error: {exc!r}")
     finally:
@@ -139,7 +170,7 @@ def supervise(jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
             if group is not None:
                 _close_cgroup(group, status)
             status["ended_at"] = time.time()
-            write_atomic(os.path.join(jobdir, STATUS), json.dumps(status).encode())
+            write_status(os.path.join(jobdir, STATUS), json.dumps(status).encode())
         finally:
             os._exit(0)
 
@@ -196,18 +227,21 @@ def _switch_to(uid: int | None, gid: int | None, user: str) -> _User | None:
 
 def _spawn(jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
            cores: tuple[int, ...] | None, status: dict, group=None, user: _User | None = None) -> int | None:
-    try:
-        os.chdir(workdir)
-    except OSError as exc:
-        status["launch_error"] = f"working directory {workdir}: {exc.strerror}"
-        return None
+    # A job of another user enters its workdir and finds its command as that user (in
+    # _fork_into): looked up as root, the answers would tell what exists where only root may look.
+    if user is None:
+        try:
+            os.chdir(workdir)
+        except OSError as exc:
+            status["launch_error"] = f"working directory {workdir}: {exc.strerror}"
+            return None
     if cores:
         try:
             os.sched_setaffinity(0, cores)
         except OSError as exc:
             status["launch_error"] = f"cannot pin to cores {list(cores)}: {exc.strerror}"
             return None
-    path = _resolve(argv[0], env)
+    path = _resolve(argv[0], env) if user is None else argv[0]
     if path is None:
         status["launch_error"] = f"command not found or not executable: {argv[0]}"
         status["exit_code"] = 127
@@ -272,6 +306,11 @@ def _fork_into(group, path: str, argv: list[str], env: dict[str, str], out: int,
                 os.setuid(user.uid)
                 stage = "workdir"
                 os.chdir(workdir)
+                stage = "command"
+                found = _resolve(argv[0], env)       # with the user's rights, in the workdir
+                if found is None:
+                    raise FileNotFoundError(errno.ENOENT, "command not found or not executable")
+                path = found
             stage = "exec"
             for sig in signal.valid_signals():
                 if sig not in (signal.SIGKILL, signal.SIGSTOP):
@@ -308,6 +347,9 @@ def _fork_into(group, path: str, argv: list[str], env: dict[str, str], out: int,
         status["launch_error"] = f"cannot run as user {user.name} (uid {user.uid}): {text}"
     elif stage == "workdir" and user is not None:
         status["launch_error"] = f"working directory {workdir} is not accessible to user {user.name}: {text}"
+    elif stage == "command":
+        status["launch_error"] = f"command not found or not executable: {argv[0]}"
+        status["exit_code"] = 127
     else:
         where = (" in its cgroup" if group is not None else "") + (f" as user {user.name}" if user else "")
         status["launch_error"] = f"cannot execute {argv[0]}{where}: {text}"
@@ -315,20 +357,23 @@ def _fork_into(group, path: str, argv: list[str], env: dict[str, str], out: int,
     return None
 
 
-def _wait(pid: int, grace: float, status: dict, stop_signal: int = signal.SIGTERM) -> None:
+def _wait(pid: int, grace: float, status: dict, stop_signal: int = signal.SIGTERM, reaper: bool = False) -> None:
     kill_at: float | None = None
     waitset = _STOP_SIGNALS + _FORWARDED + (signal.SIGCHLD,)
     while True:
-        done, code = os.waitpid(pid, os.WNOHANG)
-        if done:
+        code = _reap(pid) if reaper else _reap_one(pid)
+        if code is not None:
             if os.WIFSIGNALED(code):
                 status["signal"] = os.WTERMSIG(code)
             else:
                 status["exit_code"] = os.waitstatus_to_exitcode(code)
             # The job ends with its main process: what it left behind in its process
             # group (background children) is killed too, so nothing keeps holding the
-            # allocation (Slurm does the same at the end of a step).
+            # allocation (Slurm does the same at the end of a step) -- and, as a
+            # subreaper, whatever left the group.
             _killpg(pid, signal.SIGKILL)
+            if reaper:
+                _kill_orphans()
             return
         timeout = None if kill_at is None else max(kill_at - time.monotonic(), 0.0)
         info = signal.sigtimedwait(waitset, 3600.0 if timeout is None else timeout)
@@ -346,6 +391,88 @@ def _wait(pid: int, grace: float, status: dict, stop_signal: int = signal.SIGTER
                 kill_at = time.monotonic() + grace
         elif sig in _FORWARDED:
             _killpg(pid, sig)
+
+
+def _reap_one(pid: int) -> int | None:
+    done, code = os.waitpid(pid, os.WNOHANG)
+    return code if done else None
+
+
+def _reap(pid: int) -> int | None:
+    """Reap every child that has ended (orphans of the job come here as a subreaper);
+    the wait status of ``pid`` when it is among them."""
+    main = None
+    while True:
+        try:
+            done, code = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return main
+        if not done:
+            return main
+        if done == pid:
+            main = code
+
+
+#: prctl(2) option: orphaned descendants are reparented to this process, not to init.
+PR_SET_CHILD_SUBREAPER = 36
+
+
+_prctl: list = []
+
+
+def load_prctl():
+    """libc's ``prctl`` (None where it cannot be had), loaded once: the launcher loads it
+    for all the supervisors it forks (importing ctypes costs a few ms)."""
+    if not _prctl:
+        try:
+            import ctypes
+
+            fn = ctypes.CDLL(None, use_errno=True).prctl
+            _prctl.append((fn, ctypes.c_ulong))
+        except (OSError, AttributeError):
+            _prctl.append(None)
+    return _prctl[0]
+
+
+def _become_subreaper() -> bool:
+    loaded = load_prctl()
+    if loaded is None:
+        return False
+    fn, ulong = loaded
+    return fn(PR_SET_CHILD_SUBREAPER, ulong(1), ulong(0), ulong(0), ulong(0)) == 0
+
+
+def _children() -> list[int]:
+    """This process's living children (from /proc: zombies are left to :func:`_reap`)."""
+    me, found = os.getpid(), []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        fields = data[data.rindex(b")") + 2:].split()
+        if len(fields) > 1 and fields[0] not in (b"Z", b"X") and int(fields[1]) == me:
+            found.append(int(name))
+    return found
+
+
+def _kill_orphans(rounds: int = 200) -> None:
+    """SIGKILL what is left of the job among this subreaper's children, round after
+    round (the children of one killed are reparented here in turn), and reap them."""
+    for _ in range(rounds):
+        _reap(-1)
+        left = _children()
+        if not left:
+            return
+        for child in left:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.01)
 
 
 def _killpg(pid: int, sig: int) -> None:
