@@ -219,6 +219,8 @@ class SqliteStore(Store):
         if self.path != ":memory:" and not self.path.startswith("file:"):
             _create_private(Path(self.path))
         self._lock = threading.RLock()
+        self._busy_ms = int(busy_timeout * 1000)
+        self._contended = False
         self._conn = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
                                      check_same_thread=False)
         self._closed = False
@@ -238,7 +240,7 @@ class SqliteStore(Store):
         """One write transaction holding the write lock from its start."""
         conn = self._conn
         with self._lock:
-            conn.execute("BEGIN IMMEDIATE")
+            self._begin(conn)
             try:
                 yield conn
                 conn.execute("COMMIT")
@@ -246,6 +248,22 @@ class SqliteStore(Store):
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        """Take the write lock. While another process holds it past the busy timeout
+        (someone's ``sqlite3`` shell in a transaction), later writes fail at once rather
+        than each waiting the whole timeout -- a daemon's event loop would stall on
+        every one -- until a write gets the lock again."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if not self._contended and "locked" in str(exc):
+                self._contended = True
+                conn.execute("PRAGMA busy_timeout = 0")
+            raise
+        if self._contended:
+            self._contended = False
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
 
     def _schema_version(self) -> int:
         try:
