@@ -35,6 +35,7 @@ from ..job import Allocation, Reason
 from ..monitor.idle import IdlePolicy, IdleTracker
 from ..resources import MEMORY, format_quantity
 from ..store.base import UsageRow
+from .faults import log_failure
 
 if TYPE_CHECKING:
     from ..capacity.gpu import GpuSample
@@ -150,7 +151,7 @@ class Monitor:
         try:
             self.tick()
         except Exception:  # noqa: BLE001 - a bad sample must not stop monitoring
-            log.exception("sampling running jobs failed")
+            log_failure(log, "sampling running jobs")
         self._schedule()
 
     def close(self) -> None:
@@ -162,7 +163,7 @@ class Monitor:
             try:
                 self.store.record_usage(rows)
             except Exception:  # noqa: BLE001 - shutting down; the next daemon goes on
-                log.exception("saving usage at shutdown failed")
+                log_failure(log, "saving usage at shutdown")
 
     # jobs come and go ------------------------------------------------------------------
     def job_started(self, job_id: int, alloc: Allocation, spec: "JobSpec") -> None:

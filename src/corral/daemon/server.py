@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ..config import Config, load_config
 from ..errors import CorralError
 from ..priorities import Priorities
+from .faults import log_failure
 from .identity import Watch
 from ..paths import MAX_SOCKET_PATH, Paths
 from ..store import open_store
@@ -188,7 +189,7 @@ async def _main(paths: Paths, config: Config, store: "Store", access: Access, la
     uconfig = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", http=peer_protocol(),
                              timeout_graceful_shutdown=2, proxy_headers=False, forwarded_allow_ips="",
                              timeout_keep_alive=5, limit_concurrency=MAX_CONNECTIONS,
-                             h11_max_incomplete_event_size=64 * 1024)
+                             h11_max_incomplete_event_size=MAX_HEAD)
     server = uvicorn.Server(uconfig)
     try:
         await server.serve(sockets=[sock])
@@ -224,7 +225,7 @@ class _Retention:
         try:
             self.manager.store.set_meta(FAIR_USAGE, json.dumps(fair.to_dict()))
         except Exception:  # noqa: BLE001 - next minute
-            log.exception("saving fair-share usage failed")
+            log_failure(log, "saving fair-share usage")
         self.saver = self.loop.call_later(self.SAVE_EVERY, self.save)
 
     def run(self) -> None:
@@ -235,7 +236,7 @@ class _Retention:
                     log.info("retention: deleted %d finished jobs older than %ds", len(ids), self.retention)
             self.manager.store.forget_keys(time.time() - KEY_TTL)
         except Exception:  # noqa: BLE001 - retry at the next round
-            log.exception("retention pass failed")
+            log_failure(log, "the retention pass")
         self.timer = self.loop.call_later(self.EVERY, self.run)
 
     def stop(self) -> None:
@@ -292,6 +293,18 @@ MAX_CONNECTIONS = 4096
 MAX_CONNECTIONS_PER_USER = 256
 #: Seconds a new connection may wait before sending its request.
 REQUEST_TIMEOUT = 30.0
+#: Bytes of request line and headers a request may have (h11 holds this for a head that
+#: arrives in pieces; :func:`peer_protocol` also for one that arrives at once).
+MAX_HEAD = 64 * 1024
+
+
+def _head_refusal() -> bytes:
+    """431 in corral's error form, for a request head over :data:`MAX_HEAD`."""
+    line = (f"request head too large: more than {MAX_HEAD:,} bytes of request line and headers "
+            f"(expected at most {MAX_HEAD:,})")
+    body = json.dumps({"error": line, "lines": [line]}).encode()
+    return (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+            b"connection: close\r\ncontent-length: %d\r\n\r\n" % len(body)) + body
 
 
 def peer_protocol():
@@ -300,15 +313,18 @@ def peer_protocol():
     Each connection serves the app wrapped by :func:`corral.daemon.api.principal.with_peer`,
     so every request on it carries those credentials in its ASGI scope, where no header
     can reach; the ASGI ``client`` stays what uvicorn says (none on a Unix socket)."""
+    import re
     import socket
     import struct
 
+    import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     from .api.principal import with_peer
 
     open_by_uid: dict[int, int] = {}
     refused = {"count": 0, "logged": 0.0}
+    blank_line = re.compile(rb"\n\r?\n")     # where h11 finds a head's end
 
     class PeerCredProtocol(H11Protocol):
         _uid: int | None = None
@@ -345,7 +361,22 @@ def peer_protocol():
             if self._idle is not None:
                 self._idle.cancel()
                 self._idle = None
+            if self.conn.their_state is h11.IDLE and self._head_too_large(data):
+                self.transport.write(_head_refusal())
+                self.transport.close()
+                return
             super().data_received(data)
+
+        def _head_too_large(self, data: bytes) -> bool:
+            """Whether the head now arriving is over :data:`MAX_HEAD`. h11 refuses a head
+            that long only while it is incomplete: one read can bring a whole head of
+            hundreds of KiB, which it would take."""
+            pending = self.conn.trailing_data[0]
+            if len(pending) + len(data) <= MAX_HEAD:
+                return False
+            pending += data
+            end = blank_line.search(pending)
+            return (end.end() if end is not None else len(pending)) > MAX_HEAD
 
         def _close_if_silent(self) -> None:
             self._idle = None
