@@ -82,3 +82,35 @@ def test_a_store_deleted_while_the_daemon_runs_refuses_submits_loudly(corral):
     assert c.show(first)["id"] == first                    # reads are still served
     wait_until(lambda: "was deleted while the daemon ran" in Path(c.home, "daemon.log").read_text(),
                what="the daemon to log the fault")
+
+
+def test_an_older_copy_of_the_store_names_the_jobs_it_does_not_know(corral):
+    """A backup restored over a store that had jobs since: the jobs it does not know
+    still run and hold GPUs, so the start stops; --new-store sets only those aside."""
+    c = corral
+    c.up("--simulate-gpus", "1")
+    kept = c.submit("--", "true")
+    c.wait_done(kept)
+    backup = sqlite3.connect(os.path.join(c.home, "corral.db"))
+    copy = sqlite3.connect(os.path.join(c.home, "old.db"))
+    backup.backup(copy)
+    backup.close()
+    copy.close()
+    job = c.submit("--gpus", "1", "--", "sh", "-c", "echo pid=$$; exec sleep 600")
+    pid = c.job_main_pid(job)
+    c.down()
+    for name in os.listdir(c.home):
+        if name.startswith("corral.db"):
+            os.unlink(os.path.join(c.home, name))
+    os.replace(os.path.join(c.home, "old.db"), os.path.join(c.home, "corral.db"))
+    line = _refusal(c)
+    assert f"corral.db knows no job {job}, although" in line and "corral up --new-store" in line, line
+    assert proc_alive(pid) and not c.socket_exists()
+    c.up("--new-store", "--simulate-gpus", "1")
+    wait_until(lambda: not proc_alive(pid), what="the unknown job's process to be killed")
+    assert c.show(kept)["state"] == "Succeeded"           # what the copy knows is kept, with its files
+    assert Path(c.home, "jobs", str(kept)).is_dir()
+    lost = [n for n in os.listdir(c.home) if n.startswith("jobs.lost-")]
+    assert len(lost) == 1 and Path(c.home, lost[0], str(job), "stdout.log").read_text().startswith("pid=")
+    again = c.submit("--gpus", "1", "--", "true")
+    assert again > job and c.wait_done(again)[0]["state"] == "Succeeded"

@@ -88,12 +88,55 @@ def check(paths: "Paths", store: "Store", *, new_store: bool = False) -> str:
                 f"their logs in jobs.lost-TIME and start on an empty store")
         _start_over(paths, store, dirs)
         in_db = None
+    else:
+        orphans = _orphans(store, dirs)
+        if orphans and not new_store:
+            raise StoreMismatch(
+                f"the store {paths.db} knows no job {_some(orphans)}, although {paths.jobs} has their "
+                f"directories: it was replaced by an older copy (or restored from a backup), and those jobs' "
+                f"processes may still run and hold GPUs. Nothing was started. Run `corral up --new-store` to "
+                f"kill what they left running, keep their directories in jobs.lost-TIME and go on with this "
+                f"store's {len(dirs) - len(orphans)} known jobs")
+        if orphans:
+            _set_aside(paths, store, orphans)
     if in_db is None:
         in_db = uuid.uuid4().hex
         store.set_meta(META_KEY, in_db)
     if in_file != in_db:
         _write_file(id_path, in_db)
     return in_db
+
+
+def _orphans(store: "Store", dirs: list[int]) -> list[int]:
+    """Job directories the store has no job for (pruned jobs' directories are removed
+    with them, so these were made by jobs of another, newer copy of the store)."""
+    if not dirs:
+        return []
+    known = {job.id for job in store.get_jobs(dirs)}
+    return [d for d in dirs if d not in known]
+
+
+def _some(ids: list[int]) -> str:
+    shown = ", ".join(map(str, ids[:5]))
+    return shown + (f" (and {len(ids) - 5} more)" if len(ids) > 5 else "")
+
+
+def _set_aside(paths: "Paths", store: "Store", orphans: list[int]) -> None:
+    """--new-store on a store that is older than its job directories: stop what the
+    unknown jobs left running, move their directories aside, keep everything else."""
+    lost = f"{paths.jobs}.lost-{time.strftime('%Y%m%d-%H%M%S')}"
+    os.makedirs(lost, exist_ok=True)
+    killed = 0
+    for job_id in orphans:
+        where = os.path.join(paths.jobs, str(job_id))
+        killed += kill_holders(where)
+        os.replace(where, os.path.join(lost, str(job_id)))
+    store.reserve_ids_above(max(orphans))
+    import logging
+
+    logging.getLogger("corral.daemon").warning(
+        "--new-store: %d job director(y/ies) the store did not know moved to %s; killed %d process(es)",
+        len(orphans), lost, killed)
 
 
 def _start_over(paths: "Paths", store: "Store", dirs: list[int]) -> None:
