@@ -8,7 +8,9 @@ optional; the file form is::
     node_labels: {zone: lab1}   # this node's labels, matched by jobs' --node-selector / nodeSelector
     max_request: 4Mi            # the largest API request body (64Ki..1Gi); larger: HTTP 413
     log_limit: 1Gi              # what a job may write to each log stream; the rest is dropped (0: no limit)
-    priority_classes: [{name: urgent, value: 100, preempt: true, users: [alice], groups: [leads]}]
+    priority_classes:           # named priorities and who may use them (users, groups, queues)
+      - {name: urgent, value: 100, preempt: true, users: [alice], groups: [leads]}
+      - {name: normal, value: 0, default: true}   # what a job naming no class gets
     reserve: {cpu: 500m, memory: 1Gi}   # kept back for the system; memory omitted = daemon decides
     defaults: {cpu: "1"}        # requests for resources a job does not mention at all
     policy: best-effort-fifo    # the default queue's order: strict-fifo, priority, sjf, fair-share
@@ -45,6 +47,7 @@ optional; the file form is::
         policy: fair-share                    # best-effort-fifo | strict-fifo | priority | sjf | fair-share
         max_user_gpus: 2
         max_user_jobs: 8
+        priority_class: normal                # this queue's jobs that name no class get it
     fair_share: {half_life: 7d} # past usage counts half after this long
     backfill: false             # EASY backfill: reserve for the first blocked job (time limits)
     preemption: false           # a higher priority, or a queue reclaiming its nominal, preempts
@@ -112,7 +115,8 @@ _FILE_FIELDS = {k: k for k in ("simulate_gpus", "reserve", "defaults", "policy",
                                 "retention", "cost", "mode", "socket_group", "admin_group", "queues",
                                 "fair_share", "backfill", "preemption", "engine", "node_labels",
                                 "max_request", "priority_classes", "log_limit")}
-QUEUE_FIELDS = ("name", "nominal", "borrowing_limit", "lending_limit", "policy", "max_user_gpus", "max_user_jobs")
+QUEUE_FIELDS = ("name", "nominal", "borrowing_limit", "lending_limit", "policy", "max_user_gpus", "max_user_jobs",
+                "priority_class")
 MAX_QUEUES = 64
 ENFORCEMENT = ("auto", "cgroup", "watchdog")
 MODES = ("auto", "user", "system")
@@ -383,7 +387,7 @@ def _parse_classes(value: object, path: str) -> tuple[PriorityClass, ...]:
     out: list[PriorityClass] = []
     for i, item in enumerate(value):
         where = f"{path}[{i}]"
-        f = _fields(item, where, {k: k for k in ("name", "value", "preempt", "users", "groups")})
+        f = _fields(item, where, {k: k for k in ("name", "value", "preempt", "users", "groups", "queues", "default")})
         for key in ("name", "value"):
             if key not in f:
                 raise _fail(f"{where}.{key}", None, "expected it",
@@ -394,16 +398,22 @@ def _parse_classes(value: object, path: str) -> tuple[PriorityClass, ...]:
         if any(c.name == name for c in out):
             raise _fail(f"{where}.name", name, "expected each class name once")
         number = _parse_priority(f["value"][1], f"{where}.value")
-        preempt = f.get("preempt", ("", True))[1]
-        if not isinstance(preempt, bool):
-            raise _fail(f"{where}.preempt", preempt, "expected true or false")
+        flags = {}
+        for key, default in (("preempt", True), ("default", False)):
+            flags[key] = f.get(key, ("", default))[1]
+            if not isinstance(flags[key], bool):
+                raise _fail(f"{where}.{key}", flags[key], "expected true or false")
+        if flags["default"] and any(c.default for c in out):
+            first = next(c.name for c in out if c.default)
+            raise _fail(f"{where}.default", "true", f"expected default: true on one class at most ({first} has it)")
         lists = {}
-        for key in ("users", "groups"):
+        for key in ("users", "groups", "queues"):
             items = f.get(key, ("", []))[1]
             if not isinstance(items, list) or not all(isinstance(x, str) and x for x in items):
                 raise _fail(f"{where}.{key}", items, f"expected a list of {key[:-1]} names")
             lists[key] = tuple(items)
-        out.append(PriorityClass(name, number, preempt, lists["users"], lists["groups"]))
+        out.append(PriorityClass(name, number, flags["preempt"], lists["users"], lists["groups"], lists["queues"],
+                                 flags["default"]))
     return tuple(out)
 
 
@@ -450,6 +460,7 @@ def _queue_dict(q: Any) -> dict[str, Any]:
         value = getattr(q, key)
         out[key] = dict(value) if value is not None else None
     out["max_user_gpus"], out["max_user_jobs"] = q.max_user_gpus, q.max_user_jobs
+    out["priority_class"] = q.priority_class
     return out
 
 
@@ -458,7 +469,8 @@ def _queue_from_dict(data: Mapping[str, Any]) -> Any:
 
     return QueueSpec(name=data["name"], nominal=data.get("nominal"), borrowing_limit=data.get("borrowing_limit"),
                      lending_limit=data.get("lending_limit"), policy=data.get("policy", "best-effort-fifo"),
-                     max_user_gpus=data.get("max_user_gpus"), max_user_jobs=data.get("max_user_jobs"))
+                     max_user_gpus=data.get("max_user_gpus"), max_user_jobs=data.get("max_user_jobs"),
+                     priority_class=data.get("priority_class") or "")
 
 
 def _parse_amounts(value: object, path: str) -> dict[str, int] | None:
@@ -526,8 +538,28 @@ def _parse_queues(value: object, path: str) -> tuple[Any, ...]:
         queues.append(QueueSpec(
             name=name, nominal=nominal, borrowing_limit=borrowing, lending_limit=lending, policy=policy,
             max_user_gpus=_parse_count(fields_.get("max_user_gpus", ("", None))[1], f"{where}.max_user_gpus"),
-            max_user_jobs=_parse_count(fields_.get("max_user_jobs", ("", None))[1], f"{where}.max_user_jobs")))
+            max_user_jobs=_parse_count(fields_.get("max_user_jobs", ("", None))[1], f"{where}.max_user_jobs"),
+            priority_class=_parse_class_name(fields_.get("priority_class", ("", ""))[1], f"{where}.priority_class")))
     return tuple(queues)
+
+
+def _parse_class_name(value: object, path: str) -> str:
+    from .priorities import NAME_EXPECTED, is_class_name
+
+    if value == "":
+        return ""
+    if not is_class_name(value):
+        raise _fail(path, value, f"expected the name of a priority class, {NAME_EXPECTED}")
+    return str(value)
+
+
+def _check_queue_classes(values: Mapping[str, Any]) -> None:
+    """A queue's priority_class names a configured class."""
+    names = {c.name for c in values.get("priority_classes", ())}
+    for i, q in enumerate(values.get("queues", ())):
+        if q.priority_class and q.priority_class not in names:
+            raise _fail(f"queues[{i}].priority_class", q.priority_class,
+                        "expected one of the priority_classes: " + (", ".join(sorted(names)) or "none are configured"))
 
 
 def _parse_fair_share(value: object, path: str) -> int:
@@ -708,6 +740,7 @@ def _parse(data: object) -> Config:
         values.update(_parse_engine_block(top["engine"][1], "engine"))
     if "fair_share" in top:
         values["half_life"] = _parse_fair_share(top["fair_share"][1], "fair_share")
+    _check_queue_classes(values)
     return Config(**values)
 
 

@@ -285,11 +285,16 @@ def with_priorities(specs: list, priorities: Any, caller: Principal, access: Acc
             except KeyError:
                 continue
     for spec in specs:
+        if not spec.priority_class and spec.priority == 0:
+            given = priorities.default_for(spec.queue)     # the queue's (or the global) default class
+            if given is not None:
+                out.append(replace(spec, priority_class=given.name, priority=given.value, preempts=given.preempt))
+                continue                                   # policy's choice: never refused
         if spec.priority_class:
             pc = priorities.resolve(spec.priority_class)
             spec = replace(spec, priority=pc.value, preempts=pc.preempt)
         if check:
-            priorities.check(caller.label, names, value=spec.priority, name=spec.priority_class)
+            priorities.check(caller.label, names, value=spec.priority, name=spec.priority_class, queue=spec.queue)
         out.append(spec)
     return out
 

@@ -149,7 +149,8 @@ async def _main(paths: Paths, config: Config, store: "Store", access: Access, la
                               sample_interval=config.sample_interval, series_interval=config.series_interval,
                               idle_policy=config.idle_gpu, log_limit=config.log_limit)
     manager.cost = dict(config.cost)
-    manager.priorities = Priorities(config.priority_classes)
+    manager.priorities = Priorities(config.priority_classes,
+                                    {q.name: q.priority_class for q in config.queues if q.priority_class})
     manager.store_watch = watch = Watch(paths.db)
 
     def watch_store() -> None:

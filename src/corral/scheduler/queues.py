@@ -90,6 +90,9 @@ class QueueSpec:
     max_user_gpus: int | None = None
     #: Running jobs one user may have in this queue.
     max_user_jobs: int | None = None
+    #: The priority class of this queue's jobs that name none (:mod:`corral.priorities`;
+    #: the daemon applies it at submit, the scheduler only sees the value).
+    priority_class: str = ""
     #: The policy object (from ``policy``).
     order: QueuePolicy = field(init=False, compare=False, repr=False)
 
