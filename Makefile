@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-ray test venv clean bench
+.PHONY: demo demo-ray test chaos venv clean bench
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "corral needs python3 >= 3.11, found " + sys.version.split()[0])'
@@ -32,8 +32,11 @@ demo-ray: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+chaos: $(STAMP)
+	$(PY) chaos/run.py --json .chaos.json
+
 bench: $(STAMP)
 	$(PY) benchmarks/bench_core.py
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .hypothesis
+	rm -rf $(VENV) .demo .pytest_cache .hypothesis .chaos.json
