@@ -71,7 +71,11 @@ class ValidationError(CorralError):
         super().__init__(self._format())
 
     def _format(self) -> str:
-        shown = f'"{self.value}"' if isinstance(self.value, str) else repr(self.value)
+        # Strings as show_value shows them (escaped, at most ~80 characters): a value
+        # with a newline or a megabyte of text still makes one readable line.
+        shown = show_value(self.value) if isinstance(self.value, str) else repr(self.value)
+        if len(shown) > 80:
+            shown = show_value(self.value)
         head = self.detail or f"invalid value for {self.field}"
         return f"{head}: {shown} ({self.expected})"
 

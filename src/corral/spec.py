@@ -162,6 +162,14 @@ SHELL = ("/bin/sh", "-c")
 MAX_PRIORITY = 1_000_000
 MAX_NAME = 253
 MAX_LABEL_VALUE = 253
+#: The longest string ``execve`` passes, an argument or one ``KEY=value`` of the
+#: environment: Linux's MAX_ARG_STRLEN (32 pages), less the terminating NUL. Longer and
+#: the job could never start (E2BIG), so it is refused at submit.
+MAX_ARG_BYTES = 32 * 4096 - 1
+#: The longest path ``chdir`` takes: PATH_MAX, less the terminating NUL.
+MAX_PATH_BYTES = 4095
+#: Job ids (dependencies name them) are SQLite integers: at most 2**63 - 1.
+MAX_JOB_ID = 2**63 - 1
 
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z", re.ASCII)
 _LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
@@ -310,6 +318,18 @@ def _parse_resources(values: object, path: str) -> Resources:
 
 # -- individual fields ------------------------------------------------------------------
 
+def _byte_length(text: str) -> int:
+    """``text``'s length as ``execve`` counts it (UTF-8 bytes; lone surrogates as 3)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def _too_long(text: str, limit: int = MAX_ARG_BYTES) -> bool:
+    return len(text) > limit // 4 and _byte_length(text) > limit
+
+
+_ARG_TOO_LONG = f"expected at most {MAX_ARG_BYTES:,} bytes, the most one argument can be (Linux's MAX_ARG_STRLEN)"
+
+
 def _parse_command(value: object, path: str) -> tuple[str, ...]:
     if isinstance(value, str):
         if not value.strip():
@@ -317,6 +337,8 @@ def _parse_command(value: object, path: str) -> tuple[str, ...]:
                         'expected a non-empty shell command string, e.g. "python train.py", or an argv list')
         if "\x00" in value:
             raise _fail(path, value, "command strings cannot contain NUL characters")
+        if _too_long(value):
+            raise _fail(path, value, f"{_ARG_TOO_LONG}; got {_byte_length(value):,}")
         return (*SHELL, value)
     if isinstance(value, (list, tuple)):
         if not value:
@@ -327,6 +349,8 @@ def _parse_command(value: object, path: str) -> tuple[str, ...]:
                 raise _fail(f"{path}[{i}]", arg, 'expected a string argument; quote numbers in YAML, e.g. "0.1"')
             if "\x00" in arg:
                 raise _fail(f"{path}[{i}]", arg, "arguments cannot contain NUL characters")
+            if _too_long(arg):
+                raise _fail(f"{path}[{i}]", arg, f"{_ARG_TOO_LONG}; got {_byte_length(arg):,}")
         if not value[0].strip():
             raise _fail(f"{path}[0]", value[0], "expected a program name or path, e.g. python")
         return tuple(value)
@@ -352,6 +376,9 @@ def _parse_workdir(value: object, path: str) -> str | None:
         raise _fail(path, value, "expected a directory path, e.g. /home/me/project")
     if "\x00" in value:
         raise _fail(path, value, "paths cannot contain NUL characters")
+    if _too_long(value, MAX_PATH_BYTES):
+        raise _fail(path, value, f"expected a path of at most {MAX_PATH_BYTES:,} bytes (PATH_MAX); "
+                                 f"got {_byte_length(value):,}")
     return value
 
 
@@ -382,6 +409,10 @@ def _env_pair(key: object, value: object, path: str, value_path: str) -> tuple[s
         raise _fail(value_path, value, _STRING_VALUE)
     if "\x00" in value:
         raise _fail(value_path, value, "environment values cannot contain NUL characters")
+    if _too_long(value, MAX_ARG_BYTES - len(key) - 1):
+        raise _fail(value_path, value, f"expected at most {MAX_ARG_BYTES:,} bytes with its name, the most one "
+                                       f"variable can be (Linux's MAX_ARG_STRLEN); got "
+                                       f"{_byte_length(value) + len(key) + 1:,}")
     return key, value
 
 
@@ -420,6 +451,9 @@ def check_base_env(env: Mapping[str, str], path: str = "base_env") -> None:
                         detail=f"invalid variable name in {path}")
         if "\x00" in value:
             raise _fail(f"{path}.{key}", value, "expected text without NUL characters")
+        if _too_long(value, MAX_ARG_BYTES - len(key) - 1):
+            raise _fail(f"{path}.{key}", value, f"expected at most {MAX_ARG_BYTES:,} bytes with its name, the "
+                                                "most one variable can be (Linux's MAX_ARG_STRLEN)")
 
 
 def _parse_labels(value: object, path: str) -> dict[str, str]:
@@ -539,7 +573,7 @@ def parse_dependencies(value: object, path: str = "after") -> tuple[tuple[str, i
             raise _fail(path, value, _DEP_EXPECTED)
         if isinstance(job, str) and job.isascii() and job.isdigit():
             job = int(job)
-        if isinstance(job, bool) or not isinstance(job, int) or job < 1:
+        if isinstance(job, bool) or not isinstance(job, int) or not 1 <= job <= MAX_JOB_ID:
             raise _fail(path, value, _DEP_EXPECTED)
         if (kind, job) not in out:
             out.append((kind, job))
@@ -848,11 +882,49 @@ def _check_yaml_size(root: Any, source: str) -> None:
                                 "once its aliases are expanded")
 
 
+def source_name(source: str) -> str:
+    """``source`` as messages name it: as it is when it is one short printable line,
+    else shown as a value (quoted, escaped, shortened)."""
+    return source if len(source) <= 200 and source.isprintable() else show_value(source)
+
+
+def _unconstructable(loader: Any, root: Any) -> tuple[Any, Exception] | None:
+    """The first scalar of a composed document whose value cannot be built (a date such
+    as 2020-13-45, an integer of more digits than Python converts), and why."""
+    loader.constructed_objects, loader.recursive_objects = {}, {}   # what the failed build left
+    stack, seen = [root], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node.value, str):
+            try:
+                loader.construct_object(node)
+            except (ValueError, OverflowError, TypeError) as exc:
+                return node, exc
+            continue
+        for item in reversed(node.value):
+            stack.extend(reversed(item) if isinstance(item, tuple) else (item,))
+    return None
+
+
+def _value_problem(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    if "integer string conversion" in text:
+        import sys
+
+        return f"an integer of more than {sys.get_int_max_str_digits():,} digits"
+    return text[:120] or type(exc).__name__
+
+
 def load_yaml_all(text: str, *, source: str = "<input>") -> list[object]:
     """Every document in ``text`` (PyYAML safe loading, the C loader when available).
 
-    Syntax errors become a one-line :class:`ValidationError` naming ``source`` and the line.
+    Syntax errors, and values that cannot be built (a date such as 2020-13-45), become a
+    one-line :class:`ValidationError` naming ``source`` and the line.
     """
+    source = source_name(source)
     if len(text) > MAX_YAML_BYTES:
         raise _fail(source, len(text), f"expected at most {MAX_YAML_BYTES // 2**20} MiB of YAML",
                     message=f"{source}: {len(text):,} characters of YAML (expected at most "
@@ -865,7 +937,15 @@ def load_yaml_all(text: str, *, source: str = "<input>") -> list[object]:
             while loader.check_node():
                 node = loader.get_node()
                 _check_yaml_size(node, source)     # before building: aliases expand then
-                docs.append(loader.construct_document(node))
+                try:
+                    docs.append(loader.construct_document(node))
+                except (ValueError, OverflowError, TypeError) as exc:
+                    found = _unconstructable(loader, node)
+                    mark = found[0].start_mark if found is not None else None
+                    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+                    problem = _value_problem(found[1] if found is not None else exc)
+                    raise _fail(source, problem, "expected valid YAML",
+                                message=f"{source}: invalid YAML{where}: {problem}") from None
             return docs
         finally:
             loader.dispose()
@@ -886,6 +966,7 @@ def load_documents(text: str, *, source: str = "<input>") -> list[JobSpec]:
     ``jobs.yaml (document 2): unknown field spec.comand (...)``.
     Text without any non-empty document is an error.
     """
+    source = source_name(source)
     docs = load_yaml_all(text, source=source)
     many = len(docs) > 1
     specs: list[JobSpec] = []

@@ -14,7 +14,7 @@ from corral.api import models
 from corral.capacity.node import make_node
 from corral.daemon import auth
 from corral.daemon.api import create_app
-from corral.daemon.api.principal import PEER, principal
+from corral.daemon.api.principal import PEER, principal, with_peer
 from corral.daemon.views import job_view, node_view, queues_view, top_view, usage_view
 from corral.executors.base import Capabilities, ExitStatus
 from manager_helpers import GiB, FakeExecutor, manager
@@ -566,3 +566,220 @@ def test_a_store_that_cannot_be_written_is_a_one_line_507_or_503(app, m):
     assert (answer.status, lines(answer)) == (503, ["the store cannot take this now (attempt to write a readonly "
                                                     "database); nothing was changed; try again"])
     assert call(app, "GET", "/v1/jobs", peer=ALICE).status == 200    # reads are still served
+
+
+# -- malformed requests (what chaos/malformed.py found) --------------------------------------
+
+SURROGATE = "invalid value for {}: {} (expected valid Unicode text, without lone surrogates such as \\ud800)"
+
+
+@pytest.mark.parametrize("body, line", [
+    ({"jobs": [doc("\ud800")]}, SURROGATE.format("jobs[0].spec.command[0]", '"\\ud800"')),
+    ({"jobs": [{"spec": {"command": ["true"], "env": {"A": "x\udcff"}}}]},
+     SURROGATE.format("jobs[0].spec.env.A", '"x\\udcff"')),
+    ({"jobs": [{"metadata": {"labels": {"k": "\udc80"}}, **doc()}]},
+     SURROGATE.format("jobs[0].metadata.labels.k", '"\\udc80"')),
+    ({"jobs": [doc()], "base_env": {"\udcff": "x"}},
+     'invalid key in base_env: "\\udcff" (expected valid Unicode text, without lone surrogates such as \\ud800)'),
+    ({"jobs": [doc()], "\ud800": 1},
+     'invalid key in request body: "\\ud800" (expected valid Unicode text, without lone surrogates such as '
+     '\\ud800)'),
+    ({"yaml": "spec: [\n", "source": "\ud800.yaml"}, SURROGATE.format("source", '"\\ud800.yaml"')),
+])
+def test_lone_surrogates_are_refused_before_anything_is_stored(app, m, body, line):
+    # JSON's \ud800 escapes decode to strings no argument, file name or answer can hold:
+    # stored, such a job made every later listing a 500.
+    answer = call(app, "POST", "/v1/jobs", body, peer=ALICE)
+    assert (answer.status, lines(answer)) == (422, [line])
+    assert m.store.list_jobs() == []
+    answer = call(app, "POST", "/v1/jobs/update", {"ids": [1], "time": "\ud800"}, peer=ALICE)
+    assert lines(answer) == [SURROGATE.format("time", '"\\ud800"')]
+    assert call(app, "GET", "/v1/jobs").status == 200
+
+
+@pytest.mark.parametrize("value", ["1.0", " 1", "1_0", "+1", "1\n", "\u0661"])
+def test_job_ids_in_paths_are_decimal_digits(app, value):
+    submit(app, *[doc()] * 10)                     # jobs 1 to 10 exist: none of these may name one
+    for suffix in ("", "/wait", "/logs"):
+        answer = call(app, "GET", f"/v1/jobs/{value}{suffix}", peer=ALICE)
+        assert (answer.status, lines(answer)) == (422, [
+            f"invalid value for job_id: {show(value)} (expected a job id, a positive integer)"])
+    for query in ("/v1/jobs?limit=1.0", "/v1/jobs?limit=+1", "/v1/jobs/1/logs?offset=%201".replace("%20", " ")):
+        answer = call(app, "GET", query, peer=ALICE)
+        assert answer.status == 422 and lines(answer)[0].endswith("(expected a whole number, in decimal digits)")
+
+
+def show(value: str) -> str:
+    from corral.errors import show_value
+
+    return show_value(value)
+
+
+def test_error_lines_are_one_line_whatever_the_request_holds(app, m):
+    cases = [
+        ("POST", "/v1/jobs", {"jobs": [doc()], "a\nb": 1},
+         'unknown field "a\\nb" (accepted: jobs, yaml, source, default_workdir, base_env, idempotency_key)'),
+        ("POST", "/v1/jobs", {"jobs": [{"spec": {"command": ["true"], "workingDir": "/no/such\ndir"}}]},
+         'invalid value for workdir: "/no/such\\ndir" (expected an existing directory you can enter)'),
+        ("POST", "/v1/jobs", {"jobs": [doc()], "default_workdir": "/\x00"},
+         'invalid value for default_workdir: "/\\x00" (paths cannot contain NUL characters)'),
+        ("POST", "/v1/jobs", {"yaml": "spec: [\n", "source": "a\nb.yaml"},
+         '"a\\nb.yaml": invalid YAML at line 2, column 1: did not find expected node content'),
+        ("GET", "/v1/jobs?state=Pending%0ARunning".replace("%0A", "\n"), None,
+         'invalid value for state: "Pending\\nRunning" (expected one of: Pending, Running, Succeeded, Failed, '
+         'Cancelled)'),
+        ("POST", "/v1/nodes/a\nb/drain", None, 'no such node: "a\\nb" (nodes: n1)'),
+        ("GET", "/v1/no\npe", None, 'not found: GET "/v1/no\\npe"'),
+    ]
+    for method, path, body, line in cases:
+        answer = call(app, method, path, body, peer=(1, 0, 0))
+        assert 400 <= answer.status < 500 and lines(answer) == [line], (path, answer.body)
+    long = call(app, "GET", "/v1/" + "p" * 8192)
+    assert lines(long) == ['not found: GET "/v1/' + "p" * 76 + '..."']
+    key = call(app, "POST", "/v1/jobs/cancel", {"k" * 2**20: 1}, peer=ALICE)
+    assert lines(key) == ['unknown field "' + "k" * 80 + '..." (accepted: ids)']
+    assert m.store.list_jobs() == []
+
+
+def test_an_answer_line_is_escaped_and_capped_wherever_it_came_from():
+    from corral.daemon.api.errors import MAX_LINE, answer
+
+    body = json.loads(answer(422, ["a\nb\x00c \ud800", "x" * 5000]).body)
+    assert body["lines"][0] == "a\\nb\\x00c \\ud800"
+    assert len(body["lines"][1]) == MAX_LINE and body["lines"][1].endswith("...")
+
+
+@pytest.mark.parametrize("raw, line", [
+    (b"[" * 10_000, "invalid JSON in the request body (nested too deeply)"),
+    (b'{"ids": ["\xff"]}', "invalid JSON in the request body (not UTF-8: byte 0xff at position 10)"),
+    (b'{"ids": [' + b"9" * 5000 + b"]}", "invalid JSON in the request body (an integer of more than 4,300 digits)"),
+])
+def test_bodies_the_json_decoder_chokes_on_say_why(app, raw, line):
+    answer = call(app, "POST", "/v1/jobs/cancel", raw=raw, peer=ALICE)
+    assert (answer.status, lines(answer)) == (422, [line])
+
+
+def send_as_is(app, path: str, headers: list[tuple[bytes, bytes]], chunks: list[bytes]) -> list[dict]:
+    """POST ``chunks`` (each one ASGI message) with exactly these headers; the messages sent back."""
+    import asyncio
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "headers": headers,
+             "client": None, "server": None, "state": {}}
+    messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
+
+    async def run():
+        out, feed = [], iter(messages)
+
+        async def receive():
+            return next(feed)
+
+        async def send(message):
+            out.append(message)
+
+        await with_peer(app, *ALICE)(scope, receive, send)
+        return out
+
+    return asyncio.run(run())
+
+
+def test_a_body_that_is_not_said_to_be_json_names_its_content_type(app, m):
+    body = json.dumps({"jobs": [doc()]}).encode()
+    for ctype, shown in ((b"text/plain", '"text/plain"'), (b"application/x-www-form-urlencoded",
+                                                           '"application/x-www-form-urlencoded"'), (None, "none")):
+        headers = [(b"content-length", str(len(body)).encode())] + ([(b"content-type", ctype)] if ctype else [])
+        start, sent = send_as_is(app, "/v1/jobs", headers, [body])
+        assert start["status"] == 422 and json.loads(sent["body"])["lines"] == [
+            f"invalid Content-Type for the request body: {shown} (expected application/json)"]
+    assert m.store.list_jobs() == []
+
+
+def test_a_chunked_body_over_the_limit_is_a_413_through_the_whole_app(m, stops):
+    # FastAPI reads the body itself and turned the limit's refusal into a bare 400.
+    small = create_app(m, {"home": "/srv/corral"}, lambda: stops.append(True), access=SYSTEM, max_body=64 * 1024)
+    out = send_as_is(small, "/v1/jobs", [(b"content-type", b"application/json"), (b"transfer-encoding", b"chunked")],
+                     [b'{"jobs": [{"spec": {"command": ["' + b"x" * 40_000, b"x" * 40_000, b'"]}}]}'])
+    assert out[0]["status"] == 413 and len([o for o in out if o["type"] == "http.response.start"]) == 1
+    assert json.loads(out[1]["body"])["error"].startswith("request body too large: at least 80,0")
+    assert m.store.list_jobs() == []
+
+
+@pytest.mark.parametrize("spec, line", [
+    ({"dependencies": 2**63}, "invalid value for spec.dependencies: 9223372036854775808 (expected job ids"),
+    ({"dependencies": f"afterany:{2**70}"}, 'invalid value for spec.dependencies: "afterany:1180591620717411303424"'),
+    ({"command": ["echo", "x" * 2**20]}, 'invalid value for spec.command[1]: "xxxxx'),
+    ({"command": "echo " + "x" * 200_000}, 'invalid value for spec.command: "echo xxx'),
+    ({"env": {"A": "x" * 2**20}}, 'invalid value for spec.env.A: "xxxx'),
+    ({"workingDir": "/" + "d" * 5000}, 'invalid value for spec.workingDir: "/ddd'),
+])
+def test_values_no_job_could_start_with_are_refused_at_submit(app, m, spec, line):
+    # A dependency past 2**63 - 1 was a 500 (SQLite cannot hold it); an argument or a
+    # variable past MAX_ARG_STRLEN, a directory past PATH_MAX, were stored, to fail at start.
+    answer = call(app, "POST", "/v1/jobs", {"jobs": [{"spec": {"command": ["true"], **spec}}]}, peer=ALICE)
+    assert answer.status == 422
+    [got] = lines(answer)
+    assert got.startswith(line) and len(got) < 400, got
+    assert m.store.list_jobs() == []
+    ok = {"command": ["echo", "x" * 100_000], "env": {"A": "x" * 100_000}}
+    assert call(app, "POST", "/v1/jobs", {"jobs": [{"spec": ok}]}, peer=ALICE).status == 201
+
+
+@pytest.mark.parametrize("text, line", [
+    ("spec: {command: [echo, 2020-13-45]}\n", "bad.yaml: invalid YAML at line 1, column 24: month must be in 1..12"),
+    ("d: &d 2021-02-30\nspec: {command: [echo, *d]}\n",
+     "bad.yaml: invalid YAML at line 1, column 4: day is out of range for month"),
+    ("spec: {command: ['true'], priority: " + "9" * 5000 + "}\n",
+     "bad.yaml: invalid YAML at line 1, column 37: an integer of more than 4,300 digits"),
+])
+def test_yaml_values_that_cannot_be_built_are_one_line_errors(app, m, text, line):
+    answer = call(app, "POST", "/v1/jobs", {"yaml": text, "source": "bad.yaml"}, peer=ALICE)
+    assert (answer.status, lines(answer)) == (422, [line])
+    assert m.store.list_jobs() == []
+
+
+def test_a_request_head_over_the_limit_is_refused_however_it_arrives():
+    # h11 holds its limit only for a head that is still incomplete: one read can bring a
+    # whole head of hundreds of KiB, which it then took.
+    import asyncio
+
+    import uvicorn
+
+    from corral.daemon.server import MAX_HEAD, peer_protocol
+
+    class Transport(asyncio.Transport):
+        def __init__(self):
+            super().__init__()
+            self.written, self.closed = b"", False
+
+        def get_extra_info(self, name, default=None):
+            return default
+
+        def write(self, data):
+            self.written += data
+
+        def close(self):
+            self.closed = True
+
+        def is_closing(self):
+            return self.closed
+
+    from uvicorn.server import ServerState
+
+    async def app(scope, receive, send):            # never reached
+        raise AssertionError(scope)
+
+    config = uvicorn.Config(app, lifespan="off", h11_max_incomplete_event_size=MAX_HEAD)
+    config.load()
+    loop = asyncio.new_event_loop()
+    try:
+        protocol = peer_protocol()(config=config, server_state=ServerState(), app_state={}, _loop=loop)
+        transport = Transport()
+        protocol.connection_made(transport)
+        protocol.data_received(b"GET /v1/health HTTP/1.1\r\nHost: corral\r\nX-Big: " + b"b" * (70 * 1024)
+                               + b"\r\n\r\n")
+        assert transport.closed and transport.written.startswith(b"HTTP/1.1 431 ")
+        head, _, body = transport.written.partition(b"\r\n\r\n")
+        assert json.loads(body)["error"].startswith("request head too large: more than 65,536 bytes")
+        assert not protocol._head_too_large(b"POST /v1/jobs HTTP/1.1\r\nHost: corral\r\n\r\n" + b"x" * MAX_HEAD)
+    finally:
+        loop.close()

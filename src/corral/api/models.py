@@ -18,12 +18,15 @@ the answers of a newer daemon.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+import json
+import re
+from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import (BaseModel, ConfigDict, Discriminator, Field, StrictBool, StrictFloat, StrictInt, StrictStr,
-                      Tag, ValidationError, WrapValidator, model_validator)
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, StrictBool, StrictFloat,
+                      StrictInt, StrictStr, Tag, ValidationError, WrapValidator, model_validator)
 from pydantic_core import PydanticCustomError
 
+from ..errors import show_value
 from ..job import JobState, Reason
 
 #: Job ids are SQLite integers: 1 to 2**63 - 1.
@@ -43,6 +46,78 @@ def expect(accepted: str, *, nested: bool = False) -> WrapValidator:
             raise PydanticCustomError("expected", "expected {accepted}", {"accepted": accepted}) from None
 
     return WrapValidator(check)
+
+
+def _decimal(value: Any) -> Any:
+    """An integer in a path or query string as written: ASCII digits only, so ``1.0``,
+    `` 1``, ``1_0``, ``+1`` or ``1\\n`` are not read as job 1 (or 10)."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise PydanticCustomError("expected", "expected {accepted}", {"accepted": "a whole number, in decimal digits"})
+    return value
+
+
+#: Validation metadata for integers in paths and query strings (see :func:`_decimal`).
+Digits = BeforeValidator(_decimal)
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_TEXT_EXPECTED = "valid Unicode text, without lone surrogates such as \\ud800"
+
+
+def _bad_text(value: str) -> bool:
+    return not value.isascii() and _SURROGATE.search(value) is not None
+
+
+_SCALARS = frozenset({int, float, bool, type(None)})
+_FLAT = _SCALARS | {str}
+
+
+def _path(parent: str, key: str | int | None) -> str:
+    if key is None:
+        return parent
+    if isinstance(key, int):
+        return f"{parent}[{key}]"
+    return f"{parent}.{key}" if parent else str(key)
+
+
+def lone_surrogate(data: Any) -> tuple[str, str, bool] | None:
+    """The first string of a decoded JSON body (key or value, in document order) with a
+    lone surrogate, which JSON's ``\\ud800`` escapes can spell but no file, argument or
+    answer can hold: ``(where, the string, whether it is a key)``; where is ``""`` for
+    the body itself. Checked in C first (the body as JSON text again), walked only where
+    that finds one, or cannot tell."""
+    try:
+        text = json.dumps(data, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        pass                                  # not JSON's types, or nested deeper than dumps goes
+    else:
+        if not _bad_text(text):
+            return None
+    nested = (str, dict, list)
+    stack: list[tuple[str, str | int | None, Any]] = [("", None, data)]   # (parent's path, key, value)
+    while stack:
+        parent, key, value = stack.pop()
+        if isinstance(value, str):
+            if _bad_text(value):
+                return _path(parent, key), value, False
+        elif isinstance(value, dict):
+            where = _path(parent, key)
+            for name in value:
+                if isinstance(name, str) and _bad_text(name):
+                    return where, name, True
+            stack.extend((where, k, v) for k, v in reversed(value.items()) if isinstance(v, nested))
+        elif isinstance(value, list):
+            kinds = set(map(type, value))
+            if kinds <= _SCALARS:
+                continue
+            if kinds <= _FLAT:
+                strings = value if kinds == {str} else [v for v in value if type(v) is str]
+                if _bad_text("".join(strings)):
+                    i = next(i for i, v in enumerate(value) if type(v) is str and _bad_text(v))
+                    return _path(_path(parent, key), i), value[i], False
+                continue
+            where = _path(parent, key)
+            stack.extend((where, i, value[i]) for i in range(len(value) - 1, -1, -1) if isinstance(value[i], nested))
+    return None
 
 
 # -- request building blocks ---------------------------------------------------------------
@@ -81,9 +156,19 @@ class RequestModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    #: A whole request body (not a part of one): its text is checked first, all of it.
+    whole_body: ClassVar[bool] = False
+
     @model_validator(mode="before")
     @classmethod
     def _known_fields(cls, data: Any) -> Any:
+        if cls.whole_body:
+            found = lone_surrogate(data)
+            if found is not None:
+                where, text, key = found
+                raise PydanticCustomError("invalid_text", "invalid text at {field}",
+                                          {"field": where, "value": show_value(text), "key": key,
+                                           "accepted": _TEXT_EXPECTED})
         if not isinstance(data, dict):
             return data
         for key in data:
@@ -171,6 +256,8 @@ class SubmitRequest(RequestModel):
     coming from ``source``). ``default_workdir``: for jobs that name no working
     directory. ``base_env``: the submitter's environment, which jobs start from."""
 
+    whole_body = True
+
     jobs: Annotated[list[JobItem], Field(min_length=1, description="a non-empty list of job documents"),
                     expect("a non-empty list of job documents", nested=True)] | None = None
     yaml: Annotated[StrictStr, Field(description="YAML text"), expect("YAML text")] | None = None
@@ -196,12 +283,16 @@ class IdsRequest(RequestModel):
     """``POST /v1/jobs/cancel``, ``/hold``, ``/release``: the jobs, checked as a whole
     before anything changes."""
 
+    whole_body = True
+
     ids: JobIds
 
 
 class UpdateRequest(RequestModel):
     """``POST /v1/jobs/update``: new priority, time limit or queue for pending jobs (the
     time limit also for running ones); at least one of them."""
+
+    whole_body = True
 
     ids: JobIds
     priority: Integer | None = None
@@ -219,6 +310,8 @@ class UpdateRequest(RequestModel):
 class PruneRequest(RequestModel):
     """``POST /v1/prune``: delete finished jobs older than this (default: the retention)."""
 
+    whole_body = True
+
     older_than: Duration | None = None
 
 
@@ -226,7 +319,7 @@ class JobsQuery(QueryModel):
     """``GET /v1/jobs``: filter by state (repeated or comma-separated), at most ``limit``."""
 
     state: list[str] = Field(default_factory=list)
-    limit: Annotated[int, Field(ge=0, le=MAX_JOB_ID)] | None = None
+    limit: Annotated[int, Field(ge=0, le=MAX_JOB_ID), Digits] | None = None
 
 
 class WaitQuery(QueryModel):
@@ -242,7 +335,7 @@ class LogsQuery(QueryModel):
 
     stream: Literal["stdout", "stderr"] = "stdout"
     follow: bool = False
-    offset: Annotated[int, Field(ge=0, le=MAX_JOB_ID)] = 0
+    offset: Annotated[int, Field(ge=0, le=MAX_JOB_ID), Digits] = 0
 
 
 class UsageQuery(QueryModel):

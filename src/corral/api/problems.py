@@ -10,11 +10,15 @@ first one before it sends anything.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from ..errors import ValidationError, show_value
 from .models import ITEM_TAGS
+
+#: A field name shown as it is (others are shown quoted and escaped, as values are).
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_./:-]{1,80}\Z")
 
 #: The parts of a request a location may start with (FastAPI's ``loc[0]``).
 SOURCES = {"body": "request body", "query": "query", "path": "path", "header": "headers", "cookie": "cookies"}
@@ -81,9 +85,18 @@ def problem(error: Mapping[str, Any]) -> Problem:
     field = field_name(loc)
     where = field or source
     if kind == "unknown_field":
-        name = f"{field}.{ctx['field']}" if field else ctx["field"]
-        return Problem(name, ctx["field"], f"accepted: {ctx['accepted']}",
+        key = ctx["field"]
+        name = f"{field}.{key}" if field else key
+        if not _PLAIN_KEY.match(key):       # a newline, a megabyte, a NUL: the key as a value
+            name = f"{field}.{show_value(key)}" if field else show_value(key)
+        return Problem(name, key, f"accepted: {ctx['accepted']}",
                        f"unknown field {name} (accepted: {ctx['accepted']})")
+    if kind == "invalid_text":       # ctx: where in the body, the string shown, what is accepted
+        inner = ctx["field"]
+        name = ".".join(p for p in (field, inner) if p).replace(".[", "[") or source
+        head = f"invalid key in {name}" if ctx.get("key") else f"invalid value for {name}"
+        return Problem(name, ctx["value"], f"expected {ctx['accepted']}",
+                       f"{head}: {ctx['value']} (expected {ctx['accepted']})")
     if kind == "missing_field":
         name = f"{field}.{ctx['field']}" if field else ctx["field"]
         return Problem(name, None, f"expected {ctx['accepted']}", f"missing {name} (expected {ctx['accepted']})")

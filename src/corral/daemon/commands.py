@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ..errors import Infeasible, InvalidTransition, PermissionDenied, ValidationError
+from ..errors import Infeasible, InvalidTransition, PermissionDenied, ValidationError, show_value
 from ..executors.base import StopReason
 from ..job import Job, JobState, Reason
 from ..resources import format_quantity
@@ -58,8 +58,8 @@ class Commands:
                 if usable is None:
                     usable = checked[spec.workdir] = dir_usable_as(spec.workdir, uid, gid, user)
                 if not usable:
-                    errors.append(f"{prefix}invalid value for workdir: \"{spec.workdir}\" (expected an existing "
-                                  "directory you can enter)")
+                    errors.append(f"{prefix}invalid value for workdir: {show_value(spec.workdir)} (expected an "
+                                  "existing directory you can enter)")
             for line in infeasible(m.driver.nodes, spec.demand):
                 errors.append(prefix + line)
             if spec.queue not in queues:

@@ -22,7 +22,7 @@ import signal
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..errors import NotFound
+from ..errors import NotFound, show_value
 from ..priorities import Priorities
 from ..executors.base import ExitStatus, Running, StopReason
 from ..job import Allocation, JobState, Reason
@@ -216,7 +216,8 @@ class Manager:
         when it already was (not) draining."""
         known = self.node_states()
         if name not in known and name not in self.drained:
-            raise NotFound(f"no such node: {name} (nodes: {', '.join(sorted(known)) or 'none'})")
+            shown = name if name.isprintable() and len(name) <= 80 else show_value(name)
+            raise NotFound(f"no such node: {shown} (nodes: {', '.join(sorted(known)) or 'none'})")
         if (name in self.drained) == drain:
             return False
         (self.drained.add if drain else self.drained.discard)(name)

@@ -12,8 +12,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from ...api.models import (JOB_ID, MAX_JOB_ID, CancelResult, CancelResults, Changed, IdsRequest, JobList, JobsQuery,
-                           JobView, SubmitRequest, UpdateRequest, UpdateResult, UpdateResults, WaitQuery,
+from ...api.models import (JOB_ID, MAX_JOB_ID, CancelResult, CancelResults, Changed, Digits, IdsRequest, JobList,
+                           JobsQuery, JobView, SubmitRequest, UpdateRequest, UpdateResult, UpdateResults, WaitQuery,
                            expect)
 from ...errors import DaemonUnavailable, NotFound, ValidationError
 from ...job import JobState
@@ -29,8 +29,9 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 #: Jobs a cancel handles before it lets other requests run.
 CANCEL_SLICE = 100
 
-#: A job id in a path: an integer the store can hold.
-JobIdPath = Annotated[int, Path(gt=0, le=MAX_JOB_ID, description=JOB_ID), expect(JOB_ID)]
+#: A job id in a path: an integer the store can hold, in decimal digits (``1.0``, `` 1``
+#: or ``1_0`` are not job 1 or 10).
+JobIdPath = Annotated[int, Path(gt=0, le=MAX_JOB_ID, description=JOB_ID), Digits, expect(JOB_ID)]
 
 
 @router.post("", status_code=201, response_model=JobList, response_model_exclude_unset=True)

@@ -39,6 +39,7 @@ class BodyLimit:
             return
         seen = 0
         started = False
+        overflow: list[int] = []               # the size that went past the limit
 
         async def limited() -> dict:
             nonlocal seen
@@ -46,11 +47,19 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
+                    overflow.append(seen)
                     raise _TooLarge(seen)
             return message
 
         async def tracking(message: dict) -> None:
             nonlocal started
+            if overflow:
+                # Whatever the app made of the cut body (FastAPI answers a body it could
+                # not read with a bare 400), the answer is the 413.
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await self._refuse(send, 413, self._why(overflow[0], at_least=True))
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)

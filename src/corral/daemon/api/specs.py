@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ...api.models import FlagsItem, JobFlags, SubmitRequest
-from ...spec import JobSpec, build_spec, load_documents, parse_document
+from ...spec import JobSpec, _parse_workdir, build_spec, load_documents, parse_document
 
 
 def specs_from(body: SubmitRequest) -> list[JobSpec]:
@@ -25,7 +25,8 @@ def specs_from(body: SubmitRequest) -> list[JobSpec]:
             where = f"jobs[{i}]" if len(items) > 1 else "job"
             specs.append(from_flags(item.flags) if isinstance(item, FlagsItem) else parse_document(item, where=where))
     if body.default_workdir is not None:
-        specs = [s if s.workdir else replace(s, workdir=body.default_workdir) for s in specs]
+        workdir = _parse_workdir(body.default_workdir, "default_workdir")
+        specs = [s if s.workdir else replace(s, workdir=workdir) for s in specs]
     return specs
 
 
