@@ -26,7 +26,11 @@ else
 fi
 say corral nodes
 
+# Each run first waits for its data to be staged (a file the demo creates once you have
+# seen the queue), so the queue is there to look at on a fast machine as on a slow one.
+ready="$CORRAL_HOME/data-ready"
 train='echo "lr=$LR: training on GPU(s) [$CUDA_VISIBLE_DEVICES], cores [$CORRAL_CPUS], OMP_NUM_THREADS=$OMP_NUM_THREADS"
+while [ ! -e '"$ready"' ]; do sleep 0.2; done
 for epoch in 1 2 3; do sleep 1; echo "lr=$LR epoch $epoch done"; done'
 
 echo
@@ -43,13 +47,25 @@ echo
 echo "A job that can never fit is refused at submit, nothing stored:"
 say corral submit --name too-big --gpus $((total * 2)) -- true || true
 
+# Until the scheduler has looked at every job (a fresh job's reason is "Queued").
+for _ in $(seq 100); do
+  corral ps --json | python -c 'import json,sys; sys.exit(any(j["reason"] == "Queued" for j in json.load(sys.stdin)["jobs"]))' && break
+  sleep 0.1
+done
+
+echo
+echo "What runs where, and what waits -- with the reason, its position in the queue and an estimate:"
+say corral ps
+waiting=$(corral ps --state Pending --json | python -c 'import json,sys; j=json.load(sys.stdin)["jobs"]; print(j[0]["id"] if j else "")')
+[ -n "$waiting" ] && say corral show "$waiting"
+
 echo
 echo "Live usage of the running jobs (CPU, memory, GPUs; refreshes without --once):"
-sleep 2.5
 say corral top --once
 
 echo
-echo "Watch them queue (with the reason and position), run on their own GPUs, finish:"
+echo "The data is staged: watch the runs train, end and make room for the waiting ones:"
+touch "$ready"
 while :; do
   say corral ps
   left=$(corral ps --json | python -c 'import json,sys; print(len(json.load(sys.stdin)["jobs"]))')
