@@ -5,3 +5,12 @@ is imported here.
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``corral.Executor`` and friends (:mod:`corral.futures`), imported on first use."""
+    if name in ("Executor", "JobFuture", "JobError", "RemoteTraceback"):
+        from . import futures
+
+        return getattr(futures, name)
+    raise AttributeError(f"module 'corral' has no attribute {name!r}")
