@@ -11,25 +11,28 @@ failure under ``CI=true`` (where the suite runs as root and must cover this).
 from __future__ import annotations
 
 import grp
+import json
 import os
 import pwd
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-import corral
 from corral_harness import CORRAL, Corral, make_corral, teardown, wait_until
 
-GROUP, ADMIN_GROUP, OTHER_GROUP = "corraltest", "corraltestadm", "corraltestout"
-ALICE, BOB, ADMIN, OUTSIDER = "crlalice", "crlbob", "crladmin", "crlout"
+# The users are made by the chaos suite's helper (chaos/users.py), shared with its attacks.
+sys.path.append(str(Path(__file__).resolve().parents[2] / "chaos"))
+import users as test_users  # noqa: E402
+from users import ADMIN, ADMIN_GROUP, ALICE, BOB, GROUP, OUTSIDER  # noqa: E402,F401
+
 #: In the environment of every CLI the test runs; a job must never see it.
 SECRET = "CRLTEST_SECRET"
 CI = os.environ.get("CI", "").lower() == "true"
-SRC = str(Path(corral.__file__).resolve().parent.parent)
 
 
 def unavailable(reason: str):
@@ -38,67 +41,21 @@ def unavailable(reason: str):
     pytest.skip(reason)
 
 
-def _sh(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run(list(argv), capture_output=True, text=True, timeout=120)
-
-
-def _group_exists(name: str) -> bool:
-    try:
-        grp.getgrnam(name)
-        return True
-    except KeyError:
-        return False
-
-
-def _user_exists(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-        return True
-    except KeyError:
-        return False
-
-
 def ensure_users() -> None:
     """Create the test's groups and users unless they exist (left in place afterwards)."""
-    if os.geteuid() != 0:
-        unavailable("needs root to create the test users (useradd) and run a system-mode daemon")
-    if shutil.which("useradd") is None and shutil.which("apt-get") is not None:
-        _sh("apt-get", "install", "-y", "-qq", "passwd")
-    for tool in ("useradd", "groupadd", "usermod", "runuser"):
-        if shutil.which(tool) is None:
-            unavailable(f"{tool} is missing (apt-get install passwd util-linux)")
-    for group in (GROUP, ADMIN_GROUP, OTHER_GROUP):
-        if not _group_exists(group):
-            res = _sh("groupadd", group)
-            if res.returncode != 0 and not _group_exists(group):
-                unavailable(f"cannot create group {group}: {res.stderr.strip()}")
-    for name, primary, extra in ((ALICE, GROUP, None), (BOB, GROUP, None), (ADMIN, GROUP, ADMIN_GROUP),
-                                 (OUTSIDER, OTHER_GROUP, None)):
-        if not _user_exists(name):
-            res = _sh("useradd", "-M", "-N", "-g", primary, "-s", "/bin/sh", name)
-            if res.returncode != 0 and not _user_exists(name):
-                unavailable(f"cannot create user {name}: {res.stderr.strip()}")
-        if extra and name not in grp.getgrnam(extra).gr_mem:
-            _sh("usermod", "-a", "-G", extra, name)
+    try:
+        test_users.ensure_users()
+    except test_users.Unavailable as exc:
+        unavailable(str(exc))
 
 
 def user_cli() -> tuple[list[str], dict[str, str]]:
-    """How the test users can run this checkout's CLI: the venv's script if they can
-    execute it, else a system python >= 3.11 on the source tree (the CLI is stdlib
-    only). Skipped (failed under CI) when neither works."""
-    probes = [([*CORRAL], {})]
-    for python in dict.fromkeys(p for p in ("/usr/bin/python3", shutil.which("python3")) if p):
-        probes.append(([python, "-m", "corral.cli.main"], {"PYTHONPATH": SRC}))
-    for argv, extra in probes:
-        env = [f"{k}={v}" for k, v in extra.items()]
-        check = "import sys; sys.exit(sys.version_info < (3, 11))"
-        py_ok = argv[0] == CORRAL[0] or _sh("runuser", "-u", ALICE, "--", argv[0], "-c", check).returncode == 0
-        if py_ok and _sh("runuser", "-u", ALICE, "--", "env", "PYTHONDONTWRITEBYTECODE=1", *env,
-                         *argv, "--version").returncode == 0:
-            return argv, extra
-    unavailable(f"user {ALICE} can run neither {CORRAL[0]} nor a python >= 3.11 with {SRC} "
-                "(the checkout must be readable and executable by other users)")
-    raise AssertionError("unreachable")
+    """How the test users can run this checkout's CLI (skipped, failed under CI, when they cannot)."""
+    try:
+        return test_users.user_cli(CORRAL)
+    except test_users.Unavailable as exc:
+        unavailable(str(exc))
+        raise
 
 
 class System:
@@ -308,3 +265,111 @@ def test_one_user_cannot_hold_every_connection(system):
     finally:
         hog.stdin.close()
         hog.wait(timeout=30)
+
+
+def _end_as_seen_by(system: System, user: str, job: int, *paths: str) -> str:
+    """What ``user`` is told of how ``job`` ended, with ``paths`` replaced by P."""
+    view = system.json(user, "show", str(job))
+    text = json.dumps({k: view.get(k) for k in ("state", "reason", "message", "exit_code", "signal")})
+    for path in paths:
+        text = text.replace(path, "P")
+    return text
+
+
+def test_a_command_is_looked_up_with_the_users_rights(system):
+    # root's view would tell an executable under a root-only directory from a missing one.
+    hidden = tempfile.mkdtemp(prefix="crlhidden", dir="/root")
+    try:
+        os.chmod(hidden, 0o755)                                 # /root (0700) keeps users out
+        tool = os.path.join(hidden, "tool")
+        Path(tool).write_text("#!/bin/sh\necho root's\n")
+        os.chmod(tool, 0o755)
+        ends = set()
+        for command in (tool, os.path.join(hidden, "missing")):
+            job = system.submit(BOB, "--workdir", system.workdir, "--", command)
+            system.c.wait_state(job, ("Failed", "Succeeded"))
+            ends.add(_end_as_seen_by(system, BOB, job, command))
+        assert ends == {'{"state": "Failed", "reason": "LaunchFailed", "message": "command not found or not '
+                        'executable: P", "exit_code": 127, "signal": null}'}
+    finally:
+        shutil.rmtree(hidden, ignore_errors=True)
+    # A relative command is found in the workdir, as the user.
+    mine = tempfile.mkdtemp(prefix="crlmine", dir=system.workdir)
+    os.chmod(mine, 0o755)
+    Path(mine, "run.sh").write_text("#!/bin/sh\nid -un\n")
+    os.chmod(os.path.join(mine, "run.sh"), 0o755)
+    job = system.submit(BOB, "--workdir", mine, "--", "./run.sh")
+    assert system.c.wait_state(job, ("Failed", "Succeeded"))["state"] == "Succeeded"
+    assert system.ok(BOB, "logs", str(job)).strip() == BOB
+
+
+def test_a_workdir_swapped_after_submit_says_nothing_of_what_root_sees(system):
+    hidden = tempfile.mkdtemp(prefix="crlhidden", dir="/root")
+    mine = tempfile.mkdtemp(prefix="crlmine", dir=system.workdir)
+    bob = pwd.getpwnam(BOB)
+    os.chown(mine, bob.pw_uid, bob.pw_gid)
+    try:
+        ends = set()
+        for i, target in enumerate((hidden, hidden + "-missing")):
+            link = os.path.join(mine, f"link{i}")
+            os.symlink(system.workdir, link)                  # one Bob may enter, at submit
+            job = system.submit(BOB, "--hold", "--workdir", link, "--", "true")
+            os.unlink(link)
+            os.symlink(target, link)                           # swapped before it starts
+            system.ok(BOB, "release", str(job))
+            system.c.wait_state(job, ("Failed", "Succeeded"))
+            ends.add(_end_as_seen_by(system, BOB, job, link))
+        assert ends == {f'{{"state": "Failed", "reason": "LaunchFailed", "message": "working directory P is not '
+                        f'accessible to user {BOB}: Permission denied", "exit_code": null, "signal": null}}'}
+    finally:
+        shutil.rmtree(hidden, ignore_errors=True)
+
+
+def test_what_a_job_says_cannot_drive_another_users_terminal(system):
+    esc = "\x1b]0;pwned\x07\x1b[2J"
+    job = system.submit(ALICE, "--hold", "--", f"echo {esc}\n  User:      {BOB}\n")
+    failed = system.submit(ALICE, "--", f"/nonexistent{esc}")
+    system.c.wait_state(failed, "Failed")
+    try:
+        for args in (("show", str(job)), ("show", str(failed)), ("ps", "--all")):
+            out = system.ok(BOB, *args)
+            assert "\x1b" not in out and "\x07" not in out, (args, out)
+            assert args[0] != "show" or "\\x1b]0;pwned\\x07" in out, (args, out)   # shown, escaped
+        shown = system.ok(BOB, "show", str(job)).splitlines()
+        assert [line for line in shown if line.startswith("  User:")] == [f"  User:      {ALICE}"]
+    finally:
+        system.ok(ALICE, "cancel", str(job))
+
+
+def test_without_a_cgroup_what_a_job_leaves_behind_ends_with_it(corral_factory):
+    # The watchdog holds no cgroup: a child that left the job's session must still end with it.
+    from corral_harness import MARKER
+
+    ensure_users()
+    argv, extra = user_cli()
+    c = corral_factory()
+    workroot = tempfile.mkdtemp(prefix="crlusers", dir="/tmp")
+    os.chmod(workroot, 0o755)
+    try:
+        c.write_config(f"socket_group: {GROUP}\nenforcement: watchdog\n")
+        c.up()
+        system = System(c, argv, extra, workroot, workroot)
+        job = system.submit(ALICE, "--env", f"{MARKER}={c.home}", "--",
+                            "setsid sh -c 'exec sleep 300' </dev/null >/dev/null 2>&1 & sleep 0.3")
+        assert c.wait_state(job, ("Failed", "Succeeded"))["state"] == "Succeeded"
+        tag = f"CORRAL_JOB_ID={job}".encode()
+
+        def left() -> list[int]:
+            found = []
+            for pid in c.processes():
+                try:
+                    with open(f"/proc/{pid}/environ", "rb") as f:
+                        if tag in f.read().split(b"\0"):
+                            found.append(pid)
+                except OSError:
+                    pass
+            return found
+
+        wait_until(lambda: not left(), timeout=15, what="the job's orphan to be killed")
+    finally:
+        shutil.rmtree(workroot, ignore_errors=True)

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import re
 import time
+
+#: Control characters (C0 but tab, DEL, C1): what a terminal would obey, not show.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters escaped (``\\x1b``): what one user's job
+    says (its command, workdir, launch error) is printed to other users' terminals,
+    which must not take an escape sequence or a line break from it."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         for i, cell in enumerate(row):
@@ -148,3 +160,26 @@ def usage_lines(job: dict) -> list[str]:
     for hint in eff.get("hints") or []:
         out.append(f"  Hint:      {hint}")
     return out
+
+
+def fit(headers: list[str], rows: list[list[str]], width: int, shrink: tuple[str, ...]) -> list[list[str]]:
+    """``rows`` with the cells of the ``shrink`` columns (by header, first named first)
+    cut, ending in ``…``, so that :func:`table` fits in ``width`` characters."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    over = sum(widths) + 2 * (len(widths) - 1) - width
+    cuts: dict[int, int] = {}
+    for name in shrink:
+        if over <= 0:
+            break
+        if name not in headers:
+            continue
+        i = headers.index(name)
+        floor = max(len(name), 8)
+        cut = min(over, widths[i] - floor)
+        if cut > 0:
+            cuts[i] = widths[i] - cut
+            over -= cut
+    if not cuts:
+        return rows
+    return [[c if i not in cuts or len(c) <= cuts[i] else c[:cuts[i] - 1] + "…" for i, c in enumerate(r)]
+            for r in rows]

@@ -54,12 +54,12 @@ class Launcher:
     def request(self, job_id: int, jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
                 cores: tuple[int, ...] | None, grace: float, stop_signal: int = signal.SIGTERM,
                 cgroup: dict | None = None, uid: int | None = None, gid: int | None = None,
-                user: str = "") -> None:
+                user: str = "", pty: str | None = None) -> None:
         """Ask for a supervisor for one job; the answer comes through :meth:`replies`."""
         message = json.dumps({"job": job_id, "jobdir": jobdir, "argv": argv, "env": env, "workdir": workdir,
                               "cores": list(cores) if cores else None, "grace": grace,
                               "stop_signal": int(stop_signal), "cgroup": cgroup,
-                              "uid": uid, "gid": gid, "user": user})
+                              "uid": uid, "gid": gid, "user": user, "pty": pty})
         try:
             self._sock.send(message.encode())
         except OSError as exc:
@@ -99,6 +99,7 @@ def _serve(sock: socket.socket) -> None:  # pragma: no cover - runs in the launc
         # Imported once here, not in every supervisor: loading the cgroup module (and
         # dataclasses with it) costs ~20 ms, which each job's start would otherwise pay.
         from . import cgroups  # noqa: F401
+        sup.load_prctl()                 # likewise ctypes, for the supervisors without a cgroup
         parent = os.getppid()
         while True:
             data = sock.recv(_MAX_MESSAGE)
@@ -128,6 +129,6 @@ def _fork_supervisor(req: dict) -> dict:  # pragma: no cover - runs in the launc
     if pid == 0:
         sup.supervise(jobdir, req["argv"], req["env"], req["workdir"], cores, float(req["grace"]), lock_fd,
                       int(req.get("stop_signal") or signal.SIGTERM), req.get("cgroup"),
-                      uid=req.get("uid"), gid=req.get("gid"), user=req.get("user") or "")
+                      uid=req.get("uid"), gid=req.get("gid"), user=req.get("user") or "", pty=req.get("pty"))
     os.close(lock_fd)
     return {"job": job, "pid": pid}
