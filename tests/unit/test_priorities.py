@@ -79,3 +79,16 @@ def test_config_checks_queue_classes_and_one_default():
         with pytest.raises(ValidationError) as err:
             parse_config(data, "c.yaml")
         assert str(err.value) == f"c.yaml: {message}"
+
+
+def test_only_admins_may_shield_a_job_from_preemption_on_a_shared_machine():
+    spec = build_spec(["true"], preemptible=False)
+    with pytest.raises(PermissionDenied) as err:
+        with_priorities([spec], Priorities(), ALICE, SYSTEM_ACCESS, groups=lambda name, gid: [])
+    assert str(err.value) == ("permission denied: --no-preempt (preemptible: false) is for admins on a shared machine "
+                              "(alice is not one); a priority class protects a job instead")
+    root = Principal(0, 0, "root")
+    [out] = with_priorities([spec], Priorities(), root, SYSTEM_ACCESS, groups=lambda name, gid: [])
+    assert out.preemptible is False
+    [mine] = with_priorities([spec], Priorities(), ALICE, Access(), groups=lambda name, gid: [])   # user mode
+    assert mine.preemptible is False

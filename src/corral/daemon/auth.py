@@ -295,6 +295,10 @@ def with_priorities(specs: list, priorities: Any, caller: Principal, access: Acc
             spec = replace(spec, priority=pc.value, preempts=pc.preempt)
         if check:
             priorities.check(caller.label, names, value=spec.priority, name=spec.priority_class, queue=spec.queue)
+            if not spec.preemptible:        # else anyone could shield their jobs from every preemption
+                raise PermissionDenied(f"permission denied: --no-preempt (preemptible: false) is for admins on a "
+                                       f"shared machine ({caller.label} is not one); a priority class protects a "
+                                       "job instead")
         out.append(spec)
     return out
 
