@@ -466,6 +466,13 @@ def a_priority_admin_class(s: Scene) -> str | None:
     return first(refused(res, "priority class urgent is not open to", ALICE_CLASSES), no_new_jobs(s, before))
 
 
+@attack("priority", "submit --no-preempt, to be shielded from every preemption")
+def a_priority_no_preempt(s: Scene) -> str | None:
+    before = s.job_ids()
+    res = s.cli(ALICE, "submit", "--cpus", "100m", "--no-preempt", "--", "true")
+    return first(refused(res, "permission denied", "--no-preempt"), no_new_jobs(s, before))
+
+
 @attack("priority", "update --priority upwards on her own job")
 def a_priority_update_up(s: Scene) -> str | None:
     job = s.ids["alice_pend"]
