@@ -16,7 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
-from harness import Home, Result, wait_for
+from harness import Home, Result, job_cgroups, wait_for
 
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
 
@@ -76,6 +76,15 @@ class Submitter(threading.Thread):
             time.sleep(self.rng.uniform(0.0, 0.15))
 
 
+def parent_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return int(data[data.rindex(b")") + 2:].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def cores_of(text: str) -> set[int]:
     """``0-2,5`` -> {0, 1, 2, 5}."""
     out: set[int] = set()
@@ -122,6 +131,13 @@ def run(short: bool) -> Result:
         held = [g["index"] for n in nodes for g in n["gpus"] if g.get("job") is not None]
         result.figures["GPUs held at the end"] = len(held)
         result.check(not held, f"GPUs still held after every job ended: {held}")
+        left = wait_for(lambda: not job_cgroups(home.home), timeout=15) or job_cgroups(home.home)
+        result.figures["cgroup directories left"] = 0 if left is True else len(left)
+        result.check(left is True, f"job cgroups left after every job ended: {left if left is not True else ''}")
+        daemon = home.daemon_pid()
+        stray = [p for p in home.processes() if p != daemon and parent_of(p) != daemon]   # not its launcher
+        result.figures["job processes left"] = len(stray)
+        result.check(not stray, f"processes of ended jobs still alive: {stray}")
         result.check("Traceback" not in home.daemon_log(), "a traceback in daemon.log")
     finally:
         keep = bool(os.environ.get("CHAOS_KEEP"))

@@ -232,6 +232,25 @@ class Home:
             shutil.rmtree(self.home, ignore_errors=True)
 
 
+def job_cgroups(home: str) -> list[str]:
+    """The job cgroup directories under this home's parent group(s) (root only)."""
+    if not is_root():
+        return []
+    from corral.executors.local.cgroups import detect
+    from corral.executors.local.enforcement import group_name
+
+    support, _ = detect(group_name(home))
+    if support is None:
+        return []
+    found = []
+    for parent in set(support.parents.values()):
+        try:
+            found += [os.path.join(parent, d) for d in os.listdir(parent) if os.path.isdir(os.path.join(parent, d))]
+        except OSError:
+            continue
+    return found
+
+
 def remove_cgroups(home: str) -> None:
     """The cgroups a daemon of ``home`` made (its jobs are dead by now)."""
     if not is_root():
