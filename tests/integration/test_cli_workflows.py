@@ -28,13 +28,14 @@ def test_array_runs_every_index_at_most_n_at_once(shared_corral):
         return not live
 
     wait_until(done, what="the array to finish")
-    views = [c.show(i) for i in ids]
-    assert all(v["state"] == "Succeeded" for v in views), views
+    views = c.ps("-a", "--array", str(array_id))          # `show ARRAY` is the array's summary
+    assert [v["id"] for v in views] == ids and all(v["state"] == "Succeeded" for v in views), views
+    assert c.show(array_id)["counts"] == {"Succeeded": 6}
     indices = sorted(int(c.logs(i).split()[0].split("=")[1]) for i in ids)
     assert indices == [0, 1, 2, 3, 4, 5]
     assert all(f"array={array_id}" in c.logs(i) for i in ids)
     table = c.ok("ps", "-a")
-    assert f"sweep[{array_id}:5]" in table
+    assert f"sweep[{array_id}_5]" in table
 
 
 def test_dependencies_order_jobs_and_a_failure_ends_the_chain(shared_corral, tmp_path):
@@ -57,7 +58,7 @@ def test_dependencies_order_jobs_and_a_failure_ends_the_chain(shared_corral, tmp
         ("Succeeded", "Completed"), ("Cancelled", "DependencyFailed")]
     assert views[1]["message"] == f"dependency afterok:{first} not met: job {first} ended Failed (Error)"
     res = c.run("submit", "--after", "999999", "--", "true")
-    assert res.returncode == 1 and res.stderr == "error: invalid value for after: 999999 (no such job)\n"
+    assert res.returncode == 1 and res.stderr == "error: invalid value for --after: 999999 (no such job)\n"
 
 
 def test_retries_run_a_failing_job_again_after_a_backoff(shared_corral):

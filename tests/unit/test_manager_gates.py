@@ -194,7 +194,7 @@ def test_recovery_keeps_gates(tmp_path):
     m = manager(store=store)
     m.submit([spec(array="0-3%1")])
     [held] = m.submit([spec(hold=True)])
-    [dep] = m.submit([spec(dependencies="1")])
+    [dep] = m.submit([spec(dependencies="1")])       # array 1: every task of it
     # A new daemon on the same store: the running task keeps its slot, the rest wait.
     ex = FakeExecutor()
     again = make_manager(store, ex, cores=8, gpus=0, memory=64 * GiB, tick=0.0)
@@ -203,7 +203,11 @@ def test_recovery_keeps_gates(tmp_path):
     assert state(again, 2)[1] is Reason.ARRAY_LIMIT and state(again, held.id)[1] is Reason.HELD
     assert state(again, dep.id)[1] is Reason.DEPENDENCY
     end(again, 1)
-    assert ex.order == [1, 2, dep.id]
+    assert ex.order == [1, 2]
+    assert again.store.get_job(dep.id).message == "waiting for array 1 (afterok; 1 of 4 tasks ended)"
+    for task in (2, 3, 4):
+        end(again, task)
+    assert ex.order == [1, 2, 3, 4, dep.id]
 
 
 def test_a_held_job_whose_dependency_fails_ends_too():
@@ -246,5 +250,5 @@ def test_update_time_limit_of_a_running_job():
     [job] = m.submit([spec(time_limit="1h")])
     with pytest.raises(PermissionDenied):
         m.update([job.id], time_limit=7200, admin=False)
-    assert m.update([job.id], time_limit=60, admin=False) == [(job.id, "time limit 3600 -> 60s")]
+    assert m.update([job.id], time_limit=60, admin=False) == [(job.id, "time limit 1h -> 1m")]
     assert m.driver.jobs[job.id].deadline == m.store.get_job(job.id).started_at + 60

@@ -29,8 +29,11 @@ class Opt:
 
 
 class Pos:
-    def __init__(self, dest: str, help: str = "", *, type=str, many: bool = False, rest: bool = False):
+    def __init__(self, dest: str, help: str = "", *, type=str, many: bool = False, rest: bool = False,
+                 optional: bool = False):
         self.dest, self.help, self.type, self.many, self.rest = dest, help, type, many, rest
+        #: ``many`` and may be left out (``corral cancel --name 'sweep-*'``): then ``[]``.
+        self.optional = optional
 
 
 class Command:
@@ -46,8 +49,8 @@ class Command:
         return None
 
     def help_text(self, prog: str) -> str:
-        pos = " ".join((f"{p.dest.upper()}..." if p.many else f"[-- {p.dest.upper()} ...]" if p.rest
-                        else p.dest.upper()) for p in self.pos)
+        pos = " ".join((f"[{p.dest.upper()}...]" if p.many and p.optional else f"{p.dest.upper()}..." if p.many
+                        else f"[-- {p.dest.upper()} ...]" if p.rest else p.dest.upper()) for p in self.pos)
         lines = [f"usage: {prog} {self.name} {self.usage or '[options] ' + pos}".rstrip(), "", self.help, ""]
         if self.pos:
             lines.append("arguments:")
@@ -71,10 +74,14 @@ class Namespace:
 
 def _convert(value: str, type_, what: str):
     try:
+        digits = value[1:] if value[:1] == "-" else value
+        if type_ is int and not (digits.isascii() and digits.isdigit()):
+            raise ValueError(value)          # int() takes "1_0", " 1" and "+1": not what was meant
         return type_(value)
     except ValueError:
         kind = "an integer" if type_ is int else "a number" if type_ is float else "a value"
-        raise UsageError(f"invalid value for {what}: \"{value}\" (expected {kind})") from None
+        shown = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in value[:80])
+        raise UsageError(f"invalid value for {what}: \"{shown}\" (expected {kind})") from None
 
 
 def parse(command: Command, argv: list[str], prog: str = "corral") -> Namespace:
@@ -128,20 +135,40 @@ def parse(command: Command, argv: list[str], prog: str = "corral") -> Namespace:
     fixed = [p for p in command.pos if not p.rest]
     for n, pos in enumerate(fixed):
         if pos.many:
+            if len(positionals) <= n and pos.optional:
+                values[pos.dest] = []
+                break
             if len(positionals) <= n:
-                raise UsageError(f"`{prog} {command.name}` needs at least one {pos.dest.upper()}")
-            values[pos.dest] = [_convert(v, pos.type, pos.dest.upper()) for v in positionals[n:]]
+                raise UsageError(f"`{prog} {command.name}` needs {_what(pos)}{_example(pos, prog, command)}")
+            values[pos.dest] = [_convert(v, pos.type, _singular(pos)) for v in positionals[n:]]
             positionals = positionals[:n]
             break
         if len(positionals) <= n:
-            raise UsageError(f"`{prog} {command.name}` needs {pos.dest.upper()}")
-        values[pos.dest] = _convert(positionals[n], pos.type, pos.dest.upper())
+            raise UsageError(f"`{prog} {command.name}` needs {_what(pos)}{_example(pos, prog, command)}")
+        values[pos.dest] = _convert(positionals[n], pos.type, _singular(pos))
     else:
         if len(positionals) > len(fixed):
             raise UsageError(f"unexpected argument for `{prog} {command.name}`: {positionals[len(fixed)]}")
     if rest_pos is not None:
         values[rest_pos.dest] = rest or []
     return Namespace(**values)
+
+
+def _what(pos: Pos) -> str:
+    """A positional in words, from its help (``job ids``, ``a job id``), else its name."""
+    words = pos.help.split(" (")[0].split(";")[0].split(":")[0].strip() or pos.dest.replace("_", " ")
+    if pos.many:
+        return f"at least one {_singular(pos)}"
+    return words if words.split()[0] in ("a", "an", "the") else f"a {words}"
+
+
+def _singular(pos: Pos) -> str:
+    words = pos.help.split(" (")[0].split(";")[0].split(":")[0].strip() or pos.dest.replace("_", " ")
+    return words[:-1] if pos.many and words.endswith("s") else words
+
+
+def _example(pos: Pos, prog: str, command: Command) -> str:
+    return f" (e.g. `{prog} {command.name} 12`)" if pos.type is int else ""
 
 
 def _is_number(arg: str) -> bool:

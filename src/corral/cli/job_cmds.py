@@ -167,38 +167,25 @@ def cmd_submit(args) -> int:
     return 0
 
 
-# ps ---------------------------------------------------------------------------------------
+# ps, cancel, hold, release, update, wait: jobs by id, array, range or selector -------------
 def cmd_ps(args) -> int:
-    states = args.state or ([] if args.all else ["Pending", "Running"])
-    query = [("state", s) for s in states] + ([("limit", args.limit)] if args.limit is not None else [])
-    jobs = _conn(args).request("GET", "/v1/jobs" + ("?" + urlencode(query) if query else ""))["jobs"]
-    if args.json:
-        _print_json({"jobs": jobs})
-        return 0
-    now = time.time()
-    rows = []
-    for j in jobs:
-        gpus = fmt.ids(j.get("gpus", [])) + ("*" if j.get("gpus_simulated") else "")
-        name = j.get("name") or "-"
-        if j.get("array_id") is not None:
-            name = f"{name if name != '-' else ''}[{j['array_id']}:{j['array_index']}]"
-        rows.append([str(j["id"]), name, j.get("user") or "-", j["state"], fmt.requests(j),
-                     gpus if j["state"] == "Running" and j.get("gpus") else "-",
-                     fmt.ids(j.get("cpus", [])) if j.get("cpus") else ("shared" if j["state"] == "Running" else "-"),
-                     fmt.runtime(j, now) if j.get("started_at") else fmt.ago(j.get("submitted_at"), now),
-                     "-" if j.get("exit_code") is None else str(j["exit_code"]),
-                     fmt.why(j)])
-    print(fmt.table(["ID", "NAME", "USER", "STATE", "REQUESTS", "GPUS", "CPUS", "TIME", "EXIT", "REASON"], rows))
-    if any(j.get("gpus_simulated") and j["state"] == "Running" for j in jobs):
-        print("* simulated GPU")
-    return 0
+    from . import select_cmds
+
+    return select_cmds.ps(args)
 
 
 # show -------------------------------------------------------------------------------------
 def cmd_show(args) -> int:
-    job = _conn(args).request("GET", f"/v1/jobs/{args.id}")
+    from . import select_cmds
+
+    conn, task_id, job = select_cmds.show_target(args)     # ID, ID_N, or an array's id: its summary
+    if job is None:
+        job = conn.request("GET", f"/v1/jobs/{task_id}")
     if args.json:
         _print_json(job)
+        return 0
+    if "counts" in job:
+        select_cmds.print_array(job)
         return 0
     out = [f"Job {job['id']}" + (f" ({job['name']})" if job.get("name") else ""),
            f"  State:     {job['state']} ({job['reason']})" + (f": {job['message']}" if job.get("message") else "")]
@@ -269,7 +256,7 @@ def cmd_show(args) -> int:
             arrow = f"{e['from']} -> {e['to']}" if e["from"] else f"-> {e['to']}"
             msg = f": {e['message']}" if e.get("message") else ""
             out.append(f"    {_ts(e['ts'])}  {arrow} ({e['reason']}){msg}")
-    print("\n".join(out))
+    print("\n".join(fmt.printable(line) for line in out))
     return 0
 
 
@@ -297,57 +284,30 @@ def cmd_logs(args) -> int:
 
 # cancel / wait ----------------------------------------------------------------------------
 def cmd_cancel(args) -> int:
-    results = _conn(args).request("POST", "/v1/jobs/cancel", {"ids": list(args.ids)})["results"]
-    if args.json:
-        _print_json({"results": results})
-    else:
-        for r in results:
-            if r["ok"]:
-                print(f"job {r['id']}: {r['result']}")
-            else:
-                print(f"error: {r['result']}", file=sys.stderr)
-    return 0 if all(r["ok"] for r in results) else 1
+    from . import select_cmds
+
+    return select_cmds.cancel(args)
 
 
 def cmd_update(args) -> int:
-    body: dict = {"ids": list(args.ids)}
-    for key in ("priority", "time", "queue"):
-        if getattr(args, key) is not None:
-            body[key] = getattr(args, key)
-    results = _conn(args).request("POST", "/v1/jobs/update", body)["results"]
-    if args.json:
-        _print_json({"results": results})
-        return 0
-    for r in results:
-        print(f"job {r['id']}: {r['result']}")
-    return 0
+    from . import select_cmds
+
+    return select_cmds.update(args)
 
 
 def cmd_hold(args) -> int:
-    return _hold(args, "hold")
+    from . import select_cmds
+
+    return select_cmds.hold(args, "hold")
 
 
 def cmd_release(args) -> int:
-    return _hold(args, "release")
+    from . import select_cmds
 
-
-def _hold(args, action: str) -> int:
-    changed = _conn(args).request("POST", f"/v1/jobs/{action}", {"ids": list(args.ids)})["changed"]
-    if args.json:
-        _print_json({"changed": changed})
-        return 0
-    verb = "held" if action == "hold" else "released"
-    for job_id in args.ids:
-        print(f"job {job_id}: {verb}" if job_id in changed else f"job {job_id}: already {verb}")
-    return 0
+    return select_cmds.hold(args, "release")
 
 
 def cmd_wait(args) -> int:
-    conn = _conn(args)
-    jobs = [conn.wait_for(job_id) for job_id in args.ids]
-    if args.json:
-        _print_json({"jobs": jobs})
-    else:
-        for j in jobs:
-            print(f"job {j['id']}: {j['state']} ({fmt.why(j)})")
-    return 0 if all(j["state"] == "Succeeded" for j in jobs) else 1
+    from . import select_cmds
+
+    return select_cmds.wait(args)

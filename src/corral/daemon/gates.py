@@ -4,9 +4,12 @@ A pending job is offered to the scheduler only when nothing else holds it back:
 
 * **hold** -- held at submit (``--hold``) or later (``corral hold``) until released;
 * **dependencies** -- ``afterok`` (the other job succeeded), ``afterany`` (it ended),
-  ``afternotok`` (it failed or was cancelled). A dependency that can no longer be met
-  ends the dependent at once, ``Cancelled`` with reason ``DependencyFailed`` (and its own
-  dependents after it), instead of leaving it stuck;
+  ``afternotok`` (it failed or was cancelled). On an *array* (its id, Slurm's meaning):
+  ``afterok`` -- every task succeeded; ``afterany`` -- every task ended; ``afternotok``
+  -- every task ended and at least one did not succeed. A dependency that can no longer
+  be met ends the dependent at once, ``Cancelled`` with reason ``DependencyFailed`` (and
+  its own dependents after it), instead of leaving it stuck: ``afterok`` on an array as
+  soon as one task fails;
 * **retry backoff** -- a failed job with retries left waits ``not_before`` first;
 * **array throttle** -- an array ``--array 0-99%8`` has at most 8 tasks in the
   scheduler's hands (queued or running) at once; the others wait their turn by index.
@@ -44,13 +47,31 @@ class DependencyFailed:
     reason = Reason.DEPENDENCY_FAILED
 
 
-def dependency_gate(job: Job, others: dict[int, Job]) -> DependencyWait | DependencyFailed | None:
-    """Whether ``job``'s dependencies are met (None), pending, or can never be met."""
+def dependency_gate(job: Job, others: dict[int, Job],
+                    arrays: dict[int, dict[JobState, int]] | None = None) -> DependencyWait | DependencyFailed | None:
+    """Whether ``job``'s dependencies are met (None), pending, or can never be met.
+    ``others``: the jobs it names; ``arrays``: for those that are arrays' ids, their
+    tasks counted by state (:meth:`~corral.store.base.Store.array_counts`)."""
     waiting: list[tuple[str, int, str]] = []
+    on_arrays: list[tuple[str, int, int, int]] = []
     for kind, dep_id in job.spec.dependencies:
         dep = others.get(dep_id)
         if dep is None:
             return DependencyFailed(f"dependency {kind}:{dep_id} can never be met: no such job")
+        if dep.array_id == dep.id and arrays is not None and dep_id in arrays:
+            counts = arrays[dep_id]
+            total = sum(counts.values())
+            ended = sum(n for state, n in counts.items() if state.terminal)
+            failed = ended - counts.get(JobState.SUCCEEDED, 0)
+            if kind == "afterok" and failed:
+                return DependencyFailed(f"dependency afterok:{dep_id} not met: {failed} of the {total} tasks of "
+                                        f"array {dep_id} did not succeed")
+            if ended < total:
+                on_arrays.append((kind, dep_id, ended, total))
+            elif kind == "afternotok" and not failed:
+                return DependencyFailed(f"dependency afternotok:{dep_id} not met: every task of array {dep_id} "
+                                        "succeeded")
+            continue
         if not dep.state.terminal:
             waiting.append((kind, dep_id, dep.state.value))
             continue
@@ -60,8 +81,8 @@ def dependency_gate(job: Job, others: dict[int, Job]) -> DependencyWait | Depend
                                     f"({dep.reason.value})")
         if kind == "afternotok" and ok:
             return DependencyFailed(f"dependency afternotok:{dep_id} not met: job {dep_id} succeeded")
-    if waiting:
-        return DependencyWait(waiting_on=tuple(waiting))
+    if waiting or on_arrays:
+        return DependencyWait(waiting_on=tuple(waiting), arrays=tuple(on_arrays))
     return None
 
 
@@ -80,6 +101,9 @@ class Gates:
     array_active: dict[int, set[int]] = field(default_factory=dict)
     #: array id -> throttled tasks, by (index, id)
     array_waiting: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+    #: array id -> [tasks not ended, tasks], for arrays jobs depend on (counted when one
+    #: of those is offered): a task's end re-checks them only now and then (below)
+    array_open: dict[int, list[int]] = field(default_factory=dict)
 
     # dependencies ----------------------------------------------------------------------
     def wait_for(self, job: Job) -> None:
@@ -99,6 +123,24 @@ class Gates:
                 waiting.discard(job.id)
                 if not waiting:
                     del self.dependents[dep_id]
+
+    def array_counted(self, array_id: int, ended: int, total: int) -> None:
+        self.array_open[array_id] = [total - ended, total]
+
+    def array_task_ended(self, job: Job) -> bool:
+        """A task of an array that jobs depend on ended: whether to re-check them now --
+        the array has ended, the task did not succeed, or another twentieth of the tasks
+        ended (the waiting message's count). A 10,000-task array's dependents are not
+        re-counted 10,000 times."""
+        entry = self.array_open.get(job.array_id) if job.array_id is not None else None
+        if entry is None:
+            return False
+        entry[0] -= 1
+        open_, total = entry
+        if open_ <= 0:
+            del self.array_open[job.array_id]
+            return True
+        return job.state is not JobState.SUCCEEDED or open_ % max(1, total // 20) == 0
 
     # arrays ------------------------------------------------------------------------------
     def array_slot(self, job: Job) -> ArrayThrottle | None:

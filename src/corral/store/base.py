@@ -32,6 +32,7 @@ from ..job import REASON_STATES, Allocation, Job, JobState, Reason, check_transi
 
 if TYPE_CHECKING:
     from ..spec import JobSpec
+    from .filters import JobFilter
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,24 @@ class Store(ABC):
     def list_jobs(self, states: set[JobState] | None = None, limit: int | None = None) -> list[Job]:
         """Jobs (in ``states`` when given), ordered by id; the first ``limit`` of them."""
 
+    def find_jobs(self, query: "JobFilter") -> list[Job]:
+        """Jobs that pass ``query`` (:class:`~corral.store.filters.JobFilter`), ordered by
+        id, cut to its ``limit`` (the newest ones with ``newest``). This generic version
+        reads every job of the states asked for; SQLite answers it with one query."""
+        return query.take([j for j in self.list_jobs(None if query.states is None else set(query.states))
+                           if query.matches(j)])
+
+    def array_counts(self, array_ids: Iterable[int]) -> dict[int, dict[JobState, int]]:
+        """For each array id that has tasks: how many of its tasks are in each state."""
+        from .filters import JobFilter
+
+        out: dict[int, dict[JobState, int]] = {}
+        for array_id in set(array_ids):
+            for job in self.find_jobs(JobFilter(array=array_id)):
+                counts = out.setdefault(array_id, {})
+                counts[job.state] = counts.get(job.state, 0) + 1
+        return out
+
     @abstractmethod
     def recent_run_times(self, limit: int) -> list[tuple[str, float]]:
         """``(user, ended_at - started_at)`` of the ``limit`` Succeeded jobs that ended
@@ -306,6 +325,16 @@ class Store(ABC):
 
         With ``limit``, the *latest* ``limit`` events, still oldest first.
         """
+
+    def events_after(self, after: int, limit: int = 1000) -> list[Event]:
+        """The first ``limit`` events with an id above ``after``, oldest first (an event
+        stream's next page). This generic version reads them all; SQLite seeks by id."""
+        return [e for e in self.events() if e.id > after][:max(limit, 0)]
+
+    def last_event_id(self) -> int:
+        """The newest event's id (0 when there is none)."""
+        last = self.events(limit=1)
+        return last[0].id if last else 0
 
     # Settings --------------------------------------------------------------------------
     @abstractmethod

@@ -35,6 +35,7 @@ from ..resources import Resources
 from ..spec import JobSpec
 from .base import (Event, Finish, JobUsage, Requeue, Store, UsageRow, array_ids, check_finish, check_holdable,
                    check_live, check_reason, first_message, first_reason, not_found)
+from .filters import JobFilter, glob_match
 
 #: Seconds a connection waits for another process's write lock before giving up.
 BUSY_TIMEOUT_S = 10.0
@@ -205,6 +206,38 @@ def _row_to_job(row: tuple) -> Job:
     )
 
 
+def _glob(name: str | None, pattern: str | None) -> bool:
+    return name is not None and pattern is not None and glob_match(name, pattern)
+
+
+def _where(query: JobFilter) -> tuple[list[str], list[Any]]:
+    """``query`` as SQL conditions on ``jobs j`` and their parameters."""
+    where: list[str] = []
+    params: list[Any] = []
+    if query.states is not None:
+        if not query.states:
+            return ["0"], []
+        where.append(f"j.state IN ({','.join('?' * len(query.states))})")
+        params += sorted(JobState(s).value for s in query.states)
+    for column, value in (("j.user", query.user), ("j.queue", query.queue), ("j.array_id", query.array),
+                          ("j.array_index", query.index)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if query.name is not None:
+        where.append("corral_glob(j.name, ?)")
+        params.append(query.name)
+    for key, value in query.labels:
+        where.append("json_extract(j.spec_json, ?) = ?")
+        params += ['$.labels."' + key.replace('"', "") + '"', value]
+    for column, op, value in (("j.submitted_at", ">=", query.since), ("j.id", ">=", query.id_min),
+                              ("j.id", "<=", query.id_max)):
+        if value is not None:
+            where.append(f"{column} {op} ?")
+            params.append(value)
+    return where, params
+
+
 def _row_to_event(row: tuple) -> Event:
     event_id, job_id, ts, from_state, to_state, reason, message = row
     return Event(event_id, job_id, ts, JobState(from_state) if from_state is not None else None,
@@ -229,6 +262,7 @@ class SqliteStore(Store):
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = NORMAL")
             self._conn.execute("PRAGMA foreign_keys = ON")
+            self._conn.create_function("corral_glob", 2, _glob, deterministic=True)
             self._migrate()
         except BaseException:
             self._conn.close()
@@ -364,6 +398,27 @@ class SqliteStore(Store):
             sql += " LIMIT ?"
             params.append(max(limit, 0))
         return [_row_to_job(r) for r in self._query(sql, params)]
+
+    def find_jobs(self, query: JobFilter) -> list[Job]:
+        where, params = _where(query)
+        sql = _SELECT_JOBS + (" WHERE " + " AND ".join(where) if where else "")
+        if query.limit is None:
+            return [_row_to_job(r) for r in self._query(sql + " ORDER BY j.id", params)]
+        if query.newest:
+            rows = self._query(sql + " ORDER BY j.id DESC LIMIT ?", [*params, max(query.limit, 0)])
+            return [_row_to_job(r) for r in reversed(rows)]
+        return [_row_to_job(r) for r in self._query(sql + " ORDER BY j.id LIMIT ?", [*params, max(query.limit, 0)])]
+
+    def array_counts(self, array_ids: Iterable[int]) -> dict[int, dict[JobState, int]]:
+        wanted = sorted(set(array_ids))
+        out: dict[int, dict[JobState, int]] = {}
+        for i in range(0, len(wanted), _CHUNK):
+            chunk = wanted[i:i + _CHUNK]
+            for array_id, state, n in self._query(
+                    f"SELECT array_id, state, COUNT(*) FROM jobs WHERE array_id IN ({','.join('?' * len(chunk))}) "
+                    "GROUP BY array_id, state", chunk):
+                out.setdefault(array_id, {})[JobState(state)] = n
+        return out
 
     def recent_run_times(self, limit: int) -> list[tuple[str, float]]:
         rows = self._query("SELECT user, ended_at - started_at FROM jobs WHERE state = ? AND started_at IS NOT NULL "
@@ -592,6 +647,14 @@ class SqliteStore(Store):
             rows = self._query(sql + " ORDER BY id DESC LIMIT ?", [*params, max(limit, 0)])
             rows.reverse()
         return [_row_to_event(r) for r in rows]
+
+    def events_after(self, after: int, limit: int = 1000) -> list[Event]:
+        rows = self._query(_SELECT_EVENTS + " WHERE id > ? ORDER BY id LIMIT ?", [int(after), max(limit, 0)])
+        return [_row_to_event(r) for r in rows]
+
+    def last_event_id(self) -> int:
+        row = self._query("SELECT COALESCE(MAX(id), 0) FROM events", [])
+        return int(row[0][0])
 
     # Settings ------------------------------------------------------------------------
     def reserve_ids_above(self, job_id: int) -> None:

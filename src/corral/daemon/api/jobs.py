@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Annotated
+from dataclasses import replace
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 
 from ...api.models import (JOB_ID, MAX_JOB_ID, CancelResult, CancelResults, Changed, Digits, IdsRequest, JobList,
-                           JobsQuery, JobView, SubmitRequest, UpdateRequest, UpdateResult, UpdateResults, WaitQuery,
-                           expect)
+                           JobsQuery, JobView, Selected, SubmitRequest, UpdateRequest, UpdateResult, UpdateResults,
+                           WaitQuery, expect)
 from ...errors import DaemonUnavailable, NotFound, ValidationError
 from ...job import JobState
-from .. import auth
+from .. import auth, selection
 from ..manager import Manager
 from ..views import job_view
 from .deps import AccessDep, ManagerDep
@@ -56,9 +57,16 @@ async def submit(body: SubmitRequest, manager: ManagerDep, access: AccessDep, wh
 
 
 @router.get("", response_model=JobList, response_model_exclude_unset=True)
-async def list_jobs(query: Annotated[JobsQuery, Query()], manager: ManagerDep) -> JobList:
-    states = {parse_state(part) for raw in query.state for part in raw.split(",")} if query.state else None
-    jobs = manager.store.list_jobs(states, limit=query.limit)
+async def list_jobs(query: Annotated[JobsQuery, Query()], manager: ManagerDep, who: PrincipalDep) -> JobList:
+    """Jobs by id, filtered (:class:`~corral.api.models.JobsQuery`); ``last``: the newest."""
+    if query.limit is not None and query.last is not None:
+        raise ValidationError("last", query.last, "expected either limit (the first N) or last (the newest N), "
+                                                  "not both")
+    found = selection.job_filter(name=query.name, user=query.user, mine=query.mine, me=who.name, queue=query.queue,
+                                 labels=[selection.parse_label(t) for t in query.label], array=query.array,
+                                 states=query.state, since=query.since, now=manager.clock())
+    newest = query.last is not None
+    jobs = manager.store.find_jobs(replace(found, limit=query.last if newest else query.limit, newest=newest))
     positions = manager.queue_positions()
     estimates = manager.estimated_starts() if any(j.state is JobState.PENDING for j in jobs) else {}
     return JobList.model_validate({"jobs": [job_view(j, manager, positions, estimates) for j in jobs]})
@@ -72,14 +80,45 @@ async def show(job_id: JobIdPath, manager: ManagerDep, access: AccessDep, who: P
     return JobView.model_validate(job_view(job, manager, detail=True, private=private))
 
 
+@router.post("/select", response_model=Selected, response_model_exclude_unset=True)
+async def select(body: IdsRequest, manager: ManagerDep, who: PrincipalDep,
+                 action: Annotated[Literal["cancel", "hold", "release", "update"] | None, Query()] = None) -> Selected:
+    """The jobs a request names (:class:`~corral.api.models.JobRefs`), changing nothing:
+    with ``action``, those that action would take (``corral cancel`` counts them before
+    it asks for a confirmation; ``wait`` and ``show 12_3`` resolve ids with it)."""
+    states = {"cancel": selection.LIVE, "update": selection.LIVE, "hold": selection.PENDING,
+              "release": selection.PENDING}.get(action or "")
+    jobs, missing = selection.resolve(manager.store, body, me=who.name, now=manager.clock(), states=states)
+    return Selected.model_validate({"jobs": [{"id": j.id, "state": j.state.value, "held": j.held, "user": j.user,
+                                              "name": j.spec.name, "array_id": j.array_id,
+                                              "array_index": j.array_index} for j in jobs], "missing": missing})
+
+
+def _resolve(manager: Manager, body, who: auth.Principal, access: auth.Access, states) -> list[int]:
+    """The ids of the jobs ``body`` names, each the caller's (or the caller an admin); a
+    job named one by one that does not exist raises NotFound (before anything changes)."""
+    jobs, missing = selection.resolve(manager.store, body, me=who.name, now=manager.clock(), states=states)
+    if missing:
+        raise _missing(missing[0])
+    for job in jobs:
+        auth.require_owner(who, access, job)
+    return [j.id for j in jobs]
+
+
+def _missing(ref: str) -> NotFound:
+    return NotFound(f"no such array task: {ref}" if "_" in ref else f"no such job: {ref}")
+
+
 @router.post("/cancel", response_model=CancelResults)
 async def cancel(body: IdsRequest, manager: ManagerDep, access: AccessDep, who: PrincipalDep) -> CancelResults:
     """All or nothing on permissions: another user's job in the batch and none is
-    cancelled. Unknown ids are reported one by one (``ok`` false)."""
-    auth.check_jobs(who, manager.store.get_jobs(body.ids), access, "cancelled")
+    cancelled. Unknown ids are reported one by one (``ok`` false); an array's id
+    cancels every live task (:class:`~corral.api.models.JobRefs`)."""
+    jobs, missing = selection.resolve(manager.store, body, me=who.name, now=manager.clock(), states=selection.LIVE)
+    auth.check_jobs(who, jobs, access, "cancelled")
     results = []
     until = time.monotonic() + CANCEL_SLICE
-    for job_id in body.ids:
+    for job_id in [j.id for j in jobs]:
         if time.monotonic() > until:
             await asyncio.sleep(0)             # a big cancel lets other requests in between slices
             until = time.monotonic() + CANCEL_SLICE
@@ -87,6 +126,7 @@ async def cancel(body: IdsRequest, manager: ManagerDep, access: AccessDep, who: 
             results.append(CancelResult(id=job_id, result=manager.cancel(job_id), ok=True))
         except NotFound as exc:
             results.append(CancelResult(id=job_id, result=str(exc), ok=False))
+    results += [CancelResult(id=int(ref.partition("_")[0]), result=str(_missing(ref)), ok=False) for ref in missing]
     return CancelResults(results=results)
 
 
@@ -99,23 +139,25 @@ async def update(body: UpdateRequest, manager: ManagerDep, access: AccessDep, wh
     priority = _parse_priority(body.priority, "priority") if body.priority is not None else None
     limit = _parse_time_limit(body.time, "time") if body.time is not None else None
     queue = _parse_queue(body.queue, "queue") if body.queue is not None else None
-    require_owners(manager, who, access, body.ids)
-    done = manager.update(body.ids, priority=priority, time_limit=limit, queue=queue,
+    ids = _resolve(manager, body, who, access, selection.PENDING if priority is not None or queue is not None
+                   else selection.LIVE)
+    done = manager.update(ids, priority=priority, time_limit=limit, queue=queue,
                           admin=auth.is_admin(who, access))
     return UpdateResults(results=[UpdateResult(id=job_id, result=text) for job_id, text in done])
 
 
 @router.post("/hold", response_model=Changed)
 async def hold(body: IdsRequest, manager: ManagerDep, access: AccessDep, who: PrincipalDep) -> Changed:
-    """Hold pending jobs: all or none (each must be the caller's, or the caller an admin)."""
-    require_owners(manager, who, access, body.ids)
-    return Changed(changed=manager.hold(body.ids, who=who.name))
+    """Hold pending jobs: all or none (each must be the caller's, or the caller an admin);
+    an array's id: its pending tasks."""
+    ids = _resolve(manager, body, who, access, selection.PENDING)
+    return Changed(changed=manager.hold(ids, who=who.name))
 
 
 @router.post("/release", response_model=Changed)
 async def release(body: IdsRequest, manager: ManagerDep, access: AccessDep, who: PrincipalDep) -> Changed:
-    require_owners(manager, who, access, body.ids)
-    return Changed(changed=manager.release(body.ids, who=who.name))
+    ids = _resolve(manager, body, who, access, selection.PENDING)
+    return Changed(changed=manager.release(ids, who=who.name))
 
 
 @router.get("/{job_id}/wait", response_model=JobView, response_model_exclude_unset=True)
@@ -137,16 +179,3 @@ async def wait(job_id: JobIdPath, query: Annotated[WaitQuery, Query()], manager:
         if not job.terminal and manager.closing:
             raise DaemonUnavailable("corral daemon is shutting down; ask again")
     return JobView.model_validate(job_view(job, manager))
-
-
-def require_owners(manager: Manager, who: auth.Principal, access: auth.Access, ids: list[int]) -> None:
-    """Every job must exist and be the caller's (or the caller an admin), before anything changes."""
-    for job_id in ids:
-        auth.require_owner(who, access, manager.store.get_job(job_id))
-
-
-def parse_state(text: str) -> JobState:
-    for s in JobState:
-        if s.value.lower() == text.strip().lower():
-            return s
-    raise ValidationError("state", text, "expected one of: " + ", ".join(s.value for s in JobState))
