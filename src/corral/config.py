@@ -6,8 +6,13 @@ optional; the file form is::
     simulate_gpus: 0            # pretend this many GPUs exist (0..64); `corral up --simulate-gpus N`
                                 # or {count: 4, model: A100} (default model: "Simulated GPU")
     node_labels: {zone: lab1}   # this node's labels, matched by jobs' --node-selector / nodeSelector
+    resources: {vendor.example/fpga: 2}   # extended resources this node offers (whole counts)
     max_request: 4Mi            # the largest API request body (64Ki..1Gi); larger: HTTP 413
     log_limit: 1Gi              # what a job may write to each log stream; the rest is dropped (0: no limit)
+    listen: 127.0.0.1:8765      # also serve the API (and the dashboard) over TCP, with bearer tokens
+    tls: {cert: /etc/corral/cert.pem, key: /etc/corral/key.pem}   # needed for a non-loopback listen
+    insecure: false             # true: allow a non-loopback listen without TLS (tokens in clear text)
+    rate_limit: 50              # requests per second per token over TCP (bursts of 4x)
     priority_classes:           # named priorities and who may use them (users, groups, queues)
       - {name: urgent, value: 100, preempt: true, users: [alice], groups: [leads]}
       - {name: normal, value: 0, default: true}   # what a job naming no class gets
@@ -65,11 +70,14 @@ create cgroups; ``watchdog`` samples each job's processes and kills a job over i
 limit (CPU limits are then not enforced, only measured); ``auto`` (the default) uses
 cgroups when it can and the watchdog otherwise. Either way ``corral nodes`` says which.
 
+``simulate_gpus`` given to ``corral up --simulate-gpus N`` is kept in the store and wins
+over the file's (:meth:`Config.merged` logs which won when they differ).
+
 ``defaults`` replaces the built-in ``{cpu: "1"}`` as a whole: ``defaults: {}`` means no
 default requests, ``defaults: {memory: 2Gi}`` means a memory default and no cpu default.
 Unknown fields and bad values raise a one-line :class:`~corral.errors.ValidationError`
 prefixed with the file's path and naming the field, e.g.
-``config.yaml: unknown field reserv (accepted: admin_group, backfill, cost, defaults, enforcement, engine, fair_share, idle_gpu, kill_grace, log_limit, max_request, mode, node_labels, node_name, pids_limit, policy, preemption, priority_classes, queues, reserve, retention, sample_interval, series_interval, simulate_gpus, socket_group)``.
+``config.yaml: unknown field reserv (accepted: admin_group, backfill, cost, defaults, enforcement, engine, fair_share, idle_gpu, insecure, kill_grace, listen, log_limit, max_request, mode, node_labels, node_name, pids_limit, policy, preemption, priority_classes, queues, rate_limit, reserve, resources, retention, sample_interval, series_interval, simulate_gpus, socket_group, tls)``.
 """
 
 from __future__ import annotations
@@ -114,7 +122,8 @@ _FILE_FIELDS = {k: k for k in ("simulate_gpus", "reserve", "defaults", "policy",
                                 "enforcement", "pids_limit", "sample_interval", "series_interval", "idle_gpu",
                                 "retention", "cost", "mode", "socket_group", "admin_group", "queues",
                                 "fair_share", "backfill", "preemption", "engine", "node_labels",
-                                "max_request", "priority_classes", "log_limit")}
+                                "max_request", "priority_classes", "log_limit", "resources",
+                                "listen", "tls", "insecure", "rate_limit")}
 QUEUE_FIELDS = ("name", "nominal", "borrowing_limit", "lending_limit", "policy", "max_user_gpus", "max_user_jobs",
                 "priority_class")
 MAX_QUEUES = 64
@@ -169,9 +178,19 @@ class Config:
     max_request: int = DEFAULT_MAX_REQUEST
     #: Bytes a job may write to each log stream; beyond it output is dropped (0: no limit).
     log_limit: int = DEFAULT_LOG_LIMIT
+    #: The TCP listener (:mod:`corral.daemon.listen`): HOST:PORT, TLS files, and whether a
+    #: non-loopback address may go without TLS; requests per second per token.
+    listen: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    insecure: bool = False
+    rate_limit: float = 50.0
     #: Named priority levels and who may use them (:mod:`corral.priorities`).
     priority_classes: tuple[Any, ...] = ()
     simulate_gpu_model: str = SIMULATED_GPU_MODEL    # the model simulated GPUs report
+    #: Extended resources this node offers (``resources: {vendor.example/fpga: 2}``):
+    #: whole counts, added to what is detected; jobs request them like GPUs.
+    node_resources: dict[str, int] = field(default_factory=dict)
 
     @property
     def scheduling(self) -> Any:
@@ -218,7 +237,10 @@ class Config:
             "node_labels": dict(self.node_labels),
             "max_request": self.max_request,
             "log_limit": self.log_limit,
+            "listen": self.listen, "tls_cert": self.tls_cert, "tls_key": self.tls_key, "insecure": self.insecure,
+            "rate_limit": self.rate_limit,
             "priority_classes": [c.to_dict() for c in self.priority_classes],
+            "node_resources": dict(self.node_resources),
         }
 
     @classmethod
@@ -255,7 +277,10 @@ class Config:
             node_labels=dict(data.get("node_labels", base.node_labels)),
             max_request=int(data.get("max_request", base.max_request)),
             log_limit=int(data.get("log_limit", base.log_limit)),
+            listen=data.get("listen"), tls_cert=data.get("tls_cert"), tls_key=data.get("tls_key"),
+            insecure=bool(data.get("insecure", False)), rate_limit=float(data.get("rate_limit", base.rate_limit)),
             priority_classes=tuple(PriorityClass.from_dict(c) for c in data.get("priority_classes") or ()),
+            node_resources={str(k): int(v) for k, v in (data.get("node_resources") or {}).items()},
         )
 
     def merged(self, **overrides: Any) -> "Config":
@@ -273,6 +298,13 @@ class Config:
                 raise TypeError(f"Config.merged() got an unknown field {name!r} (known: {', '.join(sorted(known))})")
             if value is not None:
                 changes[name] = _OVERRIDE_PARSERS[name](value, name)
+        given = changes.get("simulate_gpus")
+        if given is not None and self.simulate_gpus and given != self.simulate_gpus:
+            import logging
+
+            logging.getLogger("corral.config").warning(
+                "simulate_gpus: %d from `corral up --simulate-gpus %d` (kept in the store) wins over "
+                "simulate_gpus: %d in config.yaml", given, given, self.simulate_gpus)
         return replace(self, **changes) if changes else self
 
 
@@ -349,6 +381,34 @@ def _parse_policy(value: object, path: str) -> str:
     if value not in POLICIES:
         raise _fail(path, value, f"expected one of: {', '.join(POLICIES)}")
     return value  # type: ignore[return-value]
+
+
+def _parse_listen(value: object, path: str) -> str:
+    from .addresses import check_listen
+
+    if not isinstance(value, str):
+        raise _fail(path, value, "expected HOST:PORT, e.g. 127.0.0.1:8765")
+    check_listen(value, tls=True, insecure=True)        # the form; where it may be is checked with tls
+    return value
+
+
+def _parse_tls(value: object, path: str) -> dict[str, str]:
+    f = _fields(value, path, {"cert": "cert", "key": "key"})
+    out = {}
+    for key in ("cert", "key"):
+        if key not in f:
+            raise _fail(f"{path}.{key}", None, "expected it",
+                        message=f"missing field {path}.{key} (tls needs cert and key: PEM files)")
+        if not isinstance(f[key][1], str) or not f[key][1]:
+            raise _fail(f"{path}.{key}", f[key][1], "expected the path of a PEM file")
+        out[key] = f[key][1]
+    return out
+
+
+def _parse_rate(value: object, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 100000:
+        raise _fail(path, value, "expected requests per second, from 0.1 to 100000, e.g. 50")
+    return float(value)
 
 
 def _parse_log_limit(value: object, path: str) -> int:
@@ -485,6 +545,41 @@ def _parse_amounts(value: object, path: str) -> dict[str, int] | None:
     for key, amount in value.items():
         name = canonical_name(str(key))
         out[name] = _parse_quantity_at(name, amount, f"{path}.{key}")
+    return out
+
+
+_NODE_RESOURCES_EXPECTED = "expected a mapping of extended resource to a whole count, e.g. {vendor.example/fpga: 2}"
+
+
+def _parse_node_resources(value: object, path: str) -> dict[str, int]:
+    """``resources: {vendor.example/fpga: 2}``: extended resources the node offers. cpu,
+    memory and GPUs are detected (``reserve`` keeps some back, ``simulate_gpus`` fakes
+    GPUs), so they are refused here."""
+    from .resources import GPU, canonical_name
+
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise _fail(path, value, _NODE_RESOURCES_EXPECTED)
+    out: dict[str, int] = {}
+    for key, amount in value.items():
+        where = f"{path}.{key}"
+        if not isinstance(key, str):
+            raise _fail(where, key, _NODE_RESOURCES_EXPECTED)
+        try:
+            name = canonical_name(key)
+        except ValidationError:
+            raise _fail(where, key, "expected an extended resource name such as vendor.example/fpga",
+                        detail=f"invalid resource name in {path}") from None
+        if name in (CPU, MEMORY, GPU):
+            how = "simulate_gpus fakes GPUs" if name == GPU else "reserve keeps some back"
+            raise _fail(where, key, f"expected an extended resource such as vendor.example/fpga: {name} is "
+                                    f"detected ({how})", detail=f"invalid resource in {path}")
+        if name in out:
+            raise _fail(where, key, "each resource may appear once", detail=f"duplicate resource in {path}")
+        if isinstance(amount, bool) or not isinstance(amount, (int, str)):
+            raise _fail(where, amount, "expected a whole count, e.g. 2")
+        out[name] = _parse_quantity_at(name, amount, where)
     return out
 
 
@@ -708,6 +803,7 @@ _OVERRIDE_PARSERS: dict[str, Callable[[object, str], Any]] = {
     "priority_classes": _parse_classes,
     "socket_group": _parse_group,
     "admin_group": _parse_group,
+    "node_resources": _parse_node_resources,
 }
 
 
@@ -736,10 +832,25 @@ def _parse(data: object) -> Config:
                  "node_labels", "max_request", "priority_classes", "log_limit"):
         if name in top:
             values[name] = _OVERRIDE_PARSERS[name](top[name][1], name)
+    if "resources" in top:
+        values["node_resources"] = _parse_node_resources(top["resources"][1], "resources")
     if "engine" in top:
         values.update(_parse_engine_block(top["engine"][1], "engine"))
     if "fair_share" in top:
         values["half_life"] = _parse_fair_share(top["fair_share"][1], "fair_share")
+    if "listen" in top:
+        values["listen"] = _parse_listen(top["listen"][1], "listen")
+    if "tls" in top:
+        tls = _parse_tls(top["tls"][1], "tls")
+        values["tls_cert"], values["tls_key"] = tls["cert"], tls["key"]
+    if "insecure" in top:
+        values["insecure"] = _parse_flag(top["insecure"][1], "insecure")
+    if "rate_limit" in top:
+        values["rate_limit"] = _parse_rate(top["rate_limit"][1], "rate_limit")
+    if values.get("listen"):
+        from .addresses import check_listen
+
+        check_listen(values["listen"], tls=bool(values.get("tls_cert")), insecure=values.get("insecure", False))
     _check_queue_classes(values)
     return Config(**values)
 

@@ -77,6 +77,7 @@ class Reason(str, enum.Enum):
     ADOPTED = "Adopted"                            # re-adopted by a restarted daemon
     GPU_IDLE = "GpuIdle"                           # holds GPUs that stay idle (a reclaim warning)
     LOG_TRUNCATED = "LogTruncated"                 # wrote more than the log limit; the rest is dropped
+    TIME_LIMIT = "TimeLimit"                       # reached its time limit: stop signal sent, SIGKILL next
     # Terminal
     COMPLETED = "Completed"                        # exit code 0
     ERROR = "Error"                                # non-zero exit code
@@ -120,6 +121,7 @@ REASON_STATES: dict[Reason, JobState] = {
     Reason.ADOPTED: JobState.RUNNING,
     Reason.GPU_IDLE: JobState.RUNNING,
     Reason.LOG_TRUNCATED: JobState.RUNNING,
+    Reason.TIME_LIMIT: JobState.RUNNING,
     Reason.COMPLETED: JobState.SUCCEEDED,
     Reason.ERROR: JobState.FAILED,
     Reason.SIGNALED: JobState.FAILED,

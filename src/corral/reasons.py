@@ -74,11 +74,31 @@ class Shortfall:
     total: int
     #: What kind, when the job asks for one (the GPU models it accepts: ``A100``).
     kind: str = ""
+    #: The request is the daemon's default, not the job's (set by the daemon's views,
+    #: which know the job's spec; the scheduler never does).
+    defaulted: bool = False
 
     def describe(self) -> str:
         q = lambda v: _q(self.resource, v)  # noqa: E731
         what = f"{self.resource} ({self.kind})" if self.kind else self.resource
-        return f"insufficient {what}: requests {q(self.requested)}, free {q(self.free)} of {q(self.total)}"
+        note = f" (the default; set {DEFAULT_HINTS.get(self.resource, '--requests ' + self.resource + '=N')})" \
+            if self.defaulted else ""
+        return f"insufficient {what}: requests {q(self.requested)}{note}, free {q(self.free)} of {q(self.total)}"
+
+
+#: How a job sets a request the daemon would otherwise default.
+DEFAULT_HINTS = {"cpu": "--cpus", "memory": "--mem", "nvidia.com/gpu": "--gpus"}
+
+
+def note_defaults(wait: "Wait", defaulted: "tuple[str, ...] | frozenset[str]") -> "Wait":
+    """``wait`` with its shortfalls on ``defaulted`` resources marked as the default's
+    (``insufficient cpu: requests 1 (the default; set --cpus), free 0 of 2``)."""
+    if not defaulted or not isinstance(wait, InsufficientResources):
+        return wait
+    from dataclasses import replace
+
+    marked = tuple(replace(s, defaulted=True) if s.resource in defaulted else s for s in wait.shortfalls)
+    return replace(wait, shortfalls=marked) if marked != wait.shortfalls else wait
 
 
 @dataclass(frozen=True)
@@ -290,14 +310,18 @@ class Held(Wait):
 
 @dataclass(frozen=True)
 class DependencyWait(Wait):
-    """Waiting for other jobs to end: ``(kind, job id, its state)`` each."""
+    """Waiting for other jobs to end: ``(kind, job id, its state)`` each; and for arrays
+    (every task of them): ``(kind, array id, tasks ended, tasks)`` each."""
 
     reason: ClassVar[Reason] = Reason.DEPENDENCY
     waiting_on: tuple[tuple[str, int, str], ...] = ()
+    arrays: tuple[tuple[str, int, int, int], ...] = ()
 
     @property
     def message(self) -> str:
-        return "waiting for " + ", ".join(f"job {dep} ({kind}; it is {state})" for kind, dep, state in self.waiting_on)
+        parts = [f"job {dep} ({kind}; it is {state})" for kind, dep, state in self.waiting_on]
+        parts += [f"array {dep} ({kind}; {ended} of {total} tasks ended)" for kind, dep, ended, total in self.arrays]
+        return "waiting for " + ", ".join(parts)
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,8 @@ _QUANTITY = re.compile(
     r"^(?P<num>[+-]?(?:\d+\.?\d*|\.\d+))"
     r"(?:(?P<exp>[eE][+-]?\d+)|(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E))?$"
 )
+#: ``16g``, ``16GB``, ``512mib``: a number with a unit corral does not take as typed.
+_MEMORY_UNIT_TYPO = re.compile(r"^\s*(?P<num>\d+\.?\d*|\.\d+)(?P<unit>[kKmMgGtTpPeE])(?P<rest>[iI]?[bB]?)\s*$")
 _EXTENDED = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 
 
@@ -65,7 +67,14 @@ def canonical_name(name: str) -> str:
     )
 
 
-def _expected(resource: str) -> str:
+def _expected(resource: str, value: object = None) -> str:
+    if resource == MEMORY and isinstance(value, str):
+        typo = _MEMORY_UNIT_TYPO.match(value)
+        if typo:
+            num, unit = typo.group("num"), typo.group("unit").upper()
+            unit = "k" if unit == "K" else unit
+            binary = "Ki" if unit == "k" else unit + "i"
+            return f"expected e.g. {num}{binary} or {num}{unit} (units are case-sensitive)"
     return _EXAMPLES.get(resource, _COUNT_EXAMPLE)
 
 
@@ -83,7 +92,7 @@ def _to_decimal(resource: str, value: object) -> Decimal:
     text = value.strip()
     m = _QUANTITY.match(text)
     if not m:
-        raise QuantityError(resource, value, _expected(resource))
+        raise QuantityError(resource, value, _expected(resource, value))
     try:
         number = Decimal(m.group("num"))
         if m.group("exp"):

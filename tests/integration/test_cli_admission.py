@@ -54,7 +54,8 @@ spec: {command: [\"true\"], resources: {requests: {nvidia.com/gpu: 5}}}
 """
     res = c.run("submit", "-f", "-", input=docs)
     assert res.returncode != 0
-    assert res.stderr == "error: job 2: insufficient nvidia.com/gpu: job requests 5, node has 4 allocatable\n"
+    assert res.stderr == ("error: <stdin> (document 2): insufficient nvidia.com/gpu: job requests 5, node has 4 "
+                          "allocatable\n")
     assert _all_ids(c) == before
 
 

@@ -21,10 +21,12 @@ def test_first_command_on_a_fresh_home_starts_the_daemon(corral, argv):
     c = corral
     assert not c.socket_exists() and c.daemon_pid_from_lock() is None
     res = c.run(*argv)
+    started = f"corral: started a daemon for {c.home} (pid {c.daemon_pid_from_lock()})"
     if argv[0] == "show":
-        assert (res.returncode, res.stderr) == (1, "error: no such job: 1\n")  # answered by the daemon
+        assert (res.returncode, res.stderr) == (1, f"{started}\nerror: no such job: 1\n")  # answered by the daemon
     else:
         assert res.returncode == 0, res.stderr
+        assert res.stderr == started + "\n"                           # said once
         out = json.loads(res.stdout)
         if argv[0] == "ps":
             assert out == {"jobs": []}
@@ -66,10 +68,13 @@ def test_concurrent_first_commands_start_exactly_one_daemon(corral):
     c = corral
     procs = [subprocess.Popen([*CORRAL, "ps", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               env=c.env, cwd=c.workdir) for _ in range(4)]
+    said = []
     for p in procs:
         out, err = p.communicate(timeout=60)
         assert p.returncode == 0, err
         assert json.loads(out) == {"jobs": []}
+        said += err.decode().splitlines()
     pid = c.daemon_pid_from_lock()
+    assert said == [f"corral: started a daemon for {c.home} (pid {pid})"]     # by the one that started it
     assert pid is not None and proc_alive(pid)
     assert c.up()["health"]["pid"] == pid

@@ -86,7 +86,7 @@ def test_bad_workdir_is_rejected_at_submit(corral4, tmp_path):
     before = len(c.ps("-a"))
     res = c.run("submit", "--workdir", str(missing), "--", "true")
     assert res.returncode == 1
-    assert res.stderr == (f'error: invalid value for workdir: "{missing}" (expected an existing directory you can enter)\n')
+    assert res.stderr == (f'error: invalid value for --workdir: "{missing}" (expected an existing directory you can enter)\n')
     assert len(c.ps("-a")) == before
 
 

@@ -60,7 +60,7 @@ def test_without_labels_selectors_and_several_nodes_are_refused(corral):
     assert res.stderr == "error: needs 2 nodes that can each hold cpu=1, nvidia.com/gpu=1; 1 of the 1 nodes can\n"
     res = c.run("submit", "--gpus", ":2", "--", "true")
     assert res.returncode == 1
-    assert res.stderr == ('error: invalid value for gpus: ":2" (expected a GPU model before the colon, '
+    assert res.stderr == ('error: invalid value for --gpus: ":2" (expected a GPU model before the colon, '
                           'e.g. A100:2, or a count alone, e.g. 2)\n')
     assert c.ps() == []
 

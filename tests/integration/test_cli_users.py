@@ -221,7 +221,7 @@ def test_update_and_hold_are_the_owners_and_only_admins_raise(system):
     assert _one_error_line(system.run(BOB, "release", str(job))) == refused
     line = _one_error_line(system.run(ALICE, "update", "--priority", "5", str(job)))
     assert line == f"error: permission denied: only admins may raise a priority (job {job}: 0 -> 5)"
-    assert system.ok(ALICE, "update", "--time", "30m", str(job)).strip() == f"job {job}: time limit 3600 -> 1800s"
+    assert system.ok(ALICE, "update", "--time", "30m", str(job)).strip() == f"job {job}: time limit 1h -> 30m"
     assert system.ok(ADMIN, "update", "--priority", "5", str(job)).strip() == f"job {job}: priority 0 -> 5"
     view = c.show(job)
     assert view["priority"] == 5 and view["time_limit"] == 1800 and view["state"] == "Pending"

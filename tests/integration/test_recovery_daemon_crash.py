@@ -252,7 +252,8 @@ def test_wait_survives_a_daemon_restart(corral, tmp_path):
         if waiter.poll() is None:
             waiter.kill()
             waiter.communicate()
-    assert (waiter.returncode, err) == (0, ""), err
+    started = f"corral: started a daemon for {c.home} (pid {c.daemon_pid_from_lock()})\n"   # wait brought one up
+    assert (waiter.returncode, err) == (0, started), err
     assert out == f"job {job}: Succeeded (Completed: exit code 0)\n"
 
 

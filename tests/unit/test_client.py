@@ -36,7 +36,7 @@ def client(tmp_path) -> Client:
     (lambda c: c.cancel([True]), "invalid value for ids[0]: true (expected a job id, a positive integer)"),
     (lambda c: c.hold([2**63]), "invalid value for ids[0]: 9223372036854775808 (expected a job id, a positive integer)"),
     (lambda c: c.release([]), "invalid value for ids: [] (expected a non-empty list of job ids)"),
-    (lambda c: c.update([3]), 'invalid value for request: {"ids":[3]} (expected at least one of priority, time, queue)'),
+    (lambda c: c.update([3]), "nothing to change (give at least one of priority, time, queue)"),
     (lambda c: c.job(True), "invalid value for job_id: true (expected a job id, a positive integer)"),
     (lambda c: c.wait([0]), "invalid value for job_id: 0 (expected a job id, a positive integer)"),
     (lambda c: c.logs(1, stream="stdin"), "invalid value for stream: \"stdin\" (expected 'stdout' or 'stderr')"),
@@ -198,3 +198,43 @@ def test_a_home_that_cannot_be_written_is_one_line(tmp_path):
     with pytest.raises(DaemonUnavailable) as info:
         Connection(str(home), autostart=True).request("GET", "/v1/health")
     assert str(info.value) == f"cannot start the corral daemon: cannot write {home}/daemon.log: Is a directory"
+
+
+# -- homes (issue 13): a named home is created only by `corral up` -------------------------------
+
+def test_a_named_home_that_does_not_exist_is_not_created(tmp_path, monkeypatch):
+    home = tmp_path / "typo"
+    for conn in (Connection(str(home)), Client(str(home))):
+        with pytest.raises(DaemonUnavailable) as info:
+            conn.request("GET", "/v1/health")
+        assert str(info.value) == f"no corral home at {home}; create it with corral --home {home} up"
+    monkeypatch.setenv("CORRAL_HOME", str(home))
+    with pytest.raises(DaemonUnavailable, match="no corral home at"):
+        Connection().request("GET", "/v1/health")
+    assert not home.exists()
+
+
+def test_the_default_home_is_still_created_on_first_use(tmp_path, monkeypatch):
+    from corral.paths import Paths
+
+    monkeypatch.delenv("CORRAL_HOME", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    paths = Paths()
+    assert not paths.explicit and paths.home == str(tmp_path / "state" / "corral")
+    assert Paths(str(tmp_path)).explicit
+
+
+def test_homes_that_cannot_hold_a_socket_are_one_line(tmp_path):
+    long = tmp_path / ("x" * 120)
+    with pytest.raises(DaemonUnavailable) as info:
+        Connection(str(long)).request("GET", "/v1/health")
+    assert str(info.value).startswith(f"corral home path too long for a Unix socket: {long}/corral.sock is ")
+    a_file = tmp_path / "f"
+    a_file.write_text("")
+    with pytest.raises(DaemonUnavailable) as info:
+        Connection(str(a_file)).request("GET", "/v1/health")
+    assert str(info.value) == f"corral home {a_file} is not a directory; give --home or CORRAL_HOME a directory"
+    with pytest.raises(DaemonUnavailable) as info:
+        Connection(str(a_file / "sub")).request("GET", "/v1/health")
+    assert str(info.value).startswith(f"corral home {a_file / 'sub'} is not a directory (a part of its path")
+    assert not long.exists()

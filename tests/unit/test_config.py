@@ -96,7 +96,7 @@ def test_policies(policy):
     ("data", "message"),
     [
         ({"reserv": {}},
-         "c.yaml: unknown field reserv (accepted: admin_group, backfill, cost, defaults, enforcement, engine, fair_share, idle_gpu, kill_grace, log_limit, max_request, mode, node_labels, node_name, pids_limit, policy, preemption, priority_classes, queues, reserve, retention, sample_interval, series_interval, simulate_gpus, socket_group)"),
+         "c.yaml: unknown field reserv (accepted: admin_group, backfill, cost, defaults, enforcement, engine, fair_share, idle_gpu, insecure, kill_grace, listen, log_limit, max_request, mode, node_labels, node_name, pids_limit, policy, preemption, priority_classes, queues, rate_limit, reserve, resources, retention, sample_interval, series_interval, simulate_gpus, socket_group, tls)"),
         ({"reserve": {"gpu": 1}}, "c.yaml: unknown field reserve.gpu (accepted: cpu, memory)"),
         ({"reserve": []}, "c.yaml: invalid value for reserve: [] (expected a mapping with fields cpu, memory)"),
         ({"reserve": {"memory": "1GG"}},
@@ -128,9 +128,9 @@ def test_policies(policy):
                                '253 letters, digits, -, _ and ., starting and ending with a letter or digit, '
                                'e.g. gpu-box-1)'),
         ([1], "c.yaml: invalid config: [1] (expected a mapping with fields admin_group, backfill, cost, defaults, "
-              "enforcement, engine, fair_share, idle_gpu, kill_grace, log_limit, max_request, mode, node_labels, node_name, pids_limit, policy, "
-              "preemption, priority_classes, queues, reserve, retention, sample_interval, series_interval, simulate_gpus, "
-              "socket_group)"),
+              "enforcement, engine, fair_share, idle_gpu, insecure, kill_grace, listen, log_limit, max_request, mode, node_labels, "
+              "node_name, pids_limit, policy, preemption, priority_classes, queues, rate_limit, reserve, resources, retention, "
+              "sample_interval, series_interval, simulate_gpus, socket_group, tls)"),
     ],
 )
 def test_errors(data, message):
@@ -439,3 +439,53 @@ def test_log_limit():
         with pytest.raises(ValidationError) as err:
             parse_config({"log_limit": bad}, "c.yaml")
         assert str(err.value).endswith("(expected a size of at least 1Mi, e.g. 1Gi, or 0 for no limit)")
+
+
+# -- daily use (issue 13): extended resources on the node, the default memory, simulate_gpus -------
+
+def test_extended_resources_on_the_node():
+    config = parse_config({"resources": {"vendor.example/fpga": 2, "example.com/tpu": "4"}}, "c.yaml")
+    assert config.node_resources == {"vendor.example/fpga": 2, "example.com/tpu": 4}
+    assert Config.from_dict(config.to_dict()).node_resources == config.node_resources
+    assert parse_config(None).node_resources == {}
+
+
+@pytest.mark.parametrize("value, line", [
+    ({"cpu": 4}, 'c.yaml: invalid resource in resources: "cpu" (expected an extended resource such as '
+                 "vendor.example/fpga: cpu is detected (reserve keeps some back))"),
+    ({"gpu": 4}, 'c.yaml: invalid resource in resources: "gpu" (expected an extended resource such as '
+                 "vendor.example/fpga: nvidia.com/gpu is detected (simulate_gpus fakes GPUs))"),
+    ({"fpga": 1}, 'c.yaml: invalid resource name in resources: "fpga" (expected an extended resource name '
+                  "such as vendor.example/fpga)"),
+    ({"vendor.example/fpga": "1.5"}, 'c.yaml: invalid quantity for resources.vendor.example/fpga: "1.5" '
+                                     "(expected a whole number, e.g. 1, 2; whole numbers only)"),
+    ({"vendor.example/fpga": True}, "c.yaml: invalid value for resources.vendor.example/fpga: True "
+                                    "(expected a whole count, e.g. 2)"),
+    ([1], "c.yaml: invalid value for resources: [1] (expected a mapping of extended resource to a whole "
+          "count, e.g. {vendor.example/fpga: 2})"),
+])
+def test_bad_node_resources_are_one_line(value, line):
+    with pytest.raises(ValidationError) as err:
+        parse_config({"resources": value}, "c.yaml")
+    assert str(err.value) == line
+
+
+def test_default_memory_request_and_its_floor():
+    config = parse_config({"defaults": {"cpu": "1", "memory": "4Gi"}}, "c.yaml")
+    assert config.default_requests == {CPU: 1000, MEMORY: 4 * 2**30}
+    with pytest.raises(ValidationError) as err:
+        parse_config({"defaults": {"memory": 4}}, "c.yaml")
+    assert "below the floor of 1Mi" in str(err.value) and "did you mean 4Gi?" in str(err.value)
+
+
+def test_simulate_gpus_from_up_wins_over_the_file_and_says_so(caplog):
+    import logging
+
+    file = parse_config({"simulate_gpus": 3}, "c.yaml")
+    with caplog.at_level(logging.WARNING, logger="corral.config"):
+        assert file.merged(simulate_gpus=2).simulate_gpus == 2
+        assert file.merged(simulate_gpus=3).simulate_gpus == 3          # the same: nothing to say
+        assert Config().merged(simulate_gpus=2).simulate_gpus == 2      # the file says nothing
+    assert [r.getMessage() for r in caplog.records] == [
+        "simulate_gpus: 2 from `corral up --simulate-gpus 2` (kept in the store) wins over "
+        "simulate_gpus: 3 in config.yaml"]

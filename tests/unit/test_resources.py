@@ -101,3 +101,17 @@ def test_memory_display_is_exact_or_within_a_tenth_of_a_unit(n, unit):
     if n < 1024:
         assert shown == amount           # a whole number of the largest unit: exact
     assert abs(shown - amount) <= 0.05 * amount
+
+
+@pytest.mark.parametrize("value, hint", [
+    ("16g", "expected e.g. 16Gi or 16G (units are case-sensitive)"),
+    ("16GB", "expected e.g. 16Gi or 16G (units are case-sensitive)"),
+    ("512mb", "expected e.g. 512Mi or 512M (units are case-sensitive)"),
+    ("1.5gib", "expected e.g. 1.5Gi or 1.5G (units are case-sensitive)"),
+    ("4K", "expected e.g. 4Ki or 4k (units are case-sensitive)"),
+    ("16 Gi", "expected e.g. 512Mi, 16Gi"),
+])
+def test_memory_units_in_the_wrong_case_get_a_hint(value, hint):
+    with pytest.raises(QuantityError) as err:
+        parse_quantity("memory", value)
+    assert str(err.value) == f'invalid quantity for memory: "{value}" ({hint})'

@@ -100,6 +100,9 @@ def problem(error: Mapping[str, Any]) -> Problem:
     if kind == "missing_field":
         name = f"{field}.{ctx['field']}" if field else ctx["field"]
         return Problem(name, None, f"expected {ctx['accepted']}", f"missing {name} (expected {ctx['accepted']})")
+    if kind == "nothing_to_change":   # a request that changes nothing: which fields would
+        return Problem(where, None, f"expected at least one of {ctx['accepted']}",
+                       f"nothing to change (give at least one of {ctx['accepted']})")
     if kind == "missing":
         expected = "expected a JSON object" if not field else "required"
         return Problem(where, None, expected, f"missing {where} ({expected})")

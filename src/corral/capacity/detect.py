@@ -109,14 +109,16 @@ def default_reserve_memory(total: int) -> int:
 def detect_node(*, name: str | None = None, simulate_gpus: int = 0, reserve_cpu: int = 0,
                 reserve_memory: int | None = None, probe: GpuProbe | None = None,
                 cgroup_root: str | os.PathLike[str] = "/", gpu_model: str = "Simulated GPU",
-                labels: Mapping[str, str] | None = None) -> tuple[Node, dict]:
+                labels: Mapping[str, str] | None = None,
+                extended: Mapping[str, int] | None = None) -> tuple[Node, dict]:
     """This machine as a :class:`Node`, plus display info.
 
     Capacity is 1000 millicores per usable core, cgroup-capped memory and the detected
     GPUs (``probe`` when given, which the caller closes; else ``simulate_gpus``
     simulated GPUs of ``gpu_model`` when it is > 0; else NVML, whose GPUs say their own
     model). ``labels``: the node's labels (the config's ``node_labels``, what jobs'
-    node selectors match). ``reserve_cpu`` is in millicores,
+    node selectors match). ``extended``: extended resources the node offers (the
+    config's ``resources``, e.g. ``{"vendor.example/fpga": 2}``). ``reserve_cpu`` is in millicores,
     ``reserve_memory`` in bytes (default ``min(1 GiB, 10%)``). A reserve at or above
     capacity raises :class:`ValidationError`. The info dict holds ``gpu_source``
     (one line) and ``cgroup_memory_limit`` (bytes or None).
@@ -129,7 +131,7 @@ def detect_node(*, name: str | None = None, simulate_gpus: int = 0, reserve_cpu:
         gpus, source = probe_gpus(probe)
     else:
         gpus, source = detect_gpus(simulate_gpus, model=gpu_model)
-    capacity = Resources({CPU: 1000 * len(cores), MEMORY: memory, GPU: len(gpus)})
+    capacity = Resources({**dict(extended or {}), CPU: 1000 * len(cores), MEMORY: memory, GPU: len(gpus)})
     if reserve_memory is None:
         reserve_memory = default_reserve_memory(memory)
     _check_reserve(CPU, reserve_cpu, capacity[CPU])

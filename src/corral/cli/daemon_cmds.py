@@ -19,8 +19,13 @@ def _json_dumps(data, indent=2) -> str:
 def cmd_up(args) -> int:
     if args.simulate_gpus is not None and args.simulate_gpus < 0:
         raise CorralError(f"invalid value for --simulate-gpus: {args.simulate_gpus} (expected 0 or more)")
+    from ..paths import Paths
+
+    problem = Paths(args.home).problem()
+    if problem:
+        raise CorralError(problem)
     if args.foreground:
-        from ..executors.launcher import Launcher
+        from ..executors.local.launcher import Launcher
 
         launcher = Launcher.start()  # before the daemon's heavy imports: cheaper forks
         from ..daemon.server import run
@@ -29,7 +34,7 @@ def cmd_up(args) -> int:
     options = [] if args.simulate_gpus is None else ["--simulate-gpus", str(args.simulate_gpus)]
     if args.new_store:
         options.append("--new-store")
-    conn = Connection(args.home, start_options=options)
+    conn = Connection(args.home, start_options=options, create_home=True, announce=False)
     already = conn.is_running()
     if already and args.new_store:
         raise CorralError("the daemon is running on its store; --new-store is for a home whose store was lost "
@@ -44,6 +49,9 @@ def cmd_up(args) -> int:
         conn.start_daemon()
     health = conn.request("GET", "/v1/health")
     nodes = conn.request("GET", "/v1/nodes")["nodes"]
+    notice = _simulate_gpus_notice(conn, args, nodes)
+    if notice:
+        print(f"corral: {notice}", file=sys.stderr)
     if args.json:
         print(_json_dumps({"already_running": already, "health": health, "nodes": nodes}))
         return 0
@@ -52,9 +60,30 @@ def cmd_up(args) -> int:
     for n in nodes:
         r = n["resources"]
         gpus = f"{r['nvidia.com/gpu']['allocatable']} GPUs" + (" (simulated)" if n["simulated_gpus"] else "")
-        print(f"node {n['name']}: {r['cpu']['allocatable']} cpu, {r['memory']['allocatable']} memory, {gpus} "
-              f"allocatable; GPUs from {n['gpu_source']}")
+        extended = "".join(f", {v['allocatable']} {name}" for name, v in r.items()
+                           if name not in ("cpu", "memory", "nvidia.com/gpu"))
+        print(f"node {n['name']}: {r['cpu']['allocatable']} cpu, {r['memory']['allocatable']} memory, {gpus}"
+              f"{extended} allocatable; GPUs from {n['gpu_source']}")
     return 0
+
+
+def _simulate_gpus_notice(conn: Connection, args, nodes: list[dict]) -> str:
+    """Which simulate_gpus won, when config.yaml's differs from what the daemon runs with:
+    ``corral up --simulate-gpus N`` is kept in the store and wins over the file."""
+    if len(nodes) != 1:
+        return ""
+    try:
+        from ..config import load_config
+
+        wanted = load_config(conn.paths.config).simulate_gpus
+    except CorralError:
+        return ""                   # a bad config.yaml stops the daemon, which says so
+    have = len(nodes[0]["gpus"]) if nodes[0].get("simulated_gpus") else 0
+    if not wanted or wanted == have:
+        return ""
+    return (f"simulate_gpus: {wanted} in {conn.paths.config} is overridden by `corral up --simulate-gpus {have}` "
+            f"(kept in the store; it wins): the daemon has {have} simulated GPUs; "
+            f"`corral down; corral up --simulate-gpus {wanted}` changes it")
 
 
 def cmd_down(args) -> int:

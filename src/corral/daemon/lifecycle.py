@@ -15,10 +15,13 @@ import heapq
 import logging
 from typing import TYPE_CHECKING, Any
 
+from ..durations import format_duration
+from ..errors import CorralError
 from ..executors.base import ExitStatus, StopReason
 from ..job import JobState, Reason
 from ..reasons import Backoff
 from ..store.base import Finish, Requeue
+from . import faults
 
 if TYPE_CHECKING:
     from .admission import Admission
@@ -80,6 +83,7 @@ class Lifecycle:
         try:
             self.finish(exits)
         except EndsNotRecorded as exc:        # a store fault: keep them, try again
+            faults.count("recording job ends")
             self._exits[:0] = exits
             if not self._failing:
                 log.error("recording %d job end(s) failed (%s); retrying every %gs", len(exits), exc, END_RETRY)
@@ -167,6 +171,9 @@ class Lifecycle:
     def started(self, live: "LiveJob") -> None:
         """Driver hook after a launch: arm its time limit, watch it."""
         self.arm_time_limit(live)
+        if self.m.metrics is not None:
+            job = live.job
+            self.m.metrics.job_started(job.spec.queue, self.m.clock() - job.submitted_at)
         if self.m.monitor is not None and live.run is not None:
             self.m.monitor.job_started(live.id, live.run.allocation, live.job.spec)
 
@@ -193,6 +200,15 @@ class Lifecycle:
             if live is None or live.run is None or live.deadline != deadline:
                 continue                      # ended, or its limit changed since
             live.deadline = None
-            m.executor.stop(job_id, StopReason.TIME_LIMIT, f"time limit {live.job.spec.time_limit}s reached")
+            spec = live.job.spec
+            grace = spec.kill_grace if spec.kill_grace is not None else getattr(m.executor, "kill_grace", None)
+            after = f"SIGKILL after {format_duration(int(grace))}" if grace is not None else "then SIGKILL"
+            message = (f"time limit {format_duration(spec.time_limit or 0)} reached: "
+                       f"{spec.stop_signal or 'SIGTERM'} sent, {after}")
+            m.executor.stop(job_id, StopReason.TIME_LIMIT, message)
+            try:
+                m.store.set_reason(job_id, Reason.TIME_LIMIT, message, now=now, event=True)
+            except CorralError:
+                pass                          # it ended meanwhile: its end says TimedOut
             stopped.append(job_id)
         return stopped

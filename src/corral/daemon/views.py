@@ -6,6 +6,7 @@ from typing import Any
 
 from ..job import Job, JobState
 from ..resources import GPU, Resources, format_quantity
+from ..reasons import note_defaults
 from .manager import Manager
 
 
@@ -21,6 +22,7 @@ def job_view(job: Job, manager: Manager, positions: dict[int, int] | None = None
     if job.state is JobState.PENDING:
         waiting = manager.waiting_for(job.id)
         if waiting is not None:
+            waiting = note_defaults(waiting, spec.defaulted)     # "requests 1 (the default; set --cpus)"
             reason, message, numbers = waiting.name, waiting.message, waiting.fields()
     first = alloc.pieces[0] if alloc is not None else None
     view: dict[str, Any] = {
@@ -83,6 +85,9 @@ def job_view(job: Job, manager: Manager, positions: dict[int, int] | None = None
         view["node_selector"] = dict(spec.node_selector)
     if spec.nodes != 1:
         view["nodes"] = spec.nodes
+    if spec.pty:
+        where = getattr(manager.executor, "pty_location", None)
+        view["pty"] = where(job.id) if where is not None else ""
     if job.not_before is not None and job.state is JobState.PENDING:
         view["not_before"] = job.not_before
     live = manager.monitor.live_view(job.id) if manager.monitor is not None and job.state is JobState.RUNNING else None

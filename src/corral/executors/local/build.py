@@ -27,7 +27,8 @@ def build_local(config: "Config", paths: "Paths", on_exit: "ExitCallback", loop:
                 *, launcher: "Launcher | None" = None) -> tuple[LocalExecutor, dict[str, Any]]:
     node, info = detect_node(name=config.node_name, simulate_gpus=config.simulate_gpus,
                              reserve_cpu=config.reserve_cpu, reserve_memory=config.reserve_memory,
-                             gpu_model=config.simulate_gpu_model, labels=config.node_labels)
+                             gpu_model=config.simulate_gpu_model, labels=config.node_labels,
+                             extended=config.node_resources)
     enforcement = choose(config.enforcement, str(paths.home))
     info["enforcement"] = enforcement.to_dict()
     probe = open_probe(config.simulate_gpus, os.path.join(str(paths.home), SIMULATED_GPU_VALUES),
