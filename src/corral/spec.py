@@ -51,7 +51,9 @@ class JobSpec:
     array: tuple[int, ...] = ()
     #: At most this many tasks of the array run at once (the ``%8``); None: no limit.
     array_limit: int | None = None
-    #: ``(type, job id)`` with type afterok, afterany or afternotok.
+    #: ``(type, job id)`` with type afterok, afterany or afternotok; an array's id means
+    #: every task of it (:mod:`corral.daemon.gates`). Between parsing and submit an array
+    #: task may still be ``"12_3"``, which the daemon resolves to its job id.
     dependencies: tuple[tuple[str, int], ...] = ()
     #: Run again after a failure (not after cancel or time limit), with backoff.
     retries: int = 0
@@ -72,6 +74,15 @@ class JobSpec:
     node_selector: dict[str, str] = field(default_factory=dict)
     #: Replicas, one per node, each with ``requests`` (Slurm's ``--nodes``).
     nodes: int = 1
+    #: Interactive: the job's process gets a pseudo-terminal that ``corral run --pty``
+    #: connects to (one process on one node; the local engine only).
+    pty: bool = False
+    #: The resources whose request came from the daemon's ``defaults``, not the job
+    #: (what a wait for them says: ``requests 1 (the default; set --cpus)``).
+    defaulted: tuple[str, ...] = ()
+    #: Where it was written, for messages about it in a batch (``jobs.yaml (document 2)``,
+    #: ``jobs[1]``); not stored, not part of what the spec is.
+    origin: str = field(default="", compare=False, repr=False)
 
     @property
     def constraints(self) -> Constraints | None:
@@ -117,6 +128,8 @@ class JobSpec:
             "gpu_models": list(self.gpu_models),
             "node_selector": dict(self.node_selector),
             "nodes": self.nodes,
+            "pty": self.pty,
+            "defaulted": list(self.defaulted),
         }
 
     @classmethod
@@ -148,6 +161,8 @@ class JobSpec:
             gpu_models=tuple(data.get("gpu_models") or ()),
             node_selector=dict(data.get("node_selector") or {}),
             nodes=int(data.get("nodes") or 1),
+            pty=bool(data.get("pty", False)),
+            defaulted=tuple(str(n) for n in data.get("defaulted") or ()),
         )
 
 
@@ -286,7 +301,30 @@ def _parse_amount(name: str, value: object, field: str) -> int:
         expected = "expected e.g. 2, 500m, 0.5" if name == CPU else (
             "expected e.g. 512Mi, 16Gi" if name == MEMORY else "expected a whole number, e.g. 1, 2")
         raise _quantity_error(field, value, expected, "must be greater than zero")
+    if name == MEMORY and amount < MIN_MEMORY:
+        raise _below_floor(field, value, amount)
     return amount
+
+
+#: The smallest memory request or limit: less is a slip (``--mem 1`` is one byte), and
+#: no job runs in it.
+MIN_MEMORY = 2**20
+_MEMORY_NUMBER = re.compile(r"^\s*(?P<num>\d+\.?\d*|\.\d+)(?P<suffix>m|k|Ki)?\s*\Z")
+
+
+def _below_floor(field: str, value: object, amount: int) -> QuantityError:
+    """``invalid quantity for memory: "1" (1 byte is below the floor of 1Mi; did you mean 1Gi?)``."""
+    text = str(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
+    m = _MEMORY_NUMBER.match(text)
+    guess = ""
+    if m:
+        guess = f"; did you mean {m.group('num')}{'Mi' if m.group('suffix') else 'Gi'}?"
+    size = "1 byte" if amount == 1 else f"{format_quantity(MEMORY, amount)} bytes" if amount < 1024 else \
+        format_quantity(MEMORY, amount)
+    err = QuantityError(field, value, "expected e.g. 512Mi, 16Gi")
+    err.args = (f"invalid quantity for {field}: {show_value(value) if isinstance(value, str) else value} "
+                f"({size} is below the floor of 1Mi; memory is in bytes{guess})",)
+    return err
 
 
 def _parse_resources(values: object, path: str) -> Resources:
@@ -503,8 +541,8 @@ DEPENDENCY_TYPES = ("afterok", "afterany", "afternotok")
 _QUEUE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?\Z", re.ASCII)
 _ARRAY_EXPECTED = (f"expected indices like 0-99, 1,3,5-7 or 0-98:2, optionally %N to run at most N at once "
                    f"(e.g. 0-99%8); at most {MAX_ARRAY} tasks, indices 0 to {MAX_ARRAY * 100}")
-_DEP_EXPECTED = ("expected job ids, each optionally typed afterok: (default), afterany: or afternotok:, "
-                 "e.g. 12 or afterany:12,13")
+_DEP_EXPECTED = ("expected job ids or array tasks (12_3), each optionally typed afterok: (default), afterany: or "
+                 "afternotok:, e.g. 12 or afterany:12,13_2")
 
 
 def _parse_queue(value: object, path: str) -> str:
@@ -526,9 +564,15 @@ def parse_array(value: object, path: str = "array") -> tuple[tuple[int, ...], in
         raise _fail(path, value, _ARRAY_EXPECTED)
     text, _, limit_text = value.replace(" ", "").partition("%")
     limit = None
+
+    def bad(rule: str) -> ValidationError:
+        return _fail(path, value, f"{rule}; {_ARRAY_EXPECTED}")
+
     if limit_text:
-        if not limit_text.isascii() or not limit_text.isdigit() or int(limit_text) < 1:
-            raise _fail(path, value, _ARRAY_EXPECTED)
+        if not limit_text.isascii() or not limit_text.isdigit():
+            raise bad(f"the %N after the indices must be a whole number, not \"{limit_text[:20]}\"")
+        if int(limit_text) < 1:
+            raise bad("%N, the tasks run at once, must be at least 1")
         limit = int(limit_text)
     indices: set[int] = set()
     for part in text.split(","):
@@ -540,16 +584,36 @@ def parse_array(value: object, path: str = "array") -> tuple[tuple[int, ...], in
             step = (int(step_text) if step_text.isascii() and step_text.isdigit() else None) if step_text else 1
         except ValueError:
             start = None
-        if start is None or end is None or step is None or step < 1 or end < start or end > MAX_ARRAY * 100:
-            raise _fail(path, value, _ARRAY_EXPECTED)
+        if start is None or end is None or step is None:
+            raise bad(f"\"{part[:20]}\" is not an index, a range A-B or a range with a step A-B:S")
+        if step < 1:
+            raise bad(f"the step in \"{part[:20]}\" must be at least 1")
+        if end < start:
+            raise bad(f"the range \"{part[:20]}\" ends before it starts")
+        if end > MAX_ARRAY * 100:
+            raise bad(f"index {end} is above the highest, {MAX_ARRAY * 100}")
         if (end - start) // step + 1 + len(indices) > MAX_ARRAY:
-            raise _fail(path, value, _ARRAY_EXPECTED)
+            raise bad(f"more than {MAX_ARRAY} tasks")
         indices.update(range(start, end + 1, step))
     return tuple(sorted(indices)), limit
 
 
-def parse_dependencies(value: object, path: str = "after") -> tuple[tuple[str, int], ...]:
-    """``"12"``, ``"afterany:12,13"``, ``[12, {"type": "afternotok", "job": 4}]`` -> ((type, id), ...)."""
+def _task_ref(text: str) -> str | None:
+    """``"12_3"`` (task 3 of array 12) as it is, or None."""
+    head, sep, index = text.partition("_")
+    if sep and head.isascii() and head.isdigit() and index.isascii() and index.isdigit() \
+            and 1 <= int(head) <= MAX_JOB_ID and int(index) <= MAX_JOB_ID:
+        return f"{int(head)}_{int(index)}"
+    return None
+
+
+def parse_dependencies(value: object, path: str = "after") -> tuple[tuple[str, int | str], ...]:
+    """``"12"``, ``"afterany:12,13"``, ``[12, {"type": "afternotok", "job": 4}]`` -> ((type, id), ...).
+
+    An id that is an array's id (its first task's job id) means the whole array; an
+    array task is ``"12_3"`` (also ``{"job": "12_3"}``), kept as that string here and
+    resolved to the task's job id by the daemon at submit (``JobSpec.dependencies``
+    then holds job ids only)."""
     if value is None:
         return ()
     items: list[object]
@@ -566,14 +630,17 @@ def parse_dependencies(value: object, path: str = "after") -> tuple[tuple[str, i
         items = list(value)
     else:
         raise _fail(path, value, _DEP_EXPECTED)
-    out: list[tuple[str, int]] = []
+    out: list[tuple[str, int | str]] = []
     for item in items:
         kind, job = ("afterok", item) if not isinstance(item, Mapping) else (item.get("type", "afterok"), item.get("job"))
         if kind not in DEPENDENCY_TYPES:
             raise _fail(path, value, _DEP_EXPECTED)
-        if isinstance(job, str) and job.isascii() and job.isdigit():
+        task = _task_ref(job) if isinstance(job, str) else None
+        if task is not None:
+            job = task
+        elif isinstance(job, str) and job.isascii() and job.isdigit():
             job = int(job)
-        if isinstance(job, bool) or not isinstance(job, int) or not 1 <= job <= MAX_JOB_ID:
+        if task is None and (isinstance(job, bool) or not isinstance(job, int) or not 1 <= job <= MAX_JOB_ID):
             raise _fail(path, value, _DEP_EXPECTED)
         if (kind, job) not in out:
             out.append((kind, job))
@@ -604,7 +671,7 @@ def _build(command: object, *, requests: object, limits: object, name: object, e
            kill_grace: object = None, idle_gpu: object = None, queue: object = None, array: object = None,
            dependencies: object = None, retries: object = None, hold: object = None,
            preemptible: object = None, requeue: object = None, gpus: object = None, gpu_models: object = None,
-           node_selector: object = None, nodes: object = None) -> JobSpec:
+           node_selector: object = None, nodes: object = None, pty: object = None) -> JobSpec:
     argv = _parse_command(command, paths["command"])
     name_ = _parse_name(name, paths["name"])
     labels_ = _parse_labels(labels, paths["labels"])
@@ -635,6 +702,11 @@ def _build(command: object, *, requests: object, limits: object, name: object, e
         raise _fail(models_path, list(models), f"GPU models choose GPUs, and the job requests none: "
                                                f"request {GPU} too, e.g. --gpus {models[0]}:1")
     array_ = parse_array(array, paths.get("array", "array"))
+    nodes_ = parse_nodes(nodes, paths.get("nodes", "nodes"))
+    pty_ = _parse_bool(pty, paths.get("pty", "pty"), False)
+    if pty_ and (array_[0] or nodes_ != 1):
+        raise _fail(paths.get("pty", "pty"), True, "a job with a terminal is one process: not an array "
+                    "and not on several nodes")
     return JobSpec(command=argv, name=name_, env=env_, workdir=workdir_, labels=labels_,
                    priority=priority_, priority_class=priority_class, time_limit=time_limit_, requests=req,
                    limits=lim,
@@ -650,7 +722,7 @@ def _build(command: object, *, requests: object, limits: object, name: object, e
                    requeue=_parse_bool(requeue, paths.get("requeue", "requeue"), True),
                    gpu_models=models,
                    node_selector=parse_selector(node_selector, paths.get("node_selector", "node_selector")),
-                   nodes=parse_nodes(nodes, paths.get("nodes", "nodes")))
+                   nodes=nodes_, pty=pty_)
 
 
 _CLI_PATHS = {"command": "command", "requests": "", "limits": "limits", "resources": "",
@@ -659,7 +731,7 @@ _CLI_PATHS = {"command": "command", "requests": "", "limits": "limits", "resourc
               "kill_grace": "grace", "idle_gpu": "idle_gpu", "queue": "queue", "array": "array",
               "dependencies": "after", "retries": "retries", "hold": "hold", "preemptible": "preemptible",
               "requeue": "requeue", "gpus": "gpus", "gpu_models": "gpu_models", "node_selector": "node_selector",
-              "nodes": "nodes"}
+              "nodes": "nodes", "pty": "pty"}
 
 
 def build_spec(command: str | list[str] | tuple[str, ...], *,
@@ -684,7 +756,8 @@ def build_spec(command: str | list[str] | tuple[str, ...], *,
                gpus: object = None,
                gpu_models: object = None,
                node_selector: Mapping[str, str] | None = None,
-               nodes: object = None) -> JobSpec:
+               nodes: object = None,
+               pty: object = None) -> JobSpec:
     """Build a validated :class:`JobSpec` from CLI/SDK-style values.
 
     ``command`` is an argv list, or one string run as ``/bin/sh -c STRING``.
@@ -701,7 +774,8 @@ def build_spec(command: str | list[str] | tuple[str, ...], *,
     A100), ``gpu_models`` the models any of which will do (``["A100", "H100"]``; with a
     GPU count from ``requests`` or ``gpus``), ``node_selector`` labels the node must
     have (``{"zone": "lab1"}``), ``nodes`` how many nodes get one replica each with the
-    per-node ``requests`` and ``limits``.
+    per-node ``requests`` and ``limits``. ``pty``: interactive, the job gets a
+    pseudo-terminal (``corral run --pty``).
     Errors are one-line :class:`ValidationError` naming the field (``requests.memory``,
     ``env``, ``priority`` ...), the value and what is accepted.
     """
@@ -710,7 +784,7 @@ def build_spec(command: str | list[str] | tuple[str, ...], *,
                   paths=_CLI_PATHS, env_list_form=False, stop_signal=stop_signal, kill_grace=kill_grace,
                   idle_gpu=idle_gpu, queue=queue, array=array, dependencies=dependencies, retries=retries,
                   hold=hold, preemptible=preemptible, requeue=requeue, gpus=gpus, gpu_models=gpu_models,
-                  node_selector=node_selector, nodes=nodes)
+                  node_selector=node_selector, nodes=nodes, pty=pty)
 
 
 # -- the YAML document form -------------------------------------------------------------
@@ -724,7 +798,8 @@ _SPEC_FIELDS = {"command": "command", "env": "env", "workingDir": "workingDir", 
                 "resources": "resources", "stopSignal": "stopSignal", "gracePeriod": "gracePeriod",
                 "idleGpu": "idleGpu", "queue": "queue", "array": "array", "dependencies": "dependencies",
                 "retries": "retries", "hold": "hold", "preemptible": "preemptible", "requeue": "requeue",
-                "gpuModels": "gpuModels", "nodeSelector": "nodeSelector", "nodes": "nodes"}
+                "gpuModels": "gpuModels", "nodeSelector": "nodeSelector", "nodes": "nodes",
+                "pty": "pty"}
 _RESOURCES_FIELDS = {"requests": "requests", "limits": "limits"}
 _ENV_ITEM_FIELDS = {"name": "name", "value": "value"}
 
@@ -824,6 +899,7 @@ def _parse_document(doc: object) -> JobSpec:
         "gpu_models": path("spec", spec, "gpuModels"),
         "node_selector": path("spec", spec, "nodeSelector"),
         "nodes": path("spec", spec, "nodes"),
+        "pty": path("spec", spec, "pty"),
     }
     return _build(get(spec, "command"), requests=get(res, "requests"), limits=get(res, "limits"),
                   name=get(meta, "name"), env=get(spec, "env"), workdir=get(spec, "workingDir"),
@@ -834,7 +910,7 @@ def _parse_document(doc: object) -> JobSpec:
                   dependencies=get(spec, "dependencies"), retries=get(spec, "retries"), hold=get(spec, "hold"),
                   preemptible=get(spec, "preemptible"), requeue=get(spec, "requeue"),
                   gpu_models=get(spec, "gpuModels"), node_selector=get(spec, "nodeSelector"),
-                  nodes=get(spec, "nodes"))
+                  nodes=get(spec, "nodes"), pty=get(spec, "pty"))
 
 
 def _yaml_loader():  # imported lazily: PyYAML costs start-up time the CLI does not want
@@ -975,7 +1051,7 @@ def load_documents(text: str, *, source: str = "<input>") -> list[JobSpec]:
             continue
         where = f"{source} (document {number})" if many else source
         try:
-            specs.append(_parse_document(doc))
+            specs.append(replace(_parse_document(doc), origin=where))
         except ValidationError as err:
             raise _relocate(err, f"{where}: ") from None
     if not specs:
@@ -1054,6 +1130,8 @@ def spec_to_document(spec: JobSpec) -> dict[str, Any]:
         body["nodeSelector"] = dict(spec.node_selector)
     if spec.nodes != 1:
         body["nodes"] = spec.nodes
+    if spec.pty:
+        body["pty"] = True
     resources: dict[str, Any] = {}
     if spec.requests:
         resources["requests"] = _exact_formatted(spec.requests)
@@ -1075,7 +1153,8 @@ def with_defaults(spec: JobSpec, default_requests: Resources) -> JobSpec:
                if name not in spec.requests and name not in spec.limits}
     if not missing:
         return spec
-    return replace(spec, requests=spec.requests.add(missing), limits=spec.limits.add(missing))
+    return replace(spec, requests=spec.requests.add(missing), limits=spec.limits.add(missing),
+                   defaulted=tuple(sorted(set(spec.defaulted) | set(missing))))
 
 
 def format_array(indices: tuple[int, ...], limit: int | None = None) -> str:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from corral.errors import QuantityError, ValidationError
 from corral.resources import CPU, GPU, MAX_AMOUNT, MEMORY, Resources
 from corral.spec import (
+    MIN_MEMORY,
     JobSpec,
     build_spec,
     load_documents,
@@ -406,7 +407,7 @@ def test_document_shell_string_command():
     ("document", "message"),
     [
         ({"spec": {"comand": ["x"]}},
-         "unknown field spec.comand (accepted: array, command, dependencies, env, gpuModels, gracePeriod, hold, idleGpu, nodeSelector, nodes, preemptible, priority, queue, requeue, resources, retries, stopSignal, timeLimit, workingDir)"),
+         "unknown field spec.comand (accepted: array, command, dependencies, env, gpuModels, gracePeriod, hold, idleGpu, nodeSelector, nodes, preemptible, priority, pty, queue, requeue, resources, retries, stopSignal, timeLimit, workingDir)"),
         (doc(resources={"request": {}}), "unknown field spec.resources.request (accepted: limits, requests)"),
         ({"metadata": {"namespace": "x"}, "spec": {"command": ["x"]}},
          "unknown field metadata.namespace (accepted: labels, name)"),
@@ -466,7 +467,7 @@ def test_document_not_a_mapping():
 def test_where_prefixes_messages_and_keeps_attributes():
     err = fails(parse_document, {"spec": {"comand": ["x"]}}, where="jobs[2]")
     assert str(err) == ("jobs[2]: unknown field spec.comand "
-                        "(accepted: array, command, dependencies, env, gpuModels, gracePeriod, hold, idleGpu, nodeSelector, nodes, preemptible, priority, queue, requeue, resources, retries, stopSignal, timeLimit, workingDir)")
+                        "(accepted: array, command, dependencies, env, gpuModels, gracePeriod, hold, idleGpu, nodeSelector, nodes, preemptible, priority, pty, queue, requeue, resources, retries, stopSignal, timeLimit, workingDir)")
     assert err.field == "spec.comand"
     err = fails(parse_document, doc(resources={"requests": {"memory": "16GG"}}), where="jobs[0]")
     assert isinstance(err, QuantityError)
@@ -476,7 +477,7 @@ def test_where_prefixes_messages_and_keeps_attributes():
 def test_document_missing_spec_and_command():
     assert str(fails(parse_document, {})) == (
         "missing field spec (expected a mapping with at least command; "
-        "accepted: array, command, dependencies, env, gpuModels, gracePeriod, hold, idleGpu, nodeSelector, nodes, preemptible, priority, queue, requeue, resources, retries, stopSignal, timeLimit, workingDir)")
+        "accepted: array, command, dependencies, env, gpuModels, gracePeriod, hold, idleGpu, nodeSelector, nodes, preemptible, priority, pty, queue, requeue, resources, retries, stopSignal, timeLimit, workingDir)")
     assert str(fails(parse_document, {"spec": {}})).startswith("missing field spec.command (")
     assert str(fails(parse_document, {"spec": None})).startswith("missing field spec (")
 
@@ -544,7 +545,7 @@ def test_error_prefixed_with_source_and_document():
     text = "spec: {command: [x]}\n---\nspec: {comand: [x]}\n"
     err = fails(load_documents, text, source="jobs.yaml")
     assert str(err) == ("jobs.yaml (document 2): unknown field spec.comand "
-                        "(accepted: array, command, dependencies, env, gpuModels, gracePeriod, hold, idleGpu, nodeSelector, nodes, preemptible, priority, queue, requeue, resources, retries, stopSignal, timeLimit, workingDir)")
+                        "(accepted: array, command, dependencies, env, gpuModels, gracePeriod, hold, idleGpu, nodeSelector, nodes, preemptible, priority, pty, queue, requeue, resources, retries, stopSignal, timeLimit, workingDir)")
     assert err.field == "spec.comand"
     err = fails(load_documents, "spec: {comand: [x]}\n", source="job.yaml")
     assert str(err).startswith("job.yaml: unknown field spec.comand")
@@ -664,9 +665,9 @@ def resource_pairs(draw):
     """Requests and limits that already follow the defaulting rules."""
     requests: dict[str, int] = {}
     limits: dict[str, int] = {}
-    for name, top in ((CPU, 10**9), (MEMORY, MAX_AMOUNT)):
+    for name, low, top in ((CPU, 1, 10**9), (MEMORY, MIN_MEMORY, MAX_AMOUNT)):
         if draw(st.booleans()):
-            a = draw(st.integers(1, top))
+            a = draw(st.integers(low, top))
             b = draw(st.integers(a, top)) if draw(st.booleans()) else a
             requests[name], limits[name] = a, b
     for name in draw(st.lists(_EXTENDED, unique=True, max_size=3)):
@@ -828,3 +829,52 @@ def test_yaml_limits():
     with pytest.raises(ValidationError) as err:
         load_yaml_all("#" * (4 * 2**20 + 1), source="big.yaml")
     assert str(err.value) == "big.yaml: 4,194,305 characters of YAML (expected at most 4 MiB)"
+
+
+# -- daily use (issue 13): the memory floor, array rules, defaults, where a document was ------------
+
+@pytest.mark.parametrize("value, line", [
+    ("1", 'invalid quantity for memory: "1" (1 byte is below the floor of 1Mi; memory is in bytes; did you mean 1Gi?)'),
+    (4, "invalid quantity for memory: 4 (4 bytes is below the floor of 1Mi; memory is in bytes; did you mean 4Gi?)"),
+    ("500m", 'invalid quantity for memory: "500m" (1 byte is below the floor of 1Mi; memory is in bytes; '
+             "did you mean 500Mi?)"),
+    ("1e3", 'invalid quantity for memory: "1e3" (1000 bytes is below the floor of 1Mi; memory is in bytes)'),
+    ("16g", 'invalid quantity for memory: "16g" (expected e.g. 16Gi or 16G (units are case-sensitive))'),
+])
+def test_memory_below_the_floor_or_in_the_wrong_case(value, line):
+    with pytest.raises(ValidationError) as err:
+        build_spec(["x"], requests={"memory": value})
+    assert str(err.value) == line
+    assert build_spec(["x"], requests={"memory": "1Mi"}).requests["memory"] == MIN_MEMORY
+
+
+@pytest.mark.parametrize("value, rule", [
+    ("5-1", 'the range "5-1" ends before it starts'),
+    ("0-3%0", "%N, the tasks run at once, must be at least 1"),
+    ("0-3%x", 'the %N after the indices must be a whole number, not "x"'),
+    ("0-9:0", 'the step in "0-9:0" must be at least 1'),
+    ("0-20000", "more than 10000 tasks"),
+    ("0-99999999", "index 99999999 is above the highest, 1000000"),
+    ("a-b", '"a-b" is not an index, a range A-B or a range with a step A-B:S'),
+])
+def test_each_array_error_says_which_rule_failed(value, rule):
+    with pytest.raises(ValidationError) as err:
+        parse_array(value)
+    assert str(err.value).startswith(f'invalid value for array: "{value}" ({rule}; expected indices like 0-99')
+
+
+def test_defaulted_requests_are_known_and_kept():
+    from corral.resources import Resources
+    from corral.spec import with_defaults
+
+    spec = with_defaults(build_spec(["x"], requests={"cpu": "2"}), Resources({"cpu": 1000, "memory": 2**30}))
+    assert spec.defaulted == ("memory",) and spec.requests == {"cpu": 2000, "memory": 2**30}
+    assert JobSpec.from_dict(spec.to_dict()).defaulted == ("memory",)
+    assert with_defaults(build_spec(["x"]), Resources({"cpu": 1000})).defaulted == ("cpu",)
+
+
+def test_documents_of_a_file_know_where_they_were_written():
+    text = "spec: {command: [a]}\n---\nspec: {command: [b]}\n"
+    assert [s.origin for s in load_documents(text, source="jobs.yaml")] == ["jobs.yaml (document 1)",
+                                                                           "jobs.yaml (document 2)"]
+    assert load_documents(text, source="a.yaml") == load_documents(text, source="b.yaml")  # not what it is

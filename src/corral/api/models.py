@@ -135,7 +135,7 @@ _TEXT = "a string"
 _FLAG = "true or false"
 _IDLE = "a mapping of idle-GPU fields: threshold, window, step, actions, signal"
 _ARRAY = "indices such as 0-99%8"
-_AFTER = "job ids such as 12 or afterany:12,13, or a list of them"
+_AFTER = "job ids such as 12 (an array's id: every task), 12_3 (one task) or afterany:12,13, or a list of them"
 _GPUS = "a GPU count, or MODEL:COUNT such as A100:2"
 _GPU_MODELS = "a list of GPU model names, e.g. [\"A100\", \"H100\"]"
 
@@ -222,6 +222,8 @@ class JobFlags(RequestModel):
     node_selector: Strings | None = None
     #: Replicas, one per node, each with the per-node requests (Slurm's ``--nodes``).
     nodes: Integer | None = None
+    #: Interactive: the job gets a pseudo-terminal (``corral run --pty``; local engine).
+    pty: Flag | None = None
 
 
 class FlagsItem(RequestModel):
@@ -279,22 +281,74 @@ class SubmitRequest(RequestModel):
 
 # -- acting on jobs ------------------------------------------------------------------------
 
-class IdsRequest(RequestModel):
-    """``POST /v1/jobs/cancel``, ``/hold``, ``/release``: the jobs, checked as a whole
-    before anything changes."""
+_TASK = "an array task [ARRAY_ID, INDEX], e.g. [12, 3]"
+_RANGE = "an id range [FIRST, LAST], e.g. [12, 20]"
+_REFS = "ids, tasks, ranges or selector: the jobs to act on"
+_SELECTOR = "a job selector: name, user, mine, queue, labels, array, state, since"
+_LABEL_PAIRS = 'a mapping of label keys to values, e.g. {"team": "vision"}'
+TaskRef = Annotated[tuple[JobId, Annotated[StrictInt, Field(ge=0, le=MAX_JOB_ID)]],
+                    Field(description=_TASK), expect(_TASK)]
+IdRange = Annotated[tuple[JobId, JobId], Field(description=_RANGE), expect(_RANGE)]
+
+
+class JobSelector(RequestModel):
+    """Jobs chosen by what they are rather than by id (``corral ps`` filters, and
+    ``cancel``/``hold``/``release --name ...``); every field given must match.
+    ``name``: a glob (``sweep-*``); ``mine``: the caller's own jobs; ``array``: the tasks
+    of that array; ``state``: any of these states; ``since``: submitted within this
+    long (e.g. 2h) before now."""
+
+    name: Text | None = None
+    user: Text | None = None
+    mine: Flag | None = None
+    queue: Text | None = None
+    labels: Annotated[dict[StrictStr, StrictStr], Field(description=_LABEL_PAIRS),
+                      expect(_LABEL_PAIRS, nested=True)] | None = None
+    array: JobId | None = None
+    state: Annotated[list[StrictStr], Field(description="a list of states, e.g. [\"Pending\"]"),
+                     expect("a list of states, e.g. [\"Pending\"]")] | None = None
+    since: Duration | None = None
+
+
+class JobRefs(RequestModel):
+    """Which jobs a request acts on, Slurm's way. ``ids``: job ids; an *array's* id (its
+    first task's job id) means every task of the array. ``tasks``: one task each,
+    ``[array id, index]`` (the CLI's ``12_3``). ``ranges``: ``[first, last]``, every job
+    with an id in it (arrays among them whole; ids no job has are skipped). ``selector``:
+    the jobs that match it. At least one of them; the jobs are the union. Where an array,
+    range or selector picks jobs, only those the action applies to are taken (cancel and
+    update: live jobs; hold and release: pending ones); jobs named one by one are taken
+    as they are (and say why not)."""
 
     whole_body = True
 
-    ids: JobIds
+    ids: JobIds | None = None
+    tasks: Annotated[list[TaskRef], Field(min_length=1, description="a non-empty list of array tasks"),
+                     expect("a non-empty list of array tasks", nested=True)] | None = None
+    ranges: Annotated[list[IdRange], Field(min_length=1, description="a non-empty list of id ranges"),
+                      expect("a non-empty list of id ranges", nested=True)] | None = None
+    selector: JobSelector | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _some_jobs(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not any(k in data for k in ("ids", "tasks", "ranges", "selector")) \
+                and all(k in cls.model_fields for k in data):        # an unknown field is said first
+            raise PydanticCustomError("missing_field", "missing {field} (expected {accepted})",
+                                      {"field": "ids", "accepted": _JOB_IDS})
+        return data
 
 
-class UpdateRequest(RequestModel):
+class IdsRequest(JobRefs):
+    """``POST /v1/jobs/cancel``, ``/hold``, ``/release`` and ``/select``: the jobs (see
+    :class:`JobRefs`), checked as a whole before anything changes."""
+
+
+class UpdateRequest(JobRefs):
     """``POST /v1/jobs/update``: new priority, time limit or queue for pending jobs (the
-    time limit also for running ones); at least one of them."""
+    time limit also for running ones); at least one of them. The jobs as in
+    :class:`JobRefs` (an array's pending tasks when a priority or queue changes)."""
 
-    whole_body = True
-
-    ids: JobIds
     priority: Integer | None = None
     time: Duration | None = None
     queue: Text | None = None
@@ -302,8 +356,8 @@ class UpdateRequest(RequestModel):
     @model_validator(mode="after")
     def _something(self) -> "UpdateRequest":
         if self.priority is None and self.time is None and self.queue is None:
-            raise PydanticCustomError("expected", "expected {accepted}",
-                                      {"accepted": "at least one of priority, time, queue"})
+            raise PydanticCustomError("nothing_to_change", "nothing to change",
+                                      {"accepted": "priority, time, queue"})
         return self
 
 
@@ -316,10 +370,21 @@ class PruneRequest(RequestModel):
 
 
 class JobsQuery(QueryModel):
-    """``GET /v1/jobs``: filter by state (repeated or comma-separated), at most ``limit``."""
+    """``GET /v1/jobs``: filter by state (repeated or comma-separated), at most ``limit``
+    (the first by id), or the ``last`` N (the newest, still listed by id). The
+    :class:`JobSelector` fields as parameters: ``name`` (a glob), ``user``, ``mine=true``,
+    ``queue``, ``label=KEY=VALUE`` (repeated), ``array`` (an array id), ``since`` (e.g. 2h)."""
 
     state: list[str] = Field(default_factory=list)
     limit: Annotated[int, Field(ge=0, le=MAX_JOB_ID), Digits] | None = None
+    last: Annotated[int, Field(ge=0, le=MAX_JOB_ID), Digits] | None = None
+    name: str | None = None
+    user: str | None = None
+    mine: bool = False
+    queue: str | None = None
+    label: list[str] = Field(default_factory=list)
+    array: Annotated[int, Field(gt=0, le=MAX_JOB_ID), Digits] | None = None
+    since: str | None = None
 
 
 class WaitQuery(QueryModel):
@@ -510,6 +575,8 @@ class JobView(ResponseModel):
     gpu_models: list[str] | None = None
     node_selector: dict[str, str] | None = None
     nodes: int | None = None
+    #: Interactive (``corral run --pty``): the socket its terminal listens on.
+    pty: str | None = None
     live: LiveView | None = None
     # detail view
     usage: UsageTotals | None = None
@@ -554,6 +621,47 @@ class UpdateResult(ResponseModel):
 
 class UpdateResults(ResponseModel):
     results: list[UpdateResult]
+
+
+class SelectedJob(ResponseModel):
+    """One job a :class:`JobRefs` picked (``POST /v1/jobs/select``)."""
+
+    id: int
+    state: JobState
+    held: bool
+    user: str
+    name: str
+    array_id: int | None = None
+    array_index: int | None = None
+
+
+class Selected(ResponseModel):
+    """``POST /v1/jobs/select``: the jobs a request would act on, by id; ``missing``:
+    ids and tasks named one by one that no job has (``12``, ``12_3``)."""
+
+    jobs: list[SelectedJob]
+    missing: list[str] = Field(default_factory=list)
+
+
+class ArrayView(ResponseModel):
+    """``GET /v1/arrays/{id}``: an array as one thing. ``counts``: tasks by state;
+    ``indices``: its ``--array`` indices (``0-99``); ``held``: tasks held."""
+
+    id: int
+    name: str
+    user: str
+    queue: str
+    tasks: int
+    counts: dict[str, int]
+    indices: str
+    held: int
+    array_limit: int | None = None
+    first_index: int
+    last_index: int
+    submitted_at: float
+    started_at: float | None = None
+    ended_at: float | None = None
+    exit_codes: dict[str, int] = Field(default_factory=dict)
 
 
 class Changed(ResponseModel):

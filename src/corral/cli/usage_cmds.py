@@ -17,14 +17,16 @@ def _json(data) -> None:
 
 
 # top -------------------------------------------------------------------------------------
-def frame(data: dict, now: float | None = None) -> str:
-    """One screen of ``corral top``."""
+def frame(data: dict, now: float | None = None, *, interval: float | None = None, width: int | None = None) -> str:
+    """One screen of ``corral top``: ``interval`` is the refresh interval in use (None:
+    one frame); ``width``: every line cut to it (the terminal's)."""
     now = now or data.get("now") or time.time()
     jobs = data.get("jobs", [])
     enforcement = (data.get("enforcement") or {}).get("description", "")
-    head = (f"corral top - {time.strftime('%H:%M:%S', time.localtime(now))}  "
+    every = f"every {interval:g}s - " if interval else ""
+    head = (f"corral top - {every}{time.strftime('%H:%M:%S', time.localtime(now))}  "
             f"{len(jobs)} running, {data.get('pending', 0)} pending  "
-            f"(every {data.get('sample_interval') or '-'}s; limits {enforcement or '-'})")
+            f"(sampled every {data.get('sample_interval') or '-'}s; limits {enforcement or '-'})")
     rows = []
     for j in jobs:
         live = j.get("live") or {}
@@ -53,7 +55,24 @@ def frame(data: dict, now: float | None = None) -> str:
                           f"{s['power']:.0f}W" if s.get("power") is not None else "-",
                           f"job {g['job']}" if g.get("job") else "free"])
         out += ["", fmt.table(["GPU", "MODEL", "UTIL", "MEMORY", "POWER", "HELD BY"], grows)]
-    return "\n".join(out)
+    return cut("\n".join(out), width)
+
+
+def cut(text: str, width: int | None) -> str:
+    """Every line of ``text`` at most ``width`` characters (None: as it is)."""
+    if not width or width <= 0:
+        return text
+    return "\n".join(line[:width] for line in text.split("\n"))
+
+
+def _terminal_width() -> int | None:
+    import os
+
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns
+    except (OSError, ValueError):
+        return None
+
 
 
 def cmd_top(args) -> int:
@@ -65,12 +84,18 @@ def cmd_top(args) -> int:
     if args.once or not sys.stdout.isatty():
         print(frame(conn.request("GET", "/v1/top")))
         return 0
+    from . import topkeys
+
     try:
-        while True:
-            text = frame(conn.request("GET", "/v1/top"))
-            sys.stdout.write("\x1b[H\x1b[2J" + text + "\n\n(q or Ctrl-C to quit)\n")
-            sys.stdout.flush()
-            time.sleep(interval)
+        with topkeys.Keys(sys.stdin) as keys:
+            footer = "(q or Ctrl-C to quit)" if keys.active else "(Ctrl-C to quit)"
+            while True:
+                width = _terminal_width()
+                text = frame(conn.request("GET", "/v1/top"), interval=interval, width=width)
+                sys.stdout.write("\x1b[H\x1b[2J" + text + "\n\n" + cut(footer, width) + "\n")
+                sys.stdout.flush()
+                if keys.wait(interval) == "quit":
+                    return 0
     except KeyboardInterrupt:
         return 0
 

@@ -52,7 +52,7 @@ class Commands:
         queues = m.driver.queues
         for i, spec in enumerate(specs):
             spec = with_defaults(spec, m.default_requests)
-            prefix = f"job {i + 1}: " if len(specs) > 1 else ""
+            prefix = f"{spec.origin or f'job {i + 1}'}: " if len(specs) > 1 else ""
             if spec.workdir:
                 usable = checked.get(spec.workdir)
                 if usable is None:
@@ -62,6 +62,8 @@ class Commands:
                                   "existing directory you can enter)")
             for line in infeasible(m.driver.nodes, spec.demand):
                 errors.append(prefix + line)
+            if spec.pty and not m.executor.capabilities.interactive:
+                errors.append(f"{prefix}invalid value for pty: true (interactive jobs need the local engine)")
             if spec.queue not in queues:
                 errors.append(f"{prefix}invalid value for queue: \"{spec.queue}\" (expected one of: "
                               f"{', '.join(sorted(queues))})")
@@ -70,7 +72,9 @@ class Commands:
                 if never:
                     errors.append(prefix + never)
             if spec.dependencies:
-                wanted = {d for _, d in spec.dependencies}
+                spec, problems = self._resolve_tasks(spec)
+                errors += [prefix + line for line in problems]
+                wanted = {d for _, d in spec.dependencies if isinstance(d, int)}
                 known = {j.id for j in m.store.get_jobs(wanted)}
                 for missing in sorted(wanted - known):
                     errors.append(f"{prefix}invalid value for after: {missing} (no such job)")
@@ -88,6 +92,28 @@ class Commands:
             self.admission.offer(job)
         m.kick()
         return stored
+
+    def _resolve_tasks(self, spec: JobSpec) -> tuple[JobSpec, list[str]]:
+        """``--after 12_3``: the task's job id in place of ``"12_3"``. The first task of an
+        array cannot be named alone: its job id is the array's, which means every task."""
+        from ..store.filters import JobFilter
+
+        deps: list[tuple[str, int]] = []
+        problems: list[str] = []
+        for kind, ref in spec.dependencies:
+            if isinstance(ref, int):
+                deps.append((kind, ref))
+                continue
+            array_id, _, index = str(ref).partition("_")
+            hit = self.m.store.find_jobs(JobFilter(array=int(array_id), index=int(index)))
+            if not hit:
+                problems.append(f"invalid value for after: {ref} (no such array task)")
+            elif hit[0].id == hit[0].array_id:
+                problems.append(f"invalid value for after: {ref} (the first task's job id is the array's id, "
+                                f"which means every task: use {array_id} for the whole array)")
+            elif (kind, hit[0].id) not in deps:
+                deps.append((kind, hit[0].id))
+        return replace(spec, dependencies=tuple(deps)), problems
 
     def quota_never_fits(self, spec: JobSpec) -> str:
         """Why a job can never be admitted by its queue's quota ('' when it can): quotas
@@ -146,8 +172,8 @@ class Commands:
         if time_limit is not None and time_limit != spec.time_limit:
             if not admin and (spec.time_limit is None or time_limit > spec.time_limit):
                 raise PermissionDenied(f"permission denied: only admins may raise a time limit "
-                                       f"(job {job_id}: {spec.time_limit or 'none'} -> {time_limit}s)")
-            changes.append(f"time limit {spec.time_limit or 'none'} -> {time_limit}s")
+                                       f"(job {job_id}: {_limit(spec.time_limit)} -> {_limit(time_limit)})")
+            changes.append(f"time limit {_limit(spec.time_limit)} -> {_limit(time_limit)}")
             new = replace(new, time_limit=time_limit)
         if queue is not None and queue != spec.queue:
             queues = self.m.driver.queues
@@ -199,3 +225,10 @@ class Commands:
                 return "stopping"
             return "not running here"
         return f"already {job.state.value.lower()}"
+
+
+def _limit(seconds: int | None) -> str:
+    """A time limit as people write it (``1h30m``), ``none`` when there is none."""
+    from ..durations import format_duration
+
+    return format_duration(seconds) if seconds else "none"

@@ -128,7 +128,7 @@ def signal_name(sig: int) -> str:
 def describe_exit(exit_code: int | None, sig: int | None) -> str:
     if sig is not None:
         return f"signal {signal_name(sig)}"
-    return f"exit code {exit_code}"
+    return f"exit code {exit_code}" if exit_code is not None else "no exit status recorded"
 
 
 @dataclass(frozen=True)
@@ -157,6 +157,8 @@ class Capabilities:
     gangs: bool = False
     #: The nodes come from the executor (:meth:`Executor.nodes`), not the config.
     inventory: bool = False
+    #: Interactive jobs (``spec.pty``): the job's process gets a pseudo-terminal.
+    interactive: bool = False
 
     def to_dict(self) -> dict[str, bool]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}

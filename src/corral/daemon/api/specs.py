@@ -23,7 +23,8 @@ def specs_from(body: SubmitRequest) -> list[JobSpec]:
         specs = []
         for i, item in enumerate(items):
             where = f"jobs[{i}]" if len(items) > 1 else "job"
-            specs.append(from_flags(item.flags) if isinstance(item, FlagsItem) else parse_document(item, where=where))
+            spec = from_flags(item.flags) if isinstance(item, FlagsItem) else parse_document(item, where=where)
+            specs.append(replace(spec, origin=where) if len(items) > 1 else spec)
     if body.default_workdir is not None:
         workdir = _parse_workdir(body.default_workdir, "default_workdir")
         specs = [s if s.workdir else replace(s, workdir=workdir) for s in specs]
@@ -38,4 +39,4 @@ def from_flags(flags: JobFlags) -> JobSpec:
                       idle_gpu=flags.idle_gpu, queue=flags.queue, array=flags.array, dependencies=flags.after,
                       retries=flags.retries, hold=flags.hold, preemptible=flags.preemptible,
                       requeue=flags.requeue, gpus=flags.gpus, gpu_models=flags.gpu_models,
-                      node_selector=flags.node_selector, nodes=flags.nodes)
+                      node_selector=flags.node_selector, nodes=flags.nodes, pty=flags.pty)

@@ -67,6 +67,8 @@ class LaunchRequest:
     uid: int | None = None
     gid: int | None = None
     user: str = ""
+    #: An interactive job: the socket its terminal listens on (:mod:`.ptyrelay`); None: none.
+    pty: str | None = None
 
 
 def cgroup_key(job_id: int) -> str:
@@ -109,7 +111,8 @@ class LocalExecutor(Executor):
         self.proc = proc
         support = enforcement.support if enforcement is not None else None
         self.capabilities = Capabilities(logs=True, usage=True, cgroups=support is not None, stop_signals=True,
-                                         device_pinning=True, gangs=False, inventory=True)
+                                         device_pinning=True, gangs=False, inventory=True,
+                                         interactive=True)
         #: What each job launched or adopted here holds (for the cores fractional jobs share).
         self._allocs: dict[int, "Allocation"] = {}
         #: Jobs' main pids once known (for usage from /proc and GPU memory by process).
@@ -128,6 +131,20 @@ class LocalExecutor(Executor):
 
     def log_path(self, job_id: int, stream: str = "stdout") -> Path:
         return self.jobdir(job_id) / (sup.STDOUT if stream == "stdout" else sup.STDERR)
+
+    def pty_location(self, job_id: int) -> str:
+        """Where an interactive job's terminal listens: ``<home>/pty/<id>.sock``. Not in the
+        job's directory, which is root's alone (0700) under a root daemon: this directory
+        is 0711 there (a name can be reached, none listed) and each socket 0600, the job's
+        user's."""
+        return str(self.jobs_dir.parent / "pty" / f"{job_id}.sock")
+
+    def _pty_dir(self, job_id: int) -> str:
+        path = self.pty_location(job_id)
+        directory = os.path.dirname(path)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o711 if os.geteuid() == 0 else 0o700)
+        return path
 
     # launch ----------------------------------------------------------------------
     def nodes(self) -> list["Node"]:
@@ -167,6 +184,7 @@ class LocalExecutor(Executor):
             stop_signal=int(getattr(signal, spec.stop_signal)) if spec.stop_signal else signal.SIGTERM,
             cgroup=self.cgroup_for(job, piece),
             uid=who.uid if who else None, gid=who.gid if who else None, user=who.user if who else "",
+            pty=self._pty_dir(job.id) if spec.pty else None,
         )
 
     def cgroup_for(self, job: "Job", piece: "Piece") -> dict | None:
@@ -197,7 +215,7 @@ class LocalExecutor(Executor):
             try:
                 self._launcher.request(request.job_id, d, list(request.argv), request.env, request.workdir,
                                        request.cores, request.kill_grace, request.stop_signal, request.cgroup,
-                                       uid=request.uid, gid=request.gid, user=request.user)
+                                       uid=request.uid, gid=request.gid, user=request.user, pty=request.pty)
                 self._starting[request.job_id] = None
                 return
             except CorralError:
@@ -212,12 +230,12 @@ class LocalExecutor(Executor):
         argv, env = list(request.argv), request.env
         jobdir, workdir, cores, grace = d, request.workdir, request.cores, request.kill_grace
         stop_signal, cgroup = request.stop_signal, request.cgroup
-        uid, gid, user = request.uid, request.gid, request.user
+        uid, gid, user, pty = request.uid, request.gid, request.user, request.pty
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, sup.HELD_SIGNALS)
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the forked supervisor
             sup.supervise(jobdir, argv, env, workdir, cores, grace, lock_fd, stop_signal, cgroup,
-                          uid=uid, gid=gid, user=user)
+                          uid=uid, gid=gid, user=user, pty=pty)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         os.close(lock_fd)  # the supervisor's inherited copy keeps the lock held
         self._watch(request.job_id, pid, child=True)

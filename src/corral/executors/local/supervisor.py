@@ -137,12 +137,14 @@ def _resolve(argv0: str, env: dict[str, str]) -> str | None:
 def supervise(jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
               cores: tuple[int, ...] | None, grace: float, keep_fd: int,
               stop_signal: int = signal.SIGTERM, cgroup: dict | None = None, *,
-              uid: int | None = None, gid: int | None = None, user: str = "") -> None:
+              uid: int | None = None, gid: int | None = None, user: str = "", pty: str | None = None) -> None:
     """Body of the forked supervisor. Never returns: ends with ``os._exit``.
 
-    ``uid``/``gid``/``user``: run the job as that user (the supervisor stays root)."""
+    ``uid``/``gid``/``user``: run the job as that user (the supervisor stays root).
+    ``pty``: an interactive job: its terminal's socket (:mod:`.ptyrelay`)."""
     status: dict = {}
     group = None
+    term = None
     try:
         os.setsid()
         if os.isatty(2) or os.isatty(1) or os.isatty(0):
@@ -158,11 +160,20 @@ def supervise(jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
         # in a session of its own, a daemon it started) is reparented here, not to init,
         # so it is found and killed when the job ends.
         reaper = cgroup is None and _become_subreaper()
-        if cgroup is None or group is not None:
-            pid = _spawn(jobdir, argv, env, workdir, cores, status, group, _switch_to(uid, gid, user))
+        if (cgroup is None or group is not None) and pty is not None:
+            term = _terminal(pty, uid, gid, status)
+        if (cgroup is None or group is not None) and (pty is None or term is not None):
+            pid = _spawn(jobdir, argv, env, workdir, cores, status, group, _switch_to(uid, gid, user),
+                         tty=term.slave if term is not None else None)
             if pid is not None:
                 write_atomic(os.path.join(jobdir, PIDS), f"{os.getpid()} {pid} {proc_start_time(pid)}\n".encode())
+                if term is not None:
+                    term.started(pid, os.path.join(jobdir, STDOUT))
                 _wait(pid, grace, status, stop_signal, reaper)
+                if term is not None:
+                    term.finish()
+            elif term is not None:
+                term.abandon()
     except BaseException as exc:  # noqa: BLE001 - the supervisor must always write a status
         status.setdefault("launch_error", f"supervisor error: {exc!r}")
     finally:
@@ -173,6 +184,17 @@ def supervise(jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
             write_status(os.path.join(jobdir, STATUS), json.dumps(status).encode())
         finally:
             os._exit(0)
+
+
+def _terminal(path: str, uid: int | None, gid: int | None, status: dict):
+    """An interactive job's pty and its socket, or None (a launch error) when they cannot be made."""
+    from .ptyrelay import Terminal
+
+    try:
+        return Terminal(path, uid, gid)
+    except OSError as exc:
+        status["launch_error"] = f"cannot make the job's terminal at {path}: {exc.strerror or exc}"
+        return None
 
 
 def _make_cgroup(spec: dict, status: dict):
@@ -226,7 +248,8 @@ def _switch_to(uid: int | None, gid: int | None, user: str) -> _User | None:
 
 
 def _spawn(jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
-           cores: tuple[int, ...] | None, status: dict, group=None, user: _User | None = None) -> int | None:
+           cores: tuple[int, ...] | None, status: dict, group=None, user: _User | None = None,
+           tty: int | None = None) -> int | None:
     # A job of another user enters its workdir and finds its command as that user (in
     # _fork_into): looked up as root, the answers would tell what exists where only root may look.
     if user is None:
@@ -257,9 +280,10 @@ def _spawn(jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
             except OSError as exc:
                 status["launch_error"] = f"cannot give the log files to user {user.name}: {exc.strerror}"
                 return None
-        if group is not None or user is not None:
-            # posix_spawn can neither join a cgroup nor change user: fork, set up, exec.
-            return _fork_into(group, path, argv, env, out, err, status, user, workdir)
+        if group is not None or user is not None or tty is not None:
+            # posix_spawn can neither join a cgroup, change user nor take a controlling
+            # terminal: fork, set up, exec.
+            return _fork_into(group, path, argv, env, out, err, status, user, workdir, tty)
         return os.posix_spawn(
             path, argv, env,
             file_actions=[
@@ -281,9 +305,10 @@ def _spawn(jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
 
 
 def _fork_into(group, path: str, argv: list[str], env: dict[str, str], out: int, err: int,
-               status: dict, user: _User | None = None, workdir: str = "") -> int | None:
-    """Start the job: fork, join ``group`` (if any), become ``user`` (if any: groups,
-    gid, uid, then enter ``workdir`` with the user's own rights), exec. A close-on-exec
+               status: dict, user: _User | None = None, workdir: str = "", tty: int | None = None) -> int | None:
+    """Start the job: fork, join ``group`` (if any), take ``tty`` (if any) as controlling
+    terminal and stdio, become ``user`` (if any: groups, gid, uid, then enter ``workdir``
+    with the user's own rights), exec. A close-on-exec
     pipe tells the supervisor whether the exec happened (EOF) or why it did not."""
     rfd, wfd = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
@@ -295,10 +320,15 @@ def _fork_into(group, path: str, argv: list[str], env: dict[str, str], out: int,
                 group.attach(0)
             stage = "setup"
             os.setsid()
-            null = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(null, 0)
-            os.dup2(out, 1)
-            os.dup2(err, 2)
+            if tty is not None:
+                from .ptyrelay import attach
+
+                attach(tty)
+            else:
+                null = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(null, 0)
+                os.dup2(out, 1)
+                os.dup2(err, 2)
             if user is not None:
                 stage = "user"
                 os.setgroups(user.groups)
