@@ -24,7 +24,7 @@ import sys
 import time
 
 from . import fastjson as json
-from .errors import ConnectionLost, CorralError, DaemonUnavailable
+from .errors import ConnectionLost, CorralError, DaemonUnavailable, ValidationError
 from .paths import Paths
 
 TYPE_CHECKING = False  # `typing` costs the CLI start-up time; type checkers still see this
@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 
 #: The states a job ends in (a wait is over).
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
+
+#: Say on stderr when a call starts a daemon (``corral: started a daemon for HOME (pid N)``);
+#: the CLI turns it on, the SDK leaves it off.
+ANNOUNCE_AUTOSTART = False
 
 
 def urlencode(pairs) -> str:
@@ -57,22 +61,92 @@ class ApiError(CorralError):
         super().__init__("; ".join(lines))
 
 
+class WaitTimeout(CorralError, TimeoutError):
+    """``Client.wait(..., timeout=...)``: not every job ended in time."""
+
+    status = 408
+
+
+class _Remote:
+    """Where a remote daemon listens: ``http(s)://HOST:PORT``."""
+
+    def __init__(self, text: str, scheme: str, host: str, port: int):
+        self.text, self.scheme, self.host, self.port = text, scheme, host, port
+        self.host_header = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def connect(self, timeout: float) -> socket.socket:
+        import socket as pysocket        # create_connection is in the Python module, not _socket
+
+        try:
+            sock = pysocket.create_connection((self.host, self.port), timeout=timeout)
+        except OSError as exc:
+            raise DaemonUnavailable(f"cannot reach the corral daemon at {self.text}: {exc.strerror or exc}") from None
+        if self.scheme == "https":
+            import ssl
+
+            context = ssl.create_default_context(cafile=os.environ.get("CORRAL_CA") or None)
+            try:
+                sock = context.wrap_socket(sock, server_hostname=self.host)
+            except (ssl.SSLError, OSError) as exc:
+                sock.close()
+                raise DaemonUnavailable(f"TLS with {self.text} failed: {getattr(exc, 'reason', None) or exc} "
+                                        "(a self-signed certificate: point CORRAL_CA at it)") from None
+        return sock
+
+
+def _parse_url(text: str) -> "_Remote | None":
+    """``http(s)://HOST[:PORT][/]`` -> :class:`_Remote` (None for an empty one)."""
+    if not text:
+        return None
+    import re
+
+    m = re.match(r"^(https?)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?/?\Z", text)
+    if m is None or (m.group(3) and not 0 < int(m.group(3)) < 65536):
+        raise ValidationError("CORRAL_URL", text, "expected http(s)://HOST:PORT, e.g. https://gpu-box:8765")
+    scheme, host = m.group(1), m.group(2).strip("[]")
+    return _Remote(text, scheme, host, int(m.group(3) or (443 if scheme == "https" else 80)))
+
+
 class Connection:
-    """The daemon of one home, spoken to with plain dicts (the CLI's transport)."""
+    """The daemon of one home, spoken to with plain dicts (the CLI's transport); or a
+    remote daemon's TCP API when ``url`` (or ``CORRAL_URL``) is given, with ``token``
+    (or ``CORRAL_TOKEN``)."""
 
     def __init__(self, home: str | None = None, *, autostart: bool = True,
-                 start_options: list[str] | None = None, timeout: float = 330.0):
+                 start_options: list[str] | None = None, timeout: float = 330.0,
+                 create_home: bool = False, announce: bool | None = None, url: str | None = None,
+                 token: str | None = None):
         self.paths = Paths(home)
-        self.autostart = autostart
+        #: A remote daemon's TCP API (``CORRAL_URL``, ``--url``), with a bearer token
+        #: (``CORRAL_TOKEN``): then there is no socket to use and nothing to autostart.
+        self.remote = _parse_url(url if url is not None else os.environ.get("CORRAL_URL", ""))
+        self.token = token if token is not None else os.environ.get("CORRAL_TOKEN", "")
+        if self.remote is not None and not self.token:
+            raise DaemonUnavailable(f"CORRAL_URL is {self.remote.text}, but no token is given: set CORRAL_TOKEN "
+                                    "(make one with `corral token create` where the daemon runs)")
+        self.autostart = autostart and self.remote is None
         self.start_options = start_options or []
         self.timeout = timeout
+        #: Starting a daemon may create a home that was named (--home, CORRAL_HOME) but
+        #: does not exist: only ``corral up`` does. The default home is always created.
+        self.create_home = create_home
+        self.announce = ANNOUNCE_AUTOSTART if announce is None else announce
 
     # transport -------------------------------------------------------------------------
     def _connect(self) -> socket.socket:
+        if self.remote is not None:
+            return self.remote.connect(self.timeout)
+        problem = self.paths.problem()
+        if problem:
+            raise DaemonUnavailable(problem)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
         try:
             sock.connect(str(self.paths.socket))
+        except NotADirectoryError:
+            sock.close()
+            raise DaemonUnavailable(f"corral home {self.paths.home} is not a directory (a part of its path "
+                                    "is a file); give --home or CORRAL_HOME a directory") from None
         except PermissionError:
             # A system daemon whose socket is not open to us: starting our own would not help.
             sock.close()
@@ -90,7 +164,9 @@ class Connection:
 
     def _send(self, method: str, path: str, body: Any = None) -> socket.socket:
         payload = b"" if body is None else json.dumps(body).encode()
-        head = (f"{method} {path} HTTP/1.1\r\nHost: corral\r\nConnection: close\r\n"
+        auth = f"Authorization: Bearer {self.token}\r\n" if self.remote is not None else ""
+        host = self.remote.host_header if self.remote is not None else "corral"
+        head = (f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{auth}"
                 f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n").encode()
         sock = self._connect()
         try:
@@ -161,8 +237,43 @@ class Connection:
         finally:
             sock.close()
 
+    def events(self, job: int | None = None, after: int | None = None) -> Iterator[dict]:
+        """Jobs' state changes as they happen (``GET /v1/events``), as dicts: ``id``,
+        ``job``, ``ts``, ``from``, ``to``, ``reason``, ``message``, ``name``, ``user``,
+        ``queue``; from now, or after event id ``after`` (0: all the store has); ``job``:
+        one job's. Endless (break out of it); a daemon that restarts is asked again from
+        the last id seen."""
+        last = after
+        while True:
+            query = {k: v for k, v in (("job", job), ("after", last)) if v is not None}
+            buf = b""
+            try:
+                for chunk in self.stream("/v1/events" + ("?" + urlencode(query) if query else "")):
+                    buf += chunk
+                    while b"\n\n" in buf:
+                        block, buf = buf.split(b"\n\n", 1)
+                        fields = {}
+                        for line in block.decode(errors="replace").splitlines():
+                            key, sep, value = line.partition(": ")
+                            if sep and not line.startswith(":"):
+                                fields[key] = value
+                        if fields.get("event") == "job":
+                            data = json.loads(fields["data"])
+                            last = data["id"]
+                            yield data
+            except (CorralError, OSError):
+                if not self.autostart and self.remote is None:
+                    raise
+            time.sleep(0.5)                   # the daemon went away: ask the next one, from where we were
+
     # daemon lifecycle --------------------------------------------------------------------
     def is_running(self) -> bool:
+        if self.remote is not None:
+            try:
+                self.request("GET", "/v1/health")
+                return True
+            except DaemonUnavailable:
+                return False
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.connect(str(self.paths.socket))
@@ -179,6 +290,12 @@ class Connection:
         at the same moment by another command), wait for it: answer from it, or start
         again once its lock is released.
         """
+        problem = self.paths.problem()
+        if problem:
+            raise DaemonUnavailable(problem)
+        home = self.paths.home
+        if self.paths.explicit and not self.create_home and not os.path.isdir(home):
+            raise DaemonUnavailable(f"no corral home at {home}; create it with corral --home {home} up")
         if self._someone_elses():
             return
         try:
@@ -191,6 +308,8 @@ class Connection:
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if self.is_running():
+                if self.announce and proc.poll() is None and self._lock_pid() == proc.pid:
+                    print(f"corral: started a daemon for {home} (pid {proc.pid})", file=sys.stderr)
                 return
             code = proc.poll()
             if code is not None and code != 0:
@@ -256,9 +375,20 @@ class Connection:
                 close_fds=True,
             )
 
+    def _lock_pid(self) -> int | None:
+        """The pid the running daemon wrote into the home's lock file."""
+        try:
+            with open(self.paths.lock, encoding="ascii", errors="replace") as f:
+                return int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
     def lock_held(self) -> bool:
         """True while a daemon process holds this home's lock (running or stopping)."""
         import fcntl
+
+        if self.remote is not None:
+            return False                          # not ours to watch: it stops on its machine
 
         try:
             fd = os.open(self.paths.lock, os.O_RDWR | os.O_CLOEXEC)
@@ -344,10 +474,35 @@ class Client(Connection):
         m = _models()
         return m.JobView.model_validate(self.request("GET", f"/v1/jobs/{_job_id(job_id)}"))
 
-    def cancel(self, ids: Sequence[int]) -> list[models.CancelResult]:
+    def submit_command(self, command: str | Sequence[str], *, workdir: str | None = None,
+                       base_env: Mapping[str, str] | None = None, **flags: Any) -> models.JobView:
+        """One job the way ``corral submit`` makes it: ``command`` (a list, or one string
+        run by ``/bin/sh -c``) and the CLI's options as keywords -- ``cpus``, ``mem``,
+        ``gpus``, ``time``, ``name``, ``env``, ``queue``, ``priority``, ``array``,
+        ``after``, ``retries``, ``hold``, ``labels``, ``node_selector`` ... with the CLI's
+        defaults (the current directory, this process's environment)."""
+        requests = {k: str(flags.pop(name)) for name, k in (("cpus", "cpu"), ("mem", "memory")) if name in flags}
+        limits = {k: str(flags.pop(name)) for name, k in (("limit_cpus", "cpu"), ("limit_mem", "memory"))
+                  if name in flags}
+        item: dict[str, Any] = {"command": command if isinstance(command, str) else list(command), **flags}
+        if requests:
+            item["requests"] = {**item.get("requests", {}), **requests}
+        if limits:
+            item["limits"] = {**item.get("limits", {}), **limits}
+        jobs = self.submit([{"flags": item}], base_env, workdir=workdir)
+        return jobs[0]
+
+    def cancel(self, ids: Sequence[int], *, missing_ok: bool = False) -> list[models.CancelResult]:
+        """Cancel jobs (each: what happened). An id the daemon does not know raises
+        :class:`ApiError` (404, one line per id, as ``job()`` does) after the others were
+        cancelled, unless ``missing_ok`` (then it is a result with ``ok`` false)."""
         m = _models()
         request = _build(m.IdsRequest, ids=list(ids))
-        return m.CancelResults.model_validate(self._call("POST", "/v1/jobs/cancel", request)).results
+        results = m.CancelResults.model_validate(self._call("POST", "/v1/jobs/cancel", request)).results
+        missing = [r.result for r in results if not r.ok]
+        if missing and not missing_ok:
+            raise ApiError(404, missing)
+        return results
 
     def update(self, ids: Sequence[int], *, priority: int | str | None = None, time: int | float | str | None = None,
                queue: str | None = None) -> list[models.UpdateResult]:
@@ -369,10 +524,52 @@ class Client(Connection):
         request = _build(m.IdsRequest, ids=list(ids))
         return m.Changed.model_validate(self._call("POST", "/v1/jobs/release", request)).changed
 
-    def wait(self, ids: Sequence[int], poll: float = 30.0) -> list[models.JobView]:
-        """Block until every job is in a terminal state; returns their views."""
+    def wait(self, ids: Sequence[int], poll: float = 30.0, timeout: float | None = None) -> list[models.JobView]:
+        """Block until every job is in a terminal state; returns their views. With
+        ``timeout`` (seconds), :class:`WaitTimeout` when they have not all ended by then."""
         m = _models()
-        return [m.JobView.model_validate(self.wait_for(_job_id(i), poll)) for i in ids]
+        if timeout is None:
+            return [m.JobView.model_validate(self.wait_for(_job_id(i), poll)) for i in ids]
+        deadline = time.monotonic() + timeout
+        out = []
+        for i in ids:
+            while True:
+                left = deadline - time.monotonic()
+                view = self.request("GET", f"/v1/jobs/{_job_id(i)}/wait?timeout={max(min(left, poll), 0):.3f}")
+                if view["state"] in TERMINAL:
+                    out.append(m.JobView.model_validate(view))
+                    break
+                if time.monotonic() >= deadline:
+                    raise WaitTimeout(f"job {i} is still {view['state']} after {timeout:g}s")
+        return out
+
+
+    def drain(self, node: str) -> models.DrainAnswer:
+        """Start nothing new on ``node`` (admins); its running jobs run on."""
+        m = _models()
+        return m.DrainAnswer.model_validate(self.request("POST", f"/v1/nodes/{_quote(node)}/drain"))
+
+    def undrain(self, node: str) -> models.DrainAnswer:
+        m = _models()
+        return m.DrainAnswer.model_validate(self.request("POST", f"/v1/nodes/{_quote(node)}/undrain"))
+
+    def create_token(self, *, name: str | None = None, scope: str = "submit", expires: str | int | None = None) -> Any:
+        """A bearer token for the TCP API (``.token`` is shown this once)."""
+        from .api.tokens import TokenCreated, TokenRequest
+
+        request = _build(TokenRequest, **{k: v for k, v in (("name", name), ("scope", scope), ("expires", expires))
+                                          if v is not None})
+        return TokenCreated.model_validate(self._call("POST", "/v1/tokens", request))
+
+    def tokens(self) -> list[Any]:
+        from .api.tokens import TokenList
+
+        return TokenList.model_validate(self.request("GET", "/v1/tokens")).tokens
+
+    def revoke_token(self, ident: str) -> Any:
+        from .api.tokens import TokenView
+
+        return TokenView.model_validate(self.request("DELETE", f"/v1/tokens/{_quote(ident)}"))
 
     def logs(self, job_id: int, *, stream: str = "stdout", follow: bool = False, offset: int = 0) -> Iterator[bytes]:
         """A job's stdout or stderr as it is read; ``follow``: until the job ends."""
@@ -513,4 +710,4 @@ def _read_chunked(sock: socket.socket, buf: bytes) -> Iterator[bytes]:
         buf = buf[size + 2:]
 
 
-__all__ = ["ApiError", "Client", "Connection", "TERMINAL", "urlencode"]
+__all__ = ["ApiError", "Client", "Connection", "TERMINAL", "WaitTimeout", "urlencode"]

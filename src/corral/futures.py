@@ -86,7 +86,7 @@ class JobFuture(cf.Future):
         if self.done():
             return False
         if self.job_id is not None:
-            self._executor.client.cancel([self.job_id])
+            self._executor.client.cancel([self.job_id], missing_ok=True)
         return super().cancel()
 
     def logs(self, stream: str = "stdout") -> str:

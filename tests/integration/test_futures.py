@@ -69,3 +69,21 @@ def test_cancel_and_a_job_that_dies_without_answering(ex, fresh_corral4):
     killed = ex.submit(os._exit, 3)                                 # no answer written
     with pytest.raises(corral.JobError, match=rf"job {killed.job_id} ended Failed \(Error\)"):
         killed.result(timeout=60)
+
+
+def test_the_readme_executor_example_runs_as_written(fresh_corral4):
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = text.index("Functions run as jobs the way")
+    block = re.compile(r"```python\n(.*?)```", re.S).search(text, start).group(1)
+    res = subprocess.run([sys.executable, "-c", block], cwd=fresh_corral4.workdir, env=fresh_corral4.env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    result, rest = res.stdout.strip().split("} ", 1)
+    job, mapped = rest.split(" ", 1)
+    assert result + "}" == "{'lr': 0.1, 'loss': 10.0}" and int(job) > 0
+    assert mapped == "[{'lr': 0.1, 'loss': 10.0}, {'lr': 0.01, 'loss': 100.0}, {'lr': 0.001, 'loss': 1000.0}]"

@@ -67,7 +67,7 @@ def test_sdk_answers_are_typed(corral):
     assert job.id in [j.id for j in c.jobs(["Succeeded"], limit=10)]
 
     [sleeper] = c.submit([{"spec": {"command": ["sleep", "60"]}}], workdir=corral.workdir)
-    results = c.cancel([sleeper.id, 999999])
+    results = c.cancel([sleeper.id, 999999], missing_ok=True)
     assert [(r.id, r.ok) for r in results] == [(sleeper.id, True), (999999, False)]
     assert c.wait([sleeper.id])[0].state is JobState.CANCELLED
 
@@ -95,8 +95,8 @@ def test_raw_requests_get_one_line_errors(corral):
         conn.request("GET", f"/v1/jobs/{2**63}")
     assert info.value.lines == [f'invalid value for job_id: "{2**63}" (expected a job id, a positive integer)']
     res = corral.run("show", str(2**64))
-    assert res.returncode == 1 and res.stderr == (f'error: invalid value for job_id: "{2**64}" '
-                                                  "(expected a job id, a positive integer)\n")
+    assert res.returncode == 1 and res.stderr == (f'error: invalid value for ID: "{2**64}" '
+                                                  "(expected one job id such as 12, or an array task 12_3)\n")
 
 
 #: Run as another user: three requests on the daemon's socket, each claiming to be root in
@@ -169,3 +169,39 @@ def test_cli_commands_do_not_load_pydantic(corral):
         loaded = {line.split("|")[-1].strip() for line in res.stderr.splitlines() if line.startswith("import time:")}
         assert not {m for m in loaded if m.split(".")[0] in ("pydantic", "pydantic_core", "fastapi")}, args
         assert "corral.client" in loaded or args == ["--help"]
+
+
+def test_the_sdk_has_the_clis_verbs_with_its_defaults(shared_corral, tmp_path):
+    from corral.client import WaitTimeout
+
+    c = Client(shared_corral.home)
+    here = tmp_path / "here"
+    here.mkdir()
+    old = os.getcwd()
+    os.chdir(here)
+    try:
+        job = c.submit_command("pwd; echo $GREETING", cpus="100m", mem="64Mi", name="verbs", env={"GREETING": "hi"})
+    finally:
+        os.chdir(old)
+    assert job.requests == {"cpu": "0.1", "memory": "64Mi"} and job.name == "verbs"
+    [done] = c.wait([job.id], timeout=60)
+    assert done.state is JobState.SUCCEEDED
+    assert b"".join(c.logs(job.id)).decode() == f"{here}\nhi\n"          # the CLI's working directory
+    with pytest.raises(ApiError) as err:
+        c.cancel([job.id, 987654])
+    assert err.value.status == 404 and err.value.lines == ["no such job: 987654"]
+    assert [r.ok for r in c.cancel([987654], missing_ok=True)] == [False]
+    slow = c.submit_command(["sleep", "60"], cpus="100m")
+    with pytest.raises(WaitTimeout, match=rf"job {slow.id} is still (Pending|Running) after 0.5s"):
+        c.wait([slow.id], timeout=0.5)
+    seen = []
+    for event in c.events(job=slow.id, after=0):
+        seen.append(event["to"])
+        if event["to"] == "Running":
+            c.cancel([slow.id])
+        if event["to"] == "Cancelled":
+            break
+    assert seen[0] == "Pending" and seen[-1] == "Cancelled"
+    token = c.create_token(name="sdk", scope="read", expires="1d")
+    assert token.token.startswith("crl_") and [t.name for t in c.tokens()] == ["sdk"]
+    assert c.revoke_token("sdk").id == token.id and c.tokens() == []

@@ -154,7 +154,7 @@ def test_job_ids_in_paths(app, path):
 @pytest.mark.parametrize("body, line", [
     (None, "missing request body (expected a JSON object)"),
     ([1], "invalid value for request body: [1] (expected a JSON object)"),
-    ({"ids": [1], "all": True}, "unknown field all (accepted: ids)"),
+    ({"ids": [1], "all": True}, "unknown field all (accepted: ids, tasks, ranges, selector)"),
     ({}, "missing ids (expected a non-empty list of job ids)"),
 ])
 def test_malformed_bodies(app, body, line):
@@ -167,8 +167,7 @@ def test_invalid_json_and_update_without_a_change(app):
     [line] = lines(answer)
     assert answer.status == 422 and line.startswith("invalid JSON in the request body at position 11 (")
     answer = call(app, "POST", "/v1/jobs/update", {"ids": [1]}, peer=ALICE)
-    assert lines(answer) == ['invalid value for request body: {"ids":[1]} '
-                             "(expected at least one of priority, time, queue)"]
+    assert lines(answer) == ["nothing to change (give at least one of priority, time, queue)"]
 
 
 def test_query_parameters(app):
@@ -215,7 +214,7 @@ def test_submit_yaml(app, m, tmp_path, shared_dir):
     ({"jobs": [{"flags": {"command": ["x"], "gpu": 1}}]},
      "unknown field jobs[0].flags.gpu (accepted: command, requests, limits, name, env, workdir, labels, priority, "
      "time, signal, grace, idle_gpu, queue, array, after, retries, hold, preemptible, requeue, gpus, gpu_models, "
-     "node_selector, nodes)"),
+     "node_selector, nodes, pty)"),
     ({"jobs": [{"flags": {"command": ["x"], "hold": "yes"}}]},
      'invalid value for jobs[0].flags.hold: "yes" (expected true or false)'),
     ({"jobs": ["echo hi"]},
@@ -344,15 +343,20 @@ def test_every_route_answers_its_model(app):
     spec = app.openapi()
     routes = {(path, method): op for path, ops in spec["paths"].items() for method, op in ops.items()}
     assert {p for p, _ in routes} == {"/v1/health", "/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/cancel",
+                                      "/v1/jobs/select", "/v1/arrays/{array_id}",
                                       "/v1/jobs/update", "/v1/jobs/hold", "/v1/jobs/release",
                                       "/v1/jobs/{job_id}/wait", "/v1/jobs/{job_id}/logs", "/v1/nodes",
                                       "/v1/nodes/{name}/drain", "/v1/nodes/{name}/undrain",
-                                      "/v1/queues", "/v1/top", "/v1/usage", "/v1/prune", "/v1/shutdown"}
+                                      "/v1/queues", "/v1/top", "/v1/usage", "/v1/prune", "/v1/shutdown",
+                                      "/v1/events", "/metrics", "/v1/tokens", "/v1/tokens/{ident}", "/v1/whoami",
+                                      "/v1/ui/address", "/v1/ui/jobs/{job_id}/log", "/v1/ui/jobs/{job_id}/series",
+                                      "/v1/ui/usage/timeline"}
+    streams = {"/v1/jobs/{job_id}/logs": "text/plain", "/metrics": "text/plain", "/v1/events": "text/event-stream"}
     for (path, method), op in routes.items():
         answer = op["responses"].get("200") or op["responses"]["201"]
         content = answer["content"]
-        if path.endswith("/logs"):
-            assert "text/plain" in content
+        if path in streams:
+            assert streams[path] in content, path
         else:
             assert content["application/json"]["schema"]["$ref"].startswith("#/components/schemas/"), path
     health = call(app, "GET", "/v1/health").json()
@@ -641,7 +645,7 @@ def test_error_lines_are_one_line_whatever_the_request_holds(app, m):
     long = call(app, "GET", "/v1/" + "p" * 8192)
     assert lines(long) == ['not found: GET "/v1/' + "p" * 76 + '..."']
     key = call(app, "POST", "/v1/jobs/cancel", {"k" * 2**20: 1}, peer=ALICE)
-    assert lines(key) == ['unknown field "' + "k" * 80 + '..." (accepted: ids)']
+    assert lines(key) == ['unknown field "' + "k" * 80 + '..." (accepted: ids, tasks, ranges, selector)']
     assert m.store.list_jobs() == []
 
 
@@ -787,3 +791,40 @@ def test_a_request_head_over_the_limit_is_refused_however_it_arrives():
         assert not protocol._head_too_large(b"POST /v1/jobs HTTP/1.1\r\nHost: corral\r\n\r\n" + b"x" * MAX_HEAD)
     finally:
         loop.close()
+
+
+# -- arrays, ranges and selectors ------------------------------------------------------------
+
+def test_an_arrays_id_addresses_every_task_and_selectors_pick_jobs(app, m):
+    tasks = submit(app, {"metadata": {"name": "sweep"}, "spec": {"command": ["true"], "array": "0-3",
+                                                                 "resources": {"requests": {"cpu": "1"}}}})
+    head = tasks[0]["id"]
+    [other] = submit(app, doc(), peer=BOB)
+    picked = call(app, "POST", "/v1/jobs/select?action=cancel", {"ids": [head]}, peer=ALICE).json()
+    assert call(app, "POST", "/v1/jobs/select?action=hold", {"ids": [head]}).json()["jobs"] == []   # all run
+    assert [j["id"] for j in picked["jobs"]] == [t["id"] for t in tasks] and picked["missing"] == []
+    picked = call(app, "POST", "/v1/jobs/select", {"tasks": [[head, 2], [head, 9]], "ids": [999]}, peer=ALICE).json()
+    assert [j["id"] for j in picked["jobs"]] == [tasks[2]["id"]] and picked["missing"] == ["999", f"{head}_9"]
+    summary = call(app, "GET", f"/v1/arrays/{head}").json()
+    assert (summary["tasks"], summary["indices"], summary["name"]) == (4, "0-3", "sweep")
+    assert sum(summary["counts"].values()) == 4
+    assert lines(call(app, "GET", f"/v1/arrays/{other['id']}")) == [
+        f"job {other['id']} is not an array (show it with corral show {other['id']})"]
+    # GET /v1/jobs filters.
+    ids = lambda q: [j["id"] for j in call(app, "GET", "/v1/jobs?" + q, peer=BOB).json()["jobs"]]  # noqa: E731
+    assert ids("name=sw*") == [t["id"] for t in tasks]
+    assert ids("mine=true") == [other["id"]] and ids("user=61001") == [t["id"] for t in tasks]
+    assert ids(f"array={head}&last=2") == [t["id"] for t in tasks[2:]]
+    assert ids("since=1h&queue=default") == [t["id"] for t in tasks] + [other["id"]]
+    assert lines(call(app, "GET", "/v1/jobs?label=novalue")) == [
+        'invalid value for label: "novalue" (expected KEY=VALUE with a label key such as team or '
+        'example.com/team, e.g. team=vision)']
+    # cancel ARRAY: every live task; a selector over another user's job: nothing.
+    answer = call(app, "POST", "/v1/jobs/cancel", {"selector": {"name": "*"}}, peer=BOB)
+    assert answer.status == 403
+    answer = call(app, "POST", "/v1/jobs/cancel", {"ids": [head]}, peer=ALICE)
+    assert [(r["id"], r["ok"]) for r in answer.json()["results"]] == [(t["id"], True) for t in tasks]
+    for t in tasks:
+        m.on_exit(t["id"], ExitStatus(ended_at=m.clock(), signal=15))
+    assert call(app, "POST", "/v1/jobs/cancel", {"ids": [head]}, peer=ALICE).json() == {"results": []}
+    assert m.store.get_job(other["id"]).state.value == "Running"

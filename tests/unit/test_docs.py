@@ -52,7 +52,7 @@ def shown_commands() -> list[tuple[str, str]]:
     for where, body in blocks("sh"):
         text = re.sub(r"\\\n\s*", " ", body)                  # continuation lines
         for line in text.splitlines():
-            for piece in re.split(r";|&&|\|\|", _strip_comment(line)):
+            for piece in re.split(r";|&&|\|\|?", _strip_comment(line)):
                 piece = PREFIX.sub("", piece.strip())
                 if piece.startswith("corral "):
                     found.append((where, piece))
@@ -69,8 +69,8 @@ def test_the_docs_show_commands_at_all():
 @pytest.mark.parametrize("where,line", COMMANDS_SHOWN, ids=[f"{w}: {c[:60]}" for w, c in COMMANDS_SHOWN])
 def test_every_command_shown_parses(where, line):
     argv = shlex.split(line)[1:]
-    while argv and argv[0].startswith("--home"):
-        argv = argv[2:] if argv[0] == "--home" else argv[1:]
+    while argv and argv[0].startswith(("--home", "--url", "--json")):     # the global options
+        argv = argv[2:] if argv[0] in ("--home", "--url") else argv[1:]
     command = COMMANDS.get(argv[0])
     assert command is not None, f"{where}: `{line}`: no command {argv[0]!r}"
     try:

@@ -33,7 +33,11 @@ class Admission:
         waiting = None
         if job.spec.dependencies:          # checked even while held: a failed one ends it
             others = {j.id: j for j in m.store.get_jobs(d for _, d in job.spec.dependencies)}
-            waiting = dependency_gate(job, others)
+            heads = [j.id for j in others.values() if j.array_id == j.id]     # arrays: every task counts
+            counts = m.store.array_counts(heads) if heads else None
+            for head, by_state in (counts or {}).items():
+                gates.array_counted(head, sum(n for s, n in by_state.items() if s.terminal), sum(by_state.values()))
+            waiting = dependency_gate(job, others, counts)
             if isinstance(waiting, DependencyFailed):
                 self.end_pending(job, waiting.reason, waiting.message)
                 return
@@ -85,6 +89,9 @@ class Admission:
         """After any end: learn its run time, free its array slot (the next throttled task
         goes), re-check the jobs that depend on it, answer whoever waits for it."""
         m = self.m
+        if m.metrics is not None:
+            ran = job.ended_at - job.started_at if job.started_at is not None and job.ended_at is not None else None
+            m.metrics.job_ended(job.spec.queue, job.state.value, job.reason.value, ran)
         if job.state is JobState.SUCCEEDED and job.started_at is not None and job.ended_at is not None:
             m.history.observe(job.user, job.ended_at - job.started_at)
         nxt = m.gates.array_done(job)
@@ -93,7 +100,11 @@ class Admission:
         m.notify(job.id)
         if nxt is not None:
             self.offer(m.store.get_job(nxt))
-        for dependent in sorted(m.gates.dependents_of(job.id)):
+        recount = m.gates.array_task_ended(job)
+        dependents = m.gates.dependents_of(job.id)
+        if recount and job.array_id != job.id:
+            dependents |= m.gates.dependents_of(job.array_id)     # those waiting on its whole array
+        for dependent in sorted(dependents):
             waiting = m.store.get_job(dependent)
             if waiting.state is JobState.PENDING:
                 self.offer(waiting)

@@ -40,3 +40,5 @@ class Daemon:
     notify: Callable[[int], None]
     default_requests: "Resources"
     monitor: "Monitor | None" = None
+    #: Prometheus counters and histograms (:mod:`corral.daemon.metrics`), when served.
+    metrics: Any = None

@@ -120,7 +120,11 @@ class Manager:
 
     # -- commands -------------------------------------------------------------------------------
     def submit(self, *args: Any, **kw: Any):
-        return self.commands.submit(*args, **kw)
+        jobs = self.commands.submit(*args, **kw)
+        if self.context.metrics is not None:
+            for job in jobs:
+                self.context.metrics.job_submitted(job.spec.queue)
+        return jobs
 
     def update(self, *args: Any, **kw: Any):
         return self.commands.update(*args, **kw)
@@ -237,7 +241,12 @@ class Manager:
         self._kicked = False
         self.lifecycle.flush()                # ends that came in this turn count first
         self._kicked = False
+        if self.context.metrics is None:
+            self.driver.cycle()
+            return
+        started = time.perf_counter()
         self.driver.cycle()
+        self.context.metrics.cycle_took(time.perf_counter() - started)
 
     # -- waiting for jobs -----------------------------------------------------------------------
     def future_for(self, job_id: int) -> asyncio.Future:

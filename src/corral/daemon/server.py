@@ -173,13 +173,20 @@ async def _main(paths: Paths, config: Config, store: "Store", access: Access, la
              ", ".join(n.name for n in nodes), executor.name, info.get("gpu_source"),
              enforcement.get("description", "-"), access.describe(), counts)
     server: uvicorn.Server | None = None
+    remote: Any = None
 
     def shutdown() -> None:
-        if server is not None:
-            server.should_exit = True
+        for s in (server, remote[0] if remote is not None else None):
+            if s is not None:
+                s.should_exit = True
         manager.release_waiters()   # long polls return now, not after the grace period
 
-    app = create_app(manager, info, shutdown, access=access, max_body=config.max_request)
+    from .listen import tcp_server
+    from .tokens import Tokens
+
+    tokens = Tokens(os.path.join(paths.home, "tokens.json"))
+    app = create_app(manager, info, shutdown, access=access, max_body=config.max_request, tokens=tokens)
+    remote = tcp_server(config, app, tokens, max_connections=MAX_CONNECTIONS, max_head=MAX_HEAD)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(paths.socket)  # we hold the lock, so any socket file is stale
     sock = bind_socket(paths.socket, access)
@@ -193,7 +200,15 @@ async def _main(paths: Paths, config: Config, store: "Store", access: Access, la
                              h11_max_incomplete_event_size=MAX_HEAD)
     server = uvicorn.Server(uconfig)
     try:
-        await server.serve(sockets=[sock])
+        if remote is None:
+            await server.serve(sockets=[sock])
+        else:
+            serving = asyncio.ensure_future(remote[0].serve(sockets=[remote[1]]))
+            try:
+                await server.serve(sockets=[sock])
+            finally:
+                remote[0].should_exit = True
+                await serving
     finally:
         retention.stop()
         if fair is not None:

@@ -85,6 +85,10 @@ def unreadable_body(exc: HTTPException) -> tuple[int, list[str]] | None:
 async def store_error(request: Request, exc: Exception) -> JSONResponse:
     """The store cannot be written (disk full, read-only file system or database, a
     lock held too long): one line, 507 or 503, never a bare 500."""
+    from ..faults import count
+
+    route = request.scope.get("route")
+    count(f"{request.method} {getattr(route, 'path', request.url.path)}")
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     full = "full" in text
     return answer(507 if full else 503, [f"the store cannot take this now ({text}); nothing was changed"
