@@ -65,8 +65,13 @@ def browser():
     if not os.path.exists(CHROMIUM):
         if os.geteuid() != 0 or shutil.which("apt-get") is None:
             unavailable(f"{CHROMIUM} is missing (apt-get install chromium, as root)")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         res = subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], capture_output=True, text=True,
-                             timeout=900, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+                             timeout=900, env=env)
+        if res.returncode != 0:          # a fresh machine may have no package lists yet
+            subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=600, env=env)
+            res = subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], capture_output=True, text=True,
+                                 timeout=900, env=env)
         if res.returncode != 0 or not os.path.exists(CHROMIUM):
             unavailable(f"cannot install chromium: {(res.stderr or res.stdout).strip().splitlines()[-1:]}")
     pw = sync_playwright().start()
