@@ -332,7 +332,7 @@ class JobRefs(RequestModel):
     @model_validator(mode="before")
     @classmethod
     def _some_jobs(cls, data: Any) -> Any:
-        if isinstance(data, dict) and not any(k in data for k in ("ids", "tasks", "ranges", "selector")) \
+        if isinstance(data, dict) and all(data.get(k) is None for k in ("ids", "tasks", "ranges", "selector")) \
                 and all(k in cls.model_fields for k in data):        # an unknown field is said first
             raise PydanticCustomError("missing_field", "missing {field} (expected {accepted})",
                                       {"field": "ids", "accepted": _JOB_IDS})
