@@ -184,3 +184,12 @@ def test_ps_all_shows_finished_jobs_gpus(shared_corral):
     line = [ln for ln in c.ok("ps", "-a", "--name", "gpu-done").splitlines() if ln.startswith(f"{job} ")][0]
     assert f" {view['gpus'][0]}* " in line or f" {view['gpus'][0]} " in line, line
     json.loads(c.ok("ps", "--json", "-a", "--name", "gpu-done"))
+
+
+def test_logs_of_an_array_task(shared_corral):
+    c = shared_corral
+    array = c.submit("--array", "0-2", "--cpus", "100m", "--", "sh", "-c", "echo task $CORRAL_ARRAY_INDEX")
+    assert c.wait(array).returncode == 0
+    assert c.logs(f"{array}_2") == "task 2\n" and c.logs(array) == "task 0\n"
+    res = c.run("logs", f"{array}_9")
+    assert (res.returncode, res.stderr) == (1, f"error: no such array task: {array}_9\n")

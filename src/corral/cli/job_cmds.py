@@ -253,7 +253,8 @@ def cmd_show(args) -> int:
     if job.get("events"):
         out.append("  Events:")
         for e in job["events"]:
-            arrow = f"{e['from']} -> {e['to']}" if e["from"] else f"-> {e['to']}"
+            arrow = (f"-> {e['to']}" if not e["from"] else e["to"] if e["from"] == e["to"]    # a reason, no new state
+                     else f"{e['from']} -> {e['to']}")
             msg = f": {e['message']}" if e.get("message") else ""
             out.append(f"    {_ts(e['ts'])}  {arrow} ({e['reason']}){msg}")
     print("\n".join(fmt.printable(line) for line in out))
@@ -268,9 +269,13 @@ def _ts(ts: float | None) -> str:
 
 # logs -------------------------------------------------------------------------------------
 def cmd_logs(args) -> int:
+    from . import select_cmds
+
     stream = "stderr" if args.stderr else "stdout"
     query = urlencode({"stream": stream, "follow": "true" if args.follow else "false"})
-    chunks = _conn(args).stream(f"/v1/jobs/{args.id}/logs?{query}")
+    conn = _conn(args)
+    args.id = select_cmds.log_target(conn, args.id)      # ID, or an array task ID_N
+    chunks = conn.stream(f"/v1/jobs/{args.id}/logs?{query}")
     if args.json:
         text = b"".join(chunks).decode(errors="replace")
         _print_json({"id": args.id, "stream": stream, "text": text})

@@ -67,7 +67,7 @@ COMMANDS = {c.name: c for c in (  # noqa: E501
     Command("logs", "Print a job's output.",
             Opt("-f|--follow", "keep printing until the job ends", flag=True),
             Opt("--stderr", "the job's stderr instead of its stdout", flag=True),
-            Pos("id", "job id", type=int)),
+            Pos("id", "job id, or an array task ID_INDEX (12_3)")),
     Command("cancel", "Cancel jobs: SIGTERM to the job's process group, SIGKILL after the grace period.",
             *selector_options(),
             Opt("-y|--yes", "do not ask before changing more than 5 jobs", flag=True),

@@ -268,6 +268,22 @@ def show_target(args) -> tuple[Connection, int | None, dict | None]:
     return conn, None, job
 
 
+def log_target(conn: Connection, text: str) -> int:
+    """``logs ID`` / ``logs ID_N``: the job whose log to print (an array's id is its task 0)."""
+    try:
+        refs = parse_one(text)
+    except BadId as exc:
+        raise Refused(str(exc)) from None
+    if "tasks" in refs:
+        picked = conn.request("POST", "/v1/jobs/select", refs)
+        if not picked["jobs"]:
+            raise CorralError(f"no such array task: {text}")
+        return picked["jobs"][0]["id"]
+    if "ids" not in refs or len(refs["ids"]) != 1:
+        raise Refused(f'invalid value for ID: "{text}" (expected one job id, e.g. 12, or an array task, e.g. 12_3)')
+    return refs["ids"][0]
+
+
 def print_array(view: dict) -> None:
     name = f" ({view['name']})" if view.get("name") else ""
     limit = f", at most {view['array_limit']} at once" if view.get("array_limit") else ""
