@@ -32,13 +32,13 @@ def test_flags_short_aliases_and_typed_positionals():
     assert (ps.all, ps.limit, ps.state, ps.json) == (True, 5, ["Failed"], True)
     assert parse(COMMANDS["cancel"], ["3", "4_1", "5-7"]).ids == ["3", "4_1", "5-7"]   # parsed by cli/ids.py
     assert parse(COMMANDS["cancel"], ["--name", "a*", "-y"]).ids == []                  # ids may be left out
-    assert parse(COMMANDS["logs"], ["-f", "7"]).id == 7
+    assert parse(COMMANDS["logs"], ["-f", "7_1"]).id == "7_1"                         # parsed by cli/ids.py
 
 
 @pytest.mark.parametrize("text", ["1_0", " 1", "+1", "1.0", "٣"])
 def test_integers_are_digits_only(text):
     with pytest.raises(UsageError, match="expected an integer"):
-        parse(COMMANDS["logs"], [text])
+        parse(COMMANDS["ps"], ["-n", text])
 
 
 @pytest.mark.parametrize("command, argv, message", [
