@@ -117,10 +117,10 @@ def test_prune_deletes_finished_jobs_and_their_logs_only(shared_corral):
 def test_bad_monitoring_options_are_one_line_errors(shared_corral):
     c = shared_corral
     for args, expected in [
-        (("--signal", "KILL"), 'invalid value for signal: "KILL"'),
-        (("--idle-actions", "cancel,warn"), 'invalid value for idle_gpu.actions: "cancel,warn"'),
-        (("--idle-threshold", "200"), 'invalid value for idle_gpu.threshold: "200"'),
-        (("--grace", "soon"), 'invalid grace period for grace: "soon"'),
+        (("--signal", "KILL"), 'invalid value for --signal: "KILL"'),
+        (("--idle-actions", "cancel,warn"), 'invalid value for --idle-actions: "cancel,warn"'),
+        (("--idle-threshold", "200"), 'invalid value for --idle-threshold: "200"'),
+        (("--grace", "soon"), 'invalid grace period for --grace: "soon"'),
     ]:
         res = c.run("submit", *args, "--", "true")
         assert res.returncode == 1, (args, res.stdout)

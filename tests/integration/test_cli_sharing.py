@@ -33,7 +33,7 @@ def test_quota_user_limit_and_queues_view(corral):
     assert text.rstrip().endswith("3 queues"), text        # default, prod, research; nothing else on
     res = c.run("submit", "--queue", "nope", "--", "true")
     assert res.returncode == 1
-    assert res.stderr == 'error: invalid value for queue: "nope" (expected one of: default, prod, research)\n'
+    assert res.stderr == 'error: invalid value for --queue: "nope" (expected one of: default, prod, research)\n'
     c.ok("cancel", str(first))
     c.show_when(second, lambda v: v["state"] == "Running", "the research job to start after the first ends")
 

@@ -207,7 +207,7 @@ def test_a_workdir_is_checked_with_the_users_rights_and_says_nothing_of_what_roo
     for workdir in (system.private, os.path.join(system.private, "exists"), os.path.join(system.private, "nope")):
         line = _one_error_line(system.run(BOB, "submit", "--workdir", workdir, "--", "true"))
         lines.add(line.replace(workdir, "DIR"))
-    assert lines == {'error: invalid value for workdir: "DIR" (expected an existing directory you can enter)'}
+    assert lines == {'error: invalid value for --workdir: "DIR" (expected an existing directory you can enter)'}
     assert system.c.ps() == []
     job = system.submit(BOB, "--workdir", system.workdir, "--", "true")       # one Bob may enter
     assert system.c.wait_state(job, ("Failed", "Succeeded", "Cancelled"))["state"] == "Succeeded"

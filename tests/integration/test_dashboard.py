@@ -132,6 +132,7 @@ def dash(tmp_path_factory):
     port = _free_port()
     try:
         c.write_config(f"socket_group: {GROUP}\nadmin_group: {ADMIN_GROUP}\nlisten: 127.0.0.1:{port}\n"
+                       "rate_limit: 1000\n"
                        "sample_interval: 0.5\nseries_interval: 1s\n"
                        "cost: {nvidia.com/gpu: 2.5, energy: 0.3, currency: EUR}\n")
         values = {str(i): {"utilization": u, "memory_used": m, "power": p}
@@ -312,7 +313,11 @@ def test_usage_charts_by_user_and_queue(dash, browser, jobs):
     context, page, errors = _open(browser, dash)
     try:
         page.goto(f"{dash.base}/ui/#/usage")
-        page.wait_for_selector("text=GPU-hours by user")
+        try:
+            page.wait_for_selector("text=GPU-hours by user")
+        except Exception:  # noqa: BLE001 - say what the page shows instead
+            pytest.fail(f"the usage page did not render; it shows {page.inner_text('main')[:500]!r}; "
+                        f"page errors: {errors}")
         page.wait_for_selector(".chart rect")                               # some bars
         body = page.inner_text("main")
         assert "By user" in body and "By queue" in body and ALICE in body and "default" in body
