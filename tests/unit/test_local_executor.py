@@ -83,3 +83,14 @@ def test_fractional_jobs_run_on_the_cores_nobody_holds(tmp_path, loop):
     request = ex.request_for(job(2, build_spec(["x"], requests={"cpu": "500m"})), alloc({"cpu": "500m"}).pieces[0])
     assert request.cores == (2, 3) and request.env["CORRAL_CPUS"] == "2,3"
     assert request.env["CUDA_VISIBLE_DEVICES"] == ""          # no GPU: it sees none
+
+
+def test_python_output_is_unbuffered_and_the_attempt_is_counted(tmp_path, loop):
+    ex = executor(tmp_path, loop)
+    spec = build_spec(["train"], requests={"cpu": "1"})
+    piece = alloc({"cpu": "1"}, cores=(1,)).pieces[0]
+    env = ex.request_for(job(3, spec, attempts=2), piece).env
+    assert env["PYTHONUNBUFFERED"] == "1" and env["CORRAL_ATTEMPT"] == "2"
+    assert ex.request_for(job(4, spec), piece).env["CORRAL_ATTEMPT"] == "1"
+    own = ex.request_for(job(5, spec, base_env={"PYTHONUNBUFFERED": ""}), piece).env    # the submitter's choice
+    assert own["PYTHONUNBUFFERED"] == ""

@@ -11,9 +11,11 @@ and the job must not get wrong:
   with no GPU gets an empty value, so it never sees a GPU it was not given.
 * ``OMP_NUM_THREADS`` and the other thread-pool sizes: the CPU request (at least 1),
   unless the spec sets them explicitly.
+* ``PYTHONUNBUFFERED=1`` unless the submitter's environment or the spec says otherwise
+  (the logs are files: Python would hold a job's prints until it exits).
 * ``CORRAL_JOB_ID``, ``CORRAL_JOB_NAME``, ``CORRAL_CPUS`` (the cores it may run on),
-  ``CORRAL_GPUS``, ``CORRAL_NODE``; for an array task ``CORRAL_ARRAY_ID`` and
-  ``CORRAL_ARRAY_INDEX``.
+  ``CORRAL_GPUS``, ``CORRAL_NODE``, ``CORRAL_ATTEMPT`` (1, 2 ... counting retries and
+  requeues); for an array task ``CORRAL_ARRAY_ID`` and ``CORRAL_ARRAY_INDEX``.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ def job_environment(job: "Job", piece: "Piece", cores: tuple[int, ...],
     threads = str(max(1, piece.requests.get(CPU, 0) // 1000))
     for var in THREAD_VARS:
         env[var] = threads
+    # stdout is a file: unbuffered, a training loop's prints reach `corral logs -f` as they happen.
+    env.setdefault("PYTHONUNBUFFERED", "1")
     env.update(job.spec.env)
     gpus = ",".join(str(g) for g in piece.gpus)
     env.update({
@@ -56,6 +60,7 @@ def job_environment(job: "Job", piece: "Piece", cores: tuple[int, ...],
         "CORRAL_NODE": piece.node,
         "CORRAL_GPUS": gpus,
         "CORRAL_CPUS": ",".join(str(c) for c in cores),
+        "CORRAL_ATTEMPT": str(max(job.attempts, 1)),      # 1, then 2 after a retry or requeue
     })
     if job.array_id is not None:
         env["CORRAL_ARRAY_ID"], env["CORRAL_ARRAY_INDEX"] = str(job.array_id), str(job.array_index or 0)
