@@ -156,6 +156,7 @@ def main() -> int:
             subprocess.run([tsp, "-w"], env=tsp_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
             subprocess.run([tsp, "-K"], env=tsp_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         kill_jobs(home)
+        remove_cgroups(str(home))
         shutil.rmtree(base, ignore_errors=True)
 
     print(f"# API reads with {args.jobs:,} jobs in the store, {health['running']} running "
@@ -172,6 +173,19 @@ def main() -> int:
           f"{corral_small[0]:.1f} ms (p95 {corral_small[1]:.1f}) | {peer} |")
     print(f"| `corral ps` (pending + running of {args.jobs:,}) | {cli50:.1f} ms (p95 {cli95:.1f}) | - |")
     return 0
+
+
+def remove_cgroups(home: str) -> None:
+    """The daemon's parent cgroups: its shutdown leaves them while the jobs still run."""
+    if os.geteuid() != 0:
+        return
+    from corral.executors.local.cgroups import detect, remove_parent
+    from corral.executors.local.enforcement import group_name
+
+    time.sleep(1.0)                      # the supervisors remove their jobs' groups as the jobs die
+    support, _ = detect(group_name(home))
+    if support is not None:
+        remove_parent(support)
 
 
 def kill_jobs(home: Path) -> None:
