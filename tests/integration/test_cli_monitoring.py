@@ -126,4 +126,4 @@ def test_bad_monitoring_options_are_one_line_errors(shared_corral):
         assert res.returncode == 1, (args, res.stdout)
         assert res.stderr.startswith(f"error: {expected}") and res.stderr.count("\n") == 1, res.stderr
     res = c.run("usage", "--by", "team")
-    assert res.returncode == 1 and 'invalid value for by: "team" (expected one of: user, job, queue)' in res.stderr
+    assert res.returncode == 1 and 'invalid value for --by: "team" (expected one of: user, job, queue)' in res.stderr

@@ -67,22 +67,26 @@ class Terminal:
             os.fchmod(self.slave, 0o620)
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         directory, name = os.path.split(path)
-        try:
-            os.unlink(path)                      # an earlier attempt's
-        except FileNotFoundError:
-            pass
+        for stale in (path, path + ".new"):      # an earlier attempt's
+            try:
+                os.unlink(stale)
+            except FileNotFoundError:
+                pass
         old = os.umask(0o177)                    # 0600 from the start: no moment open to others
         cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             os.chdir(directory)                  # a short name: sun_path holds 107 bytes
-            self.listener.bind(name)
+            # Made under a name of its own and renamed once it is the user's and listens:
+            # a client never meets it half made (root's, or not yet listening).
+            self.listener.bind(name + ".new")
             if uid is not None and uid != os.geteuid():
-                os.chown(name, uid, -1 if gid is None else gid)
+                os.chown(name + ".new", uid, -1 if gid is None else gid)
+            self.listener.listen(4)
+            os.rename(name + ".new", name)
         finally:
             os.fchdir(cwd)
             os.close(cwd)
             os.umask(old)
-        self.listener.listen(4)
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC)
         self._done = _thread.allocate_lock()
         self._log = -1
