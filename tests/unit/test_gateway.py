@@ -146,3 +146,13 @@ def test_where_a_listener_may_be():
         check_listen("0.0.0.0:8765", tls=False, insecure=False)
     with pytest.raises(ValidationError, match="expected HOST:PORT with a port from 1 to 65535"):
         check_listen("localhost:99999", tls=False, insecure=False)
+
+
+def test_a_damaged_tokens_file_is_one_line(tmp_path):
+    from corral.errors import CorralError
+
+    path = tmp_path / "tokens.json"
+    path.write_text("[{\"id\": 1")
+    with pytest.raises(CorralError) as err:
+        Tokens(str(path))
+    assert str(err.value).startswith(f"cannot read the tokens in {path} (JSONDecodeError: ") and "\n" not in str(err.value)

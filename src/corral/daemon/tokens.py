@@ -81,6 +81,9 @@ class Tokens:
                     self._tokens[item["id"]] = Token(**item)
         except FileNotFoundError:
             pass
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CorralError(f"cannot read the tokens in {path} ({exc.__class__.__name__}: {exc}); restore the "
+                              "file, or remove it to revoke every token") from None
 
     def _save(self) -> None:
         if self.path is None:
