@@ -179,12 +179,11 @@ def remove_cgroups(home: str) -> None:
     """The daemon's parent cgroups: its shutdown leaves them while the jobs still run."""
     if os.geteuid() != 0:
         return
-    from corral.executors.local.cgroups import detect, remove_parent
-    from corral.executors.local.enforcement import group_name
+    from corral.executors.local.cgroups import remove_parent
+    from corral.executors.local.enforcement import home_parents
 
     time.sleep(1.0)                      # the supervisors remove their jobs' groups as the jobs die
-    support, _ = detect(group_name(home))
-    if support is not None:
+    for support in home_parents(home):
         remove_parent(support)
 
 
@@ -192,11 +191,14 @@ def kill_jobs(home: Path) -> None:
     """The benchmark's own sleeping jobs (the daemon leaves running jobs running)."""
     import signal
 
-    for pids in home.glob("jobs/*/pids"):
+    from corral.executors.local.supervisor import read_state
+
+    for jobdir in home.glob("jobs/*"):
         try:
-            job = int(pids.read_text().split()[1])
-            os.killpg(job, signal.SIGKILL)
-        except (OSError, ValueError, IndexError):
+            state = read_state(str(jobdir))
+            if state is not None and state.job is not None:
+                os.killpg(state.job, signal.SIGKILL)
+        except OSError:
             pass
 
 

@@ -168,7 +168,7 @@ def write(path, text, mode="w"):
 attempt("write into the home", lambda: write(os.path.join(home, "escaped"), "x"))
 attempt("write into jobs/", lambda: write(os.path.join(home, "jobs", "escaped"), "x"))
 attempt("append to config.yaml", lambda: write(os.path.join(home, "config.yaml"), "admin_group: corraltest\n", "a"))
-attempt("forge its own status.json", lambda: write(os.path.join(home, "jobs", me, "status.json"), '{"exit_code": 0}'))
+attempt("forge its own exit status", lambda: write(os.path.join(home, "jobs", me, "state"), "status {\"exit_code\": 0}\n"))
 attempt("remove the socket", lambda: os.unlink(os.path.join(home, "corral.sock")))
 attempt("rename the store", lambda: os.rename(os.path.join(home, "corral.db"), os.path.join(home, "x.db")))
 attempt("SIGKILL the daemon", lambda: os.kill(daemon, signal.SIGKILL))
@@ -934,7 +934,7 @@ def a_read_files(s: Scene) -> str | None:
     bob = os.path.join(home, "jobs", str(s.ids["bob_run"]))
     paths = [os.path.join(home, n) for n in ("config.yaml", "corral.db", "corral.db-wal", "daemon.log",
                                               "store.id", "daemon.lock")]
-    paths += [home, os.path.join(home, "jobs"), bob, os.path.join(bob, "stdout.log"), os.path.join(bob, "pids")]
+    paths += [home, os.path.join(home, "jobs"), bob, os.path.join(bob, "stdout.log"), os.path.join(bob, "state")]
     paths = [p for p in paths if os.path.exists(p)]
     got = s.probe(ALICE, *paths)
     read = [p.replace(home, "$CORRAL_HOME") + f" ({got.get(p)})" for p in paths if got.get(p) != "EACCES"]

@@ -198,14 +198,14 @@ class Home:
         return found
 
     def job_pids(self) -> list[int]:
-        """Jobs' main processes from their ``pids`` files (a system-mode job starts from a
+        """Jobs' main processes from their state files (a system-mode job starts from a
         clean environment, without the marker)."""
         found = []
-        for pids in self.path("jobs").glob("*/pids"):
+        for state in self.path("jobs").glob("*/state"):
             try:
-                fields = pids.read_text().split()
-                job = int(fields[1])
-            except (OSError, ValueError, IndexError):
+                line = next(ln for ln in state.read_text().splitlines() if ln.startswith("pids "))
+                job = int(line.split()[2])
+            except (OSError, ValueError, IndexError, StopIteration):
                 continue
             if alive(job):
                 found.append(job)
@@ -233,33 +233,23 @@ class Home:
 
 
 def job_cgroups(home: str) -> list[str]:
-    """The job cgroup directories under this home's parent group(s) (root only)."""
+    """The job cgroup directories under this home's parent groups (root only)."""
     if not is_root():
         return []
-    from corral.executors.local.cgroups import detect
-    from corral.executors.local.enforcement import group_name
+    from corral.executors.local.cgroups import job_groups
+    from corral.executors.local.enforcement import home_parents
 
-    support, _ = detect(group_name(home))
-    if support is None:
-        return []
-    found = []
-    for parent in set(support.parents.values()):
-        try:
-            found += [os.path.join(parent, d) for d in os.listdir(parent) if os.path.isdir(os.path.join(parent, d))]
-        except OSError:
-            continue
-    return found
+    return sorted(d for support in home_parents(home) for dirs in job_groups(support).values() for d in dirs)
 
 
 def remove_cgroups(home: str) -> None:
     """The cgroups a daemon of ``home`` made (its jobs are dead by now)."""
     if not is_root():
         return
-    from corral.executors.local.cgroups import detect, remove_parent
-    from corral.executors.local.enforcement import group_name
+    from corral.executors.local.cgroups import remove_parent
+    from corral.executors.local.enforcement import home_parents
 
-    support, _ = detect(group_name(home))
-    if support is not None:
+    for support in home_parents(home):
         remove_parent(support)
 
 

@@ -278,13 +278,12 @@ def teardown(c: Corral) -> None:
 
 def remove_cgroups(home: str) -> None:
     """Remove the cgroups a daemon of ``home`` made (its jobs are dead by now)."""
-    from corral.executors.local.cgroups import detect, remove_parent
-    from corral.executors.local.enforcement import group_name
+    from corral.executors.local.cgroups import remove_parent
+    from corral.executors.local.enforcement import home_parents
 
     if os.geteuid() != 0:
         return
-    support, _ = detect(group_name(home))
-    if support is not None:
+    for support in home_parents(home):
         remove_parent(support)
 
 

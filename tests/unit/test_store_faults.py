@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import sqlite3
 
 import pytest
@@ -14,32 +15,64 @@ from corral.executors.local import supervisor
 from corral.store import SqliteStore
 
 
+def _state(tmp_path):
+    fd = supervisor.open_state(str(tmp_path / "job"))
+    supervisor.append_line(fd, b"pids 1 2 3\n")
+    return fd
+
+
 def test_the_exit_status_is_written_again_until_the_disk_takes_it(tmp_path, monkeypatch):
-    real = supervisor.write_atomic
+    fd = _state(tmp_path)
+    real = supervisor.os.write
     failures = [errno.ENOSPC, errno.EROFS]
     naps = []
 
-    def flaky(path, data):
+    def flaky(fd, data):
         if failures:
+            real(fd, bytes(data[:5]))          # part of the line reached the disk first
             raise OSError(failures.pop(0), "no")
-        real(path, data)
+        return real(fd, data)
 
-    monkeypatch.setattr(supervisor, "write_atomic", flaky)
+    monkeypatch.setattr(supervisor.os, "write", flaky)
     monkeypatch.setattr(supervisor.time, "sleep", naps.append)
-    path = tmp_path / "status.json"
-    assert supervisor.write_status(str(path), b'{"exit_code": 7}', retry=0.5)
-    assert path.read_bytes() == b'{"exit_code": 7}' and naps == [0.5, 0.5]
+    assert supervisor.write_status(fd, b'{"exit_code": 7}', retry=0.5)
+    assert (tmp_path / "job" / "state").read_bytes() == b'pids 1 2 3\nstatus {"exit_code": 7}\n'
+    assert naps == [0.5, 0.5]
+    state = supervisor.read_state(str(tmp_path / "job"))
+    assert (state.supervisor, state.job, state.start, state.status) == (1, 2, 3, {"exit_code": 7})
 
 
-def test_writing_the_status_gives_up_when_the_job_directory_is_gone(tmp_path):
-    assert not supervisor.write_status(str(tmp_path / "gone" / "status.json"), b"{}")
+def test_writing_the_status_gives_up_on_an_error_that_does_not_pass(tmp_path):
+    fd = _state(tmp_path)
+    os.close(fd)
+    assert not supervisor.write_status(fd, b"{}")
 
 
 def test_a_partial_write_is_finished(tmp_path, monkeypatch):
+    fd = _state(tmp_path)
     real = supervisor.os.write
     monkeypatch.setattr(supervisor.os, "write", lambda fd, data: real(fd, bytes(data[:3])))
-    supervisor.write_atomic(str(tmp_path / "s"), b"0123456789")
-    assert (tmp_path / "s").read_bytes() == b"0123456789"
+    supervisor.append_line(fd, b"status {}\n")
+    assert (tmp_path / "job" / "state").read_bytes() == b"pids 1 2 3\nstatus {}\n"
+
+
+def test_an_unfinished_or_foreign_line_is_not_taken_for_a_status(tmp_path):
+    assert supervisor.parse_state(b'pids 1 2 3\nstatus {"exit_code": 0').status is None
+    damaged = supervisor.parse_state(b"pids 1 2 3\nstatus [1]\n")
+    assert damaged.status is None and damaged.damaged
+    assert supervisor.parse_state(b"garbage\n").damaged
+    assert supervisor.read_state(str(tmp_path / "none")) is None
+
+
+def test_a_second_launch_clears_the_first_attempts_state_and_a_live_lock_refuses(tmp_path):
+    fd = _state(tmp_path)
+    (tmp_path / "job" / "stop").write_text("user\n")
+    with pytest.raises(BlockingIOError):
+        supervisor.open_state(str(tmp_path / "job"))
+    os.close(fd)
+    fd = supervisor.open_state(str(tmp_path / "job"))
+    assert (tmp_path / "job" / "state").read_bytes() == b"" and not (tmp_path / "job" / "stop").exists()
+    os.close(fd)
 
 
 def _busy(store: SqliteStore) -> int:

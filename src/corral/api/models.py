@@ -678,6 +678,8 @@ class Enforcement(ResponseModel):
     description: str
     controllers: list[str] | None = None
     cgroup_version: int | str | None = None
+    containment: str | None = Field(None, description="How every process of a job is found and killed "
+                                                      "when it ends, on this machine")
 
 
 class RawAmounts(ResponseModel):

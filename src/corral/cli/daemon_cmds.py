@@ -131,6 +131,8 @@ def cmd_nodes(args) -> int:
         print(f"Node {n['name']}{sim}  {state}  policy {n['policy']}  GPUs from {n['gpu_source']}")
         enforcement = n.get("enforcement") or {}
         print(f"Limits: {enforcement.get('description') or 'not enforced'}")
+        if enforcement.get("containment"):
+            print(f"Containment: {enforcement['containment']}")
         if (n.get("access") or {}).get("description"):
             print(f"Access: {n['access']['description']}")
         if n.get("idle_gpu"):

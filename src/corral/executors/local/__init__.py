@@ -75,6 +75,11 @@ def cgroup_key(job_id: int) -> str:
     return f"job-{job_id}"
 
 
+def _job_of_key(key: str) -> int | None:
+    head, _, digits = key.partition("-")
+    return int(digits) if head == "job" and digits.isdigit() else None
+
+
 @dataclass
 class _Watch:
     pid: int
@@ -109,6 +114,13 @@ class LocalExecutor(Executor):
         self.kill_grace = kill_grace
         self.probe = probe
         self.proc = proc
+        from .enforcement import group_name
+
+        #: Marks every process of a job (``CORRAL_JOB_TAG=<this>.<id>``), so that those a dead
+        #: supervisor left behind can be found where no cgroup holds them.
+        self.tag = group_name(str(self.jobs_dir.parent))
+        #: Jobs whose supervisor lives but has not written its pids yet (after a restart).
+        self._adopting: set[int] = set()
         support = enforcement.support if enforcement is not None else None
         self.capabilities = Capabilities(logs=True, usage=True, cgroups=support is not None, stop_signals=True,
                                          device_pinning=True, gangs=False, inventory=True,
@@ -174,10 +186,12 @@ class LocalExecutor(Executor):
         who = run_as(job.uid, job.gid, job.user)
         base_env = user_environment(who, job.base_env) if who is not None else job.base_env
         cores = piece.cores or self.shared_cores(job.id)
+        env = job_environment(job, piece, cores, base_env)
+        env["CORRAL_JOB_TAG"] = f"{self.tag}.{job.id}"
         return LaunchRequest(
             job_id=job.id,
             argv=spec.command,
-            env=job_environment(job, piece, cores, base_env),
+            env=env,
             workdir=spec.workdir or (who.home if who else os.path.expanduser("~")),
             cores=cores or None,
             kill_grace=float(spec.kill_grace if spec.kill_grace is not None else self.kill_grace),
@@ -188,11 +202,15 @@ class LocalExecutor(Executor):
         )
 
     def cgroup_for(self, job: "Job", piece: "Piece") -> dict | None:
-        """The cgroup a job runs in (hard limits), or None in watchdog mode."""
-        if self.enforcement is None or self.enforcement.support is None:
+        """The cgroup a job runs in: with its hard limits; in watchdog mode a cgroup v2 group
+        that only holds its processes where one can be made; else None."""
+        holder = self.enforcement.holder if self.enforcement is not None else None
+        if holder is None:
             return None
         from .cgroups import Limits
 
+        if self.enforcement.support is None:
+            return {"support": holder.to_dict(), "key": cgroup_key(job.id), "limits": Limits().to_dict()}
         limits = Limits(
             memory=job.spec.limits.get(MEMORY) or None,
             cpu=job.spec.limits.get(CPU) or None,
@@ -220,12 +238,9 @@ class LocalExecutor(Executor):
                 return
             except CorralError:
                 self._launcher_gone()
-        sup.prepare_jobdir(d)
-        lock_fd = os.open(os.path.join(d, sup.LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            lock_fd = sup.open_state(d)
         except BlockingIOError:
-            os.close(lock_fd)
             raise CorralError(f"job {request.job_id} already has a live supervisor") from None
         argv, env = list(request.argv), request.env
         jobdir, workdir, cores, grace = d, request.workdir, request.cores, request.kill_grace
@@ -302,9 +317,10 @@ class LocalExecutor(Executor):
 
     def _adopt(self, job_id: int) -> Running | ExitStatus | None:
         d = self.jobdir(job_id)
-        if not d.exists():
-            return None
-        lock_fd = os.open(d / sup.LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            lock_fd = os.open(d / sup.STATE, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None                     # never got as far as a supervisor
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             alive = False
@@ -312,25 +328,28 @@ class LocalExecutor(Executor):
             alive = True
         finally:
             os.close(lock_fd)  # closing drops our lock if we took it
+        state = sup.read_state(str(d))
         if alive:
-            pid = self._read_pid(d / sup.PIDS)
-            if pid is not None:
-                self._watch(job_id, pid, child=False)
+            if state is not None and state.supervisor is not None:
+                self._adopting.discard(job_id)
+                self._watch(job_id, state.supervisor, child=False)
                 stop = self._stop_request(job_id)
                 if stop is not None:
                     # A stop was requested before the restart: make sure it was delivered.
                     self.stop(job_id, *stop)
-                return Running(job_id, str(pid))
+                return Running(job_id, str(state.supervisor))
             # Locked but no pid yet: the supervisor is a few microseconds old. Watch by
-            # polling the lock until the pid file appears.
+            # polling the lock until its pids are written.
+            self._adopting.add(job_id)
             self._loop.call_later(0.05, self._retry_adopt, job_id)
             return Running(job_id)
-        status = self.read_status(job_id)
+        self._adopting.discard(job_id)
+        status = self._status_of(job_id, state)
         if status is not None:
             return status
-        if (d / sup.PIDS).exists():
-            self._kill_orphan(job_id)
-            return self._lost(job_id)
+        if state is not None and state.job is not None:
+            return self._lost(job_id, state)
+        self._reclaim(job_id, state)         # a group made before the supervisor died, if any
         return None
 
     def _retry_adopt(self, job_id: int) -> None:
@@ -342,29 +361,34 @@ class LocalExecutor(Executor):
 
     # status ----------------------------------------------------------------------
     def read_status(self, job_id: int) -> ExitStatus | None:
-        d = os.path.join(self._root, str(job_id))
-        try:
-            with open(os.path.join(d, sup.STATUS), "rb") as f:
-                data = json.loads(f.read())
-        except FileNotFoundError:
+        return self._status_of(job_id, sup.read_state(os.path.join(self._root, str(job_id))))
+
+    def _status_of(self, job_id: int, state: "sup.State | None") -> ExitStatus | None:
+        """The job's end from its state file; None while it has none (a supervisor that
+        left a line no supervisor writes: lost)."""
+        if state is None:
             return None
-        except (OSError, ValueError):
-            return self._lost(job_id)
+        data = state.status
+        if data is None:
+            return self._lost(job_id, state) if state.damaged else None
         # The job was stopped by corral only if its supervisor received the stop signal;
         # a job that ended on its own just before is classified by its own exit.
         stop = self._stop_request(job_id) if "stop_signal" in data else None
-        return ExitStatus(
-            ended_at=float(data.get("ended_at", 0.0)),
-            exit_code=data.get("exit_code"),
-            signal=data.get("signal"),
-            launch_error=data.get("launch_error"),
-            stopped_for=stop[0] if stop else None,
-            stop_message=stop[1] if stop else "",
-            oom_kills=int(data.get("oom_kills") or 0),
-            memory_peak=data.get("memory_peak"),
-            memory_limit=data.get("memory_limit"),
-            cpu_seconds=data.get("cpu_seconds"),
-        )
+        try:
+            return ExitStatus(
+                ended_at=float(data.get("ended_at", 0.0)),
+                exit_code=data.get("exit_code"),
+                signal=data.get("signal"),
+                launch_error=data.get("launch_error"),
+                stopped_for=stop[0] if stop else None,
+                stop_message=stop[1] if stop else "",
+                oom_kills=int(data.get("oom_kills") or 0),
+                memory_peak=data.get("memory_peak"),
+                memory_limit=data.get("memory_limit"),
+                cpu_seconds=data.get("cpu_seconds"),
+            )
+        except (TypeError, ValueError):
+            return self._lost(job_id, state)
 
     def _stop_request(self, job_id: int) -> tuple[StopReason, str] | None:
         """What the ``stop`` file asks: the reason and the message (second line on)."""
@@ -388,13 +412,11 @@ class LocalExecutor(Executor):
         """Send ``sig`` to the job's process group (it keeps running)."""
         if job_id not in self._watches:
             return False
-        try:
-            with open(os.path.join(self._root, str(job_id), sup.PIDS)) as f:
-                _, pid_s, start_s = f.read().split()
-            pid = int(pid_s)
-        except (OSError, ValueError):
+        state = sup.read_state(os.path.join(self._root, str(job_id)))
+        if state is None or state.job is None:
             return False
-        if start_s != "None" and str(sup.proc_start_time(pid)) != start_s:
+        pid = state.job
+        if state.start is not None and sup.proc_start_time(pid) != state.start:
             return False                     # that pid is another process now
         try:
             os.killpg(pid, sig)
@@ -402,15 +424,10 @@ class LocalExecutor(Executor):
             return False
         return True
 
-    def _lost(self, job_id: int) -> ExitStatus:
-        # Its supervisor died without a status: nobody else will remove its cgroup.
-        if self.enforcement is not None and self.enforcement.support is not None:
-            from .cgroups import JobCgroup
-
-            try:
-                JobCgroup(self.enforcement.support, cgroup_key(job_id)).remove()
-            except Exception:  # noqa: BLE001 - best effort; a stale group is swept later
-                log.warning("could not remove the cgroup of job %d", job_id)
+    def _lost(self, job_id: int, state: "sup.State | None" = None) -> ExitStatus:
+        """Its supervisor died without recording the end: nobody else kills what the job
+        left running, so it is done here."""
+        self._reclaim(job_id, state)
         return ExitStatus(ended_at=time.time(), lost=True)
 
     def _report(self, job_id: int, status: ExitStatus) -> None:
@@ -419,19 +436,59 @@ class LocalExecutor(Executor):
         self._roots.pop(job_id, None)
         self._on_exit(job_id, status)
 
-    def _kill_orphan(self, job_id: int) -> None:
-        """The supervisor is gone without a status: kill what is left of the job."""
-        path = self.jobdir(job_id) / sup.PIDS
-        try:
-            _, pid_s, start_s = path.read_text().split()
-            pid, start = int(pid_s), int(start_s) if start_s != "None" else None
-        except (OSError, ValueError):
-            return
-        if start is not None and sup.proc_start_time(pid) == start:
+    def _reclaim(self, job_id: int, state: "sup.State | None" = None) -> None:
+        """Kill everything a job whose supervisor is gone left running, and remove its
+        cgroup: its process group, its cgroup (limits or the group that holds it) or,
+        where it has none, every process whose environment carries the job's tag."""
+        if state is None:
+            state = sup.read_state(str(self.jobdir(job_id)))
+        if state is not None and state.job is not None and \
+                (state.start is None or sup.proc_start_time(state.job) == state.start):
             try:
-                os.killpg(pid, signal.SIGKILL)
+                os.killpg(state.job, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+        holder = self.enforcement.holder if self.enforcement is not None else None
+        if holder is not None:
+            from .cgroups import JobCgroup
+
+            try:
+                JobCgroup(holder, cgroup_key(job_id)).remove()
+            except Exception:  # noqa: BLE001 - best effort; a stale group is swept later
+                log.warning("could not remove the cgroup of job %d", job_id)
+        else:
+            from . import procfs
+
+            killed = procfs.kill_tagged("CORRAL_JOB_TAG", f"{self.tag}.{job_id}", self.proc)
+            if killed:
+                log.warning("job %d: killed %d process(es) its supervisor left behind", job_id, killed)
+
+    def recovered(self) -> None:
+        """After a restart: kill and remove the cgroups of jobs that no longer run here (a
+        supervisor that died with the daemon, a launch cut short)."""
+        self.sweep()
+
+    def sweep(self) -> int:
+        """Kill what is in, and remove, every job group of this home whose job is not
+        running here; the number of groups removed."""
+        holder = self.enforcement.holder if self.enforcement is not None else None
+        if holder is None:
+            return 0
+        from .cgroups import JobCgroup, job_groups
+
+        live = {cgroup_key(j) for j in self.watching()}
+        removed = 0
+        for key in job_groups(holder):
+            if key in live or _job_of_key(key) is None:
+                continue
+            try:
+                JobCgroup(holder, key).remove()
+                removed += 1
+            except Exception as exc:  # noqa: BLE001 - report, keep sweeping
+                log.warning("could not remove the stale cgroup %s: %s", key, exc)
+        if removed:
+            log.warning("removed %d stale job cgroup(s)", removed)
+        return removed
 
     # usage, logs, GPUs -------------------------------------------------------------------
     def sample(self, job_ids: Iterable[int]) -> dict[int, Reading]:
@@ -533,20 +590,14 @@ class LocalExecutor(Executor):
         return self.pids(job_id) or {}
 
     def pids(self, job_id: int) -> dict[str, int] | None:
-        """The supervisor's and the job's pid while it runs (from the ``pids`` file)."""
+        """The supervisor's and the job's pid while it runs (from the state file)."""
         try:
-            with open(os.path.join(self._root, str(job_id), sup.PIDS)) as f:
-                supervisor, job, _ = f.read().split()
-            return {"supervisor": int(supervisor), "job": int(job)}
-        except (OSError, ValueError):
+            state = sup.read_state(os.path.join(self._root, str(job_id)))
+        except OSError:
             return None
-
-    @staticmethod
-    def _read_pid(path: Path) -> int | None:
-        try:
-            return int(path.read_text().split()[0])
-        except (OSError, ValueError, IndexError):
+        if state is None or state.job is None or state.supervisor is None:
             return None
+        return {"supervisor": state.supervisor, "job": state.job}
 
     # watching ----------------------------------------------------------------------
     def _watch(self, job_id: int, pid: int, *, child: bool) -> None:
@@ -595,21 +646,21 @@ class LocalExecutor(Executor):
                 pass
         status = self.read_status(job_id)
         if status is None:
-            self._kill_orphan(job_id)
             status = self._lost(job_id)
         self._report(job_id, status)
 
     def watching(self) -> set[int]:
-        return set(self._watches) | set(self._starting)
+        return set(self._watches) | set(self._starting) | self._adopting
 
     def close(self) -> None:
         if self.probe is not None:
             self.probe.close()
             self.probe = None
-        if self.enforcement is not None and self.enforcement.support is not None:
+        if self.enforcement is not None and self.enforcement.holder is not None:
             from .cgroups import remove_parent
 
-            remove_parent(self.enforcement.support)   # leaves the groups of jobs still running
+            self.sweep()                               # groups no running job owns
+            remove_parent(self.enforcement.holder)     # leaves the groups of jobs still running
         if self._launcher is not None:
             try:
                 self._loop.remove_reader(self._launcher.fileno())

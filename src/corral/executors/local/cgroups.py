@@ -143,6 +143,8 @@ class CgroupSupport:
 
     def describe(self) -> str:
         """E.g. ``cgroup v1 (cpu, cpuacct, devices, memory, pids)``."""
+        if not self.controllers:
+            return f"cgroup {self.version} (no controllers)"
         return f"cgroup {self.version} ({', '.join(self.controllers)})"
 
     def to_dict(self) -> dict:
@@ -466,6 +468,63 @@ def detect(
         return None, f"cgroups unusable: {e}"
 
 
+def detect_group(
+    name: str,
+    *,
+    root: str = "/sys/fs/cgroup",
+    mounts: str = "/proc/self/mounts",
+    self_cgroup: str = "/proc/self/cgroup",
+) -> tuple[CgroupSupport | None, str]:
+    """A cgroup v2 parent ``name`` under our own v2 cgroup, used without controllers: to
+    hold each job's processes together (and kill them at once with ``cgroup.kill``)
+    where no controller can limit them -- a hybrid machine whose ``unified`` hierarchy
+    has none, or a v2 subtree delegated without ``memory``. No controller is enabled,
+    so the "no internal processes" rule does not apply. ``(None, reason)`` when there
+    is no v2 hierarchy or no right to create a group in it."""
+    _check_name("name", name)
+    try:
+        table = _read_mounts(mounts)
+        _, own = _read_self_cgroup(self_cgroup)
+    except OSError as e:
+        return None, f"cannot read cgroup information: {_reason(e)}"
+    table = [m for m in table if _under(m[0], root) and m[1] == "cgroup2"] or [
+        m for m in table if m[1] == "cgroup2"]
+    if not table or own is None:
+        return None, "no cgroup v2 hierarchy is mounted"
+    for point, _, _ in table:
+        own_dir = _own_dir(point, own)
+        if own_dir is None:
+            continue
+        parent = os.path.join(own_dir, name)
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError as e:
+            return None, f"cannot create {parent}: {_reason(e)}"
+        if not os.access(os.path.join(parent, "cgroup.procs"), os.W_OK):
+            try:
+                os.rmdir(parent)
+            except OSError:
+                pass
+            return None, f"cannot move processes into {parent}"
+        return CgroupSupport("v2", {"unified": parent}, ()), ""
+    return None, "our own cgroup v2 group is not under the mount point"
+
+
+def job_groups(support: CgroupSupport) -> dict[str, list[str]]:
+    """The job groups now under the parent(s): key -> their dirs (one per hierarchy)."""
+    found: dict[str, list[str]] = {}
+    for parent in dict.fromkeys(support.parents.values()):
+        try:
+            names = os.listdir(parent)
+        except OSError:
+            continue
+        for key in names:
+            path = os.path.join(parent, key)
+            if _NAME.match(key) and os.path.isdir(path):
+                found.setdefault(key, []).append(path)
+    return found
+
+
 def remove_parent(support: CgroupSupport) -> list[str]:
     """Remove the parent group(s), and the empty job groups left in them (daemon shutdown).
 
@@ -582,14 +641,15 @@ class JobCgroup:
     def _write_v2(self, limits: Limits) -> None:
         d = self.paths["unified"]
         have = self.support.controllers
-        memory = "max" if limits.memory is None else str(limits.memory)
-        _write(os.path.join(d, "memory.max"), memory)
-        swap = os.path.join(d, "memory.swap.max")
-        if os.path.exists(swap):
-            _write(swap, "max" if limits.memory is None else "0")
-        group = os.path.join(d, "memory.oom.group")
-        if os.path.exists(group):
-            _write(group, "1")
+        if "memory" in have:      # a group made only to hold a job's processes has no controllers
+            memory = "max" if limits.memory is None else str(limits.memory)
+            _write(os.path.join(d, "memory.max"), memory)
+            swap = os.path.join(d, "memory.swap.max")
+            if os.path.exists(swap):
+                _write(swap, "max" if limits.memory is None else "0")
+            group = os.path.join(d, "memory.oom.group")
+            if os.path.exists(group):
+                _write(group, "1")
         if "cpu" in have:
             quota = "max" if limits.cpu is None else str(cpu_quota_us(limits.cpu))
             _write(os.path.join(d, "cpu.max"), f"{quota} {CPU_PERIOD_US}")

@@ -141,3 +141,54 @@ def job_trees(roots: dict[int, int], table: dict[int, ProcInfo]) -> dict[int, Tr
                 ticks += info.cpu_ticks
         result[job] = TreeUsage(tuple(sorted(members)), rss, ticks)
     return result
+
+
+def tagged(name: str, value: str, proc: str = "/proc") -> list[int]:
+    """Processes whose environment holds ``name=value`` (those we may read: our own, or
+    everyone's as root). A process that vanishes while we read is skipped."""
+    marker = f"{name}={value}".encode()
+    me = os.getpid()
+    found = []
+    try:
+        names = os.listdir(proc)
+    except OSError:
+        return found
+    for entry in names:
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            fd = os.open(f"{proc}/{entry}/environ", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            chunks = []
+            while chunk := os.read(fd, 65536):
+                chunks.append(chunk)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+        if marker in b"".join(chunks).split(b"\0"):
+            found.append(int(entry))
+    return found
+
+
+def kill_tagged(name: str, value: str, proc: str = "/proc", rounds: int = 50) -> int:
+    """SIGKILL every process tagged ``name=value`` until none is left (those forked
+    meanwhile carry the tag too); how many were killed."""
+    import signal
+    import time
+
+    killed: set[int] = set()
+    for _ in range(rounds):
+        pids = [p for p in tagged(name, value, proc) if (info := read_proc(p, proc)) is not None and info.state != "Z"]
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.01)
+    return len(killed)

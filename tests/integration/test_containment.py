@@ -1,0 +1,226 @@
+"""Nothing a job starts outlives it, however it detaches, in every way of grouping jobs.
+
+Real supervisors from the real launcher, real processes: a job that leaves a ``setsid``
+child or a double-forked daemon behind and exits, one that is cancelled, and one whose
+supervisor is SIGKILLed while the daemon is down. Three ways of holding a job, each one
+a parameter: its limits cgroup (root), a cgroup v2 group without controllers (root, where
+a v2 hierarchy is mounted), and none at all (the supervisor as subreaper, and the job's
+tag in the environment of what a dead supervisor left). What escaped must be dead when
+the end is reported -- before the job's GPU can go to the next one -- and the job's cgroup
+directories must be gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from corral.capacity.node import make_node
+from corral.executors.base import ExitStatus, StopReason
+from corral.executors.local import LocalExecutor, cgroup_key
+from corral.executors.local.cgroups import JobCgroup, job_groups, remove_parent
+from corral.executors.local.enforcement import Enforcement, choose, group_name
+from corral.executors.local.launcher import Launcher
+from corral.job import Allocation, Job
+from corral.resources import Resources
+from corral.spec import build_spec
+
+from corral_harness import proc_alive, wait_until
+
+NODE = make_node("n1", cores=2, memory=4 * 2**30, gpus=2)
+MODES = ("cgroup", "v2-group", "subreaper")
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+#: Double fork and setsid: the grandchild is a daemon in a session of its own, its
+#: parent gone (the classic way to detach), and it writes its pid to $1.
+DAEMONIZE = (f"{sys.executable} -c \"import os,sys,time\n"
+             "if os.fork(): sys.exit(0)\n"
+             "os.setsid()\n"
+             "if os.fork(): sys.exit(0)\n"
+             "open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(4001)\"")
+
+
+def enforcement_for(mode: str, home: str) -> Enforcement | None:
+    """The grouping ``mode`` asks for, or None when this machine cannot give it."""
+    if mode == "subreaper":
+        return Enforcement("watchdog", why="test", group=None, group_why="test: no group")
+    if os.geteuid() != 0:
+        return None
+    if mode == "cgroup":
+        found = choose("auto", home)
+        return found if found.support is not None else None
+    found = choose("watchdog", home)
+    return found if found.group is not None else None
+
+
+class Setup:
+    def __init__(self, tmp_path: Path, mode: str):
+        self.home = str(tmp_path / "home")
+        os.makedirs(self.home)
+        self.mode = mode
+        self.enforcement = enforcement_for(mode, self.home)
+        if self.enforcement is None:
+            why = f"grouping by {mode} needs root and a cgroup hierarchy that allows it"
+            if CI:
+                pytest.fail(f"{why} (CI=true: it must be tested)")
+            pytest.skip(why)
+        self.loop = asyncio.new_event_loop()
+        self.ends: list[tuple[int, ExitStatus, dict[int, bool]]] = []
+        self.watch: list[int] = []          # pids whose liveness is recorded at each end
+        self.launcher = Launcher.start()
+        self.executor = self.make()
+
+    def make(self) -> LocalExecutor:
+        return LocalExecutor(Path(self.home) / "jobs", self.on_exit, self.loop, self.launcher, node=NODE,
+                             enforcement=self.enforcement, kill_grace=1.0)
+
+    def on_exit(self, job_id: int, status: ExitStatus) -> None:
+        # What is alive at the moment the end is reported: the next job may get the GPU now.
+        self.ends.append((job_id, status, {pid: proc_alive(pid) for pid in self.watch}))
+
+    def run_until(self, done, within: float = 20.0) -> None:
+        deadline = time.monotonic() + within
+        while not done() and time.monotonic() < deadline:
+            self.loop.run_until_complete(asyncio.sleep(0.02))
+        assert done(), f"not done within {within}s"
+
+    def launch(self, job_id: int, script: str) -> Job:
+        spec = build_spec(["sh", "-c", script], requests={"cpu": "100m"}, kill_grace="1s")
+        alloc = Allocation("n1", Resources.parse({"cpu": "100m", "gpu": 1}), gpus=(0,))
+        job = Job(id=job_id, spec=spec, seq=job_id, allocation=alloc)
+        self.executor.launch(job, alloc)
+        return job
+
+    def end_of(self, job_id: int):
+        found = [e for e in self.ends if e[0] == job_id]
+        return found[-1] if found else None
+
+    def groups(self) -> list[str]:
+        holder = self.enforcement.holder
+        return sorted(job_groups(holder)) if holder is not None else []
+
+    def close(self) -> None:
+        self.executor.close()
+        self.launcher.close()
+        holder = self.enforcement.holder if self.enforcement is not None else None
+        if holder is not None:
+            for key in job_groups(holder):
+                JobCgroup(holder, key).remove()
+            remove_parent(holder)
+        self.loop.close()
+
+
+@pytest.fixture(params=MODES)
+def setup(request, tmp_path):
+    s = Setup(tmp_path, request.param)
+    try:
+        yield s
+    finally:
+        for pid in s.watch:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        s.close()
+
+
+def read_pid(path: Path) -> int:
+    return wait_until(lambda: path.exists() and path.read_text().strip().isdigit() and int(path.read_text()),
+                      what=f"a pid in {path}")
+
+
+@pytest.mark.parametrize("how", ["setsid", "double-fork"])
+def test_what_a_job_left_behind_is_dead_when_its_end_is_reported(setup, tmp_path, how):
+    pidfile = tmp_path / "escaped.pid"
+    if how == "setsid":
+        script = f"setsid sleep 4001 </dev/null >/dev/null 2>&1 & echo $! > {pidfile}; sleep 0.3; exit 0"
+    else:
+        script = f"{DAEMONIZE} {pidfile}; sleep 0.3; exit 0"
+    setup.launch(1, script)
+    escaped = read_pid(pidfile)
+    setup.watch.append(escaped)
+    setup.run_until(lambda: setup.end_of(1) is not None)
+    _, status, alive = setup.end_of(1)
+    assert status.exit_code == 0, status
+    assert alive == {escaped: False}, f"{how} child {escaped} outlived its job ({setup.mode})"
+    assert cgroup_key(1) not in setup.groups()
+
+
+def test_a_cancelled_job_takes_its_detached_children_with_it(setup, tmp_path):
+    pidfile = tmp_path / "escaped.pid"
+    setup.launch(2, f"setsid sleep 4001 </dev/null >/dev/null 2>&1 & echo $! > {pidfile}; sleep 300")
+    escaped = read_pid(pidfile)
+    setup.watch.append(escaped)
+    setup.run_until(lambda: setup.executor.pids(2) is not None)
+    assert setup.executor.stop(2, StopReason.CANCEL, "test")
+    setup.run_until(lambda: setup.end_of(2) is not None)
+    _, status, alive = setup.end_of(2)
+    assert status.stopped_for == StopReason.CANCEL
+    assert alive == {escaped: False}
+    assert cgroup_key(2) not in setup.groups()
+
+
+def test_a_supervisor_killed_while_the_daemon_is_down_leaves_nothing(setup, tmp_path):
+    pidfile = tmp_path / "escaped.pid"
+    job = setup.launch(3, f"setsid sleep 4001 </dev/null >/dev/null 2>&1 & echo $! > {pidfile}; sleep 300")
+    escaped = read_pid(pidfile)
+    setup.run_until(lambda: setup.executor.pids(3) is not None)
+    pids = setup.executor.pids(3)
+    setup.watch += [escaped, pids["job"]]
+    setup.executor.close()                      # the daemon goes down; the job runs on
+    os.kill(pids["supervisor"], signal.SIGKILL)  # and its supervisor dies meanwhile
+    wait_until(lambda: not proc_alive(pids["supervisor"]), what="the supervisor to die")
+    assert proc_alive(escaped) and proc_alive(pids["job"])
+    setup.launcher = Launcher.start()           # the daemon is back (with a launcher of its own)
+    setup.executor = setup.make()
+    outcome = setup.executor.adopt(job)
+    assert isinstance(outcome, ExitStatus) and outcome.lost
+    for pid in (escaped, pids["job"]):
+        assert wait_until(lambda: not proc_alive(pid), timeout=5, what=f"{pid} to be killed")
+    assert cgroup_key(3) not in setup.groups()
+
+
+@pytest.mark.parametrize("mode", ["cgroup", "v2-group"])
+def test_startup_removes_the_groups_no_running_job_owns(tmp_path, mode):
+    setup = Setup(tmp_path, mode)
+    try:
+        _stale_group_swept(setup)
+    finally:
+        setup.close()
+
+
+def _stale_group_swept(setup):
+    holder = setup.enforcement.holder
+    from corral.executors.local.cgroups import Limits
+
+    stale = JobCgroup(holder, cgroup_key(77))
+    stale.create(Limits())
+    sleeper = subprocess.Popen(["sleep", "4001"], preexec_fn=lambda: stale.attach(0))
+    try:
+        assert cgroup_key(77) in setup.groups()
+        setup.executor.recovered()
+        sleeper.wait(timeout=5)
+        assert cgroup_key(77) not in setup.groups()
+    finally:
+        if sleeper.poll() is None:
+            sleeper.kill()
+        sleeper.wait()
+
+
+def test_nodes_say_how_jobs_are_held(tmp_path):
+    home = str(tmp_path)
+    text = Enforcement("watchdog", group=None, group_why="no rights").containment()
+    assert "CORRAL_JOB_TAG" in text and "subreaper" in text
+    if os.geteuid() == 0:
+        found = choose("auto", home)
+        assert found.containment().startswith(f"each job in its own cgroup {found.support.version}")
+        for support in filter(None, (found.support, found.group)):
+            remove_parent(support)
+    assert group_name(home).startswith("corral-")
