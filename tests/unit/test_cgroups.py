@@ -324,9 +324,12 @@ def test_create_v1_without_limits_and_without_memsw(tmp_path):
     cg = tmp_path / "cg"
     assert read(cg / "memory/corral-ab12/job-1/memory.limit_in_bytes") == "-1"
     assert not (cg / "memory/corral-ab12/job-1/memory.memsw.limit_in_bytes").exists()
-    assert read(cg / "cpu/corral-ab12/job-1/cpu.cfs_quota_us") == "-1"
-    assert read(cg / "pids/corral-ab12/job-1/pids.max") == "max"
-    assert not (cg / "devices/corral-ab12/job-1/devices.deny").exists()
+    # Hierarchies with nothing to hold for this job are left out (a mkdir, a move and an
+    # rmdir each); memory (which holds the processes) and cpuacct (CPU time) stay.
+    for idle in ("cpu", "pids", "devices"):
+        assert not (cg / f"{idle}/corral-ab12/job-1").exists(), idle
+    assert os.path.isdir(cg / "cpuacct/corral-ab12/job-1")
+    assert set(job.paths) == {"memory", "cpuacct"}
 
 
 def test_create_v2_writes_exact_values(tmp_path):
@@ -400,7 +403,7 @@ def test_cpu_quota(millicores, quota):
 def test_stats_v1(tmp_path):
     support = detected(v1_tree(tmp_path))
     job = JobCgroup(support, "job-1")
-    job.create(Limits())
+    job.create(Limits(cpu=1000, pids=64))
     cg = tmp_path / "cg"
     mem = cg / "memory/corral-ab12/job-1"
     write(mem / "memory.usage_in_bytes", f"{100 * MiB}\n")

@@ -169,6 +169,13 @@ async def _main(paths: Paths, config: Config, store: "Store", access: Access, la
     manager.monitor.start(loop)
     retention = _Retention(manager, config.retention, loop)
     enforcement = info.get("enforcement") or {}
+    # What start-up made lives as long as the daemon: out of the collector's way, so its
+    # collections walk only what the daemon makes from now on (a full collection over
+    # the web stack's objects costs ~10 ms, and the young generations fill with every job).
+    import gc
+
+    gc.collect()
+    gc.freeze()
     log.info("started pid %d on %s (%s engine): %s; limits %s; %s; recovered %s", os.getpid(),
              ", ".join(n.name for n in nodes), executor.name, info.get("gpu_source"),
              enforcement.get("description", "-"), access.describe(), counts)

@@ -206,19 +206,32 @@ def _write(path: str, value: str, *, append: bool = False) -> None:
     Opening with O_CREAT is harmless on cgroupfs (the files exist) and lets a fake tree of
     regular files in unit tests record what was written; ``append`` keeps every line there.
     """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if append else os.O_TRUNC)
     try:
-        with open(path, "ab" if append else "wb", buffering=0) as f:
-            f.write(value.encode())
+        fd = os.open(path, flags, 0o644)
+        try:
+            os.write(fd, value.encode())
+        finally:
+            os.close(fd)
     except OSError as e:
         raise CgroupError(f"cannot write {value.strip()} to {path}: {_reason(e)}") from None
 
 
 def _read(path: str) -> str | None:
+    """A small control file's text (plain system calls: no buffered file object)."""
     try:
-        with open(path, "rb") as f:
-            return f.read().decode(errors="replace")
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks).decode(errors="replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _read_int(path: str) -> int | None:
@@ -582,8 +595,17 @@ class JobCgroup:
     def create(self, limits: Limits) -> None:
         """Make the dirs (a stale one from a crash is reused) and write the limits.
 
+        On v1, a hierarchy whose controller has nothing to hold for this job is left
+        out (``cpu`` without a CPU limit, ``pids`` without a task limit, ``devices``
+        without a rule): each one costs a mkdir, a move and an rmdir per job. Memory
+        (which holds the job's processes) and ``cpuacct`` (its CPU time) always stay.
         On failure, the dirs made here are removed and CgroupError is raised.
         """
+        if self.support.version == "v1":
+            idle = {"cpu": limits.cpu is None, "pids": limits.pids is None, "devices": not limits.deny_devices}
+            shared = {d for c, d in self.paths.items() if not idle.get(c, False)}
+            self.paths = {c: d for c, d in self.paths.items() if not idle.get(c, False) or d in shared}
+            self._dirs = list(dict.fromkeys([self._main, *self.paths.values()]))
         made: list[str] = []
         try:
             for d in self._dirs:

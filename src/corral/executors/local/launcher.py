@@ -145,6 +145,13 @@ def _serve(sock: socket.socket) -> None:  # pragma: no cover - runs in the launc
         # dataclasses with it) costs ~20 ms, which each job's start would otherwise pay.
         from . import cgroups  # noqa: F401
         sup.load_prctl()                 # likewise ctypes, for the supervisors without a cgroup
+        # Every object so far is shared with the supervisors forked from here: frozen, the
+        # collector never walks them (its walk writes to each object, and each write
+        # copies a page into the child).
+        import gc
+
+        gc.collect()
+        gc.freeze()
         parent = os.getppid()
         while True:
             data = sock.recv(_MAX_MESSAGE)

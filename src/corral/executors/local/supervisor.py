@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import gc
 import os
 import signal
 import time
@@ -80,10 +81,15 @@ HELD_SIGNALS = _STOP_SIGNALS + _FORWARDED
 def proc_start_time(pid: int) -> int | None:
     """Start time of ``pid`` in clock ticks since boot (``/proc/PID/stat`` field 22)."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        data = os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     try:
         return int(data[data.rindex(b")") + 2:].split()[19])
     except (ValueError, IndexError):
@@ -237,6 +243,7 @@ def supervise(jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
     group = None
     term = None
     try:
+        gc.disable()                # short-lived and cycle-free: a collection would only copy pages
         os.setsid()
         if os.isatty(2) or os.isatty(1) or os.isatty(0):
             null_stdio()
