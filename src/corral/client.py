@@ -571,12 +571,16 @@ class Client(Connection):
 
         return TokenView.model_validate(self.request("DELETE", f"/v1/tokens/{_quote(ident)}"))
 
-    def logs(self, job_id: int, *, stream: str = "stdout", follow: bool = False, offset: int = 0) -> Iterator[bytes]:
-        """A job's stdout or stderr as it is read; ``follow``: until the job ends."""
+    def logs(self, job_id: int, *, stream: str = "stdout", follow: bool = False, offset: int = 0,
+             attempt: int | None = None) -> Iterator[bytes]:
+        """A job's stdout or stderr as it is read; ``follow``: until the job ends;
+        ``attempt``: only what its N-th run wrote."""
         m = _models()
-        query = _build(m.LogsQuery, stream=stream, follow=follow, offset=offset)
-        text = urlencode({"stream": query.stream, "follow": "true" if query.follow else "false",
-                          "offset": query.offset})
+        query = _build(m.LogsQuery, stream=stream, follow=follow, offset=offset, attempt=attempt)
+        fields = {"stream": query.stream, "follow": "true" if query.follow else "false", "offset": query.offset}
+        if query.attempt is not None:
+            fields["attempt"] = query.attempt
+        text = urlencode(fields)
         return self.stream(f"/v1/jobs/{_job_id(job_id)}/logs?{text}")
 
     def nodes(self) -> list[models.NodeView]:

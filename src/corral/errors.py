@@ -117,6 +117,12 @@ class NotFound(CorralError):
     status = 404
 
 
+class NotStarted(CorralError):
+    """Asked for what a job has once it runs (its logs) while it has never run."""
+
+    status = 409
+
+
 class InvalidTransition(CorralError):
     """A job state change that the transition table does not allow."""
 

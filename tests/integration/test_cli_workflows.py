@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from corral_harness import gate_cmd, wait_until
 
 
@@ -64,8 +66,9 @@ def test_dependencies_order_jobs_and_a_failure_ends_the_chain(shared_corral, tmp
 def test_retries_run_a_failing_job_again_after_a_backoff(shared_corral):
     c = shared_corral
     marker = f"{c.workdir}/attempts"
-    # Fails twice, then succeeds (counts its attempts in a file).
-    script = f'echo x >> {marker}; [ $(wc -l < {marker}) -ge 3 ]'
+    # Fails twice, then succeeds (counts its attempts in a file); each attempt says which
+    # it is and leaves its last line unfinished.
+    script = f'echo "run $CORRAL_ATTEMPT"; printf partial; echo x >> {marker}; [ $(wc -l < {marker}) -ge 3 ]'
     job = c.submit("--cpus", "100m", "--retries", "3", "--", "sh", "-c", script)
     def retrying():
         view = c.show(job)
@@ -78,6 +81,20 @@ def test_retries_run_a_failing_job_again_after_a_backoff(shared_corral):
     assert (view["state"], view["attempts"]) == ("Succeeded", 3), view
     assert [e["message"] for e in view["events"] if e["reason"] == "RetryBackoff"] == [
         "exit code 1; retry 1 of 3 in 10s", "exit code 1; retry 2 of 3 in 20s"]
+    # The log holds every attempt, each retry's output opened by a header line of its own.
+    lines = c.logs(job).split("\n")
+    assert lines[:2] == ["run 1", "partial"] and lines[3:5] == ["run 2", "partial"], lines
+    assert lines[6:] == ["run 3", "partial"], lines
+    for line, n in ((lines[2], 2), (lines[5], 3)):
+        assert re.fullmatch(rf"\[corral\] attempt {n} started \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{{4}} on "
+                            rf"{re.escape(view['node'])}", line), line
+    assert c.logs(job, "--attempt", "1") == "run 1\npartial\n"
+    second = c.logs(job, "--attempt", "2").split("\n")
+    assert second[0] == lines[2] and second[1:] == ["run 2", "partial", ""]
+    assert c.logs(job, "--attempt", "3").split("\n")[1:] == ["run 3", "partial"]
+    res = c.run("logs", "--attempt", "4", str(job))
+    assert (res.returncode, res.stderr) == (1, f"error: job {job} has no output of attempt 4 (it has run 3 times)\n")
+    assert c.logs(job, "--stderr", "--attempt", "2").startswith("[corral] attempt 2 started ")
 
 
 def test_hold_and_release(shared_corral):
@@ -85,6 +102,10 @@ def test_hold_and_release(shared_corral):
     job = c.submit("--cpus", "100m", "--hold", "--", "true")
     view = c.show(job)
     assert (view["state"], view["reason"], view["held"]) == ("Pending", "Held", True)
+    res = c.run("logs", str(job))               # no logs before it ever ran: it says so
+    assert (res.returncode, res.stdout) == (1, "")
+    assert res.stderr == (f"error: job {job} has not started yet: Pending (Held: held at submit); "
+                          f"`corral logs -f {job}` waits for its output\n")
     assert c.ok("release", str(job)) == f"job {job}: released\n"
     [view] = c.wait_done(job)
     assert view["state"] == "Succeeded"
@@ -97,3 +118,16 @@ def test_hold_and_release(shared_corral):
     c.ok("cancel", str(blocker))
     [view] = c.wait_done(later)
     assert (view["state"], view["reason"]) == ("Cancelled", "DependencyFailed")
+
+
+def test_a_python_jobs_prints_reach_the_log_as_they_happen(shared_corral, tmp_path):
+    c = shared_corral
+    gate = tmp_path / "go"
+    script = (f"import os, time\nprint('epoch 1 done')\n"
+              f"while not os.path.exists({str(gate)!r}): time.sleep(0.05)\nprint('epoch 2 done')")
+    job = c.submit("--cpus", "100m", "--", "python3", "-c", script)
+    wait_until(lambda: c.logs(job) == "epoch 1 done\n", what="the first print while the job still runs")
+    assert c.show(job)["state"] == "Running"
+    gate.touch()
+    [view] = c.wait_done(job)
+    assert view["state"] == "Succeeded" and c.logs(job) == "epoch 1 done\nepoch 2 done\n"

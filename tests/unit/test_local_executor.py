@@ -94,3 +94,14 @@ def test_python_output_is_unbuffered_and_the_attempt_is_counted(tmp_path, loop):
     assert ex.request_for(job(4, spec), piece).env["CORRAL_ATTEMPT"] == "1"
     own = ex.request_for(job(5, spec, base_env={"PYTHONUNBUFFERED": ""}), piece).env    # the submitter's choice
     assert own["PYTHONUNBUFFERED"] == ""
+
+
+def test_every_process_of_a_job_carries_its_tag(tmp_path, loop):
+    ex = executor(tmp_path, loop)
+    spec = build_spec(["train"], requests={"cpu": "1"})
+    piece = alloc({"cpu": "1"}, cores=(1,)).pieces[0]
+    forged = job(6, spec, base_env={"CORRAL_JOB_TAG": "someone-else.1"})          # the submitter's own is dropped
+    tag = ex.request_for(forged, piece).env["CORRAL_JOB_TAG"]
+    assert tag == f"{ex.tag}.6" and ex.tag.startswith("corral-")
+    other = executor(tmp_path / "other", loop)                                   # another home: another tag
+    assert other.request_for(job(6, spec), piece).env["CORRAL_JOB_TAG"] != tag

@@ -401,6 +401,8 @@ class LogsQuery(QueryModel):
     stream: Literal["stdout", "stderr"] = "stdout"
     follow: bool = False
     offset: Annotated[int, Field(ge=0, le=MAX_JOB_ID), Digits] = 0
+    #: Only what attempt N wrote (1: the first run; a retry or requeue is the next one).
+    attempt: Annotated[int | None, Field(ge=1, le=MAX_JOB_ID), Digits] = None
 
 
 class UsageQuery(QueryModel):

@@ -272,9 +272,21 @@ def cmd_logs(args) -> int:
     from . import select_cmds
 
     stream = "stderr" if args.stderr else "stdout"
-    query = urlencode({"stream": stream, "follow": "true" if args.follow else "false"})
+    fields = {"stream": stream, "follow": "true" if args.follow else "false"}
+    if args.attempt is not None and args.attempt < 1:
+        raise CorralError(f"invalid value for --attempt: {args.attempt} (expected a number of at least 1)")
+    if args.attempt is not None:
+        fields["attempt"] = args.attempt
+    query = urlencode(fields)
     conn = _conn(args)
     args.id = select_cmds.log_target(conn, args.id)      # ID, or an array task ID_N
+    if args.follow and not args.json:
+        job = conn.request("GET", f"/v1/jobs/{args.id}")
+        if job.get("attempts") == 0 and job.get("state") == "Pending":
+            reason = job.get("reason") or ""
+            why = f"{reason}: {job['message']}" if job.get("message") else reason
+            print(f"job {args.id} has not started yet ({job['state']}{': ' + why if why else ''}); "
+                  f"waiting for its output", file=sys.stderr, flush=True)
     chunks = conn.stream(f"/v1/jobs/{args.id}/logs?{query}")
     if args.json:
         text = b"".join(chunks).decode(errors="replace")

@@ -67,6 +67,8 @@ COMMANDS = {c.name: c for c in (  # noqa: E501
     Command("logs", "Print a job's output.",
             Opt("-f|--follow", "keep printing until the job ends", flag=True),
             Opt("--stderr", "the job's stderr instead of its stdout", flag=True),
+            Opt("--attempt", "only what attempt N wrote (1: the first run; each retry or requeue is the next)",
+                type=int, metavar="N"),
             Pos("id", "job id, or an array task ID_INDEX (12_3)")),
     Command("cancel", "Cancel jobs: SIGTERM to the job's process group, SIGKILL after the grace period.",
             *selector_options(),

@@ -66,6 +66,7 @@ import signal
 import time
 
 from ... import fastjson as json
+from ..logheaders import attempt_header
 
 STATE = "state"        # the lock, then "pids ..." once the job runs, then "status {...}"
 STOP = "stop"
@@ -284,6 +285,19 @@ def supervise(jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
             os._exit(0)
 
 
+def _append_header(fd: int, header: bytes) -> None:
+    """The header on a line of its own, after whatever the last attempt wrote."""
+    try:
+        size = os.fstat(fd).st_size
+        last = os.pread(fd, 1, size - 1) if size else b"\n"
+    except OSError:
+        last = b"\n"
+    try:
+        os.write(fd, header if last == b"\n" else b"\n" + header)
+    except OSError:
+        pass                      # a full disk: the job runs without its header
+
+
 def _terminal(path: str, uid: int | None, gid: int | None, status: dict):
     """An interactive job's pty and its socket, or None (a launch error) when they cannot be made."""
     from .ptyrelay import Terminal
@@ -367,10 +381,15 @@ def _spawn(jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
         status["launch_error"] = f"command not found or not executable: {argv[0]}"
         status["exit_code"] = 127
         return None
-    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+    flags = os.O_RDWR | os.O_CREAT | os.O_APPEND      # read: the last byte, before a header
     out = os.open(os.path.join(jobdir, STDOUT), flags, 0o600)
     err = os.open(os.path.join(jobdir, STDERR), flags, 0o600)
     try:
+        attempt = env.get("CORRAL_ATTEMPT", "")
+        if attempt.isdigit() and int(attempt) > 1:
+            header = attempt_header(int(attempt), time.time(), env.get("CORRAL_NODE", ""))
+            for fd in (out, err):
+                _append_header(fd, header)
         if user is not None:
             try:   # the logs are the job's user's, readable by them only (0600)
                 os.fchown(out, user.uid, user.gid)
