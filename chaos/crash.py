@@ -1,6 +1,10 @@
 """Crash under load: the daemon is SIGKILLed again and again while clients submit and
 jobs start and end; every acknowledged job must run exactly once, end with its own exit
-code, and no GPU or core may ever be held by two jobs at the same time.
+code, and no GPU or core may ever be held by two jobs at the same time. Now and then a
+job's supervisor is SIGKILLed too while the daemon is down: that job ends SupervisorLost
+(its exit code died with its supervisor), and what it ran must be killed all the same.
+Every job leaves a detached child behind (``setsid sleep``): at the end no process and
+no cgroup of any job may be left.
 
 Each job writes a ledger entry when it starts (time, CUDA_VISIBLE_DEVICES, CORRAL_CPUS)
 and when it ends, into a directory outside corral's home: the ledger is what really ran,
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import threading
 import time
 import uuid
@@ -23,7 +28,24 @@ TERMINAL = ("Succeeded", "Failed", "Cancelled")
 
 def job_command(ledger: Path, seconds: float, code: int) -> str:
     return (f'L={ledger}/$CORRAL_JOB_ID.$$; echo "$(date +%s.%N)|$CUDA_VISIBLE_DEVICES|$CORRAL_CPUS" > $L.start; '
+            f'setsid sleep 600 </dev/null >/dev/null 2>&1 & '
             f'sleep {seconds:.2f}; date +%s.%N > $L.end; exit {code}')
+
+
+def supervisors(home: Home) -> dict[int, int]:
+    """Job id -> the pid of its live supervisor, from the job directories."""
+    from corral.executors.local.supervisor import proc_start_time, read_state
+
+    found = {}
+    for d in Path(home.home, "jobs").iterdir():
+        try:
+            state = read_state(str(d))
+        except OSError:
+            continue
+        if state is not None and state.supervisor is not None and state.status is None \
+                and proc_start_time(state.supervisor) is not None and d.name.isdigit():
+            found[int(d.name)] = state.supervisor
+    return found
 
 
 def expected_code(index: int) -> int:
@@ -110,12 +132,20 @@ def run(short: bool) -> Result:
         submitters = [Submitter(home, ledger, indexes[i::clients], seed=i) for i in range(clients)]
         for s in submitters:
             s.start()
-        kills, kill_times = 0, []
+        kills, kill_times, cut = 0, [], {}
         while kills < kills_wanted:
             time.sleep(rng.uniform(0.2, 1.0))
             if wait_for(home.daemon_pid, timeout=30) and home.kill_daemon():
                 kills += 1
                 kill_times.append(time.time())
+                live = supervisors(home)
+                if live and rng.random() < 0.5:            # while the daemon is down
+                    job_id = rng.choice(sorted(live))
+                    try:
+                        os.kill(live[job_id], signal.SIGKILL)
+                        cut[job_id] = live[job_id]
+                    except ProcessLookupError:
+                        pass
             if rng.random() < 0.3:
                 home.cli("up", "--json")        # sometimes restarted by hand, else by a client's autostart
         for s in submitters:
@@ -126,7 +156,7 @@ def run(short: bool) -> Result:
             acked.update(s.acked)
         done = wait_for(lambda: all(j["state"] in TERMINAL for j in home.jobs()), timeout=600, interval=0.5)
         stored = {j["id"]: j for j in home.jobs()}
-        check(result, acked, stored, ledger, submitters, kill_times, done)
+        check(result, acked, stored, ledger, submitters, kill_times, done, cut)
         nodes = home.request("GET", "/v1/nodes").json()["nodes"]
         held = [g["index"] for n in nodes for g in n["gpus"] if g.get("job") is not None]
         result.figures["GPUs held at the end"] = len(held)
@@ -150,7 +180,7 @@ def run(short: bool) -> Result:
 
 
 def check(result: Result, acked: dict[int, int], stored: dict[int, dict], ledger: Path,
-          submitters: list[Submitter], kill_times: list[float], done: bool) -> None:
+          submitters: list[Submitter], kill_times: list[float], done: bool, cut: dict[int, int]) -> None:
     starts: dict[int, list[tuple[float, float, set[str], set[str]]]] = {}
     for f in ledger.glob("*.start"):
         job_id = int(f.name.split(".")[0])
@@ -165,7 +195,10 @@ def check(result: Result, acked: dict[int, int], stored: dict[int, dict], ledger
     lost = [i for i in acked if i not in stored or i not in starts]
     orphans = [i for i in stored if i not in acked]
     double = [i for i, runs in starts.items() if len(runs) > 1]
-    wrong_code = [i for i in acked if i in stored and job(i)["exit_code"] != expected_code(acked[i])]
+    # A job whose supervisor was killed either ended first (its own code) or is lost.
+    supervisor_lost = [i for i in cut if i in stored and job(i)["reason"] == "SupervisorLost"]
+    wrong_code = [i for i in acked if i in stored and job(i)["exit_code"] != expected_code(acked[i])
+                  and i not in supervisor_lost]
     exclusive_cpus = {i for i in stored if stored[i]["cpus"]}
     overlaps = []
     runs = [(i, *r) for i, rs in starts.items() for r in rs]
@@ -182,6 +215,8 @@ def check(result: Result, acked: dict[int, int], stored: dict[int, dict], ledger
     kills = len(kill_times)
     result.figures.update({
         "daemon kills": kills,
+        "supervisors killed while the daemon was down": len(cut),
+        "their jobs ended SupervisorLost": len(supervisor_lost),
         "runs a kill fell into": across,
         "jobs acknowledged": len(acked),
         "submits failed and asked again": sum(s.retries for s in submitters),
