@@ -224,3 +224,31 @@ def test_nodes_say_how_jobs_are_held(tmp_path):
         for support in filter(None, (found.support, found.group)):
             remove_parent(support)
     assert group_name(home).startswith("corral-")
+
+
+def _parents_on_disk(home: str) -> list[str]:
+    """Every cgroup dir named after this home's parent group, found without creating any."""
+    name = group_name(home)
+    found = []
+    for top, dirs, _ in os.walk("/sys/fs/cgroup"):
+        if name in dirs:
+            found.append(os.path.join(top, name))
+        if top.count("/") > 6:
+            dirs[:] = []
+    return found
+
+
+def test_a_start_that_fails_leaves_no_cgroup_parents(corral):
+    if os.geteuid() != 0:
+        if CI:
+            pytest.fail("needs root to make cgroups (CI=true: it must be tested)")
+        pytest.skip("needs root to make cgroups")
+    Path(corral.home, "tokens.json").write_text("{not json")
+    res = corral.run("up")
+    assert res.returncode != 0 and "tokens.json" in res.stderr, res.stderr
+    assert _parents_on_disk(corral.home) == []
+    Path(corral.home, "tokens.json").unlink()
+    corral.up()
+    assert _parents_on_disk(corral.home) != []          # made by a start that works
+    corral.down()
+    assert _parents_on_disk(corral.home) == []          # and removed by corral down

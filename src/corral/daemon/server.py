@@ -133,78 +133,84 @@ async def _main(paths: Paths, config: Config, store: "Store", access: Access, la
         manager.on_exit(job_id, status)
 
     executor, info = executors.create(config, paths, on_exit, loop, launcher=launcher)
-    nodes = executor.nodes()
-    info["home"] = str(paths.home)
-    info["access"] = access.to_dict()
-    info["engine"] = executor.describe()
-    store.set_meta("node", json.dumps(nodes[0].to_dict()) if len(nodes) == 1 else
-                   json.dumps([n.to_dict() for n in nodes]))
-    manager = Manager(store, executor, config.scheduling, default_requests=config.default_requests,
-                      kill_grace=float(config.kill_grace), loop=loop)
-    fair = manager.driver.fair
-    if fair is not None:
-        saved_usage = json.loads(store.get_meta(FAIR_USAGE) or "{}")
-        fair.usage, fair.at = dict(saved_usage.get("usage", {})), float(saved_usage.get("at", 0.0))
-    manager.monitor = Monitor(store, executor, stop_job=manager.stop_job, note=manager.note,
-                              sample_interval=config.sample_interval, series_interval=config.series_interval,
-                              idle_policy=config.idle_gpu, log_limit=config.log_limit)
-    manager.cost = dict(config.cost)
-    manager.priorities = Priorities(config.priority_classes,
-                                    {q.name: q.priority_class for q in config.queues if q.priority_class})
-    manager.store_watch = watch = Watch(paths.db)
+    try:
+        nodes = executor.nodes()
+        info["home"] = str(paths.home)
+        info["access"] = access.to_dict()
+        info["engine"] = executor.describe()
+        store.set_meta("node", json.dumps(nodes[0].to_dict()) if len(nodes) == 1 else
+                       json.dumps([n.to_dict() for n in nodes]))
+        manager = Manager(store, executor, config.scheduling, default_requests=config.default_requests,
+                          kill_grace=float(config.kill_grace), loop=loop)
+        fair = manager.driver.fair
+        if fair is not None:
+            saved_usage = json.loads(store.get_meta(FAIR_USAGE) or "{}")
+            fair.usage, fair.at = dict(saved_usage.get("usage", {})), float(saved_usage.get("at", 0.0))
+        manager.monitor = Monitor(store, executor, stop_job=manager.stop_job, note=manager.note,
+                                  sample_interval=config.sample_interval, series_interval=config.series_interval,
+                                  idle_policy=config.idle_gpu, log_limit=config.log_limit)
+        manager.cost = dict(config.cost)
+        manager.priorities = Priorities(config.priority_classes,
+                                        {q.name: q.priority_class for q in config.queues if q.priority_class})
+        manager.store_watch = watch = Watch(paths.db)
 
-    def watch_store() -> None:
-        why = watch.fault()
-        if why is not None and not watch.reported:
-            watch.reported = True
-            log.error("the store %s %s while the daemon ran: submits are refused (503) until it is restarted",
-                      paths.db, why)
+        def watch_store() -> None:
+            why = watch.fault()
+            if why is not None and not watch.reported:
+                watch.reported = True
+                log.error("the store %s %s while the daemon ran: submits are refused (503) until it is restarted",
+                          paths.db, why)
+            loop.call_later(STORE_CHECK, watch_store)
+
         loop.call_later(STORE_CHECK, watch_store)
+        manager.retention = config.retention
+        info["sample_interval"] = config.sample_interval
+        info["idle_gpu"] = config.idle_gpu.describe()
+        counts = manager.recover()
+        manager.monitor.start(loop)
+        retention = _Retention(manager, config.retention, loop)
+        enforcement = info.get("enforcement") or {}
+        # What start-up made lives as long as the daemon: out of the collector's way, so its
+        # collections walk only what the daemon makes from now on (a full collection over
+        # the web stack's objects costs ~10 ms, and the young generations fill with every job).
+        import gc
 
-    loop.call_later(STORE_CHECK, watch_store)
-    manager.retention = config.retention
-    info["sample_interval"] = config.sample_interval
-    info["idle_gpu"] = config.idle_gpu.describe()
-    counts = manager.recover()
-    manager.monitor.start(loop)
-    retention = _Retention(manager, config.retention, loop)
-    enforcement = info.get("enforcement") or {}
-    # What start-up made lives as long as the daemon: out of the collector's way, so its
-    # collections walk only what the daemon makes from now on (a full collection over
-    # the web stack's objects costs ~10 ms, and the young generations fill with every job).
-    import gc
+        gc.collect()
+        gc.freeze()
+        log.info("started pid %d on %s (%s engine): %s; limits %s; %s; recovered %s", os.getpid(),
+                 ", ".join(n.name for n in nodes), executor.name, info.get("gpu_source"),
+                 enforcement.get("description", "-"), access.describe(), counts)
+        server: uvicorn.Server | None = None
+        remote: Any = None
 
-    gc.collect()
-    gc.freeze()
-    log.info("started pid %d on %s (%s engine): %s; limits %s; %s; recovered %s", os.getpid(),
-             ", ".join(n.name for n in nodes), executor.name, info.get("gpu_source"),
-             enforcement.get("description", "-"), access.describe(), counts)
-    server: uvicorn.Server | None = None
-    remote: Any = None
+        def shutdown() -> None:
+            for s in (server, remote[0] if remote is not None else None):
+                if s is not None:
+                    s.should_exit = True
+            manager.release_waiters()   # long polls return now, not after the grace period
 
-    def shutdown() -> None:
-        for s in (server, remote[0] if remote is not None else None):
-            if s is not None:
-                s.should_exit = True
-        manager.release_waiters()   # long polls return now, not after the grace period
+        from .listen import tcp_server
+        from .tokens import Tokens
 
-    from .listen import tcp_server
-    from .tokens import Tokens
-
-    tokens = Tokens(os.path.join(paths.home, "tokens.json"))
-    app = create_app(manager, info, shutdown, access=access, max_body=config.max_request, tokens=tokens)
-    remote = tcp_server(config, app, tokens, max_connections=MAX_CONNECTIONS, max_head=MAX_HEAD)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(paths.socket)  # we hold the lock, so any socket file is stale
-    sock = bind_socket(paths.socket, access)
-    if access.system and access.socket_gid is not None:
-        os.chmod(paths.home, 0o711)   # members reach the socket; the rest of the home stays closed
-    # The caller's identity comes from the socket (SO_PEERCRED), never from a header:
-    # uvicorn's proxy-header handling (X-Forwarded-For and FORWARDED_ALLOW_IPS) is off.
-    uconfig = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", http=peer_protocol(),
-                             timeout_graceful_shutdown=2, proxy_headers=False, forwarded_allow_ips="",
-                             timeout_keep_alive=5, limit_concurrency=MAX_CONNECTIONS,
-                             h11_max_incomplete_event_size=MAX_HEAD)
+        tokens = Tokens(os.path.join(paths.home, "tokens.json"))
+        app = create_app(manager, info, shutdown, access=access, max_body=config.max_request, tokens=tokens)
+        remote = tcp_server(config, app, tokens, max_connections=MAX_CONNECTIONS, max_head=MAX_HEAD)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(paths.socket)  # we hold the lock, so any socket file is stale
+        sock = bind_socket(paths.socket, access)
+        if access.system and access.socket_gid is not None:
+            os.chmod(paths.home, 0o711)   # members reach the socket; the rest of the home stays closed
+        # The caller's identity comes from the socket (SO_PEERCRED), never from a header:
+        # uvicorn's proxy-header handling (X-Forwarded-For and FORWARDED_ALLOW_IPS) is off.
+        uconfig = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", http=peer_protocol(),
+                                 timeout_graceful_shutdown=2, proxy_headers=False, forwarded_allow_ips="",
+                                 timeout_keep_alive=5, limit_concurrency=MAX_CONNECTIONS,
+                                 h11_max_incomplete_event_size=MAX_HEAD)
+    except BaseException:
+        # A start that fails after the executor made its cgroup parents removes them
+        # again (jobs already running keep theirs, and run on).
+        executor.close()
+        raise
     server = uvicorn.Server(uconfig)
     try:
         if remote is None:
