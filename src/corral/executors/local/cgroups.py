@@ -692,6 +692,14 @@ class JobCgroup:
         for d in self._dirs:
             _write(os.path.join(d, name), str(pid))
 
+    def leave(self) -> None:
+        """Move the calling process (single-threaded: v1 moves a thread) back to the cgroup
+        the parent group was made under -- the daemon's own, where the supervisor was
+        before it joined the job's group to spawn the job inside."""
+        name = "tasks" if self.support.version == "v1" else "cgroup.procs"
+        for d in self._dirs:
+            _write(os.path.join(os.path.dirname(os.path.dirname(d)), name), "0")
+
     def procs(self) -> list[int]:
         """The pids in the job's group (memory hierarchy on v1); [] when it is gone."""
         return _read_procs(self._main)
