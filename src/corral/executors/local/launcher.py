@@ -153,15 +153,78 @@ def _serve(sock: socket.socket) -> None:  # pragma: no cover - runs in the launc
         gc.collect()
         gc.freeze()
         parent = os.getppid()
+        spares = Spares()
         while True:
-            data = sock.recv(_MAX_MESSAGE)
+            try:
+                data = sock.recv(_MAX_MESSAGE, 0 if spares.full() else socket.MSG_DONTWAIT)
+            except BlockingIOError:      # nothing asked: make a job directory ready meanwhile
+                spares.make()
+                continue
             if not data or os.getppid() != parent:
                 break
             req = json.loads(data)
+            spares.use(req["jobdir"])
             reply = _fork_supervisor(req)
             sock.send(json.dumps(reply).encode())
+        spares.clear()
     finally:
         os._exit(0)
+
+
+class Spares:  # pragma: no cover - runs in the launcher
+    """Job directories made ready while no launch waits: the directory, its state file
+    and both logs, renamed into place when a new job starts. Creating those four inodes
+    is most of a job directory's cost (0.3-1 ms each on an ext4 without a journal,
+    measured here); a rename allocates none. Kept in the jobs directory (the same file
+    system) as ``.spare-N``; a launcher that died leaves them to the next one."""
+
+    KEEP = 4
+
+    def __init__(self) -> None:
+        self.root: str | None = None          # the jobs directory, from the first request
+        self.ready: list[str] = []
+        self.made = 0
+
+    def full(self) -> bool:
+        return self.root is None or len(self.ready) >= self.KEEP
+
+    def make(self) -> None:
+        assert self.root is not None
+        self.made += 1
+        path = os.path.join(self.root, f".spare-{os.getpid()}-{self.made}")
+        try:
+            os.mkdir(path, 0o700)
+            for name in (sup.STATE, sup.STDOUT, sup.STDERR):
+                os.close(os.open(os.path.join(path, name), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        except OSError:
+            self.root = None                  # cannot make them here: launch without
+            return
+        self.ready.append(path)
+
+    def use(self, jobdir: str) -> None:
+        """Put a ready directory in place for a job that has none yet."""
+        if self.root is None and self.made == 0:
+            self.root = os.path.dirname(jobdir)
+            self.ready = [os.path.join(self.root, name) for name in _listdir(self.root) if name.startswith(".spare-")]
+        while self.ready and not os.path.exists(jobdir):
+            try:
+                os.rename(self.ready.pop(), jobdir)
+            except OSError:
+                continue
+
+    def clear(self) -> None:
+        import shutil
+
+        for path in self.ready:
+            shutil.rmtree(path, ignore_errors=True)
+        self.ready = []
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
 
 
 def _fork_supervisor(req: dict) -> dict:  # pragma: no cover - runs in the launcher
