@@ -5,8 +5,11 @@ Run it with the project's interpreter (``make bench`` runs bench_core.py; this o
 
     .venv/bin/python benchmarks/bench_launch.py [--jobs 300] [--src PATH] [--dir DIR] [--json-out F]
 
-``--src`` points at another checkout's ``src/`` (an older commit: ``git worktree add
-/tmp/old COMMIT``), so the same script measures before and after a change. Every number
+``--src`` points at a checkout's ``src/`` (an older commit: ``git worktree add /tmp/old
+COMMIT``); given twice, the table has a column for each, so the same script measures
+before and after a change in one run. File creation on an ext4 without a journal (these
+machines) is slow for a minute or more after many files were deleted (the allocator
+skips recently freed inodes), so run it on a quiet machine and compare columns of one run. Every number
 is per job, from ``--jobs`` trivial jobs (``/bin/true``) run one after another:
 
 * **files**: creating a job's directory and files the way that code does (the inodes
@@ -172,61 +175,71 @@ def child(python: str, src: str, what: str, mode: str, n: int, root: str) -> dic
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--jobs", type=int, default=300, help="jobs per measurement (default 300)")
-    ap.add_argument("--src", default=str(REPO / "src"), help="the src/ of the checkout to measure")
-    ap.add_argument("--dir", default="/tmp", help="where job directories are made (default /tmp)")
-    ap.add_argument("--json-out", metavar="PATH", help="write the numbers as JSON")
-    args = ap.parse_args(argv)
-    python = sys.executable
-    results: dict = {"src": args.src, "jobs": args.jobs}
-
+def measure(python: str, src: str, jobs: int, where: str) -> tuple[dict, list[tuple[str, str]]]:
+    """Every part for the code in ``src``: (numbers, table rows)."""
     def scratch(base: str) -> str:
         return tempfile.mkdtemp(prefix="bl", dir=base)
 
-    rows = []
-    for label, base in ((f"files on {args.dir}", args.dir), ("files on tmpfs (/dev/shm)", "/dev/shm")):
+    results: dict = {}
+    rows: list[tuple[str, str]] = []
+    for label, base in ((f"files on {where}", where), ("files on tmpfs (/dev/shm)", "/dev/shm")):
         d = scratch(base)
         try:
-            r = child(python, args.src, "files", "-", args.jobs, d)
+            r = child(python, src, "files", "-", jobs, d)
         finally:
             shutil.rmtree(d, ignore_errors=True)
         results[label] = r
-        rows.append((f"{label}: {r['inodes']} inodes per job", f"{r['ms']:.2f} ms"))
-    r = child(python, args.src, "fork", "-", args.jobs, "/tmp")
+        rows.append((f"{label} (inodes per job)", f"{r['ms']:.2f} ms ({r['inodes']})"))
+    r = child(python, src, "fork", "-", jobs, "/tmp")
     results["fork"] = r
-    rows.append((f"fork + exit of a supervisor (launcher {r['rss_kib'] / 1024:.1f} MiB resident)", f"{r['ms']:.2f} ms"))
+    rows.append(("fork + exit of a supervisor (the launcher's resident size)", f"{r['ms']:.2f} ms ({r['rss_kib'] / 1024:.1f} MiB)"))
     for mode in ("none", "group", "cgroup"):
         d = scratch("/dev/shm")
         try:
-            r = child(python, args.src, "supervise", mode, args.jobs, d)
+            r = child(python, src, "supervise", mode, jobs, d)
         finally:
             shutil.rmtree(d, ignore_errors=True)
         results[f"supervise {mode}"] = r
         what = {"none": "no group (subreaper)", "group": "cgroup v2 group, no controllers",
                 "cgroup": "limits cgroup"}[mode]
         if "skipped" in r:
-            rows.append((f"supervisor + `true`, {what}", f"skipped: {r['skipped']}"))
+            rows.append((f"supervisor + `true`, {what}: CPU, launcher's CPU, wall", "n/a"))
         else:
-            rows.append((f"supervisor + `true`, {what}: CPU (launcher's fork CPU)",
-                         f"{r['supervisor_cpu_ms']:.2f} ms ({r['launcher_cpu_ms']:.2f} ms); "
-                         f"{r['wall_ms']:.2f} ms wall"))
-    r = child(python, args.src, "cgroup", "-", args.jobs, "/tmp")
+            rows.append((f"supervisor + `true`, {what}: CPU, launcher's CPU, wall",
+                         f"{r['supervisor_cpu_ms']:.2f}, {r['launcher_cpu_ms']:.2f}, {r['wall_ms']:.2f} ms"))
+    r = child(python, src, "cgroup", "-", jobs, "/tmp")
     results["cgroup ops"] = r
+    label = "cgroup operations: create / move in / counters / kill / remove (hierarchies)"
     if "skipped" in r:
-        rows.append(("cgroup operations", f"skipped: {r['skipped']}"))
+        rows.append((label, "n/a"))
     else:
-        rows.append((f"cgroup operations, {r['hierarchies']} hierarchies: create / move in / counters / kill / remove",
-                     " / ".join(f"{r[k]:.2f}" for k in ("create", "move", "counters", "kill", "remove")) + " ms"))
-    width = max(len(a) for a, _ in rows)
-    print(f"launch path, per job ({args.jobs} jobs each; code: {args.src})\n")
-    print(f"| {'part'.ljust(width)} | measured |")
-    print(f"|{'-' * (width + 2)}|----------|")
-    for a, b in rows:
-        print(f"| {a.ljust(width)} | {b} |")
+        rows.append((label, " / ".join(f"{r[k]:.2f}" for k in ("create", "move", "counters", "kill", "remove"))
+                     + f" ms ({r['hierarchies']})"))
+    return results, rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--jobs", type=int, default=300, help="jobs per measurement (default 300)")
+    ap.add_argument("--src", action="append", default=[],
+                    help="the src/ of a checkout to measure (repeatable: one column each, measured one "
+                         "after the other; default this checkout's)")
+    ap.add_argument("--dir", default="/tmp", help="where job directories are made (default /tmp)")
+    ap.add_argument("--json-out", metavar="PATH", help="write the numbers as JSON")
+    args = ap.parse_args(argv)
+    srcs = args.src or [str(REPO / "src")]
+    columns = {src: measure(sys.executable, src, args.jobs, args.dir) for src in srcs}
+    labels = [label for label, _ in next(iter(columns.values()))[1]]
+    width = max(len(a) for a in labels)
+    heads = [os.path.basename(os.path.dirname(os.path.abspath(src))) or src for src in srcs]
+    print(f"launch path, per job ({args.jobs} jobs each)\n")
+    print("| " + "part".ljust(width) + " | " + " | ".join(heads) + " |")
+    print("|" + "-" * (width + 2) + "|" + "|".join("-" * (len(h) + 2) for h in heads) + "|")
+    for i, label in enumerate(labels):
+        print("| " + label.ljust(width) + " | " + " | ".join(columns[src][1][i][1] for src in srcs) + " |")
+    print("\n" + "\n".join(f"{h}: {src}" for h, src in zip(heads, srcs)))
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(results, indent=2))
+        Path(args.json_out).write_text(json.dumps({src: columns[src][0] for src in srcs}, indent=2))
     return 0
 
 
