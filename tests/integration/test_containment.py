@@ -27,6 +27,7 @@ from corral.executors.base import ExitStatus, StopReason
 from corral.executors.local import LocalExecutor, cgroup_key
 from corral.executors.local.cgroups import JobCgroup, job_groups, remove_parent
 from corral.executors.local.enforcement import Enforcement, choose, group_name
+from corral.executors.local import supervisor as sup
 from corral.executors.local.launcher import Launcher
 from corral.job import Allocation, Job
 from corral.resources import Resources
@@ -252,3 +253,62 @@ def test_a_start_that_fails_leaves_no_cgroup_parents(corral):
     assert _parents_on_disk(corral.home) != []          # made by a start that works
     corral.down()
     assert _parents_on_disk(corral.home) == []          # and removed by corral down
+
+
+@pytest.mark.parametrize("mode", ["subreaper", "cgroup"])
+def test_a_kept_supervisor_runs_the_next_job_and_ignores_a_late_stop_for_the_last(tmp_path, mode):
+    setup = Setup(tmp_path, mode)
+    try:
+        setup.launch(1, "exit 3")
+        setup.run_until(lambda: setup.end_of(1) is not None)
+        assert setup.end_of(1)[1].exit_code == 3
+        gate = tmp_path / "go"
+        setup.launch(2, f"while [ ! -e {gate} ]; do sleep 0.05; done; exit 4")
+        setup.run_until(lambda: setup.executor.pids(2) is not None)
+        first = sup.read_state(str(Path(setup.home, "jobs", "1")))
+        second = setup.executor.pids(2)
+        assert second["supervisor"] == first.supervisor          # the same supervisor, kept
+        # A stop that was meant for job 1 arrives late: job 2 has no stop file, so it runs on.
+        os.kill(second["supervisor"], signal.SIGTERM)
+        time.sleep(0.5)
+        assert proc_alive(second["job"]) and setup.end_of(2) is None
+        gate.touch()
+        setup.run_until(lambda: setup.end_of(2) is not None)
+        status = setup.end_of(2)[1]
+        assert (status.exit_code, status.stopped_for) == (4, None), status
+        # A stop the daemon asks for is obeyed by a kept supervisor as by a new one.
+        setup.launch(3, "sleep 300")
+        setup.run_until(lambda: setup.executor.pids(3) is not None)
+        assert setup.executor.pids(3)["supervisor"] == first.supervisor
+        assert setup.executor.stop(3, StopReason.CANCEL, "test")
+        setup.run_until(lambda: setup.end_of(3) is not None)
+        assert setup.end_of(3)[1].stopped_for == StopReason.CANCEL
+        # A kept supervisor that dies takes only the job it ran.
+        setup.launch(4, "sleep 300")
+        setup.run_until(lambda: setup.executor.pids(4) is not None)
+        pids = setup.executor.pids(4)
+        setup.watch.append(pids["job"])
+        os.kill(pids["supervisor"], signal.SIGKILL)
+        setup.run_until(lambda: setup.end_of(4) is not None)
+        assert setup.end_of(4)[1].lost and setup.end_of(4)[2] == {pids["job"]: False}
+        assert [e[1].exit_code for e in setup.ends[:2]] == [3, 4]
+        assert cgroup_key(4) not in setup.groups()
+    finally:
+        setup.close()
+
+
+def test_a_kept_supervisors_job_does_not_inherit_its_lock(tmp_path):
+    """The state file's descriptor reaches a kept supervisor through SCM_RIGHTS: a job
+    that inherited it would hold the lock after its supervisor died."""
+    setup = Setup(tmp_path, "subreaper")
+    try:
+        setup.launch(1, "true")
+        setup.run_until(lambda: setup.end_of(1) is not None)
+        out = tmp_path / "fds"
+        setup.launch(2, f"ls -l /proc/$$/fd > {out}")
+        setup.run_until(lambda: setup.end_of(2) is not None)
+        assert sup.read_state(str(Path(setup.home, "jobs", "2"))).supervisor == \
+            sup.read_state(str(Path(setup.home, "jobs", "1"))).supervisor
+        assert "/state" not in out.read_text(), out.read_text()
+    finally:
+        setup.close()

@@ -263,6 +263,12 @@ class LocalExecutor(Executor):
             self._launcher_gone()
             return
         for reply in replies:
+            if "ended" in reply:
+                # A supervisor the launcher keeps ended this job and lives on for the next:
+                # its pid says nothing, its state file does.
+                if int(reply["ended"]) in self._watches:
+                    self._ended(int(reply["ended"]))
+                continue
             job_id = int(reply["job"])
             stop = self._starting.pop(job_id, None)
             if "error" in reply:

@@ -75,7 +75,8 @@ class Launcher:
             raise CorralError(f"job launcher is gone ({exc.strerror})") from None
 
     def replies(self) -> list[dict]:
-        """Answers ready now: ``{"job": id, "pid": n}`` or ``{"job": id, "error": "..."}``.
+        """Answers ready now: ``{"job": id, "pid": n}``, ``{"job": id, "error": "..."}``, or
+        ``{"ended": id}`` from a supervisor the launcher keeps (it lives on for the next job).
         Raises CorralError when the launcher is gone."""
         out = []
         while True:
@@ -154,21 +155,114 @@ def _serve(sock: socket.socket) -> None:  # pragma: no cover - runs in the launc
         gc.freeze()
         parent = os.getppid()
         spares = Spares()
+        pool = Pool(sock)
+        import select
+
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
         while True:
-            try:
-                data = sock.recv(_MAX_MESSAGE, 0 if spares.full() else socket.MSG_DONTWAIT)
-            except BlockingIOError:      # nothing asked: make a job directory ready meanwhile
+            ready = poller.poll(None if spares.full() else 0)
+            if not ready:                # nothing asked: make a job directory ready meanwhile
                 spares.make()
                 continue
-            if not data or os.getppid() != parent:
-                break
-            req = json.loads(data)
-            spares.use(req["jobdir"])
-            reply = _fork_supervisor(req)
-            sock.send(json.dumps(reply).encode())
-        spares.clear()
+            for fd, _ in ready:
+                if fd != sock.fileno():
+                    pool.heard(fd, poller)
+                    continue
+                data = sock.recv(_MAX_MESSAGE)
+                if not data or os.getppid() != parent:
+                    spares.clear()
+                    return
+                req = json.loads(data)
+                spares.use(req["jobdir"])
+                sock.send(json.dumps(pool.launch(req, poller)).encode())
     finally:
         os._exit(0)
+
+
+class Pool:  # pragma: no cover - runs in the launcher
+    """The supervisors this launcher keeps: each runs one job at a time and, when it ends,
+    says so here (forwarded to the daemon as ``{"ended": id}``) and waits for the next.
+    A new job goes to an idle one (its request and the state file's locked descriptor),
+    else to a new fork. Jobs with a terminal get a supervisor of their own, which exits
+    after them. The daemon still watches each supervisor's pid: one that dies takes only
+    its own job with it."""
+
+    KEEP_IDLE = 8
+
+    def __init__(self, daemon: socket.socket) -> None:
+        self.daemon = daemon
+        self.sockets: dict[int, tuple[socket.socket, int]] = {}    # fd -> (socket, supervisor pid)
+        self.idle: list[int] = []                                   # fds of idle supervisors
+
+    def launch(self, req: dict, poller) -> dict:
+        jobdir, job = req["jobdir"], req["job"]
+        try:
+            lock_fd = sup.open_state(jobdir)
+        except BlockingIOError:
+            return {"job": job, "error": f"{jobdir} already has a live supervisor"}
+        except OSError as exc:
+            return {"job": job, "error": f"cannot prepare {jobdir}: {exc.strerror}"}
+        try:
+            while self.idle and req.get("pty") is None:
+                fd = self.idle.pop()
+                conn, pid = self.sockets[fd]
+                try:
+                    socket.send_fds(conn, [json.dumps(req).encode()], [lock_fd])
+                    return {"job": job, "pid": pid}
+                except OSError:
+                    self._drop(fd, poller)        # it died meanwhile: the next one
+            return {"job": job, "pid": self._fork(req, lock_fd, poller)}
+        finally:
+            os.close(lock_fd)                     # the supervisor holds its own copy
+
+    def _fork(self, req: dict, lock_fd: int, poller) -> int:
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                mine.close()
+                sup.serve(theirs, req, lock_fd)
+            finally:
+                os._exit(70)                     # never back into the launcher's loop
+        theirs.close()
+        self.sockets[mine.fileno()] = (mine, pid)
+        poller.register(mine.fileno(), select_flags())
+        return pid
+
+    def heard(self, fd: int, poller) -> None:
+        """A supervisor spoke (its job ended: forward it, keep it) or went away."""
+        conn, _ = self.sockets[fd]
+        try:
+            data = conn.recv(_MAX_MESSAGE, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(fd, poller)
+            return
+        self.daemon.send(data)                    # {"ended": id}
+        if len(self.idle) < self.KEEP_IDLE:
+            self.idle.append(fd)
+        else:
+            self._drop(fd, poller)                # enough kept: this one exits (EOF)
+
+    def _drop(self, fd: int, poller) -> None:
+        conn, _ = self.sockets.pop(fd)
+        if fd in self.idle:
+            self.idle.remove(fd)
+        try:
+            poller.unregister(fd)
+        except (KeyError, ValueError):
+            pass
+        conn.close()
+
+
+def select_flags() -> int:
+    import select
+
+    return select.POLLIN | select.POLLHUP
 
 
 class Spares:  # pragma: no cover - runs in the launcher
@@ -225,24 +319,3 @@ def _listdir(path: str) -> list[str]:
         return os.listdir(path)
     except OSError:
         return []
-
-
-def _fork_supervisor(req: dict) -> dict:  # pragma: no cover - runs in the launcher
-    jobdir, job = req["jobdir"], req["job"]
-    try:
-        lock_fd = sup.open_state(jobdir)
-    except BlockingIOError:
-        return {"job": job, "error": f"{jobdir} already has a live supervisor"}
-    except OSError as exc:
-        return {"job": job, "error": f"cannot prepare {jobdir}: {exc.strerror}"}
-    cores = tuple(req["cores"]) if req["cores"] else None
-    pid = os.fork()
-    if pid == 0:
-        try:
-            sup.supervise(jobdir, req["argv"], req["env"], req["workdir"], cores, float(req["grace"]), lock_fd,
-                          int(req.get("stop_signal") or signal.SIGTERM), req.get("cgroup"),
-                          uid=req.get("uid"), gid=req.get("gid"), user=req.get("user") or "", pty=req.get("pty"))
-        finally:
-            os._exit(70)                 # never back into the launcher's loop
-    os.close(lock_fd)
-    return {"job": job, "pid": pid}

@@ -236,23 +236,98 @@ def supervise(jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
               cores: tuple[int, ...] | None, grace: float, keep_fd: int,
               stop_signal: int = signal.SIGTERM, cgroup: dict | None = None, *,
               uid: int | None = None, gid: int | None = None, user: str = "", pty: str | None = None) -> None:
-    """Body of the forked supervisor. Never returns: ends with ``os._exit``.
+    """Body of a forked supervisor for one job. Never returns: ends with ``os._exit``.
 
     ``uid``/``gid``/``user``: run the job as that user (the supervisor stays root).
     ``pty``: an interactive job: its terminal's socket (:mod:`.ptyrelay`)."""
+    try:
+        _become_supervisor((keep_fd,))
+        run_job(jobdir, argv, env, workdir, cores, grace, keep_fd, stop_signal, cgroup,
+                uid=uid, gid=gid, user=user, pty=pty)
+    finally:
+        os._exit(0)
+
+
+#: A supervisor the launcher keeps runs at most this many jobs, then exits.
+REUSE_LIMIT = 1000
+
+
+def serve(sock, request: dict, keep_fd: int) -> None:  # pragma: no cover - runs in a forked supervisor
+    """Body of a supervisor the launcher keeps: run ``request``, then, while the launcher
+    is there, tell it the job ended and run the next one it hands over (the request and
+    the state file's locked descriptor, as ``SCM_RIGHTS``). A fork, its pages copied on
+    first write and its exit's teardown cost ~2.5 ms a job here; one supervisor per job
+    at a time keeps what a supervisor's death costs to that one job. Never returns."""
+    import socket as _socket
+
+    try:
+        _become_supervisor((keep_fd, sock.fileno()))
+        cpus = os.sched_getaffinity(0)
+        done = 0
+        while True:
+            done += 1
+            run_job(request["jobdir"], request["argv"], request["env"], request["workdir"],
+                    tuple(request["cores"]) if request["cores"] else None, float(request["grace"]), keep_fd,
+                    int(request.get("stop_signal") or signal.SIGTERM), request.get("cgroup"),
+                    uid=request.get("uid"), gid=request.get("gid"), user=request.get("user") or "",
+                    pty=request.get("pty"), reused=done > 1)
+            os.close(keep_fd)                      # the lock: the job is over
+            if request.get("pty") is not None or done >= REUSE_LIMIT:
+                return                             # its terminal's thread: not run again
+            try:
+                sock.send(json.dumps({"ended": request["job"]}).encode())
+                data, fds, _, _ = _socket.recv_fds(sock, 4 << 20, 1)
+            except OSError:
+                return                             # the launcher is gone: so is its daemon
+            if not data or not fds:
+                return
+            keep_fd = fds[0]
+            os.set_inheritable(keep_fd, False)     # SCM_RIGHTS gives it without close-on-exec
+            for extra in fds[1:]:
+                os.close(extra)
+            request = json.loads(data)
+            _discard_pending()                     # a stop meant for the last job
+            try:
+                os.sched_setaffinity(0, cpus)
+                os.chdir("/")
+            except OSError:
+                pass
+    finally:
+        os._exit(0)
+
+
+def _become_supervisor(keep: tuple[int, ...]) -> None:
+    """Once per supervisor process: its own session, nothing inherited it does not need."""
+    gc.disable()                # short-lived and cycle-free: a collection would only copy pages
+    os.setsid()
+    if os.isatty(2) or os.isatty(1) or os.isatty(0):
+        null_stdio()
+    _close_fds(keep)
+    for sig in _STOP_SIGNALS + _FORWARDED + (signal.SIGCHLD,):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS + _FORWARDED + (signal.SIGCHLD,))
+
+
+def _discard_pending() -> None:
+    waitset = _STOP_SIGNALS + _FORWARDED
+    while signal.sigtimedwait(waitset, 0) is not None:
+        pass
+
+
+def run_job(jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
+            cores: tuple[int, ...] | None, grace: float, keep_fd: int,
+            stop_signal: int = signal.SIGTERM, cgroup: dict | None = None, *,
+            uid: int | None = None, gid: int | None = None, user: str = "", pty: str | None = None,
+            reused: bool = False) -> None:
+    """Run one job to its end and record it in its state file (``keep_fd``, locked).
+
+    ``reused``: this supervisor ran a job before, so a stop signal counts only when the
+    daemon asked to stop this job (its ``stop`` file, written before any signal); a late
+    one meant for the last job is ignored."""
     status: dict = {}
     group = None
     term = None
     try:
-        gc.disable()                # short-lived and cycle-free: a collection would only copy pages
-        os.setsid()
-        if os.isatty(2) or os.isatty(1) or os.isatty(0):
-            null_stdio()
-        _close_fds(keep_fd)
-        for sig in _STOP_SIGNALS + _FORWARDED + (signal.SIGCHLD,):
-            signal.signal(sig, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS + _FORWARDED + (signal.SIGCHLD,))
-
         if cgroup is not None:
             group = _make_cgroup(cgroup, status)
         # What the job leaves behind outside its process group (a child in a session of
@@ -268,7 +343,7 @@ def supervise(jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
                 append_line(keep_fd, f"pids {os.getpid()} {pid} {proc_start_time(pid)}\n".encode())
                 if term is not None:
                     term.started(pid, os.path.join(jobdir, STDOUT))
-                _wait(pid, grace, status, stop_signal, reaper)
+                _wait(pid, grace, status, stop_signal, reaper, os.path.join(jobdir, STOP) if reused else None)
                 if term is not None:
                     term.finish()
             elif term is not None:
@@ -276,13 +351,10 @@ def supervise(jobdir: str, argv: list[str], env: dict[str, str], workdir: str,
     except BaseException as exc:  # noqa: BLE001 - the supervisor must always write a status
         status.setdefault("launch_error", f"supervisor error: {exc!r}")
     finally:
-        try:
-            if group is not None:
-                _close_cgroup(group, status)
-            status["ended_at"] = time.time()
-            write_status(keep_fd, json.dumps(status).encode())
-        finally:
-            os._exit(0)
+        if group is not None:
+            _close_cgroup(group, status)
+        status["ended_at"] = time.time()
+        write_status(keep_fd, json.dumps(status).encode())
 
 
 def _append_header(fd: int, header: bytes) -> None:
@@ -546,7 +618,8 @@ def _fork_into(group, path: str, argv: list[str], env: dict[str, str], out: int,
     return None
 
 
-def _wait(pid: int, grace: float, status: dict, stop_signal: int = signal.SIGTERM, reaper: bool = False) -> None:
+def _wait(pid: int, grace: float, status: dict, stop_signal: int = signal.SIGTERM, reaper: bool = False,
+          stop_file: str | None = None) -> None:
     kill_at: float | None = None
     waitset = _STOP_SIGNALS + _FORWARDED + (signal.SIGCHLD,)
     while True:
@@ -572,6 +645,8 @@ def _wait(pid: int, grace: float, status: dict, stop_signal: int = signal.SIGTER
                 kill_at = None
             continue
         sig = info.si_signo
+        if sig in _STOP_SIGNALS and stop_file is not None and not os.path.exists(stop_file):
+            continue                            # not for this job: the last one's, late
         if sig in _STOP_SIGNALS:
             status["stop_signal"] = signal.Signals(sig).name
             status["sent"] = signal.Signals(stop_signal).name
@@ -696,11 +771,14 @@ def _killpg(pid: int, sig: int) -> None:
         pass
 
 
-def _close_fds(keep: int) -> None:
-    """Close every inherited descriptor but stdio and the lock (close_range(2) when the
-    kernel has it: one system call)."""
-    os.closerange(3, keep)
-    os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
+def _close_fds(keep: tuple[int, ...]) -> None:
+    """Close every inherited descriptor but stdio and ``keep`` (the lock, the launcher's
+    socket); close_range(2) when the kernel has it: one system call per range."""
+    low = 3
+    for fd in sorted(keep):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
 
 
 def null_stdio() -> None:
