@@ -312,3 +312,26 @@ def test_a_kept_supervisors_job_does_not_inherit_its_lock(tmp_path):
         assert "/state" not in out.read_text(), out.read_text()
     finally:
         setup.close()
+
+
+@pytest.mark.parametrize("enforcement", ["watchdog", "auto"])
+def test_the_escape_reproduction_through_the_daemon(corral, tmp_path, enforcement):
+    """The issue's reproduction, through `corral up` and the CLI: a one-GPU job leaves a
+    `setsid` sleeper and exits; the next job on that GPU finds it dead when it starts."""
+    if enforcement == "auto" and os.geteuid() != 0:
+        if CI:
+            pytest.fail("needs root for cgroups (CI=true: it must be tested)")
+        pytest.skip("needs root for cgroups")
+    corral.write_config(f"enforcement: {enforcement}\n")
+    corral.up("--simulate-gpus", "1")
+    marker = f"escape-{os.getpid()}-{enforcement}"
+    first = corral.submit("--gpus", "1", "--cpus", "100m", "--", "bash", "-c",
+                          f"setsid bash -c 'exec -a {marker} sleep 4001' </dev/null >/dev/null 2>&1 & sleep 0.2; exit 0")
+    found = tmp_path / "found"
+    second = corral.submit("--gpus", "1", "--cpus", "100m", "--", "sh", "-c",
+                           f"echo $CUDA_VISIBLE_DEVICES; pgrep -f '[{marker[0]}]{marker[1:]}' > {found}; exit 0")
+    views = corral.wait_done(first, second)
+    assert [v["state"] for v in views] == ["Succeeded", "Succeeded"], views
+    assert corral.logs(second) == "0\n"                     # it had the same GPU
+    assert found.read_text() == "", f"the first job's sleeper outlived it: {found.read_text()}"
+    assert "subreaper" in corral.ok("nodes")

@@ -53,7 +53,10 @@ SIGKILL after the grace period.
 The supervisor is made with ``os.fork()`` and never returns to the daemon's code: it
 uses only plain system calls, so it is safe even though the parent has other state.
 Forking (instead of starting a new interpreter) keeps the launch cost around a
-millisecond.
+millisecond. The launcher keeps the supervisors it forks (:func:`serve`): when a job
+ended and its end is on disk, the supervisor tells the launcher and takes the next job
+it is handed, one job at a time -- the fork, its copied pages and its exit are paid
+once, not per job, and a supervisor that dies still costs only the job it ran.
 """
 
 from __future__ import annotations
