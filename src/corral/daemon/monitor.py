@@ -180,7 +180,7 @@ class Monitor:
 
     def job_ended(self, job_id: int, status: ExitStatus) -> UsageRow | None:
         if self.log_limit:      # what it wrote since the last look, held to the limit too
-            self.executor.cap_logs([job_id], self.log_limit)
+            self._cap_logs([job_id])          # (a job may flood and end between two looks)
         return self._ended(job_id, status)
 
     def _ended(self, job_id: int, status: ExitStatus) -> UsageRow | None:
@@ -235,9 +235,12 @@ class Monitor:
         if rows:
             self.store.record_usage(rows)
         if self.log_limit:
-            for job_id, stream, size in self.executor.cap_logs(list(self.watches), self.log_limit):
-                self.note(job_id, Reason.LOG_TRUNCATED, f"{stream} cut at {format_quantity('memory', self.log_limit)} "
-                                                         f"({size:,} bytes written): the rest is dropped")
+            self._cap_logs(list(self.watches))
+
+    def _cap_logs(self, job_ids: list[int]) -> None:
+        for job_id, stream, size in self.executor.cap_logs(job_ids, self.log_limit):
+            self.note(job_id, Reason.LOG_TRUNCATED, f"{stream} cut at {format_quantity('memory', self.log_limit)} "
+                                                     f"({size:,} bytes written): the rest is dropped")
 
     def _sample(self, watch: _Watch, now: float, reading: Reading | None,
                 samples: dict[tuple[str, int], "GpuSample"]) -> None:
