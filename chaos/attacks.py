@@ -994,6 +994,14 @@ def a_big_body(s: Scene) -> str | None:
 
 # -- a job's escape attempts -------------------------------------------------------------------
 
+def owner(path) -> int | None:
+    """The uid owning ``path``; None when it is gone (a spare directory renamed away)."""
+    try:
+        return os.stat(path).st_uid
+    except FileNotFoundError:
+        return None
+
+
 @attack("escape", "her job writes into the home, kills the daemon, signals bob's job", short=True, watchdog=True)
 def a_escape(s: Scene) -> str | None:
     before = set(os.listdir(s.h.home)), set(os.listdir(s.h.path("jobs")))
@@ -1014,7 +1022,10 @@ def a_escape(s: Scene) -> str | None:
     if out.get("inherited descriptors"):
         done.append(f"inherited {out['inherited descriptors']}")
     after = set(os.listdir(s.h.home)), set(os.listdir(s.h.path("jobs")))
-    new = (after[0] - before[0]) | {f"jobs/{n}" for n in after[1] - before[1] if not n.isdigit()}
+    # Job directories, and those the launcher makes ready for the next jobs, are corral's
+    # (root's); anything else new there is what her job made.
+    spares = {n for n in after[1] - before[1] if n.startswith(".spare-") and owner(s.h.path("jobs", n)) in (0, None)}
+    new = (after[0] - before[0]) | {f"jobs/{n}" for n in after[1] - before[1] - spares if not n.isdigit()}
     if new:
         done.append(f"made {sorted(new)} in the home")
     if s.h.path("config.yaml").read_bytes() != config:

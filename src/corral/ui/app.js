@@ -519,7 +519,10 @@ async function show() {
   const kind = pages[name] ? name : "queue";
   for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.dataset.page === kind);
   if (timer) clearInterval(timer);
-  const main = document.getElementById("main");
+  // Each page draws into a container of its own: a page left while its data was still
+  // on the way then draws into a container no longer shown, never over the new page.
+  const main = h("div");
+  document.getElementById("main").replaceChildren(main);
   main.replaceChildren(h("p", {class: "muted"}, "loading\u2026"));
   const id = kind === "job" ? parseInt(arg, 10) : null;
   if (kind === "job" && !(id > 0)) { main.replaceChildren(h("p", {}, "no such job: " + arg)); return; }
