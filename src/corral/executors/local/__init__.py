@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
-import json
 import logging
 import os
 import signal
@@ -334,7 +333,10 @@ class LocalExecutor(Executor):
             alive = True
         finally:
             os.close(lock_fd)  # closing drops our lock if we took it
-        state = sup.read_state(str(d))
+        try:
+            state = sup.read_state(str(d))
+        except OSError:
+            state = None if alive else sup.parse_state(b"unreadable\n")   # damaged: lost below
         if alive:
             if state is not None and state.supervisor is not None:
                 self._adopting.discard(job_id)
@@ -367,7 +369,11 @@ class LocalExecutor(Executor):
 
     # status ----------------------------------------------------------------------
     def read_status(self, job_id: int) -> ExitStatus | None:
-        return self._status_of(job_id, sup.read_state(os.path.join(self._root, str(job_id))))
+        try:
+            state = sup.read_state(os.path.join(self._root, str(job_id)))
+        except OSError:                      # unreadable: as good as damaged
+            return self._lost(job_id)
+        return self._status_of(job_id, state)
 
     def _status_of(self, job_id: int, state: "sup.State | None") -> ExitStatus | None:
         """The job's end from its state file; None while it has none (a supervisor that
