@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from corral.capacity.node import make_node
-from corral.executors.base import ExitStatus, StopReason
+from corral.executors.base import ExitStatus, Running, StopReason
 from corral.executors.local import LocalExecutor, cgroup_key
 from corral.executors.local.cgroups import JobCgroup, job_groups, remove_parent
 from corral.executors.local.enforcement import Enforcement, choose, group_name
@@ -335,3 +335,43 @@ def test_the_escape_reproduction_through_the_daemon(corral, tmp_path, enforcemen
     assert corral.logs(second) == "0\n"                     # it had the same GPU
     assert found.read_text() == "", f"the first job's sleeper outlived it: {found.read_text()}"
     assert "subreaper" in corral.ok("nodes")
+
+
+def test_jobs_started_under_the_earlier_layout_are_adopted_not_launched_again(tmp_path):
+    """An upgrade while jobs run: their directories hold ``lock`` (flocked by a living
+    supervisor), ``pids`` and, once ended, ``status.json``."""
+    setup = Setup(tmp_path, "subreaper")
+    try:
+        spec = build_spec(["sh", "-c", "sleep 300"], requests={"cpu": "100m"})
+        alloc = Allocation("n1", Resources.parse({"cpu": "100m"}))
+        running = Path(setup.home, "jobs", "41")
+        running.mkdir(parents=True)
+        # A stand-in for an old supervisor: holds the lock, its job is its child.
+        holder = subprocess.Popen([sys.executable, "-c", (
+            "import fcntl, os, subprocess, sys, time\n"
+            f"fd = os.open({str(running / 'lock')!r}, os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "job = subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
+            f"open({str(running / 'pids')!r}, 'w').write(f'{{os.getpid()}} {{job.pid}} None\\n')\n"
+            "job.wait()\n"
+            f"open({str(running / 'status.json')!r}, 'w').write('{{\"exit_code\": 5, \"ended_at\": 1.0}}')\n")])
+        setup.watch.append(holder.pid)
+        wait_until(lambda: (running / "pids").exists(), what="the old supervisor's pids")
+        job_pid = int((running / "pids").read_text().split()[1])
+        setup.watch.append(job_pid)
+        outcome = setup.executor.adopt(Job(id=41, spec=spec, seq=41, allocation=alloc))
+        assert isinstance(outcome, Running), outcome
+        assert setup.executor.pids(41) == {"supervisor": holder.pid, "job": job_pid}
+        os.kill(job_pid, signal.SIGTERM)                    # the job ends; its old supervisor records it
+        setup.run_until(lambda: setup.end_of(41) is not None)
+        assert setup.end_of(41)[1].exit_code == 5
+        holder.wait(timeout=10)
+        ended = Path(setup.home, "jobs", "42")
+        ended.mkdir()
+        (ended / "lock").write_text("")
+        (ended / "pids").write_text("1 2 None\n")
+        (ended / "status.json").write_text('{"exit_code": 0, "ended_at": 2.0}')
+        outcome = setup.executor.adopt(Job(id=42, spec=spec, seq=42, allocation=alloc))
+        assert isinstance(outcome, ExitStatus) and outcome.exit_code == 0
+    finally:
+        setup.close()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import json
 import logging
 import os
 import signal
@@ -325,6 +326,8 @@ class LocalExecutor(Executor):
         try:
             lock_fd = os.open(d / sup.STATE, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
+            if (d / "lock").exists():       # started by a corral of the earlier layout
+                return self._adopt_earlier(job_id)
             return None                     # never got as far as a supervisor
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -360,6 +363,35 @@ class LocalExecutor(Executor):
         self._reclaim(job_id, state)         # a group made before the supervisor died, if any
         return None
 
+    def _adopt_earlier(self, job_id: int) -> Running | ExitStatus | None:
+        """A job whose supervisor was started before the state file (an upgrade while
+        jobs ran): ``lock`` held by a living supervisor, ``pids`` ("SUP JOB TICKS"),
+        ``status.json`` once it ended. Its supervisor lives on as it was; only reading
+        differs, so it is never taken for a job that was not launched."""
+        d = self.jobdir(job_id)
+        lock_fd = os.open(d / "lock", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            alive = False
+        except BlockingIOError:
+            alive = True
+        finally:
+            os.close(lock_fd)
+        state = _earlier_state(str(d), with_status=not alive)
+        if alive:
+            if state.supervisor is None:
+                self._adopting.add(job_id)
+                self._loop.call_later(0.05, self._retry_adopt, job_id)
+                return Running(job_id)
+            self._adopting.discard(job_id)
+            self._watch(job_id, state.supervisor, child=False)
+            return Running(job_id, str(state.supervisor))
+        self._adopting.discard(job_id)
+        status = self._status_of(job_id, state)
+        if status is not None:
+            return status
+        return self._lost(job_id, state) if state.job is not None else None
+
     def _retry_adopt(self, job_id: int) -> None:
         result = self._adopt(job_id)
         if isinstance(result, ExitStatus):
@@ -370,7 +402,7 @@ class LocalExecutor(Executor):
     # status ----------------------------------------------------------------------
     def read_status(self, job_id: int) -> ExitStatus | None:
         try:
-            state = sup.read_state(os.path.join(self._root, str(job_id)))
+            state = _any_state(os.path.join(self._root, str(job_id)))
         except OSError:                      # unreadable: as good as damaged
             return self._lost(job_id)
         return self._status_of(job_id, state)
@@ -424,7 +456,7 @@ class LocalExecutor(Executor):
         """Send ``sig`` to the job's process group (it keeps running)."""
         if job_id not in self._watches:
             return False
-        state = sup.read_state(os.path.join(self._root, str(job_id)))
+        state = _any_state(os.path.join(self._root, str(job_id)))
         if state is None or state.job is None:
             return False
         pid = state.job
@@ -453,7 +485,10 @@ class LocalExecutor(Executor):
         cgroup: its process group, its cgroup (limits or the group that holds it) or,
         where it has none, every process whose environment carries the job's tag."""
         if state is None:
-            state = sup.read_state(str(self.jobdir(job_id)))
+            try:
+                state = _any_state(str(self.jobdir(job_id)))
+            except OSError:
+                state = None
         if state is not None and state.job is not None and \
                 (state.start is None or sup.proc_start_time(state.job) == state.start):
             try:
@@ -604,7 +639,7 @@ class LocalExecutor(Executor):
     def pids(self, job_id: int) -> dict[str, int] | None:
         """The supervisor's and the job's pid while it runs (from the state file)."""
         try:
-            state = sup.read_state(os.path.join(self._root, str(job_id)))
+            state = _any_state(os.path.join(self._root, str(job_id)))
         except OSError:
             return None
         if state is None or state.job is None or state.supervisor is None:
@@ -689,6 +724,39 @@ class LocalExecutor(Executor):
             if watch.timer is not None:
                 watch.timer.cancel()
         self._watches.clear()
+
+
+def _earlier_state(jobdir: str, *, with_status: bool = True) -> "sup.State":
+    """A job directory of the earlier layout (``pids``, ``status.json``) as a State."""
+    state = sup.State()
+    try:
+        with open(os.path.join(jobdir, "pids")) as f:
+            fields = f.read().split()
+        state.supervisor, state.job = int(fields[0]), int(fields[1])
+        state.start = None if fields[2] == "None" else int(fields[2])
+    except (OSError, ValueError, IndexError):
+        pass
+    if with_status:
+        try:
+            with open(os.path.join(jobdir, "status.json"), "rb") as f:
+                data = json.loads(f.read())
+            if isinstance(data, dict):
+                state.status = data
+            else:
+                state.damaged = True
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError):
+            state.damaged = True
+    return state
+
+
+def _any_state(jobdir: str) -> "sup.State | None":
+    """The job's state file, or what a directory of the earlier layout holds."""
+    state = sup.read_state(jobdir)
+    if state is None and os.path.exists(os.path.join(jobdir, "lock")):
+        return _earlier_state(jobdir)
+    return state
 
 
 def _zombie(pid: int) -> bool:
