@@ -324,18 +324,11 @@ class LocalExecutor(Executor):
     def _adopt(self, job_id: int) -> Running | ExitStatus | None:
         d = self.jobdir(job_id)
         try:
-            lock_fd = os.open(d / sup.STATE, os.O_RDONLY | os.O_CLOEXEC)
+            alive = _held(d / sup.STATE)
         except FileNotFoundError:
             if (d / "lock").exists():       # started by a corral of the earlier layout
                 return self._adopt_earlier(job_id)
             return None                     # never got as far as a supervisor
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            alive = False
-        except BlockingIOError:
-            alive = True
-        finally:
-            os.close(lock_fd)  # closing drops our lock if we took it
         try:
             state = sup.read_state(str(d))
         except OSError:
@@ -369,14 +362,7 @@ class LocalExecutor(Executor):
         ``status.json`` once it ended. Its supervisor lives on as it was; only reading
         differs, so it is never taken for a job that was not launched."""
         d = self.jobdir(job_id)
-        lock_fd = os.open(d / "lock", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            alive = False
-        except BlockingIOError:
-            alive = True
-        finally:
-            os.close(lock_fd)
+        alive = _held(d / "lock")
         state = _earlier_state(str(d), with_status=not alive)
         if alive:
             if state.supervisor is None:
@@ -724,6 +710,19 @@ class LocalExecutor(Executor):
             if watch.timer is not None:
                 watch.timer.cancel()
         self._watches.clear()
+
+
+def _held(path: Path) -> bool:
+    """Whether a living supervisor holds the ``flock`` on ``path`` (FileNotFoundError
+    when there is no such file). Closing our descriptor drops our lock if we took it."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def _earlier_state(jobdir: str, *, with_status: bool = True) -> "sup.State":

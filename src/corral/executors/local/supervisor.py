@@ -192,13 +192,18 @@ def read_state(jobdir: str) -> State | None:
         fd = os.open(os.path.join(jobdir, STATE), os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
+    return parse_state(read_all(fd))
+
+
+def read_all(fd: int) -> bytes:
+    """Everything left to read on ``fd``, which is closed afterwards."""
     try:
         chunks = []
         while chunk := os.read(fd, 65536):
             chunks.append(chunk)
+        return b"".join(chunks)
     finally:
         os.close(fd)
-    return parse_state(b"".join(chunks))
 
 
 def open_state(jobdir: str) -> int:
@@ -592,16 +597,11 @@ def _fork_into(group, path: str, argv: list[str], env: dict[str, str], out: int,
             finally:
                 os._exit(127)
     os.close(wfd)
-    try:
-        chunks = []
-        while chunk := os.read(rfd, 4096):
-            chunks.append(chunk)
-    finally:
-        os.close(rfd)
-    if not chunks:
+    why = read_all(rfd)                     # EOF at once: the exec happened
+    if not why:
         return pid
     os.waitpid(pid, 0)
-    stage, _, rest = b"".join(chunks).decode(errors="replace").partition(" ")
+    stage, _, rest = why.decode(errors="replace").partition(" ")
     code, _, text = rest.partition(" ")
     if stage == "cgroup":
         status["launch_error"] = f"cannot join the job's cgroup: {text}"
@@ -717,12 +717,7 @@ def _children() -> list[int]:
         fd = os.open(f"/proc/self/task/{me}/children", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return _children_by_scan(me)
-    try:
-        data = b""
-        while chunk := os.read(fd, 65536):
-            data += chunk
-    finally:
-        os.close(fd)
+    data = read_all(fd)
     return [pid for pid in map(int, data.split()) if not _is_zombie(pid)]
 
 
