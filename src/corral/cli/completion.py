@@ -59,6 +59,8 @@ def positional_kind(command: Command) -> str:
             return "nodes"
         if pos.dest == "shell":
             return "words:" + " ".join(SHELLS)
+        if pos.dest == "kind" and command.name == "export":
+            return "words:kubernetes kueue"
     return ""
 
 

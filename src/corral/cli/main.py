@@ -155,6 +155,21 @@ COMMANDS = {c.name: c for c in (  # noqa: E501
             usage="create [--name N] [--scope read|submit|admin] [--expires 30d] | list | revoke ID|NAME"),
     Command("ui", "Open the web dashboard: prints (and opens, where a browser exists) a link with a 12 h token.",
             Opt("--no-browser", "only print the link", flag=True)),
+    Command("export", "Print Kubernetes manifests: a job (file or id) as a batch/v1 Job, or the queues as Kueue "
+            "objects (docs/kubernetes.md).",
+            Opt("-f|--file", "kubernetes: job document(s), YAML; - reads stdin", metavar="FILE"),
+            Opt("--image", "kubernetes: the container image the job runs in (required)", metavar="IMAGE"),
+            Opt("--name", "kubernetes: the Job's name (default: the job's name, made a DNS-1123 label)",
+                metavar="NAME"),
+            Opt("--namespace", "the namespace of the Jobs (default: none, kubectl's) and LocalQueues "
+                "(default: default)", metavar="NS"),
+            Opt("--config", "the corral config whose queues, defaults and GPUs count (default: the home's "
+                "config.yaml)", metavar="FILE"),
+            Pos("kind", "kubernetes or kueue"),
+            Pos("ids", "kubernetes: job ids instead of -f (12; an array's id is the whole array; 12_3 one task)",
+                many=True, optional=True),
+            usage="kubernetes (-f job.yaml | ID...) --image IMAGE [--name NAME] [--namespace NS] | "
+                  "kueue [--config FILE] [--namespace NS]"),
     Command("completion", "Print a shell completion script: commands, options, job ids and queues.",
             Pos("shell", "bash, zsh or fish"),
             usage="bash|zsh|fish   (e.g. source <(corral completion bash))"),
@@ -320,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
             from . import ui_cmd as mod  # type: ignore[no-redef]
         elif command.name == "watch":
             from . import watch_cmd as mod  # type: ignore[no-redef]
+        elif command.name == "export":
+            from . import export_cmd as mod  # type: ignore[no-redef]
         elif command.name == "sim":
             from . import sim_cmd as mod  # type: ignore[no-redef]
             args.format = args.format or "philly"
