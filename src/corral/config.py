@@ -102,9 +102,10 @@ from .scheduler.policies import POLICIES as _REGISTERED  # noqa: E402
 #: time limits, else by run times learned from history).
 POLICIES = tuple(_REGISTERED)
 #: Engines a daemon can run jobs on (``engine: {type: ...}``).
-ENGINES = ("local", "ray")
+ENGINES = ("local", "ray", "slurm")
 #: What an ``engine:`` block may hold, by engine.
-ENGINE_FIELDS = {"local": ("type",), "ray": ("type", "address", "start_timeout")}
+ENGINE_FIELDS = {"local": ("type",), "ray": ("type", "address", "start_timeout"),
+                 "slurm": ("type", "partition", "conf", "start_timeout")}
 #: What a job may write to each of its logs by default: 1 GiB.
 DEFAULT_LOG_LIMIT = 2**30
 #: The largest API request body by default: 4 MiB.
@@ -172,6 +173,8 @@ class Config:
     engine: str = "local"                    # where jobs run (ENGINES)
     engine_address: str = ""                 # ray: the cluster's GCS address, HOST:PORT
     engine_start_timeout: int = DEFAULT_START_TIMEOUT   # seconds until a placed job must run
+    engine_partition: str = ""               # slurm: the partition corral places jobs in
+    engine_conf: str = ""                    # slurm: a slurm.conf other than SLURM_CONF's / the default
     #: This machine's node labels (what jobs' node selectors match).
     node_labels: dict[str, str] = field(default_factory=dict)
     #: The largest API request body the daemon reads (bytes).
@@ -234,6 +237,8 @@ class Config:
             "engine": self.engine,
             "engine_address": self.engine_address,
             "engine_start_timeout": self.engine_start_timeout,
+            "engine_partition": self.engine_partition,
+            "engine_conf": self.engine_conf,
             "node_labels": dict(self.node_labels),
             "max_request": self.max_request,
             "log_limit": self.log_limit,
@@ -274,6 +279,8 @@ class Config:
             engine=str(data.get("engine", base.engine)),
             engine_address=str(data.get("engine_address", base.engine_address)),
             engine_start_timeout=int(data.get("engine_start_timeout", base.engine_start_timeout)),
+            engine_partition=str(data.get("engine_partition", base.engine_partition)),
+            engine_conf=str(data.get("engine_conf", base.engine_conf)),
             node_labels=dict(data.get("node_labels", base.node_labels)),
             max_request=int(data.get("max_request", base.max_request)),
             log_limit=int(data.get("log_limit", base.log_limit)),
@@ -482,6 +489,7 @@ def _parse_engine(value: object, path: str) -> str:
     return _parse_engine_block(value, path)["engine"]
 
 
+_PARTITION = re.compile(r"^[A-Za-z0-9_.][-A-Za-z0-9_.]{0,63}\Z", re.ASCII)
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?):(\d{1,5})\Z", re.ASCII)
 
 
@@ -491,7 +499,8 @@ def _parse_engine_block(value: object, path: str) -> dict[str, Any]:
     if isinstance(value, str):
         value = {"type": value}
     if not isinstance(value, Mapping):
-        raise _fail(path, value, "expected {type: local} or {type: ray, address: HOST:PORT}")
+        raise _fail(path, value, "expected {type: local}, {type: ray, address: HOST:PORT} or "
+                                 "{type: slurm, partition: NAME}")
     kind = value.get("type", "local")
     if kind not in ENGINES:
         raise _fail(f"{path}.type", kind, f"expected one of: {', '.join(ENGINES)}")
@@ -507,6 +516,22 @@ def _parse_engine_block(value: object, path: str) -> dict[str, Any]:
         if match is None or not 0 < int(match.group(3)) < 65536:
             raise _fail(f"{path}.address", address, "expected HOST:PORT, e.g. 10.0.0.5:6379")
         out["engine_address"] = address
+    if kind == "slurm":
+        partition = fields_["partition"][1] if "partition" in fields_ else None
+        if partition is None:
+            raise _fail(f"{path}.partition", None, "expected the Slurm partition corral places jobs in",
+                        message=f"missing field {path}.partition (expected the Slurm partition corral places "
+                                "jobs in, e.g. gpu)")
+        if not isinstance(partition, str) or not _PARTITION.match(partition):
+            raise _fail(f"{path}.partition", partition, "expected a Slurm partition name: letters, digits, "
+                                                         "-, _ or ., at most 64")
+        out["engine_partition"] = partition
+        if "conf" in fields_:
+            conf = fields_["conf"][1]
+            if not isinstance(conf, str) or not conf.startswith("/") or "\0" in conf:
+                raise _fail(f"{path}.conf", conf, "expected the absolute path of a slurm.conf")
+            out["engine_conf"] = conf
+    if kind in ("ray", "slurm"):
         if "start_timeout" in fields_:
             out["engine_start_timeout"] = parse_duration(
                 fields_["start_timeout"][1], f"{path}.start_timeout", bare_unit=1, what="start timeout",

@@ -75,6 +75,7 @@ class Reason(str, enum.Enum):
     # Running
     LAUNCHED = "Launched"
     ADOPTED = "Adopted"                            # re-adopted by a restarted daemon
+    ENGINE_PENDING = "EnginePending"               # placed; its engine holds it pending (Slurm's reason)
     GPU_IDLE = "GpuIdle"                           # holds GPUs that stay idle (a reclaim warning)
     LOG_TRUNCATED = "LogTruncated"                 # wrote more than the log limit; the rest is dropped
     TIME_LIMIT = "TimeLimit"                       # reached its time limit: stop signal sent, SIGKILL next
@@ -118,6 +119,7 @@ REASON_STATES: dict[Reason, JobState] = {
     Reason.START_TIMEOUT: JobState.PENDING,
     Reason.PREEMPTED: JobState.PENDING,
     Reason.LAUNCHED: JobState.RUNNING,
+    Reason.ENGINE_PENDING: JobState.RUNNING,
     Reason.ADOPTED: JobState.RUNNING,
     Reason.GPU_IDLE: JobState.RUNNING,
     Reason.LOG_TRUNCATED: JobState.RUNNING,

@@ -373,6 +373,10 @@ def test_engine_block():
     c = parse_config({"engine": {"type": "ray", "address": "10.0.0.5:6379", "start_timeout": "2m"}})
     assert (c.engine, c.engine_address, c.engine_start_timeout) == ("ray", "10.0.0.5:6379", 120)
     assert parse_config({"engine": "local"}).engine == "local"
+    s = parse_config({"engine": {"type": "slurm", "partition": "gpu", "conf": "/etc/slurm/slurm.conf",
+                                 "start_timeout": "90s"}})
+    assert (s.engine, s.engine_partition, s.engine_conf, s.engine_start_timeout) == (
+        "slurm", "gpu", "/etc/slurm/slurm.conf", 90)
     assert parse_config({"engine": {"type": "ray", "address": "[::1]:6379"}}).engine_start_timeout == 60
     bad = {
         "missing field engine.address (expected the Ray cluster's GCS address, HOST:PORT, e.g. 10.0.0.5:6379)":
@@ -382,7 +386,15 @@ def test_engine_block():
         'invalid value for engine.address: "h:70000" (expected HOST:PORT, e.g. 10.0.0.5:6379)':
             {"type": "ray", "address": "h:70000"},
         "unknown field engine.address (accepted: type)": {"type": "local", "address": "h:1"},
-        'invalid value for engine.type: "k8s" (expected one of: local, ray)': {"type": "k8s"},
+        'invalid value for engine.type: "k8s" (expected one of: local, ray, slurm)': {"type": "k8s"},
+        "missing field engine.partition (expected the Slurm partition corral places jobs in, e.g. gpu)":
+            {"type": "slurm"},
+        'invalid value for engine.partition: "a b" (expected a Slurm partition name: letters, digits, -, _ or '
+        '., at most 64)': {"type": "slurm", "partition": "a b"},
+        'invalid value for engine.conf: "slurm.conf" (expected the absolute path of a slurm.conf)':
+            {"type": "slurm", "partition": "gpu", "conf": "slurm.conf"},
+        "unknown field engine.address (accepted: conf, partition, start_timeout, type)":
+            {"type": "slurm", "partition": "gpu", "address": "h:1"},
     }
     for message, value in bad.items():
         with pytest.raises(ValidationError) as err:

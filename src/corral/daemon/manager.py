@@ -73,8 +73,9 @@ class Manager:
         self.driver = Driver(executor.nodes(), scheduling, executor, clock=clock, journal=store,
                              estimate=lambda job: self.history.estimate(job.user, job.spec.time_limit),
                              gangs=gangs, report=self.on_exit, started=lambda live: self.lifecycle.started(live),
-                             cordoned=self.drained)
+                             cordoned=self.cordoned())
         executor.watch_nodes(self.nodes_changed)
+        executor.watch_notes(self.note)
         self.context = Daemon(store=store, executor=executor, driver=self.driver, gates=self.gates,
                               history=self.history, clock=clock, call_soon=self.call_soon,
                               call_later=self.call_later, kick=self.kick, notify=self.notify,
@@ -206,8 +207,13 @@ class Manager:
     def nodes_changed(self) -> None:
         """The engine's nodes changed (joined, left, lost): schedule on what is there now.
         Jobs on a lost node end through the executor (NodeLost)."""
-        self.driver.set_nodes(self.executor.nodes(), self.drained)
+        self.driver.set_nodes(self.executor.nodes(), self.cordoned())
         self.kick()
+
+    def cordoned(self) -> set[str]:
+        """Nodes nothing new starts on: drained in corral, or not ready in the engine's
+        own view (a node its engine drains)."""
+        return set(self.drained) | {n for n, s in self.executor.node_states().items() if s == "NotReady"}
 
     def node_states(self) -> dict[str, str]:
         """Ready, NotReady, Lost (the engine's word) or Draining, by node."""
@@ -226,7 +232,7 @@ class Manager:
             return False
         (self.drained.add if drain else self.drained.discard)(name)
         self.store.set_meta(DRAINED_KEY, json.dumps(sorted(self.drained)))
-        self.driver.set_nodes(self.executor.nodes(), self.drained)
+        self.driver.set_nodes(self.executor.nodes(), self.cordoned())
         self.kick()
         return True
 

@@ -270,6 +270,11 @@ class Executor(ABC):
         :meth:`node_states` change (capability ``inventory``). Nothing by default: the
         nodes are fixed."""
 
+    def watch_notes(self, callback: Callable[[int, Reason, str], None]) -> None:
+        """Call ``callback(job_id, reason, message)`` (on the daemon's event loop) when
+        the engine has news of a running job -- it holds it pending, with its own reason,
+        or started it. Nothing by default."""
+
     def recovered(self) -> None:
         """After a restart, once every job recorded as running was adopted: what runs on
         the nodes that corral no longer counts (a lost node's jobs) may be killed now."""

@@ -1,0 +1,526 @@
+"""The Slurm engine: corral places, Slurm runs.
+
+``engine: {type: slurm, partition: NAME}`` (``conf:`` a ``slurm.conf`` other than
+``SLURM_CONF``'s or the default): the daemon keeps queues, quotas, fair share, backfill,
+preemption and the reasons; it submits to Slurm only what it has placed, pinned to the
+nodes it chose. Like Kueue in front of kube-scheduler: corral decides *whether*, *when*
+and *where*.
+
+* **Nodes** come from ``sinfo --json`` (:mod:`.inventory`), read every second: a node
+  Slurm marks not responding or down is *lost* (its jobs end NodeLost -- cancelled in
+  Slurm -- and are requeued by corral at once, not after Slurm's own delay), a drained
+  one takes no new jobs, one that returns is scheduled again.
+* **A launch** is one ``sbatch`` (:mod:`.batch`): ``--nodelist`` and ``--nodes`` as
+  placed, one task per node with its CPUs, memory and ``--gres=gpu[:TYPE]:N``,
+  ``--no-requeue``, the job named ``corral-<home>-<id>-<attempt>``. The batch script sets
+  corral's environment (``CUDA_VISIBLE_DEVICES`` empty without GPUs) and, over several
+  nodes, starts one replica per node with ``srun`` and the rank variables.
+* **Slurm is shared**, so corral's view can be stale: a job Slurm holds pending shows
+  Slurm's reason (``EnginePending: slurm: Resources``), and one not started within
+  ``start_timeout`` is cancelled in Slurm and requeued by corral with backoff.
+* **Observation** is batched: one ``squeue --json`` per poll for all of this user's jobs
+  in the partition; exits decoded from the raw wait status; a job gone from slurmctld's
+  memory is looked up in the job-completion file (``sacct -c``).
+* **Stop**: ``scancel --signal=SIG --full`` (the job's stop signal, to every step), then
+  ``scancel --signal=KILL`` after the grace period. Why corral stopped it is kept in a
+  file beside the job's logs, so a restarted daemon still knows.
+* **Crash safety**: a restarted daemon finds each launch by its name in ``squeue``
+  (or the completion file) and adopts it with its exit; nothing is submitted twice.
+
+One thread (``corral-slurm``) runs every Slurm command (they block), and hands what it
+learns to the daemon's event loop with ``call_soon_threadsafe``. Jobs run as the user the
+daemon runs as; their logs are files Slurm writes, so the corral home must be on a file
+system the nodes share (on one host it is).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import queue
+import signal as _signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from ...job import Reason
+from ..base import Capabilities, Executor, ExitCallback, ExitStatus, Running, StopReason
+from ..environment import job_environment
+from ..logheaders import attempt_header
+from .batch import Seen, job_name, observe, parse_name, sbatch_args, script
+from .client import SlurmClient, SlurmError
+from .inventory import SlurmNode, partitions, read_nodes
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from ...capacity.node import Node
+    from ...job import Allocation, Job
+
+log = logging.getLogger("corral.slurm")
+
+#: How often the jobs (``squeue``) and the nodes (``sinfo``) are read, seconds.
+JOB_POLL = 0.5
+NODE_POLL = 1.0
+
+NoteCallback = Callable[[int, Reason, str], None]
+
+
+def namespace_for(home: str) -> str:
+    """The prefix of every Slurm job name one corral home gives."""
+    return "corral-" + hashlib.sha256(os.path.realpath(home).encode()).hexdigest()[:10]
+
+
+@dataclass
+class _Launch:
+    job: "Job"
+    allocation: "Allocation"
+    attempt: int
+    name: str
+    submitted: float = 0.0                 # monotonic
+    slurm_id: int = 0
+    seen: Seen | None = None
+    noted: str = ""
+    stopped_for: StopReason | None = None
+    stop_message: str = ""
+    kill_at: float = 0.0
+    node_lost: str = ""
+    launch_error: str = ""
+    start_timeout: bool = False
+    reported: bool = False
+    #: Polls in a row the job was missing from squeue (it may have aged out).
+    missing: int = 0
+
+
+class SlurmExecutor(Executor):
+    name = "slurm"
+    capabilities = Capabilities(logs=True, usage=False, cgroups=False, stop_signals=True, device_pinning=False,
+                                gangs=True, inventory=True)
+
+    def __init__(self, partition: str, on_exit: ExitCallback, loop: "asyncio.AbstractEventLoop", *, home: str,
+                 conf: str = "", kill_grace: float = 10.0, start_timeout: float = 60.0,
+                 job_poll: float = JOB_POLL, node_poll: float = NODE_POLL, client: SlurmClient | None = None):
+        self.partition = partition
+        self.conf = conf or os.environ.get("SLURM_CONF", "")
+        self.client = client or SlurmClient(self.conf, partition)
+        self.namespace = namespace_for(home)
+        self.root = Path(home) / "slurm"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._on_exit = on_exit
+        self._on_nodes: Callable[[], None] | None = None
+        self._on_note: NoteCallback | None = None
+        self._loop = loop
+        self.kill_grace = kill_grace
+        self.start_timeout = start_timeout
+        self.job_poll = job_poll
+        self.node_poll = node_poll
+        self._lock = threading.RLock()
+        self._nodes: dict[str, SlurmNode] = {}
+        self._lost: set[str] = set()
+        self._launches: dict[int, _Launch] = {}
+        self._commands: "queue.Queue[Callable[[], None]]" = queue.Queue()
+        self._closed = False
+        self._adopting = True
+        self._seen: dict[str, Seen] = {}              # name -> latest squeue entry
+        data = self.client.sinfo()
+        self._read_nodes(data, initial=True)
+        if not self._nodes:
+            known = ", ".join(partitions(data)) or "none"
+            raise SlurmError(f"partition {partition!r} has no nodes (partitions: {known})")
+        self._read_jobs()
+        self._thread = threading.Thread(target=self._run, name="corral-slurm", daemon=True)
+        self._thread.start()
+
+    # -- nodes ----------------------------------------------------------------------------------
+    def nodes(self) -> list["Node"]:
+        with self._lock:
+            return [n.node for name, n in sorted(self._nodes.items()) if name not in self._lost]
+
+    def known_nodes(self) -> list["Node"]:
+        with self._lock:
+            return [n.node for _, n in sorted(self._nodes.items())]
+
+    def node_states(self) -> dict[str, str]:
+        with self._lock:
+            return {name: ("Lost" if name in self._lost else n.state) for name, n in sorted(self._nodes.items())}
+
+    def watch_nodes(self, callback: Callable[[], None]) -> None:
+        self._on_nodes = callback
+
+    def watch_notes(self, callback: NoteCallback) -> None:
+        self._on_note = callback
+
+    def _read_nodes(self, data: dict[str, Any], initial: bool = False) -> None:
+        read = {n.name: n for n in read_nodes(data, self.partition)}
+        changed, lost_now = False, []
+        with self._lock:
+            for name, sn in read.items():
+                before = self._nodes.get(name)
+                if before is None or before.state != sn.state or before.node != sn.node:
+                    changed = True
+                if sn.state == "Lost" and name not in self._lost:
+                    lost_now.append((name, sn.slurm_state))
+                elif sn.state != "Lost" and name in self._lost:
+                    self._lost.discard(name)                 # back
+                self._nodes[name] = sn
+            for name in [n for n in self._nodes if n not in read]:
+                del self._nodes[name]
+                changed = True
+                if name not in self._lost:
+                    lost_now.append((name, "removed from the partition"))
+        for name, why in lost_now:
+            self._node_lost(name, why)
+        if changed and not initial:
+            self._notify(self._on_nodes)
+
+    def _node_lost(self, name: str, why: str) -> None:
+        """Every job with a piece on ``name`` ends NodeLost now; it is cancelled in Slurm
+        so that nothing of it runs on when the node returns."""
+        with self._lock:
+            self._lost.add(name)
+            hit = [ln for ln in self._launches.values() if name in ln.allocation.nodes and not ln.reported]
+        log.warning("node %s lost (slurm: %s): %d job(s) on it", name, why, len(hit))
+        for ln in hit:
+            ln.node_lost = name
+            self._cancel(ln)
+            self._report(ln)
+        self._notify(self._on_nodes)
+
+    def _notify(self, callback: Callable[..., None] | None, *args: Any) -> None:
+        if callback is not None and not self._closed:
+            self._loop.call_soon_threadsafe(callback, *args)
+
+    # -- the thread -------------------------------------------------------------------------------
+    def _run(self) -> None:
+        next_jobs = next_nodes = 0.0
+        while not self._closed:
+            now = time.monotonic()
+            if now >= next_nodes:
+                next_nodes = now + self.node_poll
+                self._guard(lambda: self._read_nodes(self.client.sinfo()), "reading Slurm's nodes")
+            if now >= next_jobs:
+                next_jobs = now + self.job_poll
+                self._guard(self._read_jobs, "reading Slurm's jobs")
+                self._guard(self._deadlines, "checking deadlines")
+            try:
+                command = self._commands.get(timeout=max(0.0, min(next_jobs, next_nodes) - time.monotonic()))
+            except queue.Empty:
+                continue
+            self._guard(command, "a Slurm command")
+
+    @staticmethod
+    def _guard(fn: Callable[[], None], what: str) -> None:
+        try:
+            fn()
+        except SlurmError as exc:
+            log.warning("%s failed: %s", what, exc)
+        except Exception:  # noqa: BLE001 - keep watching
+            log.exception("%s failed", what)
+
+    def _read_jobs(self) -> None:
+        seen = {}
+        for entry in self.client.squeue():
+            s = observe(entry)
+            if parse_name(self.namespace, s.name) is None:
+                continue
+            old = seen.get(s.name)
+            if old is None or s.slurm_id > old.slurm_id:
+                seen[s.name] = s
+        with self._lock:
+            self._seen = seen
+            launches = [ln for ln in self._launches.values() if not ln.reported and ln.slurm_id]
+        for ln in launches:
+            s = seen.get(ln.name)
+            if s is None or s.slurm_id != ln.slurm_id:
+                ln.missing += 1
+                if ln.missing >= 3:                 # aged out of slurmctld: the completion file
+                    self._finish_from_completions(ln)
+                continue
+            ln.missing = 0
+            ln.seen = s
+            if s.terminal:
+                self._report(ln)
+            elif s.pending:
+                why = s.reason if s.reason not in ("", "None") else "Pending, not yet scheduled"
+                self._note(ln, Reason.ENGINE_PENDING, f"slurm: {why} (Slurm job {s.slurm_id})")
+            else:
+                self._note(ln, Reason.LAUNCHED, f"running in Slurm as job {s.slurm_id} on {s.nodes}")
+
+    def _note(self, ln: _Launch, reason: Reason, message: str) -> None:
+        if ln.noted != message:
+            ln.noted = message
+            self._notify(self._on_note, ln.job.id, reason, message)
+
+    def _deadlines(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            live = [ln for ln in self._launches.values() if not ln.reported]
+        for ln in live:
+            if ln.kill_at and now >= ln.kill_at:
+                ln.kill_at = 0.0
+                self._scancel(ln, "KILL")
+            started = ln.seen is not None and not ln.seen.pending
+            if (not started and not ln.stopped_for and ln.slurm_id and self.start_timeout
+                    and now - ln.submitted > self.start_timeout):
+                ln.start_timeout = True
+                log.warning("job %d: Slurm did not start it within %.0f s: cancelled there", ln.job.id,
+                            self.start_timeout)
+                self._cancel(ln)
+                self._report(ln)
+
+    def _finish_from_completions(self, ln: _Launch) -> None:
+        rows = [r for r in self.client.completed(ln.name) if int(r["jobid"]) == ln.slurm_id]
+        if rows:
+            ln.seen = _from_completion(ln.name, rows[-1])
+            self._report(ln)
+        elif ln.missing >= 20:
+            ln.launch_error = f"Slurm job {ln.slurm_id} vanished without a recorded end"
+            self._report(ln)
+
+    # -- launching --------------------------------------------------------------------------------
+    def launch(self, job: "Job", allocation: "Allocation") -> None:
+        attempt = max(1, job.attempts)
+        ln = _Launch(job=job, allocation=allocation, attempt=attempt, name=job_name(self.namespace, job.id, attempt))
+        with self._lock:
+            self._launches[job.id] = ln
+            missing = [n for n in allocation.nodes if n not in self._nodes or n in self._lost]
+        if missing:
+            ln.launch_error = f"launch failed: node {', '.join(missing)} is not available in Slurm"
+            self._report(ln)
+            return
+        self._commands.put(lambda: self._submit_or_fail(ln))
+
+    def _submit_or_fail(self, ln: _Launch) -> None:
+        try:
+            self._submit(ln)
+        except Exception as exc:  # noqa: BLE001 - an unwritable home, a bad script: the launch fails
+            log.exception("job %d: launch failed", ln.job.id)
+            ln.launch_error = f"launch failed: {type(exc).__name__}: {exc}"
+            self._report(ln)
+
+    def _dir(self, job_id: int) -> Path:
+        return self.root / "jobs" / str(job_id)
+
+    def _submit(self, ln: _Launch) -> None:
+        if ln.reported:
+            return
+        job = ln.job
+        d = self._dir(job.id)
+        d.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            nodes = {name: sn.node for name, sn in self._nodes.items()}
+        piece = ln.allocation.pieces[0]
+        env = job_environment(job, piece, ())
+        env["CORRAL_ATTEMPT"] = str(ln.attempt)
+        if ln.attempt > 1:
+            header = attempt_header(ln.attempt, time.time(), ",".join(ln.allocation.nodes))
+            for stream in ("stdout", "stderr"):
+                with open(d / stream, "ab") as f:
+                    f.write(header)
+        body = script(job, ln.allocation, env, nodes, ln.attempt)
+        args = sbatch_args(job, ln.allocation, nodes, name=ln.name, partition=self.partition,
+                           stdout=str(d / "stdout"), stderr=str(d / "stderr"),
+                           comment=f"corral job {job.id} attempt {ln.attempt}", kill_grace=self.kill_grace)
+        ln.submitted = time.monotonic()
+        try:
+            ln.slurm_id = self.client.sbatch(args, body)
+        except SlurmError as exc:
+            ln.launch_error = f"launch failed: sbatch: {exc}"
+            self._report(ln)
+            return
+        (d / "slurm_id").write_text(f"{ln.slurm_id} {ln.attempt}\n")
+        if ln.stopped_for is not None:          # stopped while sbatch ran
+            self._cancel(ln)
+
+    # -- stop, signal -----------------------------------------------------------------------------
+    def stop(self, job_id: int, why: StopReason, message: str = "") -> bool:
+        with self._lock:
+            ln = self._launches.get(job_id)
+            if ln is None or ln.reported:
+                return False
+            if ln.stopped_for is None:
+                ln.stopped_for, ln.stop_message = why, message
+        self._stop_file(ln).write_text(json.dumps({"why": why.value, "message": message}))
+        spec = ln.job.spec
+        sig = (spec.stop_signal or "TERM").removeprefix("SIG")
+        grace = float(spec.kill_grace if spec.kill_grace is not None else self.kill_grace)
+
+        def send() -> None:
+            if not ln.slurm_id:
+                return                       # not submitted yet: _submit cancels it
+            if ln.seen is None or ln.seen.pending:
+                self._cancel(ln)             # nothing runs yet: cancelled in Slurm, ends at once
+                return
+            self._scancel(ln, sig)
+            ln.kill_at = time.monotonic() + grace
+
+        self._commands.put(send)
+        return True
+
+    def _stop_file(self, ln: _Launch) -> Path:
+        d = self._dir(ln.job.id)
+        d.mkdir(parents=True, exist_ok=True)
+        return d / f"stop.{ln.attempt}"
+
+    def signal(self, job_id: int, sig: int) -> bool:
+        with self._lock:
+            ln = self._launches.get(job_id)
+        if ln is None or ln.reported or not ln.slurm_id:
+            return False
+        name = _signal.Signals(sig).name.removeprefix("SIG")
+        self._commands.put(lambda: self._scancel(ln, name))
+        return True
+
+    def _scancel(self, ln: _Launch, sig: str | None) -> None:
+        try:
+            self.client.scancel(ln.slurm_id, sig)
+        except SlurmError as exc:
+            log.warning("scancel of Slurm job %d failed: %s", ln.slurm_id, exc)
+
+    def _cancel(self, ln: _Launch) -> None:
+        if ln.slurm_id:
+            self._scancel(ln, None)
+
+    # -- ends -------------------------------------------------------------------------------------
+    def _report(self, ln: _Launch) -> None:
+        with self._lock:
+            if ln.reported:
+                return
+            ln.reported = True
+            self._launches.pop(ln.job.id, None)
+        status = self._status_of(ln)
+        self._notify(self._on_exit, ln.job.id, status)
+
+    def _status_of(self, ln: _Launch) -> ExitStatus:
+        now = time.time()
+        if ln.node_lost:
+            return ExitStatus(ended_at=now, node_lost=ln.node_lost,
+                              stop_message=f"node {ln.node_lost} was lost (Slurm: "
+                                           f"{self._nodes[ln.node_lost].slurm_state if ln.node_lost in self._nodes else 'gone'})")
+        if ln.start_timeout:
+            why = ln.seen.reason if ln.seen is not None and ln.seen.reason not in ("", "None") else "not started"
+            return ExitStatus(ended_at=now, start_timeout=True,
+                              stop_message=f"Slurm did not start it within {self.start_timeout:g} s (slurm: {why})")
+        if ln.launch_error:
+            return ExitStatus(ended_at=now, launch_error=ln.launch_error)
+        s = ln.seen
+        ended = (s.end_time if s is not None and s.end_time else now)
+        if ln.stopped_for is not None:
+            return ExitStatus(ended_at=ended, exit_code=s.exit_code if s else None, signal=s.signal if s else None,
+                              stopped_for=ln.stopped_for, stop_message=ln.stop_message)
+        if s is None:
+            return ExitStatus(ended_at=ended, lost=True, stop_message="no end recorded by Slurm")
+        if s.state == "NODE_FAIL":
+            return ExitStatus(ended_at=ended, node_lost=s.nodes or "?", stop_message=f"slurm: NODE_FAIL on {s.nodes}")
+        if s.state == "OUT_OF_MEMORY":
+            return ExitStatus(ended_at=ended, exit_code=s.exit_code, signal=s.signal or 9, oom_kills=1)
+        if s.state in ("CANCELLED", "TIMEOUT", "PREEMPTED", "DEADLINE") and s.exit_code == 0 and s.signal is None:
+            return ExitStatus(ended_at=ended, signal=int(_signal.SIGKILL),
+                              stop_message=f"slurm: {s.state.lower()} outside corral")
+        return ExitStatus(ended_at=ended, exit_code=s.exit_code, signal=s.signal)
+
+    # -- after a restart ---------------------------------------------------------------------------
+    def adopt(self, job: "Job") -> Running | ExitStatus | None:
+        alloc = job.allocation
+        if alloc is None:
+            return None
+        attempt = max(1, job.attempts)
+        ln = _Launch(job=job, allocation=alloc, attempt=attempt, name=job_name(self.namespace, job.id, attempt),
+                     submitted=time.monotonic())
+        stop = self._stop_file(ln)
+        if stop.exists():
+            try:
+                data = json.loads(stop.read_text())
+                ln.stopped_for, ln.stop_message = StopReason(data["why"]), str(data.get("message", ""))
+            except (OSError, ValueError, KeyError):
+                ln.stopped_for = StopReason.CANCEL
+        with self._lock:
+            s = self._seen.get(ln.name)
+        if s is None:
+            rows = self.client.completed(ln.name)
+            if not rows:
+                return None                      # never reached Slurm: the daemon launches it
+            s = _from_completion(ln.name, rows[-1])
+        ln.slurm_id, ln.seen = s.slurm_id, s
+        lost = [n for n in alloc.nodes if n in self._lost or n not in self._nodes]
+        if s.terminal:
+            ln.reported = True
+            return self._status_of(ln)
+        with self._lock:
+            self._launches[job.id] = ln
+        if lost:
+            ln.node_lost = lost[0]
+            self._commands.put(lambda: self._cancel(ln))
+            with self._lock:
+                ln.reported = True
+                self._launches.pop(job.id, None)
+            return ExitStatus(ended_at=time.time(), node_lost=lost[0],
+                              stop_message=f"node {lost[0]} was lost while the daemon was down")
+        if ln.stopped_for is not None:           # it was being stopped: finish that
+            self._commands.put(lambda: (self._scancel(ln, "KILL"), self._cancel(ln)))
+        return Running(job.id, f"slurm:{s.slurm_id}")
+
+    def recovered(self) -> None:
+        """Adoption is over: a Slurm job of this home that corral does not count (its
+        record ended, a launch from before a lost store) is cancelled."""
+        with self._lock:
+            self._adopting = False
+            counted = {ln.slurm_id for ln in self._launches.values()}
+            stray = [s for s in self._seen.values() if not s.terminal and s.slurm_id not in counted]
+        for s in stray:
+            log.warning("cancelling Slurm job %d (%s): no running corral job owns it", s.slurm_id, s.name)
+            self._commands.put(lambda sid=s.slurm_id: self._guard(lambda: self.client.scancel(sid), "scancel"))
+
+    # -- logs ---------------------------------------------------------------------------------------
+    def read_log(self, job_id: int, stream: str, offset: int = 0, size: int = 1 << 20) -> bytes | None:
+        try:
+            with open(self._dir(job_id) / stream, "rb") as f:
+                f.seek(offset)
+                return f.read(size)
+        except OSError:
+            return None
+
+    def log_location(self, job_id: int, stream: str) -> str | None:
+        path = self._dir(job_id) / stream
+        return str(path) if path.exists() else None
+
+    def remove(self, job_id: int) -> None:
+        import shutil
+
+        shutil.rmtree(self._dir(job_id), ignore_errors=True)
+
+    def processes(self, job_id: int) -> dict[str, int]:
+        with self._lock:
+            ln = self._launches.get(job_id)
+        return {"slurm_job": ln.slurm_id} if ln is not None and ln.slurm_id else {}
+
+    def describe(self) -> dict:
+        return {"engine": self.name, "partition": self.partition, "conf": self.conf or "(Slurm's default)",
+                "namespace": self.namespace, "capabilities": self.capabilities.to_dict(),
+                "nodes": {name: sn.slurm_state for name, sn in sorted(self._nodes.items())}}
+
+    def close(self) -> None:
+        """Stop watching; running jobs keep running in Slurm (a restarted daemon adopts them)."""
+        self._closed = True
+        self._commands.put(lambda: None)
+        self._thread.join(timeout=10)
+
+    def sample(self, job_ids: Iterable[int]) -> dict:
+        return {}
+
+
+def _from_completion(name: str, row: dict[str, str]) -> Seen:
+    """A job-completion row (``sacct -c``) as a finished :class:`Seen`."""
+    code_s, _, sig_s = row.get("exitcode", "").partition(":")
+    code = int(code_s) if code_s.isdigit() else None
+    sig = int(sig_s) if sig_s.isdigit() and int(sig_s) else None
+    return Seen(slurm_id=int(row["jobid"]), name=name, state=row.get("state", "COMPLETED"), reason="",
+                nodes=row.get("nodes", ""), exit_code=None if sig else code, signal=sig, start_time=0.0,
+                end_time=time.time())
+
+
+__all__ = ["SlurmExecutor", "namespace_for"]

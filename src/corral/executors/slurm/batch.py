@@ -1,0 +1,175 @@
+"""What corral gives ``sbatch`` for one placed job, and what it reads back from ``squeue``.
+
+Pure: no Slurm is called here.
+
+* :func:`sbatch_args`: the job pinned to the nodes corral chose (``-w``, ``-N``, one
+  task per node), each node's CPUs, memory and GPUs (``--gres=gpu[:TYPE]:N``, the type
+  from the GPU model), a time limit a minute past corral's own (corral stops the job at
+  its limit with its stop signal; Slurm's limit only backs that up), ``--no-requeue``
+  (corral requeues, never Slurm), the logs appended, the job named after the corral home,
+  job and attempt so a restarted daemon finds it.
+* :func:`script`: a POSIX shell batch script that sets corral's environment for the job
+  and runs its command -- through ``srun``, one replica per node with the rank variables,
+  for a job over several nodes. GPUs: Slurm chooses the devices on each node and sets
+  ``CUDA_VISIBLE_DEVICES``; corral keeps that (and copies it to ``CORRAL_GPUS``), and sets
+  it *empty* for a job without GPUs (Slurm leaves it unset: the job would see every GPU).
+* :func:`observe`: a ``squeue --json`` job as a :class:`Seen` (state, Slurm's reason,
+  nodes, the exit decoded from the raw wait status: 768 is exit 3).
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping
+
+from ...resources import CPU, GPU, MEMORY
+from .inventory import UNKNOWN_MODEL
+
+if TYPE_CHECKING:
+    from ...capacity.node import Node
+    from ...job import Allocation, Job
+
+#: Set by corral per job; Slurm's values win where it chooses (the GPUs).
+GPU_VARS = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "CORRAL_GPUS")
+#: Variables of the daemon's own environment that must not reach a job through sbatch.
+_DROP = ("SLURM_", "SBATCH_", "SRUN_", "SALLOC_")
+#: Slurm states after which nothing of the job runs any more.
+TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
+                      "BOOT_FAIL", "DEADLINE", "SPECIAL_EXIT", "REVOKED"})
+MiB = 2**20
+
+
+def job_name(namespace: str, job_id: int, attempt: int) -> str:
+    """The Slurm job name of one launch (how a restarted daemon finds it)."""
+    return f"{namespace}-{job_id}-{attempt}"
+
+
+def parse_name(namespace: str, name: str) -> tuple[int, int] | None:
+    """(job id, attempt) of a Slurm job name this home gave, else None."""
+    prefix = namespace + "-"
+    if not name.startswith(prefix):
+        return None
+    parts = name[len(prefix):].split("-")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        return None
+    return int(parts[0]), int(parts[1])
+
+
+def master_port(job_id: int, attempt: int) -> int:
+    """The rendezvous port of a job over several nodes: fixed by its id and attempt, so
+    every replica knows it before any starts (29500-39499)."""
+    return 29500 + (job_id * 31 + attempt) % 10000
+
+
+def gres(allocation: "Allocation", node: "Node") -> str:
+    """``gpu:TYPE:N`` (or ``gpu:N``) for one piece's GPUs on ``node``."""
+    piece = allocation.pieces[0]
+    count = piece.requests.get(GPU, 0)
+    if not count:
+        return ""
+    models = {d.model for d in node.gpus if d.index in piece.gpus} or {d.model for d in node.gpus}
+    kind = next(iter(models)) if len(models) == 1 else ""
+    return f"gpu:{kind}:{count}" if kind and kind != UNKNOWN_MODEL else f"gpu:{count}"
+
+
+def sbatch_args(job: "Job", allocation: "Allocation", nodes: Mapping[str, "Node"], *, name: str, partition: str,
+                stdout: str, stderr: str, comment: str, kill_grace: float) -> list[str]:
+    piece = allocation.pieces[0]
+    req = piece.requests
+    cpus = max(1, math.ceil(req.get(CPU, 0) / 1000))
+    mem = max(1, math.ceil(req.get(MEMORY, 0) / MiB))
+    args = ["--parsable", f"--job-name={name}", f"--comment={comment}", f"--partition={partition}",
+            f"--nodelist={','.join(allocation.nodes)}", f"--nodes={len(allocation.pieces)}",
+            "--ntasks-per-node=1", f"--cpus-per-task={cpus}", f"--mem={mem}M", "--no-requeue",
+            "--open-mode=append", f"--output={stdout}", f"--error={stderr}", "--export=NONE",
+            f"--chdir={job.spec.workdir or '/'}"]
+    kind = gres(allocation, nodes[piece.node])
+    if kind:
+        args.append(f"--gres={kind}")
+    if job.spec.time_limit:
+        grace = job.spec.kill_grace if job.spec.kill_grace is not None else kill_grace
+        args.append(f"--time={math.ceil((job.spec.time_limit + grace) / 60) + 1}")
+    return args
+
+
+def _exports(env: Mapping[str, str]) -> list[str]:
+    return [f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())
+            if k.isidentifier() and not k.startswith(_DROP) and "\0" not in v]
+
+
+def script(job: "Job", allocation: "Allocation", env: Mapping[str, str], nodes: Mapping[str, "Node"],
+           attempt: int) -> str:
+    """The batch script: corral's environment, then the command (one replica per node)."""
+    has_gpus = bool(allocation.pieces[0].requests.get(GPU, 0))
+    env = {k: v for k, v in env.items() if not (has_gpus and k in GPU_VARS) and k != "CORRAL_NODE"}
+    lines = ["#!/bin/sh", "# corral job %d, attempt %d" % (job.id, attempt), *_exports(env),
+             "unset SLURM_EXPORT_ENV", 'export CORRAL_NODE="$SLURMD_NODENAME"',
+             "export CORRAL_SLURM_JOB_ID=\"$SLURM_JOB_ID\""]
+    gpu_line = 'export CORRAL_GPUS="${CUDA_VISIBLE_DEVICES-}"' if has_gpus else ""
+    argv = " ".join(shlex.quote(a) for a in job.spec.command)
+    if len(allocation.pieces) == 1:
+        if gpu_line:
+            lines.append(gpu_line)
+        lines.append(f"exec {argv}")
+        return "\n".join(lines) + "\n"
+    # Several nodes: the batch script runs on the first node of the allocation, which is
+    # the first rank's (SLURM_NODEID 0): its address is the rendezvous.
+    cases = " ".join(f"{shlex.quote(n)}) MASTER_ADDR={shlex.quote(nodes[n].address or '127.0.0.1')};;"
+                     for n in allocation.nodes)
+    lines += [f'case "$SLURMD_NODENAME" in {cases} *) MASTER_ADDR=$(hostname);; esac',
+              "export MASTER_ADDR", f"export MASTER_PORT={master_port(job.id, attempt)}"]
+    rank = ('export CORRAL_NODE_RANK="$SLURM_NODEID" RANK="$SLURM_PROCID" WORLD_SIZE="$SLURM_NTASKS" '
+            'LOCAL_RANK=0 CORRAL_NUM_NODES="$SLURM_NNODES" CORRAL_NODE="$SLURMD_NODENAME"; ')
+    if gpu_line:
+        rank += gpu_line + "; "
+    replica = shlex.quote(rank + 'exec "$@"')
+    lines.append(f"exec srun --export=ALL --nodes={len(allocation.pieces)} --ntasks-per-node=1 "
+                 f"--kill-on-bad-exit=1 /bin/sh -c {replica} corral-replica {argv}")
+    return "\n".join(lines) + "\n"
+
+
+def decode_exit(raw: Any) -> tuple[int | None, int | None]:
+    """(exit code, signal) from Slurm's raw wait status (squeue's ``exit_code``)."""
+    if raw is None:
+        return None, None
+    raw = int(raw)
+    if raw & 0x7F:
+        return None, raw & 0x7F
+    return (raw >> 8) & 0xFF, None
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One Slurm job as ``squeue --json`` shows it."""
+
+    slurm_id: int
+    name: str
+    state: str
+    reason: str
+    nodes: str
+    exit_code: int | None
+    signal: int | None
+    start_time: float
+    end_time: float
+    stdout: str = ""
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL
+
+    @property
+    def pending(self) -> bool:
+        return self.state in ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD")
+
+
+def observe(entry: dict[str, Any]) -> Seen:
+    state = str(entry.get("job_state") or "")
+    if isinstance(entry.get("job_state"), list):          # newer Slurm: a list of words
+        state = str((entry["job_state"] or [""])[0])
+    code, sig = decode_exit(entry.get("exit_code"))
+    return Seen(slurm_id=int(entry.get("job_id") or 0), name=str(entry.get("name") or ""), state=state.upper(),
+                reason=str(entry.get("state_reason") or ""), nodes=str(entry.get("nodes") or ""),
+                exit_code=code, signal=sig, start_time=float(entry.get("start_time") or 0),
+                end_time=float(entry.get("end_time") or 0), stdout=str(entry.get("standard_output") or ""))

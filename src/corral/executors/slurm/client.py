@@ -1,0 +1,95 @@
+"""The Slurm commands corral runs: ``sbatch``, ``scancel``, ``squeue --json``, ``sinfo --json``
+and ``sacct -c`` (the job-completion file, where there is no accounting database).
+
+Every call has a timeout and a clear error: a Slurm that does not answer, or answers with
+an error, raises :class:`SlurmError` with Slurm's own first line -- never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from typing import Any
+
+#: How long one Slurm command may take before corral gives up on it.
+TIMEOUT = 30.0
+
+
+class SlurmError(RuntimeError):
+    """A Slurm command failed; the message is Slurm's first line of complaint."""
+
+
+class SlurmClient:
+    def __init__(self, conf: str = "", partition: str = ""):
+        self.env = dict(os.environ)
+        if conf:
+            self.env["SLURM_CONF"] = conf
+        for key in [k for k in self.env if k.startswith(("SLURM_JOB", "SBATCH_", "SLURM_NODELIST"))]:
+            del self.env[key]            # a daemon started inside an allocation must not pass it on
+        self.partition = partition
+        self.uid = os.getuid()
+
+    def _run(self, args: list[str], stdin: str | None = None, timeout: float = TIMEOUT) -> str:
+        try:
+            res = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=timeout, env=self.env)
+        except FileNotFoundError:
+            raise SlurmError(f"{args[0]} not found: is the Slurm client installed (apt-get install slurm-client)?") \
+                from None
+        except subprocess.TimeoutExpired:
+            raise SlurmError(f"{args[0]} did not answer within {timeout:g} s") from None
+        if res.returncode != 0:
+            lines = [ln for ln in (res.stderr or res.stdout).strip().splitlines() if ln.strip()]
+            first = lines[0].strip() if lines else f"exit code {res.returncode}"
+            raise SlurmError(first.removeprefix(f"{os.path.basename(args[0])}: ").removeprefix("error: "))
+        return res.stdout
+
+    def _json(self, args: list[str]) -> dict[str, Any]:
+        out = self._run(args)
+        try:
+            data = json.loads(out)
+        except ValueError:
+            raise SlurmError(f"{args[0]} printed no JSON (Slurm 21.08 or newer is needed)") from None
+        if not isinstance(data, dict):
+            raise SlurmError(f"{args[0]} printed unexpected JSON")
+        return data
+
+    def sinfo(self) -> dict[str, Any]:
+        return self._json(["sinfo", "--json"])
+
+    def squeue(self) -> list[dict[str, Any]]:
+        """This user's jobs in the partition, finished ones still in slurmctld's memory too."""
+        args = ["squeue", "--json", "--states=all", f"--user={self.uid}"]
+        if self.partition:
+            args.append(f"--partition={self.partition}")
+        return list(self._json(args).get("jobs") or [])
+
+    def sbatch(self, args: list[str], script: str) -> int:
+        out = self._run(["sbatch", *args], stdin=script).strip()
+        try:
+            return int(out.split(";")[0])
+        except ValueError:
+            raise SlurmError(f"sbatch printed no job id: {out[:200]!r}") from None
+
+    def scancel(self, slurm_id: int, signal: str | None = None) -> None:
+        args = ["scancel", "--full"] if signal else ["scancel"]
+        if signal:
+            args.append(f"--signal={signal}")
+        self._run([*args, str(slurm_id)])
+
+    def completed(self, name: str) -> list[dict[str, str]]:
+        """Finished jobs named ``name`` in the job-completion file (``sacct -c``): their
+        id, state and ``exit:signal``; [] where there is no such file."""
+        try:
+            out = self._run(["sacct", "-c", "-n", "-P", f"--name={name}", "-o", "jobid,jobname%100,state,exitcode,nodelist",
+                             "-S", "now-7days"])
+        except SlurmError:
+            return []
+        rows = []
+        for line in out.splitlines():
+            parts = line.split("|")
+            # The name filter is not applied to the completion file in every Slurm version.
+            if len(parts) >= 4 and parts[0].isdigit() and parts[1] == name:
+                rows.append({"jobid": parts[0], "state": (parts[2].split() or ["COMPLETED"])[0].upper(),
+                             "exitcode": parts[3], "nodes": parts[4] if len(parts) > 4 else ""})
+        return rows
