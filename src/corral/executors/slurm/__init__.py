@@ -51,7 +51,7 @@ from ...job import Reason
 from ..base import Capabilities, Executor, ExitCallback, ExitStatus, Running, StopReason
 from ..environment import job_environment
 from ..logheaders import attempt_header
-from .batch import Seen, job_name, observe, parse_name, sbatch_args, script
+from .batch import Seen, job_name, observe, parse_name, sbatch_args, sbatch_env, script
 from .client import SlurmClient, SlurmError
 from .inventory import SlurmNode, partitions, read_nodes
 
@@ -64,7 +64,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("corral.slurm")
 
 #: How often the jobs (``squeue``) and the nodes (``sinfo``) are read, seconds.
-JOB_POLL = 0.5
+JOB_POLL = 0.25
+#: sbatch calls at once.
+SUBMITTERS = 8
 NODE_POLL = 1.0
 
 NoteCallback = Callable[[int, Reason, str], None]
@@ -123,6 +125,10 @@ class SlurmExecutor(Executor):
         self._lost: set[str] = set()
         self._launches: dict[int, _Launch] = {}
         self._commands: "queue.Queue[Callable[[], None]]" = queue.Queue()
+        # sbatch calls run side by side (each one is a process and a round trip to slurmctld).
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._submits = ThreadPoolExecutor(max_workers=SUBMITTERS, thread_name_prefix="corral-sbatch")
         self._closed = False
         self._adopting = True
         self._seen: dict[str, Seen] = {}              # name -> latest squeue entry
@@ -221,18 +227,27 @@ class SlurmExecutor(Executor):
         except Exception:  # noqa: BLE001 - keep watching
             log.exception("%s failed", what)
 
-    def _read_jobs(self) -> None:
-        seen = {}
-        for entry in self.client.squeue():
+    def _ours(self, entries: list[dict[str, Any]], into: dict[str, Seen]) -> dict[str, Seen]:
+        for entry in entries:
             s = observe(entry)
             if parse_name(self.namespace, s.name) is None:
                 continue
-            old = seen.get(s.name)
+            old = into.get(s.name)
             if old is None or s.slurm_id > old.slurm_id:
-                seen[s.name] = s
+                into[s.name] = s
+        return into
+
+    def _read_jobs(self) -> None:
+        """One squeue of the live jobs; the tracked ones it no longer lists (they ended)
+        are asked for by id."""
+        seen = self._ours(self.client.squeue(), {})
+        with self._lock:
+            launches = [ln for ln in self._launches.values() if not ln.reported and ln.slurm_id]
+        gone = [ln.slurm_id for ln in launches if ln.name not in seen]
+        if gone:
+            self._ours(self.client.squeue(gone), seen)
         with self._lock:
             self._seen = seen
-            launches = [ln for ln in self._launches.values() if not ln.reported and ln.slurm_id]
         for ln in launches:
             s = seen.get(ln.name)
             if s is None or s.slurm_id != ln.slurm_id:
@@ -292,7 +307,7 @@ class SlurmExecutor(Executor):
             ln.launch_error = f"launch failed: node {', '.join(missing)} is not available in Slurm"
             self._report(ln)
             return
-        self._commands.put(lambda: self._submit_or_fail(ln))
+        self._submits.submit(self._submit_or_fail, ln)
 
     def _submit_or_fail(self, ln: _Launch) -> None:
         try:
@@ -321,19 +336,21 @@ class SlurmExecutor(Executor):
             for stream in ("stdout", "stderr"):
                 with open(d / stream, "ab") as f:
                     f.write(header)
-        body = script(job, ln.allocation, env, nodes, ln.attempt)
+        body = script(job, ln.allocation, nodes, ln.attempt)
         args = sbatch_args(job, ln.allocation, nodes, name=ln.name, partition=self.partition,
                            stdout=str(d / "stdout"), stderr=str(d / "stderr"),
                            comment=f"corral job {job.id} attempt {ln.attempt}", kill_grace=self.kill_grace)
         ln.submitted = time.monotonic()
         try:
-            ln.slurm_id = self.client.sbatch(args, body)
+            slurm_id = self.client.sbatch(args, body, sbatch_env(ln.allocation, env))
         except SlurmError as exc:
             ln.launch_error = f"launch failed: sbatch: {exc}"
             self._report(ln)
             return
-        (d / "slurm_id").write_text(f"{ln.slurm_id} {ln.attempt}\n")
-        if ln.stopped_for is not None:          # stopped while sbatch ran
+        with self._lock:
+            ln.slurm_id = slurm_id
+            stopped = ln.stopped_for is not None
+        if stopped:                             # stopped while sbatch ran
             self._cancel(ln)
 
     # -- stop, signal -----------------------------------------------------------------------------
@@ -350,8 +367,9 @@ class SlurmExecutor(Executor):
         grace = float(spec.kill_grace if spec.kill_grace is not None else self.kill_grace)
 
         def send() -> None:
-            if not ln.slurm_id:
-                return                       # not submitted yet: _submit cancels it
+            with self._lock:
+                if not ln.slurm_id:
+                    return                   # not submitted yet: _submit cancels it
             if ln.seen is None or ln.seen.pending:
                 self._cancel(ln)             # nothing runs yet: cancelled in Slurm, ends at once
                 return
@@ -440,6 +458,8 @@ class SlurmExecutor(Executor):
                 ln.stopped_for = StopReason.CANCEL
         with self._lock:
             s = self._seen.get(ln.name)
+        if s is None:                            # ended meanwhile, or never submitted
+            s = self._ours(self.client.squeue_named(ln.name), {}).get(ln.name)
         if s is None:
             rows = self.client.completed(ln.name)
             if not rows:
@@ -508,6 +528,7 @@ class SlurmExecutor(Executor):
         self._closed = True
         self._commands.put(lambda: None)
         self._thread.join(timeout=10)
+        self._submits.shutdown(wait=True)
 
     def sample(self, job_ids: Iterable[int]) -> dict:
         return {}

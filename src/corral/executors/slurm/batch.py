@@ -8,8 +8,9 @@ Pure: no Slurm is called here.
   its limit with its stop signal; Slurm's limit only backs that up), ``--no-requeue``
   (corral requeues, never Slurm), the logs appended, the job named after the corral home,
   job and attempt so a restarted daemon finds it.
-* :func:`script`: a POSIX shell batch script that sets corral's environment for the job
-  and runs its command -- through ``srun``, one replica per node with the rank variables,
+* :func:`sbatch_env` and :func:`script`: sbatch runs with corral's environment for the
+  job (Slurm passes it on), and a POSIX shell batch script adds the node's part and runs
+  its command -- through ``srun``, one replica per node with the rank variables,
   for a job over several nodes. GPUs: Slurm chooses the devices on each node and sets
   ``CUDA_VISIBLE_DEVICES``; corral keeps that (and copies it to ``CORRAL_GPUS``), and sets
   it *empty* for a job without GPUs (Slurm leaves it unset: the job would see every GPU).
@@ -83,7 +84,7 @@ def sbatch_args(job: "Job", allocation: "Allocation", nodes: Mapping[str, "Node"
     args = ["--parsable", f"--job-name={name}", f"--comment={comment}", f"--partition={partition}",
             f"--nodelist={','.join(allocation.nodes)}", f"--nodes={len(allocation.pieces)}",
             "--ntasks-per-node=1", f"--cpus-per-task={cpus}", f"--mem={mem}M", "--no-requeue",
-            "--open-mode=append", f"--output={stdout}", f"--error={stderr}", "--export=NONE",
+            "--open-mode=append", f"--output={stdout}", f"--error={stderr}", "--export=ALL",
             f"--chdir={job.spec.workdir or '/'}"]
     kind = gres(allocation, nodes[piece.node])
     if kind:
@@ -94,20 +95,28 @@ def sbatch_args(job: "Job", allocation: "Allocation", nodes: Mapping[str, "Node"
     return args
 
 
-def _exports(env: Mapping[str, str]) -> list[str]:
-    return [f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())
-            if k.isidentifier() and not k.startswith(_DROP) and "\0" not in v]
-
-
-def script(job: "Job", allocation: "Allocation", env: Mapping[str, str], nodes: Mapping[str, "Node"],
-           attempt: int) -> str:
-    """The batch script: corral's environment, then the command (one replica per node)."""
+def sbatch_env(allocation: "Allocation", env: Mapping[str, str], conf: str = "") -> dict[str, str]:
+    """The environment ``sbatch`` runs with, which Slurm gives the job (``--export=ALL``,
+    Slurm's default: ``NIL``/``NONE`` double a short job's time in Slurm here): corral's
+    environment for the job, without the variables that steer sbatch itself, and --
+    with GPUs -- without the GPU variables, which Slurm sets to the devices it chose."""
     has_gpus = bool(allocation.pieces[0].requests.get(GPU, 0))
-    env = {k: v for k, v in env.items() if not (has_gpus and k in GPU_VARS) and k != "CORRAL_NODE"}
-    lines = ["#!/bin/sh", "# corral job %d, attempt %d" % (job.id, attempt), *_exports(env),
-             "unset SLURM_EXPORT_ENV", 'export CORRAL_NODE="$SLURMD_NODENAME"',
-             "export CORRAL_SLURM_JOB_ID=\"$SLURM_JOB_ID\""]
-    gpu_line = 'export CORRAL_GPUS="${CUDA_VISIBLE_DEVICES-}"' if has_gpus else ""
+    out = {k: v for k, v in env.items()
+           if not k.startswith(_DROP) and not (has_gpus and k in GPU_VARS) and k != "CORRAL_NODE" and "\0" not in v}
+    if conf:
+        out["SLURM_CONF"] = conf
+    return out
+
+
+def script(job: "Job", allocation: "Allocation", nodes: Mapping[str, "Node"], attempt: int) -> str:
+    """The batch script: the node's and Slurm's part of corral's environment, then the
+    command (one replica per node through ``srun`` over several nodes)."""
+    has_gpus = bool(allocation.pieces[0].requests.get(GPU, 0))
+    lines = ["#!/bin/sh", "# corral job %d, attempt %d" % (job.id, attempt),
+             'export CORRAL_NODE="$SLURMD_NODENAME"', 'export CORRAL_SLURM_JOB_ID="$SLURM_JOB_ID"']
+    # Without GPUs the GPU variables are set empty here: Slurm does not pass empty ones on.
+    gpu_line = ('export CORRAL_GPUS="${CUDA_VISIBLE_DEVICES-}"' if has_gpus else
+                "export CUDA_VISIBLE_DEVICES= NVIDIA_VISIBLE_DEVICES= CORRAL_GPUS=")
     argv = " ".join(shlex.quote(a) for a in job.spec.command)
     if len(allocation.pieces) == 1:
         if gpu_line:
@@ -125,7 +134,7 @@ def script(job: "Job", allocation: "Allocation", env: Mapping[str, str], nodes: 
     if gpu_line:
         rank += gpu_line + "; "
     replica = shlex.quote(rank + 'exec "$@"')
-    lines.append(f"exec srun --export=ALL --nodes={len(allocation.pieces)} --ntasks-per-node=1 "
+    lines.append(f"exec srun --nodes={len(allocation.pieces)} --ntasks-per-node=1 "
                  f"--kill-on-bad-exit=1 /bin/sh -c {replica} corral-replica {argv}")
     return "\n".join(lines) + "\n"
 
@@ -157,6 +166,8 @@ class Seen:
 
     @property
     def terminal(self) -> bool:
+        """Nothing of the job runs any more. Not COMPLETING: the exit code of a job that
+        Slurm killed is recorded only after it."""
         return self.state in TERMINAL
 
     @property

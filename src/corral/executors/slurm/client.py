@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from typing import Any
 
@@ -30,9 +31,13 @@ class SlurmClient:
         self.partition = partition
         self.uid = os.getuid()
 
-    def _run(self, args: list[str], stdin: str | None = None, timeout: float = TIMEOUT) -> str:
+    def _run(self, args: list[str], stdin: str | None = None, timeout: float = TIMEOUT,
+             env: dict[str, str] | None = None) -> str:
+        if env is not None:
+            args = [shutil.which(args[0], path=self.env.get("PATH")) or args[0], *args[1:]]
         try:
-            res = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=timeout, env=self.env)
+            res = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=timeout,
+                                 env=self.env if env is None else env)
         except FileNotFoundError:
             raise SlurmError(f"{args[0]} not found: is the Slurm client installed (apt-get install slurm-client)?") \
                 from None
@@ -57,15 +62,33 @@ class SlurmClient:
     def sinfo(self) -> dict[str, Any]:
         return self._json(["sinfo", "--json"])
 
-    def squeue(self) -> list[dict[str, Any]]:
-        """This user's jobs in the partition, finished ones still in slurmctld's memory too."""
-        args = ["squeue", "--json", "--states=all", f"--user={self.uid}"]
+    def squeue(self, job_ids: list[int] | None = None) -> list[dict[str, Any]]:
+        """This user's live jobs in the partition (pending, running, completing ...); with
+        ``job_ids``, those jobs in any state, finished ones still in slurmctld's memory too.
+        (All finished jobs at every poll would grow with MinJobAge's backlog.)"""
+        if job_ids is not None and not job_ids:
+            return []
+        args = ["squeue", "--json", f"--user={self.uid}"]
+        if job_ids:
+            args += ["--states=all", "--jobs=" + ",".join(map(str, job_ids))]
         if self.partition:
             args.append(f"--partition={self.partition}")
-        return list(self._json(args).get("jobs") or [])
+        try:
+            return list(self._json(args).get("jobs") or [])
+        except SlurmError as exc:
+            if job_ids and "Invalid job id" in str(exc):
+                return []                 # all of them forgotten by slurmctld already
+            raise
 
-    def sbatch(self, args: list[str], script: str) -> int:
-        out = self._run(["sbatch", *args], stdin=script).strip()
+    def squeue_named(self, name: str) -> list[dict[str, Any]]:
+        """This user's jobs named ``name`` in any state slurmctld still remembers."""
+        return list(self._json(["squeue", "--json", "--states=all", f"--user={self.uid}", f"--name={name}"])
+                    .get("jobs") or [])
+
+    def sbatch(self, args: list[str], script: str, env: dict[str, str]) -> int:
+        """Submit ``script``; ``env`` is the job's environment (sbatch passes its own on)."""
+        out = self._run(["sbatch", *args], stdin=script, env={**env, "SLURM_CONF": self.env.get("SLURM_CONF", "")}
+                        if self.env.get("SLURM_CONF") else env).strip()
         try:
             return int(out.split(";")[0])
         except ValueError:
