@@ -164,8 +164,12 @@ def test_a_gang_runs_one_replica_per_node_with_rank_variables(slurm_corral, tmp_
     assert sorted(c.logs(job).split()) == ["rank=0", "rank=1"]       # srun gathers every replica's output
 
 
-def test_cancel_time_limits_and_logs_go_through_slurm(slurm_corral, tmp_path):
+def test_cancel_time_limits_logs_and_usage_go_through_slurm(slurm_corral, tmp_path):
     c = slurm_corral
+    busy = c.submit("--cpus", "1", "--", "sh", "-c", "while :; do :; done")
+    used = c.show_when(busy, lambda v: (v.get("live") or {}).get("cpu"), "sstat's CPU time", timeout=60)
+    assert used["live"]["source"] == "slurm" and used["live"]["cpu"] > 0.2, used["live"]
+    c.ok("cancel", str(busy))
     talker = c.submit("--cpus", "100m", "--", "sh", "-c", "for i in 1 2 3; do echo line $i; sleep 0.5; done")
     assert c.ok("logs", "-f", str(talker), timeout=60) == "line 1\nline 2\nline 3\n"
     slow = c.submit("--cpus", "100m", "--time", "2s", "--", "sleep", "600")

@@ -115,3 +115,15 @@ def test_a_gang_script_starts_replicas_with_srun_and_rank_zeros_address():
     assert "exec srun --nodes=2 --ntasks-per-node=1 --kill-on-bad-exit=1" in text
     assert "MASTER_ADDR=10.0.0.9" in text and f"MASTER_PORT={master_port(5, 2)}" in text
     assert 'RANK="$SLURM_PROCID"' in text and 'CORRAL_NODE_RANK="$SLURM_NODEID"' in text
+
+
+def test_sstat_usage_is_summed_over_a_jobs_steps():
+    from corral.executors.slurm.usage import cpu_seconds, memory_bytes, parse_sstat
+
+    assert cpu_seconds("00:01:02") == 62 and cpu_seconds("1-02:00:00") == 93600 and cpu_seconds("01:02.5") == 62.5
+    assert memory_bytes("120M") == 120 * MiB and memory_bytes("512K") == 512 * 1024 and memory_bytes("x") is None
+    out = ("12.batch|cpu=00:00:02,energy=0,mem=10M,pages=0|1\n12.0|cpu=00:00:03,mem=20M|2\n"
+           "13.extern|cpu=00:00:00,mem=0|1\ngarbage\n")
+    got = parse_sstat(out)
+    assert got[12] == {"cpu_seconds": 5.0, "memory": 30 * MiB, "processes": 3}
+    assert got[13]["cpu_seconds"] == 0.0

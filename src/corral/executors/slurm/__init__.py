@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ...job import Reason
-from ..base import Capabilities, Executor, ExitCallback, ExitStatus, Running, StopReason
+from ..base import Capabilities, Executor, ExitCallback, ExitStatus, Reading, Running, StopReason
 from ..environment import job_environment
 from ..logheaders import attempt_header
 from .batch import Seen, job_name, observe, parse_name, sbatch_args, sbatch_env, script
@@ -65,6 +65,8 @@ log = logging.getLogger("corral.slurm")
 
 #: How often the jobs (``squeue``) and the nodes (``sinfo``) are read, seconds.
 JOB_POLL = 0.25
+#: How often running jobs' usage is read (``sstat``), seconds.
+USAGE_POLL = 5.0
 #: sbatch calls at once.
 SUBMITTERS = 8
 NODE_POLL = 1.0
@@ -100,7 +102,7 @@ class _Launch:
 
 class SlurmExecutor(Executor):
     name = "slurm"
-    capabilities = Capabilities(logs=True, usage=False, cgroups=False, stop_signals=True, device_pinning=False,
+    capabilities = Capabilities(logs=True, usage=True, cgroups=False, stop_signals=True, device_pinning=False,
                                 gangs=True, inventory=True)
 
     def __init__(self, partition: str, on_exit: ExitCallback, loop: "asyncio.AbstractEventLoop", *, home: str,
@@ -132,6 +134,7 @@ class SlurmExecutor(Executor):
         self._closed = False
         self._adopting = True
         self._seen: dict[str, Seen] = {}              # name -> latest squeue entry
+        self._usage: dict[int, Reading] = {}          # job id -> its latest sstat reading
         data = self.client.sinfo()
         self._read_nodes(data, initial=True)
         if not self._nodes:
@@ -192,9 +195,10 @@ class SlurmExecutor(Executor):
         log.warning("node %s lost (slurm: %s): %d job(s) on it", name, why, len(hit))
         for ln in hit:
             ln.node_lost = name
-            self._cancel(ln)
             self._report(ln)
         self._notify(self._on_nodes)
+        for ln in hit:              # after the ends: scancel may wait on the lost node's slurmd
+            self._cancel(ln)
 
     def _notify(self, callback: Callable[..., None] | None, *args: Any) -> None:
         if callback is not None and not self._closed:
@@ -202,9 +206,12 @@ class SlurmExecutor(Executor):
 
     # -- the thread -------------------------------------------------------------------------------
     def _run(self) -> None:
-        next_jobs = next_nodes = 0.0
+        next_jobs = next_nodes = next_usage = 0.0
         while not self._closed:
             now = time.monotonic()
+            if now >= next_usage:
+                next_usage = now + USAGE_POLL
+                self._guard(self._read_usage, "reading usage (sstat)")
             if now >= next_nodes:
                 next_nodes = now + self.node_poll
                 self._guard(lambda: self._read_nodes(self.client.sinfo()), "reading Slurm's nodes")
@@ -530,8 +537,24 @@ class SlurmExecutor(Executor):
         self._thread.join(timeout=10)
         self._submits.shutdown(wait=True)
 
-    def sample(self, job_ids: Iterable[int]) -> dict:
-        return {}
+    def sample(self, job_ids: Iterable[int]) -> dict[int, Reading]:
+        """The latest usage of these running jobs, as the watcher last read it from
+        ``sstat`` (never a Slurm call on the daemon's loop)."""
+        with self._lock:
+            return {j: self._usage[j] for j in job_ids if j in self._usage}
+
+    def _read_usage(self) -> None:
+        from .usage import parse_sstat
+
+        with self._lock:
+            ids = {ln.slurm_id: ln.job.id for ln in self._launches.values()
+                   if ln.slurm_id and not ln.reported and ln.seen is not None and ln.seen.state == "RUNNING"}
+        got = parse_sstat(self.client.sstat(sorted(ids))) if ids else {}
+        usage = {ids[sid]: Reading(ids[sid], cpu_seconds=float(u["cpu_seconds"]), memory=int(u["memory"]),
+                                   processes=int(u["processes"]) or None, source="slurm")
+                 for sid, u in got.items() if sid in ids}
+        with self._lock:
+            self._usage = usage
 
 
 def _from_completion(name: str, row: dict[str, str]) -> Seen:

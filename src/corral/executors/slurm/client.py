@@ -100,6 +100,11 @@ class SlurmClient:
             args.append(f"--signal={signal}")
         self._run([*args, str(slurm_id)])
 
+    def sstat(self, slurm_ids: list[int]) -> str:
+        """Every step's usage of these running jobs (``sstat``), as Slurm prints it."""
+        return self._run(["sstat", "-n", "-P", "-a", "-j", ",".join(map(str, slurm_ids)), "-o",
+                          "JobID,TresUsageInTot,NTasks"], timeout=10)
+
     def completed(self, name: str) -> list[dict[str, str]]:
         """Finished jobs named ``name`` in the job-completion file (``sacct -c``): their
         id, state and ``exit:signal``; [] where there is no such file."""
