@@ -377,6 +377,13 @@ class SlurmExecutor(Executor):
             with self._lock:
                 if not ln.slurm_id:
                     return                   # not submitted yet: _submit cancels it
+            # The last poll may be a moment old: ask Slurm whether it runs now.
+            try:
+                fresh = self._ours(self.client.squeue([ln.slurm_id]), {}).get(ln.name)
+            except SlurmError:
+                fresh = None                 # Slurm slow to answer: go by the last poll
+            if fresh is not None and fresh.slurm_id == ln.slurm_id:
+                ln.seen = fresh
             if ln.seen is None or ln.seen.pending:
                 self._cancel(ln)             # nothing runs yet: cancelled in Slurm, ends at once
                 return
