@@ -233,18 +233,22 @@ class LocalSlurmCluster:
         proc.wait(timeout=10)
 
     def _job_processes(self) -> list:
-        """What this cluster's slurmds started (slurmstepd and the jobs' processes): they
-        run in sessions of their own, found through the slurmds' spool dirs and parentage."""
+        """What this cluster's slurmds started and left (slurmstepd, which renames itself
+        and outlives a killed slurmd, and the jobs' processes under it): found by the files
+        under this cluster's root that a slurmstepd holds open (its node's log)."""
         import psutil
 
-        spool = str(self.root / "spool")
+        root = str(self.root) + "/"
         found = []
-        for proc in psutil.process_iter(["name", "cmdline"]):
+        for proc in psutil.process_iter(["name"]):
             try:
-                if proc.info["name"] == "slurmstepd" and any(spool in a for a in (proc.info["cmdline"] or [])):
+                if proc.info["name"] != "slurmstepd":
+                    continue
+                fds = os.listdir(f"/proc/{proc.pid}/fd")
+                if any(os.readlink(f"/proc/{proc.pid}/fd/{fd}").startswith(root) for fd in fds):
                     found.append(proc)
                     found.extend(proc.children(recursive=True))
-            except psutil.Error:
+            except (psutil.Error, OSError):
                 continue
         return found
 
