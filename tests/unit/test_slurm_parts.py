@@ -9,8 +9,8 @@ import subprocess
 import pytest
 
 from corral.capacity.node import GpuDevice, Node
-from corral.executors.slurm.batch import (decode_exit, job_name, master_port, observe, parse_name, sbatch_args,
-                                          sbatch_env, script)
+from corral.executors.slurm.batch import (decode_exit, ended_name, job_name, master_port, observe, parse_name,
+                                          sbatch_args, sbatch_env, script)
 from corral.executors.slurm.inventory import UNKNOWN_MODEL, gpu_models, node_state, read_nodes
 from corral.job import Allocation, Job, Piece
 from corral.resources import CPU, GPU, MEMORY, Resources
@@ -127,3 +127,56 @@ def test_sstat_usage_is_summed_over_a_jobs_steps():
     got = parse_sstat(out)
     assert got[12] == {"cpu_seconds": 5.0, "memory": 30 * MiB, "processes": 3}
     assert got[13]["cpu_seconds"] == 0.0
+
+
+def ended_script(tmp_path, command):
+    job, alloc = make_job(gpus=0, command=command)
+    ended = tmp_path / ended_name(job.id, 1)
+    return script(job, alloc, {"n0": node("n0")}, 1, ended=str(ended)), ended
+
+
+def test_the_batch_script_records_the_exit_code_and_waits_for_the_hand_off(tmp_path):
+    import time
+
+    text, ended = ended_script(tmp_path, ("sh", "-c", "exit 3"))
+    proc = subprocess.Popen(["sh", "-c", text], env={"PATH": os.environ["PATH"], "SLURMD_NODENAME": "n0"})
+    try:
+        while not ended.exists() and proc.poll() is None:
+            time.sleep(0.002)
+        assert ended.read_text() == "3\n"
+        assert proc.poll() is None                    # holds its resources until corral says so
+        (tmp_path / f"{ended.name}.go").touch()
+        assert proc.wait(timeout=30) == 3
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (tmp_path / f"{ended.name}.go").exists()
+    assert [p.name for p in tmp_path.iterdir()] == [ended.name]   # no half-written file left
+
+
+def test_the_batch_script_stops_waiting_by_itself_and_a_signal_ends_it_by_that_signal(tmp_path):
+    text, ended = ended_script(tmp_path, ("sh", "-c", "exit 0"))
+    done = subprocess.run(["sh", "-c", text], env={"PATH": os.environ["PATH"]}, timeout=30)
+    assert done.returncode == 0 and ended.read_text() == "0\n"      # no .go came: it ended anyway
+    text, ended = ended_script(tmp_path, ("sh", "-c", "kill -TERM $$"))
+    done = subprocess.run(["sh", "-c", text], env={"PATH": os.environ["PATH"]}, timeout=30)
+    assert done.returncode == -15 and ended.read_text() == "143\n"
+
+
+def test_a_stop_signal_reaches_the_command_and_the_script_records_how_it_ended(tmp_path):
+    import signal
+    import time
+
+    ready = tmp_path / "ready"
+    text, ended = ended_script(tmp_path, ("sh", "-c", f"trap 'exit 7' USR1; touch {ready}; while :; do sleep 0.01; done"))
+    proc = subprocess.Popen(["sh", "-c", text], env={"PATH": os.environ["PATH"]}, start_new_session=True)
+    try:
+        while not ready.exists():                     # the command has set its trap
+            time.sleep(0.005)
+        os.killpg(proc.pid, signal.SIGUSR1)           # as scancel --full --signal=USR1 does
+        assert proc.wait(timeout=30) == 7
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert ended.read_text() == "7\n"

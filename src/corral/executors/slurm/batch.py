@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import shlex
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ...resources import CPU, GPU, MEMORY
@@ -108,9 +109,47 @@ def sbatch_env(allocation: "Allocation", env: Mapping[str, str], conf: str = "")
     return out
 
 
-def script(job: "Job", allocation: "Allocation", nodes: Mapping[str, "Node"], attempt: int) -> str:
+def ended_name(job_id: int, attempt: int) -> str:
+    """The file in the ``ended`` folder where a launch's batch script writes its exit code."""
+    return f"{job_id}.{attempt}"
+
+
+#: Signals whose conventional shell exit code (128 + n) the batch script raises again
+#: on itself, so Slurm records a command killed by a signal as killed by that signal.
+_RERAISE = (1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+#: What the batch script's own shell ignores while its command runs (a stop signal sent
+#: with ``scancel --full`` reaches the command; the shell lives on to record the exit).
+_TRAPPED = "HUP INT QUIT USR1 USR2 ALRM TERM"
+
+
+def _run_and_record(command: str, ended: str) -> list[str]:
+    """Run ``command`` as a child, write its exit code to ``ended`` (written whole, by a
+    rename, so a reader never sees half of it), wait a moment for corral's hand-off file
+    (``ended`` + ``.go``), and end as the command ended."""
+    tmp = shlex.quote(str(PurePosixPath(ended).with_name("." + PurePosixPath(ended).name)))
+    reraise = "|".join(str(128 + n) for n in _RERAISE)
+    go = shlex.quote(ended + ".go")
+    return [f"trap : {_TRAPPED}",
+            command,
+            "code=$?",
+            f"trap - {_TRAPPED}",
+            f"printf '%s\\n' \"$code\" > {tmp} 2>/dev/null && mv -f {tmp} {shlex.quote(ended)} 2>/dev/null",
+            # The hand-off: hold the resources until corral has submitted what it placed
+            # on them (its .go file), at most a second, so Slurm starts that on this end.
+            f'if [ "$code" -le 128 ]; then i=0; while [ ! -e {go} ] && [ $i -lt 100 ]; do '
+            f"sleep 0.01 2>/dev/null || break; i=$((i + 1)); done; rm -f {go}; fi",
+            f'case "$code" in {reraise}) ulimit -c 0; kill -s "$(kill -l "$code")" $$;; esac',
+            'exit "$code"']
+
+
+def script(job: "Job", allocation: "Allocation", nodes: Mapping[str, "Node"], attempt: int,
+           ended: str = "") -> str:
     """The batch script: the node's and Slurm's part of corral's environment, then the
-    command (one replica per node through ``srun`` over several nodes)."""
+    command (one replica per node through ``srun`` over several nodes). With ``ended``
+    (a path), the command runs as the script's child and its exit code is written there
+    the moment it ends -- before Slurm has finished the job -- so corral learns of the end
+    without waiting for its next ``squeue``; a command killed by a signal still ends the
+    script by that signal."""
     has_gpus = bool(allocation.pieces[0].requests.get(GPU, 0))
     lines = ["#!/bin/sh", "# corral job %d, attempt %d" % (job.id, attempt),
              'export CORRAL_NODE="$SLURMD_NODENAME"', 'export CORRAL_SLURM_JOB_ID="$SLURM_JOB_ID"']
@@ -121,7 +160,7 @@ def script(job: "Job", allocation: "Allocation", nodes: Mapping[str, "Node"], at
     if len(allocation.pieces) == 1:
         if gpu_line:
             lines.append(gpu_line)
-        lines.append(f"exec {argv}")
+        lines += _run_and_record(argv, ended) if ended else [f"exec {argv}"]
         return "\n".join(lines) + "\n"
     # Several nodes: the batch script runs on the first node of the allocation, which is
     # the first rank's (SLURM_NODEID 0): its address is the rendezvous.
@@ -134,8 +173,9 @@ def script(job: "Job", allocation: "Allocation", nodes: Mapping[str, "Node"], at
     if gpu_line:
         rank += gpu_line + "; "
     replica = shlex.quote(rank + 'exec "$@"')
-    lines.append(f"exec srun --nodes={len(allocation.pieces)} --ntasks-per-node=1 "
-                 f"--kill-on-bad-exit=1 /bin/sh -c {replica} corral-replica {argv}")
+    srun = (f"srun --nodes={len(allocation.pieces)} --ntasks-per-node=1 "
+            f"--kill-on-bad-exit=1 /bin/sh -c {replica} corral-replica {argv}")
+    lines += _run_and_record(srun, ended) if ended else [f"exec {srun}"]
     return "\n".join(lines) + "\n"
 
 
