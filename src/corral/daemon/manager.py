@@ -249,10 +249,11 @@ class Manager:
         self._kicked = False
         if self.context.metrics is None:
             self.driver.cycle()
-            return
-        started = time.perf_counter()
-        self.driver.cycle()
-        self.context.metrics.cycle_took(time.perf_counter() - started)
+        else:
+            started = time.perf_counter()
+            self.driver.cycle()
+            self.context.metrics.cycle_took(time.perf_counter() - started)
+        self.executor.after_cycle()
 
     # -- waiting for jobs -----------------------------------------------------------------------
     def future_for(self, job_id: int) -> asyncio.Future:

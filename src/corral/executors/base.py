@@ -275,6 +275,10 @@ class Executor(ABC):
         the engine has news of a running job -- it holds it pending, with its own reason,
         or started it. Nothing by default."""
 
+    def after_cycle(self) -> None:
+        """The scheduler's pass is over: every launch it decided was handed to
+        :meth:`launch` (called on the daemon's event loop). Nothing by default."""
+
     def recovered(self) -> None:
         """After a restart, once every job recorded as running was adopted: what runs on
         the nodes that corral no longer counts (a lost node's jobs) may be killed now."""
