@@ -227,6 +227,10 @@ class SlurmHarness(LocalHarness):
     home of its own (its own job names)."""
 
     name = "slurm"
+    #: The contract's durations and waits, stretched (Slurm starts a job about a second
+    #: after its submission, and its commands take a while on a loaded machine). Every
+    #: job and wait keeps its order.
+    stretch = 2.0
 
     def __init__(self, tmp_path, cluster) -> None:
         self.cluster = cluster
@@ -238,15 +242,31 @@ class SlurmHarness(LocalHarness):
         return SlurmExecutor(self.cluster.partition, self.on_exit, self.loop, home=str(self.tmp / "home"),
                              conf=self.cluster.conf, kill_grace=1.0, start_timeout=60.0, job_poll=0.1)
 
+    def job(self, job_id, seconds, *args, **kwargs):
+        """As the local one's, marking its start in a file, then waiting (up to 3 s) for the
+        harness's word to go on: Slurm starts jobs submitted together on passes a second
+        apart, so ``settle`` lets jobs it waits for begin their timed part together."""
+        import dataclasses
+
+        job = super().job(job_id, seconds * self.stretch, *args, **kwargs)
+        sh, flag, body = job.spec.command
+        go = f"{self.tmp}/go-{job_id}"
+        marked = (f"touch {self.tmp}/started-{job_id}; i=0; while [ ! -e {go} ] && [ $i -lt 300 ]; do sleep 0.01; "
+                  f"i=$((i + 1)); done; {body}")
+        return dataclasses.replace(job, spec=dataclasses.replace(job.spec, command=(sh, flag, marked)))
+
+    def advance_until(self, done, within):
+        super().advance_until(done, within * self.stretch)
+
     def settle(self, *job_ids, pause=0.3):
         """Slurm schedules a submitted job within a second or two: wait until it runs (or
         ended already)."""
         def running() -> bool:
-            launches = self.executor._launches
-            return all(j not in launches or (launches[j].seen is not None and not launches[j].seen.pending)
-                       for j in job_ids)
+            return all((self.tmp / f"started-{j}").exists() or self.ended(j) is not None for j in job_ids)
 
-        self.advance_until(running, 30)
+        self.advance_until(running, 15)
+        for j in job_ids:
+            (self.tmp / f"go-{j}").touch()
         self.advance_until(lambda: False, pause)
 
     failure = "launch failed: node elsewhere is not available in Slurm"

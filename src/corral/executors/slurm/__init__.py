@@ -51,7 +51,7 @@ from ...job import Reason
 from ..base import Capabilities, Executor, ExitCallback, ExitStatus, Reading, Running, StopReason
 from ..environment import job_environment
 from ..logheaders import attempt_header
-from .batch import Seen, job_name, observe, parse_name, sbatch_args, sbatch_env, script
+from .batch import Seen, ended_name, job_name, observe, parse_name, sbatch_args, sbatch_env, script
 from .client import SlurmClient, SlurmError
 from .inventory import SlurmNode, partitions, read_nodes
 
@@ -65,6 +65,11 @@ log = logging.getLogger("corral.slurm")
 
 #: How often the jobs (``squeue``) and the nodes (``sinfo``) are read, seconds.
 JOB_POLL = 0.25
+#: How often the folder the batch scripts write their exit codes to is read, seconds.
+END_POLL = 0.02
+#: The longest corral makes an ended job's batch script wait for the hand-off (the
+#: script itself gives up after a second).
+HANDOFF_WAIT = 0.5
 #: How often running jobs' usage is read (``sstat``), seconds.
 USAGE_POLL = 5.0
 #: sbatch calls at once.
@@ -88,6 +93,8 @@ class _Launch:
     submitted: float = 0.0                 # monotonic
     slurm_id: int = 0
     seen: Seen | None = None
+    #: The end the batch script wrote (read by another thread than ``seen``).
+    ended: Seen | None = None
     noted: str = ""
     stopped_for: StopReason | None = None
     stop_message: str = ""
@@ -114,6 +121,8 @@ class SlurmExecutor(Executor):
         self.namespace = namespace_for(home)
         self.root = Path(home) / "slurm"
         self.root.mkdir(parents=True, exist_ok=True)
+        self.ended = self.root / "ended"
+        self.ended.mkdir(exist_ok=True)
         self._on_exit = on_exit
         self._on_nodes: Callable[[], None] | None = None
         self._on_note: NoteCallback | None = None
@@ -134,6 +143,11 @@ class SlurmExecutor(Executor):
         self._closed = False
         self._adopting = True
         self._seen: dict[str, Seen] = {}              # name -> latest squeue entry
+        # The hand-off: an ended job's batch script waits (a moment) for its ``.go`` file,
+        # written once the launches the daemon decided on its end have been submitted.
+        self._handoff: dict[str, float] = {}          # ended name -> latest moment for its .go
+        self._delivered: list[str] = []             # ... the loop has seen
+        self._inflight: set[Any] = set()            # sbatch calls not yet answered
         self._usage: dict[int, Reading] = {}          # job id -> its latest sstat reading
         data = self.client.sinfo()
         self._read_nodes(data, initial=True)
@@ -143,6 +157,10 @@ class SlurmExecutor(Executor):
         self._read_jobs()
         self._thread = threading.Thread(target=self._run, name="corral-slurm", daemon=True)
         self._thread.start()
+        # The exit codes the batch scripts write are read apart from the Slurm commands,
+        # which take a while under load (a file's end is seen within END_POLL).
+        self._ends_thread = threading.Thread(target=self._watch_ends, name="corral-slurm-ends", daemon=True)
+        self._ends_thread.start()
 
     # -- nodes ----------------------------------------------------------------------------------
     def nodes(self) -> list["Node"]:
@@ -225,6 +243,11 @@ class SlurmExecutor(Executor):
                 continue
             self._guard(command, "a Slurm command")
 
+    def _watch_ends(self) -> None:
+        while not self._closed:
+            self._guard(self._read_ends, "reading the ended jobs' exit codes")
+            time.sleep(END_POLL)
+
     @staticmethod
     def _guard(fn: Callable[[], None], what: str) -> None:
         try:
@@ -272,6 +295,113 @@ class SlurmExecutor(Executor):
             else:
                 self._note(ln, Reason.LAUNCHED, f"running in Slurm as job {s.slurm_id} on {s.nodes}")
 
+    def _read_ends(self) -> None:
+        """The exit codes the batch scripts wrote as their commands ended: such a job ends
+        now, before Slurm has finished it (its next ``squeue`` would say so a poll later).
+        A code above 128 (the command was killed by a signal, or Slurm ran out of memory
+        for it) waits for Slurm's own record, which says which."""
+        try:
+            names = [e.name for e in os.scandir(self.ended) if not e.name.startswith(".")]
+        except OSError:
+            return
+        self._handoff_overdue(names)
+        for name in names:
+            job_s, _, attempt_s = name.partition(".")
+            if not (job_s.isdigit() and attempt_s.isdigit()):
+                continue
+            with self._lock:
+                ln = self._launches.get(int(job_s))
+            if ln is None or ln.attempt != int(attempt_s):
+                if not self._adopting:               # a launch that ended and was counted before
+                    self._unlink_end(name)
+                continue
+            if ln.reported or not ln.slurm_id:
+                continue
+            code, ended_at = self._end_code(name)
+            if code is None or code > 128:
+                continue
+            ln.ended = self._ended_seen(ln, code, ended_at)
+            with self._lock:
+                self._handoff[name] = time.monotonic() + HANDOFF_WAIT
+            self._report(ln)
+            # Runs on the loop after the end is handed over there.
+            self._notify(self._delivered.append, name)
+
+    @staticmethod
+    def _ended_seen(ln: _Launch, code: int, ended_at: float) -> Seen:
+        return Seen(slurm_id=ln.slurm_id, name=ln.name, state="COMPLETED" if code == 0 else "FAILED", reason="",
+                    nodes=",".join(ln.allocation.nodes), exit_code=code, signal=None, start_time=0.0,
+                    end_time=ended_at)
+
+    # -- the hand-off ------------------------------------------------------------------------------
+    # Slurm schedules a submitted job on its background pass, about once a second, but a
+    # job whose resources free up at the end of another job right away: so an ended job's
+    # batch script waits until corral has submitted what it placed on the freed resources,
+    # and Slurm starts those on the ended job's completion.
+    def after_cycle(self) -> None:
+        """The daemon's pass after some ends is over: once the sbatch calls in flight have
+        been answered (what it placed on the freed resources among them; a follower may
+        land on another node than the ended job's, when it took another job's place),
+        the ended jobs' scripts may exit."""
+        if not self._delivered:
+            return
+        names, self._delivered = self._delivered, []
+        with self._lock:
+            waiting = [f for f in self._inflight if not f.done()]
+        if not waiting:
+            self._release(names)
+            return
+        left = [len(waiting)]
+        lock = threading.Lock()
+
+        def one_done(_f: Any) -> None:
+            with lock:
+                left[0] -= 1
+                last = left[0] == 0
+            if last:
+                self._release(names)
+
+        for f in waiting:
+            f.add_done_callback(one_done)
+
+    def _release(self, names: list[str]) -> None:
+        for name in names:
+            with self._lock:
+                if self._handoff.pop(name, None) is None:
+                    continue                      # released already (overdue)
+            try:
+                (self.ended / f"{name}.go").touch()
+            except OSError:
+                pass                              # the script stops waiting by itself
+
+    def _handoff_overdue(self, names: list[str]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            overdue = [n for n, at in self._handoff.items() if now >= at]
+        self._release(overdue)
+        for name in names:                        # .go files a script stopped waiting for
+            if name.endswith(".go") and name[:-3] not in self._handoff:
+                try:
+                    path = self.ended / name
+                    if time.time() - path.stat().st_mtime > 5:
+                        path.unlink()
+                except OSError:
+                    pass
+
+    def _end_code(self, name: str) -> tuple[int | None, float]:
+        try:
+            path = self.ended / name
+            text = path.read_text().strip()
+            return (int(text) if text.isdigit() else None), path.stat().st_mtime
+        except OSError:
+            return None, 0.0
+
+    def _unlink_end(self, name: str) -> None:
+        try:
+            (self.ended / name).unlink()
+        except OSError:
+            pass                                  # already gone
+
     def _note(self, ln: _Launch, reason: Reason, message: str) -> None:
         if ln.noted != message:
             ln.noted = message
@@ -314,7 +444,14 @@ class SlurmExecutor(Executor):
             ln.launch_error = f"launch failed: node {', '.join(missing)} is not available in Slurm"
             self._report(ln)
             return
-        self._submits.submit(self._submit_or_fail, ln)
+        future = self._submits.submit(self._submit_or_fail, ln)
+        with self._lock:
+            self._inflight.add(future)
+        future.add_done_callback(self._submitted)
+
+    def _submitted(self, future: Any) -> None:
+        with self._lock:
+            self._inflight.discard(future)
 
     def _submit_or_fail(self, ln: _Launch) -> None:
         try:
@@ -343,7 +480,8 @@ class SlurmExecutor(Executor):
             for stream in ("stdout", "stderr"):
                 with open(d / stream, "ab") as f:
                     f.write(header)
-        body = script(job, ln.allocation, nodes, ln.attempt)
+        self._unlink_end(ended_name(job.id, ln.attempt))      # from a launch before a lost store
+        body = script(job, ln.allocation, nodes, ln.attempt, ended=str(self.ended / ended_name(job.id, ln.attempt)))
         args = sbatch_args(job, ln.allocation, nodes, name=ln.name, partition=self.partition,
                            stdout=str(d / "stdout"), stderr=str(d / "stderr"),
                            comment=f"corral job {job.id} attempt {ln.attempt}", kill_grace=self.kill_grace)
@@ -424,6 +562,7 @@ class SlurmExecutor(Executor):
                 return
             ln.reported = True
             self._launches.pop(ln.job.id, None)
+        self._unlink_end(ended_name(ln.job.id, ln.attempt))
         status = self._status_of(ln)
         self._notify(self._on_exit, ln.job.id, status)
 
@@ -439,7 +578,7 @@ class SlurmExecutor(Executor):
                               stop_message=f"Slurm did not start it within {self.start_timeout:g} s (slurm: {why})")
         if ln.launch_error:
             return ExitStatus(ended_at=now, launch_error=ln.launch_error)
-        s = ln.seen
+        s = ln.ended or ln.seen
         ended = (s.end_time if s is not None and s.end_time else now)
         if ln.stopped_for is not None:
             return ExitStatus(ended_at=ended, exit_code=s.exit_code if s else None, signal=s.signal if s else None,
@@ -481,8 +620,18 @@ class SlurmExecutor(Executor):
             s = _from_completion(ln.name, rows[-1])
         ln.slurm_id, ln.seen = s.slurm_id, s
         lost = [n for n in alloc.nodes if n in self._lost or n not in self._nodes]
+        name = ended_name(job.id, attempt)
+        code, ended_at = self._end_code(name)
+        if not s.terminal and code is not None and code <= 128:
+            # Its command ended while the daemon was down; its script waits out the hand-off.
+            ln.ended = self._ended_seen(ln, code, ended_at)
+            ln.reported = True
+            (self.ended / f"{name}.go").touch()
+            self._unlink_end(name)
+            return self._status_of(ln)
         if s.terminal:
             ln.reported = True
+            self._unlink_end(name)
             return self._status_of(ln)
         with self._lock:
             self._launches[job.id] = ln
@@ -542,6 +691,7 @@ class SlurmExecutor(Executor):
         self._closed = True
         self._commands.put(lambda: None)
         self._thread.join(timeout=10)
+        self._ends_thread.join(timeout=5)
         self._submits.shutdown(wait=True)
 
     def sample(self, job_ids: Iterable[int]) -> dict[int, Reading]:
