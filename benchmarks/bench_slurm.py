@@ -195,7 +195,9 @@ def main() -> int:
     if why:
         print(why, file=sys.stderr)
         return 2
-    version = subprocess.run(["sinfo", "--version"], capture_output=True, text=True).stdout.strip()
+    # sinfo --version wants a configuration source, even to print its version.
+    version = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "slurm-client"], capture_output=True,
+                             text=True).stdout.strip() if shutil.which("dpkg-query") else ""
     env = {"cpu_model": cpu_model(), "cores": len(os.sched_getaffinity(0)), "python": platform.python_version(),
            "slurm": version,
            "commit": subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
