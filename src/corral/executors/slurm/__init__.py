@@ -391,7 +391,10 @@ class SlurmExecutor(Executor):
     def _end_code(self, name: str) -> tuple[int | None, float]:
         try:
             path = self.ended / name
-            text = path.read_text().strip()
+            text = path.read_text()
+            if not text.endswith("\n"):                 # not written yet
+                return None, 0.0
+            text = text.strip()
             return (int(text) if text.isdigit() else None), path.stat().st_mtime
         except OSError:
             return None, 0.0
