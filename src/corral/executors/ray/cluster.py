@@ -25,25 +25,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..ports import free_ports
+
 #: The label every node of a local cluster carries: its corral node name.
 NODE_LABEL = "corral.dev/node"
 #: The label that names a node's GPU model.
 GPU_MODEL_LABEL = "corral.dev/gpu-model"
 _READY = ("This command will now block forever", "Ray runtime started")
-
-
-def _free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in socks:
-            s.close()
-    return ports
 
 
 #: Worker port ranges come from below the kernel's ephemeral range (32768-60999 by
@@ -136,7 +124,7 @@ class LocalRayCluster:
         return str(exe) if exe.exists() else "ray"
 
     def _args(self, spec: NodeSpec, head: bool) -> list[str]:
-        p = _free_ports(9)
+        p = free_ports(9)
         base = _worker_range(self._worker_ranges)
         self._worker_ranges.append((base, base + _WORKER_RANGE))
         labels = {NODE_LABEL: spec.name, **({GPU_MODEL_LABEL: spec.gpu_model} if spec.gpu_model else {}), **spec.labels}
@@ -164,7 +152,7 @@ class LocalRayCluster:
 
     def start(self, timeout: float = 180.0) -> "LocalRayCluster":
         self.root.mkdir(parents=True, exist_ok=True)
-        self._gcs_port = _free_ports(1)[0]
+        self._gcs_port = free_ports(1)[0]
         self.address = f"127.0.0.1:{self._gcs_port}"
         try:
             self.start_node(self.specs[0], head=True, timeout=timeout)

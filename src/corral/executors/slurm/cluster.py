@@ -17,32 +17,19 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..ports import free_ports
+
 #: The Debian packages the cluster needs (installed by the test setup as root).
 PACKAGES = ("slurmctld", "slurmd", "slurm-client")
 #: Where Debian puts the daemons.
 SLURMCTLD = "/usr/sbin/slurmctld"
 SLURMD = "/usr/sbin/slurmd"
-
-
-def _free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in socks:
-            s.close()
-    return ports
 
 
 def missing() -> str:
@@ -112,7 +99,7 @@ class LocalSlurmCluster:
         r = self.root
         for sub in ("state", "spool", "log", "gpus"):
             (r / sub).mkdir(parents=True, exist_ok=True)
-        ports = _free_ports(1 + len(self.specs))
+        ports = free_ports(1 + len(self.specs))
         ctld_port = ports[0]
         self._ports = {name: port for name, port in zip(self.specs, ports[1:])}
         lines = [
