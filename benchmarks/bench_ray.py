@@ -41,7 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchenv import cpu_model
+from benchenv import EngineCorral, cpu_model
 
 REPO = Path(__file__).resolve().parent.parent
 GiB = 2**30
@@ -59,44 +59,21 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
 
 
-class Corral:
+class Corral(EngineCorral):
     def __init__(self, cluster, root: str):
-        from corral.client import Client
-
-        self.home = tempfile.mkdtemp(prefix="cbr", dir="/tmp")
-        self.work = root
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CORRAL_")}
-        self.env.update(CORRAL_HOME=self.home, **{k: cluster.env[k] for k in
-                                                  ("RAY_AUTH_MODE", "RAY_USAGE_STATS_ENABLED", "RAY_TMPDIR")})
-        Path(self.home, "config.yaml").write_text(f"engine: {{type: ray, address: \"{cluster.address}\"}}\n")
-        self.cli("up")
-        self.client = Client(self.home)
-
-    def cli(self, *args: str) -> str:
-        exe = Path(sys.executable).with_name("corral")
-        res = subprocess.run([str(exe), *args], env=self.env, cwd=self.work, capture_output=True, text=True,
-                             timeout=300)
-        if res.returncode != 0:
-            raise SystemExit(f"corral {' '.join(args)}: {res.stderr.strip()}")
-        return res.stdout
+        super().__init__(root, f"engine: {{type: ray, address: \"{cluster.address}\"}}\n",
+                         {k: cluster.env[k] for k in ("RAY_AUTH_MODE", "RAY_USAGE_STATS_ENABLED", "RAY_TMPDIR")},
+                         prefix="cbr")
 
     def daemon_pid(self) -> int:
         return int(Path(self.home, "daemon.lock").read_text().split()[0])
 
-    def submit(self, command: list[str], n: int = 1, **requests: str) -> list[int]:
-        doc = {"spec": {"command": command, "resources": {"requests": requests or {"cpu": "100m"}}}}
-        return [j.id for j in self.client.submit([doc] * n, workdir=self.work)]
-
-    def state(self, job_id: int) -> dict:
-        return self.client.request("GET", f"/v1/jobs/{job_id}")
-
     def close(self) -> None:
-        subprocess.run([str(Path(sys.executable).with_name("corral")), "down"], env=self.env, capture_output=True,
-                       timeout=120)
         from corral.executors.ray import launch_root
 
-        shutil.rmtree(launch_root(self.home), ignore_errors=True)
-        shutil.rmtree(self.home, ignore_errors=True)
+        home = self.home
+        super().close()
+        shutil.rmtree(launch_root(home), ignore_errors=True)
 
 
 def stamp_command(path: Path) -> list[str]:

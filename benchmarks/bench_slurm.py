@@ -37,43 +37,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchenv import cpu_model
+from benchenv import EngineCorral, cpu_model
 from bench_ray import pct, read_stamp, stamp_command, table
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-class Corral:
+class Corral(EngineCorral):
+    requests = {"cpu": "1", "memory": "100Mi"}
+
     def __init__(self, cluster, root: str):
-        from corral.client import Client
-
-        self.home = tempfile.mkdtemp(prefix="cbs", dir="/tmp")
-        self.work = root
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CORRAL_")}
-        self.env.update(CORRAL_HOME=self.home, SLURM_CONF=cluster.conf)
-        Path(self.home, "config.yaml").write_text(f"engine: {{type: slurm, partition: {cluster.partition}}}\n")
-        self.cli("up")
-        self.client = Client(self.home)
-
-    def cli(self, *args: str) -> str:
-        exe = Path(sys.executable).with_name("corral")
-        res = subprocess.run([str(exe), *args], env=self.env, cwd=self.work, capture_output=True, text=True,
-                             timeout=300)
-        if res.returncode != 0:
-            raise SystemExit(f"corral {' '.join(args)}: {res.stderr.strip()}")
-        return res.stdout
-
-    def submit(self, command: list[str], n: int = 1) -> list[int]:
-        doc = {"spec": {"command": command, "resources": {"requests": {"cpu": "1", "memory": "100Mi"}}}}
-        return [j.id for j in self.client.submit([doc] * n, workdir=self.work)]
-
-    def state(self, job_id: int) -> dict:
-        return self.client.request("GET", f"/v1/jobs/{job_id}")
-
-    def close(self) -> None:
-        subprocess.run([str(Path(sys.executable).with_name("corral")), "down"], env=self.env, capture_output=True,
-                       timeout=120)
-        shutil.rmtree(self.home, ignore_errors=True)
+        super().__init__(root, f"engine: {{type: slurm, partition: {cluster.partition}}}\n",
+                         {"SLURM_CONF": cluster.conf}, prefix="cbs")
 
 
 def corral_side(cluster, args, root: Path) -> dict:
