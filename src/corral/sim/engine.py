@@ -16,8 +16,7 @@ At each instant every event due is applied (ends before arrivals), then one cycl
 When the policy preempts (a config with ``preemption: true``), the victims get their stop
 signal and end at that instant (the grace period is not modelled); they wait again with
 their work lost (the daemon restarts a requeued job), and the cycle runs again at the
-same instant so the preemptor starts, as the daemon's next cycle would. A victim counts as
-preempted when it does not run at the instant's end (one restarted at once is not). A job runs for its
+same instant so the preemptor starts, as the daemon's next cycle would. A job runs for its
 trace duration once started (time limits are what the scheduler is told, not enforced).
 Jobs larger than any node are spread over several (gang placement, all or nothing), in
 their turn like any job.
@@ -136,9 +135,6 @@ class _Replay:
         #: as the daemon's store numbers them, so that every tie the scheduler breaks by
         #: id (victims, equal keys) breaks alike here and in the daemon.
         self.trace_of: dict[int, SimJob] = {}
-        #: Jobs stopped for preemption at this instant: counted as preempted only if they
-        #: do not run again by its end (as the papers count them).
-        self.stopped_now: set[int] = set()
 
     # -- what the scheduler is told ----------------------------------------------------------------
     def _program(self, job: Job) -> Program:
@@ -182,7 +178,7 @@ class _Replay:
         driver.release(job_id)
         self.allocated_gpus -= run.allocation.gpu_count
         if status.stopped_for in _REQUEUED:       # preempted: waits again, its work lost
-            self.stopped_now.add(job_id)
+            self.result.preemptions += 1
             driver.enqueue(live.job)
             return
         now = self.world.now
@@ -233,9 +229,6 @@ class _Replay:
                 rounds += 1
                 if rounds > 1000:
                     raise CorralError(f"preemption does not settle at t={t:g}s (1000 rounds of preemptions)")
-            if self.stopped_now:
-                result.preemptions += sum(1 for j in self.stopped_now if j not in driver.state.running)
-                self.stopped_now.clear()
             result.samples.append(Sample(t=t, gpus_allocated=self.allocated_gpus, gpus_total=self.gpus_total,
                                          queue_length=len(driver.pending), running=len(driver.state.running)))
         if driver.pending or driver.state.running:
