@@ -8,7 +8,7 @@ Run it with the project's interpreter::
     .venv/bin/python benchmarks/bench_sim.py --skip alibaba --skip scale \\
         --window-hours 168 --sample-jobs 1000 --min-sample 200 --plot-dir docs/img
 
-Three parts, each printed as tables (``--skip philly|alibaba|scale`` leaves one out):
+Four parts, each printed as tables (``--skip philly|alibaba|scale|large`` leaves one out):
 
 (a) **Philly policy comparison.** For each seed, ``random.Random(seed)`` picks a window
     start uniformly in ``[0, span - 8 h]`` of the Philly trace (``span`` = last submit,
@@ -85,6 +85,11 @@ Three parts, each printed as tables (``--skip philly|alibaba|scale`` leaves one 
     5. ``simulate`` of 10,000 jobs that all arrive at time 0 on 1,000 nodes x 8 GPUs
        (``--atonce-*``): 1-8 CPUs and 1-8 GPUs each, 60 s to 2 h, from
        ``random.Random(0)``; best and median wall time of ``--atonce-repeats`` (5) runs.
+
+(d) **Replay time on a large cluster.** The first ``--large-jobs`` (2,000) Alibaba pods
+    on all 1,213 nodes of its GPU node list, every policy of ``policy_names()`` (and
+    ``srtf``, ``tiresias`` again with ``placement="first-fit"``): the ``simulate`` wall
+    time, best and median of ``--large-repeats`` (3), loading not timed.
 
     Then a "Targets" table: each target of the scheduler redesign and the older ones
     with the measured value, the baseline's and met/MISSED.
@@ -408,6 +413,35 @@ def run_philly(args, traces: Path, out: dict) -> None:
 
 
 # (b) Alibaba openb --------------------------------------------------------------------------
+def run_large(args, traces: Path, out: dict) -> None:
+    """(d) Replay time on a large cluster: the first --large-jobs pods on every node of the
+    Alibaba GPU node list, every policy (srtf and tiresias once per placement), best of
+    --large-repeats (the simulate() call only; loading is not timed)."""
+    trace = load_trace(traces / ALI_PODS, "alibaba", include_running=True).head(args.large_jobs)
+    nodes = load_alibaba_nodes(traces / ALI_NODES)
+    log(f"(d) large cluster: {len(trace)} pods on {len(nodes)} nodes, best of {args.large_repeats}")
+    runs = [(name, resolve(name), "best-fit") for name in policy_names()]
+    runs += [(f"{name} (first-fit)", resolve(name), "first-fit") for name in ("srtf", "tiresias")]
+    rows, results = [], {}
+    for label, policy, placement in runs:
+        times = []
+        for _ in range(args.large_repeats):
+            gc.collect()
+            t0 = time.perf_counter()
+            result = simulate(nodes, trace.jobs, policy, placement=placement)
+            times.append(time.perf_counter() - t0)
+        s = summarize(result.outcomes, result.samples)
+        results[label] = {"best_s": min(times), "median_s": statistics.median(times), "jobs": len(result.outcomes),
+                          "jct_mean": s.get("jct_mean"), "cycles": result.cycles, "preemptions": result.preemptions}
+        rows.append([label, f2(min(times)), f2(statistics.median(times)), str(len(result.outcomes)),
+                     str(result.cycles), f0(s.get("jct_mean"))])
+    print(table(f"(d) Replay time: the first {len(trace)} Alibaba openb pods on all {len(nodes)} GPU nodes", [
+        "policy", "best s", "median s", "jobs", "cycles", "mean JCT s"], rows,
+        [f"simulate() wall time per policy, best and median of {args.large_repeats} (loading not timed); "
+         "target: under 1 s per policy."]))
+    out["large"] = {"pods": len(trace), "nodes": len(nodes), "repeats": args.large_repeats, "results": results}
+
+
 def check_running_claim(path: Path) -> dict:
     """How many pods are Running, and how many of those end at the trace's last deletion."""
     running, last, runtimes = [], 0.0, []
@@ -1332,7 +1366,7 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--traces", type=Path, default=None,
                     help=f"folder of the trace files (default: ../shared/traces from the repo root, {DEFAULT_TRACES})")
-    ap.add_argument("--skip", action="append", default=[], choices=["philly", "alibaba", "scale"],
+    ap.add_argument("--skip", action="append", default=[], choices=["philly", "alibaba", "scale", "large"],
                     help="leave out a part (repeatable)")
     ap.add_argument("--json-out", type=Path, help="also write every number as JSON to this file")
     g = ap.add_argument_group("(a) Philly policy comparison")
@@ -1362,6 +1396,9 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--alibaba-load", type=float, default=1.0,
                    help="Trace.rescale_load factor for the pods (default 1: as recorded)")
     g.add_argument("--alibaba-policy", default=DEFAULT, choices=policy_names())
+    g = ap.add_argument_group("(d) replay time on a large cluster")
+    g.add_argument("--large-jobs", type=int, default=2000, help="first N Alibaba pods on all GPU nodes")
+    g.add_argument("--large-repeats", type=int, default=3)
     g = ap.add_argument_group("(c) scale")
     g.add_argument("--baseline", metavar="REV",
                    help="also measure (c) on this git revision, side by side (e.g. --baseline be8aa21, the "
@@ -1403,7 +1440,7 @@ def main(argv: list[str] | None = None) -> int:
 
     traces = args.traces if args.traces is not None else DEFAULT_TRACES
     needed = ([PHILLY] if ("philly" not in args.skip or "scale" not in args.skip) else []) + \
-             ([ALI_PODS, ALI_NODES] if "alibaba" not in args.skip else [])
+             ([ALI_PODS, ALI_NODES] if ("alibaba" not in args.skip or "large" not in args.skip) else [])
     missing = [n for n in needed if not (traces / n).is_file()]
     if missing:
         log(f"bench_sim: traces not found: {', '.join(str(traces / n) for n in missing)}\n"
@@ -1440,6 +1477,8 @@ def run_all(args, traces: Path, baseline: dict | None) -> int:
         run_philly(args, traces, out)
     if "alibaba" not in args.skip:
         run_alibaba(args, traces, out)
+    if "large" not in args.skip:
+        run_large(args, traces, out)
     if "scale" not in args.skip:
         run_scale(args, traces, out, revisions(args, baseline))
     print_targets(out)

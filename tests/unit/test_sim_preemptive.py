@@ -95,11 +95,11 @@ def test_tiresias_counts_gpus_times_time_and_is_fifo_within_a_queue():
 
 
 def test_preemption_picks_the_node_needing_fewest_victims():
-    # Two nodes of 2 GPUs. n0 runs two 1-GPU jobs, n1 one 2-GPU job (all long). A 2-GPU
+    # Corral's rules. Two nodes of 2 GPUs. n0 runs two 1-GPU jobs, n1 one 2-GPU job (all long). A 2-GPU
     # short job arrives: preempting the single job on n1 is enough (SRTF ranks all three
     # below it); the two 1-GPU jobs keep running.
     trace = [job(0, 0, 100, 1), job(1, 0, 100, 1), job(2, 0, 100, 2), job(3, 1, 5, 2)]
-    result = run(trace, "srtf", cluster="2x2gpu")
+    result = run(trace, "srtf", cluster="2x2gpu", reference_rules="corral")
     assert result.preemptions == 1
     t = table(result)
     assert t[3] == (1, 6, 10) and t[0][1] == 100 and t[1][1] == 100 and t[2][1] == 105
@@ -108,7 +108,7 @@ def test_preemption_picks_the_node_needing_fewest_victims():
 def test_oracle_flags_and_thresholds():
     assert {"srtf", "tiresias"} <= set(policy_names())
     assert is_oracle(resolve("srtf")) and not is_oracle(resolve("tiresias"))
-    assert DEFAULT_THRESHOLDS == (3200.0,)
+    assert DEFAULT_THRESHOLDS == (3250.0, 7200.0)          # the authors' simulator's three queues
     assert resolve("tiresias", tiresias_thresholds=(10, 20)).thresholds == (10.0, 20.0)
     assert parse_thresholds("3200,36000") == (3200.0, 36000.0)
     for bad in ("", "abc", "100,50", "0", "-5", "10,10"):
@@ -118,12 +118,12 @@ def test_oracle_flags_and_thresholds():
 
 # --- Tiresias' starvation promotion (PROMOTEKNOB) ---------------------------------------
 
-def tiresias(thresholds, knob):
-    return PREEMPTIVE_POLICIES["tiresias"](thresholds=thresholds, promote_knob=knob)
+def tiresias(thresholds, knob, rules="paper"):
+    return PREEMPTIVE_POLICIES["tiresias"](thresholds=thresholds, promote_knob=knob, rules=rules)
 
 
-def run_tiresias(trace, thresholds, knob, cluster="1x1gpu"):
-    return simulate(parse_cluster(cluster), trace, tiresias(thresholds, knob), check=True)
+def run_tiresias(trace, thresholds, knob, cluster="1x1gpu", rules="paper"):
+    return simulate(parse_cluster(cluster), trace, tiresias(thresholds, knob, rules), check=True)
 
 
 # One GPU, threshold 10 GPU-s. A: 30 s from t=0; then a stream of 8 s jobs (each stays in
@@ -146,8 +146,8 @@ def test_tiresias_without_the_knob_starves_the_demoted_job():
         assert again.outcomes == result.outcomes and again.preemptions == 1
 
 
-def test_tiresias_promotes_a_job_that_waited_knob_times_its_run_time():
-    # PROMOTEKNOB 1: a job in a lower queue that has waited as long as it has run (both
+def test_tiresias_promotes_a_job_that_waited_knob_times_its_run_time_corral_order():
+    # Corral's rules (queues by submit time). PROMOTEKNOB 1: a job in a lower queue that has waited as long as it has run (both
     # counted since its last promotion) goes back to queue 0, its queueing service reset.
     # t=10 A (ran 10 s) -> queue 1, B preempts it (1). A is due at 10 + 1 x 10 = 20.
     # t=18 B ends, C starts (queue 0, ahead of A).
@@ -158,14 +158,14 @@ def test_tiresias_promotes_a_job_that_waited_knob_times_its_run_time():
     # t=36 C ends, D starts. t=40 A promoted, preempts D (4; ran 4 s, 4 left) and runs its
     #      last 10 s (it reaches 10 GPU-s again exactly as it ends): ends 50.
     # t=50 D resumes -> 54; E 54-62; F 62-70.
-    result = run_tiresias(STREAM, (10,), 1)
+    result = run_tiresias(STREAM, (10,), 1, rules="corral")
     assert table(result) == {0: (0, 50, 30), 1: (10, 18, 8), 2: (18, 36, 8), 3: (36, 54, 8), 4: (54, 62, 8),
                              5: (62, 70, 8)}
     assert result.preemptions == 4
 
 
 def test_tiresias_promotion_counts_every_wait_since_the_last_promotion():
-    # One GPU, threshold 10 GPU-s, knob 1. A: 60 s from 0; B 4 s at 5; C 9 s at 20; D 9 s
+    # Corral's rules (a promoted job takes its place in queue 0 by submit time). One GPU, threshold 10 GPU-s, knob 1. A: 60 s from 0; B 4 s at 5; C 9 s at 20; D 9 s
     # at 25 (C and D stay in queue 0).
     # t=10 A -> queue 1, B preempts it (1): A ran 10, due at 20. t=14 B ends, A resumes
     #      (waited 4 -- kept: resuming does not reset it).
@@ -176,11 +176,11 @@ def test_tiresias_promotion_counts_every_wait_since_the_last_promotion():
     # t=42 A demoted (10 GPU-s since its promotion), D preempts it (4), runs 42-48.
     # t=48 A resumes, 34 s left -> ends 82.
     trace = [job(0, 0, 60, 1), job(1, 5, 4, 1), job(2, 20, 9, 1), job(3, 25, 9, 1)]
-    result = run_tiresias(trace, (10,), 1)
+    result = run_tiresias(trace, (10,), 1, rules="corral")
     assert table(result) == {0: (0, 82, 60), 1: (10, 14, 4), 2: (20, 29, 9), 3: (29, 48, 9)}
     assert result.preemptions == 4
     # Without the knob D runs 29-38 undisturbed and A resumes at 38: same end, 2 preemptions.
-    result = run_tiresias(trace, (10,), None)
+    result = run_tiresias(trace, (10,), None, rules="corral")
     assert table(result) == {0: (0, 82, 60), 1: (10, 14, 4), 2: (20, 29, 9), 3: (29, 38, 9)}
     assert result.preemptions == 2
 
@@ -207,28 +207,29 @@ traces = st.lists(st.tuples(st.integers(0, 60), st.integers(0, 120), st.integers
                   min_size=1, max_size=30)
 
 
-def preemptive(name, thresholds, knob):
-    return PREEMPTIVE_POLICIES[name](thresholds=thresholds, promote_knob=knob)
+def preemptive(name, thresholds, knob, rules="paper"):
+    return PREEMPTIVE_POLICIES[name](thresholds=thresholds, promote_knob=knob, rules=rules)
 
 
 @settings(max_examples=80, deadline=None)
 @given(rows=traces, name=st.sampled_from(["srtf", "tiresias"]),
        thresholds=st.sampled_from([(3200,), (20,), (10, 45), (7.5, 30, 90)]),
-       knob=st.sampled_from([None, 0.5, 1, 3]), quarter=st.booleans())
-def test_preemptive_conservation_and_determinism(rows, name, thresholds, knob, quarter):
+       knob=st.sampled_from([None, 0.5, 1, 3]), quarter=st.booleans(), rules=st.sampled_from(["paper", "corral"]),
+       placement=st.sampled_from(["best-fit", "first-fit"]))
+def test_preemptive_conservation_and_determinism(rows, name, thresholds, knob, quarter, rules, placement):
     scale = 0.25 if quarter else 1.0           # fractional times too
     trace = [job(i, s * scale, d * scale, g, u) for i, (s, d, g, u) in enumerate(rows)]
     nodes = parse_cluster("2x4gpu")
     # check=True: never over-committed after any cycle, the engine's kept waiting order is
     # the policy's current one; at the end every job finished exactly once, in
     # non-overlapping runs adding up to its full duration.
-    first = simulate(nodes, trace, preemptive(name, thresholds, knob), check=True)
+    first = simulate(nodes, trace, preemptive(name, thresholds, knob, rules), check=True, placement=placement)
     assert sorted(o.id for o in first.outcomes) == list(range(len(trace)))
     for o, j in zip(first.outcomes, trace):
         assert o.start >= o.submit and o.end - o.start >= o.duration - 1e-6
         assert o.attained == pytest.approx(j.duration * j.requests.get("nvidia.com/gpu", 0))
     assert max(s.gpus_allocated for s in first.samples) <= 8
-    again = simulate(nodes, list(reversed(trace)), preemptive(name, thresholds, knob))
+    again = simulate(nodes, list(reversed(trace)), preemptive(name, thresholds, knob, rules), placement=placement)
     assert again.outcomes == first.outcomes and again.samples == first.samples
     assert again.preemptions == first.preemptions
 
@@ -236,7 +237,7 @@ def test_preemptive_conservation_and_determinism(rows, name, thresholds, knob, q
 # --- the engine against the straightforward loop ----------------------------------------
 
 def reference(nodes, jobs, policy) -> SimResult:
-    """The preemptive loop at its simplest (as it was before the engine kept its waiting
+    """Corral's rules: the preemptive loop at its simplest (as it was before the engine kept its waiting
     jobs sorted): at every event every active job is sorted by the policy's key and
     visited in that order; best fit over all nodes; victims searched on every node."""
     result = SimResult(policy=policy.name)
@@ -394,8 +395,8 @@ def test_engine_decides_exactly_as_the_straightforward_loop(rows, name, threshol
     trace = [SimJob(i, s, d, Resources.parse({"cpu": cpu, "gpu": g}), user="u")
              for i, (s, d, g, cpu) in enumerate(rows)]
     nodes = parse_cluster(cluster)
-    got = simulate(nodes, trace, preemptive(name, thresholds, knob), check=True)
-    want = reference(nodes, trace, preemptive(name, thresholds, knob))
+    got = simulate(nodes, trace, preemptive(name, thresholds, knob, "corral"), check=True)
+    want = reference(nodes, trace, preemptive(name, thresholds, knob, "corral"))
     assert got.outcomes == want.outcomes
     assert got.samples == want.samples
     assert (got.preemptions, got.placements, got.cycles, got.gang_placed) == \

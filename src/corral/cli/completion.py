@@ -23,6 +23,8 @@ _WORDS = {
     "policy": "best-effort-fifo strict-fifo priority sjf sjf-history easy-backfill fair-share srtf tiresias config",
     "idle_actions": "warn signal cancel requeue none",
     "signal": "TERM INT HUP USR1 USR2 QUIT KILL",
+    "reference_rules": "paper corral",
+    "placement": "best-fit first-fit",
 }
 #: Options whose value is a job id (or ids), a queue, a file or a directory.
 _IDS = {"after"}

@@ -123,10 +123,15 @@ COMMANDS = {c.name: c for c in (  # noqa: E501
             Opt("--estimate-factor", "easy-backfill's run-time estimate: actual duration x K, for jobs "
                 "without a requested time (default 1.0: exact, an oracle)", type=float, metavar="K"),
             Opt("--half-life", "fair-share: half-life of past usage, e.g. 7d (default), 12h", metavar="TIME"),
-            Opt("--tiresias-thresholds", "tiresias: queue thresholds in attained GPU-seconds, e.g. 3200 "
-                "(default) or 3200,36000", metavar="LIST"),
+            Opt("--tiresias-thresholds", "tiresias: queue thresholds in attained GPU-seconds, e.g. 3250,7200 "
+                "(default, the authors' simulator's) or 3200", metavar="LIST"),
             Opt("--tiresias-promote-knob", "tiresias: promote a job back to the first queue once it has waited "
                 "K times its run time (default 0: never)", metavar="K"),
+            Opt("--reference-rules", "srtf, tiresias: paper (default: the authors' simulator's order, every job "
+                "preemptible) or corral (victims on one node, gang jobs never preempted, tiresias queues by "
+                "submit time)", metavar="RULES"),
+            Opt("--placement", "srtf, tiresias: best-fit (default, corral's) or first-fit (the papers': first "
+                "node that fits, whole free nodes for a job larger than a node)", metavar="RULE"),
             Opt("--plot", "write PNG plots (JCT CDF; utilization and queue length) into DIR", metavar="DIR"),
             Opt("--load", "rescale inter-arrival times: 2.0 = arrivals twice as dense", type=float, metavar="X"),
             Opt("--jobs", "only the first N jobs (of the window, after the filters)", type=int, metavar="N"),

@@ -67,8 +67,12 @@ def cmd_sim(args) -> int:
     names = args.policy or ([] if config_path else ["best-effort-fifo"])
     if "config" in names and not config_path:
         raise ValidationError("--policy", "config", "expected --config FILE with it (a daemon config file)")
+    from ..sim.research import check_placement, check_rules
+
+    rules = check_rules(getattr(args, "reference_rules", None) or "paper")
+    placement = check_placement(getattr(args, "placement", None) or "best-fit")
     policies = {name: resolve(name, estimate_factor=factor, half_life=half_life, tiresias_thresholds=thresholds,
-                              tiresias_promote_knob=knob)
+                              tiresias_promote_knob=knob, reference_rules=rules)
                 for name in names if name != "config"}
     if config_path:
         from ..sim.policies import load_config_policy
@@ -115,7 +119,7 @@ def cmd_sim(args) -> int:
     oracle: list[str] = []
     for name, policy in policies.items():
         t0 = time.perf_counter()
-        result = simulate(nodes, trace.jobs, policy)
+        result = simulate(nodes, trace.jobs, policy, placement=placement)
         wall = time.perf_counter() - t0
         runs[name] = result
         infeasible = result.infeasible
@@ -143,6 +147,7 @@ def cmd_sim(args) -> int:
                           "sample": None if info is None else dataclasses.asdict(info),
                           "estimate_factor": factor, "half_life": half_life,
                           "tiresias_thresholds": list(thresholds), "tiresias_promote_knob": knob,
+                          "reference_rules": rules, "placement": placement,
                           "policies": results}, indent=2, sort_keys=True, default=str))
     else:
         print(f"trace {trace.source}: {len(trace.jobs)} jobs"
@@ -155,8 +160,10 @@ def cmd_sim(args) -> int:
                   f"job {next(iter(infeasible))}: {next(iter(infeasible.values()))}")
         gangs = _gang_jobs(runs)
         if gangs:
-            print(f"{gangs} jobs need more GPUs than any one node and were gang-placed across whole nodes "
-                  f"(all-or-nothing, CPU/memory split evenly per node)")
+            print(f"{gangs} jobs need more GPUs than any one node and were gang-placed across nodes "
+                  f"(all-or-nothing, CPU/memory split evenly per node; "
+                  + ("whole free nodes plus one for the rest)" if placement == "first-fit" else
+                     "whole free nodes when there are enough, else the fewest nodes with free GPUs)"))
         rows = [[name + (" (oracle)" if r["oracle"] else "")] + [_cell(k, r.get(k)) for k, _ in COLUMNS]
                 for name, r in results.items()]
         print(fmt.table(["POLICY"] + [h for _, h in COLUMNS], rows))
@@ -174,6 +181,8 @@ def cmd_sim(args) -> int:
                   + ", ".join(f"{t:g}" for t in thresholds) + " (--tiresias-thresholds); starvation promotion "
                   + (f"after waiting {knob:g}x the run time" if knob else "off") + " (--tiresias-promote-knob); "
                   "PREEMPT: preemptions.")
+        if set(policies) & {"srtf", "tiresias"}:
+            print(f"srtf, tiresias: {rules} rules (--reference-rules), {placement} placement (--placement).")
     if args.out:
         _write_out(args.out, results)
     plot_dir = getattr(args, "plot", None)

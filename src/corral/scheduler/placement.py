@@ -29,6 +29,11 @@ per node, each with an equal part of the amounts, on the ``N`` best-fit nodes.
 * the job's other requests (CPU, memory, ...) are split evenly over the ``k`` pieces (the
   remainder going to the first pieces); each piece must fit its node's free capacity.
 
+**The papers' placement** (:func:`first_fit`, :func:`place_whole_nodes`): the first node in
+name order where the job fits; a job larger than a node on whole free nodes plus one for
+the rest (the Tiresias authors' simulator's ``yarn`` scheme). Only the research references
+use it (``corral sim --placement first-fit``).
+
 Deterministic: the same snapshot and request give the same placement.
 """
 
@@ -325,6 +330,52 @@ def _lexicographic(cand: list[int], free: list[int], k: int, need: int) -> list[
             picked.append(i)
             left -= free[i]
     return picked if left <= 0 else None
+
+
+# -- the papers' placement: first fit, whole free nodes -----------------------------------------
+# What the Tiresias authors' simulator calls ``yarn`` (``SymbioticLab/Tiresias``,
+# ``switch.py``: ``try_single_node_alloc``, ``try_cross_node_alloc``): for the research
+# references' ``--placement first-fit``. Kept apart from best fit above.
+
+def first_fit(snapshot: Snapshot, requests: Resources) -> Allocation | None:
+    """The first node in name order where ``requests`` fits now, or None."""
+    for state in snapshot.ordered:
+        if state.fits(requests):
+            alloc = place_on(state, requests)
+            if alloc is not None:
+                return alloc
+    return None
+
+
+def place_whole_nodes(snapshot: Snapshot, requests: Resources) -> Allocation | None:
+    """A job larger than a node, as the papers place it: completely free nodes (no GPU,
+    CPU or memory in use), the first in name order, as long as the GPUs still needed are
+    at least a whole node's, then the first other node with enough free GPUs for the rest;
+    the other requests split evenly over the pieces. All or nothing; None when no such
+    set is free now. Does not change the snapshot."""
+    need = requests.get(GPU, 0)
+    if need <= 0:
+        return None
+    chosen: list[NodeState] = []
+    left = need
+    for s in snapshot.ordered:
+        n = len(s.node.gpus)
+        if left <= 0:
+            break
+        if 0 < n <= left and not s.cordoned and len(s.free_gpus) == n and not any(s.used.values()):
+            chosen.append(s)
+            left -= n
+    if left > 0:
+        taken = {s.node.name for s in chosen}
+        k = len(chosen) + 1
+        last = next((s for s in snapshot.ordered if s.node.name not in taken and not s.cordoned
+                     and len(s.free_gpus) >= left and _fits_share(s, requests, k)), None)
+        if last is None:
+            return None
+        chosen.append(last)
+    if len(chosen) < 2:
+        return None
+    return _try(chosen, _counts(chosen, need), requests)
 
 
 def needs_gang(requests: Resources, largest_gpus: int) -> bool:

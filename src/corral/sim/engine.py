@@ -76,6 +76,8 @@ class SimResult:
     preemptions: int = 0
     #: Jobs placed across several nodes: more GPUs than any one node.
     gang_placed: int = 0
+    #: Running jobs moved to other GPUs (the research references under the paper's rules).
+    migrations: int = 0
 
 
 #: Timer priorities at equal times: ends are applied before arrivals.
@@ -84,7 +86,8 @@ _END, _ARRIVAL = 0, 1
 _REQUEUED = frozenset({StopReason.PREEMPT, StopReason.REQUEUE})
 
 
-def simulate(nodes: Sequence[Node], jobs: Iterable, policy, *, check: bool = False) -> SimResult:
+def simulate(nodes: Sequence[Node], jobs: Iterable, policy, *, check: bool = False,
+             placement: str = "best-fit") -> SimResult:
     """Run ``jobs`` (anything with id, submit, duration, requests, user; optionally
     priority and time_limit) on ``nodes`` under ``policy``: a
     :class:`~corral.sim.policies.SimPolicy` or a research reference
@@ -92,7 +95,11 @@ def simulate(nodes: Sequence[Node], jobs: Iterable, policy, *, check: bool = Fal
 
     With ``check=True`` the engine verifies after every cycle that no resource of any
     node is over-committed, no GPU is held twice, and the snapshot holds exactly the
-    running jobs' allocations (slower; for tests)."""
+    running jobs' allocations (slower; for tests).
+
+    ``placement`` (the research references only; the daemon's policies place as the daemon
+    does): ``best-fit``, corral's own, or ``first-fit``, the papers' (see
+    :data:`corral.sim.research.loop.PLACEMENTS`)."""
     from .research import PreemptivePolicy
 
     result = SimResult(policy=policy.name)
@@ -100,7 +107,7 @@ def simulate(nodes: Sequence[Node], jobs: Iterable, policy, *, check: bool = Fal
     if isinstance(policy, PreemptivePolicy):
         from .research.loop import simulate_preemptive
 
-        return simulate_preemptive(nodes, by_id, policy, result, check=check)
+        return simulate_preemptive(nodes, by_id, policy, result, check=check, placement=placement)
     if not isinstance(policy, SimPolicy):
         raise CorralError(f"not a simulator policy: {policy!r} (see corral.sim.policies.resolve)")
     return _Replay(nodes, by_id, policy, result, check).run()

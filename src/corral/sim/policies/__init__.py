@@ -113,10 +113,13 @@ def policy_names() -> list[str]:
 
 
 def resolve(name: str, *, estimate_factor: float = 1.0, half_life: float = DEFAULT_HALF_LIFE,
-            tiresias_thresholds=DEFAULT_THRESHOLDS, tiresias_promote_knob: float | None = None):
-    """A :class:`SimPolicy`, or a research reference (:class:`PreemptivePolicy`)."""
+            tiresias_thresholds=DEFAULT_THRESHOLDS, tiresias_promote_knob: float | None = None,
+            reference_rules: str = "paper"):
+    """A :class:`SimPolicy`, or a research reference (:class:`PreemptivePolicy`; its
+    ``reference_rules``: ``paper`` or ``corral``, see :mod:`corral.sim.research`)."""
     if name in RESEARCH_POLICIES:
-        return RESEARCH_POLICIES[name](thresholds=tiresias_thresholds, promote_knob=tiresias_promote_knob)
+        return RESEARCH_POLICIES[name](thresholds=tiresias_thresholds, promote_knob=tiresias_promote_knob,
+                                       rules=reference_rules)
     h = half_life
     if isinstance(h, bool) or not isinstance(h, (int, float)) or not math.isfinite(h) or h <= 0:
         raise ValidationError("half-life", h, "expected a positive number of seconds, e.g. 7d")

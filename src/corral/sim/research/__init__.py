@@ -8,12 +8,14 @@ gang placement; ``corral sim`` runs them beside the daemon's own policies.
 
 from __future__ import annotations
 
-from .base import JobState, PreemptivePolicy
+from .base import CORRAL, PAPER, RULES, JobState, PreemptivePolicy, check_rules
+from .loop import DEFAULT_PLACEMENT, PLACEMENTS, check_placement
 from .srtf import srtf
 from .tiresias import DEFAULT_THRESHOLDS, parse_promote_knob, parse_thresholds, tiresias
 
 #: Name -> factory(thresholds=, promote_knob=) of the research references.
 RESEARCH_POLICIES = {"srtf": srtf, "tiresias": tiresias}
 
-__all__ = ["JobState", "PreemptivePolicy", "RESEARCH_POLICIES", "DEFAULT_THRESHOLDS", "parse_promote_knob",
+__all__ = ["CORRAL", "PAPER", "RULES", "DEFAULT_PLACEMENT", "PLACEMENTS", "check_placement", "check_rules",
+           "JobState", "PreemptivePolicy", "RESEARCH_POLICIES", "DEFAULT_THRESHOLDS", "parse_promote_knob",
            "parse_thresholds", "srtf", "tiresias"]

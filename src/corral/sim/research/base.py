@@ -3,36 +3,45 @@
 These are *references from the literature*, kept to compare corral's policies against --
 not policies the daemon runs. A :class:`PreemptivePolicy` does not go through the
 daemon's cycle (the daemon does not preempt by remaining time or attained service); its
-own loop (:mod:`.loop`) recomputes the running set at every event instead, with the
-scheduler's own placement (:func:`corral.scheduler.placement.best_fit`, and
-:func:`~corral.scheduler.placement.place_gang` for jobs larger than a node):
+own loop (:mod:`.loop`) recomputes the running set at every event instead, by the paper's
+rules or corral's (:attr:`PreemptivePolicy.rules`; what each does: :mod:`.loop`):
 
 * every active job -- running or waiting -- is ordered by :meth:`PreemptivePolicy.key`
   (lowest first = highest priority);
-* in that order, a waiting job starts where it fits (best fit); if it fits nowhere, the running jobs
-  ranked *below* it are preempted on the node that needs the fewest of them (lowest-ranked
-  first, node name on ties) when that makes it fit; otherwise it keeps waiting and
-  later-ranked jobs may use the room it cannot;
 * a preempted job releases its allocation and goes back to waiting with the work it has
   done (remaining time and attained service are kept; no restart cost, as in the
   literature's SRTF and Tiresias simulations).
 
 :meth:`PreemptivePolicy.next_change` lets a policy ask for an event when a running job's
-priority changes without any arrival or end (Tiresias' demotions);
-:meth:`PreemptivePolicy.next_promotion` and :meth:`PreemptivePolicy.promote` do the same for
-a waiting job (Tiresias' starvation promotion), which the policy may change the state of.
+priority changes without any arrival or end (Tiresias' demotions, applied by
+:meth:`PreemptivePolicy.changed`); :meth:`PreemptivePolicy.next_promotion` and
+:meth:`PreemptivePolicy.promote` do the same for a waiting job (Tiresias' starvation
+promotion), which the policy may change the state of. :meth:`PreemptivePolicy.arrive` and
+:meth:`PreemptivePolicy.settle` let it keep per-job bookkeeping (Tiresias' queue lists).
 
 A waiting job's :meth:`~PreemptivePolicy.key` must depend on its state only, not on the
-time (SRTF: the remaining time; Tiresias: the queue), so that it only changes when the
-job starts, stops or is promoted: the engine keeps the waiting jobs sorted by it instead
-of sorting every job at every event (with ``check=True`` it verifies that the kept keys
-are the current ones). Keys should be unique (end with the job id); among equal keys the
-earlier submit, then the lower id, ranks first.
+time (SRTF: the remaining time; Tiresias: the queue and the place in it), so that it only
+changes when the job starts, stops or is promoted: the engine keeps the waiting jobs sorted
+by it instead of sorting every job at every event (with ``check=True`` it verifies that the
+kept keys are the current ones). Keys should be unique (end with the job id); among equal
+keys the earlier submit, then the lower id, ranks first.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from ...errors import ValidationError
+
+#: The reference rules: the authors' simulators' (default) or corral's own variant.
+PAPER, CORRAL = "paper", "corral"
+RULES = (PAPER, CORRAL)
+
+
+def check_rules(rules: object) -> str:
+    if rules not in RULES:
+        raise ValidationError("--reference-rules", rules, "expected paper (the authors' simulators) or corral")
+    return str(rules)
 
 
 @dataclass
@@ -62,6 +71,14 @@ class JobState:
     #: When the current wait began (None: running).
     waiting_since: float | None = None
     promotions: int = 0
+    #: Tiresias (the paper's rules): the job's queue (0 = highest priority) and its place in
+    #: that queue's list, kept by the policy (:meth:`PreemptivePolicy.arrive`, ``changed``,
+    #: ``promote``, ``settle``).
+    queue: int = 0
+    place: tuple = ()
+    #: When the job last stopped running (its submit time until it first runs): since then
+    #: its remaining time has not changed (SRTF's order among equal remaining times).
+    reached: float = 0.0
 
     @property
     def running(self) -> bool:
@@ -100,6 +117,7 @@ class JobState:
         self.executed = self.executed_at(now)
         self.since = None
         self.waiting_since = now
+        self.reached = now
 
 
 class PreemptivePolicy:
@@ -107,6 +125,20 @@ class PreemptivePolicy:
 
     name: str = ""
     oracle: bool = False
+    #: ``paper``: the authors' simulator's rules (:mod:`.loop`, "The paper's rules");
+    #: ``corral``: corral's own variant (victims searched on one node, gang jobs first and
+    #: never preempted, Tiresias queues by submit time).
+    rules: str = PAPER
+
+    def arrive(self, job: JobState, now: float) -> None:
+        """``job`` was just submitted (before it is first ranked)."""
+
+    def changed(self, job: JobState, now: float) -> None:
+        """The running ``job``'s :meth:`next_change` is due at ``now``."""
+
+    def settle(self, ran: list[JobState], preempted: list[JobState]) -> None:
+        """After a pass (the paper's rules): ``ran`` the jobs running after it and
+        ``preempted`` those it stopped, each in the order the pass visited them."""
 
     def key(self, job: JobState, now: float) -> tuple:
         """Rank of ``job`` at ``now`` (lowest first); every concrete policy defines it."""

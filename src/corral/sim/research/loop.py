@@ -2,25 +2,49 @@
 
 Events: arrivals, ends and the policy's own priority changes (Tiresias' demotions of
 running jobs and starvation promotions of waiting ones), in virtual time. At equal times
-ends come first, then priority changes, then arrivals; at every instant with a valid event
-the running set is recomputed as described in :mod:`.base`. Per job the engine tracks the
-work left and the attained service (GPU-seconds); a job's end event is scheduled when it
-(re)starts, at ``start + remaining``, and is void if it is preempted before then (a
-per-job generation number, bumped at every start and stop, marks stale events). A
-preempted job releases its allocation and waits again, its work kept. Capacity
-accounting uses the scheduler's :class:`~corral.scheduler.Snapshot`, and placement its
-best fit and gang placement (:mod:`corral.scheduler.placement`), as the daemon's cycle
-does; what differs -- and why this is a research reference, not a daemon policy -- is
-the order and the victim search by rank.
+ends come first, then arrivals, then priority changes (in submit order); at every instant
+with a valid event the running set is recomputed. Per job the engine tracks the work left
+and the attained service (GPU-seconds); a job's end event is scheduled when it (re)starts,
+at ``start + remaining``, and is void if it is preempted before then (a per-job generation
+number, bumped at every start and stop, marks stale events). A preempted job releases its
+allocation and waits again, its work kept (no restart cost, as in the papers'
+simulations). Capacity accounting uses the scheduler's :class:`~corral.scheduler.Snapshot`.
 
-The recomputation visits the jobs in rank order without sorting them all at every event
+**The paper's rules** (``rules = "paper"``, the default; :meth:`_Loop.repack`), as the
+Tiresias authors' simulator (``SymbioticLab/Tiresias``, ``run_sim.py``) recomputes its
+running set at every event: every active job, running or waiting, in rank order, runs if
+it fits in what the jobs before it left, else waits -- preempted if it was running. Gang
+jobs (more GPUs than a node) are ranked, placed and preempted like any job. On one node
+(the authors' ``count`` placement: GPUs counted, no nodes) this is their pass exactly. On
+several nodes: a running job keeps its allocation when it is still free in the pass, else
+is placed afresh (moved at no cost, as their simulator re-places every job at every
+event), else is preempted; and when every waiting job fits in the free capacity as it is,
+they start there and nothing running is touched. A job counts as preempted when it ran
+before the pass and does not after it (a job stopped and started in the same instant is
+not a preemption).
+
+**Corral's rules** (``rules = "corral"``; :meth:`_Loop.cycle`): gang jobs are tried first,
+in arrival order, and then hold their nodes until they end -- never preempted, never
+preempting; the other jobs in rank order start where they fit; one that fits nowhere
+preempts the running jobs ranked below it on the node that needs the fewest of them
+(lowest-ranked first, node name on ties) when that makes it fit; otherwise it keeps
+waiting and later-ranked jobs may use the room it cannot.
+
+**Placement** (``placement``, ``corral sim --placement``): ``best-fit``, corral's own (the
+scheduler's best fit, :func:`~corral.scheduler.placement.best_fit`; gangs by
+:func:`~corral.scheduler.placement.place_gang`), or ``first-fit``, the papers' (the first
+node in name order; gangs on whole free nodes plus one for the rest,
+:func:`~corral.scheduler.placement.place_whole_nodes`; the authors' ``yarn`` scheme).
+
+Both recomputations visit the jobs in rank order without sorting them all at every event
 (a heavily loaded trace keeps tens of thousands waiting): a waiting job's key does not
 change while it waits (the policy contract), so the waiting jobs are kept sorted, one list
 per request shape; only the running jobs' keys are computed at each event. Within one
-recomputation, once a job of some shape neither fits nor can preempt its way in, the rest
-of that shape is skipped. The decisions are exactly those of sorting every active job at
-every event (why: docs/design.md, "The research references"; the unit tests compare the
-two on random traces).
+recomputation, once a job of some shape does not get in, the rest of that shape is
+skipped (capacity only shrinks as the recomputation goes). Under corral's rules the
+decisions are exactly those of sorting every active job at every event (why:
+docs/design.md, "The research references"); the unit tests compare both rules with
+straightforward loops on random traces.
 
 With ``check=True``: after every cycle no node is over-committed (the engine's usual
 check) and the kept waiting order matches the policy's current keys; at the end every job
@@ -40,10 +64,16 @@ from ...errors import CorralError
 from ...job import Allocation
 from ...resources import GPU
 from ...scheduler import Snapshot
-from ...scheduler.placement import best_fit, needs_gang, place_gang, place_on
+from ...scheduler.placement import best_fit, first_fit, needs_gang, place_gang, place_on, place_whole_nodes
 from ..checks import check_allocations
 from ..metrics import JobOutcome, Sample
-from .base import JobState, PreemptivePolicy
+from .base import PAPER, JobState, PreemptivePolicy
+
+#: ``--placement``: name -> (one node, larger than a node). ``best-fit``: corral's own
+#: (best fit; gangs on whole free nodes, else the fewest nodes that hold them);
+#: ``first-fit``: the papers' (first fit in node order; whole free nodes plus one).
+PLACEMENTS = {"best-fit": (best_fit, place_gang), "first-fit": (first_fit, place_whole_nodes)}
+DEFAULT_PLACEMENT = "best-fit"
 
 _END, _CHANGE, _ARRIVAL = 0, 1, 2
 
@@ -74,14 +104,26 @@ class _Waiting:
 
 
 def simulate_preemptive(nodes: Sequence[Node], by_id: dict, policy: PreemptivePolicy, result, *,
-                        check: bool = False):
-    return _Loop(nodes, by_id, policy, result, check).run()
+                        check: bool = False, placement: str = DEFAULT_PLACEMENT):
+    return _Loop(nodes, by_id, policy, result, check, placement).run()
+
+
+def check_placement(placement: object) -> str:
+    if placement not in PLACEMENTS:
+        from ...errors import ValidationError
+
+        raise ValidationError("--placement", placement, "expected best-fit (corral's) or first-fit (the papers')")
+    return str(placement)
 
 
 class _Loop:
-    def __init__(self, nodes: Sequence[Node], by_id: dict, policy: PreemptivePolicy, result, check: bool):
+    def __init__(self, nodes: Sequence[Node], by_id: dict, policy: PreemptivePolicy, result, check: bool,
+                 placement: str = DEFAULT_PLACEMENT):
         self.by_id = by_id
         self.policy = policy
+        #: The paper's rules (:meth:`repack`), else corral's (:meth:`cycle`).
+        self.paper = policy.rules == PAPER
+        self.fit_one, self.fit_gang = PLACEMENTS[check_placement(placement)]
         self.result = result
         self.check = check
         self.snapshot = Snapshot(nodes, {})
@@ -106,7 +148,7 @@ class _Loop:
 
     def wait(self, state: JobState, now: float) -> None:
         """Index the waiting ``state`` and schedule its promotion, if any."""
-        if state.id in self.gangs:
+        if state.id in self.gangs and not self.paper:
             self.waiting_gangs.add((state.submit, state.id), self.by_id[state.id].requests)
         else:
             self.waiting.add(self.entry(state, now), self.by_id[state.id].requests)
@@ -114,17 +156,23 @@ class _Loop:
         if due is not None:
             heapq.heappush(self.events, (max(due, now), _CHANGE, state.id, self.gen[state.id]))
 
-    def stop(self, state: JobState, now: float) -> None:
+    def place(self, job_id: int) -> Allocation | None:
+        requests = self.by_id[job_id].requests
+        return self.fit_gang(self.snapshot, requests) if job_id in self.gangs else self.fit_one(self.snapshot, requests)
+
+    def stop(self, state: JobState, now: float, release: bool = True) -> None:
         alloc = self.running.pop(state.id)
-        self.snapshot.forget(alloc)
+        if release:
+            self.snapshot.forget(alloc)
         self.allocated_gpus -= alloc.gpu_count
         if self.check:
             self.segments.setdefault(state.id, []).append((state.since, now))
         state.pause(now)
         self.gen[state.id] += 1                # voids its end and change events
 
-    def start(self, state: JobState, alloc: Allocation, now: float) -> None:
-        self.snapshot.assume(alloc)
+    def start(self, state: JobState, alloc: Allocation, now: float, take: bool = True) -> None:
+        if take:
+            self.snapshot.assume(alloc)
         self.allocated_gpus += alloc.gpu_count
         self.running[state.id] = alloc
         state.resume(now)
@@ -144,6 +192,7 @@ class _Loop:
         while events:
             now = events[0][0]
             changed = False
+            due: list[JobState] = []
             while events and events[0][0] == now:
                 _, kind, job_id, g = heapq.heappop(events)
                 if kind == _ARRIVAL:
@@ -151,7 +200,9 @@ class _Loop:
                     self.gen[job_id] = 0
                     state = self.states[job_id] = active[job_id] = JobState(
                         id=job_id, submit=float(job.submit), duration=float(job.duration),
-                        gpus=job.requests.get(GPU, 0), remaining=float(job.duration), waiting_since=float(job.submit))
+                        gpus=job.requests.get(GPU, 0), remaining=float(job.duration), waiting_since=float(job.submit),
+                        reached=float(job.submit))
+                    policy.arrive(state, now)
                     self.wait(state, now)
                     changed = True
                 elif g != self.gen[job_id]:
@@ -165,21 +216,32 @@ class _Loop:
                         id=job_id, user=getattr(job, "user", ""), submit=state.submit, start=state.first_start,
                         end=now, duration=state.duration, gpus=state.gpus, attained=state.attained))
                     changed = True
-                elif active[job_id].running:   # a priority change of a running job
-                    state = active[job_id]
+                else:
+                    due.append(active[job_id])
+            # Priority changes after the instant's arrivals, in submit order (as the authors'
+            # simulator updates its jobs after appending the new ones).
+            for state in sorted(due, key=lambda s: (s.submit, s.id)):
+                job_id = state.id
+                if state.running:              # a priority change of a running job (demotion)
+                    policy.changed(state, now)
                     change = policy.next_change(state, now)
                     if change is not None and change < state.since + state.remaining:
-                        heapq.heappush(events, (max(change, now), _CHANGE, job_id, g))
+                        heapq.heappush(events, (max(change, now), _CHANGE, job_id, self.gen[job_id]))
                     changed = True
                 else:                          # a waiting job's promotion
-                    state = active[job_id]
-                    waiting = self.waiting_gangs if job_id in self.gangs else self.waiting
+                    waiting = self.waiting_gangs if job_id in self.gangs and not self.paper else self.waiting
                     waiting.remove(job_id)
                     changed = policy.promote(state, now) or changed
                     self.wait(state, now)
             if not changed:
                 continue
-            if len(active) > len(self.running):
+            if self.paper:
+                self.repack(now)
+                result.cycles += 1
+                if self.check:
+                    check_allocations(self.snapshot, self.running)
+                    self.check_waiting(now)
+            elif len(active) > len(self.running):
                 self.cycle(now)
                 result.cycles += 1
                 if self.check:
@@ -194,7 +256,124 @@ class _Loop:
         result.outcomes.sort(key=lambda o: o.id)
         return result
 
-    # -- one recomputation of the running set ----------------------------------------------
+    # -- the paper's rules: one pass over every job in rank order ----------------------------
+
+    def repack(self, now: float) -> None:
+        """Every active job in rank order runs where it fits, the rest wait: a running job
+        keeps its allocation when it is still free then, else is placed afresh (moved, at
+        no cost, as the authors' simulators re-place every job at every event), else is
+        preempted; a waiting job starts where the placement puts it. Nothing else is
+        preempted, and a job is preempted only when it does not run after the pass."""
+        started, preempted = self.pass_(now)
+        active, policy = self.active, self.policy
+        for job_id in preempted:
+            state = active[job_id]
+            self.stop(state, now, release=False)
+            state.preemptions += 1
+            self.result.preemptions += 1
+        for job_id, alloc in started:
+            self.waiting.remove(job_id)
+            if not alloc.single and active[job_id].first_start is None:
+                self.result.gang_placed += 1   # jobs, not their restarts
+            self.start(active[job_id], alloc, now, take=False)
+            self.result.placements += 1
+        policy.settle([active[j] for j, _ in started], [active[j] for j in preempted])
+        for job_id in preempted:
+            self.wait(active[job_id], now)
+
+    def pass_(self, now: float) -> tuple[list[tuple[int, Allocation]], list[int]]:
+        """The pass's decisions, taken in the snapshot: (started, with their allocations;
+        preempted), in rank order. Running jobs ranked above every waiting job keep their
+        allocations (the pass would give them the same), so the pass starts at the first
+        waiting job, with the allocations of the running jobs ranked below it released; it
+        is skipped when no waiting job could fit even so (GPUs only). Waiting jobs are
+        visited per request shape; once one fails the rest of its shape is skipped (free
+        capacity only shrinks during the pass)."""
+        waiting, running, active, snapshot = self.waiting, self.running, self.active, self.snapshot
+        if not waiting.entries:
+            return [], []
+        shapes = list(waiting.lists.items())
+        trial = self.start_all(shapes)
+        if trial is not None:
+            return trial, []
+        first = min(entries[0] for _, entries in shapes)
+        ranked = sorted((self.entry(active[j], now), j) for j in running)
+        tail = ranked[bisect_left(ranked, (first,)):]
+        if not self.hopeful(shapes, tail):
+            return [], []
+        for _, job_id in tail:
+            snapshot.forget(running[job_id])
+        heap = [(entries[0], 0, n) for n, (_, entries) in enumerate(shapes)]
+        heapq.heapify(heap)
+        started: list[tuple[int, Allocation]] = []
+        preempted: list[int] = []
+        t = 0
+        while t < len(tail) or heap:
+            if t < len(tail) and (not heap or tail[t][0] < heap[0][0]):
+                job_id = tail[t][1]
+                t += 1
+                alloc = running[job_id]
+                if not _free(snapshot, alloc):
+                    alloc = self.place(job_id)
+                    if alloc is None:
+                        preempted.append(job_id)
+                        continue
+                    running[job_id] = alloc
+                    self.result.migrations += 1
+                snapshot.assume(alloc)
+                continue
+            entry, pos, n = heapq.heappop(heap)
+            alloc = self.place(entry[-1])
+            if alloc is None:
+                continue                       # and so will the rest of its shape: dropped
+            snapshot.assume(alloc)
+            started.append((entry[-1], alloc))
+            entries = shapes[n][1]
+            if pos + 1 < len(entries):
+                heapq.heappush(heap, (entries[pos + 1], pos + 1, n))
+        return started, preempted
+
+    def start_all(self, shapes) -> list[tuple[int, Allocation]] | None:
+        """When every waiting job, in rank order, fits in the free capacity as it is: their
+        allocations there (taken in the snapshot); the pass would run them all too, so
+        nothing running is touched. Else None, the snapshot unchanged."""
+        snapshot = self.snapshot
+        heap = [(entries[0], 0, n) for n, (_, entries) in enumerate(shapes)]
+        heapq.heapify(heap)
+        trial: list[tuple[int, Allocation]] = []
+        while heap:
+            entry, pos, n = heapq.heappop(heap)
+            alloc = self.place(entry[-1])
+            if alloc is None:
+                for _, taken in reversed(trial):
+                    snapshot.forget(taken)
+                return None
+            snapshot.assume(alloc)
+            trial.append((entry[-1], alloc))
+            entries = shapes[n][1]
+            if pos + 1 < len(entries):
+                heapq.heappush(heap, (entries[pos + 1], pos + 1, n))
+        return trial
+
+    def hopeful(self, shapes, tail) -> bool:
+        """Whether some waiting shape could get its GPUs with the ``tail`` jobs' released."""
+        snapshot = self.snapshot
+        extra: dict[str, int] = {}
+        total = self.gpus_total - self.allocated_gpus
+        for _, job_id in tail:
+            for piece in self.running[job_id].pieces:
+                extra[piece.node] = extra.get(piece.node, 0) + len(piece.gpus)
+                total += len(piece.gpus)
+        most = max([snapshot.most_free(GPU)] + [snapshot.nodes[name].free(GPU) + g for name, g in extra.items()
+                                                if name in snapshot.nodes])
+        largest = snapshot.largest_gpus
+        for shape, _ in shapes:
+            need = shape.get(GPU, 0)
+            if need <= (total if needs_gang(shape, largest) else most):
+                return True
+        return False
+
+    # -- corral's rules: one recomputation of the running set --------------------------------
 
     def cycle(self, now: float) -> None:
         self.start_gangs(now)
@@ -218,7 +397,7 @@ class _Loop:
                 entry, pos, n = heapq.heappop(heap)
             state = active[entry[-1]]
             requests = by_id[state.id].requests
-            alloc = best_fit(snapshot, requests)
+            alloc = self.fit_one(snapshot, requests)
             if alloc is None:
                 if by_node is None:
                     by_node = {}
@@ -237,7 +416,7 @@ class _Loop:
                     result.preemptions += 1
                     heapq.heappush(victims_heap, ranks[v])
                     preempted.append(active[v])
-                alloc = best_fit(snapshot, requests)
+                alloc = self.fit_one(snapshot, requests)
                 if alloc is None:
                     raise CorralError(f"job {state.id} does not fit after preempting {victims}")
             self.start(state, alloc, now)
@@ -265,7 +444,7 @@ class _Loop:
         while heap:
             (_, job_id), pos, n = heapq.heappop(heap)
             requests, entries = shapes[n]
-            alloc = place_gang(self.snapshot, requests)
+            alloc = self.fit_gang(self.snapshot, requests)
             if alloc is None:
                 continue
             self.start(self.active[job_id], alloc, now)
@@ -285,6 +464,16 @@ class _Loop:
         for job_id, (entry, shape) in self.waiting.entries.items():
             if entry != self.entry(self.active[job_id], now) or shape != self.by_id[job_id].requests:
                 raise CorralError(f"job {job_id}: kept rank {entry}, now {self.entry(self.active[job_id], now)}")
+
+
+def _free(snapshot: Snapshot, alloc: Allocation) -> bool:
+    """Whether every piece of ``alloc`` is free in ``snapshot`` now (its devices too)."""
+    for piece in alloc.pieces:
+        state = snapshot.nodes.get(piece.node)
+        if state is None or not state.fits(piece.requests) or not state.free_gpus.issuperset(piece.gpus) \
+                or not state.free_cores.issuperset(piece.cores):
+            return False
+    return True
 
 
 def _victims(snapshot: Snapshot, requests, entry: Entry, by_node: dict[str, list[tuple[Entry, int, Allocation]]],
