@@ -45,7 +45,7 @@ from ..resources import GPU
 from ..scheduler.history import RunTimeHistory
 from ..spec import JobSpec
 from .checks import check_allocations, feasible
-from .metrics import JobOutcome, Sample
+from .metrics import JobOutcome, Sample, gpus_held, where
 from .policies import HISTORY, ORACLE, SimPolicy
 
 
@@ -120,7 +120,10 @@ class _Replay:
                              estimate=self._estimate, limit=lambda job: self.limits[job.id], gangs=True,
                              started=self._started)
         self.gpus_total = sum(n.allocatable.get(GPU, 0) for n in nodes)
-        self.allocated_gpus = 0
+        #: GPUs held now; a share of one GPU counts its fraction (utilization is the share
+        #: allocated, not the devices touched).
+        self.allocated_gpus: float = 0
+        self.node_of = {n.name: n for n in nodes}
         #: Specs are immutable: trace jobs alike share one.
         self._specs: dict[tuple, JobSpec] = {}
         self.arrived = 0
@@ -159,7 +162,7 @@ class _Replay:
     def _started(self, live: LiveJob) -> None:
         assert live.run is not None
         alloc = live.run.allocation
-        self.allocated_gpus += alloc.gpu_count
+        self.allocated_gpus += gpus_held(alloc)
         if not alloc.single:
             self.result.gang_placed += 1
 
@@ -169,7 +172,7 @@ class _Replay:
         run = live.run
         assert run is not None
         driver.release(job_id)
-        self.allocated_gpus -= run.allocation.gpu_count
+        self.allocated_gpus -= gpus_held(run.allocation)
         if status.stopped_for in _REQUEUED:       # preempted: waits again, its work lost
             self.result.preemptions += 1
             driver.enqueue(live.job)
@@ -182,9 +185,10 @@ class _Replay:
             # submitted as another ends gets its estimate without that end.
             self.world.call_soon(self.history.observe, live.job.user, now - run.started_at)
         driver.forget(job_id)
+        alloc = run.allocation
         self.result.outcomes.append(JobOutcome(
             id=trace.id, user=live.job.user, submit=float(trace.submit), start=run.started_at, end=now,
-            duration=float(trace.duration), gpus=trace.requests.get(GPU, 0)))
+            duration=float(trace.duration), gpus=gpus_held(alloc), **where(alloc, self.node_of)))
 
     # -- the loop ------------------------------------------------------------------------------------
     def run(self) -> SimResult:

@@ -76,8 +76,13 @@ class JobOutcome:
     start: float      #: first start
     end: float
     duration: float   #: run time alone on its resources (the trace duration)
-    gpus: int
+    gpus: float       #: GPUs it held (a share of one GPU: the fraction, e.g. 0.25)
     attained: float | None = None
+    #: Where it ran (its last run): the node (several, ``|``-joined, for a gang), the GPU
+    #: indices there, and their model ('' without GPUs).
+    node: str = ""
+    devices: tuple[int, ...] = ()
+    model: str = ""
 
     @property
     def jct(self) -> float:
@@ -86,6 +91,34 @@ class JobOutcome:
     @property
     def wait(self) -> float:
         return self.start - self.submit
+
+
+def gpus_held(allocation) -> float:
+    """GPUs an allocation holds: its devices, a share of one GPU (``corral.dev/gpu-milli``)
+    counting its fraction of the device."""
+    from ..scheduler.shares import GPU_SHARE, MILLI
+
+    total = 0.0
+    for piece in allocation.pieces:
+        share = piece.requests.get(GPU_SHARE, 0)
+        total += share / MILLI if share else len(piece.gpus)
+    return total if total != int(total) else int(total)
+
+
+def where(allocation, nodes: dict) -> dict:
+    """``node``, ``devices`` and ``model`` of :class:`JobOutcome` for an allocation
+    (``nodes``: name -> :class:`~corral.capacity.node.Node`, for the GPU model)."""
+    pieces = allocation.pieces
+    models = []
+    for p in pieces:
+        node = nodes.get(p.node)
+        for g in p.gpus:
+            model = node.gpu(g).model if node is not None else ""
+            if model not in models:
+                models.append(model)
+    return {"node": "|".join(p.node for p in pieces),
+            "devices": tuple(g for p in pieces for g in p.gpus),
+            "model": "|".join(models)}
 
 
 @dataclass(frozen=True, slots=True)
