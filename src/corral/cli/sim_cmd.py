@@ -90,7 +90,21 @@ def cmd_sim(args) -> int:
         if not (0 < fraction <= 1):
             raise ValidationError("--node-fraction", fraction, "expected a number above 0 and at most 1, e.g. 0.25")
         nodes = downsample_nodes(nodes, fraction, seed)
-    trace = load_trace(args.trace, args.format)
+    keep_running = bool(getattr(args, "keep_running", False))
+    fmt_name = str(args.format or "").strip().lower()
+    if keep_running and fmt_name != "alibaba":
+        raise ValidationError("--keep-running", args.format, "expected --format alibaba (only its pods have phases)")
+    if getattr(args, "packing", False):
+        from .sim_packing import cmd_packing
+
+        return cmd_packing(args, nodes, seed)
+    if getattr(args, "fill", None) is not None:
+        raise ValidationError("--fill", args.fill, "expected --packing with it (the packing experiment)")
+    trace = load_trace(args.trace, args.format, **({"include_running": True} if keep_running else {}))
+    if not trace.timed:
+        raise ValidationError("--trace", args.trace, "expected submit and run times (creation_time, deletion_time "
+                              "columns) to replay; a pod list without them runs with --packing",
+                              detail="no time columns")
     info = None
     if window is not None or min_duration or max_gpu_hours is not None or args.jobs:
         from ..sim.trace import sample
@@ -176,6 +190,9 @@ def cmd_sim(args) -> int:
                   "PREEMPT: preemptions.")
     if args.out:
         _write_out(args.out, results)
+    per_job = getattr(args, "per_job", None)
+    if per_job:
+        _write_per_job(per_job, runs)
     plot_dir = getattr(args, "plot", None)
     if plot_dir:
         from ..sim.plots import write_plots
@@ -235,4 +252,25 @@ def _write_out(path: str, results: dict[str, dict]) -> None:
 
         with open(path, "w") as f:
             json.dump(results, f, indent=2, sort_keys=True, default=str)
+    print(f"wrote {path}", file=sys.stderr)
+
+
+PER_JOB_COLUMNS = ("policy", "id", "submit", "start", "end", "node", "gpus", "share", "model")
+
+
+def _write_per_job(path: str, runs: dict) -> None:
+    """One row per job and policy: where and when it ran. ``gpus``: the GPU indices on its
+    node (``|``-separated); ``share``: the thousandths of that GPU it held when it shared
+    one (empty for whole GPUs)."""
+    import csv
+
+    with open(path, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(PER_JOB_COLUMNS)
+        for name, result in runs.items():
+            for o in result.outcomes:
+                whole = o.gpus == int(o.gpus)
+                out.writerow([name, o.id, f"{o.submit:g}", f"{o.start:g}", f"{o.end:g}",
+                              o.node, "|".join(map(str, o.devices)), "" if whole else round(o.gpus * 1000),
+                              o.model])
     print(f"wrote {path}", file=sys.stderr)
