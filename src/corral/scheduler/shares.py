@@ -43,15 +43,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from ..resources import CPU, GPU, Resources
+from ..resources import CPU, GPU, GPU_SHARE, Resources
 from .eligibility import gpu_model_matches, wanted_gpus
 
 #: A node's state (:class:`corral.scheduler.snapshot.NodeState`: ``node``, ``free_gpus``,
 #: ``shares``); named loosely here, as the snapshot builds on this module.
 NodeState = Any
 
-#: The shared-GPU resource: thousandths of one GPU.
-GPU_SHARE = "corral.dev/gpu-milli"
+#: The shared-GPU resource (``corral.dev/gpu-milli``): thousandths of one GPU.
+__all__ = ["GPU_SHARE"]
 MILLI = 1000
 
 
