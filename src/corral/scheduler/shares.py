@@ -60,6 +60,12 @@ def share_of(requests: Resources) -> int:
     return requests.amounts.get(GPU_SHARE, 0)
 
 
+def requested_gpus(requests: Resources) -> float:
+    """GPUs a request asks for: whole GPUs, or a share's fraction of one (0.25)."""
+    share = requests.amounts.get(GPU_SHARE, 0)
+    return share / MILLI if share else requests.amounts.get(GPU, 0)
+
+
 def as_whole(requests: Resources) -> Resources:
     """The request with its share counted as one whole GPU (with the same constraints):
     what it needs for "could it ever fit" questions, since a free device holds any share."""

@@ -172,9 +172,14 @@ class Snapshot:
         #: Draining nodes: counted (their jobs hold what they hold), but nothing new fits.
         self.cordoned = frozenset(cordoned)
         for node in nodes:
+            allocatable = node.allocatable.as_dict()
+            if node.gpus:
+                # A node's GPUs in thousandths, for shares: a bound for "could it ever fit"
+                # and for quotas; what is free of it is per device (NodeState.shares).
+                allocatable[GPU_SHARE] = MILLI * len(node.gpus)
             self.nodes[node.name] = NodeState(
                 node=node,
-                allocatable=node.allocatable.as_dict(),
+                allocatable=allocatable,
                 free_gpus={g.index for g in node.gpus},
                 free_cores=set(node.cores),
                 cordoned=node.name in self.cordoned,

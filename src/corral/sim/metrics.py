@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 __all__ = [
@@ -79,10 +79,11 @@ class JobOutcome:
     gpus: float       #: GPUs it held (a share of one GPU: the fraction, e.g. 0.25)
     attained: float | None = None
     #: Where it ran (its last run): the node (several, ``|``-joined, for a gang), the GPU
-    #: indices there, and their model ('' without GPUs).
-    node: str = ""
-    devices: tuple[int, ...] = ()
-    model: str = ""
+    #: indices there, and their model ('' without GPUs). Not compared: two runs that
+    #: decide the same times are equal outcomes wherever the ties put the jobs.
+    node: str = field(default="", compare=False)
+    devices: tuple[int, ...] = field(default=(), compare=False)
+    model: str = field(default="", compare=False)
 
     @property
     def jct(self) -> float:
