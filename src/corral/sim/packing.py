@@ -140,28 +140,26 @@ class _Fgd:
             v = self.memo[key] = node_fragmentation(devices, cpu, self.shapes)
         return v
 
-    def choose(self, snapshot: Snapshot, requests: Resources, keys: dict[str, tuple]) -> tuple[NodeState, int | None] | None:
-        """The node (and, for a share, the device) where ``requests`` grows fragmentation least."""
+    def choose(self, snapshot: Snapshot, requests: Resources,
+               classes: "_Classes") -> tuple[NodeState, int | None] | None:
+        """The node (and, for a share, the device) where ``requests`` grows fragmentation
+        least. Nodes in equal states score alike: each class is judged once, on its node
+        of the lowest name (the best-fit tie-break prefers it among equals)."""
         share = share_of(requests)
         gpus = requests.get(GPU, 0)
         cpu = requests.get(CPU, 0)
         c = requests.constraints
         models = c.gpu_models if c is not None else ()
         best = None
-        seen: dict[tuple, tuple[float, int | None]] = {}
-        for state in snapshot.ordered:
+        ordered = snapshot.ordered
+        for (devices, _), members in classes.items():
+            state = ordered[min(members)]
             if not state.fits(requests):
                 continue
-            devices = keys[state.node.name]
             free_cpu = state.free(CPU)
-            k = (devices, free_cpu)
-            hit = seen.get(k)
-            if hit is None:
-                before = self.frag(devices, free_cpu)
-                hit = self._growth(state, devices, free_cpu - cpu, before, share, gpus, models)
-                seen[k] = hit
-            growth, device = hit
-            if growth is None:
+            before = self.frag(devices, free_cpu)
+            growth, device = self._growth(state, devices, free_cpu - cpu, before, share, gpus, models)
+            if growth is None or (best is not None and growth > best[0][0]):
                 continue
             rank = (growth, node_score(state, requests))
             if best is None or rank < best[0]:
@@ -205,6 +203,33 @@ def _key(state: NodeState) -> tuple[tuple[int, str], ...]:
     return tuple(sorted(free_devices(state)))
 
 
+class _Classes(dict):
+    """Nodes in equal states: (free devices, everything else that decides a fit) ->
+    the positions of those nodes in the snapshot's order."""
+
+    def __init__(self, snapshot: Snapshot):
+        super().__init__()
+        self.of: dict[int, tuple] = {}
+        for i, state in enumerate(snapshot.ordered):
+            self.place(i, state)
+
+    @staticmethod
+    def key(state: NodeState) -> tuple:
+        rest = (tuple(sorted(state.allocatable.items())), tuple(sorted((k, v) for k, v in state.used.items() if v)),
+                state.cordoned, state.node.labels, len(state.free_cores))
+        return _key(state), rest
+
+    def place(self, i: int, state: NodeState) -> None:
+        old = self.of.get(i)
+        if old is not None:
+            members = self[old]
+            members.discard(i)
+            if not members:
+                del self[old]
+        key = self.of[i] = self.key(state)
+        self.setdefault(key, set()).add(i)
+
+
 def pack(nodes: Sequence[Node], jobs: Sequence, scorer: str = "fgd", *, fill: float = 1.3,
          marks: Sequence[float] | None = None, shapes: Sequence[PodShape] | None = None) -> PackingResult:
     """Place ``jobs`` (already in arrival order, e.g. from :func:`arrivals`) one by one on
@@ -221,7 +246,7 @@ def pack(nodes: Sequence[Node], jobs: Sequence, scorer: str = "fgd", *, fill: fl
     if shapes is None:
         shapes = typical_shapes(j.requests for j in jobs)
     fgd = _Fgd(shapes)
-    keys = {s.node.name: _key(s) for s in snapshot.ordered}
+    classes = _Classes(snapshot) if scorer == "fgd" else None
     pending_marks = sorted(marks if marks is not None else marks_for(fill))
     arrived_milli = allocated = 0
     for job in jobs:
@@ -234,7 +259,7 @@ def pack(nodes: Sequence[Node], jobs: Sequence, scorer: str = "fgd", *, fill: fl
             if alloc is not None:
                 piece = alloc.pieces[0]
         else:
-            chosen = fgd.choose(snapshot, requests, keys)
+            chosen = fgd.choose(snapshot, requests, classes)
             if chosen is not None:
                 state, device = chosen
                 piece = place_share(state, requests, device) if GPU_SHARE in requests.amounts \
@@ -243,8 +268,8 @@ def pack(nodes: Sequence[Node], jobs: Sequence, scorer: str = "fgd", *, fill: fl
             result.failed += 1
         else:
             snapshot.assume(Allocation(pieces=(piece,)))
-            state = snapshot.nodes[piece.node]
-            keys[piece.node] = _key(state)
+            if classes is not None:
+                classes.place(snapshot.position(piece.node), snapshot.nodes[piece.node])
             allocated += need
             result.placed += 1
             result.where[job.id] = (piece.node, piece.gpus)
