@@ -13,7 +13,7 @@ from corral.resources import CPU, GPU, Constraints, Resources
 from corral.scheduler.shares import GPU_SHARE, PodShape, node_fragmentation, typical_shapes
 from corral.sim.cluster import make_sim_node
 from corral.sim.engine import SimJob
-from corral.sim.packing import arrivals, pack
+from corral.sim.packing import SCORERS, arrivals, pack
 
 
 def share(i, milli):
@@ -38,6 +38,8 @@ def test_fgd_differs_from_best_fit_and_packs_more():
     assert (best.placed, best.failed) == (3, 1)
     assert (fgd.placed, fgd.failed) == (4, 0)
     assert best.ratio_at(1.0) == pytest.approx(0.7)
+    # The FGD simulator's own BestFit (least free CPU and GPU left) does as corral's here.
+    assert pack(nodes, jobs, "weighted-best-fit", fill=1.0).ratio_at(1.0) == pytest.approx(0.7)
     assert fgd.ratio_at(1.0) == pytest.approx(1.0)
     # Fragmentation at 50 % arrived (after the third job, 1.4 of 2 GPUs requested): best fit
     # left 0.2 on n1 that no shape can use (200) and 0.4 on n2 that the 0.6 half cannot
@@ -82,7 +84,7 @@ def test_packing_respects_gpu_models():
              make_sim_node("b", cpu=8000, memory=2**34, gpus=2, model="V100M16")]
     want = Constraints(gpu_models=("V100M16",))
     jobs = [SimJob(i, 0, 0, Resources({CPU: 100, GPU_SHARE: 300}, constraints=want)) for i in range(8)]
-    for scorer in ("fgd", "best-fit"):
+    for scorer in SCORERS:
         r = pack(nodes, jobs, scorer, fill=1.0)
         assert {node for node, _ in r.where.values()} == {"b"}
         assert r.placed == 6 and r.failed == 2        # 3 x 0.3 per V100 device
@@ -104,7 +106,7 @@ def test_cli_packing_on_a_pod_list_without_times(tmp_path, capsys):
     import json
 
     out = json.loads(capsys.readouterr().out)
-    assert out["arrivals"] == 4 and set(out["scorers"]) == {"fgd", "best-fit"}
+    assert out["arrivals"] == 4 and set(out["scorers"]) == {"fgd", "best-fit", "weighted-best-fit"}
     assert out["scorers"]["fgd"]["curve"][-1]["arrived"] == 1.0
     # Replaying it needs times: a one-line error that says so.
     assert main(["sim", "--trace", str(pods), "--format", "alibaba", "--cluster", str(nodes)]) == 1

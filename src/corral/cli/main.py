@@ -147,7 +147,8 @@ COMMANDS = {c.name: c for c in (  # noqa: E501
             Opt("--keep-running", "alibaba: keep the pods still Running at the trace's end (cut there) instead "
                 "of leaving them out", flag=True),
             Opt("--packing", "the FGD paper's packing experiment instead of a replay: arrivals shuffled by --seed, "
-                "no departures, until requests reach --fill; GPU allocation ratio of FGD and best fit",
+                "no departures, until requests reach --fill; GPU allocation ratio of FGD, best fit and the FGD "
+                "simulator's weighted best fit",
                 flag=True),
             Opt("--fill", "--packing: stop arrivals once requests reach this share of the cluster's GPUs "
                 "(default 1.3)", type=float, metavar="X")),

@@ -18,8 +18,8 @@ def cmd_packing(args, nodes, seed: int) -> int:
     for opt, value in (("--policy", args.policy), ("--window", getattr(args, "window", None)),
                        ("--per-job", getattr(args, "per_job", None)), ("--plot", getattr(args, "plot", None))):
         if value:
-            raise ValidationError(opt, value, "expected a replay for it, not --packing (which compares FGD "
-                                  "and best fit on arrivals without departures)", detail="not with --packing")
+            raise ValidationError(opt, value, "expected a replay for it, not --packing (which compares its "
+                                  "scorers on arrivals without departures)", detail="not with --packing")
     options = {"every_pod": True} if str(args.format).strip().lower() == "alibaba" else {}
     trace = load_trace(args.trace, args.format, **options)
     jobs = trace.jobs if not args.jobs else trace.jobs[:args.jobs]

@@ -18,11 +18,14 @@ simulator) and this mode do the same:
   *fragmentation*: the FGD measure summed over the nodes (:func:`corral.scheduler.shares.
   node_fragmentation`), as a share of the capacity.
 
-Two scorers choose the node (and the device of a share):
+Three scorers choose the node (and the device of a share):
 
 * ``best-fit``: corral's own placement (:func:`corral.scheduler.placement.best_fit`): the
   node left with the fewest free whole GPUs, then the least free CPU; a share goes on the
   fullest device that still holds it.
+* ``weighted-best-fit``: the FGD simulator's own BestFit baseline (the one the paper
+  compares with): the node left with the least ``0.5 x free CPU / 128 + 0.5 x free GPU /
+  8`` GPUs, then the fullest device for a share.
 * ``fgd``: Fragmentation Gradient Descent: among the nodes where the job fits now, the one
   (and for a share, the device) whose fragmentation grows the least by taking it. The target
   workload is the trace's typical job shapes (:func:`~corral.scheduler.shares.typical_shapes`,
@@ -52,7 +55,9 @@ from ..scheduler.shares import (GPU_SHARE, MILLI, PodShape, allocated_milli, dev
                                 node_fragmentation, share_of, typical_shapes)
 from ..scheduler.snapshot import NodeState, Snapshot
 
-SCORERS = ("fgd", "best-fit")
+SCORERS = ("fgd", "best-fit", "weighted-best-fit")
+#: The FGD simulator's BestFit normalises by the largest node it knows (128 CPUs, 8 GPUs).
+MAX_SPEC_CPU, MAX_SPEC_MILLI = 128000, 8000
 FILL_EXPECTED = "expected a number above 0 and at most 10, e.g. 1.3 (130 % of the cluster's GPUs)"
 
 
@@ -199,6 +204,26 @@ class _Fgd:
         return self.frag(tuple(sorted(after)), cpu_after) - before, None
 
 
+def _weighted_best_fit(snapshot: Snapshot, requests: Resources, classes: "_Classes") -> NodeState | None:
+    """The FGD simulator's BestFit baseline (``best_fit_score.go``): the node left with
+    the least ``0.5 x free CPU / 128 CPUs + 0.5 x free GPU / 8 GPUs`` (free GPU in
+    thousandths, shares counted), ties by name; a share then goes on the fullest device
+    that holds it (its ``bestfit`` GPU choice)."""
+    need_cpu, need = requests.get(CPU, 0), requested_milli(requests)
+    best = None
+    ordered = snapshot.ordered
+    for (devices, _), members in classes.items():
+        state = ordered[min(members)]
+        if not state.fits(requests):
+            continue
+        left = 0.5 * (state.free(CPU) - need_cpu) / MAX_SPEC_CPU \
+            + 0.5 * (sum(f for f, _ in devices) - need) / MAX_SPEC_MILLI
+        rank = (left, state.node.name)
+        if best is None or rank < best[0]:
+            best = (rank, state)
+    return None if best is None else best[1]
+
+
 def _key(state: NodeState) -> tuple[tuple[int, str], ...]:
     return tuple(sorted(free_devices(state)))
 
@@ -233,7 +258,7 @@ class _Classes(dict):
 def pack(nodes: Sequence[Node], jobs: Sequence, scorer: str = "fgd", *, fill: float = 1.3,
          marks: Sequence[float] | None = None, shapes: Sequence[PodShape] | None = None) -> PackingResult:
     """Place ``jobs`` (already in arrival order, e.g. from :func:`arrivals`) one by one on
-    ``nodes``, with no departures, by ``scorer`` (``fgd`` or ``best-fit``); the allocation
+    ``nodes``, with no departures, by ``scorer`` (one of :data:`SCORERS`); the allocation
     ratio and fragmentation at each arrived fraction of ``marks`` (default 0.1 .. ``fill``).
     ``shapes``: FGD's target workload (default: the typical shapes of ``jobs``)."""
     if scorer not in SCORERS:
@@ -246,7 +271,7 @@ def pack(nodes: Sequence[Node], jobs: Sequence, scorer: str = "fgd", *, fill: fl
     if shapes is None:
         shapes = typical_shapes(j.requests for j in jobs)
     fgd = _Fgd(shapes)
-    classes = _Classes(snapshot) if scorer == "fgd" else None
+    classes = _Classes(snapshot) if scorer != "best-fit" else None
     pending_marks = sorted(marks if marks is not None else marks_for(fill))
     arrived_milli = allocated = 0
     for job in jobs:
@@ -258,6 +283,10 @@ def pack(nodes: Sequence[Node], jobs: Sequence, scorer: str = "fgd", *, fill: fl
             alloc = best_fit(snapshot, requests)
             if alloc is not None:
                 piece = alloc.pieces[0]
+        elif scorer == "weighted-best-fit":
+            state = _weighted_best_fit(snapshot, requests, classes)
+            if state is not None:
+                piece = place_piece(state, requests)
         else:
             chosen = fgd.choose(snapshot, requests, classes)
             if chosen is not None:
