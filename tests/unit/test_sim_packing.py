@@ -101,11 +101,16 @@ def test_cli_packing_on_a_pod_list_without_times(tmp_path, capsys):
     pods, nodes = tmp_path / "pods.csv", tmp_path / "nodes.csv"
     pods.write_text(UNTIMED)
     nodes.write_text(NODES)
+    per = tmp_path / "placed.csv"
     assert main(["sim", "--trace", str(pods), "--format", "alibaba", "--cluster", str(nodes), "--packing",
-                 "--fill", "1.0", "--json"]) == 0
+                 "--fill", "1.0", "--json", "--per-job", str(per)]) == 0
     import json
 
     out = json.loads(capsys.readouterr().out)
+    rows = list(csv.DictReader(per.open()))
+    assert len(rows) == 12 and {r["scorer"] for r in rows} == {"fgd", "best-fit", "weighted-best-fit"}
+    fgd = [r for r in rows if r["scorer"] == "fgd"]
+    assert all(r["node"] in ("n1", "n2") and r["model"] == "T4" and r["gpus"] == "0" for r in fgd)
     assert out["arrivals"] == 4 and set(out["scorers"]) == {"fgd", "best-fit", "weighted-best-fit"}
     assert out["scorers"]["fgd"]["curve"][-1]["arrived"] == 1.0
     # Replaying it needs times: a one-line error that says so.

@@ -143,7 +143,8 @@ COMMANDS = {c.name: c for c in (  # noqa: E501
                 "preemption): adds the policy 'config', which runs it", metavar="FILE"),
             Opt("--out", "write the metrics to FILE (.csv or .json)", metavar="FILE"),
             Opt("--per-job", "write each job's outcome to FILE (CSV: policy, id, submit, start, end, node, "
-                "GPUs, share, model)", metavar="FILE"),
+                "GPUs, share, model; with --packing: scorer, arrival, id, node, GPUs, share, model)",
+                metavar="FILE"),
             Opt("--keep-running", "alibaba: keep the pods still Running at the trace's end (cut there) instead "
                 "of leaving them out", flag=True),
             Opt("--packing", "the FGD paper's packing experiment instead of a replay: arrivals shuffled by --seed, "

@@ -16,7 +16,7 @@ def cmd_packing(args, nodes, seed: int) -> int:
 
     fill = check_fill(DEFAULT_FILL if getattr(args, "fill", None) is None else args.fill)
     for opt, value in (("--policy", args.policy), ("--window", getattr(args, "window", None)),
-                       ("--per-job", getattr(args, "per_job", None)), ("--plot", getattr(args, "plot", None))):
+                       ("--plot", getattr(args, "plot", None))):
         if value:
             raise ValidationError(opt, value, "expected a replay for it, not --packing (which compares its "
                                   "scorers on arrivals without departures)", detail="not with --packing")
@@ -26,6 +26,9 @@ def cmd_packing(args, nodes, seed: int) -> int:
     capacity = sum(len(n.gpus) for n in nodes) * 1000
     order = arrivals(jobs, capacity, fill, seed)
     results = {scorer: pack(nodes, order, scorer, fill=fill) for scorer in SCORERS}
+    per_job = getattr(args, "per_job", None)
+    if per_job:
+        _write_placements(per_job, order, nodes, results)
     if args.json:
         import json
 
@@ -58,3 +61,27 @@ def cmd_packing(args, nodes, seed: int) -> int:
             json.dump({name: r.curve for name, r in results.items()}, f, indent=2)
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
+
+
+PLACEMENT_COLUMNS = ("scorer", "arrival", "id", "node", "gpus", "share", "model")
+
+
+def _write_placements(path: str, order, nodes, results: dict) -> None:
+    """``--per-job`` in the packing mode: where each arrival was placed, per scorer (an
+    arrival that found no node has an empty node; a job drawn again to top up the
+    arrivals appears once per arrival)."""
+    import csv
+
+    from ..scheduler.shares import share_of
+
+    node_of = {n.name: n for n in nodes}
+    with open(path, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(PLACEMENT_COLUMNS)
+        for scorer, r in results.items():
+            for number, job in enumerate(order):
+                node, gpus = r.where.get(number, ("", ()))
+                model = "|".join(dict.fromkeys(node_of[node].gpu(g).model for g in gpus)) if node else ""
+                out.writerow([scorer, number, job.id, node, "|".join(map(str, gpus)),
+                              share_of(job.requests) or "", model])
+    print(f"wrote {path}", file=sys.stderr)

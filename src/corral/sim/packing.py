@@ -111,7 +111,8 @@ class PackingResult:
     curve: list[tuple[float, float, float]] = field(default_factory=list)
     #: GPU requested by all the arrivals over the capacity (just below ``fill``).
     arrived_fraction: float = 0.0
-    #: Job id -> (node, GPU indices) for the jobs placed.
+    #: Arrival number (0, 1, ...: a job drawn again to top up is another arrival) ->
+    #: (node, GPU indices) for the arrivals placed.
     where: dict[int, tuple[str, tuple[int, ...]]] = field(default_factory=dict)
 
     def ratio_at(self, arrived: float) -> float | None:
@@ -274,7 +275,7 @@ def pack(nodes: Sequence[Node], jobs: Sequence, scorer: str = "fgd", *, fill: fl
     classes = _Classes(snapshot) if scorer != "best-fit" else None
     pending_marks = sorted(marks if marks is not None else marks_for(fill))
     arrived_milli = allocated = 0
-    for job in jobs:
+    for number, job in enumerate(jobs):
         requests = job.requests
         need = requested_milli(requests)
         result.arrived += 1
@@ -301,7 +302,7 @@ def pack(nodes: Sequence[Node], jobs: Sequence, scorer: str = "fgd", *, fill: fl
                 classes.place(snapshot.position(piece.node), snapshot.nodes[piece.node])
             allocated += need
             result.placed += 1
-            result.where[job.id] = (piece.node, piece.gpus)
+            result.where[number] = (piece.node, piece.gpus)
         arrived_milli += need
         while pending_marks and arrived_milli >= pending_marks[0] * capacity - 1e-6:
             result.curve.append((pending_marks.pop(0), allocated / capacity,
