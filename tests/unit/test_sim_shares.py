@@ -44,7 +44,20 @@ def test_four_quarter_gpu_jobs_run_together():
 def test_utilization_counts_the_share_not_the_device():
     nodes = parse_cluster("1x2gpu")
     result = simulate(nodes, [SimJob(0, 0, 100, share(250))], BEST, check=True)
-    assert summarize(result.outcomes, result.samples)["utilization"] == pytest.approx(0.125)
+    s = summarize(result.outcomes, result.samples)
+    assert s["utilization"] == pytest.approx(0.125)
+    # The 0.75 left on the shared device only another share can use: 0.75 of 2 GPUs.
+    assert s["gpu_stranded"] == pytest.approx(0.375)
+
+
+def test_stranded_share_follows_the_jobs():
+    nodes = parse_cluster("1x1gpu")
+    jobs = [SimJob(0, 0, 100, share(500)), SimJob(1, 0, 50, share(500))]
+    result = simulate(nodes, jobs, BEST, check=True)
+    # Both halves run 0-50 (nothing stranded), the first alone 50-100 (0.5 stranded).
+    assert summarize(result.outcomes, result.samples)["gpu_stranded"] == pytest.approx(0.25)
+    whole = simulate(nodes, [SimJob(0, 0, 10, Resources({CPU: 1000, GPU: 1}))], BEST)
+    assert summarize(whole.outcomes, whole.samples)["gpu_stranded"] == 0
 
 
 def test_a_fifth_quarter_waits_and_whole_gpus_avoid_shared_devices():

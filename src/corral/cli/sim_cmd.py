@@ -176,6 +176,10 @@ def cmd_sim(args) -> int:
         print(fmt.table(["POLICY"] + [h for _, h in COLUMNS], rows))
         print("JCT/BOUND: mean JCT over a lower bound (fluid SRPT on one machine with all GPUs, "
               "or the mean duration, whichever is larger).")
+        stranded = {name: r.get("gpu_stranded") for name, r in results.items() if r.get("gpu_stranded")}
+        if stranded:
+            print("GPU shares: free on shared devices only (usable by other shares only, a fragmentation "
+                  "figure), time average: " + ", ".join(f"{name} {100 * v:.2f}%" for name, v in stranded.items()))
         if oracle:
             print("(oracle): uses the trace's real run times (a reference, not deployable): " + ", ".join(oracle))
         if "config" in policies:
@@ -270,7 +274,12 @@ def _write_per_job(path: str, runs: dict) -> None:
         for name, result in runs.items():
             for o in result.outcomes:
                 whole = o.gpus == int(o.gpus)
-                out.writerow([name, o.id, f"{o.submit:g}", f"{o.start:g}", f"{o.end:g}",
+                out.writerow([name, o.id, _secs(o.submit), _secs(o.start), _secs(o.end),
                               o.node, "|".join(map(str, o.devices)), "" if whole else round(o.gpus * 1000),
                               o.model])
     print(f"wrote {path}", file=sys.stderr)
+
+
+def _secs(value: float) -> str:
+    """Seconds as written in the per-job file: exact to the millisecond, no exponent."""
+    return f"{value:.3f}".rstrip("0").rstrip(".")

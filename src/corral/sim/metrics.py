@@ -131,6 +131,9 @@ class Sample:
     gpus_total: int
     queue_length: int
     running: int
+    #: GPU free on shared devices only (in GPUs: the free thousandths of devices that
+    #: sharers hold part of), which only another share can use: a fragmentation figure.
+    gpus_stranded: float = 0.0
 
 
 # --------------------------------------------------------------------------- helpers
@@ -244,13 +247,14 @@ def summarize(outcomes: Sequence[JobOutcome], samples: Sequence[Sample], *,
     makespan = last_end - first_submit
 
     timeline = sorted(samples, key=lambda s: s.t)  # stable: the last of equal t wins
-    utilization = queue_mean = offered_load = None
+    utilization = queue_mean = offered_load = stranded = None
     if timeline:
         capacity = _integrate(timeline, "gpus_total", first_submit, last_end)
         if makespan > 0:
             queue_mean = _integrate(timeline, "queue_length", first_submit, last_end) / makespan
             if capacity > 0:
                 utilization = _integrate(timeline, "gpus_allocated", first_submit, last_end) / capacity
+                stranded = _integrate(timeline, "gpus_stranded", first_submit, last_end) / capacity
         arrival_capacity = _integrate(timeline, "gpus_total", first_submit, last_submit)
         if last_submit > first_submit and arrival_capacity > 0:
             offered_load = math.fsum(o.duration * o.gpus for o in outcomes) / arrival_capacity
@@ -285,6 +289,7 @@ def summarize(outcomes: Sequence[JobOutcome], samples: Sequence[Sample], *,
         "slowdown_p95": percentile(slowdowns, 95),
         "makespan": makespan,
         "utilization": utilization,
+        "gpu_stranded": stranded,
         "offered_load": offered_load,
         "queue_mean": queue_mean,
         "users": len(per_user),
