@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from ..capacity.node import Node
-from ..errors import ValidationError
+from ..errors import CorralError, ValidationError
 from ..job import Allocation
 from ..resources import CPU, GPU, Resources
 from ..scheduler.eligibility import gpu_model_matches
@@ -312,8 +312,9 @@ def pack(nodes: Sequence[Node], jobs: Sequence, scorer: str = "fgd", *, fill: fl
     for mark in pending_marks:
         result.curve.append((mark, allocated / capacity, _cluster_frag(snapshot, fgd) / capacity))
     result.arrived_fraction = arrived_milli / capacity
-    check = sum(allocated_milli(s) for s in snapshot.ordered)
-    assert check == allocated, (check, allocated)      # the snapshot agrees with the count
+    held = sum(allocated_milli(s) for s in snapshot.ordered)
+    if held != allocated:                               # the snapshot must agree with the count
+        raise CorralError(f"packing: the snapshot holds {held} thousandths of GPU, the placements {allocated}")
     return result
 
 
