@@ -534,8 +534,9 @@ def run_alibaba(args, traces: Path, out: dict) -> None:
         f"{claim['running_scheduled']} scheduled Running pods only {claim['end_at_trace_end']} end at the "
         f"trace's last deletion time (median run time {f0(claim['median_runtime_s'])} s): the phase is the "
         f"last one observed, not a cut-off marker, so they are replayed.",
-        f"{shared} of these pods share a GPU (gpu_milli < 1000); corral allocates whole GPUs, so each takes "
-        f"one whole GPU. GPU model constraints (gpu_spec) are empty in this file; the engine ignores them.",
+        f"{shared} of these pods share a GPU (gpu_milli < 1000): each asks for its share of one GPU "
+        f"(corral.dev/gpu-milli), and GPU util counts the share. GPU model constraints (gpu_spec) are empty "
+        f"in this file (where given, they constrain the pod's GPUs).",
         "GPU/CPU util: allocated GPUs/CPUs (requests x run time) over capacity x makespan [first submit, "
         "last end]; '(arr.)': the same over the arrival window [first submit, last submit]. The first pods "
         "are services that run for ~145 days, so the makespan hardly changes with the load. "

@@ -24,6 +24,8 @@ from .errors import CorralError, QuantityError, ValidationError
 CPU = "cpu"
 MEMORY = "memory"
 GPU = "nvidia.com/gpu"
+#: A share of one GPU, in thousandths (1..1000): see :mod:`corral.scheduler.shares`.
+GPU_SHARE = "corral.dev/gpu-milli"
 
 #: Names users may type for the standard resources.
 ALIASES = {"gpu": GPU, "gpus": GPU, "nvidia.com/gpus": GPU, "mem": MEMORY, "cpus": CPU}

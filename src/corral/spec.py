@@ -15,7 +15,7 @@ from .constraints import (LABEL_KEY_EXPECTED, label_key_ok, parse_gpu_models, pa
                           parse_selector)
 from .durations import format_duration, parse_duration
 from .errors import QuantityError, ValidationError, invalid, show_value
-from .resources import (CPU, GPU, MEMORY, Constraints, Resources, canonical_name, format_quantity, parse_quantity,
+from .resources import (CPU, GPU, GPU_SHARE, MEMORY, Constraints, Resources, canonical_name, format_quantity, parse_quantity,
                         sort_key)
 
 
@@ -698,11 +698,21 @@ def _build(command: object, *, requests: object, limits: object, name: object, e
         raise _fail(models_path, gpu_models, f"give the GPU models once: in {paths.get('gpus', 'gpus')} "
                                              f"(MODEL:COUNT) or in {models_path}")
     models = models or listed
-    if models and not req.get(GPU):
+    share = req.get(GPU_SHARE)
+    if share:
+        share_path = f"{paths['requests']}{GPU_SHARE}" if paths["requests"] else GPU_SHARE
+        if share > 1000:
+            raise _fail(share_path, share, f"expected 1 to 1000 (thousandths of one GPU); ask for whole GPUs with "
+                                           f"{GPU}")
+        if req.get(GPU):
+            raise _fail(share_path, share, f"expected either {GPU} (whole GPUs) or a share of one GPU, not both")
+    if models and not req.get(GPU) and not share:
         raise _fail(models_path, list(models), f"GPU models choose GPUs, and the job requests none: "
                                                f"request {GPU} too, e.g. --gpus {models[0]}:1")
     array_ = parse_array(array, paths.get("array", "array"))
     nodes_ = parse_nodes(nodes, paths.get("nodes", "nodes"))
+    if share and nodes_ != 1:
+        raise _fail(paths.get("nodes", "nodes"), nodes_, "expected 1: a share of one GPU runs on one node")
     pty_ = _parse_bool(pty, paths.get("pty", "pty"), False)
     if pty_ and (array_[0] or nodes_ != 1):
         raise _fail(paths.get("pty", "pty"), True, "a job with a terminal is one process: not an array "

@@ -13,7 +13,8 @@ import pytest
 from corral.capacity.node import Node
 from corral.errors import CorralError, ValidationError
 from corral.job import Allocation, Job, JobState, Reason
-from corral.resources import CPU, GPU, MEMORY, Resources
+from corral.resources import CPU, GPU, MEMORY, Constraints, Resources
+from corral.scheduler.shares import GPU_SHARE
 from corral.sim.loaders import (
     TraceFormatError, downsample_nodes, load_alibaba, load_corral, load_philly, load_swf, load_trace,
 )
@@ -168,12 +169,14 @@ def test_alibaba_pods_fields_and_running_skipped(tmp_path):
     assert [j.duration for j in trace.jobs] == [300.0, 20.0, 10.0]
     assert [j.user for j in trace.jobs] == ["BE", "Guaranteed", "Burstable"]   # qos
     shared, cpu_only, multi = trace.jobs
-    # A fractional pod still asks for one whole GPU; the fraction is kept beside it.
-    assert shared.requests == Resources({CPU: 6000, MEMORY: 12288 * MiB, GPU: 1})
+    # A fractional pod asks for its share of one GPU; the fraction is kept beside it.
+    assert shared.requests == Resources({CPU: 6000, MEMORY: 12288 * MiB, GPU_SHARE: 460})
     assert shared.gpu_fraction == pytest.approx(0.46)
     assert cpu_only.requests == Resources({CPU: 2000, MEMORY: 1024 * MiB})
     assert cpu_only.gpu_fraction is None and cpu_only.gpu_models == ()   # "nan" = any model
-    assert multi.requests == Resources({CPU: 88000, MEMORY: 327680 * MiB, GPU: 8})
+    # gpu_spec is the request's GPU-model constraint, as a daemon job's gpuModels.
+    assert multi.requests == Resources({CPU: 88000, MEMORY: 327680 * MiB, GPU: 8},
+                                       constraints=Constraints(gpu_models=("V100M16", "V100M32")))
     assert multi.gpu_fraction is None
     assert multi.gpu_models == ("V100M16", "V100M32")
     assert trace.skipped == 2
@@ -188,6 +191,37 @@ def test_alibaba_include_running(tmp_path):
     assert (running.submit, running.duration, running.user) == (50.0, 900.0, "LS")
     assert running.gpu_fraction is None
     assert trace.skip_reasons == {"never scheduled": 1} and trace.skipped == 1
+
+
+def test_alibaba_running_pods_are_cut_at_the_trace_end(tmp_path):
+    pods = PODS + "openb-pod-0005,1000,1024,1,250,,LS,Running,900,5000,900\n" \
+        + "openb-pod-0006,1000,1024,1,250,,LS,Running,400,,400\n"
+    trace = load_trace(write(tmp_path, "pods.csv", pods), "alibaba", include_running=True)
+    by_name = {j.name: j for j in trace.jobs}
+    # The trace ends at its latest deletion time (5000); a Running pod without one ends there.
+    assert by_name["openb-pod-0005"].duration == 4100.0
+    assert by_name["openb-pod-0006"].duration == 4600.0
+    with pytest.raises(TraceFormatError, match='line 8: invalid deletion_time ""'):
+        load_alibaba(write(tmp_path, "pods.csv", pods))   # not kept: an empty time is an error
+
+
+def test_alibaba_pod_list_without_time_columns(tmp_path):
+    path = write(tmp_path, "pods.csv", "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec\n"
+                 "a,4000,1024,1,500,T4\nb,8000,2048,2,1000,\nc,1000,512,0,0,\n")
+    trace = load_alibaba(path)
+    assert not trace.timed
+    assert [(j.name, j.submit, j.duration, j.user) for j in trace.jobs] == [
+        ("a", 0.0, 0.0, "-"), ("b", 0.0, 0.0, "-"), ("c", 0.0, 0.0, "-")]
+    assert trace.jobs[0].requests == Resources({CPU: 4000, MEMORY: 1024 * MiB, GPU_SHARE: 500},
+                                               constraints=Constraints(gpu_models=("T4",)))
+    assert load_alibaba(write(tmp_path, "p.csv", PODS)).timed
+    with pytest.raises(TraceFormatError, match="missing column gpu_milli"):
+        load_alibaba(write(tmp_path, "q.csv", "name,cpu_milli,memory_mib,num_gpu\na,1,1,1\n"))
+
+
+def test_alibaba_every_pod_keeps_all_phases(tmp_path):
+    trace = load_trace(write(tmp_path, "pods.csv", PODS), "alibaba", every_pod=True)
+    assert len(trace.jobs) == 5 and trace.skipped == 0
 
 
 @pytest.mark.parametrize("row, problem", [

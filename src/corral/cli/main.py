@@ -146,7 +146,18 @@ COMMANDS = {c.name: c for c in (  # noqa: E501
                 "itself is deterministic", type=int, metavar="N"),
             Opt("--config", "a daemon config file (queues with quotas, policy, fair_share, backfill, "
                 "preemption): adds the policy 'config', which runs it", metavar="FILE"),
-            Opt("--out", "write the metrics to FILE (.csv or .json)", metavar="FILE")),
+            Opt("--out", "write the metrics to FILE (.csv or .json)", metavar="FILE"),
+            Opt("--per-job", "write each job's outcome to FILE (CSV: policy, id, submit, start, end, node, "
+                "GPUs, share, model; with --packing: scorer, arrival, id, node, GPUs, share, model)",
+                metavar="FILE"),
+            Opt("--keep-running", "alibaba: keep the pods still Running at the trace's end (cut there) instead "
+                "of leaving them out", flag=True),
+            Opt("--packing", "the FGD paper's packing experiment instead of a replay: arrivals shuffled by --seed, "
+                "no departures, until requests reach --fill; GPU allocation ratio of FGD, best fit and the FGD "
+                "simulator's weighted best fit",
+                flag=True),
+            Opt("--fill", "--packing: stop arrivals once requests reach this share of the cluster's GPUs "
+                "(default 1.3)", type=float, metavar="X")),
     Command("watch", "Follow jobs' state changes as they happen, a line each (Ctrl-C stops).",
             Opt("--job", "only this job", type=int, metavar="ID"),
             Opt("--all", "from the first change the store has, not from now", flag=True)),

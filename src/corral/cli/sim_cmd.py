@@ -94,7 +94,21 @@ def cmd_sim(args) -> int:
         if not (0 < fraction <= 1):
             raise ValidationError("--node-fraction", fraction, "expected a number above 0 and at most 1, e.g. 0.25")
         nodes = downsample_nodes(nodes, fraction, seed)
-    trace = load_trace(args.trace, args.format)
+    keep_running = bool(getattr(args, "keep_running", False))
+    fmt_name = str(args.format or "").strip().lower()
+    if keep_running and fmt_name != "alibaba":
+        raise ValidationError("--keep-running", args.format, "expected --format alibaba (only its pods have phases)")
+    if getattr(args, "packing", False):
+        from .sim_packing import cmd_packing
+
+        return cmd_packing(args, nodes, seed)
+    if getattr(args, "fill", None) is not None:
+        raise ValidationError("--fill", args.fill, "expected --packing with it (the packing experiment)")
+    trace = load_trace(args.trace, args.format, **({"include_running": True} if keep_running else {}))
+    if not trace.timed:
+        raise ValidationError("--trace", args.trace, "expected submit and run times (creation_time, deletion_time "
+                              "columns) to replay; a pod list without them runs with --packing",
+                              detail="no time columns")
     info = None
     if window is not None or min_duration or max_gpu_hours is not None or args.jobs:
         from ..sim.trace import sample
@@ -169,6 +183,10 @@ def cmd_sim(args) -> int:
         print(fmt.table(["POLICY"] + [h for _, h in COLUMNS], rows))
         print("JCT/BOUND: mean JCT over a lower bound (fluid SRPT on one machine with all GPUs, "
               "or the mean duration, whichever is larger).")
+        stranded = {name: r.get("gpu_stranded") for name, r in results.items() if r.get("gpu_stranded")}
+        if stranded:
+            print("GPU shares: free on shared devices only (usable by other shares only, a fragmentation "
+                  "figure), time average: " + ", ".join(f"{name} {100 * v:.2f}%" for name, v in stranded.items()))
         if oracle:
             print("(oracle): uses the trace's real run times (a reference, not deployable): " + ", ".join(oracle))
         if "config" in policies:
@@ -185,6 +203,9 @@ def cmd_sim(args) -> int:
             print(f"srtf, tiresias: {rules} rules (--reference-rules), {placement} placement (--placement).")
     if args.out:
         _write_out(args.out, results)
+    per_job = getattr(args, "per_job", None)
+    if per_job:
+        _write_per_job(per_job, runs)
     plot_dir = getattr(args, "plot", None)
     if plot_dir:
         from ..sim.plots import write_plots
@@ -245,3 +266,29 @@ def _write_out(path: str, results: dict[str, dict]) -> None:
         with open(path, "w") as f:
             json.dump(results, f, indent=2, sort_keys=True, default=str)
     print(f"wrote {path}", file=sys.stderr)
+
+
+PER_JOB_COLUMNS = ("policy", "id", "submit", "start", "end", "node", "gpus", "share", "model")
+
+
+def _write_per_job(path: str, runs: dict) -> None:
+    """One row per job and policy: where and when it ran. ``gpus``: the GPU indices on its
+    node (``|``-separated); ``share``: the thousandths of that GPU it held when it shared
+    one (empty for whole GPUs)."""
+    import csv
+
+    with open(path, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(PER_JOB_COLUMNS)
+        for name, result in runs.items():
+            for o in result.outcomes:
+                whole = o.gpus == int(o.gpus)
+                out.writerow([name, o.id, _secs(o.submit), _secs(o.start), _secs(o.end),
+                              o.node, "|".join(map(str, o.devices)), "" if whole else round(o.gpus * 1000),
+                              o.model])
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def _secs(value: float) -> str:
+    """Seconds as written in the per-job file: exact to the millisecond, no exponent."""
+    return f"{value:.3f}".rstrip("0").rstrip(".")

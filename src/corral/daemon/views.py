@@ -131,6 +131,7 @@ def job_view(job: Job, manager: Manager, positions: dict[int, int] | None = None
 
 def _enforcement(manager: Manager, job: Job) -> dict[str, Any]:
     """How this job's limits are held, in words (never silently unenforced)."""
+    from ..executors.gpu_share import describe_share, mps_running
     from ..resources import CPU, MEMORY
 
     described = manager.executor.describe()
@@ -155,6 +156,10 @@ def _enforcement(manager: Manager, job: Job) -> dict[str, Any]:
             items.append(f"cpu {format_quantity(CPU, cpu)} not enforced (measured only)")
     else:
         items += [f"{name} {text} not enforced" for name, text in limits.formatted().items()]
+    for piece in (job.allocation.pieces if job.allocation is not None else ()):
+        line = describe_share(piece, mps_running())
+        if line:
+            items.append(line)
     out["limits"] = items
     return out
 

@@ -13,6 +13,9 @@ and the job must not get wrong:
   unless the spec sets them explicitly.
 * ``PYTHONUNBUFFERED=1`` unless the submitter's environment or the spec says otherwise
   (the logs are files: Python would hold a job's prints until it exits).
+* a share of one GPU (``corral.dev/gpu-milli``): the one device it shares, the same
+  ``CUDA_VISIBLE_DEVICES`` as its other sharers, ``CORRAL_GPU_SHARE`` and, where CUDA MPS
+  runs, its caps (:mod:`.gpu_share`; reported as not enforced elsewhere).
 * ``CORRAL_JOB_ID``, ``CORRAL_JOB_NAME``, ``CORRAL_CPUS`` (the cores it may run on),
   ``CORRAL_GPUS``, ``CORRAL_NODE``, ``CORRAL_ATTEMPT`` (1, 2 ... counting retries and
   requeues); for an array task ``CORRAL_ARRAY_ID`` and ``CORRAL_ARRAY_INDEX``.
@@ -23,8 +26,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Mapping
 
 from ..resources import CPU
+from .gpu_share import share_environment
 
 if TYPE_CHECKING:
+    from ..capacity.node import Node
     from ..job import Job, Piece
 
 #: What a job run as its submitter keeps of the submitter's environment (system mode;
@@ -36,9 +41,11 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NU
 
 
 def job_environment(job: "Job", piece: "Piece", cores: tuple[int, ...],
-                    base_env: Mapping[str, str] | None = None) -> dict[str, str]:
+                    base_env: Mapping[str, str] | None = None, *, node: "Node | None" = None,
+                    mps: bool = False) -> dict[str, str]:
     """The environment of ``job`` on ``piece`` (its part of the allocation on one node),
-    running on ``cores``. ``base_env``: the job's recorded environment unless given."""
+    running on ``cores``. ``base_env``: the job's recorded environment unless given.
+    ``node`` and ``mps`` (a CUDA MPS control daemon runs there): for a GPU share's caps."""
     env = dict(job.base_env if base_env is None else base_env)
     # Variables a previous corral job or the submitter's own allocation left behind
     # must not leak into this one.
@@ -62,6 +69,11 @@ def job_environment(job: "Job", piece: "Piece", cores: tuple[int, ...],
         "CORRAL_CPUS": ",".join(str(c) for c in cores),
         "CORRAL_ATTEMPT": str(max(job.attempts, 1)),      # 1, then 2 after a retry or requeue
     })
+    share_env = share_environment(piece, node, mps)
+    if share_env:                        # a share: its own caps only, never inherited ones
+        for key in ("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE", "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"):
+            env.pop(key, None)
+        env.update(share_env)
     if job.array_id is not None:
         env["CORRAL_ARRAY_ID"], env["CORRAL_ARRAY_INDEX"] = str(job.array_id), str(job.array_index or 0)
     return env

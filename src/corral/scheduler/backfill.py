@@ -63,7 +63,8 @@ def _place_avoiding(state: NodeState, requests: Resources, gpus: set[int], cores
         if not avoid_g and not avoid_c:
             continue
         view = NodeState(node=state.node, allocatable=state.allocatable, used=state.used,
-                         free_gpus=state.free_gpus - avoid_g, free_cores=state.free_cores - avoid_c)
+                         free_gpus=state.free_gpus - avoid_g, free_cores=state.free_cores - avoid_c,
+                         shares=state.shares)
         alloc = place_on(view, requests)
         if alloc is not None:
             return alloc

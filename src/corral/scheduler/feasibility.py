@@ -15,6 +15,7 @@ from ..capacity.node import Node
 from ..reasons import InsufficientResources, NodesDraining, Shortfall, Unschedulable, Wait
 from ..resources import CPU, GPU, Resources, format_quantity, sort_key
 from .eligibility import holders, node_allows, wanted_gpus
+from .shares import as_whole
 from .snapshot import NodeState, Snapshot, needs_whole_cores
 
 
@@ -24,6 +25,7 @@ def infeasible(nodes: Sequence[Node], requests: Resources) -> list[str]:
     constraints: which GPU model, label or how many nodes no node (or too few) has."""
     if not nodes:
         return ["no nodes: the daemon has no capacity to schedule on"]
+    requests = as_whole(requests)       # a share of one GPU fits wherever one free GPU would
     if requests.constraints is not None:
         return _infeasible_constrained(nodes, requests)
     return _infeasible_amounts(nodes, requests)

@@ -46,6 +46,7 @@ from typing import Iterable, Sequence
 from ..capacity.node import Node, TopologyLevel
 from ..job import Allocation, Piece
 from ..resources import CPU, GPU, Resources
+from .shares import GPU_SHARE, choose_share_device, device_free, share_of
 from .snapshot import NodeState, Snapshot, gpu_count, needs_whole_cores
 
 #: Exhaustive search over GPU subsets up to this many candidate sets; greedy beyond.
@@ -149,6 +150,8 @@ def place_piece(state: NodeState, requests: Resources) -> Piece | None:
     """A piece for ``requests`` on this node, or None when it does not fit now."""
     if not state.fits(requests):
         return None
+    if GPU_SHARE in requests.amounts:             # a share of one GPU: see .shares
+        return place_share(state, requests)
     free = state.free_gpus if requests.constraints is None else state.gpus_for(requests)
     gpus = choose_gpus(state.node, free, gpu_count(requests))
     if gpus is None:
@@ -157,6 +160,19 @@ def place_piece(state: NodeState, requests: Resources) -> Piece | None:
     if cores is None:
         return None
     return Piece(state.node.name, requests, gpus, cores)
+
+
+def place_share(state: NodeState, requests: Resources, device: int | None = None) -> Piece | None:
+    """A piece for a share of one GPU (:mod:`.shares`) on this node: on ``device``, or the
+    best-fit device (:func:`~.shares.choose_share_device`); None when it does not fit now."""
+    if device is None:
+        device = choose_share_device(state, requests)
+    if device is None or device_free(state, device) < share_of(requests):
+        return None
+    cores = choose_cores(state, requests)
+    if cores is None:
+        return None
+    return Piece(state.node.name, requests, (device,), cores)
 
 
 def place_on(state: NodeState, requests: Resources) -> Allocation | None:

@@ -31,6 +31,7 @@ from ..errors import CorralError
 from ..job import Allocation, Piece
 from ..resources import CPU, GPU, MEMORY, Resources
 from .eligibility import holders, node_allows, wanted_gpus
+from .shares import GPU_SHARE, MILLI, as_whole, share_fits
 
 
 @dataclass
@@ -45,6 +46,9 @@ class NodeState:
     vec: tuple[int, int, int] = field(init=False, repr=False, compare=False)
     #: Draining: its jobs run on, nothing new starts here (nothing :meth:`fits`).
     cordoned: bool = False
+    #: Shared devices: GPU index -> thousandths held by its sharers (1..1000); such a
+    #: device is out of :attr:`free_gpus` and counts as a used GPU (:mod:`.shares`).
+    shares: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._revec()
@@ -70,7 +74,10 @@ class NodeState:
             return True
         alloc, used = self.allocatable, self.used
         for name, amount in requests.amounts.items():
-            if amount > alloc.get(name, 0) - used.get(name, 0):
+            if name == GPU_SHARE:
+                if not share_fits(self, requests):
+                    return False
+            elif amount > alloc.get(name, 0) - used.get(name, 0):
                 return False
         return True
 
@@ -92,9 +99,15 @@ class NodeState:
 
     def assume(self, piece: Piece) -> None:
         """Take a piece's resources and devices out of the free pool."""
+        share = piece.requests.get(GPU_SHARE, 0)
+        if share:
+            self._share(piece, share)
         for name, amount in piece.requests.items():
-            self.used[name] = self.used.get(name, 0) + amount
+            if name != GPU_SHARE:
+                self.used[name] = self.used.get(name, 0) + amount
         self._revec()
+        if share:
+            return
         for g in piece.gpus:
             if g not in self.free_gpus:
                 raise CorralError(f"GPU {g} on node {self.node.name} is already allocated")
@@ -106,15 +119,50 @@ class NodeState:
 
     def forget(self, piece: Piece) -> None:
         """Undo :meth:`assume`."""
+        share = piece.requests.get(GPU_SHARE, 0)
         for name, amount in piece.requests.items():
-            self.used[name] = self.used.get(name, 0) - amount
+            if name != GPU_SHARE:
+                self.used[name] = self.used.get(name, 0) - amount
+        if share:
+            for g in piece.gpus:
+                left = self.shares.get(g, 0) - share
+                if left > 0:
+                    self.shares[g] = left
+                else:                           # its last sharer: the device is free again
+                    self.shares.pop(g, None)
+                    self.free_gpus.add(g)
+                    self.used[GPU] = self.used.get(GPU, 0) - 1
+            self._revec()
+            self.free_cores.update(piece.cores)
+            return
         self._revec()
         self.free_gpus.update(piece.gpus)
         self.free_cores.update(piece.cores)
 
+    def _share(self, piece: Piece, share: int) -> None:
+        """Take ``share`` thousandths of the piece's one device (opening it when free)."""
+        if len(piece.gpus) != 1:
+            raise CorralError(f"a GPU share names one device, got {list(piece.gpus)} on node {self.node.name}")
+        g = piece.gpus[0]
+        held = self.shares.get(g)
+        if held is None:
+            if g not in self.free_gpus:
+                raise CorralError(f"GPU {g} on node {self.node.name} is allocated whole, it cannot be shared")
+            self.free_gpus.discard(g)
+            self.used[GPU] = self.used.get(GPU, 0) + 1
+            held = 0
+        if held + share > MILLI:
+            raise CorralError(f"GPU {g} on node {self.node.name}: shares of {held + share}/1000 exceed the device")
+        self.shares[g] = held + share
+        for c in piece.cores:
+            if c not in self.free_cores:
+                raise CorralError(f"core {c} on node {self.node.name} is already allocated")
+            self.free_cores.discard(c)
+
     def copy(self) -> "NodeState":
         return NodeState(node=self.node, allocatable=dict(self.allocatable), used=dict(self.used),
-                         free_gpus=set(self.free_gpus), free_cores=set(self.free_cores), cordoned=self.cordoned)
+                         free_gpus=set(self.free_gpus), free_cores=set(self.free_cores), cordoned=self.cordoned,
+                         shares=dict(self.shares))
 
 
 class Snapshot:
@@ -124,9 +172,14 @@ class Snapshot:
         #: Draining nodes: counted (their jobs hold what they hold), but nothing new fits.
         self.cordoned = frozenset(cordoned)
         for node in nodes:
+            allocatable = node.allocatable.as_dict()
+            if node.gpus:
+                # A node's GPUs in thousandths, for shares: a bound for "could it ever fit"
+                # and for quotas; what is free of it is per device (NodeState.shares).
+                allocatable[GPU_SHARE] = MILLI * len(node.gpus)
             self.nodes[node.name] = NodeState(
                 node=node,
-                allocatable=node.allocatable.as_dict(),
+                allocatable=allocatable,
                 free_gpus={g.index for g in node.gpus},
                 free_cores=set(node.cores),
                 cordoned=node.name in self.cordoned,
@@ -265,6 +318,10 @@ class Snapshot:
         its constraints rule it out) -- for replicas over N nodes, fewer than N could."""
         v = self._never.get(requests)
         if v is None:
+            whole = as_whole(requests)
+            if whole is not requests:
+                v = self._never[requests] = self.never_fits(whole)
+                return v
             if requests.constraints is None:
                 v = not any(requests.fits_in(s.allocatable) for s in self.ordered)
             else:

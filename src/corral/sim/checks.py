@@ -11,6 +11,7 @@ from ..job import Allocation
 from ..resources import GPU
 from ..scheduler import Snapshot, infeasible
 from ..scheduler.placement import gang_infeasible, needs_gang
+from ..scheduler.shares import GPU_SHARE, MILLI
 
 
 def feasible(nodes: Sequence[Node], jobs: Iterable, infeasible_out: dict[int, str]) -> dict[int, object]:
@@ -41,22 +42,43 @@ def feasible(nodes: Sequence[Node], jobs: Iterable, infeasible_out: dict[int, st
 
 
 def check_allocations(snapshot: Snapshot, running: Mapping[int, Allocation]) -> None:
-    """No resource of any node over-committed, no GPU held twice, and the snapshot holds
-    exactly the running jobs' allocations."""
+    """No resource of any node over-committed, no GPU held twice (a shared GPU: by sharers
+    only, never more than 1000 thousandths of it), and the snapshot holds exactly the
+    running jobs' allocations."""
     held: dict[str, dict[str, int]] = {}
     gpus: dict[str, set[int]] = {}
+    shared: dict[str, dict[int, int]] = {}
     for alloc in running.values():
         for piece in alloc.pieces:
             mine = held.setdefault(piece.node, {})
+            share = piece.requests.get(GPU_SHARE, 0)
             for name, amount in piece.requests.items():
-                mine[name] = mine.get(name, 0) + amount
+                if name != GPU_SHARE:
+                    mine[name] = mine.get(name, 0) + amount
+            if share:                      # a share of one device: several may hold it
+                on = shared.setdefault(piece.node, {})
+                for g in piece.gpus:
+                    on[g] = on.get(g, 0) + share
+                continue
             taken = gpus.setdefault(piece.node, set())
             if taken & set(piece.gpus):
                 raise CorralError(f"GPU held twice on {piece.node}: {sorted(taken & set(piece.gpus))}")
             taken.update(piece.gpus)
+    for node, on in shared.items():
+        whole = gpus.get(node, set()) & set(on)
+        if whole:
+            raise CorralError(f"GPU held whole and shared on {node}: {sorted(whole)}")
+        over = {g: v for g, v in on.items() if v > MILLI}
+        if over:
+            raise CorralError(f"GPU shares over one device on {node}: {over}")
+        gpus.setdefault(node, set()).update(on)
+        held.setdefault(node, {})[GPU] = held[node].get(GPU, 0) + len(on)
     for state in snapshot.nodes.values():
         node = state.node.name
         mine = held.get(node, {})
+        if state.shares != shared.get(node, {}):
+            raise CorralError(f"GPU shares on {node}: the snapshot holds {state.shares}, "
+                              f"the running jobs {shared.get(node, {})}")
         for name in sorted(set(state.used) | set(mine)):
             used = state.used.get(name, 0)
             if used > state.allocatable.get(name, 0) or used < 0:

@@ -41,11 +41,12 @@ from ..errors import CorralError
 from ..executors.base import ExitStatus, StopReason
 from ..executors.simulated import Program, SimulatedExecutor, SimWorld
 from ..job import Job
-from ..resources import GPU
+from ..resources import GPU, GPU_SHARE
 from ..scheduler.history import RunTimeHistory
+from ..scheduler.shares import MILLI
 from ..spec import JobSpec
 from .checks import check_allocations, feasible
-from .metrics import JobOutcome, Sample
+from .metrics import JobOutcome, Sample, gpus_held, where
 from .policies import HISTORY, ORACLE, SimPolicy
 
 
@@ -127,7 +128,13 @@ class _Replay:
                              estimate=self._estimate, limit=lambda job: self.limits[job.id], gangs=True,
                              started=self._started)
         self.gpus_total = sum(n.allocatable.get(GPU, 0) for n in nodes)
-        self.allocated_gpus = 0
+        #: GPUs held now; a share of one GPU counts its fraction (utilization is the share
+        #: allocated, not the devices touched).
+        self.allocated_gpus: float = 0
+        self.node_of = {n.name: n for n in nodes}
+        #: Thousandths free on shared devices, per node and in all (Sample.gpus_stranded).
+        self.stranded: dict[str, int] = {}
+        self.stranded_total = 0
         #: Specs are immutable: trace jobs alike share one.
         self._specs: dict[tuple, JobSpec] = {}
         self.arrived = 0
@@ -166,7 +173,8 @@ class _Replay:
     def _started(self, live: LiveJob) -> None:
         assert live.run is not None
         alloc = live.run.allocation
-        self.allocated_gpus += alloc.gpu_count
+        self.allocated_gpus += gpus_held(alloc)
+        self._restrand(alloc)
         if not alloc.single:
             self.result.gang_placed += 1
 
@@ -176,7 +184,8 @@ class _Replay:
         run = live.run
         assert run is not None
         driver.release(job_id)
-        self.allocated_gpus -= run.allocation.gpu_count
+        self.allocated_gpus -= gpus_held(run.allocation)
+        self._restrand(run.allocation)
         if status.stopped_for in _REQUEUED:       # preempted: waits again, its work lost
             self.result.preemptions += 1
             driver.enqueue(live.job)
@@ -189,9 +198,21 @@ class _Replay:
             # submitted as another ends gets its estimate without that end.
             self.world.call_soon(self.history.observe, live.job.user, now - run.started_at)
         driver.forget(job_id)
+        alloc = run.allocation
         self.result.outcomes.append(JobOutcome(
             id=trace.id, user=live.job.user, submit=float(trace.submit), start=run.started_at, end=now,
-            duration=float(trace.duration), gpus=trace.requests.get(GPU, 0)))
+            duration=float(trace.duration), gpus=gpus_held(alloc), **where(alloc, self.node_of)))
+
+    def _restrand(self, alloc) -> None:
+        """Follow the free share of shared devices on the allocation's nodes."""
+        if not any(GPU_SHARE in p.requests.amounts for p in alloc.pieces):
+            return
+        nodes = self.driver.state.snapshot.nodes
+        for piece in alloc.pieces:
+            state = nodes.get(piece.node)
+            now = sum(MILLI - used for used in state.shares.values()) if state is not None else 0
+            self.stranded_total += now - self.stranded.get(piece.node, 0)
+            self.stranded[piece.node] = now
 
     # -- the loop ------------------------------------------------------------------------------------
     def run(self) -> SimResult:
@@ -230,7 +251,8 @@ class _Replay:
                 if rounds > 1000:
                     raise CorralError(f"preemption does not settle at t={t:g}s (1000 rounds of preemptions)")
             result.samples.append(Sample(t=t, gpus_allocated=self.allocated_gpus, gpus_total=self.gpus_total,
-                                         queue_length=len(driver.pending), running=len(driver.state.running)))
+                                         queue_length=len(driver.pending), running=len(driver.state.running),
+                                         gpus_stranded=self.stranded_total / MILLI))
         if driver.pending or driver.state.running:
             raise CorralError(f"simulation ended with {len(driver.pending)} jobs queued and "
                               f"{len(driver.state.running)} running")

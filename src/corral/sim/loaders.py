@@ -30,7 +30,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 from ..capacity.node import Node, simulated_gpus
 from ..errors import CorralError, ValidationError, show_value
-from ..resources import CPU, GPU, MEMORY, Resources, parse_quantity
+from ..resources import CPU, GPU, MEMORY, Constraints, Resources, parse_quantity
+from ..scheduler.shares import GPU_SHARE
 from .trace import Trace, TraceJob
 
 MiB = 2**20
@@ -253,33 +254,72 @@ def load_philly(path: str | os.PathLike[str], *, cpu_per_gpu: str | int | float 
 
 ALIBABA_POD_COLUMNS = ("name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli", "gpu_spec", "qos",
                        "pod_phase", "creation_time", "deletion_time", "scheduled_time")
+#: What a pod list must have; the other columns are optional (see :func:`load_alibaba`).
+ALIBABA_POD_REQUIRED = ("name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli")
+ALIBABA_TIME_COLUMNS = ("creation_time", "deletion_time")
 ALIBABA_NODE_COLUMNS = ("sn", "cpu_milli", "memory_mib", "gpu", "model")
 RUNNING_REASON = "still running at trace end"
 NEVER_SCHEDULED_REASON = "never scheduled"
 
 
+def _header(col: _Collector) -> list[str]:
+    with open(col.path, newline="", encoding="utf-8-sig") as f:
+        row = next(csv.reader(f), None)
+    return [h.strip() for h in row] if row else []
+
+
+def alibaba_requests(cpu_milli: int, memory_mib: int, gpus: int, gpu_milli: int,
+                     models: tuple[str, ...] = ()) -> Resources:
+    """An openb pod's requests: ``gpus`` whole GPUs, or -- one GPU with ``gpu_milli``
+    below 1000 -- that share of one GPU (``corral.dev/gpu-milli``, see
+    :mod:`corral.scheduler.shares`); ``models`` (its ``gpu_spec``) become the request's
+    GPU-model constraint, as a daemon job's ``gpuModels``."""
+    amounts = {CPU: cpu_milli, MEMORY: memory_mib * MiB}
+    if gpus == 1 and 0 < gpu_milli < 1000:
+        amounts[GPU_SHARE] = gpu_milli
+    else:
+        amounts[GPU] = gpus
+    constraints = Constraints.make(gpu_models=models) if models and (gpus or gpu_milli) else None
+    return Resources(amounts, constraints=constraints)
+
+
 @_gc_paused
 def load_alibaba(pods_path: str | os.PathLike[str], *, nodes_path: str | os.PathLike[str] | None = None,
-                 include_running: bool = False, on_error: str = "raise") -> Trace:
+                 include_running: bool = False, every_pod: bool = False, on_error: str = "raise") -> Trace:
     """Alibaba PAI GPU cluster, the "openb" trace of the FGD (ATC'23) paper.
 
     Pods CSV ``name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,
     creation_time,deletion_time,scheduled_time`` (times in seconds):
 
     * submit = ``creation_time``; duration = ``deletion_time - creation_time``.
-    * requests: cpu ``cpu_milli`` millicores, memory ``memory_mib`` MiB, ``num_gpu`` GPUs.
-      A pod with ``num_gpu == 1`` and ``gpu_milli < 1000`` shares a GPU: it still requests
-      one whole GPU, and ``gpu_fraction = gpu_milli / 1000`` records the share.
-    * ``gpu_models`` from ``gpu_spec`` (``|``-separated; empty or ``nan`` means any).
+    * requests (:func:`alibaba_requests`): cpu ``cpu_milli`` millicores, memory
+      ``memory_mib`` MiB, ``num_gpu`` GPUs; a pod with ``num_gpu == 1`` and ``gpu_milli``
+      below 1000 asks for that share of one GPU instead (``corral.dev/gpu-milli:
+      gpu_milli``), and ``gpu_fraction = gpu_milli / 1000`` records it too.
+    * ``gpu_models`` from ``gpu_spec`` (``|``-separated; empty or ``nan`` means any): the
+      request's GPU-model constraint (the daemon's ``gpuModels``), so a pod runs only on
+      GPUs of a model it allows.
     * user = ``qos`` (LS, BE, Burstable, Guaranteed): the trace has no user column.
     * name = the pod name.
-    * Pods in phase ``Running`` are treated as cut off by the end of the trace and skipped
-      (reason "still running at trace end") unless ``include_running=True``. Caution: in
-      the public openb file that is 5,193 of 8,152 pods, and only 34 of them end at the
-      trace's last deletion time; the others have ordinary run times (median ~900 s), so
-      the phase looks like the last one observed rather than a cut-off marker.
+    * Pods in phase ``Running`` were still running when the trace ended: skipped (reason
+      "still running at trace end") unless ``include_running=True``, which keeps them
+      cut at the trace's end: they end at their ``deletion_time`` or at the trace's end
+      (the latest ``deletion_time`` of the file), whichever is first, and one without a
+      ``deletion_time`` ends at the trace's end. Caution: in the public openb file that
+      is 5,193 of 8,152 pods, and only 34 of them end at the trace's last deletion time;
+      the others have ordinary run times (median ~900 s), so the phase looks like the
+      last one observed rather than a cut-off marker.
     * Pods never scheduled (empty ``scheduled_time``; the trace's ``Pending`` pods) never
-      ran, so they are always skipped (reason "never scheduled").
+      ran, so they are skipped (reason "never scheduled").
+    * ``every_pod=True`` (the packing mode, as the FGD paper's simulator reads a pod
+      list): every row is a pod to place, whatever its phase.
+
+    Only ``name,cpu_milli,memory_mib,num_gpu,gpu_milli`` are required. Without
+    ``gpu_spec`` every pod takes any model, without ``qos`` the user is ``-``, without
+    ``pod_phase``/``scheduled_time`` every pod counts. A pod list *without time columns*
+    (no ``creation_time``/``deletion_time``, as the FGD paper's packing experiments use)
+    loads with every pod submitted at 0 with no run time, in file order, and
+    ``Trace.timed`` False: only the packing mode (``corral sim --packing``) replays it.
 
     ``nodes_path``: the node list ``sn,cpu_milli,memory_mib,gpu,model`` becomes
     ``Trace.nodes``: one :class:`~corral.capacity.node.Node` per row, named ``sn``, with
@@ -288,37 +328,58 @@ def load_alibaba(pods_path: str | os.PathLike[str], *, nodes_path: str | os.Path
     and counted in ``skip_reasons`` as ``node list: REASON``.
     """
     col = _Collector(pods_path, on_error)
-    order = 0
-    for line, row, idx in _csv_rows(col, ALIBABA_POD_COLUMNS):
-        (name, cpu, mem, ngpu, milli, spec, qos, phase, created, deleted, scheduled) = (row[i] for i in idx)
+    header = _header(col)
+    if any(c not in header for c in ALIBABA_POD_REQUIRED):
+        raise col.header_error(header, ALIBABA_POD_REQUIRED)
+    timed = all(c in header for c in ALIBABA_TIME_COLUMNS)
+    present = tuple(c for c in ALIBABA_POD_COLUMNS if c in header)
+    pos = {c: i for i, c in enumerate(present)}
+    rows: list[tuple[int, tuple]] = []
+    trace_end = 0.0
+    for line, row, idx in _csv_rows(col, present):
+        get = lambda c: row[idx[pos[c]]] if c in pos else ""   # noqa: E731
         try:
-            cpu_m = _nonneg_count(cpu, "cpu_milli")
-            mem_mib = _nonneg_count(mem, "memory_mib")
-            gpus = _nonneg_count(ngpu, "num_gpu")
+            cpu_m = _nonneg_count(get("cpu_milli"), "cpu_milli")
+            mem_mib = _nonneg_count(get("memory_mib"), "memory_mib")
+            gpus = _nonneg_count(get("num_gpu"), "num_gpu")
+            milli = get("gpu_milli")
             gpu_milli = _nonneg_count(milli, "gpu_milli")
             if gpu_milli > 1000:
                 raise _RowError("invalid gpu_milli", milli, "expected 0 to 1000")
-            start = _float(created, "creation_time", "expected a number of seconds")
-            end = _float(deleted, "deletion_time", "expected a number of seconds")
-            if end < start:
-                raise _RowError("negative duration", f"{deleted} - {created}",
-                                "expected deletion_time >= creation_time")
+            phase = get("pod_phase").strip()
+            start = end = 0.0
+            if timed:
+                start = _float(get("creation_time"), "creation_time", "expected a number of seconds")
+                deleted = get("deletion_time")
+                if deleted.strip() or not (phase == "Running" and (include_running or every_pod)):
+                    end = _float(deleted, "deletion_time", "expected a number of seconds")
+                    if end < start:
+                        raise _RowError("negative duration", f"{deleted} - {get('creation_time')}",
+                                        "expected deletion_time >= creation_time")
+                    trace_end = max(trace_end, end)
+                else:
+                    end = math.inf            # still running, no end recorded: cut below
         except _RowError as err:
             col.bad(line, err)
             continue
-        phase = phase.strip()
-        if not scheduled.strip():
+        if every_pod:
+            pass                              # the packing mode: every row is an arrival
+        elif "scheduled_time" in pos and not get("scheduled_time").strip():
             col.skip(NEVER_SCHEDULED_REASON)
             continue
-        if phase == "Running" and not include_running:
+        elif phase == "Running" and not include_running:
             col.skip(RUNNING_REASON)
             continue
-        spec = spec.strip()
+        spec = get("gpu_spec").strip()
         models = tuple(m.strip() for m in spec.split("|") if m.strip()) if spec and spec != "nan" else ()
+        rows.append((line, (start, end, phase == "Running", cpu_m, mem_mib, gpus, gpu_milli, models,
+                            get("qos").strip() or "-", get("name").strip())))
+    for order, (_, (start, end, running, cpu_m, mem_mib, gpus, gpu_milli, models, qos, name)) in enumerate(rows):
+        if running:
+            end = max(start, min(end, trace_end))    # cut at the trace's end
         col.rows.append((start, order, (
-            end - start, Resources({CPU: cpu_m, MEMORY: mem_mib * MiB, GPU: gpus}), qos.strip(),
-            name.strip(), None, gpu_milli / 1000 if gpus == 1 and gpu_milli < 1000 else None, models)))
-        order += 1
+            end - start, alibaba_requests(cpu_m, mem_mib, gpus, gpu_milli, models), qos, name, None,
+            gpu_milli / 1000 if gpus == 1 and gpu_milli < 1000 else None, models)))
     nodes = None
     if nodes_path is not None:
         node_col = _Collector(nodes_path, on_error)
@@ -326,7 +387,9 @@ def load_alibaba(pods_path: str | os.PathLike[str], *, nodes_path: str | os.Path
         for reason, count in node_col.skip_reasons.items():   # counted with the pods' skips
             col.skipped += count
             col.skip_reasons[f"node list: {reason}"] = count
-    return col.trace("alibaba", nodes)
+    trace = col.trace("alibaba", nodes)
+    trace.timed = timed
+    return trace
 
 
 @_gc_paused
@@ -553,7 +616,7 @@ LOADERS: dict[str, Callable[..., Trace]] = {
 }
 _OPTIONS = {
     "philly": ("cpu_per_gpu", "memory_per_gpu", "on_error"),
-    "alibaba": ("nodes_path", "include_running", "on_error"),
+    "alibaba": ("nodes_path", "include_running", "every_pod", "on_error"),
     "swf": ("cpus_per_node", "memory_per_node", "on_error"),
     "corral": ("on_error",),
 }

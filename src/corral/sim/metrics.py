@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 __all__ = [
@@ -76,8 +76,14 @@ class JobOutcome:
     start: float      #: first start
     end: float
     duration: float   #: run time alone on its resources (the trace duration)
-    gpus: int
+    gpus: float       #: GPUs it held (a share of one GPU: the fraction, e.g. 0.25)
     attained: float | None = None
+    #: Where it ran (its last run): the node (several, ``|``-joined, for a gang), the GPU
+    #: indices there, and their model ('' without GPUs). Not compared: two runs that
+    #: decide the same times are equal outcomes wherever the ties put the jobs.
+    node: str = field(default="", compare=False)
+    devices: tuple[int, ...] = field(default=(), compare=False)
+    model: str = field(default="", compare=False)
 
     @property
     def jct(self) -> float:
@@ -86,6 +92,34 @@ class JobOutcome:
     @property
     def wait(self) -> float:
         return self.start - self.submit
+
+
+def gpus_held(allocation) -> float:
+    """GPUs an allocation holds: its devices, a share of one GPU (``corral.dev/gpu-milli``)
+    counting its fraction of the device."""
+    from ..scheduler.shares import GPU_SHARE, MILLI
+
+    total = 0.0
+    for piece in allocation.pieces:
+        share = piece.requests.get(GPU_SHARE, 0)
+        total += share / MILLI if share else len(piece.gpus)
+    return total if total != int(total) else int(total)
+
+
+def where(allocation, nodes: dict) -> dict:
+    """``node``, ``devices`` and ``model`` of :class:`JobOutcome` for an allocation
+    (``nodes``: name -> :class:`~corral.capacity.node.Node`, for the GPU model)."""
+    pieces = allocation.pieces
+    models = []
+    for p in pieces:
+        node = nodes.get(p.node)
+        for g in p.gpus:
+            model = node.gpu(g).model if node is not None else ""
+            if model not in models:
+                models.append(model)
+    return {"node": "|".join(p.node for p in pieces),
+            "devices": tuple(g for p in pieces for g in p.gpus),
+            "model": "|".join(models)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +131,9 @@ class Sample:
     gpus_total: int
     queue_length: int
     running: int
+    #: GPU free on shared devices only (in GPUs: the free thousandths of devices that
+    #: sharers hold part of), which only another share can use: a fragmentation figure.
+    gpus_stranded: float = 0.0
 
 
 # --------------------------------------------------------------------------- helpers
@@ -210,13 +247,14 @@ def summarize(outcomes: Sequence[JobOutcome], samples: Sequence[Sample], *,
     makespan = last_end - first_submit
 
     timeline = sorted(samples, key=lambda s: s.t)  # stable: the last of equal t wins
-    utilization = queue_mean = offered_load = None
+    utilization = queue_mean = offered_load = stranded = None
     if timeline:
         capacity = _integrate(timeline, "gpus_total", first_submit, last_end)
         if makespan > 0:
             queue_mean = _integrate(timeline, "queue_length", first_submit, last_end) / makespan
             if capacity > 0:
                 utilization = _integrate(timeline, "gpus_allocated", first_submit, last_end) / capacity
+                stranded = _integrate(timeline, "gpus_stranded", first_submit, last_end) / capacity
         arrival_capacity = _integrate(timeline, "gpus_total", first_submit, last_submit)
         if last_submit > first_submit and arrival_capacity > 0:
             offered_load = math.fsum(o.duration * o.gpus for o in outcomes) / arrival_capacity
@@ -251,6 +289,7 @@ def summarize(outcomes: Sequence[JobOutcome], samples: Sequence[Sample], *,
         "slowdown_p95": percentile(slowdowns, 95),
         "makespan": makespan,
         "utilization": utilization,
+        "gpu_stranded": stranded,
         "offered_load": offered_load,
         "queue_mean": queue_mean,
         "users": len(per_user),

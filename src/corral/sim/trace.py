@@ -6,10 +6,10 @@ their submit times are seconds from the trace start (the first job at 0). Rows a
 dropped are never lost silently: :attr:`Trace.skipped` counts them and
 :attr:`Trace.skip_reasons` says why.
 
-Fractional GPUs (Alibaba's GPU-sharing pods, ``gpu_milli`` < 1000) are simplified: such a
-job still requests one whole ``nvidia.com/gpu`` in :attr:`TraceJob.requests` (corral
-allocates whole devices); the fraction it asked for is kept in
-:attr:`TraceJob.gpu_fraction` for policies and reports that want it.
+Fractional GPUs (Alibaba's GPU-sharing pods, ``gpu_milli`` < 1000) request that share of
+one GPU (``corral.dev/gpu-milli``, :mod:`corral.scheduler.shares`) in
+:attr:`TraceJob.requests`; :attr:`TraceJob.gpu_fraction` keeps the fraction too. A job's
+allowed GPU models (Alibaba ``gpu_spec``) are its request's GPU-model constraint.
 """
 
 from __future__ import annotations
@@ -42,9 +42,10 @@ class TraceJob:
     #: Requested wall time, when the trace records one (e.g. SWF's requested time).
     time_limit: float | None = None
     #: Fraction of one GPU asked for (Alibaba ``gpu_milli / 1000`` when below 1); the job
-    #: still requests one whole ``nvidia.com/gpu`` in ``requests``.
+    #: requests that share (``corral.dev/gpu-milli``) in ``requests``.
     gpu_fraction: float | None = None
-    #: GPU models the job may run on (Alibaba ``gpu_spec``); empty means any.
+    #: GPU models the job may run on (Alibaba ``gpu_spec``); empty means any. The same
+    #: models are the constraint of ``requests``.
     gpu_models: tuple[str, ...] = ()
 
 
@@ -61,6 +62,9 @@ class Trace:
     skip_reasons: dict[str, int] = field(default_factory=dict)
     #: The trace's own machines (:class:`corral.capacity.node.Node`), when it has them.
     nodes: list[Any] | None = None
+    #: False for a job list without times (every job submitted at 0, no run time): only
+    #: the packing mode (:mod:`corral.sim.packing`) replays it.
+    timed: bool = True
 
     def __len__(self) -> int:
         return len(self.jobs)
@@ -76,7 +80,7 @@ class Trace:
         out = [replace(j, id=i, submit=(j.submit - base) / scale) for i, j in enumerate(jobs)]
         return Trace(jobs=out, source=f"{self.source} {note}", skipped=self.skipped,
                      skip_reasons=dict(self.skip_reasons),
-                     nodes=list(self.nodes) if self.nodes is not None else None)
+                     nodes=list(self.nodes) if self.nodes is not None else None, timed=self.timed)
 
     def rescale_load(self, factor: float) -> "Trace":
         """The same jobs arriving ``factor`` times as densely: every inter-arrival gap is

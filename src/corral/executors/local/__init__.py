@@ -31,6 +31,7 @@ from ...errors import CorralError
 from ...resources import CPU, MEMORY
 from ..base import Capabilities, ExitCallback, Executor, ExitStatus, Reading, Running, StopReason
 from ..environment import job_environment
+from ..gpu_share import mps_running
 from . import supervisor as sup
 from .users import run_as, user_environment
 
@@ -186,7 +187,7 @@ class LocalExecutor(Executor):
         who = run_as(job.uid, job.gid, job.user)
         base_env = user_environment(who, job.base_env) if who is not None else job.base_env
         cores = piece.cores or self.shared_cores(job.id)
-        env = job_environment(job, piece, cores, base_env)
+        env = job_environment(job, piece, cores, base_env, node=self.node, mps=mps_running())
         env["CORRAL_JOB_TAG"] = f"{self.tag}.{job.id}"
         return LaunchRequest(
             job_id=job.id,

@@ -65,8 +65,9 @@ from ...job import Allocation
 from ...resources import GPU
 from ...scheduler import Snapshot
 from ...scheduler.placement import best_fit, first_fit, needs_gang, place_gang, place_on, place_whole_nodes
+from ...scheduler.shares import requested_gpus
 from ..checks import check_allocations
-from ..metrics import JobOutcome, Sample
+from ..metrics import JobOutcome, Sample, gpus_held, where
 from .base import PAPER, JobState, PreemptivePolicy
 
 #: ``--placement``: name -> (one node, larger than a node). ``best-fit``: corral's own
@@ -139,7 +140,8 @@ class _Loop:
         self.waiting = _Waiting()
         self.waiting_gangs = _Waiting()
         self.segments: dict[int, list[tuple[float, float]]] = {}
-        self.allocated_gpus = 0
+        self.allocated_gpus: float = 0
+        self.node_of = {n.name: n for n in nodes}
 
     # -- job transitions -------------------------------------------------------------------
 
@@ -164,7 +166,7 @@ class _Loop:
         alloc = self.running.pop(state.id)
         if release:
             self.snapshot.forget(alloc)
-        self.allocated_gpus -= alloc.gpu_count
+        self.allocated_gpus -= gpus_held(alloc)
         if self.check:
             self.segments.setdefault(state.id, []).append((state.since, now))
         state.pause(now)
@@ -173,7 +175,7 @@ class _Loop:
     def start(self, state: JobState, alloc: Allocation, now: float, take: bool = True) -> None:
         if take:
             self.snapshot.assume(alloc)
-        self.allocated_gpus += alloc.gpu_count
+        self.allocated_gpus += gpus_held(alloc)
         self.running[state.id] = alloc
         state.resume(now)
         self.gen[state.id] += 1                # voids its promotion event
@@ -200,8 +202,8 @@ class _Loop:
                     self.gen[job_id] = 0
                     state = self.states[job_id] = active[job_id] = JobState(
                         id=job_id, submit=float(job.submit), duration=float(job.duration),
-                        gpus=job.requests.get(GPU, 0), remaining=float(job.duration), waiting_since=float(job.submit),
-                        reached=float(job.submit))
+                        gpus=requested_gpus(job.requests), remaining=float(job.duration),
+                        waiting_since=float(job.submit), reached=float(job.submit))
                     policy.arrive(state, now)
                     self.wait(state, now)
                     changed = True
@@ -209,12 +211,14 @@ class _Loop:
                     continue                   # stale: the job started or stopped since
                 elif kind == _END:
                     state = active.pop(job_id)
+                    alloc = self.running[job_id]
                     self.stop(state, now)
                     state.remaining = 0.0
                     job = by_id[job_id]
                     result.outcomes.append(JobOutcome(
                         id=job_id, user=getattr(job, "user", ""), submit=state.submit, start=state.first_start,
-                        end=now, duration=state.duration, gpus=state.gpus, attained=state.attained))
+                        end=now, duration=state.duration, gpus=state.gpus, attained=state.attained,
+                        **where(alloc, self.node_of)))
                     changed = True
                 else:
                     due.append(active[job_id])
