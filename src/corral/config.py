@@ -65,7 +65,7 @@ jobs -- choose ``sjf-aging`` (:mod:`corral.scheduler.policies.sjf_aging`): short
 expected run time first (the job's ``time_limit``, else what the user's recent jobs of
 the same GPU count took), with aging so that long jobs move up as they wait and a bound
 on the wait after which a job holds its queue until it starts. On contended Philly
-traces it cuts the mean completion time by about 40 % against ``best-effort-fifo``
+traces it about halves the mean completion time against ``best-effort-fifo``
 (docs/benchmarks.md, "A default for busy machines"). It does not preempt; time limits
 make its order better from a user's first job on. ``sjf`` is the same order without
 aging (a long job can wait as long as short ones keep coming).
