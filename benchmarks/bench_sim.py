@@ -181,6 +181,10 @@ def f0(x) -> str:
     return "-" if x is None else f"{x:,.0f}"
 
 
+def f1(x) -> str:
+    return "-" if x is None else f"{x:,.1f}"
+
+
 def f2(x) -> str:
     return "-" if x is None else f"{x:.2f}"
 
@@ -212,7 +216,7 @@ def policy_kind(name: str) -> str:
     policy = resolve(name)
     if name in PREEMPTIVE:
         return "research reference, preemptive" + (", oracle" if getattr(policy, "oracle", False) else "")
-    if name == "sjf-history":
+    if name in ("sjf-history", "sjf-aging"):
         return "learned run times"
     if name == "easy-backfill":
         return "backfill on estimates: oracle duration x k"
@@ -372,13 +376,15 @@ def run_philly(args, traces: Path, out: dict) -> None:
                          f0(mean(r["jct_mean"] for r in runs_p)), f3(mean(r["jct_ratio"] for r in runs_p)),
                          f3(statistics.median(r["jct_ratio"] for r in runs_p) if runs_p else None),
                          f0(mean(r["jct_p50"] for r in runs_p)), f0(mean(r["jct_p95"] for r in runs_p)),
-                         f0(mean(r["wait_mean"] for r in runs_p)), f2(mean(r["slowdown_mean"] for r in runs_p)),
+                         f0(mean(r["wait_mean"] for r in runs_p)), f0(mean(r["max_wait"] for r in runs_p)),
+                         f2(mean(r["slowdown_mean"] for r in runs_p)), f1(mean(r["slowdown_p99"] for r in runs_p)),
                          f3(mean(r["util_arrivals"] for r in runs_p)), f3(mean(r["utilization"] for r in runs_p)),
                          f3(mean(r["jain_fairness"] for r in runs_p)), f0(mean(r["jct_mean_bound"] for r in runs_p))])
         print(table(f"(a) Philly, load {load:g} ({args.load_basis} basis) on {args.cluster}: mean over "
                     f"{len(used)} of {len(samples)} seeds",
                     ["policy", "", "offered load", "JCT mean (s)", "JCT / LB", "JCT / LB median", "JCT p50 (s)",
-                     "JCT p95 (s)", "wait mean (s)", "slowdown", "GPU util (arrivals)", "GPU util", "Jain",
+                     "JCT p95 (s)", "wait mean (s)", "max wait (s)", "slowdown", "slowdown p99",
+                     "GPU util (arrivals)", "GPU util", "Jain",
                      "LB (s)"], rows))
         if load == 1.0:
             print(table(f"(a) Philly, load {load:g}: JCT / LB per seed",
@@ -393,7 +399,8 @@ def run_philly(args, traces: Path, out: dict) -> None:
           "basis (default) each sample's arrival gaps are rescaled so that it equals the load. "
           "GPU util (arrivals): allocated GPU-time between the first and the last submit over its capacity "
           "(how contended the cluster really is while jobs arrive); GPU util: the same over the makespan. "
-          "slowdown: mean bounded slowdown, max(JCT / max(duration, 10 s), 1). Jain: over the virtual clusters "
+          "max wait: the longest wait for a first start (mean over seeds). "
+          "slowdown: mean bounded slowdown, max(JCT / max(duration, 10 s), 1); slowdown p99: its 99th percentile. Jain: over the virtual clusters "
           "(users) of their mean slowdown.")
     if plotted is not None:
         from corral.sim.plots import write_plots

@@ -76,3 +76,17 @@ def test_sjf_history_conserves_and_is_deterministic(rows):
     again = simulate(nodes, list(reversed(trace)), resolve("sjf-history"), check=True)
     assert [(o.id, o.start, o.end) for o in first.outcomes] == [(o.id, o.start, o.end) for o in again.outcomes]
     assert sorted(o.id for o in first.outcomes) == list(range(len(trace)))
+
+
+def test_per_gpu_count_lane_then_the_user():
+    h = RunTimeHistory(keep=3)
+    h.observe("a", 100, gpus=1)
+    h.observe("a", 200, gpus=1)
+    h.observe("a", 9000, gpus=8)
+    h.observe("a", 50)                                  # no GPU count (read back from the store)
+    assert h.predict("a", gpus=1) == 150                # the 1-GPU runs only
+    assert h.predict("a", gpus=8) == 9000
+    assert h.predict("a", gpus=4) == 200                # none of 4 GPUs: all of a's (last 3)
+    assert h.predict("a") == 200                        # without a count: as before
+    assert h.estimate("a", time_limit=60, gpus=1) == 60
+    assert h.predict("b", gpus=1) is None

@@ -165,6 +165,25 @@ def test_sjf_orders_jobs_without_a_time_limit_by_their_users_history():
     assert again.history.samples("bob") == 3 and again.history.predict("dave") is None   # 5 still runs
 
 
+def test_sjf_aging_in_the_daemon_estimates_by_the_users_jobs_of_the_same_gpu_count():
+    m = manager(None, None, gpus=2, policy="sjf-aging")
+    ex: FakeExecutor = m.executor  # type: ignore[assignment]
+    # alice's 2-GPU jobs take 1,000 s, her 1-GPU ones 10 s.
+    m.submit([spec(gpus=2)], user="alice")
+    m.on_exit(1, ExitStatus(ended_at=m.store.get_job(1).started_at + 1000, exit_code=0))
+    m.submit([spec(gpus=1)], user="alice")
+    m.on_exit(2, ExitStatus(ended_at=m.store.get_job(2).started_at + 10, exit_code=0))
+    assert m.history.predict("alice", gpus=2) == 1000 and m.history.predict("alice", gpus=1) == 10
+    m.submit([spec(gpus=2)], user="carol")                      # 3: runs now, both GPUs
+    m.submit([spec(gpus=2)], user="alice")                      # 4: 1,000 s
+    m.submit([spec(gpus=1)], user="alice")                      # 5: 10 s
+    assert m.driver.pending.get(4).estimate == 1000 and m.driver.pending.get(5).estimate == 10
+    assert m.driver.pending.get(5).submitted == m.store.get_job(5).submitted_at
+    m.on_exit(3, ExitStatus(ended_at=m.store.get_job(3).started_at + 1, exit_code=0))
+    assert 5 in ex.launched and 4 not in ex.launched             # the shorter one first
+    # (sjf, per user only, would tell both jobs the median of 1,000 s and 10 s.)
+
+
 def test_failed_and_cancelled_jobs_teach_nothing():
     m = sjf_manager()
     m.submit([spec(gpus=1)], user="alice")

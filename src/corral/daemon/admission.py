@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..job import Job, JobState, Reason
 from ..reasons import Held, Wait
+from ..resources import GPU
 from .gates import DependencyFailed, dependency_gate
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ class Admission:
             ran = job.ended_at - job.started_at if job.started_at is not None and job.ended_at is not None else None
             m.metrics.job_ended(job.spec.queue, job.state.value, job.reason.value, ran)
         if job.state is JobState.SUCCEEDED and job.started_at is not None and job.ended_at is not None:
-            m.history.observe(job.user, job.ended_at - job.started_at)
+            m.history.observe(job.user, job.ended_at - job.started_at, gpus=job.spec.requests.get(GPU, 0))
         nxt = m.gates.array_done(job)
         m.gates.forget(job)
         m.driver.forget(job.id)

@@ -137,7 +137,7 @@ class Driver:
         requests = spec.demand           # all replicas, with the job's constraints
         return PendingJob(job.id, requests, priority=spec.priority, seq=job.seq, queue=spec.queue,
                           user=job.user, time_limit=limit, estimate=estimate, preemptible=spec.preemptible,
-                          preempts=spec.preempts, gang=requests.replicas > 1
+                          preempts=spec.preempts, submitted=job.submitted_at, gang=requests.replicas > 1
                           or (self.gangs and needs_gang(requests, self.state.snapshot.largest_gpus)))
 
     def dequeue(self, job_id: int) -> bool:

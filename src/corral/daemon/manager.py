@@ -27,7 +27,7 @@ from ..priorities import Priorities
 from ..executors.base import ExitStatus, Running, StopReason
 from ..job import Allocation, JobState, Reason
 from ..reasons import Wait
-from ..resources import Resources
+from ..resources import GPU, Resources
 from ..scheduler.history import RunTimeHistory
 from ..store.base import Store
 from .admission import Admission
@@ -71,7 +71,7 @@ class Manager:
         #: Nodes an admin drains (``corral drain``): their jobs run on, nothing new starts.
         self.drained: set[str] = set(json.loads(store.get_meta(DRAINED_KEY) or "[]"))
         self.driver = Driver(executor.nodes(), scheduling, executor, clock=clock, journal=store,
-                             estimate=lambda job: self.history.estimate(job.user, job.spec.time_limit),
+                             estimate=self._estimate,
                              gangs=gangs, report=self.on_exit, started=lambda live: self.lifecycle.started(live),
                              cordoned=self.cordoned())
         executor.watch_nodes(self.nodes_changed)
@@ -94,6 +94,12 @@ class Manager:
         #: Watches that the store's file is the one opened (server: identity.Watch).
         self.store_watch: Any = None
         self.retention: int = 0
+
+    def _estimate(self, job: Job) -> float | None:
+        """The run time ``sjf`` and ``sjf-aging`` order by: the time limit, else history
+        (for ``sjf-aging`` of the user's jobs of the same GPU count first)."""
+        gpus = job.spec.requests.get(GPU, 0) if self.scheduling.estimates_by_gpus else None
+        return self.history.estimate(job.user, job.spec.time_limit, gpus=gpus)
 
     # -- wiring ---------------------------------------------------------------------------------
     @property

@@ -36,9 +36,12 @@ The phases:
    c. *reserve* -- otherwise, if backfill is on and no reservation exists yet, a job held
       back only by the nodes gets the reservation;
    d. *wait* -- the job gets its typed reason. A strict queue stops at its first job that
-      does not start: the rest of that queue waits behind it. When what held the job back
-      holds back every later job of its shape in its queue (the nodes or the quota, no
-      holds in play, no per-user limits, no preemption), that shape leaves the walk: a
+      does not start: the rest of that queue waits behind it; so does a queue whose
+      policy ages its jobs at a job that is due (``sjf-aging``: it has waited its bound).
+      When what held the job back holds back every later job of its shape in its queue
+      (the nodes or the quota, no holds in play, no per-user limits, no preemption),
+      that shape leaves the walk (in an aging queue too: its due jobs come first, so a
+      job after one that is not due is not due either): a
       long queue costs its distinct shapes plus what the cycle places. Why that changes
       no decision, and how shapes that fitted nowhere in the last cycle are only tried
       on the nodes that gained capacity since: docs/design.md ("Why a shape may leave
@@ -354,7 +357,7 @@ class _Cycle:
         if plain is None:
             spec = self.queues[name]
             plain = self._plain_queues[name] = not (
-                self.ctx.backfill or self.ctx.preempt or spec.order.strict or spec.order.by_user
+                self.ctx.backfill or self.ctx.preempt or spec.order.strict or spec.order.by_user or spec.order.ages
                 or spec.has_user_limits or spec.nominal is not None)
         return plain
 
@@ -494,7 +497,7 @@ class _Cycle:
                 survivors = self._survivors.get(name)
                 if survivors:
                     self._survivors[name] = self._recheck(order, survivors)
-            elif spec.order.strict:
+            elif spec.order.strict or (spec.order.ages and spec.order.blocks(job, self.now)):
                 blocker = job.id
                 rest = order.drop_all()
                 if rest and self.reasons:

@@ -43,6 +43,11 @@ class Scheduling:
         return any(q.order.uses_estimates for q in self.queues)
 
     @property
+    def estimates_by_gpus(self) -> bool:
+        """Some queue's estimates come from the user's jobs of the same GPU count (``sjf-aging``)."""
+        return any(q.order.estimates_by_gpus for q in self.queues)
+
+    @property
     def fair_share(self) -> bool:
         """Some queue takes turns between users (``fair-share``): usage history is kept."""
         return any(q.order.by_user for q in self.queues)

@@ -42,6 +42,9 @@ class PendingJob:
     preemptible: bool = True
     #: It may preempt others to start (a priority class with ``preempt: false``: False).
     preempts: bool = True
+    #: When it was submitted (seconds, the clock the cycle's ``now`` reads): what a
+    #: policy that ages waiting jobs (``sjf-aging``) measures the wait from.
+    submitted: float = 0.0
 
     @property
     def shape(self) -> Resources:

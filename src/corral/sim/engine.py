@@ -123,6 +123,7 @@ class _Replay:
         self.world = SimWorld(nodes, program_for=self._program)
         self.executor = SimulatedExecutor(self.world, self._ended, kill_grace=0.0)
         self.history = RunTimeHistory() if policy.order_by == HISTORY else None
+        self.by_gpus = policy.scheduling.estimates_by_gpus
         self.limits: dict[int, float | None] = {}
         self.driver = Driver(nodes, policy.scheduling, self.executor, clock=self.world, journal=None,
                              estimate=self._estimate, limit=lambda job: self.limits[job.id], gangs=True,
@@ -151,7 +152,8 @@ class _Replay:
         if self.policy.order_by == ORACLE:
             return float(self.trace_of[job.id].duration)
         if self.history is not None:
-            return self.history.estimate(job.user, self.limits[job.id])
+            gpus = job.spec.requests.get(GPU, 0) if self.by_gpus else None
+            return self.history.estimate(job.user, self.limits[job.id], gpus=gpus)
         return self.limits[job.id]
 
     # -- events --------------------------------------------------------------------------------------
@@ -196,7 +198,8 @@ class _Replay:
             # Learnt after the arrivals of this instant, as in the daemon, which records a
             # batch of ends once the instant's other events (submissions) have run: a job
             # submitted as another ends gets its estimate without that end.
-            self.world.call_soon(self.history.observe, live.job.user, now - run.started_at)
+            self.world.call_soon(self.history.observe, live.job.user, now - run.started_at,
+                                 live.job.spec.requests.get(GPU, 0))
         driver.forget(job_id)
         alloc = run.allocation
         self.result.outcomes.append(JobOutcome(

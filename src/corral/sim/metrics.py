@@ -224,7 +224,7 @@ def summarize(outcomes: Sequence[JobOutcome], samples: Sequence[Sample], *,
 
     Keys: ``jobs``, ``jct_mean``, ``jct_p50``, ``jct_p95``, ``jct_p99``, ``wait_mean``,
     ``wait_p50``, ``wait_p95``, ``wait_p99``, ``max_wait``, ``wait_total_mean``,
-    ``slowdown_mean``, ``slowdown_p95``, ``makespan``, ``utilization``, ``offered_load``,
+    ``slowdown_mean``, ``slowdown_p95``, ``slowdown_p99``, ``makespan``, ``utilization``, ``offered_load``,
     ``queue_mean``, ``users``, ``jain_fairness``, ``per_user`` and, with ``bound``,
     ``jct_mean_bound`` and ``jct_ratio``. ``utilization`` and ``queue_mean`` are ``None``
     without samples or with a zero-length makespan window; ``offered_load`` as documented.
@@ -287,6 +287,7 @@ def summarize(outcomes: Sequence[JobOutcome], samples: Sequence[Sample], *,
         "wait_total_mean": _mean([o.jct - o.duration for o in outcomes]),
         "slowdown_mean": _mean(slowdowns),
         "slowdown_p95": percentile(slowdowns, 95),
+        "slowdown_p99": percentile(slowdowns, 99),
         "makespan": makespan,
         "utilization": utilization,
         "gpu_stranded": stranded,

@@ -7,10 +7,12 @@ from .best_effort_fifo import BestEffortFifo
 from .fair_share import FairSharePolicy
 from .priority import Priority
 from .sjf import ShortestJobFirst
+from .sjf_aging import AgedShortestJobFirst
 from .strict_fifo import StrictFifo
 
 POLICIES: dict[str, type[QueuePolicy]] = {
-    cls.name: cls for cls in (BestEffortFifo, StrictFifo, Priority, ShortestJobFirst, FairSharePolicy)
+    cls.name: cls for cls in (BestEffortFifo, StrictFifo, Priority, ShortestJobFirst, FairSharePolicy,
+                               AgedShortestJobFirst)
 }
 
 DEFAULT_POLICY = BestEffortFifo.name
@@ -26,4 +28,4 @@ def get_policy(name: str) -> QueuePolicy:
 
 
 __all__ = ["POLICIES", "DEFAULT_POLICY", "QueuePolicy", "get_policy", "BestEffortFifo", "StrictFifo", "Priority",
-           "ShortestJobFirst", "FairSharePolicy"]
+           "ShortestJobFirst", "FairSharePolicy", "AgedShortestJobFirst"]

@@ -13,6 +13,11 @@ the same way whatever the policy, so every policy combines with backfill and pre
 * :attr:`QueuePolicy.uses_estimates` -- the key reads :attr:`PendingJob.estimate
   <corral.scheduler.types.PendingJob.estimate>` (run-time estimates: the job's time limit,
   else what its user's recent jobs took), which the driver fills in.
+* :attr:`QueuePolicy.ages` / :meth:`QueuePolicy.blocks` -- a policy that ages its jobs
+  (``sjf-aging``) says, per job and time, whether a job that cannot start blocks the
+  rest of its queue (a job that has waited long enough); the cycle then does not leave
+  out, before its walk, the shapes that fitted nowhere in the last cycle, so that such a
+  job is always reached. Such jobs must come first in the policy's order.
 """
 
 from __future__ import annotations
@@ -29,6 +34,15 @@ class QueuePolicy:
     strict: ClassVar[bool] = False
     by_user: ClassVar[bool] = False
     uses_estimates: ClassVar[bool] = False
+    #: :meth:`blocks` depends on the job and the time, not on :attr:`strict` alone.
+    ages: ClassVar[bool] = False
+    #: Estimates by the user's recent jobs *of the same GPU count* (:mod:`..history`).
+    estimates_by_gpus: ClassVar[bool] = False
+
+    def blocks(self, job: PendingJob, now: float) -> bool:
+        """Whether ``job``, visited at ``now`` and unable to start, holds back the rest of
+        its queue (the cycle asks only policies that :attr:`ages`; else :attr:`strict`)."""
+        return self.strict
 
     def key(self, job: PendingJob) -> tuple:
         """Sort key within the queue (smaller first): priority, then submit order."""

@@ -11,6 +11,9 @@ share), plus what the replay tells the scheduler about run times:
   ``sjf-history``: the same ordering on run times learned as the replay goes (a job's
   time limit, else the median of its user's last 20 completed jobs) -- what the daemon's
   ``policy: sjf`` does;
+* ``sjf-aging``: shortest expected run time first with aging and a bound on the wait
+  (:mod:`corral.scheduler.policies.sjf_aging`), on run times learned as the replay goes
+  (per user and GPU count) -- as the daemon runs it; no oracle;
 * ``easy-backfill``: backfill reservations from time limits: a job's requested time when
   the trace records one (SWF), else its real duration x ``--estimate-factor`` (an
   oracle);
@@ -130,6 +133,8 @@ def resolve(name: str, *, estimate_factor: float = 1.0, half_life: float = DEFAU
     if name == "easy-backfill":
         return SimPolicy(name, Scheduling.make(policy="best-effort-fifo", backfill=True),
                          estimate_factor=estimate_factor)
+    if name in POLICIES and POLICIES[name].uses_estimates:   # sjf-aging: learned run times, as the daemon
+        return SimPolicy(name, Scheduling.make(policy=name), order_by=HISTORY)
     if name in POLICIES:
         return SimPolicy(name, Scheduling.make(policy=name, half_life=float(half_life)))
     raise ValidationError("policy", name, "expected one of: " + ", ".join(policy_names()))
