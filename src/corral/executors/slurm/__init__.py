@@ -161,6 +161,8 @@ class SlurmExecutor(Executor):
         # which take a while under load (a file's end is seen within END_POLL).
         self._ends_thread = threading.Thread(target=self._watch_ends, name="corral-slurm-ends", daemon=True)
         self._ends_thread.start()
+        self._usage_thread = threading.Thread(target=self._watch_usage, name="corral-slurm-usage", daemon=True)
+        self._usage_thread.start()
 
     # -- nodes ----------------------------------------------------------------------------------
     def nodes(self) -> list["Node"]:
@@ -224,12 +226,9 @@ class SlurmExecutor(Executor):
 
     # -- the thread -------------------------------------------------------------------------------
     def _run(self) -> None:
-        next_jobs = next_nodes = next_usage = 0.0
+        next_jobs = next_nodes = 0.0
         while not self._closed:
             now = time.monotonic()
-            if now >= next_usage:
-                next_usage = now + USAGE_POLL
-                self._guard(self._read_usage, "reading usage (sstat)")
             if now >= next_nodes:
                 next_nodes = now + self.node_poll
                 self._guard(lambda: self._read_nodes(self.client.sinfo()), "reading Slurm's nodes")
@@ -242,6 +241,16 @@ class SlurmExecutor(Executor):
             except queue.Empty:
                 continue
             self._guard(command, "a Slurm command")
+
+    def _watch_usage(self) -> None:
+        """``sstat`` asks the nodes' slurmd, so a dead node holds it until Slurm's message
+        timeout: apart from the thread that reads the nodes, or a lost node would be
+        noticed that much later."""
+        while not self._closed:
+            self._guard(self._read_usage, "reading usage (sstat)")
+            deadline = time.monotonic() + USAGE_POLL
+            while not self._closed and time.monotonic() < deadline:
+                time.sleep(0.1)
 
     def _watch_ends(self) -> None:
         while not self._closed:
@@ -695,6 +704,7 @@ class SlurmExecutor(Executor):
         self._commands.put(lambda: None)
         self._thread.join(timeout=10)
         self._ends_thread.join(timeout=5)
+        self._usage_thread.join(timeout=1)          # an sstat may wait on a dead node: it is a daemon thread
         self._submits.shutdown(wait=True)
 
     def sample(self, job_ids: Iterable[int]) -> dict[int, Reading]:
@@ -708,7 +718,8 @@ class SlurmExecutor(Executor):
 
         with self._lock:
             ids = {ln.slurm_id: ln.job.id for ln in self._launches.values()
-                   if ln.slurm_id and not ln.reported and ln.seen is not None and ln.seen.state == "RUNNING"}
+                   if ln.slurm_id and not ln.reported and ln.seen is not None and ln.seen.state == "RUNNING"
+                   and not ln.node_lost and not self._lost.intersection(ln.allocation.nodes)}
         got = parse_sstat(self.client.sstat(sorted(ids))) if ids else {}
         usage = {ids[sid]: Reading(ids[sid], cpu_seconds=float(u["cpu_seconds"]), memory=int(u["memory"]),
                                    processes=int(u["processes"]) or None, source="slurm")
