@@ -179,3 +179,23 @@ def test_a_stop_signal_reaches_the_command_and_the_script_records_how_it_ended(t
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert ended.read_text() == "7\n"
+
+
+def test_squeue_columns_read_as_its_json_entries():
+    from datetime import datetime
+
+    from corral.executors.slurm.client import parse_squeue
+
+    text = ("1|FAILED|NonZeroExitCode|n0|2026-12-03T12:05:56|2026-12-03T12:05:57|768|/tmp/o|corral-ab12cd-7-2\n"
+            "5|PENDING|BeginTime||2026-12-03T13:05:54|NONE|0|/dev/null|a|name with | bars \n"
+            "3|RUNNING|None|n[0-1]|2026-12-03T12:05:56|NONE|0|/tmp/o-%j|x\n"
+            " \n"
+            "garbage line\n")
+    jobs = parse_squeue(text)
+    assert [j["job_id"] for j in jobs] == [1, 5, 3]
+    failed, pending, running = (observe(j) for j in jobs)
+    assert failed.terminal and (failed.exit_code, failed.signal) == (3, None) and failed.name == "corral-ab12cd-7-2"
+    assert failed.end_time == datetime.fromisoformat("2026-12-03T12:05:57").timestamp() and failed.nodes == "n0"
+    assert pending.pending and pending.reason == "BeginTime" and pending.name == "a|name with | bars"
+    assert pending.end_time == 0 and pending.nodes == ""
+    assert not running.pending and not running.terminal and running.nodes == "n[0-1]"
