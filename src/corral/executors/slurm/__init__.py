@@ -18,7 +18,7 @@ and *where*.
 * **Slurm is shared**, so corral's view can be stale: a job Slurm holds pending shows
   Slurm's reason (``EnginePending: slurm: Resources``), and one not started within
   ``start_timeout`` is cancelled in Slurm and requeued by corral with backoff.
-* **Observation** is batched: one ``squeue --json`` per poll for all of this user's jobs
+* **Observation** is batched: one ``squeue`` per poll for all of this user's jobs
   in the partition; exits decoded from the raw wait status; a job gone from slurmctld's
   memory is looked up in the job-completion file (``sacct -c``).
 * **Stop**: ``scancel --signal=SIG --full`` (the job's stop signal, to every step), then

@@ -14,8 +14,8 @@ Pure: no Slurm is called here.
   for a job over several nodes. GPUs: Slurm chooses the devices on each node and sets
   ``CUDA_VISIBLE_DEVICES``; corral keeps that (and copies it to ``CORRAL_GPUS``), and sets
   it *empty* for a job without GPUs (Slurm leaves it unset: the job would see every GPU).
-* :func:`observe`: a ``squeue --json`` job as a :class:`Seen` (state, Slurm's reason,
-  nodes, the exit decoded from the raw wait status: 768 is exit 3).
+* :func:`observe`: a ``squeue`` job (its ``--json`` keys) as a :class:`Seen` (state,
+  Slurm's reason, nodes, the exit decoded from the raw wait status: 768 is exit 3).
 """
 
 from __future__ import annotations
@@ -191,7 +191,7 @@ def decode_exit(raw: Any) -> tuple[int | None, int | None]:
 
 @dataclass(frozen=True)
 class Seen:
-    """One Slurm job as ``squeue --json`` shows it."""
+    """One Slurm job as ``squeue`` shows it."""
 
     slurm_id: int
     name: str
