@@ -92,7 +92,7 @@ def test_sbatch_pins_the_job_to_corrals_nodes_with_its_resources():
 
 def run_script(text: str, extra_env: dict[str, str]) -> str:
     env = {"PATH": os.environ["PATH"], **extra_env}
-    return subprocess.run(["sh", "-c", text], env=env, capture_output=True, text=True, timeout=30).stdout
+    return subprocess.run(["bash", "-c", text], env=env, capture_output=True, text=True, timeout=30).stdout
 
 
 def test_sbatch_gets_the_jobs_environment_with_an_empty_cuda_visible_devices_without_gpus():
@@ -139,7 +139,7 @@ def test_the_batch_script_records_the_exit_code_and_waits_for_the_hand_off(tmp_p
     import time
 
     text, ended = ended_script(tmp_path, ("sh", "-c", "exit 3"))
-    proc = subprocess.Popen(["sh", "-c", text], env={"PATH": os.environ["PATH"], "SLURMD_NODENAME": "n0"})
+    proc = subprocess.Popen(["bash", "-c", text], env={"PATH": os.environ["PATH"], "SLURMD_NODENAME": "n0"})
     try:
         while not ended.exists() and proc.poll() is None:
             time.sleep(0.002)
@@ -153,12 +153,37 @@ def test_the_batch_script_records_the_exit_code_and_waits_for_the_hand_off(tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == [ended.name, f"{ended.name}.go"]   # corral removes .go
 
 
+def test_the_hand_off_wakes_the_script_through_its_fifo_and_the_command_does_not_inherit_it(tmp_path):
+    import time
+
+    text, ended = ended_script(tmp_path, ("sh", "-c", "ls /proc/$$/fd > fds; exit 4"))
+    fifo = tmp_path / f"{ended.name}.fifo"
+    os.mkfifo(fifo)
+    assert text.startswith("#!/bin/bash\n")
+    proc = subprocess.Popen(["bash", "-c", text], env={"PATH": os.environ["PATH"]}, cwd=tmp_path)
+    try:
+        while not ended.exists() and proc.poll() is None:
+            time.sleep(0.002)
+        assert ended.read_text() == "4\n" and proc.poll() is None
+        time.sleep(0.1)
+        assert proc.poll() is None                    # a pause on the FIFO is a wait, not an end
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)   # the script holds it open: no ENXIO
+        os.write(fd, b"go\n")
+        os.close(fd)
+        assert proc.wait(timeout=30) == 4
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (tmp_path / f"{ended.name}.go").exists()     # woken by the FIFO alone
+    assert "3" not in (tmp_path / "fds").read_text().split()
+
+
 def test_the_batch_script_stops_waiting_by_itself_and_a_signal_ends_it_by_that_signal(tmp_path):
     text, ended = ended_script(tmp_path, ("sh", "-c", "exit 0"))
-    done = subprocess.run(["sh", "-c", text], env={"PATH": os.environ["PATH"]}, timeout=30)
+    done = subprocess.run(["bash", "-c", text], env={"PATH": os.environ["PATH"]}, timeout=30)
     assert done.returncode == 0 and ended.read_text() == "0\n"      # no .go came: it ended anyway
     text, ended = ended_script(tmp_path, ("sh", "-c", "kill -TERM $$"))
-    done = subprocess.run(["sh", "-c", text], env={"PATH": os.environ["PATH"]}, timeout=30)
+    done = subprocess.run(["bash", "-c", text], env={"PATH": os.environ["PATH"]}, timeout=30)
     assert done.returncode == -15 and ended.read_text() == "143\n"
 
 
@@ -168,7 +193,7 @@ def test_a_stop_signal_reaches_the_command_and_the_script_records_how_it_ended(t
 
     ready = tmp_path / "ready"
     text, ended = ended_script(tmp_path, ("sh", "-c", f"trap 'exit 7' USR1; touch {ready}; while :; do sleep 0.01; done"))
-    proc = subprocess.Popen(["sh", "-c", text], env={"PATH": os.environ["PATH"]}, start_new_session=True)
+    proc = subprocess.Popen(["bash", "-c", text], env={"PATH": os.environ["PATH"]}, start_new_session=True)
     try:
         while not ready.exists():                     # the command has set its trap
             time.sleep(0.005)

@@ -378,10 +378,40 @@ class SlurmExecutor(Executor):
             with self._lock:
                 if self._handoff.pop(name, None) is None:
                     continue                      # released already (overdue)
+            self._wake(name)
             try:
                 (self.ended / f"{name}.go").touch()
             except OSError:
                 pass                              # the script stops waiting by itself
+
+    def _make_fifo(self, name: str) -> None:
+        """The FIFO an ended job's script waits on (see :func:`.batch.script`)."""
+        try:
+            os.mkfifo(self.ended / f"{name}.fifo", 0o600)
+        except FileExistsError:
+            pass
+        except OSError as exc:                    # a file system without FIFOs: the .go file does
+            log.debug("no FIFO for %s: %s", name, exc)
+
+    def _wake(self, name: str) -> None:
+        """Wake the script waiting on its FIFO (it holds it open; no reader: nobody waits)."""
+        path = self.ended / f"{name}.fifo"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            try:
+                os.write(fd, b"go\n")
+            finally:
+                os.close(fd)
+        except OSError:
+            pass                                  # no FIFO, or no script on it here
+        self._unlink(path)
+
+    @staticmethod
+    def _unlink(path: Path) -> None:
+        try:
+            path.unlink()
+        except OSError:
+            pass
 
     def _handoff_overdue(self, names: list[str]) -> None:
         now = time.monotonic()
@@ -389,6 +419,8 @@ class SlurmExecutor(Executor):
             overdue = [n for n, at in self._handoff.items() if now >= at]
         self._release(overdue)
         for name in names:                        # .go files a script stopped waiting for
+            if name.endswith(".fifo") and not self._adopting:
+                self._stale_fifo(name)
             if name.endswith(".go") and name[:-3] not in self._handoff:
                 try:
                     path = self.ended / name
@@ -396,6 +428,17 @@ class SlurmExecutor(Executor):
                         path.unlink()
                 except OSError:
                     pass
+
+    def _stale_fifo(self, name: str) -> None:
+        """A FIFO of a launch no longer live (it ended without the hand-off)."""
+        job_s, _, rest = name.partition(".")
+        attempt_s = rest.removesuffix(".fifo")
+        with self._lock:
+            ln = self._launches.get(int(job_s)) if job_s.isdigit() else None
+            live = ln is not None and not ln.reported and str(ln.attempt) == attempt_s
+            waiting = name.removesuffix(".fifo") in self._handoff
+        if not live and not waiting:
+            self._unlink(self.ended / name)
 
     def _end_code(self, name: str) -> tuple[int | None, float]:
         try:
@@ -493,6 +536,7 @@ class SlurmExecutor(Executor):
                 with open(d / stream, "ab") as f:
                     f.write(header)
         self._unlink_end(ended_name(job.id, ln.attempt))      # from a launch before a lost store
+        self._make_fifo(ended_name(job.id, ln.attempt))
         body = script(job, ln.allocation, nodes, ln.attempt, ended=str(self.ended / ended_name(job.id, ln.attempt)))
         args = sbatch_args(job, ln.allocation, nodes, name=ln.name, partition=self.partition,
                            stdout=str(d / "stdout"), stderr=str(d / "stderr"),
