@@ -296,5 +296,9 @@ def test_cli_placement_and_rules(tmp_path, capsys):
     assert "--placement" in capsys.readouterr().err
     assert main([*args, "--reference-rules", "mine"]) == 1
     assert "--reference-rules" in capsys.readouterr().err
+    fifo = [a if a != "srtf" else "best-effort-fifo" for a in args]
+    assert main([*fifo, "--placement", "first-fit"]) == 1       # not silently ignored
+    err = capsys.readouterr().err
+    assert "--placement" in err and "first-fit" in err and "srtf or tiresias" in err and "Traceback" not in err
     with pytest.raises(ValidationError):
         resolve("srtf", reference_rules="mine")

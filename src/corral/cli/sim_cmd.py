@@ -74,6 +74,10 @@ def cmd_sim(args) -> int:
     policies = {name: resolve(name, estimate_factor=factor, half_life=half_life, tiresias_thresholds=thresholds,
                               tiresias_promote_knob=knob, reference_rules=rules)
                 for name in names if name != "config"}
+    if getattr(args, "placement", None) and not {"srtf", "tiresias"} & set(policies):
+        raise ValidationError("--placement", args.placement,
+                              "expected --policy srtf or tiresias with it (the daemon's policies place as the "
+                              "daemon does: best fit)")
     if config_path:
         from ..sim.policies import load_config_policy
 
