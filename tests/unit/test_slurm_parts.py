@@ -132,7 +132,7 @@ def test_sstat_usage_is_summed_over_a_jobs_steps():
 def ended_script(tmp_path, command):
     job, alloc = make_job(gpus=0, command=command)
     ended = tmp_path / ended_name(job.id, 1)
-    return script(job, alloc, {"n0": node("n0")}, 1, ended=str(ended)), ended
+    return script(job, alloc, {"n0": node("n0")}, 1, ended=str(ended), wake=str(tmp_path / f"wake-{ended.name}")), ended
 
 
 def test_the_batch_script_records_the_exit_code_and_waits_for_the_hand_off(tmp_path):
@@ -157,7 +157,7 @@ def test_the_hand_off_wakes_the_script_through_its_fifo_and_the_command_does_not
     import time
 
     text, ended = ended_script(tmp_path, ("sh", "-c", "ls /proc/$$/fd > fds; exit 4"))
-    fifo = tmp_path / f"{ended.name}.fifo"
+    fifo = tmp_path / f"wake-{ended.name}"
     os.mkfifo(fifo)
     assert text.startswith("#!/bin/bash\n")
     proc = subprocess.Popen(["bash", "-c", text], env={"PATH": os.environ["PATH"]}, cwd=tmp_path)

@@ -86,3 +86,28 @@ def test_a_lost_node_is_noticed_while_sstat_waits_on_it(tmp_path):
         fake.release.set()
         ex.close()
         loop.close()
+
+
+def test_the_hand_off_writes_to_a_waiting_scripts_fifo_else_leaves_the_go_file(tmp_path):
+    import os
+    import time as _time
+
+    loop = asyncio.new_event_loop()
+    ex = SlurmExecutor("p", lambda *a: None, loop, home=str(tmp_path), client=FakeSlurm())
+    try:
+        here, elsewhere = "7.1", "8.1"
+        for name in (here, elsewhere):
+            ex._make_fifo(name)
+            ex._handoff[name] = _time.monotonic() + 10
+        script_end = os.open(ex.wake / here, os.O_RDONLY | os.O_NONBLOCK)   # a script on this host
+        try:
+            ex._release([here, elsewhere])
+            assert os.read(script_end, 16) == b"go\n"
+        finally:
+            os.close(script_end)
+        assert not (ex.ended / f"{here}.go").exists()          # woken through the FIFO alone
+        assert (ex.ended / f"{elsewhere}.go").exists()         # nobody on the FIFO here: the file
+        assert os.listdir(ex.wake) == [] and not ex._handoff
+    finally:
+        ex.close()
+        loop.close()

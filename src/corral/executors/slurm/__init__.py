@@ -75,6 +75,8 @@ USAGE_POLL = 5.0
 #: sbatch calls at once.
 SUBMITTERS = 8
 NODE_POLL = 1.0
+#: How often the FIFOs of launches no longer live are removed, seconds.
+FIFO_SWEEP = 60.0
 
 NoteCallback = Callable[[int, Reason, str], None]
 
@@ -123,6 +125,8 @@ class SlurmExecutor(Executor):
         self.root.mkdir(parents=True, exist_ok=True)
         self.ended = self.root / "ended"
         self.ended.mkdir(exist_ok=True)
+        self.wake = self.root / "wake"              # the hand-off's FIFOs, one per live launch
+        self.wake.mkdir(exist_ok=True)
         self._on_exit = on_exit
         self._on_nodes: Callable[[], None] | None = None
         self._on_note: NoteCallback | None = None
@@ -227,8 +231,12 @@ class SlurmExecutor(Executor):
     # -- the thread -------------------------------------------------------------------------------
     def _run(self) -> None:
         next_jobs = next_nodes = 0.0
+        next_sweep = time.monotonic() + FIFO_SWEEP
         while not self._closed:
             now = time.monotonic()
+            if now >= next_sweep and not self._adopting:
+                next_sweep = now + FIFO_SWEEP
+                self._guard(self._sweep_fifos, "removing the hand-off's stale FIFOs")
             if now >= next_nodes:
                 next_nodes = now + self.node_poll
                 self._guard(lambda: self._read_nodes(self.client.sinfo()), "reading Slurm's nodes")
@@ -378,7 +386,8 @@ class SlurmExecutor(Executor):
             with self._lock:
                 if self._handoff.pop(name, None) is None:
                     continue                      # released already (overdue)
-            self._wake(name)
+            if self._wake(name):
+                continue                          # woken through its FIFO: no .go needed
             try:
                 (self.ended / f"{name}.go").touch()
             except OSError:
@@ -387,24 +396,27 @@ class SlurmExecutor(Executor):
     def _make_fifo(self, name: str) -> None:
         """The FIFO an ended job's script waits on (see :func:`.batch.script`)."""
         try:
-            os.mkfifo(self.ended / f"{name}.fifo", 0o600)
+            os.mkfifo(self.wake / name, 0o600)
         except FileExistsError:
             pass
         except OSError as exc:                    # a file system without FIFOs: the .go file does
             log.debug("no FIFO for %s: %s", name, exc)
 
-    def _wake(self, name: str) -> None:
-        """Wake the script waiting on its FIFO (it holds it open; no reader: nobody waits)."""
-        path = self.ended / f"{name}.fifo"
+    def _wake(self, name: str) -> bool:
+        """Wake the script waiting on its FIFO; False when none holds it open on this host
+        (a FIFO opened for writing without a reader fails: the script is elsewhere)."""
+        path = self.wake / name
+        woken = False
         try:
             fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
             try:
-                os.write(fd, b"go\n")
+                woken = os.write(fd, b"go\n") > 0
             finally:
                 os.close(fd)
         except OSError:
             pass                                  # no FIFO, or no script on it here
         self._unlink(path)
+        return woken
 
     @staticmethod
     def _unlink(path: Path) -> None:
@@ -419,8 +431,6 @@ class SlurmExecutor(Executor):
             overdue = [n for n, at in self._handoff.items() if now >= at]
         self._release(overdue)
         for name in names:                        # .go files a script stopped waiting for
-            if name.endswith(".fifo") and not self._adopting:
-                self._stale_fifo(name)
             if name.endswith(".go") and name[:-3] not in self._handoff:
                 try:
                     path = self.ended / name
@@ -429,16 +439,20 @@ class SlurmExecutor(Executor):
                 except OSError:
                     pass
 
-    def _stale_fifo(self, name: str) -> None:
-        """A FIFO of a launch no longer live (it ended without the hand-off)."""
-        job_s, _, rest = name.partition(".")
-        attempt_s = rest.removesuffix(".fifo")
+    def _sweep_fifos(self) -> None:
+        """The FIFOs of launches no longer live (ended without the hand-off, or before a
+        restart): looked at once a minute, apart from the exit codes' folder, which is
+        read every END_POLL and holds only what just ended."""
+        try:
+            names = [e.name for e in os.scandir(self.wake)]
+        except OSError:
+            return
         with self._lock:
-            ln = self._launches.get(int(job_s)) if job_s.isdigit() else None
-            live = ln is not None and not ln.reported and str(ln.attempt) == attempt_s
-            waiting = name.removesuffix(".fifo") in self._handoff
-        if not live and not waiting:
-            self._unlink(self.ended / name)
+            live = {ended_name(ln.job.id, ln.attempt) for ln in self._launches.values() if not ln.reported}
+            live |= set(self._handoff)
+        for name in names:
+            if name not in live:
+                self._unlink(self.wake / name)
 
     def _end_code(self, name: str) -> tuple[int | None, float]:
         try:
@@ -537,7 +551,8 @@ class SlurmExecutor(Executor):
                     f.write(header)
         self._unlink_end(ended_name(job.id, ln.attempt))      # from a launch before a lost store
         self._make_fifo(ended_name(job.id, ln.attempt))
-        body = script(job, ln.allocation, nodes, ln.attempt, ended=str(self.ended / ended_name(job.id, ln.attempt)))
+        body = script(job, ln.allocation, nodes, ln.attempt, ended=str(self.ended / ended_name(job.id, ln.attempt)),
+                      wake=str(self.wake / ended_name(job.id, ln.attempt)))
         args = sbatch_args(job, ln.allocation, nodes, name=ln.name, partition=self.partition,
                            stdout=str(d / "stdout"), stderr=str(d / "stderr"),
                            comment=f"corral job {job.id} attempt {ln.attempt}", kill_grace=self.kill_grace)
@@ -618,7 +633,11 @@ class SlurmExecutor(Executor):
                 return
             ln.reported = True
             self._launches.pop(ln.job.id, None)
-        self._unlink_end(ended_name(ln.job.id, ln.attempt))
+            name = ended_name(ln.job.id, ln.attempt)
+            handing_off = name in self._handoff
+        self._unlink_end(name)
+        if not handing_off:                       # else the hand-off writes to it, then removes it
+            self._unlink(self.wake / name)
         status = self._status_of(ln)
         self._notify(self._on_exit, ln.job.id, status)
 

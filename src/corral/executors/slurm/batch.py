@@ -121,16 +121,16 @@ _RERAISE = (1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
 _TRAPPED = "HUP INT QUIT USR1 USR2 ALRM TERM"
 
 
-def _run_and_record(command: str, ended: str) -> list[str]:
+def _run_and_record(command: str, ended: str, wake: str) -> list[str]:
     """Run ``command`` as a child, write its exit code to ``ended`` (one short write: a
     reader sees nothing or the code and its newline), wait a moment for corral's
     hand-off, and end as the command ended. The hand-off wakes the script at once through
-    the FIFO ``ended`` + ``.fifo`` where corral made one (a FIFO is a pipe of the host
+    the FIFO ``wake`` where corral made one (a FIFO is a pipe of the host
     that opens it: for a script on another host than the daemon it is only a fork-free
     pause), else it looks for ``ended`` + ``.go`` (which corral removes) every 25 ms.
     Nothing but the fallback's waits forks: each fork is CPU the jobs beside it lack."""
     reraise = "|".join(str(128 + n) for n in _RERAISE)
-    go, fifo = shlex.quote(ended + ".go"), shlex.quote(ended + ".fifo")
+    go, fifo = shlex.quote(ended + ".go"), shlex.quote(wake or ended + ".fifo")
     return [f"trap : {_TRAPPED}",
             command,
             "code=$?",
@@ -148,7 +148,7 @@ def _run_and_record(command: str, ended: str) -> list[str]:
 
 
 def script(job: "Job", allocation: "Allocation", nodes: Mapping[str, "Node"], attempt: int,
-           ended: str = "") -> str:
+           ended: str = "", wake: str = "") -> str:
     """The batch script: the node's and Slurm's part of corral's environment, then the
     command (one replica per node through ``srun`` over several nodes). With ``ended``
     (a path), the command runs as the script's child and its exit code is written there
@@ -165,7 +165,7 @@ def script(job: "Job", allocation: "Allocation", nodes: Mapping[str, "Node"], at
     if len(allocation.pieces) == 1:
         if gpu_line:
             lines.append(gpu_line)
-        lines += _run_and_record(argv, ended) if ended else [f"exec {argv}"]
+        lines += _run_and_record(argv, ended, wake) if ended else [f"exec {argv}"]
         return "\n".join(lines) + "\n"
     # Several nodes: the batch script runs on the first node of the allocation, which is
     # the first rank's (SLURM_NODEID 0): its address is the rendezvous.
@@ -180,7 +180,7 @@ def script(job: "Job", allocation: "Allocation", nodes: Mapping[str, "Node"], at
     replica = shlex.quote(rank + 'exec "$@"')
     srun = (f"srun --nodes={len(allocation.pieces)} --ntasks-per-node=1 "
             f"--kill-on-bad-exit=1 /bin/sh -c {replica} corral-replica {argv}")
-    lines += _run_and_record(srun, ended) if ended else [f"exec {srun}"]
+    lines += _run_and_record(srun, ended, wake) if ended else [f"exec {srun}"]
     return "\n".join(lines) + "\n"
 
 
