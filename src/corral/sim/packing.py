@@ -157,11 +157,7 @@ class _Fgd:
         c = requests.constraints
         models = c.gpu_models if c is not None else ()
         best = None
-        ordered = snapshot.ordered
-        for (devices, _), members in classes.items():
-            state = ordered[min(members)]
-            if not state.fits(requests):
-                continue
+        for devices, state in classes.fitting(snapshot, requests):
             free_cpu = state.free(CPU)
             before = self.frag(devices, free_cpu)
             growth, device = self._growth(state, devices, free_cpu - cpu, before, share, gpus, models)
@@ -212,11 +208,7 @@ def _weighted_best_fit(snapshot: Snapshot, requests: Resources, classes: "_Class
     that holds it (its ``bestfit`` GPU choice)."""
     need_cpu, need = requests.get(CPU, 0), requested_milli(requests)
     best = None
-    ordered = snapshot.ordered
-    for (devices, _), members in classes.items():
-        state = ordered[min(members)]
-        if not state.fits(requests):
-            continue
+    for devices, state in classes.fitting(snapshot, requests):
         left = 0.5 * (state.free(CPU) - need_cpu) / MAX_SPEC_CPU \
             + 0.5 * (sum(f for f, _ in devices) - need) / MAX_SPEC_MILLI
         rank = (left, state.node.name)
@@ -238,6 +230,14 @@ class _Classes(dict):
         self.of: dict[int, tuple] = {}
         for i, state in enumerate(snapshot.ordered):
             self.place(i, state)
+
+    def fitting(self, snapshot: Snapshot, requests: Resources):
+        """(free devices, node) for each class whose node of the lowest name fits ``requests``."""
+        ordered = snapshot.ordered
+        for (devices, _), members in self.items():
+            state = ordered[min(members)]
+            if state.fits(requests):
+                yield devices, state
 
     @staticmethod
     def key(state: NodeState) -> tuple:

@@ -398,7 +398,7 @@ class SlurmExecutor(Executor):
         try:
             os.mkfifo(self.wake / name, 0o600)
         except FileExistsError:
-            pass
+            pass                                  # made for this attempt before a restart
         except OSError as exc:                    # a file system without FIFOs: the .go file does
             log.debug("no FIFO for %s: %s", name, exc)
 
@@ -423,7 +423,7 @@ class SlurmExecutor(Executor):
         try:
             path.unlink()
         except OSError:
-            pass
+            pass                                  # already gone
 
     def _handoff_overdue(self, names: list[str]) -> None:
         now = time.monotonic()
@@ -466,10 +466,7 @@ class SlurmExecutor(Executor):
             return None, 0.0
 
     def _unlink_end(self, name: str) -> None:
-        try:
-            (self.ended / name).unlink()
-        except OSError:
-            pass                                  # already gone
+        self._unlink(self.ended / name)
 
     def _note(self, ln: _Launch, reason: Reason, message: str) -> None:
         if ln.noted != message:
