@@ -281,6 +281,7 @@ class FairShare(Wait):
 class PreemptionKind(str, enum.Enum):
     PRIORITY = "priority"       # the victims have a lower priority
     RECLAIM = "reclaim"         # the victims' queues borrow the preemptor's queue's nominal quota
+    SERVICE = "service"         # the victims (resumable) have attained more service (``las``)
 
 
 @dataclass(frozen=True)
@@ -292,7 +293,9 @@ class Preempting(Wait):
     @property
     def message(self) -> str:
         jobs = ("job " if len(self.victims) == 1 else "jobs ") + ", ".join(str(v) for v in self.victims)
-        why = "lower priority" if self.kind is PreemptionKind.PRIORITY else "reclaiming quota other queues borrow"
+        why = {PreemptionKind.PRIORITY: "lower priority",
+               PreemptionKind.SERVICE: "more attained service; they resume from their checkpoint",
+               }.get(self.kind, "reclaiming quota other queues borrow")
         return f"preempting {jobs} ({why})"
 
 

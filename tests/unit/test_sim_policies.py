@@ -191,5 +191,5 @@ def test_running_jobs_carry_the_estimate_not_the_real_end(monkeypatch):
 
 
 def test_unknown_policy_lists_them_all():
-    with pytest.raises(ValidationError, match="fair-share, sjf-aging, sjf-history, easy-backfill, srtf, tiresias"):
+    with pytest.raises(ValidationError, match="fair-share, sjf-aging, las, sjf-history, easy-backfill, srtf, tiresias"):
         resolve("magic")

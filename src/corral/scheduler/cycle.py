@@ -321,6 +321,9 @@ class _Cycle:
         self._users_on = state.tracks_users
         self.shares_changed = False
         self.reasons = ctx.reasons
+        #: Some preemption may be planned: the config's (priority, reclaim), or a queue's
+        #: policy preempting by attained service (``las``).
+        self.may_preempt = ctx.preempt or any(q.order.by_service for q in self.queues.values())
 
     # -- the phases --------------------------------------------------------------------------
     def run(self) -> Decisions:
@@ -357,7 +360,7 @@ class _Cycle:
         if plain is None:
             spec = self.queues[name]
             plain = self._plain_queues[name] = not (
-                self.ctx.backfill or self.ctx.preempt or spec.order.strict or spec.order.by_user or spec.order.ages
+                self.ctx.backfill or self.may_preempt or spec.order.strict or spec.order.by_user or spec.order.ages
                 or spec.has_user_limits or spec.nominal is not None)
         return plain
 
@@ -593,7 +596,8 @@ class _Cycle:
             else:       # its victims are gone; what holds it back now is ordinary
                 self._record(job, spec, outcome, detail)
             return False
-        if (outcome is not _Outcome.USER and self.ctx.preempt and job.preempts and not job.gang
+        if (outcome is not _Outcome.USER and (self.ctx.preempt or spec.order.by_service) and job.preempts
+                and not job.gang
                 and not self._never(job)
                 and not (outcome is _Outcome.QUOTA and self.quota.never_fits(job.queue, job.requests))):
             planned = self._plan(job)
@@ -605,7 +609,7 @@ class _Cycle:
             self._reserve(job)
         self._record(job, spec, outcome, detail)
         if (outcome is _Outcome.NODES and not restricted) or outcome is _Outcome.QUOTA:
-            if (not spec.order.strict and not self.ctx.preempt and not self.planned and not behind
+            if (not spec.order.strict and not self.may_preempt and not self.planned and not behind
                     and not spec.has_user_limits):
                 rest = order.drop_shape(job.requests, self.reasons)
                 if rest:
@@ -619,7 +623,7 @@ class _Cycle:
         req = job.requests
         if not ((req, job.gang) in self.phys_fail or (job.queue, req) in self.quota_fail):
             return False
-        if self.ctx.preempt or self.inflight:
+        if self.may_preempt or self.inflight:
             return False
         return not self.ctx.backfill or self.reservation is not None or req in self.no_reservation \
             or (job.queue, req) in self.quota_fail
@@ -717,9 +721,12 @@ class _Cycle:
     def _take(self, job: PendingJob, alloc: Allocation) -> None:
         self.shares_changed = True
         limit = job.time_limit
+        order = self.queues[job.queue].order if job.queue in self.queues else None
+        protected = order is not None and order.by_service and order.due(job, self.now)
         self.state.start(RunningJob(job.id, alloc, priority=job.priority, queue=job.queue, user=job.user,
                                     started_at=self.now, expected_end=None if limit is None else self.now + limit,
-                                    preemptible=job.preemptible))
+                                    preemptible=job.preemptible, served=job.served, resumable=job.resumable,
+                                    protected=protected, submitted=job.submitted))
         self.result.placements.append(Placement(job.id, alloc))
 
     def _never(self, job: PendingJob) -> bool:
@@ -804,11 +811,15 @@ class _Cycle:
             self._hold(planned)
 
     def _plan(self, job: PendingJob) -> _Planned | None:
-        key = (job.queue, job.user, job.priority, job.requests)
+        order = self.queues[job.queue].order
+        level = order.level(job) if order.by_service else 0
+        key = (job.queue, job.user, job.priority, job.requests, level)
         if key in self.no_preempt or self.preempt_tries >= MAX_PREEMPTION_TRIES:
             return None
         by_node = self.state.by_node
-        if not any(r.priority < job.priority or r.queue != job.queue
+        priority = self.ctx.preempt
+        if not any((priority and (r.priority < job.priority or r.queue != job.queue))
+                   or (order.by_service and r.queue == job.queue and r.resumable)
                    for rs in by_node.values() for r in rs.values()):
             self.no_preempt.add(key)
             return None
@@ -821,7 +832,7 @@ class _Cycle:
                     or not job.requests.fits_in(state.allocatable)):
                 continue
             found = plan_on_node(state, job, list(by_node[name].values()), self.queues, self.quota, self.users,
-                                 self.now)
+                                 self.now, priority=priority)
             if found is not None and (best is None or (found[0], name) < (best[0], best[1].node)):
                 best = found
         if best is None:

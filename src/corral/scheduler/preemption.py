@@ -17,6 +17,12 @@ A pending job ``J`` (queue ``q``) may preempt running jobs on *one* node:
     and must stay at or above its nominal in every resource it borrows after all the
     victims taken from it are removed.
 
+(c) *service* -- under a policy that ranks by attained service (``las``,
+    :mod:`.policies.las`), in its own queue, *resumable* jobs of the same priority whose
+    level (attained service) is now deeper than ``J``'s; not a job that was due when it
+    started (``RunningJob.protected``). This one does not depend on the ``preemption``
+    switch (``priority=False`` turns (a) and (b) off): it is how the policy works.
+
 Non-preemptible jobs and jobs already being stopped are never victims. A job spread over
 several nodes (a gang) is never a preemptor; as a victim, its piece on the node counts. The victims
 must make ``J`` fit: on the node (with the real placement code, GPUs and cores as
@@ -49,7 +55,7 @@ EXHAUSTIVE_BUDGET = 2000
 
 
 def plan_preemption(snapshot: Snapshot, job: PendingJob, running: Sequence[RunningJob],
-                    queues: Mapping[str, QueueSpec], now: float) -> Preemption | None:
+                    queues: Mapping[str, QueueSpec], now: float, *, priority: bool = True) -> Preemption | None:
     """The preemption that lets ``job`` start, or None (see the module docstring), with
     quota and user usage taken from ``running``. ``snapshot`` holds the running jobs'
     allocations (it is not modified). The cycle plans with its own bookkeeping instead
@@ -67,16 +73,18 @@ def plan_preemption(snapshot: Snapshot, job: PendingJob, running: Sequence[Runni
         name = state.node.name
         if name not in by_node or not job.requests.fits_in(state.allocatable):
             continue
-        found = plan_on_node(state, job, by_node[name], queues, quota, users, now)
+        found = plan_on_node(state, job, by_node[name], queues, quota, users, now, priority=priority)
         if found is not None and (best is None or (found[0], name) < (best[0], best[1].node)):
             best = found
     return None if best is None else best[1]
 
 
 def plan_on_node(state: NodeState, job: PendingJob, running: list[RunningJob], queues: Mapping[str, QueueSpec],
-                 quota: QuotaState, users: UserUsage, now: float) -> tuple[tuple, Preemption] | None:
+                 quota: QuotaState, users: UserUsage, now: float, *,
+                 priority: bool = True) -> tuple[tuple, Preemption] | None:
     """The best preemption on this node for ``job`` with its rank (fewest victims ...), or
-    None. ``running``: the jobs with a piece on this node."""
+    None. ``running``: the jobs with a piece on this node. ``priority``: preemption by
+    priority and quota reclaim are on (the config's ``preemption``)."""
     queue = job.queue
     req = job.requests
     node = state.node.name
@@ -86,15 +94,20 @@ def plan_on_node(state: NodeState, job: PendingJob, running: list[RunningJob], q
     candidates: list[RunningJob] = []
     spec = queues.get(queue)
     own_only = spec is not None and spec.order.by_user
+    order = spec.order if spec is not None and spec.order.by_service else None
+    levels: dict[int, int] = {}
     for r in running:
         if not r.preemptible or r.stopping_for is not None or r.id == job.id:
             continue
         if r.queue == queue:
-            if r.priority < job.priority and not (own_only and r.user != job.user):
+            if priority and r.priority < job.priority and not (own_only and r.user != job.user):
                 lower.add(r.id)
                 candidates.append(r)
+            elif order is not None and r.resumable and not r.protected and order.outranks(job, r, now):
+                levels[r.id] = order.running_level(r, now)
+                candidates.append(r)
             continue
-        if not cross:
+        if not cross or not priority:
             continue
         b = borrowed.get(r.queue)
         if b is None:
@@ -106,7 +119,7 @@ def plan_on_node(state: NodeState, job: PendingJob, running: list[RunningJob], q
             candidates.append(r)
     if not candidates:
         return None
-    candidates.sort(key=lambda r: (r.priority, -r.started_at, -r.id))
+    candidates.sort(key=lambda r: (r.priority, -levels.get(r.id, 0), -r.started_at, -r.id))
     here = {r.id: r.allocation.piece_on(node) for r in candidates}
 
     def reclaim_ok(victims: Sequence[RunningJob]) -> bool:
@@ -150,8 +163,8 @@ def plan_on_node(state: NodeState, job: PendingJob, running: list[RunningJob], q
 
     def rank(victims: Sequence[RunningJob]) -> tuple:
         prios = [v.priority for v in victims]
-        return (len(victims), max(prios), sum(prios), sum(now - v.started_at for v in victims),
-                tuple(sorted(v.id for v in victims)))
+        return (len(victims), max(prios), sum(prios), -sum(levels.get(v.id, 0) for v in victims),
+                sum(now - v.started_at for v in victims), tuple(sorted(v.id for v in victims)))
 
     chosen: tuple[tuple, list[RunningJob], Allocation] | None = None
     budget = EXHAUSTIVE_BUDGET
@@ -176,7 +189,12 @@ def plan_on_node(state: NodeState, job: PendingJob, running: list[RunningJob], q
     if chosen is None:
         return None
     key, victims, alloc = chosen
-    kind = PreemptionKind.PRIORITY if all(v.id in lower for v in victims) else PreemptionKind.RECLAIM
+    if all(v.id in lower for v in victims):
+        kind = PreemptionKind.PRIORITY
+    elif all(v.id in lower or v.id in levels for v in victims):
+        kind = PreemptionKind.SERVICE
+    else:
+        kind = PreemptionKind.RECLAIM
     victim_ids = tuple(sorted(v.id for v in victims))
     return key, Preemption(job.id, victim_ids, node, kind, allocation=alloc)
 

@@ -24,6 +24,15 @@ class Scheduling:
     preemption: bool = False
     #: Fair share: past usage counts half after this many seconds.
     half_life: float = 7 * 86400.0
+    #: ``las``: its level boundaries (GPU-seconds of attained service); empty: the
+    #: policy's own (:attr:`~corral.scheduler.policies.las.LeastAttainedService.THRESHOLDS`).
+    service_levels: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.service_levels:
+            for q in self.queues:
+                if q.order.by_service:
+                    q.order.THRESHOLDS = tuple(self.service_levels)  # type: ignore[misc]
 
     @classmethod
     def make(cls, queues: tuple[QueueSpec, ...] = (), policy: str = DEFAULT_POLICY, **switches: object) -> "Scheduling":
@@ -46,6 +55,11 @@ class Scheduling:
     def estimates_by_gpus(self) -> bool:
         """Some queue's estimates come from the user's jobs of the same GPU count (``sjf-aging``)."""
         return any(q.order.estimates_by_gpus for q in self.queues)
+
+    @property
+    def by_service(self) -> bool:
+        """Some queue ranks by attained service and preempts by it (``las``)."""
+        return any(q.order.by_service for q in self.queues)
 
     @property
     def fair_share(self) -> bool:

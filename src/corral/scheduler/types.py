@@ -45,6 +45,12 @@ class PendingJob:
     #: When it was submitted (seconds, the clock the cycle's ``now`` reads): what a
     #: policy that ages waiting jobs (``sjf-aging``) measures the wait from.
     submitted: float = 0.0
+    #: Seconds it ran in earlier attempts whose work it kept (a resumable job preempted
+    #: by attained service): what ``las`` ranks by.
+    served: float = 0.0
+    #: Once running, it keeps its work when stopped (it checkpoints): ``las`` may preempt
+    #: it by attained service.
+    resumable: bool = False
 
     @property
     def shape(self) -> Resources:
@@ -69,6 +75,14 @@ class RunningJob:
     #: Set while corral stops it for a preemption: the preemptor's id. Such a job is
     #: never chosen again, and its preemptor waits for it instead of planning anew.
     stopping_for: int | None = None
+    #: Seconds run in earlier attempts whose work it kept (see :class:`PendingJob`).
+    served: float = 0.0
+    #: When it was submitted (``las`` ranks it as if it waited again).
+    submitted: float = 0.0
+    #: It keeps its work when stopped: a victim for preemption by attained service.
+    resumable: bool = False
+    #: It was due when it started (``las``'s bound): never preempted by attained service.
+    protected: bool = False
 
     @property
     def requests(self) -> Resources:

@@ -32,7 +32,7 @@ Deterministic: the same jobs (in any order) and policy give the same result.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Sequence
 
 from ..capacity.node import Node
@@ -81,6 +81,10 @@ class SimResult:
     migrations: int = 0
 
 
+def _nothing() -> None:
+    """A wake-up: the loop runs a cycle at its time."""
+
+
 #: Timer priorities at equal times: ends are applied before arrivals.
 _END, _ARRIVAL = 0, 1
 #: Stops after which a job waits again (what ExitStatus.classify calls Pending).
@@ -124,6 +128,8 @@ class _Replay:
         self.executor = SimulatedExecutor(self.world, self._ended, kill_grace=0.0)
         self.history = RunTimeHistory() if policy.order_by == HISTORY else None
         self.by_gpus = policy.scheduling.estimates_by_gpus
+        self.by_service = policy.scheduling.by_service
+        self.wake_at: float | None = None
         self.limits: dict[int, float | None] = {}
         self.driver = Driver(nodes, policy.scheduling, self.executor, clock=self.world, journal=None,
                              estimate=self._estimate, limit=lambda job: self.limits[job.id], gangs=True,
@@ -146,7 +152,8 @@ class _Replay:
 
     # -- what the scheduler is told ----------------------------------------------------------------
     def _program(self, job: Job) -> Program:
-        return Program(float(self.trace_of[job.id].duration))
+        # A resumable job preempted by attained service continues where it stopped.
+        return Program(max(float(self.trace_of[job.id].duration) - job.served, 0.0))
 
     def _estimate(self, job: Job) -> float | None:
         if self.policy.order_by == ORACLE:
@@ -163,7 +170,8 @@ class _Replay:
         key = (trace.requests, getattr(trace, "priority", 0), queue)
         spec = self._specs.get(key)
         if spec is None:
-            spec = self._specs[key] = JobSpec(command=(), requests=key[0], priority=key[1], queue=queue)
+            spec = self._specs[key] = JobSpec(command=(), requests=key[0], priority=key[1], queue=queue,
+                                              resumable=self.policy.resumable)
         # Submission order, as the daemon's store numbers jobs (arrivals come in (submit, id) order).
         self.arrived += 1
         number = self.arrived
@@ -188,9 +196,12 @@ class _Replay:
         driver.release(job_id)
         self.allocated_gpus -= gpus_held(run.allocation)
         self._restrand(run.allocation)
-        if status.stopped_for in _REQUEUED:       # preempted: waits again, its work lost
+        if status.stopped_for in _REQUEUED:       # preempted: waits again
             self.result.preemptions += 1
-            driver.enqueue(live.job)
+            job = live.job
+            if job.spec.resumable:                # its work kept (it checkpoints), else lost
+                job = replace(job, served=job.served + (self.world.now - run.started_at))
+            driver.enqueue(job)
             return
         now = self.world.now
         trace = self.trace_of[job_id]
@@ -241,6 +252,7 @@ class _Replay:
                 world.run_due(below=_ARRIVAL)     # what an arrival schedules before the rest
             world.run_due()                       # every event at this instant
             rounds = 0
+            wake = None
             while driver.pending:
                 decided = driver.cycle()
                 result.cycles += 1
@@ -253,6 +265,13 @@ class _Replay:
                 rounds += 1
                 if rounds > 1000:
                     raise CorralError(f"preemption does not settle at t={t:g}s (1000 rounds of preemptions)")
+            if self.by_service and driver.pending:
+                # The policy's view changes by itself (a demotion, a job falling due): a
+                # cycle then, as the daemon wakes for one.
+                wake = driver.next_change()
+                if wake is not None and wake > t and wake != self.wake_at:
+                    self.wake_at = wake
+                    world.call_at(wake, _nothing, priority=_ARRIVAL + 1)
             result.samples.append(Sample(t=t, gpus_allocated=self.allocated_gpus, gpus_total=self.gpus_total,
                                          queue_length=len(driver.pending), running=len(driver.state.running),
                                          gpus_stranded=self.stranded_total / MILLI))

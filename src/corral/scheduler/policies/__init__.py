@@ -5,6 +5,7 @@ from __future__ import annotations
 from .base import QueuePolicy
 from .best_effort_fifo import BestEffortFifo
 from .fair_share import FairSharePolicy
+from .las import LeastAttainedService
 from .priority import Priority
 from .sjf import ShortestJobFirst
 from .sjf_aging import AgedShortestJobFirst
@@ -12,7 +13,7 @@ from .strict_fifo import StrictFifo
 
 POLICIES: dict[str, type[QueuePolicy]] = {
     cls.name: cls for cls in (BestEffortFifo, StrictFifo, Priority, ShortestJobFirst, FairSharePolicy,
-                               AgedShortestJobFirst)
+                               AgedShortestJobFirst, LeastAttainedService)
 }
 
 DEFAULT_POLICY = BestEffortFifo.name
@@ -28,4 +29,4 @@ def get_policy(name: str) -> QueuePolicy:
 
 
 __all__ = ["POLICIES", "DEFAULT_POLICY", "QueuePolicy", "get_policy", "BestEffortFifo", "StrictFifo", "Priority",
-           "ShortestJobFirst", "FairSharePolicy", "AgedShortestJobFirst"]
+           "ShortestJobFirst", "FairSharePolicy", "AgedShortestJobFirst", "LeastAttainedService"]

@@ -18,6 +18,9 @@ the same way whatever the policy, so every policy combines with backfill and pre
   rest of its queue (a job that has waited long enough); the cycle then does not leave
   out, before its walk, the shapes that fitted nowhere in the last cycle, so that such a
   job is always reached. Such jobs must come first in the policy's order.
+* :attr:`QueuePolicy.by_service` -- the policy ranks jobs by their attained service, in
+  levels, and a waiting job may preempt resumable running jobs of a deeper level
+  (``las``, :mod:`.las`).
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ class QueuePolicy:
     ages: ClassVar[bool] = False
     #: Estimates by the user's recent jobs *of the same GPU count* (:mod:`..history`).
     estimates_by_gpus: ClassVar[bool] = False
+    #: Orders by attained service and preempts resumable jobs by it (``las``): the
+    #: policy then has ``level``, ``running_level`` and ``next_demotion``.
+    by_service: ClassVar[bool] = False
 
     def blocks(self, job: PendingJob, now: float) -> bool:
         """Whether ``job``, visited at ``now`` and unable to start, holds back the rest of

@@ -56,6 +56,9 @@ class SimPolicy:
     #: Jobs without a requested time are told ``duration x estimate_factor`` as their time
     #: limit (backfill's estimate; an oracle). None: only requested times.
     estimate_factor: float | None = None
+    #: The trace's jobs keep their work when preempted (they checkpoint): a preemption
+    #: by attained service (``las``) then costs them nothing but the wait.
+    resumable: bool = False
 
     def __post_init__(self) -> None:
         k = self.estimate_factor
@@ -133,6 +136,8 @@ def resolve(name: str, *, estimate_factor: float = 1.0, half_life: float = DEFAU
     if name == "easy-backfill":
         return SimPolicy(name, Scheduling.make(policy="best-effort-fifo", backfill=True),
                          estimate_factor=estimate_factor)
+    if name in POLICIES and POLICIES[name].by_service:      # las: the jobs checkpoint, as its papers assume
+        return SimPolicy(name, Scheduling.make(policy=name), resumable=True)
     if name in POLICIES and POLICIES[name].uses_estimates:   # sjf-aging: learned run times, as the daemon
         return SimPolicy(name, Scheduling.make(policy=name), order_by=HISTORY)
     if name in POLICIES:
