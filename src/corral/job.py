@@ -325,6 +325,9 @@ class Job:
     not_before: float | None = None
     #: How many of its retries it has used (failed and went back to the queue).
     retried: int = 0
+    #: Seconds it ran in earlier attempts whose work it kept: a resumable job preempted
+    #: by attained service (``policy: las``) continues from its checkpoint.
+    served: float = 0.0
 
     @property
     def terminal(self) -> bool:

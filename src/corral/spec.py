@@ -63,6 +63,9 @@ class JobSpec:
     #: ``requeue``: a preempted job is queued again (else it ends Cancelled/Preempted).
     preemptible: bool = True
     requeue: bool = True
+    #: It saves its work when stopped (on its stop signal) and continues from it when
+    #: started again: a preemption by attained service (``policy: las``) keeps its work.
+    resumable: bool = False
     #: The priority class it asked for (``--priority urgent``); the daemon sets
     #: ``priority`` and ``preempts`` from the class (:mod:`corral.priorities`).
     priority_class: str = ""
@@ -123,6 +126,7 @@ class JobSpec:
             "hold": self.hold,
             "preemptible": self.preemptible,
             "requeue": self.requeue,
+            "resumable": self.resumable,
             "priority_class": self.priority_class,
             "preempts": self.preempts,
             "gpu_models": list(self.gpu_models),
@@ -156,6 +160,7 @@ class JobSpec:
             hold=bool(data.get("hold", False)),
             preemptible=bool(data.get("preemptible", True)),
             requeue=bool(data.get("requeue", True)),
+            resumable=bool(data.get("resumable", False)),
             priority_class=str(data.get("priority_class") or ""),
             preempts=bool(data.get("preempts", True)),
             gpu_models=tuple(data.get("gpu_models") or ()),
@@ -671,7 +676,8 @@ def _build(command: object, *, requests: object, limits: object, name: object, e
            kill_grace: object = None, idle_gpu: object = None, queue: object = None, array: object = None,
            dependencies: object = None, retries: object = None, hold: object = None,
            preemptible: object = None, requeue: object = None, gpus: object = None, gpu_models: object = None,
-           node_selector: object = None, nodes: object = None, pty: object = None) -> JobSpec:
+           node_selector: object = None, nodes: object = None, pty: object = None,
+           resumable: object = None) -> JobSpec:
     argv = _parse_command(command, paths["command"])
     name_ = _parse_name(name, paths["name"])
     labels_ = _parse_labels(labels, paths["labels"])
@@ -714,6 +720,11 @@ def _build(command: object, *, requests: object, limits: object, name: object, e
     if share and nodes_ != 1:
         raise _fail(paths.get("nodes", "nodes"), nodes_, "expected 1: a share of one GPU runs on one node")
     pty_ = _parse_bool(pty, paths.get("pty", "pty"), False)
+    preemptible_ = _parse_bool(preemptible, paths.get("preemptible", "preemptible"), True)
+    resumable_ = _parse_bool(resumable, paths.get("resumable", "resumable"), False)
+    if resumable_ and not preemptible_:
+        raise _fail(paths.get("resumable", "resumable"), True,
+                    "a resumable job is one corral may stop and start again: not with preemptible false")
     if pty_ and (array_[0] or nodes_ != 1):
         raise _fail(paths.get("pty", "pty"), True, "a job with a terminal is one process: not an array "
                     "and not on several nodes")
@@ -728,7 +739,7 @@ def _build(command: object, *, requests: object, limits: object, name: object, e
                    dependencies=parse_dependencies(dependencies, paths.get("dependencies", "after")),
                    retries=_parse_retries(retries, paths.get("retries", "retries")),
                    hold=_parse_bool(hold, paths.get("hold", "hold"), False),
-                   preemptible=_parse_bool(preemptible, paths.get("preemptible", "preemptible"), True),
+                   preemptible=preemptible_, resumable=resumable_,
                    requeue=_parse_bool(requeue, paths.get("requeue", "requeue"), True),
                    gpu_models=models,
                    node_selector=parse_selector(node_selector, paths.get("node_selector", "node_selector")),
@@ -741,7 +752,7 @@ _CLI_PATHS = {"command": "command", "requests": "", "limits": "limits", "resourc
               "kill_grace": "grace", "idle_gpu": "idle_gpu", "queue": "queue", "array": "array",
               "dependencies": "after", "retries": "retries", "hold": "hold", "preemptible": "preemptible",
               "requeue": "requeue", "gpus": "gpus", "gpu_models": "gpu_models", "node_selector": "node_selector",
-              "nodes": "nodes", "pty": "pty"}
+              "nodes": "nodes", "pty": "pty", "resumable": "resumable"}
 
 
 def build_spec(command: str | list[str] | tuple[str, ...], *,
@@ -767,7 +778,8 @@ def build_spec(command: str | list[str] | tuple[str, ...], *,
                gpu_models: object = None,
                node_selector: Mapping[str, str] | None = None,
                nodes: object = None,
-               pty: object = None) -> JobSpec:
+               pty: object = None,
+               resumable: object = None) -> JobSpec:
     """Build a validated :class:`JobSpec` from CLI/SDK-style values.
 
     ``command`` is an argv list, or one string run as ``/bin/sh -c STRING``.
@@ -785,7 +797,9 @@ def build_spec(command: str | list[str] | tuple[str, ...], *,
     GPU count from ``requests`` or ``gpus``), ``node_selector`` labels the node must
     have (``{"zone": "lab1"}``), ``nodes`` how many nodes get one replica each with the
     per-node ``requests`` and ``limits``. ``pty``: interactive, the job gets a
-    pseudo-terminal (``corral run --pty``).
+    pseudo-terminal (``corral run --pty``). ``resumable``: the job saves its work on its
+    stop signal and continues from it when started again (``policy: las`` may then
+    preempt it by attained service; ``CORRAL_SERVED`` tells it how long it has run).
     Errors are one-line :class:`ValidationError` naming the field (``requests.memory``,
     ``env``, ``priority`` ...), the value and what is accepted.
     """
@@ -794,7 +808,7 @@ def build_spec(command: str | list[str] | tuple[str, ...], *,
                   paths=_CLI_PATHS, env_list_form=False, stop_signal=stop_signal, kill_grace=kill_grace,
                   idle_gpu=idle_gpu, queue=queue, array=array, dependencies=dependencies, retries=retries,
                   hold=hold, preemptible=preemptible, requeue=requeue, gpus=gpus, gpu_models=gpu_models,
-                  node_selector=node_selector, nodes=nodes, pty=pty)
+                  node_selector=node_selector, nodes=nodes, pty=pty, resumable=resumable)
 
 
 # -- the YAML document form -------------------------------------------------------------
@@ -809,7 +823,7 @@ _SPEC_FIELDS = {"command": "command", "env": "env", "workingDir": "workingDir", 
                 "idleGpu": "idleGpu", "queue": "queue", "array": "array", "dependencies": "dependencies",
                 "retries": "retries", "hold": "hold", "preemptible": "preemptible", "requeue": "requeue",
                 "gpuModels": "gpuModels", "nodeSelector": "nodeSelector", "nodes": "nodes",
-                "pty": "pty"}
+                "pty": "pty", "resumable": "resumable"}
 _RESOURCES_FIELDS = {"requests": "requests", "limits": "limits"}
 _ENV_ITEM_FIELDS = {"name": "name", "value": "value"}
 
@@ -910,6 +924,7 @@ def _parse_document(doc: object) -> JobSpec:
         "node_selector": path("spec", spec, "nodeSelector"),
         "nodes": path("spec", spec, "nodes"),
         "pty": path("spec", spec, "pty"),
+        "resumable": path("spec", spec, "resumable"),
     }
     return _build(get(spec, "command"), requests=get(res, "requests"), limits=get(res, "limits"),
                   name=get(meta, "name"), env=get(spec, "env"), workdir=get(spec, "workingDir"),
@@ -920,7 +935,7 @@ def _parse_document(doc: object) -> JobSpec:
                   dependencies=get(spec, "dependencies"), retries=get(spec, "retries"), hold=get(spec, "hold"),
                   preemptible=get(spec, "preemptible"), requeue=get(spec, "requeue"),
                   gpu_models=get(spec, "gpuModels"), node_selector=get(spec, "nodeSelector"),
-                  nodes=get(spec, "nodes"), pty=get(spec, "pty"))
+                  nodes=get(spec, "nodes"), pty=get(spec, "pty"), resumable=get(spec, "resumable"))
 
 
 def _yaml_loader():  # imported lazily: PyYAML costs start-up time the CLI does not want
@@ -1134,6 +1149,8 @@ def spec_to_document(spec: JobSpec) -> dict[str, Any]:
         body["preemptible"] = False
     if not spec.requeue:
         body["requeue"] = False
+    if spec.resumable:
+        body["resumable"] = True
     if spec.gpu_models:
         body["gpuModels"] = list(spec.gpu_models)
     if spec.node_selector:

@@ -406,6 +406,20 @@ class TestStoreContract:
         with pytest.raises(InvalidTransition):
             store.update_spec(2, job.spec, "x", T0 + 3)
 
+    def test_requeue_keeps_the_work_of_a_resumable_job(self, store):
+        store.add_jobs([make_job()], T0)
+        store.start_jobs([(1, alloc())], T0)
+        assert store.get_job(1).served == 0.0
+        store.apply_ends([], [Requeue(1, Reason.PREEMPTED, "preempted", T0 + 100, served=100.0)])
+        assert store.get_job(1).served == 100.0
+        store.start_jobs([(1, alloc())], T0 + 110)
+        store.apply_ends([], [Requeue(1, Reason.PREEMPTED, "preempted", T0 + 160, served=50.0)])
+        assert store.get_job(1).served == 150.0           # summed over the attempts
+        store.start_jobs([(1, alloc())], T0 + 200)
+        store.finish_job(1, JobState.SUCCEEDED, Reason.COMPLETED, ended_at=T0 + 230)
+        # What estimates learn: every second it ran, not only the last attempt's.
+        assert store.recent_run_times(1) == [("", 180.0)]
+
     def test_requeue_with_backoff(self, store):
         store.add_jobs([make_job()], T0)
         store.start_jobs([(1, alloc())], T0)
@@ -594,7 +608,8 @@ class TestSqliteStore:
         with SqliteStore(path) as s:
             job = s.get_job(1)
             assert job.retried == 0 and job.allocation == Allocation("n0", Resources({"cpu": 1000}))
-            assert s.get_meta("schema_version") == str(SCHEMA_VERSION) == "5"
+            assert job.served == 0.0
+            assert s.get_meta("schema_version") == str(SCHEMA_VERSION) == "6"
         raw = sqlite3.connect(path)
         columns = {row[1] for row in raw.execute("PRAGMA table_info(jobs)")}
         raw.close()

@@ -18,7 +18,7 @@ import pytest
 
 from corral_harness import CORRAL, NCPU, gate_cmd, proc_alive, wait_until
 
-SPEC_FIELDS = "array, command, dependencies, env, gpuModels, gracePeriod, hold, idleGpu, nodeSelector, nodes, preemptible, priority, pty, queue, requeue, resources, retries, stopSignal, timeLimit, workingDir"
+SPEC_FIELDS = "array, command, dependencies, env, gpuModels, gracePeriod, hold, idleGpu, nodeSelector, nodes, preemptible, priority, pty, queue, requeue, resources, resumable, retries, stopSignal, timeLimit, workingDir"
 
 
 @pytest.fixture

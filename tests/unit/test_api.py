@@ -214,7 +214,7 @@ def test_submit_yaml(app, m, tmp_path, shared_dir):
     ({"jobs": [{"flags": {"command": ["x"], "gpu": 1}}]},
      "unknown field jobs[0].flags.gpu (accepted: command, requests, limits, name, env, workdir, labels, priority, "
      "time, signal, grace, idle_gpu, queue, array, after, retries, hold, preemptible, requeue, gpus, gpu_models, "
-     "node_selector, nodes, pty)"),
+     "node_selector, nodes, pty, resumable)"),
     ({"jobs": [{"flags": {"command": ["x"], "hold": "yes"}}]},
      'invalid value for jobs[0].flags.hold: "yes" (expected true or false)'),
     ({"jobs": ["echo hi"]},

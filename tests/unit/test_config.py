@@ -96,7 +96,7 @@ def test_policies(policy):
     ("data", "message"),
     [
         ({"reserv": {}},
-         "c.yaml: unknown field reserv (accepted: admin_group, backfill, cost, defaults, enforcement, engine, fair_share, idle_gpu, insecure, kill_grace, listen, log_limit, max_request, mode, node_labels, node_name, pids_limit, policy, preemption, priority_classes, queues, rate_limit, reserve, resources, retention, sample_interval, series_interval, simulate_gpus, socket_group, tls)"),
+         "c.yaml: unknown field reserv (accepted: admin_group, backfill, cost, defaults, enforcement, engine, fair_share, idle_gpu, insecure, kill_grace, las, listen, log_limit, max_request, mode, node_labels, node_name, pids_limit, policy, preemption, priority_classes, queues, rate_limit, reserve, resources, retention, sample_interval, series_interval, simulate_gpus, socket_group, tls)"),
         ({"reserve": {"gpu": 1}}, "c.yaml: unknown field reserve.gpu (accepted: cpu, memory)"),
         ({"reserve": []}, "c.yaml: invalid value for reserve: [] (expected a mapping with fields cpu, memory)"),
         ({"reserve": {"memory": "1GG"}},
@@ -110,7 +110,7 @@ def test_policies(policy):
         ({"defaults": {"cpu": "x"}}, 'c.yaml: invalid quantity for defaults.cpu: "x" (expected e.g. 2, 500m, 0.5)'),
         ({"defaults": "cpu=1"}, 'c.yaml: invalid value for defaults: "cpu=1" (expected a mapping of resource name '
                                 'to quantity, e.g. {cpu: "2", memory: 8Gi, nvidia.com/gpu: 1})'),
-        ({"policy": "lifo"}, 'c.yaml: invalid value for policy: "lifo" (expected one of: best-effort-fifo, strict-fifo, priority, sjf, fair-share, sjf-aging)'),
+        ({"policy": "lifo"}, 'c.yaml: invalid value for policy: "lifo" (expected one of: best-effort-fifo, strict-fifo, priority, sjf, fair-share, sjf-aging, las)'),
         ({"simulate_gpus": 65}, "c.yaml: invalid value for simulate_gpus: 65 (expected a whole number from 0 to 64, "
                                 "or {count: N, model: NAME}, e.g. {count: 4, model: A100})"),
         ({"simulate_gpus": -1}, "c.yaml: invalid value for simulate_gpus: -1 (expected a whole number from 0 to 64, "
@@ -128,7 +128,7 @@ def test_policies(policy):
                                '253 letters, digits, -, _ and ., starting and ending with a letter or digit, '
                                'e.g. gpu-box-1)'),
         ([1], "c.yaml: invalid config: [1] (expected a mapping with fields admin_group, backfill, cost, defaults, "
-              "enforcement, engine, fair_share, idle_gpu, insecure, kill_grace, listen, log_limit, max_request, mode, node_labels, "
+              "enforcement, engine, fair_share, idle_gpu, insecure, kill_grace, las, listen, log_limit, max_request, mode, node_labels, "
               "node_name, pids_limit, policy, preemption, priority_classes, queues, rate_limit, reserve, resources, retention, "
               "sample_interval, series_interval, simulate_gpus, socket_group, tls)"),
     ],
@@ -157,7 +157,7 @@ def test_file_errors_name_the_file(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text("policy: lifo\n")
     err = fails(load_config, path)
-    assert str(err) == f'{path}: invalid value for policy: "lifo" (expected one of: best-effort-fifo, strict-fifo, priority, sjf, fair-share, sjf-aging)'
+    assert str(err) == f'{path}: invalid value for policy: "lifo" (expected one of: best-effort-fifo, strict-fifo, priority, sjf, fair-share, sjf-aging, las)'
 
 
 def test_yaml_syntax_error(tmp_path):
@@ -354,7 +354,7 @@ def test_queues_parse_with_zeros_and_round_trip():
     ({"queues": [{"nominal": {"gpu": 1}}]}, "c.yaml: missing field queues[0].name (expected a queue name, e.g. research)"),
     ({"queues": [{"name": "Research"}]}, 'c.yaml: invalid value for queues[0].name: "Research"'),
     ({"queues": [{"name": "a"}, {"name": "a"}]}, 'c.yaml: invalid value for queues[1].name: "a" (expected each queue name once)'),
-    ({"queues": [{"name": "a", "policy": "lottery"}]}, 'c.yaml: invalid value for queues[0].policy: "lottery" (expected one of: best-effort-fifo, strict-fifo, priority, sjf, fair-share, sjf-aging)'),
+    ({"queues": [{"name": "a", "policy": "lottery"}]}, 'c.yaml: invalid value for queues[0].policy: "lottery" (expected one of: best-effort-fifo, strict-fifo, priority, sjf, fair-share, sjf-aging, las)'),
     ({"queues": [{"name": "a", "nominal": {"gpu": "x"}}]}, 'c.yaml: invalid quantity for queues[0].nominal.gpu: "x"'),
     ({"queues": [{"name": "a", "nominal": {"gpu": 1}, "lending_limit": {"gpu": 2}}]},
      "c.yaml: invalid value for queues[0].lending_limit.nvidia.com/gpu: 2 (expected at most the nominal quota (1))"),

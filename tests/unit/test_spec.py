@@ -407,7 +407,7 @@ def test_document_shell_string_command():
     ("document", "message"),
     [
         ({"spec": {"comand": ["x"]}},
-         "unknown field spec.comand (accepted: array, command, dependencies, env, gpuModels, gracePeriod, hold, idleGpu, nodeSelector, nodes, preemptible, priority, pty, queue, requeue, resources, retries, stopSignal, timeLimit, workingDir)"),
+         "unknown field spec.comand (accepted: array, command, dependencies, env, gpuModels, gracePeriod, hold, idleGpu, nodeSelector, nodes, preemptible, priority, pty, queue, requeue, resources, resumable, retries, stopSignal, timeLimit, workingDir)"),
         (doc(resources={"request": {}}), "unknown field spec.resources.request (accepted: limits, requests)"),
         ({"metadata": {"namespace": "x"}, "spec": {"command": ["x"]}},
          "unknown field metadata.namespace (accepted: labels, name)"),
@@ -467,7 +467,7 @@ def test_document_not_a_mapping():
 def test_where_prefixes_messages_and_keeps_attributes():
     err = fails(parse_document, {"spec": {"comand": ["x"]}}, where="jobs[2]")
     assert str(err) == ("jobs[2]: unknown field spec.comand "
-                        "(accepted: array, command, dependencies, env, gpuModels, gracePeriod, hold, idleGpu, nodeSelector, nodes, preemptible, priority, pty, queue, requeue, resources, retries, stopSignal, timeLimit, workingDir)")
+                        "(accepted: array, command, dependencies, env, gpuModels, gracePeriod, hold, idleGpu, nodeSelector, nodes, preemptible, priority, pty, queue, requeue, resources, resumable, retries, stopSignal, timeLimit, workingDir)")
     assert err.field == "spec.comand"
     err = fails(parse_document, doc(resources={"requests": {"memory": "16GG"}}), where="jobs[0]")
     assert isinstance(err, QuantityError)
@@ -477,7 +477,7 @@ def test_where_prefixes_messages_and_keeps_attributes():
 def test_document_missing_spec_and_command():
     assert str(fails(parse_document, {})) == (
         "missing field spec (expected a mapping with at least command; "
-        "accepted: array, command, dependencies, env, gpuModels, gracePeriod, hold, idleGpu, nodeSelector, nodes, preemptible, priority, pty, queue, requeue, resources, retries, stopSignal, timeLimit, workingDir)")
+        "accepted: array, command, dependencies, env, gpuModels, gracePeriod, hold, idleGpu, nodeSelector, nodes, preemptible, priority, pty, queue, requeue, resources, resumable, retries, stopSignal, timeLimit, workingDir)")
     assert str(fails(parse_document, {"spec": {}})).startswith("missing field spec.command (")
     assert str(fails(parse_document, {"spec": None})).startswith("missing field spec (")
 
@@ -545,7 +545,7 @@ def test_error_prefixed_with_source_and_document():
     text = "spec: {command: [x]}\n---\nspec: {comand: [x]}\n"
     err = fails(load_documents, text, source="jobs.yaml")
     assert str(err) == ("jobs.yaml (document 2): unknown field spec.comand "
-                        "(accepted: array, command, dependencies, env, gpuModels, gracePeriod, hold, idleGpu, nodeSelector, nodes, preemptible, priority, pty, queue, requeue, resources, retries, stopSignal, timeLimit, workingDir)")
+                        "(accepted: array, command, dependencies, env, gpuModels, gracePeriod, hold, idleGpu, nodeSelector, nodes, preemptible, priority, pty, queue, requeue, resources, resumable, retries, stopSignal, timeLimit, workingDir)")
     assert err.field == "spec.comand"
     err = fails(load_documents, "spec: {comand: [x]}\n", source="job.yaml")
     assert str(err).startswith("job.yaml: unknown field spec.comand")

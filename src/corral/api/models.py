@@ -224,6 +224,8 @@ class JobFlags(RequestModel):
     nodes: Integer | None = None
     #: Interactive: the job gets a pseudo-terminal (``corral run --pty``; local engine).
     pty: Flag | None = None
+    #: It saves its work on its stop signal and continues from it (``policy: las``).
+    resumable: Flag | None = None
 
 
 class FlagsItem(RequestModel):
@@ -577,6 +579,10 @@ class JobView(ResponseModel):
     gpu_models: list[str] | None = None
     node_selector: dict[str, str] | None = None
     nodes: int | None = None
+    #: It checkpoints (``resumable``), and the seconds its earlier attempts ran whose work
+    #: it kept (``policy: las`` preempts such jobs by attained service).
+    resumable: bool | None = None
+    served: float | None = None
     #: Interactive (``corral run --pty``): the socket its terminal listens on.
     pty: str | None = None
     live: LiveView | None = None

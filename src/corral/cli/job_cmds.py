@@ -85,7 +85,7 @@ def _payload(args) -> dict:
                              "priority", "name", "workdir", "signal", "grace", "idle_threshold", "idle_window",
                              "idle_actions", "queue", "array", "after", "retries", "nodes")
                  if getattr(args, o) is not None]
-        given += [o for o in ("hold", "no_requeue", "no_preempt", "node_selector") if getattr(args, o)]
+        given += [o for o in ("hold", "no_requeue", "no_preempt", "resumable", "node_selector") if getattr(args, o)]
         if argv or given or args.env or args.label:
             what = "a command" if argv else "--" + (given[0] if given else ("env" if args.env else "label")).replace("_", "-")
             raise ValidationError("submit", what, "use either -f job.yaml or options with a command, not both",
@@ -141,6 +141,8 @@ def _payload(args) -> dict:
         flags["requeue"] = False
     if args.no_preempt:
         flags["preemptible"] = False
+    if args.resumable:
+        flags["resumable"] = True
     return {"jobs": [{"flags": flags}]}
 
 
@@ -216,6 +218,8 @@ def cmd_show(args) -> int:
         out.append(f"  User:      {job['user']}")
     if job.get("attempts", 0) > 1:
         out.append(f"  Attempts:  {job['attempts']}")
+    if job.get("resumable"):
+        out.append(f"  Resumable: yes ({job.get('served', 0):.0f}s run in earlier attempts, kept)")
     if job.get("node"):
         out.append(f"  Node:      {job['node']}")
         sim = " (simulated)" if job.get("gpus_simulated") else ""

@@ -55,6 +55,8 @@ COMMANDS = {c.name: c for c in (  # noqa: E501
             Opt("--hold", "submit held: it waits until `corral release`", flag=True),
             Opt("--no-requeue", "if preempted, end (Cancelled) instead of queueing again", flag=True),
             Opt("--no-preempt", "never preempt this job", flag=True),
+            Opt("--resumable", "it saves its work on its stop signal and resumes from it (CORRAL_SERVED > 0): "
+                "policy las may preempt it by attained service", flag=True),
             Pos("argv", "the command; one argument with spaces or shell characters runs via /bin/sh -c", rest=True),
             usage="[options] [-f job.yaml | [--] COMMAND [ARGS...]]"),
     Command("ps", "List jobs: pending and running by default, with why each one waits.",

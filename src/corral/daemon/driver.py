@@ -138,7 +138,8 @@ class Driver:
         return PendingJob(job.id, requests, priority=spec.priority, seq=job.seq, queue=spec.queue,
                           user=job.user, time_limit=limit, estimate=estimate, preemptible=spec.preemptible,
                           preempts=spec.preempts, submitted=job.submitted_at, gang=requests.replicas > 1
-                          or (self.gangs and needs_gang(requests, self.state.snapshot.largest_gpus)))
+                          or (self.gangs and needs_gang(requests, self.state.snapshot.largest_gpus)),
+                          served=job.served, resumable=spec.resumable and spec.preemptible)
 
     def dequeue(self, job_id: int) -> bool:
         """Take a job out of the scheduler's queue (held, gated, cancelled): True if it was."""
@@ -171,7 +172,8 @@ class Driver:
         limit = self.limit(job)
         return RunningJob(job.id, allocation, priority=spec.priority, queue=spec.queue, user=job.user,
                           started_at=started_at, expected_end=started_at + limit if limit else None,
-                          preemptible=spec.preemptible)
+                          preemptible=spec.preemptible, served=job.served,
+                          resumable=spec.resumable and spec.preemptible, submitted=job.submitted_at)
 
     def release(self, job_id: int) -> LiveJob | None:
         """A running job stopped (ended, or is to be requeued): its allocation is free
@@ -279,6 +281,8 @@ class Driver:
             spec = live.job.spec
             if kind is PreemptionKind.PRIORITY:
                 detail = f"priority {mine.job.spec.priority if mine else '?'} > {spec.priority}"
+            elif kind is PreemptionKind.SERVICE:
+                detail = self._service_detail(mine, live)
             else:
                 detail = f"queue {mine.job.spec.queue if mine else '?'} reclaims its nominal quota"
             message = f"preempted for job {preemptor} ({detail})"
@@ -286,6 +290,38 @@ class Driver:
             self.state.replace(live.run)
             log.info("job %d %s", victim, message)
             self.executor.stop(victim, StopReason.PREEMPT if spec.requeue else StopReason.PREEMPT_END, message)
+
+    def _service_detail(self, mine: LiveJob | None, victim: LiveJob) -> str:
+        order = self.queues[victim.job.spec.queue].order
+        now = self.clock()
+        theirs = order.running_level(victim.run, now) if victim.run is not None else "?"
+        ours = order.level(mine.queued) if mine is not None and mine.queued is not None else "?"
+        return f"attained service level {theirs} > {ours}; it resumes from its checkpoint"
+
+    def next_change(self) -> float | None:
+        """When the scheduler's view changes by itself under a policy that ranks by
+        attained service (``las``): the next demotion of a running job, or the next time a
+        waiting job falls due. None: nothing to wake up for."""
+        if not self.scheduling.by_service:
+            return None
+        best: float | None = None
+        for run in self.state.running.values():
+            spec = self.queues.get(run.queue)
+            if spec is None or not spec.order.by_service or run.stopping_for is not None:
+                continue
+            at = spec.order.next_demotion(run)
+            if at is not None and (best is None or at < best):
+                best = at
+        now = self.clock()
+        for queue in self.pending.queues.values():
+            policy = queue.policy
+            if not policy.by_service:
+                continue
+            for job in queue:
+                at = policy.due_at(job)
+                if at > now and (best is None or at < best):
+                    best = at
+        return best
 
     # -- views ------------------------------------------------------------------------------------
     def reason_of(self, job_id: int) -> Wait | None:

@@ -153,6 +153,10 @@ class Lifecycle:
             attempts = live.job.attempts if live is not None else 1
             return Requeue(job_id, reason, f"{message}; queued again in {backoff(max(1, attempts)):g}s", at,
                            not_before=at + backoff(max(1, attempts)))
+        if reason is Reason.PREEMPTED and live is not None and live.job.spec.resumable and live.run is not None:
+            # It saved its work on its stop signal and continues from it: the run counts.
+            served = max(at - live.run.started_at, 0.0)
+            return Requeue(job_id, reason, f"{message}; resumes after {served:.0f}s run", at, served=served)
         return Requeue(job_id, reason, message, at)
 
     def _retry(self, job_id: int, state: JobState, reason: Reason, message: str, at: float) -> Requeue | None:

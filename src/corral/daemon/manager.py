@@ -85,6 +85,8 @@ class Manager:
         self.commands = Commands(self.context, self.admission, self.lifecycle)
         self._waiters: dict[int, list[asyncio.Future]] = {}
         self._kicked = False
+        #: When a cycle is due for a change no event announces (``las``), if one is set.
+        self._wake_at: float | None = None
         #: Set on shutdown: long polls are answered at once with 503 (ask again later).
         self.closing = False
         #: Rates for accounting (config ``cost``) and how long finished jobs are kept.
@@ -260,6 +262,26 @@ class Manager:
             self.driver.cycle()
             self.context.metrics.cycle_took(time.perf_counter() - started)
         self.executor.after_cycle()
+        self._wake_for_change()
+
+    def _wake_for_change(self) -> None:
+        """Under a policy that ranks by attained service (``las``): a cycle when a running
+        job is demoted or a waiting one falls due, which no event announces."""
+        if not self.driver.pending:
+            return
+        at = self.driver.next_change()
+        if at is None:
+            return
+        now = self.clock()
+        if self._wake_at is not None and now < self._wake_at <= at:
+            return                        # one already comes, no later than this
+        self._wake_at = at
+        self.call_later(max(at - now, 0.0) + 0.01, self._woken, at)
+
+    def _woken(self, at: float) -> None:
+        if self._wake_at == at:
+            self._wake_at = None
+        self.kick()
 
     # -- waiting for jobs -----------------------------------------------------------------------
     def future_for(self, job_id: int) -> asyncio.Future:

@@ -78,6 +78,8 @@ def job_view(job: Job, manager: Manager, positions: dict[int, int] | None = None
         view["dependencies"] = [f"{kind}:{dep}" for kind, dep in spec.dependencies]
     if spec.retries:
         view["retries"] = spec.retries
+    if spec.resumable:
+        view["resumable"], view["served"] = True, job.served
     # Where it may run (``requests`` and ``limits`` above are per node).
     if spec.gpu_models:
         view["gpu_models"] = list(spec.gpu_models)

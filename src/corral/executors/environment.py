@@ -18,7 +18,9 @@ and the job must not get wrong:
   runs, its caps (:mod:`.gpu_share`; reported as not enforced elsewhere).
 * ``CORRAL_JOB_ID``, ``CORRAL_JOB_NAME``, ``CORRAL_CPUS`` (the cores it may run on),
   ``CORRAL_GPUS``, ``CORRAL_NODE``, ``CORRAL_ATTEMPT`` (1, 2 ... counting retries and
-  requeues); for an array task ``CORRAL_ARRAY_ID`` and ``CORRAL_ARRAY_INDEX``.
+  requeues); for an array task ``CORRAL_ARRAY_ID`` and ``CORRAL_ARRAY_INDEX``; for a
+  resumable job ``CORRAL_SERVED``, the seconds its earlier attempts ran whose work it kept
+  (above 0: continue from the checkpoint).
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ def job_environment(job: "Job", piece: "Piece", cores: tuple[int, ...],
         "CORRAL_CPUS": ",".join(str(c) for c in cores),
         "CORRAL_ATTEMPT": str(max(job.attempts, 1)),      # 1, then 2 after a retry or requeue
     })
+    if job.spec.resumable:
+        # Seconds its earlier attempts ran whose work it kept: > 0 means resume.
+        env["CORRAL_SERVED"] = f"{job.served:.0f}"
     share_env = share_environment(piece, node, mps)
     if share_env:                        # a share: its own caps only, never inherited ones
         for key in ("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE", "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"):

@@ -69,7 +69,8 @@ class Finish:
 class Requeue:
     """A running job going back to the queue, for :meth:`Store.apply_ends`: same id, same
     ``seq``; ``not_before`` delays its next start; ``retry``: it failed and uses one of its
-    retries (``Job.retried`` counts them)."""
+    retries (``Job.retried`` counts them); ``served``: seconds of this attempt whose work
+    the job keeps (a resumable job preempted by attained service), added to ``Job.served``."""
 
     job_id: int
     reason: Reason
@@ -77,6 +78,7 @@ class Requeue:
     at: float
     not_before: float | None = None
     retry: bool = False
+    served: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -213,8 +215,9 @@ class Store(ABC):
 
     @abstractmethod
     def recent_run_times(self, limit: int) -> list[tuple[str, float]]:
-        """``(user, ended_at - started_at)`` of the ``limit`` Succeeded jobs that ended
-        last, oldest end first (what run-time estimates learn from)."""
+        """``(user, ended_at - started_at + served)`` of the ``limit`` Succeeded jobs that
+        ended last, oldest end first (what run-time estimates learn from; ``served``: the
+        run time of earlier attempts whose work a resumable job kept)."""
 
     # Lifecycle -------------------------------------------------------------------------
     def start_jobs(self, starts: list[tuple[int, Allocation]], now: float) -> None:

@@ -107,7 +107,7 @@ class MemoryStore(Store):
             done = [j for j in self._jobs.values() if j.state is JobState.SUCCEEDED
                     and j.started_at is not None and j.ended_at is not None]
             done.sort(key=lambda j: (j.ended_at, j.id))
-            return [(j.user, j.ended_at - j.started_at) for j in done[max(len(done) - max(limit, 0), 0):]]
+            return [(j.user, j.ended_at - j.started_at + j.served) for j in done[max(len(done) - max(limit, 0), 0):]]
 
     # Lifecycle -----------------------------------------------------------------------
     def commit_cycle(self, starts: list[tuple[int, Allocation]], reasons: list[tuple[int, Reason, str]],
@@ -175,6 +175,7 @@ class MemoryStore(Store):
                 job.started_at, job.allocation, job.not_before = None, None, r.not_before
                 if r.retry:
                     job.retried += 1
+                job.served += r.served
                 self._allocations.pop(r.job_id, None)
                 self._event(r.job_id, r.at, old, JobState.PENDING, r.reason, r.message)
 

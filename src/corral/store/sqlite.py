@@ -138,13 +138,17 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         # A client's idempotency key -> the ids its batch got: a retried submit finds them.
         "CREATE TABLE submit_keys (key TEXT PRIMARY KEY, ids_json TEXT NOT NULL, at REAL NOT NULL)",
     ]),
+    (6, [
+        # Seconds run in attempts whose work the job kept (resumable, preempted by service).
+        "ALTER TABLE jobs ADD COLUMN served REAL NOT NULL DEFAULT 0",
+    ]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 _JOB_COLUMNS = (
     "j.id, j.state, j.reason, j.message, j.seq, j.spec_json, j.base_env_json, j.submitted_at, "
     "j.started_at, j.ended_at, j.exit_code, j.signal, j.user, j.attempts, j.uid, j.gid, j.array_id, "
-    "j.array_index, j.held, j.not_before, j.retried, "
+    "j.array_index, j.held, j.not_before, j.retried, j.served, "
     "a.node, a.requests_json, a.gpus_json, a.cores_json, a.pieces_json"
 )
 _SELECT_JOBS = f"SELECT {_JOB_COLUMNS} FROM jobs j LEFT JOIN allocations a ON a.job_id = j.id"
@@ -192,7 +196,7 @@ def _allocation_row(job_id: int, a: Allocation, now: float) -> tuple:
 def _row_to_job(row: tuple) -> Job:
     (job_id, state, reason, message, seq, spec_json, base_env_json, submitted_at, started_at,
      ended_at, exit_code, signal, user, attempts, uid, gid, array_id, array_index, held, not_before, retried,
-     node, requests_json, gpus_json, cores_json, pieces_json) = row
+     served, node, requests_json, gpus_json, cores_json, pieces_json) = row
     allocation = None
     if node is not None:
         allocation = _allocation(node, requests_json, gpus_json, cores_json, pieces_json)
@@ -202,7 +206,7 @@ def _row_to_job(row: tuple) -> Job:
         started_at=started_at, ended_at=ended_at, exit_code=exit_code, signal=signal,
         allocation=allocation, base_env=json.loads(base_env_json),
         seq=seq, user=user, attempts=attempts, uid=uid, gid=gid, array_id=array_id, array_index=array_index,
-        held=bool(held), not_before=not_before, retried=retried,
+        held=bool(held), not_before=not_before, retried=retried, served=served,
     )
 
 
@@ -421,7 +425,7 @@ class SqliteStore(Store):
         return out
 
     def recent_run_times(self, limit: int) -> list[tuple[str, float]]:
-        rows = self._query("SELECT user, ended_at - started_at FROM jobs WHERE state = ? AND started_at IS NOT NULL "
+        rows = self._query("SELECT user, ended_at - started_at + served FROM jobs WHERE state = ? AND started_at IS NOT NULL "
                            "AND ended_at IS NOT NULL ORDER BY ended_at DESC, id DESC LIMIT ?",
                            [JobState.SUCCEEDED.value, max(limit, 0)])
         return [(user, float(seconds)) for user, seconds in reversed(rows)]
@@ -496,8 +500,9 @@ class SqliteStore(Store):
                 check_reason(r.job_id, JobState.PENDING, r.reason)
                 ended.add(r.job_id)
                 c.execute("UPDATE jobs SET state = ?, reason = ?, message = ?, started_at = NULL, not_before = ?, "
-                          "retried = retried + ? WHERE id = ?",
-                          (JobState.PENDING.value, r.reason.value, r.message, r.not_before, int(r.retry), r.job_id))
+                          "retried = retried + ?, served = served + ? WHERE id = ?",
+                          (JobState.PENDING.value, r.reason.value, r.message, r.not_before, int(r.retry),
+                           float(r.served), r.job_id))
                 c.execute("DELETE FROM allocations WHERE job_id = ?", (r.job_id,))
                 c.execute(_INSERT_EVENT, (r.job_id, r.at, old.value, JobState.PENDING.value, r.reason.value,
                                           r.message))

@@ -39,4 +39,5 @@ def from_flags(flags: JobFlags) -> JobSpec:
                       idle_gpu=flags.idle_gpu, queue=flags.queue, array=flags.array, dependencies=flags.after,
                       retries=flags.retries, hold=flags.hold, preemptible=flags.preemptible,
                       requeue=flags.requeue, gpus=flags.gpus, gpu_models=flags.gpu_models,
-                      node_selector=flags.node_selector, nodes=flags.nodes, pty=flags.pty)
+                      node_selector=flags.node_selector, nodes=flags.nodes, pty=flags.pty,
+                      resumable=flags.resumable)
