@@ -27,6 +27,8 @@ Four parts, each printed as tables (``--skip philly|alibaba|scale|large`` leaves
     for all but the research references ``srtf`` and ``tiresias``), ``easy-backfill``
     once per ``--estimate-factors`` value, plus ``--config FILE``
     (``load_config_policy``); a policy that reads the real run times is marked "oracle".
+    ``srtf`` and ``tiresias`` follow the authors' rules; ``--reference-rules both`` adds
+    them under corral's (labelled "corral rules").
     Reported per load and policy: the mean over seeds of the mean JCT, of its ratio to
     the lower bound (``corral.sim.bounds.mean_jct_lower_bound``, the ratio taken per seed,
     then averaged), of the p50/p95 JCT, of the mean wait and slowdown, of the GPU
@@ -145,7 +147,7 @@ from corral.sim.engine import simulate  # noqa: E402
 from corral.sim.loaders import downsample_nodes, load_alibaba_nodes, load_trace  # noqa: E402
 from corral.sim.metrics import percentile, summarize  # noqa: E402
 from corral.sim.policies import is_oracle as policy_is_oracle  # noqa: E402
-from corral.sim.policies import policy_names, resolve  # noqa: E402
+from corral.sim.policies import RESEARCH_POLICIES, policy_names, resolve  # noqa: E402
 from corral.sim.trace import Trace, sample  # noqa: E402
 
 from benchenv import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
@@ -220,6 +222,8 @@ def policy_kind(name: str) -> str:
         return "learned run times"
     if name == "easy-backfill":
         return "backfill on estimates: oracle duration x k"
+    if getattr(policy, "resumable", False):
+        return "attained service, preempts resumable jobs"
     return "oracle" if getattr(policy, "oracle", False) else ""
 
 
@@ -278,6 +282,11 @@ def policy_runs(args) -> list[tuple[str, object]]:
         if name == "easy-backfill":
             for k in floats(args.estimate_factors):
                 runs.append((name if k == 1 else f"{name} (k={k:g})", resolve(name, estimate_factor=k)))
+        elif name in RESEARCH_POLICIES:
+            rules = ["paper", "corral"] if args.reference_rules == "both" else [args.reference_rules]
+            for r in rules:
+                label = name if r == "paper" else f"{name} (corral rules)"
+                runs.append((label, resolve(name, reference_rules=r)))
         else:
             runs.append((name, resolve(name)))
     if args.config:
@@ -364,6 +373,7 @@ def run_philly(args, traces: Path, out: dict) -> None:
                 summary["rescale"] = factor
                 summary["oracle"] = is_oracle(policy, sample.jobs)
                 summary["util_arrivals"] = sampled_busy(r.samples, first, last_submit)
+                summary["preemptions"] = r.preemptions
                 per_policy[label].append(summary)
             if args.plot_dir and s["seed"] == args.plot_seed and load == args.plot_load:
                 plotted = (s["seed"], load, sims)
@@ -379,12 +389,13 @@ def run_philly(args, traces: Path, out: dict) -> None:
                          f0(mean(r["wait_mean"] for r in runs_p)), f0(mean(r["max_wait"] for r in runs_p)),
                          f2(mean(r["slowdown_mean"] for r in runs_p)), f1(mean(r["slowdown_p99"] for r in runs_p)),
                          f3(mean(r["util_arrivals"] for r in runs_p)), f3(mean(r["utilization"] for r in runs_p)),
-                         f3(mean(r["jain_fairness"] for r in runs_p)), f0(mean(r["jct_mean_bound"] for r in runs_p))])
+                         f3(mean(r["jain_fairness"] for r in runs_p)), f0(mean(r["preemptions"] for r in runs_p)),
+                         f0(mean(r["jct_mean_bound"] for r in runs_p))])
         print(table(f"(a) Philly, load {load:g} ({args.load_basis} basis) on {args.cluster}: mean over "
                     f"{len(used)} of {len(samples)} seeds",
                     ["policy", "", "offered load", "JCT mean (s)", "JCT / LB", "JCT / LB median", "JCT p50 (s)",
                      "JCT p95 (s)", "wait mean (s)", "max wait (s)", "slowdown", "slowdown p99",
-                     "GPU util (arrivals)", "GPU util", "Jain",
+                     "GPU util (arrivals)", "GPU util", "Jain", "preemptions",
                      "LB (s)"], rows))
         if load == 1.0:
             print(table(f"(a) Philly, load {load:g}: JCT / LB per seed",
@@ -401,7 +412,7 @@ def run_philly(args, traces: Path, out: dict) -> None:
           "(how contended the cluster really is while jobs arrive); GPU util: the same over the makespan. "
           "max wait: the longest wait for a first start (mean over seeds). "
           "slowdown: mean bounded slowdown, max(JCT / max(duration, 10 s), 1); slowdown p99: its 99th percentile. Jain: over the virtual clusters "
-          "(users) of their mean slowdown.")
+          "(users) of their mean slowdown. preemptions: running jobs stopped for another, per sample (mean over seeds).")
     if plotted is not None:
         from corral.sim.plots import write_plots
 
@@ -1392,6 +1403,9 @@ def main(argv: list[str] | None = None) -> int:
                         "(arrival span x GPUs)) equals the load; trace: divide the trace's own gaps by the load")
     g.add_argument("--policies", help="only these policies, comma-separated (default: all of policy_names())")
     g.add_argument("--config", type=Path, help="also run the policy of this daemon config file ('config')")
+    g.add_argument("--reference-rules", choices=["paper", "corral", "both"], default="paper",
+                   help="srtf and tiresias by the authors' rules (default), corral's (gangs first and never "
+                        "preempted, victims on one node, no moves), or both")
     g.add_argument("--estimate-factors", default="1,2",
                    help="easy-backfill run-time estimate = duration x k, one run per k (default 1,2)")
     g.add_argument("--plot-dir", type=Path, help="write PNG plots of one run (--plot-seed, --plot-load) here")
