@@ -207,3 +207,14 @@ def test_a_long_job_ends_under_an_endless_stream_of_short_jobs(monkeypatch):
     assert long.end < jobs[-1].submit                # it ends while the stream goes on
     waited = long.end - long.submit - long.duration
     assert waited <= P.max_wait() + 1000.0           # due, then one short job drains
+
+
+def test_a_config_with_las_is_replayed_with_resumable_jobs_and_its_levels(tmp_path):
+    from corral.sim.policies import load_config_policy
+
+    path = tmp_path / "c.yaml"
+    path.write_text("policy: las\nlas: {levels: [10m, 2h]}\n")
+    policy = load_config_policy(str(path))
+    assert policy.resumable and policy.scheduling.queue_map["default"].order.THRESHOLDS == (600.0, 7200.0)
+    path.write_text("policy: sjf-aging\n")
+    assert not load_config_policy(str(path)).resumable

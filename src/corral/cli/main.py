@@ -119,8 +119,9 @@ COMMANDS = {c.name: c for c in (  # noqa: E501
                 metavar="FORMAT"),
             Opt("--cluster", "NxMgpu[,Ccpu[,MEM]] (e.g. 16x4gpu), a nodes YAML file or an Alibaba openb node "
                 "list (.csv)", metavar="SPEC"),
-            Opt("--policy", "best-effort-fifo (default), strict-fifo, sjf (oracle), sjf-history, easy-backfill, "
-                "fair-share, srtf (oracle), tiresias, config (see --config); repeat to compare", repeat=True,
+            Opt("--policy", "best-effort-fifo (default), strict-fifo, sjf (oracle), sjf-history, sjf-aging, las "
+                "(jobs taken as resumable), easy-backfill, fair-share, srtf (oracle), tiresias, config (see "
+                "--config); repeat to compare", repeat=True,
                 metavar="NAME"),
             Opt("--estimate-factor", "easy-backfill's run-time estimate: actual duration x K, for jobs "
                 "without a requested time (default 1.0: exact, an oracle)", type=float, metavar="K"),

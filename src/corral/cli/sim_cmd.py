@@ -234,7 +234,8 @@ def _config_line(path: str, policy, jobs) -> str:
 
 def _flags(scheduling) -> str:
     flags = [f for f, on in (("fair share", scheduling.fair_share), ("backfill", scheduling.backfill),
-                             ("preemption", scheduling.preemption)) if on]
+                             ("preemption", scheduling.preemption),
+                             ("las: the trace's jobs taken as resumable", scheduling.by_service)) if on]
     return f"; {', '.join(flags)}" if flags else ""
 
 

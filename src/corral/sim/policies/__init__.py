@@ -14,6 +14,9 @@ share), plus what the replay tells the scheduler about run times:
 * ``sjf-aging``: shortest expected run time first with aging and a bound on the wait
   (:mod:`corral.scheduler.policies.sjf_aging`), on run times learned as the replay goes
   (per user and GPU count) -- as the daemon runs it; no oracle;
+* ``las``: least attained service first, in levels, preempting by it
+  (:mod:`corral.scheduler.policies.las`) -- as the daemon runs it, every trace job taken
+  as resumable (a preempted job keeps its work; its stop is instant); no oracle;
 * ``easy-backfill``: backfill reservations from time limits: a job's requested time when
   the trace records one (SWF), else its real duration x ``--estimate-factor`` (an
   oracle);
@@ -99,8 +102,11 @@ def from_config(config, name: str = "config") -> SimPolicy:
     """The policy a :class:`corral.config.Config` describes, as the daemon runs it: its
     queues (a trace job goes to the queue named after its user field when there is one),
     ``policy``, ``fair_share``, ``backfill`` (on requested times only) and ``preemption``
-    (a victim stops at once and is requeued with its work lost). No oracle knowledge."""
-    return SimPolicy(name, config.scheduling, order_by=HISTORY)
+    (a victim stops at once and is requeued with its work lost). Under ``las`` (a queue
+    that ranks by attained service) the trace's jobs are taken as resumable, as
+    :func:`resolve` does: a preempted job keeps its work. No oracle knowledge."""
+    scheduling = config.scheduling
+    return SimPolicy(name, scheduling, order_by=HISTORY, resumable=scheduling.by_service)
 
 
 def load_config_policy(path: str, name: str = "config") -> SimPolicy:
