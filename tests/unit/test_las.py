@@ -73,10 +73,13 @@ def test_levels_by_hand_in_gpu_seconds():
     # Demotions of a running job: the next threshold from where it stands.
     n = node(4)
     r = running(1, alloc_for(n, 4), started=1000.0)
-    assert p.next_demotion(r) == 1000.0 + 1800 / 4
+    assert p.next_demotion(r, 1000.0) == 1000.0 + 1800 / 4
+    # Asked after that demotion: the next one, never one in the past (the daemon arms a
+    # timer for it).
+    assert p.next_demotion(r, 1000.0 + 1800 / 4) == 1000.0 + 6 * HOUR / 4
     r = running(1, alloc_for(n, 4), started=1000.0, served=450.0)     # level 1 already
-    assert p.next_demotion(r) == 1000.0 + 6 * HOUR / 4 - 450.0
-    assert p.next_demotion(running(1, alloc_for(n, 4), started=0.0, served=9 * HOUR)) is None
+    assert p.next_demotion(r, 1000.0) == 1000.0 + 6 * HOUR / 4 - 450.0
+    assert p.next_demotion(running(1, alloc_for(n, 4), started=0.0, served=9 * HOUR), 0.0) is None
 
 
 def test_order_lower_level_first_then_the_longest_wait():
@@ -246,3 +249,25 @@ def test_no_work_lost_or_made_up_and_nothing_over_committed(spec):
     work = sum(j.duration * j.requests.get("nvidia.com/gpu", 0) for j in jobs)
     assert held == pytest.approx(work, rel=1e-9, abs=1e-6)
     assert samples[-1].gpus_allocated == 0
+
+
+def test_the_driver_asks_to_wake_at_the_next_change_never_a_past_one():
+    from corral.daemon.driver import Driver
+    from corral.executors.simulated import Program, SimulatedExecutor, SimWorld
+    from corral.job import Job
+    from corral.spec import JobSpec
+
+    nodes = parse_cluster("1x1gpu")
+    world = SimWorld(nodes, program_for=lambda job: Program(100_000.0))
+    executor = SimulatedExecutor(world, lambda job_id, status: None, kill_grace=0.0)
+    driver = Driver(nodes, Scheduling.make(policy="las"), executor, clock=world)
+    spec = JobSpec(command=("true",), requests=Resources.parse({"cpu": "1", "gpu": 1}), resumable=True)
+    driver.enqueue(Job(id=1, spec=spec, submitted_at=0.0, seq=1))
+    driver.cycle()
+    assert driver.next_change() is None                 # nothing waits: nothing to wake for
+    driver.enqueue(Job(id=2, spec=spec, submitted_at=10.0, seq=2))
+    assert driver.next_change() == 1800.0               # job 1's first demotion
+    world.now = 2000.0
+    assert driver.next_change() == 6 * HOUR             # then its next, not the past one
+    world.now = 40 * HOUR                               # at the last level: only job 2's due time
+    assert driver.next_change() == P().due_at(driver.pending.get(2))

@@ -301,18 +301,19 @@ class Driver:
     def next_change(self) -> float | None:
         """When the scheduler's view changes by itself under a policy that ranks by
         attained service (``las``): the next demotion of a running job, or the next time a
-        waiting job falls due. None: nothing to wake up for."""
-        if not self.scheduling.by_service:
+        waiting job falls due. None: nothing to wake up for (nothing waits, or nothing
+        changes)."""
+        if not self.scheduling.by_service or not self.pending:
             return None
         best: float | None = None
+        now = self.clock()
         for run in self.state.running.values():
             spec = self.queues.get(run.queue)
             if spec is None or not spec.order.by_service or run.stopping_for is not None:
                 continue
-            at = spec.order.next_demotion(run)
+            at = spec.order.next_demotion(run, now)
             if at is not None and (best is None or at < best):
                 best = at
-        now = self.clock()
         for queue in self.pending.queues.values():
             policy = queue.policy
             if not policy.by_service:

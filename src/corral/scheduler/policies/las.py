@@ -108,13 +108,13 @@ class LeastAttainedService(QueuePolicy):
         return (running.priority == job.priority and self.running_level(running, now) > self.level(job)
                 and self.running_aged(running, now) > self.aged(job))
 
-    def next_demotion(self, job: RunningJob) -> float | None:
-        """When the running ``job`` crosses its next threshold (None: it is at the last)."""
+    def next_demotion(self, job: RunningJob, now: float) -> float | None:
+        """When the running ``job`` next crosses a threshold after ``now`` (None: it is at
+        the last level)."""
         units = service_units(job.requests)
-        level = self.level_of(job.served, job.requests)
-        for threshold in self.THRESHOLDS[level:]:
+        for threshold in self.THRESHOLDS[self.running_level(job, now):]:
             at = job.started_at + threshold / units - job.served
-            if at > job.started_at:
+            if at > now:
                 return at
         return None
 
