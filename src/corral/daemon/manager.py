@@ -255,12 +255,16 @@ class Manager:
         self._kicked = False
         self.lifecycle.flush()                # ends that came in this turn count first
         self._kicked = False
-        if self.context.metrics is None:
+        metrics = self.context.metrics
+        if metrics is None:
             self.driver.cycle()
         else:
             started = time.perf_counter()
-            self.driver.cycle()
-            self.context.metrics.cycle_took(time.perf_counter() - started)
+            decided = self.driver.cycle()
+            metrics.cycle_took(time.perf_counter() - started)
+            for pre in decided.preemptions if decided is not None else ():
+                live = self.driver.jobs.get(pre.preemptor)
+                metrics.preemption(live.job.spec.queue if live is not None else "", pre.kind.value, len(pre.victims))
         self.executor.after_cycle()
         self._wake_for_change()
 

@@ -22,6 +22,9 @@ started, a job ended, the store refused a write).
 ``corral_gpu_memory_used_bytes{...}``, ``corral_gpu_power_watts{...}``
 ``corral_gpu_idle{node,gpu,job,user}``      1 while the holding job's GPUs count as idle
 ``corral_scheduling_cycle_seconds``         one scheduling cycle (histogram)
+``corral_preemptions_total{queue,kind}``    running jobs stopped for another, by the
+                                            preemptor's queue and why (priority,
+                                            reclaim, service)
 ``corral_store_errors_total{operation}``    writes the store refused (full, locked, read-only)
 ``corral_up``, ``corral_daemon_start_time_seconds``
 ==========================================  ==========================================
@@ -68,6 +71,9 @@ class Metrics:
                              buckets=RUN_BUCKETS, registry=r)
         self.cycle = Histogram("corral_scheduling_cycle_seconds", "Seconds one scheduling cycle took.",
                                buckets=CYCLE_BUCKETS, registry=r)
+        self.preempted = Counter("corral_preemptions", "Running jobs stopped for another job, by the "
+                                 "preemptor's queue and the kind (priority, reclaim, service).",
+                                 ["queue", "kind"], registry=r)
         r.register(_Gauges(self))
 
     # events ------------------------------------------------------------------------------
@@ -84,6 +90,9 @@ class Metrics:
 
     def cycle_took(self, seconds: float) -> None:
         self.cycle.observe(seconds)
+
+    def preemption(self, queue: str, kind: str, victims: int) -> None:
+        self.preempted.labels(queue, kind).inc(victims)
 
     def render(self) -> bytes:
         from prometheus_client import generate_latest

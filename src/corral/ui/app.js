@@ -430,6 +430,7 @@ function fillJob(s, job, series, refresh) {
     ["enforcement", job.enforcement ? job.enforcement.limits.join("; ") || job.enforcement.description : "-"],
   ];
   if (job.dependencies) rows.push(["after", job.dependencies.join(", ")]);
+  if (job.resumable) rows.push(["resumable", `yes: ${dur(job.served || 0)} run in earlier attempts, kept`]);
   s.spec.replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v === null || v === undefined ? "-" : v)]));
   const e = job.efficiency || {hints: []};
   const effRows = [];
