@@ -217,3 +217,11 @@ def test_the_schema_check_refuses_what_the_api_server_would_prune():
         validate({"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ClusterQueue", "metadata": {"name": "q"},
                   "spec": {"resourceGroups": [{"coveredResources": ["cpu"], "flavors": [
                       {"name": "f", "resources": [{"name": "cpu", "nominal": "1"}]}]}]}})
+
+
+
+def test_las_is_said_to_have_no_kueue_equivalent():
+    docs, notes = export_kueue(parse_config({"policy": "las"}), NO_GPU)
+    said = "\n".join(notes) + "\n".join(str(d) for d in docs)
+    assert "policy las (least attained service first, in levels, preempting resumable jobs by it): " \
+           "no Kueue equivalent" in said

@@ -19,7 +19,8 @@
 The policies map where Kueue has them (``best-effort-fifo``/``priority``:
 BestEffortFIFO, ``strict-fifo``: StrictFIFO; ``preemption: true``: reclaim within the
 cohort from any borrower, preempt lower priorities within a queue). What has no
-equivalent (``max_user_gpus``, ``max_user_jobs``, ``sjf``, ``fair-share``, backfill,
+equivalent (``max_user_gpus``, ``max_user_jobs``, ``sjf``, ``sjf-aging``, ``las``,
+``fair-share``, backfill,
 per-queue default classes, who may use a class) is a comment, never dropped silently.
 """
 
@@ -40,6 +41,8 @@ _STRATEGY = {"best-effort-fifo": "BestEffortFIFO", "priority": "BestEffortFIFO",
 _NO_POLICY = {
     "sjf": "shortest expected run time first",
     "fair-share": "dominant resource fairness between users, with decayed history",
+    "sjf-aging": "shortest expected run time first, with aging and a bound on the wait",
+    "las": "least attained service first, in levels, preempting resumable jobs by it",
 }
 
 
