@@ -42,7 +42,11 @@ def test_a_demoted_resumable_job_is_preempted_and_its_run_kept():
     view = m.store.get_job(b.id)
     assert view.reason is Reason.PREEMPTING and "more attained service" in view.message
     assert preemptions(app) == {(("kind", "service"), ("queue", "default")): 1.0}
-    clock.now += 5.0                                    # it saves and exits on SIGTERM
+    clock.now += 1.0
+    m.cycle()                                           # a still stops: b's claim holds, same reason
+    assert "more attained service" in m.store.get_job(b.id).message
+    assert m.executor.stopped == [a.id]                 # and no second preemption
+    clock.now += 4.0                                    # it saves and exits on SIGTERM
     m.on_exit(a.id, ExitStatus(ended_at=clock.now, signal=signal.SIGTERM, stopped_for=StopReason.PREEMPT,
                                stop_message=f"preempted for job {b.id}"))
     m.lifecycle.flush()

@@ -802,8 +802,13 @@ class _Cycle:
             alloc = self._alloc_after(job, node, victims)
             if alloc is None:
                 continue
-            kind = PreemptionKind.PRIORITY if all(v.priority < job.priority for v in victims) \
-                else PreemptionKind.RECLAIM
+            if all(v.priority < job.priority for v in victims):
+                kind = PreemptionKind.PRIORITY
+            elif self.queues[job.queue].order.by_service and all(
+                    v.queue == job.queue and v.priority <= job.priority for v in victims):
+                kind = PreemptionKind.SERVICE
+            else:
+                kind = PreemptionKind.RECLAIM
             hold = hold_for(self.snapshot.nodes[node], alloc, victims, job.requests)
             planned = _Planned(job, victims, alloc, hold, kind)
             self.planned[node] = planned
