@@ -271,3 +271,18 @@ def test_the_driver_asks_to_wake_at_the_next_change_never_a_past_one():
     assert driver.next_change() == 6 * HOUR             # then its next, not the past one
     world.now = 40 * HOUR                               # at the last level: only job 2's due time
     assert driver.next_change() == P().due_at(driver.pending.get(2))
+
+
+def test_resumable_in_a_job_document_and_its_one_line_errors():
+    from corral.errors import ValidationError
+    from corral.spec import JobSpec, build_spec, parse_document
+
+    spec = parse_document({"spec": {"command": ["train"], "resumable": True}})
+    assert spec.resumable and JobSpec.from_dict(spec.to_dict()).resumable
+    assert not parse_document({"spec": {"command": ["train"]}}).resumable
+    with pytest.raises(ValidationError) as info:
+        parse_document({"spec": {"command": ["x"], "resumable": "yes please"}})
+    assert str(info.value) == 'invalid value for spec.resumable: "yes please" (expected true or false)'
+    with pytest.raises(ValidationError) as info:
+        build_spec(["x"], resumable=True, preemptible=False)
+    assert "not with preemptible false" in str(info.value) and "\n" not in str(info.value)
